@@ -220,11 +220,10 @@ def encode_binary_header(cmd: RemotingCommand) -> bytes:
         fixed = _BIN_FIXED.pack(cmd.code, cmd.language, cmd.version, cmd.opaque, cmd.flag)
     except struct.error as exc:
         raise InvalidArgumentError(
-            f"command does not fit the ROCKETMQ header (code, version or opaque out of range): {exc}"
+            f"command does not fit the ROCKETMQ header (code, version or opaque out of range): "
+            f"{exc}"
         ) from None
-    return b"".join(
-        (fixed, _BIN_LEN32.pack(len(remark)), remark, _BIN_LEN32.pack(len(ext)), ext)
-    )
+    return b"".join((fixed, _BIN_LEN32.pack(len(remark)), remark, _BIN_LEN32.pack(len(ext)), ext))
 
 
 def encode_command(
@@ -431,9 +430,7 @@ class FrameDecoder:
         header_len = word & 0xFFFFFF
         serialize_type = (word >> 24) & 0xFF
         if header_len > need - 4:
-            raise RemoteProtocolError(
-                f"header length {header_len} exceeds frame length {need} - 4"
-            )
+            raise RemoteProtocolError(f"header length {header_len} exceeds frame length {need} - 4")
         header_end = start + 4 + header_len
         with memoryview(buf) as view:
             cmd = decode_header(view[start + 4 : header_end], serialize_type)
