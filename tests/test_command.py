@@ -94,7 +94,10 @@ def test_json_header_from_java_style_response() -> None:
 
 
 def test_json_header_from_go_style_numbers_and_nulls() -> None:
-    raw = b'{"code":0,"language":9,"version":317,"opaque":1,"flag":1,"remark":null,"extFields":{"offset":12,"x":null,"b":true}}'
+    raw = (
+        b'{"code":0,"language":9,"version":317,"opaque":1,"flag":1,"remark":null,'
+        b'"extFields":{"offset":12,"x":null,"b":true}}'
+    )
     cmd = decode_json_header(raw)
     assert cmd.language == 9
     assert cmd.remark is None
@@ -273,6 +276,8 @@ def test_garbage_gives_only_commands_or_protocol_errors(raw: bytes, data: st.Dat
 def test_garbage_headers_raise_only_remote_protocol_errors(raw: bytes) -> None:
     for decode in (decode_json_header, decode_binary_header):
         try:
-            decode(raw)
-        except RemoteProtocolError:
-            pass
+            result = decode(raw)
+        except RemoteProtocolError as exc:
+            assert str(exc)  # the error says what was wrong
+        else:
+            assert isinstance(result, RemotingCommand)
