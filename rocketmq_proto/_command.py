@@ -110,6 +110,7 @@ class RemotingCommand:
         "code",
         "ext_fields",
         "flag",
+        "json_head",
         "language",
         "opaque",
         "remark",
@@ -142,6 +143,11 @@ class RemotingCommand:
         self.version = version
         self.serialize_type = serialize_type
         self.template = template
+        #: The JSON header already rendered up to (not including) ``flag`` and
+        #: ``opaque``, when a factory could do it cheaper than the generic encoder
+        #: (the send hot path). It covers code, ext fields, remark, language and
+        #: version: whoever changes one of those must reset it to ``None``.
+        self.json_head: str | None = None
 
     @property
     def is_response(self) -> bool:
@@ -194,20 +200,35 @@ class RemotingCommand:
 # ---------------------------------------------------------------- header encoders
 
 
+def json_head(
+    code: int,
+    ext: str,
+    language: int = LanguageCode.PYTHON,
+    version: int = DEFAULT_VERSION,
+    remark: str | None = None,
+) -> str:
+    """The start of a JSON header: everything but ``flag`` and ``opaque``.
+
+    ``ext`` is the ext fields already rendered as JSON object members.
+    """
+    lang = _LANGUAGE_JSON.get(language, '"OTHER"')
+    rem = "" if remark is None else '"remark":' + _escape_json_str(remark) + ","
+    return (
+        f'{{"code":{code},"extFields":{{{ext}}},"language":{lang},{rem}'
+        f'"serializeTypeCurrentRPC":"JSON","version":{version},'
+    )
+
+
 def encode_json_header(cmd: RemotingCommand) -> bytes:
     """The JSON header of ``cmd``: the same keys Java writes, without ``json.dumps``."""
-    ext = _json_ext_fragment(cmd.ext_fields) if cmd.ext_fields else ""
-    template = cmd.template
-    if template is not None and template.count:
-        ext = template.json + "," + ext if ext else template.json
-    language = _LANGUAGE_JSON.get(cmd.language, '"OTHER"')
-    remark = "" if cmd.remark is None else ',"remark":' + _escape_json_str(cmd.remark)
-    text = (
-        f'{{"code":{cmd.code},"extFields":{{{ext}}},"flag":{cmd.flag},'
-        f'"language":{language},"opaque":{cmd.opaque}{remark},'
-        f'"serializeTypeCurrentRPC":"JSON","version":{cmd.version}}}'
-    )
-    return text.encode()
+    head = cmd.json_head
+    if head is None:
+        ext = _json_ext_fragment(cmd.ext_fields) if cmd.ext_fields else ""
+        template = cmd.template
+        if template is not None and template.count:
+            ext = template.json + "," + ext if ext else template.json
+        head = json_head(cmd.code, ext, cmd.language, cmd.version, cmd.remark)
+    return f'{head}"flag":{cmd.flag},"opaque":{cmd.opaque}}}'.encode()
 
 
 def encode_binary_header(cmd: RemotingCommand) -> bytes:
@@ -226,14 +247,9 @@ def encode_binary_header(cmd: RemotingCommand) -> bytes:
     return b"".join((fixed, _BIN_LEN32.pack(len(remark)), remark, _BIN_LEN32.pack(len(ext)), ext))
 
 
-def encode_command(
-    cmd: RemotingCommand, serialize_type: SerializeType = SerializeType.JSON
-) -> bytes:
+def encode_command(cmd: RemotingCommand, serialize_type: int = SerializeType.JSON) -> bytes:
     """A whole frame (length prefix, header-length word, header, body) for ``cmd``."""
-    if serialize_type == SerializeType.JSON:
-        header = encode_json_header(cmd)
-    else:
-        header = encode_binary_header(cmd)
+    header = encode_binary_header(cmd) if serialize_type else encode_json_header(cmd)
     header_len = len(header)
     if header_len > 0xFFFFFF:
         raise InvalidArgumentError(f"header of {header_len} bytes exceeds the 16 MiB header limit")

@@ -99,12 +99,6 @@ class ConnectionState(enum.Enum):
     CLOSED = "closed"
 
 
-@dataclass(slots=True)
-class _InFlight:
-    request_code: int
-    deadline: float
-
-
 class Connection:
     """The protocol side of one remoting connection.
 
@@ -123,6 +117,7 @@ class Connection:
         logger: logging.Logger | None = None,
     ) -> None:
         self.serialize_type = SerializeType(serialize_type)
+        self._serialize_code = int(self.serialize_type)
         self.language = language
         self.version = version
         self._signer = signer
@@ -130,7 +125,7 @@ class Connection:
         self._decoder = FrameDecoder(max_frame_size)
         self._out: list[bytes] = []
         self._events: deque[Event] = deque()
-        self._in_flight: dict[int, _InFlight] = {}
+        self._in_flight: dict[int, tuple[int, float]] = {}  # opaque -> (code, deadline)
         self._deadlines: list[tuple[float, int]] = []  # heap; entries may be stale
         self._recently_closed: OrderedDict[int, None] = OrderedDict()
         self._next_opaque = 1
@@ -183,22 +178,32 @@ class Connection:
         server sends no answer. Otherwise ``timeout`` (seconds from ``now``) is
         required and a :class:`Response` or :class:`RequestTimedOut` follows.
         """
-        self._check_open()
-        if not oneway and (timeout is None or timeout <= 0):
-            raise InvalidArgumentError(f"a request needs a positive timeout, got {timeout!r}")
-        opaque = self._allocate_opaque()
+        if self._state is not ConnectionState.OPEN:
+            self._check_open()
+        if oneway:
+            command.flag = (command.flag | FLAG_ONEWAY) & ~FLAG_RESPONSE
+        else:
+            if timeout is None or timeout <= 0:
+                raise InvalidArgumentError(f"a request needs a positive timeout, got {timeout!r}")
+            if command.flag:
+                command.flag &= ~(FLAG_ONEWAY | FLAG_RESPONSE)
+        opaque = self._next_opaque
+        if opaque in self._in_flight or opaque >= _OPAQUE_LIMIT:
+            opaque = self._allocate_opaque()
+        else:
+            self._next_opaque = opaque + 1
         command.opaque = opaque
-        command.language = self.language
-        command.version = self.version
-        command.flag = (command.flag | FLAG_ONEWAY) if oneway else (command.flag & ~FLAG_ONEWAY)
-        command.flag &= ~FLAG_RESPONSE
+        if command.language != self.language or command.version != self.version:
+            command.language = self.language
+            command.version = self.version
+            command.json_head = None
         if self._signer is not None:
             command.ext_fields.update(self._signer(command.all_ext_fields(), command.body))
-        self._out.append(encode_command(command, self.serialize_type))
+            command.json_head = None
+        self._out.append(encode_command(command, self._serialize_code))
         if not oneway:
-            assert timeout is not None
-            deadline = now + timeout
-            self._in_flight[opaque] = _InFlight(command.code, deadline)
+            deadline = now + timeout  # type: ignore[operator]
+            self._in_flight[opaque] = (command.code, deadline)
             heapq.heappush(self._deadlines, (deadline, opaque))
         return opaque
 
@@ -227,7 +232,7 @@ class Connection:
             language=self.language,
             version=self.version,
         )
-        self._out.append(encode_command(response, self.serialize_type))
+        self._out.append(encode_command(response, self._serialize_code))
 
     def data_to_send(self) -> bytes:
         """Bytes to write to the socket (and forget); empty if there are none."""
@@ -285,7 +290,7 @@ class Connection:
         opaque = command.opaque
         pending = self._in_flight.pop(opaque, None)
         if pending is not None:
-            return Response(opaque, pending.request_code, command)
+            return Response(opaque, pending[0], command)
         if opaque in self._recently_closed:
             self.late_responses += 1
             self._log.debug("dropping late response with opaque %d", opaque)
@@ -304,7 +309,7 @@ class Connection:
         while heap:
             deadline, opaque = heap[0]
             pending = self._in_flight.get(opaque)
-            if pending is not None and pending.deadline == deadline:
+            if pending is not None and pending[1] == deadline:
                 return deadline
             heapq.heappop(heap)
         return None
@@ -315,11 +320,11 @@ class Connection:
         while heap and heap[0][0] <= now:
             deadline, opaque = heapq.heappop(heap)
             pending = self._in_flight.get(opaque)
-            if pending is None or pending.deadline != deadline:
+            if pending is None or pending[1] != deadline:
                 continue
             del self._in_flight[opaque]
             self._remember_closed(opaque)
-            self._events.append(RequestTimedOut(opaque, pending.request_code))
+            self._events.append(RequestTimedOut(opaque, pending[0]))
 
     def _remember_closed(self, opaque: int) -> None:
         closed = self._recently_closed
@@ -347,8 +352,8 @@ class Connection:
         if not isinstance(error, ConnectionClosedError):
             pending_error = ConnectionClosedError(f"connection failed: {error}")
             pending_error.__cause__ = error
-        for opaque, pending in self._in_flight.items():
-            self._events.append(RequestFailed(opaque, pending.request_code, pending_error))
+        for opaque, (request_code, _) in self._in_flight.items():
+            self._events.append(RequestFailed(opaque, request_code, pending_error))
         self._in_flight.clear()
         self._deadlines.clear()
         self._events.append(ConnectionClosed(error))

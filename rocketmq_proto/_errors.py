@@ -258,3 +258,7 @@ def error_for_response(code: int, remark: str | None = None) -> BrokerError:
         return AuthenticationError(code, remark)
     cls = _BY_CODE.get(code, BrokerError)
     return cls(code, remark)
+
+
+class UserCallbackError(RocketMQError):
+    """A user's callable (handler, local transaction, checker) raised; see ``__cause__``."""

@@ -13,8 +13,10 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from ._codes import RequestCode, ResponseCode, TransactionState
-from ._command import ExtTemplate, RemotingCommand
+from ._codes import LanguageCode, RequestCode, ResponseCode, SerializeType, TransactionState
+from ._command import DEFAULT_VERSION, ExtTemplate, RemotingCommand, json_head
+
+_escape = json.encoder.encode_basestring
 
 #: Topic a broker copies the queue count from when it auto-creates a topic.
 DEFAULT_TOPIC = "TBW102"
@@ -70,7 +72,7 @@ class SendTemplate:
     are encoded once (see :class:`ExtTemplate`); :meth:`build` adds the rest.
     """
 
-    __slots__ = ("batch", "code", "template")
+    __slots__ = ("_head_end", "_head_start", "batch", "code", "template")
 
     def __init__(
         self,
@@ -100,10 +102,13 @@ class SendTemplate:
                 "m": _bool(batch),
             }
         )
+        # json_head() around a marker, split: the per-message members go between.
+        marker = "\x00MEMBERS\x00"
+        head = json_head(self.code, self.template.json + "," + marker)
+        self._head_start, self._head_end = head.split(marker)
 
     def build(
         self,
-        *,
         queue_id: int,
         broker_name: str,
         properties: str,
@@ -114,18 +119,65 @@ class SendTemplate:
         reconsume_times: int = 0,
         max_reconsume_times: int | None = None,
     ) -> RemotingCommand:
-        fields = {
-            "e": str(queue_id),
-            "f": str(sys_flag),
-            "g": str(born_timestamp),
-            "h": str(flag),
-            "i": properties,
-            "j": str(reconsume_times),
-            "n": broker_name,
-        }
-        if max_reconsume_times is not None:
-            fields["l"] = str(max_reconsume_times)
-        return RemotingCommand(self.code, fields, body, template=self.template)
+        """A send request; ``properties`` from :func:`encode_properties_field`."""
+        # This is the send hot path: the generic encoder would loop over a dict, so
+        # the header is rendered here in one go from the template's pre-rendered
+        # part, and the ext-field dict is only made if someone asks for it.
+        values = (
+            queue_id,
+            sys_flag,
+            born_timestamp,
+            flag,
+            properties,
+            reconsume_times,
+            broker_name,
+            max_reconsume_times,
+        )
+        extra = "" if max_reconsume_times is None else f',"l":"{max_reconsume_times}"'
+        head = (
+            f'{self._head_start}"e":"{queue_id}","f":"{sys_flag}","g":"{born_timestamp}",'
+            f'"h":"{flag}","i":{_escape(properties)},"j":"{reconsume_times}",'
+            f'"n":{_escape(broker_name)}{extra}{self._head_end}'
+        )
+        return _SendCommand(self.code, self.template, body, head, values)
+
+
+_SEND_KEYS = ("e", "f", "g", "h", "i", "j", "n", "l")
+
+
+class _SendCommand(RemotingCommand):
+    """A send request whose ext-field dict is materialised on first access."""
+
+    __slots__ = ("_values",)
+
+    def __init__(
+        self,
+        code: int,
+        template: ExtTemplate,
+        body: bytes,
+        head: str,
+        values: tuple[int, int, int, int, str, int, str, int | None],
+    ) -> None:
+        # Deliberately not calling RemotingCommand.__init__: ``ext_fields`` stays
+        # unset until ``__getattr__`` builds it.
+        self.code = code
+        self.body = body
+        self.remark = None
+        self.flag = 0
+        self.opaque = 0
+        self.language = LanguageCode.PYTHON
+        self.version = DEFAULT_VERSION
+        self.serialize_type = SerializeType.JSON
+        self.template = template
+        self.json_head = head
+        self._values = values
+
+    def __getattr__(self, name: str) -> dict[str, str]:
+        if name != "ext_fields":
+            raise AttributeError(name)
+        fields = {k: str(v) for k, v in zip(_SEND_KEYS, self._values, strict=True) if v is not None}
+        self.ext_fields = fields
+        return fields
 
 
 def send_message(
@@ -160,15 +212,15 @@ def send_message(
         unit_mode=unit_mode,
     )
     return template.build(
-        queue_id=queue_id,
-        broker_name=broker_name,
-        properties=encode_properties_field(properties),
-        body=body,
-        born_timestamp=born_timestamp,
-        sys_flag=sys_flag,
-        flag=flag,
-        reconsume_times=reconsume_times,
-        max_reconsume_times=max_reconsume_times,
+        queue_id,
+        broker_name,
+        encode_properties_field(properties),
+        body,
+        born_timestamp,
+        sys_flag,
+        flag,
+        reconsume_times,
+        max_reconsume_times,
     )
 
 
@@ -187,13 +239,13 @@ def send_reply_message(
     """SEND_REPLY_MESSAGE_V2 (325): a replier's answer to a request-reply message."""
     template = SendTemplate(producer_group, topic, reply=True)
     return template.build(
-        queue_id=queue_id,
-        broker_name=broker_name,
-        properties=encode_properties_field(properties),
-        body=body,
-        born_timestamp=born_timestamp,
-        sys_flag=sys_flag,
-        flag=flag,
+        queue_id,
+        broker_name,
+        encode_properties_field(properties),
+        body,
+        born_timestamp,
+        sys_flag,
+        flag,
     )
 
 

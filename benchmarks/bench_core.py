@@ -1,0 +1,163 @@
+"""Protocol-core micro-benchmarks: prints figures for this machine.
+
+    python benchmarks/bench_core.py
+
+Each figure is the best of several repeats (the least disturbed run), so the
+numbers are comparable between runs on a busy machine.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from rocketmq_proto._codes import FLAG_RESPONSE, SerializeType  # noqa: E402
+from rocketmq_proto._command import FrameDecoder, RemotingCommand, encode_command  # noqa: E402
+from rocketmq_proto._connection import Connection, Response  # noqa: E402
+from rocketmq_proto._requests import SendTemplate, encode_properties_field  # noqa: E402
+
+BODY_1K = bytes(range(256)) * 4
+PROPERTIES = {
+    "UNIQ_KEY": "7F0000010CB318B4AAC2075A7A5F0000",
+    "TAGS": "TagA",
+    "KEYS": "order-1 order-2",
+    "WAIT": "true",
+    "color": "blue",
+}
+
+
+def best_of(fn: Callable[[int], None], n: int, repeats: int = 7) -> float:
+    """Seconds per operation of ``fn(n)``, best of ``repeats`` runs."""
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn(n)
+        best = min(best, time.perf_counter() - start)
+    return best / n
+
+
+def bench_encode_send(serialize_type: SerializeType) -> tuple[float, float]:
+    """µs to turn one 1 KiB message with a few properties into SEND_MESSAGE_V2 frame bytes.
+
+    Returns (encode only, encode plus the connection's bookkeeping: opaque,
+    table of requests in flight, deadline heap, output buffer).
+    """
+    template = SendTemplate("bench-producer-group", "BenchTopic")
+
+    def encode_only(n: int) -> None:
+        build = template.build
+        for i in range(n):
+            command = build(
+                i & 7,
+                "broker-a",
+                encode_properties_field(PROPERTIES),
+                BODY_1K,
+                1_700_000_000_000 + i,
+            )
+            encode_command(command, serialize_type)
+
+    def through_connection(n: int) -> None:
+        conn = Connection(serialize_type=serialize_type)
+        build = template.build
+        send = conn.send_request
+        for i in range(n):
+            command = build(
+                i & 7,
+                "broker-a",
+                encode_properties_field(PROPERTIES),
+                BODY_1K,
+                1_700_000_000_000 + i,
+            )
+            send(command, 0.0, 3.0)
+            conn.data_to_send()
+
+    return best_of(encode_only, 20_000) * 1e6, best_of(through_connection, 20_000) * 1e6
+
+
+def _response_stream(count: int) -> bytes:
+    frames = []
+    for opaque in range(1, count + 1):
+        frames.append(
+            encode_command(
+                RemotingCommand(
+                    0,
+                    {"queueId": "3", "queueOffset": str(opaque), "msgId": "7F00000100002A9F"},
+                    BODY_1K,
+                    flag=FLAG_RESPONSE,
+                    opaque=opaque,
+                )
+            )
+        )
+    return b"".join(frames)
+
+
+def bench_frame_stream() -> float:
+    """MB/s decoding a stream of 1 KiB-body responses fed in 4 KiB chunks."""
+    stream = _response_stream(2000)
+    chunks = [stream[i : i + 4096] for i in range(0, len(stream), 4096)]
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            decoder = FrameDecoder()
+            count = 0
+            for chunk in chunks:
+                decoder.feed(chunk)
+                while decoder.next_frame() is not None:
+                    count += 1
+            assert count == 2000
+
+    seconds = best_of(run, 3)
+    return len(stream) / seconds / 1e6
+
+
+def bench_connection_stream() -> float:
+    """MB/s through a Connection: the same stream, matched to requests in flight."""
+    stream = _response_stream(2000)
+    chunks = [stream[i : i + 4096] for i in range(0, len(stream), 4096)]
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            conn = Connection()
+            for _ in range(2000):
+                conn.send_request(RemotingCommand(10), 0.0, 3.0)
+            conn.data_to_send()
+            matched = 0
+            for chunk in chunks:
+                conn.receive_data(chunk)
+                while (event := conn.next_event()) is not None:
+                    matched += isinstance(event, Response)
+            assert matched == 2000
+
+    seconds = best_of(run, 3)
+    return len(stream) / seconds / 1e6
+
+
+def main() -> None:
+    print(f"python {sys.version.split()[0]} on {sys.platform}")
+    for serialize_type in SerializeType:
+        encode_us, conn_us = bench_encode_send(serialize_type)
+        print(
+            f"encode SEND_MESSAGE_V2, 1 KiB body, {serialize_type.name} header: "
+            f"{encode_us:.2f} µs/request (target <= 5); "
+            f"through Connection.send_request: {conn_us:.2f} µs/request"
+        )
+    try:
+        from bench_codec_messages import bench_decode_pull_body
+    except ImportError:
+        pass
+    else:
+        rate = bench_decode_pull_body(200)
+        print(
+            f"decode pull body of 32 x 1 KiB stored messages: {rate:,.0f} messages/s "
+            f"(target >= 250,000)"
+        )
+    print(f"decode frame stream in 4 KiB chunks: {bench_frame_stream():.1f} MB/s")
+    print(f"connection: stream matched to requests: {bench_connection_stream():.1f} MB/s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Placeholder: the driver lands with the producer issue."""
