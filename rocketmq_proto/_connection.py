@@ -91,6 +91,16 @@ class ConnectionClosed:
     error: RocketMQError | None
 
 
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What a handler of a :class:`ServerRequest` answers (see :meth:`Connection.send_response`)."""
+
+    code: int
+    ext_fields: dict[str, str] | None = None
+    body: bytes = b""
+    remark: str | None = None
+
+
 Event = Response | ServerRequest | RequestTimedOut | RequestFailed | ConnectionClosed
 
 
@@ -233,6 +243,12 @@ class Connection:
             version=self.version,
         )
         self._out.append(encode_command(response, self._serialize_code))
+
+    def send_reply(self, request: RemotingCommand, reply: Reply) -> None:
+        """:meth:`send_response` with the fields of a :class:`Reply`."""
+        self.send_response(
+            request, reply.code, ext_fields=reply.ext_fields, body=reply.body, remark=reply.remark
+        )
 
     def data_to_send(self) -> bytes:
         """Bytes to write to the socket (and forget); empty if there are none."""
