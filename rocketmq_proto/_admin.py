@@ -1,0 +1,261 @@
+"""Administration flows: topics, groups, offsets, routes, looking up messages."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from . import _namespace as ns
+from . import _requests as rq
+from ._bodies import encode_subscription_group_config
+from ._client import ClientCore
+from ._codes import Perm, ResponseCode
+from ._command import RemotingCommand
+from ._effects import Call, Flow
+from ._errors import (
+    InvalidArgumentError,
+    QueryNotFoundError,
+    RemoteProtocolError,
+    RocketMQError,
+    RouteNotFoundError,
+    error_for_response,
+)
+from ._message import MessageExt, decode_messages, decode_offset_msg_id, validate_topic
+from ._route import MASTER_ID, MessageQueue, TopicRouteData, subscribe_queues
+
+log = logging.getLogger("rocketmq_proto.admin")
+
+DEFAULT_CLUSTER = "DefaultCluster"
+
+
+def check_success(response: RemotingCommand) -> RemotingCommand:
+    """``response`` if its code is SUCCESS, else the broker's error raised."""
+    if response.code != ResponseCode.SUCCESS:
+        raise error_for_response(response.code, response.remark)
+    return response
+
+
+def offset_field(response: RemotingCommand, name: str = "offset") -> int:
+    """An integer ext field of a successful response (offsets, mostly)."""
+    check_success(response)
+    value = response.ext_fields.get(name)
+    try:
+        return int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise RemoteProtocolError(
+            f"response to request has no integer {name!r}: {response.ext_fields!r}"
+        ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class TopicOffset:
+    """A queue's offsets: messages ``min_offset`` <= offset < ``max_offset`` are stored."""
+
+    message_queue: MessageQueue
+    min_offset: int
+    max_offset: int
+
+
+@dataclass(slots=True)
+class AdminCore:
+    client: ClientCore
+
+    def _wrap(self, name: str) -> str:
+        return ns.wrap(self.client.config.namespace, name)
+
+    def _masters(self, cluster: str) -> Flow[list[tuple[str, str]]]:
+        info = yield from self.client.cluster_info_flow()
+        brokers = info.cluster_brokers(cluster)
+        if not brokers:
+            raise RouteNotFoundError(f"cluster {cluster!r} has no broker (or does not exist)")
+        out = []
+        for broker in brokers:
+            addr = broker.broker_addrs.get(MASTER_ID)
+            if addr is not None:
+                out.append((broker.broker_name, addr))
+        return out
+
+    def create_topic_flow(
+        self,
+        topic: str,
+        *,
+        cluster: str = DEFAULT_CLUSTER,
+        read_queue_nums: int = 8,
+        write_queue_nums: int = 8,
+        perm: int = Perm.READ | Perm.WRITE,
+        order: bool = False,
+        attributes: Mapping[str, str] | None = None,
+    ) -> Flow[list[str]]:
+        """UPDATE_AND_CREATE_TOPIC on every master of ``cluster``; returns their names."""
+        validate_topic(topic)
+        if not (0 < read_queue_nums <= 1024 and 0 < write_queue_nums <= 1024):
+            raise InvalidArgumentError("queue counts must be 1..1024")
+        full = self._wrap(topic)
+        masters = yield from self._masters(cluster)
+        timeout = self.client.config.request_timeout
+        for _, addr in masters:
+            command = rq.update_and_create_topic(
+                full,
+                read_queue_nums=read_queue_nums,
+                write_queue_nums=write_queue_nums,
+                perm=int(perm),
+                order=order,
+                attributes=attributes,
+            )
+            check_success((yield Call(addr, command, timeout)))
+        self.client.forget_route(full)
+        return [name for name, _ in masters]
+
+    def delete_topic_flow(self, topic: str, *, cluster: str = DEFAULT_CLUSTER) -> Flow[None]:
+        """DELETE_TOPIC_IN_BROKER on every master of ``cluster``, then in every name server."""
+        full = self._wrap(topic)
+        masters = yield from self._masters(cluster)
+        timeout = self.client.config.request_timeout
+        for _, addr in masters:
+            check_success((yield Call(addr, rq.delete_topic_in_broker(full), timeout)))
+        for addr in self.client.config.namesrv_addrs:
+            check_success((yield Call(addr, rq.delete_topic_in_namesrv(full), timeout)))
+        self.client.forget_route(full)
+
+    def create_group_flow(
+        self, group: str, *, cluster: str = DEFAULT_CLUSTER, **settings: object
+    ) -> Flow[None]:
+        """UPDATE_AND_CREATE_SUBSCRIPTIONGROUP on every master of ``cluster``."""
+        body = encode_subscription_group_config(self._wrap(group), **settings)
+        masters = yield from self._masters(cluster)
+        for _, addr in masters:
+            command = rq.update_and_create_subscription_group(body)
+            check_success((yield Call(addr, command, self.client.config.request_timeout)))
+
+    def delete_group_flow(self, group: str, *, cluster: str = DEFAULT_CLUSTER) -> Flow[None]:
+        masters = yield from self._masters(cluster)
+        for _, addr in masters:
+            command = rq.delete_subscription_group(self._wrap(group))
+            check_success((yield Call(addr, command, self.client.config.request_timeout)))
+
+    def route_flow(self, topic: str) -> Flow[TopicRouteData]:
+        return (yield from self.client.route_flow(self._wrap(topic), force=True))
+
+    def _queue_addr(self, mq: MessageQueue) -> Flow[tuple[str, str]]:
+        topic = self._wrap(mq.topic)
+        addr = yield from self.client.master_addr_flow(mq.broker_name, topic)
+        return topic, addr
+
+    def max_offset_flow(self, mq: MessageQueue) -> Flow[int]:
+        topic, addr = yield from self._queue_addr(mq)
+        command = rq.get_max_offset(topic, mq.queue_id, broker_name=mq.broker_name)
+        return offset_field((yield Call(addr, command, self.client.config.request_timeout)))
+
+    def min_offset_flow(self, mq: MessageQueue) -> Flow[int]:
+        topic, addr = yield from self._queue_addr(mq)
+        command = rq.get_min_offset(topic, mq.queue_id, broker_name=mq.broker_name)
+        return offset_field((yield Call(addr, command, self.client.config.request_timeout)))
+
+    def search_offset_flow(self, mq: MessageQueue, timestamp_ms: int) -> Flow[int]:
+        topic, addr = yield from self._queue_addr(mq)
+        command = rq.search_offset_by_timestamp(
+            topic, mq.queue_id, timestamp_ms, broker_name=mq.broker_name
+        )
+        return offset_field((yield Call(addr, command, self.client.config.request_timeout)))
+
+    def topic_offsets_flow(self, topic: str) -> Flow[list[TopicOffset]]:
+        """Min and max offsets of every queue of ``topic``."""
+        full = self._wrap(topic)
+        route = yield from self.client.route_flow(full, force=True)
+        out = []
+        for mq in subscribe_queues(full, route):
+            user_mq = MessageQueue(topic, mq.broker_name, mq.queue_id)
+            low = yield from self.min_offset_flow(user_mq)
+            high = yield from self.max_offset_flow(user_mq)
+            out.append(TopicOffset(user_mq, low, high))
+        return out
+
+    def query_consumer_offset_flow(self, group: str, mq: MessageQueue) -> Flow[int | None]:
+        """The group's committed offset of ``mq`` (``None`` if it has none)."""
+        topic, addr = yield from self._queue_addr(mq)
+        command = rq.query_consumer_offset(
+            consumer_group=self._wrap(group),
+            topic=topic,
+            queue_id=mq.queue_id,
+            broker_name=mq.broker_name,
+        )
+        response = yield Call(addr, command, self.client.config.request_timeout)
+        if response.code == ResponseCode.QUERY_NOT_FOUND:
+            return None
+        return offset_field(response)
+
+    def query_messages_flow(
+        self,
+        topic: str,
+        key: str,
+        *,
+        max_num: int = 32,
+        begin_timestamp: int = 0,
+        end_timestamp: int = 2**63 - 1,
+        unique_key: bool = False,
+    ) -> Flow[list[MessageExt]]:
+        """Messages of ``topic`` with ``key`` among their KEYS (or UNIQ_KEY), from every broker."""
+        full = self._wrap(topic)
+        route = yield from self.client.route_flow(full, force=True)
+        found: dict[tuple[str, int], MessageExt] = {}
+        errors: list[RocketMQError] = []
+        for broker in route.broker_datas:
+            addr = broker.select_addr()
+            if addr is None:
+                continue
+            command = rq.query_message(
+                topic=full,
+                key=key,
+                max_num=max_num,
+                begin_timestamp=begin_timestamp,
+                end_timestamp=end_timestamp,
+                unique_key=unique_key,
+            )
+            try:
+                response = yield Call(addr, command, self.client.config.request_timeout * 5)
+            except RocketMQError as exc:
+                errors.append(exc)
+                continue
+            if response.code == ResponseCode.QUERY_NOT_FOUND:
+                continue
+            check_success(response)
+            for msg in decode_messages(response.body):
+                if unique_key:
+                    if msg.properties.get("UNIQ_KEY") != key:
+                        continue
+                elif key not in msg.keys:
+                    continue
+                msg.broker_name = broker.broker_name
+                msg.topic = ns.unwrap(self.client.config.namespace, msg.topic)
+                found[(msg.store_host, msg.commit_log_offset)] = msg
+        if not found and errors:
+            raise errors[0]
+        return sorted(found.values(), key=lambda m: (m.store_timestamp, m.commit_log_offset))
+
+    def view_message_flow(self, msg_id: str, topic: str | None = None) -> Flow[MessageExt]:
+        """A message by id: an offset message id directly; a UNIQ_KEY through ``topic``'s index."""
+        try:
+            decoded = decode_offset_msg_id(msg_id)
+        except (RocketMQError, ValueError):
+            decoded = None
+        if decoded is not None:
+            host, port = decoded.host, decoded.port
+            addr = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
+            command = rq.view_message_by_id(decoded.offset)
+            response = yield Call(addr, command, self.client.config.request_timeout)
+            if response.code == ResponseCode.SUCCESS:
+                msg = decode_messages(response.body)[0]
+                msg.topic = ns.unwrap(self.client.config.namespace, msg.topic)
+                msg.broker_name = self.client.broker_name_of(addr) or ""
+                return msg
+            if topic is None:
+                raise error_for_response(response.code, response.remark)
+        if topic is None:
+            raise InvalidArgumentError(
+                f"{msg_id!r} is not an offset message id; give the topic to look up a UNIQ_KEY"
+            )
+        found = yield from self.query_messages_flow(topic, msg_id, unique_key=True, max_num=1)
+        if not found:
+            raise QueryNotFoundError(ResponseCode.QUERY_NOT_FOUND, f"no message {msg_id!r}")
+        return found[0]

@@ -1,0 +1,673 @@
+"""The producer's decisions and flows (Java's ``DefaultMQProducerImpl``), without IO.
+
+A send is one flow: pick a queue (round robin, avoiding brokers the latency
+fault table marks unavailable and the broker that just failed), build the
+request, call the broker's master, and on a retriable failure try again within
+the same total timeout. Batches, oneway sends, ordered sends by key or selector,
+transactions (and the answer to a broker's check-back) and request-reply are
+flows over the same pieces.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import random
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import _namespace as ns
+from . import _requests as rq
+from ._client import ClientCore, TopicPublishInfo
+from ._codes import RETRIABLE_SEND_CODES, RequestCode, ResponseCode, SendStatus, TransactionState
+from ._command import RemotingCommand
+from ._connection import Reply
+from ._effects import Call, Flow, Now, Oneway, UserCall, WallTime
+from ._errors import (
+    BrokerError,
+    ConfigError,
+    ConnectionClosedError,
+    InvalidMessageError,
+    MessageTooLargeError,
+    RemoteProtocolError,
+    RequestTimeoutError,
+    RocketMQError,
+    UserCallbackError,
+    error_for_response,
+)
+from ._message import Message as Message
+from ._message import (
+    MessageConst,
+    MessageExt,
+    UniqueIdGenerator,
+    compress_body,
+    decode_message,
+    decode_offset_msg_id,
+    decode_properties,
+    decompress_body,
+    encode_batch,
+    java_string_hash,
+)
+from ._route import MessageQueue
+
+log = logging.getLogger("rocketmq_proto.producer")
+
+_C = MessageConst
+_SYSFLAG_TRANSACTION_PREPARED = 0x4
+_SYSFLAG_COMPRESSED = 0x1
+_REPLY_MESSAGE_TYPE = "reply"
+
+#: A user's queue selector: (queues, message, arg) -> the queue to send to.
+QueueSelector = Callable[[list[MessageQueue], Message, Any], MessageQueue]
+
+
+class QueueSelection(enum.StrEnum):
+    """How a producer picks a queue when the caller names none."""
+
+    ROUND_ROBIN = "round_robin"
+    RANDOM = "random"
+
+
+@dataclass(frozen=True, slots=True)
+class ProducerConfig:
+    """Producer settings, with Java's defaults. Times are seconds."""
+
+    group: str = "DEFAULT_PRODUCER"
+    send_timeout: float = 3.0
+    retry_times_when_send_failed: int = 2
+    retry_another_broker_when_not_store_ok: bool = False
+    compress_msg_body_over_howmuch: int = 4096
+    compress_level: int = 5
+    max_message_size: int = 4 * 1024 * 1024
+    default_topic_queue_nums: int = 4
+    send_latency_fault_enable: bool = True
+    queue_selection: QueueSelection = QueueSelection.ROUND_ROBIN
+
+    def __post_init__(self) -> None:
+        if not self.group or not all(c.isalnum() or c in "%|-_" for c in self.group):
+            raise ConfigError(
+                f"producer group {self.group!r} must be non-empty and use only "
+                "letters, digits, '%', '|', '-' and '_'"
+            )
+        if len(self.group) > 255:
+            raise ConfigError(f"producer group is longer than 255 characters: {self.group!r}")
+        if not self.send_timeout > 0:
+            raise ConfigError(f"send_timeout must be positive, got {self.send_timeout!r}")
+        if not 0 <= self.retry_times_when_send_failed <= 16:
+            raise ConfigError(
+                "retry_times_when_send_failed must be 0..16, "
+                f"got {self.retry_times_when_send_failed}"
+            )
+        if not 0 < self.max_message_size <= 128 * 1024 * 1024:
+            raise ConfigError(f"max_message_size must be 1..128 MiB, got {self.max_message_size}")
+        if not 0 <= self.compress_level <= 9:
+            raise ConfigError(f"compress_level must be 0..9, got {self.compress_level}")
+        object.__setattr__(self, "queue_selection", QueueSelection(self.queue_selection))
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """What the broker said about a stored message."""
+
+    status: SendStatus
+    msg_id: str
+    offset_msg_id: str
+    message_queue: MessageQueue
+    queue_offset: int
+    transaction_id: str | None = None
+    region_id: str | None = None
+    trace_on: bool = True
+
+
+def parse_send_response(
+    response: RemotingCommand, mq: MessageQueue, msg_id: str, *, user_topic: str
+) -> SendResult:
+    """A :class:`SendResult` from SEND_MESSAGE's answer, or the broker's error raised."""
+    code = response.code
+    if code == ResponseCode.SUCCESS:
+        status = SendStatus.SEND_OK
+    elif code in (
+        ResponseCode.FLUSH_DISK_TIMEOUT,
+        ResponseCode.FLUSH_SLAVE_TIMEOUT,
+        ResponseCode.SLAVE_NOT_AVAILABLE,
+    ):
+        status = SendStatus(code)
+    else:
+        raise error_for_response(code, response.remark)
+    fields = response.ext_fields
+    try:
+        queue_id = int(fields["queueId"])
+        queue_offset = int(fields["queueOffset"])
+    except (KeyError, ValueError):
+        raise RemoteProtocolError(
+            f"send response lacks a valid queueId/queueOffset: {fields!r}"
+        ) from None
+    batch_ids = fields.get("batchUniqId")
+    return SendResult(
+        status=status,
+        msg_id=batch_ids or msg_id,
+        offset_msg_id=fields.get("msgId", ""),
+        message_queue=MessageQueue(user_topic, mq.broker_name, queue_id),
+        queue_offset=queue_offset,
+        transaction_id=fields.get("transactionId"),
+        region_id=fields.get("MSG_REGION"),
+        trace_on=fields.get("TRACE_ON", "true") != "false",
+    )
+
+
+def select_by_key(queues: Sequence[MessageQueue], key: str) -> MessageQueue:
+    """The queue for a sharding key: ``|String.hashCode(key)| % len(queues)``.
+
+    Java's ``SelectMessageQueueByHash`` computes the same, so Java and Python
+    producers put one key in one queue; the hash is stable across processes
+    (unlike Python's ``hash``).
+    """
+    if not queues:
+        raise InvalidMessageError("no queue to select from")
+    return queues[abs(java_string_hash(key)) % len(queues)]
+
+
+@dataclass(slots=True)
+class _Attempt:
+    mq: MessageQueue
+    addr: str
+
+
+@dataclass(slots=True)
+class ProducerCore:
+    """One producer group's state: config, id generator, per-topic templates."""
+
+    client: ClientCore
+    config: ProducerConfig
+    ids: UniqueIdGenerator
+    rng: random.Random = field(default_factory=random.Random)
+    transaction_checker: Callable[[MessageExt], Any] | None = None
+    _templates: dict[tuple[str, int], rq.SendTemplate] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.client.fault.enabled = self.config.send_latency_fault_enable
+
+    @property
+    def group(self) -> str:
+        return ns.wrap(self.client.config.namespace, self.config.group)
+
+    def register(self) -> None:
+        self.client.producer_groups.add(self.group)
+        self.client.handlers[RequestCode.CHECK_TRANSACTION_STATE] = self.check_transaction_flow
+
+    def unregister(self) -> None:
+        self.client.producer_groups.discard(self.group)
+
+    # ------------------------------------------------------------ queue choice
+
+    def select_queue(
+        self, info: TopicPublishInfo, last_failed_broker: str | None, now: float
+    ) -> MessageQueue:
+        """Java's choice: the next queue round robin (or at random) on a broker that
+        the fault table allows and that did not just fail; failing that, any."""
+        queues = info.queues
+        count = len(queues)
+        if self.config.queue_selection is QueueSelection.RANDOM:
+            start = self.rng.randrange(count)
+        else:
+            start = info.next_position()
+        fault = self.client.fault
+        fallback: MessageQueue | None = None
+        for i in range(count):
+            mq = queues[(start + i) % count]
+            if mq.broker_name == last_failed_broker:
+                continue
+            if fault.is_available(mq.broker_name, now):
+                return mq
+            if fallback is None:
+                fallback = mq
+        if fallback is not None:
+            return fallback
+        return queues[start % count]
+
+    # ------------------------------------------------------------ validation
+
+    def check_message(self, msg: Message) -> None:
+        if not isinstance(msg, Message):
+            raise InvalidMessageError(f"expected a Message, got {type(msg).__name__}")
+        size = len(msg.body)
+        if size > self.config.max_message_size:
+            raise MessageTooLargeError(
+                f"message body of {size} bytes exceeds the maximum message size "
+                f"{self.config.max_message_size} (topic {msg.topic!r})"
+            )
+
+    # ---------------------------------------------------------------- builders
+
+    def _template(self, topic: str, code: int) -> rq.SendTemplate:
+        key = (topic, code)
+        template = self._templates.get(key)
+        if template is None:
+            if len(self._templates) > 1024:
+                self._templates.clear()
+            template = rq.SendTemplate(
+                self.group,
+                topic,
+                default_topic_queue_nums=self.config.default_topic_queue_nums,
+                batch=code == RequestCode.SEND_BATCH_MESSAGE,
+                reply=code == RequestCode.SEND_REPLY_MESSAGE_V2,
+            )
+            self._templates[key] = template
+        return template
+
+    def prepare(self, msg: Message, now_ms: int) -> tuple[str, bytes, int, str]:
+        """(properties field, body, sysFlag, message id) of a single message.
+
+        Sets UNIQ_KEY if the message has none (as Java does, so a retried send
+        keeps its id), compresses a large body, marks transactions.
+        """
+        props = msg.properties
+        msg_id = props.get(_C.PROPERTY_UNIQ_CLIENT_MESSAGE_ID_KEYIDX)
+        if msg_id is None:
+            msg_id = self.ids.next_id(now_ms)
+            props[_C.PROPERTY_UNIQ_CLIENT_MESSAGE_ID_KEYIDX] = msg_id
+        body, sys_flag = compress_body(
+            msg.body, self.config.compress_level, self.config.compress_msg_body_over_howmuch
+        )
+        if props.get(_C.PROPERTY_TRANSACTION_PREPARED) == "true":
+            sys_flag |= _SYSFLAG_TRANSACTION_PREPARED
+        return rq.encode_properties_field(props), body, sys_flag, msg_id
+
+    def _send_command(
+        self,
+        topic: str,
+        mq: MessageQueue,
+        prepared: tuple[str, bytes, int, str],
+        now_ms: int,
+        msg: Message,
+        code: int,
+    ) -> RemotingCommand:
+        properties, body, sys_flag, _ = prepared
+        reconsume = msg.properties.get(_C.PROPERTY_RECONSUME_TIME)
+        max_reconsume = msg.properties.get(_C.PROPERTY_MAX_RECONSUME_TIMES)
+        return self._template(topic, code).build(
+            mq.queue_id,
+            mq.broker_name,
+            properties,
+            body,
+            now_ms,
+            sys_flag,
+            msg.flag,
+            int(reconsume) if reconsume and reconsume.isdigit() else 0,
+            int(max_reconsume) if max_reconsume and max_reconsume.isdigit() else None,
+        )
+
+    # ------------------------------------------------------------------- sends
+
+    def send_flow(
+        self,
+        msg: Message,
+        timeout: float | None = None,
+        *,
+        queue: MessageQueue | None = None,
+        sharding_key: str | None = None,
+        selector: QueueSelector | None = None,
+        arg: Any = None,
+        oneway: bool = False,
+    ) -> Flow[SendResult | None]:
+        """Send one message; ``None`` as result for oneway sends.
+
+        With no queue given: up to 1 + ``retry_times_when_send_failed`` attempts
+        (1 for oneway), each on a queue chosen as Java does, within ``timeout`` in
+        all. With ``queue``, ``sharding_key`` or ``selector``: that one queue, one
+        attempt (ordered messages must not move to another queue).
+        """
+        self.check_message(msg)
+        timeout = self.config.send_timeout if timeout is None else timeout
+        start: float = yield Now()
+        namespace = self.client.config.namespace
+        user_topic = msg.topic
+        topic = ns.wrap(namespace, user_topic)
+        code = (
+            RequestCode.SEND_REPLY_MESSAGE_V2
+            if msg.properties.get(_C.PROPERTY_MESSAGE_TYPE) == _REPLY_MESSAGE_TYPE
+            else RequestCode.SEND_MESSAGE_V2
+        )
+        info = yield from self.client.publish_info_flow(
+            topic, default_queue_nums=self.config.default_topic_queue_nums
+        )
+        fixed: MessageQueue | None = None
+        if queue is not None:
+            fixed = MessageQueue(topic, queue.broker_name, queue.queue_id)
+        elif sharding_key is not None:
+            fixed = select_by_key(info.queues, sharding_key)
+        elif selector is not None:
+            user_queues = [MessageQueue(user_topic, q.broker_name, q.queue_id) for q in info.queues]
+            chosen = selector(user_queues, msg, arg)
+            if not isinstance(chosen, MessageQueue):
+                raise InvalidMessageError(f"queue selector returned {chosen!r}, not a MessageQueue")
+            fixed = MessageQueue(topic, chosen.broker_name, chosen.queue_id)
+        attempts = (
+            1 if (oneway or fixed is not None) else 1 + self.config.retry_times_when_send_failed
+        )
+        last_error: RocketMQError | None = None
+        last_broker: str | None = None
+        now_ms: int = yield WallTime()
+        prepared = self.prepare(msg, now_ms)
+        msg_id = prepared[3]
+        for attempt in range(attempts):
+            now: float = yield Now()
+            remaining = timeout - (now - start)
+            if remaining <= 0:
+                break
+            mq = fixed or self.select_queue(info, last_broker, now)
+            try:
+                addr = yield from self.client.master_addr_flow(mq.broker_name, topic)
+            except RocketMQError as exc:
+                last_error, last_broker = exc, mq.broker_name
+                continue
+            command = self._send_command(topic, mq, prepared, now_ms, msg, code)
+            if oneway:
+                yield Oneway(addr, command)
+                return None
+            try:
+                response: RemotingCommand = yield Call(addr, command, remaining)
+            except (RequestTimeoutError, ConnectionClosedError) as exc:
+                after: float = yield Now()
+                self.client.fault.update(
+                    mq.broker_name,
+                    (after - now) * 1000,
+                    after,
+                    failed=True,
+                    isolate=isinstance(exc, ConnectionClosedError),
+                )
+                log.info("send to %s (attempt %d) failed: %s", addr, attempt + 1, exc)
+                last_error, last_broker = exc, mq.broker_name
+                continue
+            after = yield Now()
+            try:
+                result = parse_send_response(response, mq, msg_id, user_topic=user_topic)
+            except BrokerError as exc:
+                self.client.fault.update(mq.broker_name, (after - now) * 1000, after, failed=True)
+                if exc.code in RETRIABLE_SEND_CODES:
+                    if exc.code == ResponseCode.TOPIC_NOT_EXIST:
+                        self.client.forget_route(topic)
+                    last_error, last_broker = exc, mq.broker_name
+                    continue
+                raise
+            self.client.fault.update(mq.broker_name, (after - now) * 1000, after)
+            if (
+                result.status is not SendStatus.SEND_OK
+                and self.config.retry_another_broker_when_not_store_ok
+                and attempt + 1 < attempts
+            ):
+                last_broker = mq.broker_name
+                continue
+            return result
+        if last_error is None:
+            raise RequestTimeoutError(
+                f"send to topic {user_topic!r} timed out after {timeout:.3f} s"
+            )
+        raise last_error
+
+    def send_batch_flow(
+        self,
+        messages: Sequence[Message],
+        timeout: float | None = None,
+        *,
+        queue: MessageQueue | None = None,
+    ) -> Flow[SendResult]:
+        """Send several messages of one topic as one SEND_BATCH_MESSAGE, with retries."""
+        if not messages:
+            raise InvalidMessageError("a batch needs at least one message")
+        for msg in messages:
+            self.check_message(msg)
+        timeout = self.config.send_timeout if timeout is None else timeout
+        start: float = yield Now()
+        user_topic = messages[0].topic
+        topic = ns.wrap(self.client.config.namespace, user_topic)
+        now_ms: int = yield WallTime()
+        ids = []
+        for msg in messages:
+            uid = msg.properties.get(_C.PROPERTY_UNIQ_CLIENT_MESSAGE_ID_KEYIDX)
+            ids.append(uid or self.ids.next_id(now_ms))
+        body = encode_batch(messages, ids)
+        if len(body) > self.config.max_message_size:
+            raise MessageTooLargeError(
+                f"batch of {len(messages)} messages encodes to {len(body)} bytes, over the "
+                f"maximum message size {self.config.max_message_size}"
+            )
+        for msg, uid in zip(messages, ids, strict=True):
+            msg.properties[_C.PROPERTY_UNIQ_CLIENT_MESSAGE_ID_KEYIDX] = uid
+        info = yield from self.client.publish_info_flow(
+            topic, default_queue_nums=self.config.default_topic_queue_nums
+        )
+        batch_id = ",".join(ids)
+        attempts = 1 if queue is not None else 1 + self.config.retry_times_when_send_failed
+        last_error: RocketMQError | None = None
+        last_broker: str | None = None
+        for _ in range(attempts):
+            now: float = yield Now()
+            remaining = timeout - (now - start)
+            if remaining <= 0:
+                break
+            mq = (
+                MessageQueue(topic, queue.broker_name, queue.queue_id)
+                if queue is not None
+                else self.select_queue(info, last_broker, now)
+            )
+            try:
+                addr = yield from self.client.master_addr_flow(mq.broker_name, topic)
+            except RocketMQError as exc:
+                last_error, last_broker = exc, mq.broker_name
+                continue
+            command = self._template(topic, RequestCode.SEND_BATCH_MESSAGE).build(
+                mq.queue_id, mq.broker_name, "", body, now_ms
+            )
+            try:
+                response: RemotingCommand = yield Call(addr, command, remaining)
+            except (RequestTimeoutError, ConnectionClosedError) as exc:
+                after: float = yield Now()
+                self.client.fault.update(mq.broker_name, 0, after, failed=True)
+                last_error, last_broker = exc, mq.broker_name
+                continue
+            try:
+                return parse_send_response(response, mq, batch_id, user_topic=user_topic)
+            except BrokerError as exc:
+                if exc.code in RETRIABLE_SEND_CODES:
+                    last_error, last_broker = exc, mq.broker_name
+                    continue
+                raise
+        if last_error is None:
+            raise RequestTimeoutError(f"batch send to {user_topic!r} timed out after {timeout} s")
+        raise last_error
+
+    # ------------------------------------------------------------ transactions
+
+    def transaction_flow(
+        self,
+        msg: Message,
+        execute_local: Callable[[Message, Any], Any],
+        arg: Any = None,
+        timeout: float | None = None,
+    ) -> Flow[tuple[SendResult, TransactionState]]:
+        """Half message, the user's local transaction, then END_TRANSACTION (oneway).
+
+        ``execute_local(msg, arg)`` returns a :class:`TransactionState` (or
+        ``True``/``False`` for commit/rollback); if it raises, the state is
+        UNKNOWN and the broker will ask the checker later.
+        """
+        if msg.delay_level or msg.deliver_at is not None:
+            raise InvalidMessageError("a transactional message cannot be delayed")
+        msg.properties[_C.PROPERTY_TRANSACTION_PREPARED] = "true"
+        msg.properties[_C.PROPERTY_PRODUCER_GROUP] = self.group
+        result = yield from self.send_flow(msg, timeout)
+        assert result is not None
+        remark: str | None = None
+        if result.status is SendStatus.SEND_OK:
+            if result.transaction_id:
+                msg.properties[_C.PROPERTY_TRANSACTION_ID] = result.transaction_id
+            try:
+                outcome = yield UserCall(execute_local, (msg, arg))
+                state = to_transaction_state(outcome)
+            except UserCallbackError as exc:
+                log.warning("local transaction of %s raised: %r", result.msg_id, exc.__cause__)
+                state = TransactionState.UNKNOWN
+                remark = f"executeLocalTransactionBranch exception: {exc.__cause__!r}"
+        else:
+            state = TransactionState.ROLLBACK
+        yield from self.end_transaction_flow(result, state, remark)
+        return result, state
+
+    def end_transaction_flow(
+        self, result: SendResult, state: TransactionState, remark: str | None = None
+    ) -> Flow[None]:
+        topic = ns.wrap(self.client.config.namespace, result.message_queue.topic)
+        id_for_offset = result.offset_msg_id or result.msg_id
+        offset = decode_offset_msg_id(id_for_offset.split(",")[0]).offset
+        addr = yield from self.client.master_addr_flow(result.message_queue.broker_name, topic)
+        command = rq.end_transaction(
+            producer_group=self.group,
+            topic=topic,
+            tran_state_table_offset=result.queue_offset,
+            commit_log_offset=offset,
+            state=state,
+            msg_id=result.msg_id,
+            transaction_id=result.transaction_id,
+            remark=remark,
+        )
+        yield Oneway(addr, command)
+
+    def check_transaction_flow(self, addr: str, request: RemotingCommand) -> Flow[Reply | None]:
+        """Answer CHECK_TRANSACTION_STATE: ask the user's checker, then END_TRANSACTION."""
+        try:
+            msg, _ = decode_message(request.body)
+        except RemoteProtocolError as exc:
+            log.warning("check-back from %s with an undecodable message: %s", addr, exc)
+            return None
+        checker = self.transaction_checker
+        if checker is None:
+            log.warning("check-back for %s but no transaction checker is set", msg.msg_id)
+            return None
+        fields = request.ext_fields
+        transaction_id = fields.get("transactionId") or msg.transaction_id
+        if transaction_id:
+            msg.properties.setdefault(_C.PROPERTY_TRANSACTION_ID, transaction_id)
+        msg.topic = ns.unwrap(self.client.config.namespace, msg.topic)
+        remark: str | None = None
+        try:
+            outcome = yield UserCall(checker, (msg,))
+            state = to_transaction_state(outcome)
+        except UserCallbackError as exc:
+            log.warning("transaction checker raised for %s: %r", msg.msg_id, exc.__cause__)
+            state = TransactionState.UNKNOWN
+            remark = f"checkLocalTransactionState exception: {exc.__cause__!r}"
+        try:
+            tran_offset = int(fields["tranStateTableOffset"])
+            commit_offset = int(fields["commitLogOffset"])
+        except (KeyError, ValueError):
+            log.warning("check-back from %s lacks offsets: %r", addr, fields)
+            return None
+        command = rq.end_transaction(
+            producer_group=msg.properties.get(_C.PROPERTY_PRODUCER_GROUP, self.group),
+            topic=ns.wrap(self.client.config.namespace, msg.topic),
+            tran_state_table_offset=tran_offset,
+            commit_log_offset=commit_offset,
+            state=state,
+            msg_id=msg.properties.get(_C.PROPERTY_UNIQ_CLIENT_MESSAGE_ID_KEYIDX)
+            or fields.get("msgId", ""),
+            transaction_id=transaction_id,
+            from_transaction_check=True,
+            remark=remark,
+        )
+        yield Oneway(addr, command)
+        return None
+
+    # ----------------------------------------------------------- request-reply
+
+    def prepare_request(self, msg: Message, timeout: float) -> Flow[str]:
+        """Mark ``msg`` as a request: correlation id, reply-to client, TTL, cluster.
+
+        Returns the correlation id the reply will carry.
+        """
+        correlation_id = str(uuid.uuid4())
+        topic = ns.wrap(self.client.config.namespace, msg.topic)
+        route = yield from self.client.route_flow(topic)
+        props = msg.properties
+        props[_C.PROPERTY_CORRELATION_ID] = correlation_id
+        props[_C.PROPERTY_MESSAGE_REPLY_TO_CLIENT] = self.client.client_id
+        props[_C.PROPERTY_MESSAGE_TTL] = str(int(timeout * 1000))
+        if route.broker_datas:
+            props[_C.PROPERTY_CLUSTER] = route.broker_datas[0].cluster
+        # The broker pushes the reply to the channel that heartbeats as this client.
+        yield from self.client.heartbeat_flow()
+        return correlation_id
+
+
+def make_reply_message(request: MessageExt, body: bytes) -> Message:
+    """The reply to a request message (send it with a producer's ``send``)."""
+    cluster = request.properties.get(_C.PROPERTY_CLUSTER)
+    correlation_id = request.properties.get(_C.PROPERTY_CORRELATION_ID)
+    reply_to = request.properties.get(_C.PROPERTY_MESSAGE_REPLY_TO_CLIENT)
+    if not cluster or not correlation_id or not reply_to:
+        raise InvalidMessageError(
+            "message is not a request (it lacks CLUSTER, CORRELATION_ID or REPLY_TO_CLIENT)"
+        )
+    reply = Message(f"{cluster}_REPLY_TOPIC", body)
+    props = reply.properties
+    props[_C.PROPERTY_MESSAGE_TYPE] = _REPLY_MESSAGE_TYPE
+    props[_C.PROPERTY_CORRELATION_ID] = correlation_id
+    props[_C.PROPERTY_MESSAGE_REPLY_TO_CLIENT] = reply_to
+    ttl = request.properties.get(_C.PROPERTY_MESSAGE_TTL)
+    if ttl:
+        props[_C.PROPERTY_MESSAGE_TTL] = ttl
+    return reply
+
+
+def parse_push_reply(request: RemotingCommand) -> MessageExt:
+    """The reply message a broker pushes with PUSH_REPLY_MESSAGE_TO_CLIENT (326)."""
+    fields = request.ext_fields
+    try:
+        props = decode_properties(fields.get("properties", "").encode())
+        sys_flag = int(fields.get("sysFlag", "0"))
+        body = request.body
+        if sys_flag & _SYSFLAG_COMPRESSED:
+            body = decompress_body(body, sys_flag)
+        msg = MessageExt(
+            fields.get("topic", ""),
+            body,
+            flag=int(fields.get("flag", "0")),
+            properties=props,
+            queue_id=int(fields.get("queueId", "0")),
+            sys_flag=sys_flag,
+            born_timestamp=int(fields.get("bornTimestamp", "0")),
+            store_timestamp=int(fields.get("storeTimestamp", "0")),
+            reconsume_times=int(fields.get("reconsumeTimes", "0")),
+            born_host=fields.get("bornHost") or "0.0.0.0:0",
+            store_host=fields.get("storeHost") or "0.0.0.0:0",
+        )
+    except (ValueError, TypeError, RocketMQError) as exc:
+        raise RemoteProtocolError(f"malformed PUSH_REPLY_MESSAGE_TO_CLIENT: {exc}") from None
+    return msg
+
+
+def to_transaction_state(outcome: Any) -> TransactionState:
+    """A local transaction's or checker's answer as a :class:`TransactionState`."""
+    if isinstance(outcome, TransactionState):
+        return outcome
+    if outcome is True:
+        return TransactionState.COMMIT
+    if outcome is False:
+        return TransactionState.ROLLBACK
+    if outcome is None:
+        return TransactionState.UNKNOWN
+    if isinstance(outcome, str):
+        try:
+            return TransactionState[
+                outcome.upper()
+                .replace("COMMIT_MESSAGE", "COMMIT")
+                .replace("ROLLBACK_MESSAGE", "ROLLBACK")
+            ]
+        except KeyError:
+            pass
+    raise InvalidMessageError(
+        f"a transaction callable must return a TransactionState (or True/False/None), "
+        f"got {outcome!r}"
+    )

@@ -1,0 +1,61 @@
+"""A scripted interpreter for core flows: effects answered by test code, no IO."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from rocketmq_proto._command import RemotingCommand
+from rocketmq_proto._effects import Call, Flow, Now, Oneway, Sleep, UserCall, WallTime
+from rocketmq_proto._errors import RocketMQError, UserCallbackError
+
+T = TypeVar("T")
+
+
+@dataclass
+class Sim:
+    """Answers effects: ``on_call(addr, command) -> response`` (or raises RocketMQError)."""
+
+    on_call: Callable[[str, RemotingCommand], RemotingCommand]
+    now: float = 100.0
+    wall_ms: int = 1_700_000_000_000
+    call_cost: float = 0.001
+    calls: list[tuple[str, RemotingCommand]] = field(default_factory=list)
+    oneways: list[tuple[str, RemotingCommand]] = field(default_factory=list)
+
+    def run(self, flow: Flow[T]) -> T:
+        result: Any = None
+        error: BaseException | None = None
+        while True:
+            try:
+                effect = flow.throw(error) if error is not None else flow.send(result)
+            except StopIteration as stop:
+                return stop.value  # type: ignore[no-any-return]
+            result, error = None, None
+            try:
+                result = self.perform(effect)
+            except RocketMQError as exc:
+                error = exc
+
+    def perform(self, effect: Any) -> Any:
+        if isinstance(effect, Call):
+            self.calls.append((effect.addr, effect.command))
+            self.now += self.call_cost
+            return self.on_call(effect.addr, effect.command)
+        if isinstance(effect, Oneway):
+            self.oneways.append((effect.addr, effect.command))
+            return None
+        if isinstance(effect, Sleep):
+            self.now += effect.seconds
+            return None
+        if isinstance(effect, Now):
+            return self.now
+        if isinstance(effect, WallTime):
+            return self.wall_ms
+        if isinstance(effect, UserCall):
+            try:
+                return effect.fn(*effect.args)
+            except Exception as exc:
+                raise UserCallbackError(str(exc)) from exc
+        raise AssertionError(f"unknown effect {effect!r}")
