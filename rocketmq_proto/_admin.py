@@ -239,18 +239,24 @@ class AdminCore:
             decoded = decode_offset_msg_id(msg_id)
         except (RocketMQError, ValueError):
             decoded = None
-        if decoded is not None:
+        if decoded is not None and 0 < decoded.port < 65536:
             host, port = decoded.host, decoded.port
             addr = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
             command = rq.view_message_by_id(decoded.offset)
-            response = yield Call(addr, command, self.client.config.request_timeout)
-            if response.code == ResponseCode.SUCCESS:
-                msg = decode_messages(response.body)[0]
-                msg.topic = ns.unwrap(self.client.config.namespace, msg.topic)
-                msg.broker_name = self.client.broker_name_of(addr) or ""
-                return msg
-            if topic is None:
-                raise error_for_response(response.code, response.remark)
+            try:
+                response = yield Call(addr, command, self.client.config.request_timeout)
+            except RocketMQError:
+                # A UNIQ_KEY also reads as an offset id, of a host that is not a broker.
+                if topic is None:
+                    raise
+            else:
+                if response.code == ResponseCode.SUCCESS:
+                    msg = decode_messages(response.body)[0]
+                    msg.topic = ns.unwrap(self.client.config.namespace, msg.topic)
+                    msg.broker_name = self.client.broker_name_of(addr) or ""
+                    return msg
+                if topic is None:
+                    raise error_for_response(response.code, response.remark)
         if topic is None:
             raise InvalidArgumentError(
                 f"{msg_id!r} is not an offset message id; give the topic to look up a UNIQ_KEY"

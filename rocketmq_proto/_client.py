@@ -139,6 +139,9 @@ class ClientCore:
     _namesrv_index: int = 0
     _last_refresh: float | None = None
     _last_heartbeat: float | None = None
+    #: Set when a route names a broker not seen before: heartbeat it soon, so that
+    #: it knows our groups (check-backs and replies are routed by them).
+    _new_broker: bool = False
 
     @property
     def client_id(self) -> str:
@@ -198,6 +201,9 @@ class ClientCore:
     def update_route(self, topic: str, route: TopicRouteData, now: float) -> None:
         self._routes[topic] = _RouteEntry(route, now)
         for broker in route.broker_datas:
+            known = self._broker_addrs.get(broker.broker_name)
+            if known != broker.broker_addrs:
+                self._new_broker = True
             self._broker_addrs[broker.broker_name] = dict(broker.broker_addrs)
         info = self._publish.get(topic)
         queues = publish_queues(topic, route)
@@ -309,6 +315,7 @@ class ClientCore:
         if not self.producer_groups and not self.consumer_data:
             return 0
         body = self.heartbeat_body()
+        self._new_broker = False
         answered = 0
         for name, addrs in sorted(self._broker_addrs.items()):
             for broker_id, addr in sorted(addrs.items()):
@@ -363,8 +370,10 @@ class ClientCore:
                 config.route_refresh_interval
             ):
                 yield from self.refresh_routes_flow()
-            if self._last_heartbeat is None or now - self._last_heartbeat >= (
-                config.heartbeat_interval
+            if (
+                self._new_broker
+                or self._last_heartbeat is None
+                or now - self._last_heartbeat >= config.heartbeat_interval
             ):
                 yield from self.heartbeat_flow()
             now = yield Now()

@@ -601,6 +601,43 @@ class ProducerCore:
         return correlation_id
 
 
+@dataclass(slots=True)
+class ReplyWaiters:
+    """Requests waiting for their replies, by correlation id (request-reply).
+
+    The driver registers a token (its future) per request and gives a ``deliver``
+    callable; replies the broker pushes (PUSH_REPLY_MESSAGE_TO_CLIENT) are matched
+    here and handed to ``deliver(token, message)``.
+    """
+
+    deliver: Callable[[Any, MessageExt], None]
+    waiting: dict[str, Any] = field(default_factory=dict)
+
+    def expect(self, correlation_id: str, token: Any) -> None:
+        self.waiting[correlation_id] = token
+
+    def forget(self, correlation_id: str) -> None:
+        self.waiting.pop(correlation_id, None)
+
+    def register(self, client: ClientCore) -> None:
+        client.handlers[RequestCode.PUSH_REPLY_MESSAGE_TO_CLIENT] = self.push_reply_flow
+
+    def push_reply_flow(self, addr: str, request: RemotingCommand) -> Flow[Reply | None]:
+        try:
+            msg = parse_push_reply(request)
+        except RocketMQError as exc:
+            log.warning("undecodable reply pushed by %s: %s", addr, exc)
+            return Reply(ResponseCode.SYSTEM_ERROR, remark=str(exc))
+        correlation_id = msg.properties.get(_C.PROPERTY_CORRELATION_ID, "")
+        token = self.waiting.pop(correlation_id, None)
+        if token is None:
+            log.info("reply %s arrived after its request gave up", correlation_id)
+        else:
+            self.deliver(token, msg)
+        return Reply(ResponseCode.SUCCESS)
+        yield  # a generator, so that every handler is a flow
+
+
 def make_reply_message(request: MessageExt, body: bytes) -> Message:
     """The reply to a request message (send it with a producer's ``send``)."""
     cluster = request.properties.get(_C.PROPERTY_CLUSTER)

@@ -1,0 +1,395 @@
+"""The asyncio client classes: each a thin shell running core flows on the transport."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Self, TypeVar, Unpack
+
+from rocketmq_proto._admin import DEFAULT_CLUSTER, AdminCore, TopicOffset
+from rocketmq_proto._client import ClientCore
+from rocketmq_proto._codes import Perm, TransactionState
+from rocketmq_proto._command import RemotingCommand
+from rocketmq_proto._connection import Reply
+from rocketmq_proto._effects import Flow
+from rocketmq_proto._errors import ConfigError, LocalProtocolError, RequestTimeoutError
+from rocketmq_proto._message import Message, MessageExt, UniqueIdGenerator
+from rocketmq_proto._options import (
+    ClientOptions,
+    ClientSettings,
+    ProducerOptions,
+    client_settings,
+    ip_bytes,
+    producer_settings,
+)
+from rocketmq_proto._producer import (
+    ProducerCore,
+    QueueSelector,
+    ReplyWaiters,
+    SendResult,
+    make_reply_message,
+)
+from rocketmq_proto._route import ClusterInfo, MessageQueue, TopicRouteData
+
+from ._interpreter import run_flow
+from ._transport import RemotingClient
+
+T = TypeVar("T")
+
+
+class _ClientBase:
+    """What every client object has: settings, the session core, a transport, upkeep."""
+
+    def __init__(self, settings: ClientSettings) -> None:
+        self._settings = settings
+        self._core = ClientCore(settings.client)
+        self._log = settings.transport.logger or logging.getLogger("rocketmq_asyncio")
+        self._remoting: RemotingClient | None = None
+        self._maintenance: asyncio.Task[None] | None = None
+        self._closing = False
+
+    @property
+    def client_id(self) -> str:
+        return self._core.client_id
+
+    async def start(self) -> None:
+        """Open the client (connections are made on first use)."""
+        if self._remoting is not None:
+            return
+        if self._closing:
+            raise LocalProtocolError("a closed client cannot be started again")
+        transport = self._settings.transport
+        self._remoting = RemotingClient(
+            serialize_type=transport.serialize_type,
+            ssl_context=transport.ssl_context,
+            signer=transport.signer,
+            connect_timeout=transport.connect_timeout,
+            max_frame_size=transport.max_frame_size,
+            request_handler=self._on_server_request,
+            logger=transport.logger,
+        )
+        self._maintenance = asyncio.create_task(
+            self._run_maintenance(), name=f"rocketmq-maintenance-{self.client_id}"
+        )
+
+    async def _run_maintenance(self) -> None:
+        while not self._core.closed:
+            try:
+                await self._run(self._core.maintenance_flow())
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self._log.exception("client upkeep failed; restarting it in 1 s")
+                await asyncio.sleep(1.0)
+
+    async def _run(self, flow: Flow[T]) -> T:
+        remoting = self._remoting
+        if remoting is None:
+            flow.close()
+            raise LocalProtocolError(
+                f"{type(self).__name__} is not started (use 'async with' or await start())"
+            )
+        return await run_flow(remoting, flow)
+
+    async def _on_server_request(self, addr: str, command: RemotingCommand) -> Reply | None:
+        return await self._run(self._core.handle_server_request(addr, command))
+
+    async def _unregister(self) -> None:
+        """Hook: tell brokers this client's groups are gone."""
+
+    async def close(self) -> None:
+        """Stop upkeep, unregister from brokers, close connections."""
+        if self._closing:
+            return
+        self._closing = True
+        self._core.closed = True
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._maintenance
+        if self._remoting is not None:
+            try:
+                await self._unregister()
+            except Exception as exc:  # closing must finish whatever the brokers say
+                self._log.info("unregister failed while closing: %s", exc)
+            await self._remoting.close()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+class Producer(_ClientBase):
+    """Sends messages. ``async with Producer("127.0.0.1:9876", group="g") as p: ...``
+
+    Options (all keyword, Java's defaults): see :class:`rocketmq_proto.ProducerOptions`.
+    """
+
+    def __init__(self, namesrv_addr: str | Iterable[str], **options: Unpack[ProducerOptions]):
+        pid = os.getpid()
+        settings, config = producer_settings(
+            namesrv_addr, options, pid=pid, nonce=random.getrandbits(48)
+        )
+        super().__init__(settings)
+        ids = UniqueIdGenerator(ip_bytes(settings.client.client_ip), pid, random.getrandbits(32))
+        self._producer = ProducerCore(self._core, config, ids)
+        self._producer.register()
+        self._replies = ReplyWaiters(self._deliver_reply)
+        self._replies.register(self._core)
+
+    @property
+    def group(self) -> str:
+        return self._producer.config.group
+
+    async def _unregister(self) -> None:
+        self._producer.unregister()
+        await self._run(self._core.unregister_flow(producer_group=self._producer.group))
+
+    async def send(
+        self,
+        message: Message,
+        timeout: float | None = None,
+        *,
+        queue: MessageQueue | None = None,
+        sharding_key: str | None = None,
+        selector: QueueSelector | None = None,
+        arg: Any = None,
+    ) -> SendResult:
+        """Send and wait for the broker's answer (retrying on another broker if needed).
+
+        ``queue``, ``sharding_key`` (one key, one queue: ordered messages) or
+        ``selector(queues, message, arg)`` pin the queue; then there is no retry.
+        """
+        result = await self._run(
+            self._producer.send_flow(
+                message, timeout, queue=queue, sharding_key=sharding_key, selector=selector, arg=arg
+            )
+        )
+        assert result is not None
+        return result
+
+    def send_async(
+        self,
+        message: Message,
+        timeout: float | None = None,
+        *,
+        queue: MessageQueue | None = None,
+        sharding_key: str | None = None,
+        selector: QueueSelector | None = None,
+        arg: Any = None,
+    ) -> asyncio.Task[SendResult]:
+        """Start a send and return at once: a task to await later (pipelined sends)."""
+        return asyncio.ensure_future(
+            self.send(
+                message, timeout, queue=queue, sharding_key=sharding_key, selector=selector, arg=arg
+            )
+        )
+
+    async def send_oneway(
+        self,
+        message: Message,
+        *,
+        queue: MessageQueue | None = None,
+        sharding_key: str | None = None,
+        selector: QueueSelector | None = None,
+        arg: Any = None,
+    ) -> None:
+        """Send without waiting for (or getting) any answer: the broker sends none."""
+        await self._run(
+            self._producer.send_flow(
+                message,
+                queue=queue,
+                sharding_key=sharding_key,
+                selector=selector,
+                arg=arg,
+                oneway=True,
+            )
+        )
+
+    async def send_batch(
+        self,
+        messages: Sequence[Message],
+        timeout: float | None = None,
+        *,
+        queue: MessageQueue | None = None,
+    ) -> SendResult:
+        """Send messages of one topic as one request; ``msg_id`` lists their ids, comma-joined."""
+        return await self._run(self._producer.send_batch_flow(messages, timeout, queue=queue))
+
+    async def request(self, message: Message, timeout: float = 3.0) -> MessageExt:
+        """Send a request message and wait for its reply (request-reply)."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        correlation_id = await self._run(self._producer.prepare_request(message, timeout))
+        waiter: asyncio.Future[MessageExt] = loop.create_future()
+        self._replies.expect(correlation_id, waiter)
+        try:
+            remaining = timeout - (loop.time() - start)
+            await self.send(message, max(remaining, 0.001))
+            remaining = timeout - (loop.time() - start)
+            try:
+                return await asyncio.wait_for(waiter, max(remaining, 0.0))
+            except TimeoutError:
+                raise RequestTimeoutError(
+                    f"no reply to request {correlation_id} on {message.topic!r} within {timeout} s"
+                ) from None
+        finally:
+            self._replies.forget(correlation_id)
+
+    async def send_reply(
+        self, request: MessageExt, body: bytes, timeout: float | None = None
+    ) -> SendResult:
+        """Answer a request message received by a consumer."""
+        return await self.send(make_reply_message(request, body), timeout)
+
+    @staticmethod
+    def _deliver_reply(token: Any, message: MessageExt) -> None:
+        waiter: asyncio.Future[MessageExt] = token
+        if not waiter.done():
+            waiter.get_loop().call_soon_threadsafe(_set_if_pending, waiter, message)
+
+
+def _set_if_pending(waiter: asyncio.Future[MessageExt], message: MessageExt) -> None:
+    if not waiter.done():
+        waiter.set_result(message)
+
+
+LocalTransaction = Callable[[Message, Any], "TransactionState | bool | Awaitable[Any] | None"]
+TransactionChecker = Callable[[MessageExt], "TransactionState | bool | Awaitable[Any] | None"]
+
+
+class TransactionProducer(Producer):
+    """A producer of transactional messages.
+
+    ``checker(message)`` answers the broker's check-back for a transaction whose
+    outcome it does not know (a coroutine function or a plain callable).
+    """
+
+    def __init__(
+        self,
+        namesrv_addr: str | Iterable[str],
+        checker: TransactionChecker,
+        **options: Unpack[ProducerOptions],
+    ) -> None:
+        if not callable(checker):
+            raise ConfigError("checker must be callable: (message) -> TransactionState")
+        super().__init__(namesrv_addr, **options)
+        self._producer.transaction_checker = checker
+
+    async def send_in_transaction(
+        self,
+        message: Message,
+        execute_local: LocalTransaction,
+        arg: Any = None,
+        timeout: float | None = None,
+    ) -> tuple[SendResult, TransactionState]:
+        """Send a half message, run ``execute_local(message, arg)``, commit or roll back.
+
+        ``execute_local`` returns a :class:`TransactionState` (``True``/``False`` for
+        commit/rollback); an exception or UNKNOWN leaves it to the check-back.
+        """
+        return await self._run(
+            self._producer.transaction_flow(message, execute_local, arg, timeout)
+        )
+
+
+class Admin(_ClientBase):
+    """Topics, groups, offsets, routes and message lookups."""
+
+    def __init__(self, namesrv_addr: str | Iterable[str], **options: Unpack[ClientOptions]):
+        settings = client_settings(
+            namesrv_addr, options, pid=os.getpid(), nonce=random.getrandbits(48)
+        )
+        super().__init__(settings)
+        self._admin = AdminCore(self._core)
+
+    async def create_topic(
+        self,
+        topic: str,
+        *,
+        cluster: str = DEFAULT_CLUSTER,
+        read_queue_nums: int = 8,
+        write_queue_nums: int = 8,
+        perm: int = Perm.READ | Perm.WRITE,
+        order: bool = False,
+        attributes: Mapping[str, str] | None = None,
+    ) -> list[str]:
+        """Create (or update) ``topic`` on every master of ``cluster``; returns broker names."""
+        return await self._run(
+            self._admin.create_topic_flow(
+                topic,
+                cluster=cluster,
+                read_queue_nums=read_queue_nums,
+                write_queue_nums=write_queue_nums,
+                perm=perm,
+                order=order,
+                attributes=attributes,
+            )
+        )
+
+    async def delete_topic(self, topic: str, *, cluster: str = DEFAULT_CLUSTER) -> None:
+        await self._run(self._admin.delete_topic_flow(topic, cluster=cluster))
+
+    async def create_group(
+        self, group: str, *, cluster: str = DEFAULT_CLUSTER, **settings: Any
+    ) -> None:
+        await self._run(self._admin.create_group_flow(group, cluster=cluster, **settings))
+
+    async def delete_group(self, group: str, *, cluster: str = DEFAULT_CLUSTER) -> None:
+        await self._run(self._admin.delete_group_flow(group, cluster=cluster))
+
+    async def cluster_info(self) -> ClusterInfo:
+        return await self._run(self._core.cluster_info_flow())
+
+    async def topic_route(self, topic: str) -> TopicRouteData:
+        return await self._run(self._admin.route_flow(topic))
+
+    async def topic_offsets(self, topic: str) -> list[TopicOffset]:
+        return await self._run(self._admin.topic_offsets_flow(topic))
+
+    async def max_offset(self, queue: MessageQueue) -> int:
+        return await self._run(self._admin.max_offset_flow(queue))
+
+    async def min_offset(self, queue: MessageQueue) -> int:
+        return await self._run(self._admin.min_offset_flow(queue))
+
+    async def search_offset(self, queue: MessageQueue, timestamp_ms: int) -> int:
+        return await self._run(self._admin.search_offset_flow(queue, timestamp_ms))
+
+    async def consumer_offset(self, group: str, queue: MessageQueue) -> int | None:
+        return await self._run(self._admin.query_consumer_offset_flow(group, queue))
+
+    async def query_messages(
+        self,
+        topic: str,
+        key: str,
+        *,
+        max_num: int = 32,
+        begin_timestamp: int = 0,
+        end_timestamp: int = 2**63 - 1,
+    ) -> list[MessageExt]:
+        return await self._run(
+            self._admin.query_messages_flow(
+                topic,
+                key,
+                max_num=max_num,
+                begin_timestamp=begin_timestamp,
+                end_timestamp=end_timestamp,
+            )
+        )
+
+    async def view_message(self, msg_id: str, topic: str | None = None) -> MessageExt:
+        return await self._run(self._admin.view_message_flow(msg_id, topic))
