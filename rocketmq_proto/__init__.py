@@ -1,1 +1,187 @@
-"""The RocketMQ remoting protocol as pure state machines: no sockets, threads or clocks."""
+"""The RocketMQ remoting protocol as pure state machines: no sockets, threads or clocks.
+
+Layers (see the project's design notes):
+
+1. codec: frames, both header formats, commands, message encodings, route and
+   other bodies, ACL signing;
+2. :class:`Connection`: one connection's opaques, requests in flight, timeouts;
+3. client logic: routes, producer and admin flows (generators of effects that a
+   driver performs with its own IO).
+
+The user-facing classes live in the driver packages ``rocketmq_asyncio``,
+``rocketmq_gevent`` and ``rocketmq_sync``; what they share (messages, results,
+errors, codes) is defined and exported here.
+"""
+
+import logging as _logging
+
+from ._acl import Credentials, sign_request
+from ._admin import TopicOffset
+from ._codes import (
+    LanguageCode,
+    MessageSysFlag,
+    Perm,
+    PullStatus,
+    PullSysFlag,
+    RequestCode,
+    ResponseCode,
+    SendStatus,
+    SerializeType,
+    TransactionState,
+)
+from ._command import (
+    DEFAULT_MAX_FRAME_SIZE,
+    ExtTemplate,
+    FrameDecoder,
+    RemotingCommand,
+    encode_command,
+)
+from ._connection import (
+    Connection,
+    ConnectionClosed,
+    ConnectionState,
+    Event,
+    Reply,
+    RequestFailed,
+    RequestTimedOut,
+    Response,
+    ServerRequest,
+)
+from ._effects import Call, Effect, Flow, Now, Oneway, Sleep, UserCall, WallTime
+from ._errors import (
+    AuthenticationError,
+    BrokerError,
+    BrokerSystemError,
+    CompressionUnavailableError,
+    ConfigError,
+    ConnectionClosedError,
+    FlowControlError,
+    InvalidArgumentError,
+    InvalidMessageError,
+    InvalidPropertyError,
+    InvalidTopicError,
+    LocalProtocolError,
+    MessageTooLargeError,
+    NoPermissionError,
+    ProtocolError,
+    RemoteProtocolError,
+    RequestTimeoutError,
+    RocketMQError,
+    RouteNotFoundError,
+    ServiceNotAvailableError,
+    SystemBusyError,
+    TopicNotExistError,
+    UserCallbackError,
+    error_for_response,
+)
+from ._message import (
+    Message,
+    MessageConst,
+    MessageExt,
+    UniqueIdGenerator,
+    compress_body,
+    decode_message,
+    decode_messages,
+    decode_offset_msg_id,
+    decode_properties,
+    decompress_body,
+    encode_batch,
+    encode_offset_msg_id,
+    encode_properties,
+    java_string_hash,
+    validate_topic,
+)
+from ._options import ClientOptions, ProducerOptions
+from ._producer import QueueSelection, QueueSelector, SendResult, make_reply_message, select_by_key
+from ._route import BrokerData, ClusterInfo, MessageQueue, QueueData, TopicRouteData
+
+_logging.getLogger(__name__).addHandler(_logging.NullHandler())
+
+__all__ = [
+    "DEFAULT_MAX_FRAME_SIZE",
+    "AuthenticationError",
+    "BrokerData",
+    "BrokerError",
+    "BrokerSystemError",
+    "Call",
+    "ClientOptions",
+    "ClusterInfo",
+    "CompressionUnavailableError",
+    "ConfigError",
+    "Connection",
+    "ConnectionClosed",
+    "ConnectionClosedError",
+    "ConnectionState",
+    "Credentials",
+    "Effect",
+    "Event",
+    "ExtTemplate",
+    "Flow",
+    "FlowControlError",
+    "FrameDecoder",
+    "InvalidArgumentError",
+    "InvalidMessageError",
+    "InvalidPropertyError",
+    "InvalidTopicError",
+    "LanguageCode",
+    "LocalProtocolError",
+    "Message",
+    "MessageConst",
+    "MessageExt",
+    "MessageQueue",
+    "MessageSysFlag",
+    "MessageTooLargeError",
+    "NoPermissionError",
+    "Now",
+    "Oneway",
+    "Perm",
+    "ProducerOptions",
+    "ProtocolError",
+    "PullStatus",
+    "PullSysFlag",
+    "QueueData",
+    "QueueSelection",
+    "QueueSelector",
+    "RemoteProtocolError",
+    "RemotingCommand",
+    "Reply",
+    "RequestCode",
+    "RequestFailed",
+    "RequestTimedOut",
+    "RequestTimeoutError",
+    "Response",
+    "ResponseCode",
+    "RocketMQError",
+    "RouteNotFoundError",
+    "SendResult",
+    "SendStatus",
+    "SerializeType",
+    "ServerRequest",
+    "ServiceNotAvailableError",
+    "Sleep",
+    "SystemBusyError",
+    "TopicNotExistError",
+    "TopicOffset",
+    "TopicRouteData",
+    "TransactionState",
+    "UniqueIdGenerator",
+    "UserCall",
+    "UserCallbackError",
+    "WallTime",
+    "compress_body",
+    "decode_message",
+    "decode_messages",
+    "decode_offset_msg_id",
+    "decode_properties",
+    "decompress_body",
+    "encode_batch",
+    "encode_command",
+    "encode_offset_msg_id",
+    "encode_properties",
+    "error_for_response",
+    "java_string_hash",
+    "make_reply_message",
+    "select_by_key",
+    "sign_request",
+    "validate_topic",
+]
