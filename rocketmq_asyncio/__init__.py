@@ -1,1 +1,58 @@
-"""Placeholder: the driver lands with the producer issue."""
+"""RocketMQ for asyncio: ``async with Producer(...)``, awaitable sends."""
+
+import logging as _logging
+
+from rocketmq_proto import (
+    AuthenticationError,
+    BrokerError,
+    ClusterInfo,
+    ConfigError,
+    ConnectionClosedError,
+    InvalidMessageError,
+    Message,
+    MessageExt,
+    MessageQueue,
+    MessageTooLargeError,
+    ProtocolError,
+    QueueSelection,
+    RemoteProtocolError,
+    RequestTimeoutError,
+    RocketMQError,
+    RouteNotFoundError,
+    SendResult,
+    SendStatus,
+    TopicOffset,
+    TopicRouteData,
+    TransactionState,
+)
+
+from ._client import Admin, Producer, TransactionProducer
+
+_logging.getLogger(__name__).addHandler(_logging.NullHandler())
+
+__all__ = [
+    "Admin",
+    "AuthenticationError",
+    "BrokerError",
+    "ClusterInfo",
+    "ConfigError",
+    "ConnectionClosedError",
+    "InvalidMessageError",
+    "Message",
+    "MessageExt",
+    "MessageQueue",
+    "MessageTooLargeError",
+    "Producer",
+    "ProtocolError",
+    "QueueSelection",
+    "RemoteProtocolError",
+    "RequestTimeoutError",
+    "RocketMQError",
+    "RouteNotFoundError",
+    "SendResult",
+    "SendStatus",
+    "TopicOffset",
+    "TopicRouteData",
+    "TransactionProducer",
+    "TransactionState",
+]

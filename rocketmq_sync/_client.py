@@ -1,0 +1,414 @@
+"""The blocking client classes, written once for any runtime (threads or gevent).
+
+Each class is a thin shell: it builds the core objects from validated options and
+runs core flows on the runtime's transport. ``rocketmq_sync`` binds them to
+:class:`ThreadRuntime`, ``rocketmq_gevent`` to its gevent runtime.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import time
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, ClassVar, Self, TypeVar, Unpack
+
+from rocketmq_proto._admin import DEFAULT_CLUSTER, AdminCore, TopicOffset
+from rocketmq_proto._client import ClientCore
+from rocketmq_proto._codes import Perm, TransactionState
+from rocketmq_proto._command import RemotingCommand
+from rocketmq_proto._connection import Reply
+from rocketmq_proto._effects import Flow
+from rocketmq_proto._errors import ConfigError, LocalProtocolError, RequestTimeoutError
+from rocketmq_proto._message import Message, MessageExt, UniqueIdGenerator
+from rocketmq_proto._options import (
+    ClientOptions,
+    ClientSettings,
+    ProducerOptions,
+    client_settings,
+    ip_bytes,
+    producer_settings,
+)
+from rocketmq_proto._producer import (
+    ProducerCore,
+    QueueSelector,
+    ReplyWaiters,
+    SendResult,
+    make_reply_message,
+)
+from rocketmq_proto._route import ClusterInfo, MessageQueue, TopicRouteData
+
+from ._future import Future
+from ._interpreter import run_flow, start_flow
+from ._runtime import Runtime, ThreadRuntime
+from ._transport import RemotingClient
+
+T = TypeVar("T")
+
+
+class _ClientBase:
+    """What every client object has: settings, the session core, a transport, upkeep."""
+
+    #: The runtime the class runs on; ``rocketmq_gevent`` binds its own.
+    runtime_factory: ClassVar[Callable[[], Runtime]] = ThreadRuntime
+
+    def __init__(self, settings: ClientSettings) -> None:
+        self._settings = settings
+        self._core = ClientCore(settings.client)
+        self._log = settings.transport.logger or logging.getLogger("rocketmq_sync")
+        self._runtime = type(self).runtime_factory()
+        self._lock = self._runtime.Lock()
+        self._remoting: RemotingClient | None = None
+        self._maintenance: Future[None] | None = None
+        self._closing = False
+
+    @property
+    def client_id(self) -> str:
+        return self._core.client_id
+
+    def start(self) -> None:
+        """Open the client (connections are made on first use)."""
+        with self._lock:
+            if self._remoting is not None:
+                return
+            if self._closing:
+                raise LocalProtocolError("a closed client cannot be started again")
+            transport = self._settings.transport
+            self._remoting = RemotingClient(
+                self._runtime,
+                serialize_type=transport.serialize_type,
+                ssl_context=transport.ssl_context,
+                signer=transport.signer,
+                connect_timeout=transport.connect_timeout,
+                max_frame_size=transport.max_frame_size,
+                request_handler=self._on_server_request,
+                logger=transport.logger,
+            )
+            self._start_maintenance()
+
+    def _start_maintenance(self) -> None:
+        if self._core.closed or self._remoting is None:
+            return
+        future = start_flow(self._remoting, self._runtime, self._core.maintenance_flow())
+        future.add_done_callback(self._maintenance_done)
+        self._maintenance = future
+
+    def _maintenance_done(self, future: Future[None]) -> None:
+        if self._core.closed or future.cancelled():
+            return
+        error = future.exception()
+        if error is not None:
+            self._log.error("client upkeep failed; restarting it in 1 s: %r", error)
+        self._runtime.call_later(1.0, self._start_maintenance)
+
+    def _remoting_or_fail(self) -> RemotingClient:
+        remoting = self._remoting
+        if remoting is None:
+            raise LocalProtocolError(
+                f"{type(self).__name__} is not started (use 'with' or call start())"
+            )
+        return remoting
+
+    def _run(self, flow: Flow[T]) -> T:
+        try:
+            remoting = self._remoting_or_fail()
+        except LocalProtocolError:
+            flow.close()
+            raise
+        return run_flow(remoting, self._runtime, flow)
+
+    def _start(self, flow: Flow[T]) -> Future[T]:
+        try:
+            remoting = self._remoting_or_fail()
+        except LocalProtocolError:
+            flow.close()
+            raise
+        return start_flow(remoting, self._runtime, flow)
+
+    def _on_server_request(self, addr: str, command: RemotingCommand) -> Reply | None:
+        return self._run(self._core.handle_server_request(addr, command))
+
+    def _unregister(self) -> None:
+        """Hook: tell brokers this client's groups are gone."""
+
+    def close(self) -> None:
+        """Stop upkeep, unregister from brokers, close connections."""
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
+            self._core.closed = True
+        if self._maintenance is not None:
+            self._maintenance.cancel()
+        if self._remoting is not None:
+            try:
+                self._unregister()
+            except Exception as exc:  # closing must finish whatever the brokers say
+                self._log.info("unregister failed while closing: %s", exc)
+            self._remoting.close()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_remoting", None) is not None and not getattr(self, "_closing", True):
+            warnings.warn(
+                f"unclosed {type(self).__name__} {self.client_id}",
+                ResourceWarning,
+                stacklevel=1,
+            )
+
+
+class Producer(_ClientBase):
+    """Sends messages. ``with Producer("127.0.0.1:9876", group="g") as p: p.send(msg)``.
+
+    Thread-safe (greenlet-safe under gevent). Options: :class:`rocketmq_proto.ProducerOptions`.
+    """
+
+    def __init__(self, namesrv_addr: str | Iterable[str], **options: Unpack[ProducerOptions]):
+        pid = os.getpid()
+        settings, config = producer_settings(
+            namesrv_addr, options, pid=pid, nonce=random.getrandbits(48)
+        )
+        super().__init__(settings)
+        ids = UniqueIdGenerator(ip_bytes(settings.client.client_ip), pid, random.getrandbits(32))
+        self._producer = ProducerCore(self._core, config, ids)
+        self._producer.register()
+        self._replies = ReplyWaiters(self._deliver_reply)
+        self._replies.register(self._core)
+
+    @property
+    def group(self) -> str:
+        return self._producer.config.group
+
+    def _unregister(self) -> None:
+        self._producer.unregister()
+        self._run(self._core.unregister_flow(producer_group=self._producer.group))
+
+    def send(
+        self,
+        message: Message,
+        timeout: float | None = None,
+        *,
+        queue: MessageQueue | None = None,
+        sharding_key: str | None = None,
+        selector: QueueSelector | None = None,
+        arg: Any = None,
+    ) -> SendResult:
+        """Send and wait for the broker's answer (retrying on another broker if needed).
+
+        ``queue``, ``sharding_key`` (one key, one queue: ordered messages) or
+        ``selector(queues, message, arg)`` pin the queue; then there is no retry.
+        """
+        return self.send_async(
+            message, timeout, queue=queue, sharding_key=sharding_key, selector=selector, arg=arg
+        ).result()
+
+    def send_async(
+        self,
+        message: Message,
+        timeout: float | None = None,
+        *,
+        queue: MessageQueue | None = None,
+        sharding_key: str | None = None,
+        selector: QueueSelector | None = None,
+        arg: Any = None,
+    ) -> Future[SendResult]:
+        """Start a send and return at once: a future of its result (pipelined sends)."""
+        flow = self._producer.send_flow(
+            message, timeout, queue=queue, sharding_key=sharding_key, selector=selector, arg=arg
+        )
+        return self._start(flow)  # type: ignore[arg-type]
+
+    def send_oneway(
+        self,
+        message: Message,
+        *,
+        queue: MessageQueue | None = None,
+        sharding_key: str | None = None,
+        selector: QueueSelector | None = None,
+        arg: Any = None,
+    ) -> None:
+        """Send without waiting for (or getting) any answer: the broker sends none."""
+        self._run(
+            self._producer.send_flow(
+                message,
+                queue=queue,
+                sharding_key=sharding_key,
+                selector=selector,
+                arg=arg,
+                oneway=True,
+            )
+        )
+
+    def send_batch(
+        self,
+        messages: Sequence[Message],
+        timeout: float | None = None,
+        *,
+        queue: MessageQueue | None = None,
+    ) -> SendResult:
+        """Send messages of one topic as one request; ``msg_id`` lists their ids, comma-joined."""
+        return self._run(self._producer.send_batch_flow(messages, timeout, queue=queue))
+
+    def request(self, message: Message, timeout: float = 3.0) -> MessageExt:
+        """Send a request message and wait for its reply (request-reply)."""
+        start = time.monotonic()
+        correlation_id = self._run(self._producer.prepare_request(message, timeout))
+        waiter: Future[MessageExt] = Future(self._runtime)
+        self._replies.expect(correlation_id, waiter)
+        try:
+            self.send(message, max(timeout - (time.monotonic() - start), 0.001))
+            remaining = max(timeout - (time.monotonic() - start), 0.0)
+            try:
+                return waiter.result(remaining)
+            except TimeoutError:
+                raise RequestTimeoutError(
+                    f"no reply to request {correlation_id} on {message.topic!r} within {timeout} s"
+                ) from None
+        finally:
+            self._replies.forget(correlation_id)
+
+    def send_reply(
+        self, request: MessageExt, body: bytes, timeout: float | None = None
+    ) -> SendResult:
+        """Answer a request message received by a consumer."""
+        return self.send(make_reply_message(request, body), timeout)
+
+    @staticmethod
+    def _deliver_reply(token: Any, message: MessageExt) -> None:
+        waiter: Future[MessageExt] = token
+        if not waiter.done():
+            waiter.set_result(message)
+
+
+LocalTransaction = Callable[[Message, Any], "TransactionState | bool | None"]
+TransactionChecker = Callable[[MessageExt], "TransactionState | bool | None"]
+
+
+class TransactionProducer(Producer):
+    """A producer of transactional messages; ``checker(message)`` answers check-backs."""
+
+    def __init__(
+        self,
+        namesrv_addr: str | Iterable[str],
+        checker: TransactionChecker,
+        **options: Unpack[ProducerOptions],
+    ) -> None:
+        if not callable(checker):
+            raise ConfigError("checker must be callable: (message) -> TransactionState")
+        super().__init__(namesrv_addr, **options)
+        self._producer.transaction_checker = checker
+
+    def send_in_transaction(
+        self,
+        message: Message,
+        execute_local: LocalTransaction,
+        arg: Any = None,
+        timeout: float | None = None,
+    ) -> tuple[SendResult, TransactionState]:
+        """Send a half message, run ``execute_local(message, arg)``, commit or roll back.
+
+        ``execute_local`` returns a :class:`TransactionState` (``True``/``False`` for
+        commit/rollback); an exception or UNKNOWN leaves it to the check-back.
+        """
+        return self._run(self._producer.transaction_flow(message, execute_local, arg, timeout))
+
+
+class Admin(_ClientBase):
+    """Topics, groups, offsets, routes and message lookups."""
+
+    def __init__(self, namesrv_addr: str | Iterable[str], **options: Unpack[ClientOptions]):
+        settings = client_settings(
+            namesrv_addr, options, pid=os.getpid(), nonce=random.getrandbits(48)
+        )
+        super().__init__(settings)
+        self._admin = AdminCore(self._core)
+
+    def create_topic(
+        self,
+        topic: str,
+        *,
+        cluster: str = DEFAULT_CLUSTER,
+        read_queue_nums: int = 8,
+        write_queue_nums: int = 8,
+        perm: int = Perm.READ | Perm.WRITE,
+        order: bool = False,
+        attributes: Mapping[str, str] | None = None,
+    ) -> list[str]:
+        """Create (or update) ``topic`` on every master of ``cluster``; returns broker names."""
+        return self._run(
+            self._admin.create_topic_flow(
+                topic,
+                cluster=cluster,
+                read_queue_nums=read_queue_nums,
+                write_queue_nums=write_queue_nums,
+                perm=perm,
+                order=order,
+                attributes=attributes,
+            )
+        )
+
+    def delete_topic(self, topic: str, *, cluster: str = DEFAULT_CLUSTER) -> None:
+        self._run(self._admin.delete_topic_flow(topic, cluster=cluster))
+
+    def create_group(self, group: str, *, cluster: str = DEFAULT_CLUSTER, **settings: Any) -> None:
+        self._run(self._admin.create_group_flow(group, cluster=cluster, **settings))
+
+    def delete_group(self, group: str, *, cluster: str = DEFAULT_CLUSTER) -> None:
+        self._run(self._admin.delete_group_flow(group, cluster=cluster))
+
+    def cluster_info(self) -> ClusterInfo:
+        return self._run(self._core.cluster_info_flow())
+
+    def topic_route(self, topic: str) -> TopicRouteData:
+        return self._run(self._admin.route_flow(topic))
+
+    def topic_offsets(self, topic: str) -> list[TopicOffset]:
+        return self._run(self._admin.topic_offsets_flow(topic))
+
+    def max_offset(self, queue: MessageQueue) -> int:
+        return self._run(self._admin.max_offset_flow(queue))
+
+    def min_offset(self, queue: MessageQueue) -> int:
+        return self._run(self._admin.min_offset_flow(queue))
+
+    def search_offset(self, queue: MessageQueue, timestamp_ms: int) -> int:
+        return self._run(self._admin.search_offset_flow(queue, timestamp_ms))
+
+    def consumer_offset(self, group: str, queue: MessageQueue) -> int | None:
+        return self._run(self._admin.query_consumer_offset_flow(group, queue))
+
+    def query_messages(
+        self,
+        topic: str,
+        key: str,
+        *,
+        max_num: int = 32,
+        begin_timestamp: int = 0,
+        end_timestamp: int = 2**63 - 1,
+    ) -> list[MessageExt]:
+        return self._run(
+            self._admin.query_messages_flow(
+                topic,
+                key,
+                max_num=max_num,
+                begin_timestamp=begin_timestamp,
+                end_timestamp=end_timestamp,
+            )
+        )
+
+    def view_message(self, msg_id: str, topic: str | None = None) -> MessageExt:
+        return self._run(self._admin.view_message_flow(msg_id, topic))
