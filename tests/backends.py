@@ -11,6 +11,7 @@ import asyncio
 import concurrent.futures
 import inspect
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -114,6 +115,49 @@ class Backend:
         obj = self.make(cls_name, *args, **kwargs)
         with obj:
             yield obj
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep without stalling the driver (under gevent, the hub must keep running)."""
+        if self.name == "gevent":
+            import gevent
+
+            gevent.sleep(seconds)
+        else:
+            time.sleep(seconds)
+
+    def background(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn(*args)`` concurrently; returns something with ``result(timeout)``."""
+        if self.name == "gevent":
+            import gevent
+
+            greenlet = gevent.spawn(fn, *args)
+
+            class _Result:
+                def result(self, timeout: float | None = None) -> Any:
+                    return greenlet.get(timeout=timeout)
+
+            return _Result()
+        future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                future.set_result(fn(*args))
+            except BaseException as exc:
+                future.set_exception(exc)
+
+        threading.Thread(target=run, daemon=True).start()
+        return future
+
+    def wait_for(self, check: Callable[[], Any], timeout: float, what: str) -> Any:
+        """Poll ``check`` until it returns something true; fail after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = check()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            self.sleep(0.2)
 
     def close(self) -> None:
         if self._loop is not None:
