@@ -142,6 +142,9 @@ class ClientCore:
     #: Set when a route names a broker not seen before: heartbeat it soon, so that
     #: it knows our groups (check-backs and replies are routed by them).
     _new_broker: bool = False
+    #: Topics whose route a flow is fetching now, and topics found not to exist.
+    _fetching: set[str] = field(default_factory=set)
+    _missing: set[str] = field(default_factory=set)
 
     @property
     def client_id(self) -> str:
@@ -177,7 +180,12 @@ class ClientCore:
         return entry.route if entry is not None else None
 
     def route_flow(self, topic: str, *, force: bool = False) -> Flow[TopicRouteData]:
-        """The topic's route, from the cache unless stale (or ``force``)."""
+        """The topic's route, from the cache unless stale (or ``force``).
+
+        Concurrent flows that need the same route share one name server request
+        (as Java's client does under its name server lock): the others wait for
+        its answer instead of sending hundreds of identical requests at startup.
+        """
         now: float = yield Now()
         entry = self._routes.get(topic)
         if (
@@ -186,17 +194,36 @@ class ClientCore:
             and now - entry.fetched_at < self.config.route_refresh_interval
         ):
             return entry.route
-        response = yield from self._namesrv_call(lambda: rq.get_route_info(topic))
-        if response.code == ResponseCode.TOPIC_NOT_EXIST:
-            self._routes.pop(topic, None)
-            raise RouteNotFoundError(
-                f"no route for topic {topic!r}: the name servers know no such topic"
-            )
-        if response.code != ResponseCode.SUCCESS:
-            raise error_for_response(response.code, response.remark)
-        route = parse_topic_route(response.body)
-        self.update_route(topic, route, now)
-        return route
+        if topic in self._fetching:
+            started = now
+            limit = started + 2 * self.config.request_timeout
+            while topic in self._fetching and now < limit:
+                yield Sleep(0.005)
+                now = yield Now()
+            entry = self._routes.get(topic)
+            if entry is not None and entry.fetched_at >= started:
+                return entry.route
+            if topic not in self._fetching and topic in self._missing:
+                raise RouteNotFoundError(
+                    f"no route for topic {topic!r}: the name servers know no such topic"
+                )
+        self._fetching.add(topic)
+        try:
+            response = yield from self._namesrv_call(lambda: rq.get_route_info(topic))
+            if response.code == ResponseCode.TOPIC_NOT_EXIST:
+                self._routes.pop(topic, None)
+                self._missing.add(topic)
+                raise RouteNotFoundError(
+                    f"no route for topic {topic!r}: the name servers know no such topic"
+                )
+            if response.code != ResponseCode.SUCCESS:
+                raise error_for_response(response.code, response.remark)
+            route = parse_topic_route(response.body)
+            self._missing.discard(topic)
+            self.update_route(topic, route, now)
+            return route
+        finally:
+            self._fetching.discard(topic)
 
     def update_route(self, topic: str, route: TopicRouteData, now: float) -> None:
         self._routes[topic] = _RouteEntry(route, now)

@@ -364,3 +364,23 @@ def test_config_is_validated() -> None:
         ProducerConfig(send_timeout=0)
     with pytest.raises(ConfigError, match="host:port"):
         ClientConfig(("nohost",))
+
+
+def test_concurrent_route_lookups_share_one_name_server_request() -> None:
+    from rocketmq_proto._effects import Call, Now, Sleep
+
+    core = make_producer().client
+    first = core.route_flow("T")
+    assert isinstance(first.send(None), Now)
+    call = first.send(100.0)
+    assert isinstance(call, Call) and call.addr == NAMESRV
+    second = core.route_flow("T")
+    assert isinstance(second.send(None), Now)
+    assert isinstance(second.send(100.0), Sleep)  # waits instead of asking again
+    with pytest.raises(StopIteration) as done:
+        first.send(reply(0, body=route_body("T")))
+    route = done.value.value
+    assert isinstance(second.send(None), Now)
+    with pytest.raises(StopIteration) as shared:
+        second.send(100.01)
+    assert shared.value.value is route

@@ -1,0 +1,84 @@
+"""A gevent WSGI app whose handlers share one gevent Producer (run by test_gevent_wsgi.py).
+
+    python gevent_wsgi.py NAMESRV TOPIC REQUESTS patch|nopatch
+
+Serves on 127.0.0.1, fires REQUESTS concurrent HTTP requests at itself from
+greenlets, and prints one JSON line: how many produced, their message ids, and
+every time gevent's monitor saw the hub blocked for more than 100 ms.
+"""
+
+from __future__ import annotations
+
+import sys
+
+if sys.argv[4] == "patch":
+    from gevent import monkey
+
+    monkey.patch_all()
+
+import json  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import gevent  # noqa: E402
+import gevent.events  # noqa: E402
+import gevent.socket  # noqa: E402
+import zope.event  # type: ignore[import-untyped]  # noqa: E402
+from gevent.pywsgi import WSGIServer  # noqa: E402
+
+gevent.config.monitor_thread = True
+gevent.config.max_blocking_time = 0.1
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from rocketmq_gevent import Message, Producer  # noqa: E402
+
+NAMESRV, TOPIC, REQUESTS = sys.argv[1], sys.argv[2], int(sys.argv[3])
+blocked: list[str] = []
+
+
+def on_event(event: object) -> None:
+    if isinstance(event, gevent.events.EventLoopBlocked):
+        blocked.append(f"blocked {event.blocking_time:.3f}s: {''.join(event.info)[:300]}")
+
+
+zope.event.subscribers.append(on_event)
+
+producer = Producer(NAMESRV, group="wsgi-producer")
+producer.start()
+
+
+def app(environ: dict[str, object], start_response: object) -> list[bytes]:
+    path = str(environ["PATH_INFO"])
+    result = producer.send(Message(TOPIC, path.encode(), keys=[path.strip("/")]))
+    start_response("200 OK", [("Content-Type", "text/plain")])  # type: ignore[operator]
+    return [result.msg_id.encode()]
+
+
+server = WSGIServer(("127.0.0.1", 0), app, log=None)
+server.start()
+port = server.server_port
+
+
+def fetch(i: int) -> str:
+    sock = gevent.socket.create_connection(("127.0.0.1", port), timeout=30)
+    try:
+        sock.sendall(f"GET /req-{i} HTTP/1.0\r\nHost: localhost\r\n\r\n".encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    finally:
+        sock.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    if not head.startswith(b"HTTP/1.1 200") and not head.startswith(b"HTTP/1.0 200"):
+        raise RuntimeError(head.decode(errors="replace"))
+    return body.decode()
+
+
+jobs = [gevent.spawn(fetch, i) for i in range(REQUESTS)]
+gevent.joinall(jobs, timeout=120)
+ids = [job.value for job in jobs if job.successful()]
+errors = [repr(job.exception) for job in jobs if job.ready() and not job.successful()]
+server.stop()
+producer.close()
+gevent.sleep(0.3)  # let the monitor thread report the last interval
+print(json.dumps({"produced": len(ids), "ids": ids, "errors": errors[:5], "blocked": blocked}))
