@@ -16,14 +16,14 @@ if sys.argv[4] == "patch":
 
     monkey.patch_all()
 
-import json  # noqa: E402
-from pathlib import Path  # noqa: E402
+import json
+from pathlib import Path
 
-import gevent  # noqa: E402
-import gevent.events  # noqa: E402
-import gevent.socket  # noqa: E402
-import zope.event  # type: ignore[import-untyped]  # noqa: E402
-from gevent.pywsgi import WSGIServer  # noqa: E402
+import gevent
+import gevent.events
+import gevent.socket
+import zope.event  # type: ignore[import-untyped]
+from gevent.pywsgi import WSGIServer
 
 gevent.config.monitor_thread = True
 gevent.config.max_blocking_time = 0.1

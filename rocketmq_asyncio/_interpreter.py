@@ -1,0 +1,88 @@
+"""The asyncio interpreter of the core's effects (see :mod:`rocketmq_proto._effects`)."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor
+from typing import Any, TypeVar
+
+from rocketmq_proto._effects import Call, Flow, Now, Oneway, Sleep, UserCall, WallTime
+from rocketmq_proto._errors import RocketMQError, UserCallbackError
+
+from ._transport import RemotingClient
+
+__all__ = ["run_flow"]
+
+T = TypeVar("T")
+
+
+def _is_async_callable(fn: Callable[..., Any]) -> bool:
+    # inspect sees through functools.partial; an object with an ``async def __call__``
+    # is a coroutine function only by its method.
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004
+    )
+
+
+async def _user_call(effect: UserCall, executor: Executor | None) -> Any:
+    fn = effect.fn
+    try:
+        if _is_async_callable(fn):
+            return await fn(*effect.args)
+        # A plain callable may block (a database, an HTTP call): never on the loop.
+        result = await asyncio.get_running_loop().run_in_executor(executor, fn, *effect.args)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+    except Exception as exc:
+        name = getattr(fn, "__qualname__", None) or repr(fn)
+        raise UserCallbackError(f"{name} raised {type(exc).__name__}: {exc}") from exc
+
+
+async def run_flow(
+    client: RemotingClient, flow: Flow[T], *, user_executor: Executor | None = None
+) -> T:
+    """Drive ``flow`` to its end, performing each effect it yields; return its value.
+
+    A :class:`RocketMQError` of an effect is thrown into the flow (an exception of
+    a user's callable as :class:`UserCallbackError`); whatever the flow raises
+    propagates. If this coroutine is cancelled, the flow is closed.
+    """
+    send = flow.send
+    result: Any = None
+    error: RocketMQError | None = None
+    try:
+        while True:
+            try:
+                if error is None:
+                    effect = send(result)
+                else:
+                    effect, error = flow.throw(error), None
+            except StopIteration as stop:
+                value: T = stop.value
+                return value
+            try:
+                # Most frequent first: a flow is mostly calls.
+                if type(effect) is Call:
+                    result = await client.request(effect.addr, effect.command, effect.timeout)
+                elif type(effect) is Oneway:
+                    await client.oneway(effect.addr, effect.command)
+                    result = None
+                elif type(effect) is Sleep:
+                    await asyncio.sleep(effect.seconds)
+                    result = None
+                elif type(effect) is Now:
+                    result = asyncio.get_running_loop().time()
+                elif type(effect) is WallTime:
+                    result = int(time.time() * 1000)
+                elif type(effect) is UserCall:
+                    result = await _user_call(effect, user_executor)
+                else:
+                    raise TypeError(f"not an effect: {effect!r}")
+            except RocketMQError as exc:
+                result, error = None, exc
+    finally:
+        flow.close()

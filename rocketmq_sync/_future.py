@@ -1,0 +1,193 @@
+"""A small future, written once on a :class:`~rocketmq_sync._runtime.Runtime`'s primitives.
+
+``concurrent.futures.Future`` waits on ``threading.Condition``, which would block
+gevent's hub unless gevent had monkey-patched it; this one takes its lock from
+the runtime and creates a runtime event only when somebody actually waits, so
+that the common case (a callback, or a result read after completion) costs one
+lock.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import CancelledError
+from typing import Any, Generic, TypeVar
+
+from ._runtime import EventLike, Runtime
+
+__all__ = ["CancelledError", "Future"]
+
+T = TypeVar("T")
+
+_log = logging.getLogger(__name__)
+
+_PENDING = 0
+_FINISHED = 1
+_CANCELLED = 2
+
+
+class Future(Generic[T]):
+    """The eventual result of an operation: a value, an exception, or cancelled.
+
+    Thread-safe (and greenlet-safe in the gevent runtime). Unlike
+    ``concurrent.futures.Future``, :meth:`set_result` and :meth:`set_exception`
+    on a future that is already done are ignored and return ``False``: a late
+    answer to a request its caller cancelled is not an error.
+    """
+
+    __slots__ = ("_callbacks", "_event", "_exception", "_lock", "_result", "_runtime", "_state")
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+        self._lock = runtime.Lock()
+        self._state = _PENDING
+        self._result: T | None = None
+        self._exception: BaseException | None = None
+        self._callbacks: list[Callable[[Future[T]], object]] | None = None
+        self._event: EventLike | None = None
+
+    @classmethod
+    def completed(cls, runtime: Runtime, result: T) -> Future[T]:
+        future: Future[T] = cls(runtime)
+        future._result = result
+        future._state = _FINISHED
+        return future
+
+    @classmethod
+    def failed(cls, runtime: Runtime, exception: BaseException) -> Future[T]:
+        future: Future[T] = cls(runtime)
+        future._exception = exception
+        future._state = _FINISHED
+        return future
+
+    def __repr__(self) -> str:
+        if self._state == _PENDING:
+            return "<Future pending>"
+        if self._state == _CANCELLED:
+            return "<Future cancelled>"
+        if self._exception is not None:
+            return f"<Future raised {type(self._exception).__name__}>"
+        return f"<Future returned {type(self._result).__name__}>"
+
+    # ------------------------------------------------------------------ completing
+
+    def set_result(self, result: T) -> bool:
+        """Complete with ``result``; ``False`` (and no effect) if already done."""
+        with self._lock:
+            if self._state != _PENDING:
+                return False
+            self._result = result
+            self._state = _FINISHED
+            callbacks, self._callbacks = self._callbacks, None
+            event = self._event
+        if event is not None:
+            event.set()
+        if callbacks:
+            self._run_callbacks(callbacks)
+        return True
+
+    def set_exception(self, exception: BaseException) -> bool:
+        """Complete with ``exception``; ``False`` (and no effect) if already done."""
+        with self._lock:
+            if self._state != _PENDING:
+                return False
+            self._exception = exception
+            self._state = _FINISHED
+            callbacks, self._callbacks = self._callbacks, None
+            event = self._event
+        if event is not None:
+            event.set()
+        if callbacks:
+            self._run_callbacks(callbacks)
+        return True
+
+    def cancel(self) -> bool:
+        """Cancel if not done yet: waiters get :class:`CancelledError`."""
+        with self._lock:
+            if self._state != _PENDING:
+                return self._state == _CANCELLED
+            self._state = _CANCELLED
+            callbacks, self._callbacks = self._callbacks, None
+            event = self._event
+        if event is not None:
+            event.set()
+        if callbacks:
+            self._run_callbacks(callbacks)
+        return True
+
+    def _run_callbacks(self, callbacks: list[Callable[[Future[T]], object]]) -> None:
+        for callback in callbacks:
+            try:
+                callback(self)
+            except Exception:
+                _log.exception("future callback %r raised", callback)
+
+    # -------------------------------------------------------------------- reading
+
+    def done(self) -> bool:
+        return self._state != _PENDING
+
+    def cancelled(self) -> bool:
+        return self._state == _CANCELLED
+
+    def add_done_callback(self, fn: Callable[[Future[T]], object]) -> None:
+        """Call ``fn(self)`` once done: at once (in this thread) if it already is.
+
+        Otherwise ``fn`` runs in whichever thread or greenlet completes the
+        future (for a request: its connection's reader), so it must be quick.
+        """
+        if self._state == _PENDING:
+            with self._lock:
+                if self._state == _PENDING:
+                    if self._callbacks is None:
+                        self._callbacks = [fn]
+                    else:
+                        self._callbacks.append(fn)
+                    return
+        try:
+            fn(self)
+        except Exception:
+            _log.exception("future callback %r raised", fn)
+
+    def _wait(self, timeout: float | None) -> None:
+        if self._state != _PENDING:
+            return
+        with self._lock:
+            if self._state != _PENDING:
+                return
+            event = self._event
+            if event is None:
+                event = self._event = self._runtime.Event()
+        if not event.wait(timeout) and self._state == _PENDING:
+            raise TimeoutError(f"future not done after {timeout:g}s")
+
+    def result(self, timeout: float | None = None) -> T:
+        """The value, waiting up to ``timeout`` seconds (``None``: as long as it takes).
+
+        Raises what the operation raised, :class:`CancelledError` if cancelled,
+        or the builtin :class:`TimeoutError` if still not done after ``timeout``.
+        """
+        self._wait(timeout)
+        if self._state == _CANCELLED:
+            raise CancelledError()
+        if self._exception is not None:
+            raise self._exception
+        return self._result  # type: ignore[return-value]
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        """The exception it completed with (``None`` for a value), waiting like :meth:`result`."""
+        self._wait(timeout)
+        if self._state == _CANCELLED:
+            raise CancelledError()
+        return self._exception
+
+
+def chain_result(source: Future[Any], target: Future[Any]) -> None:
+    """Complete ``target`` the way ``source`` completed (``source`` must be done)."""
+    if source.cancelled():
+        target.cancel()
+    elif source._exception is not None:
+        target.set_exception(source._exception)
+    else:
+        target.set_result(source._result)

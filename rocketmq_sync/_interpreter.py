@@ -1,0 +1,180 @@
+"""The blocking driver's interpreter of the core's effects (see :mod:`rocketmq_proto._effects`).
+
+Continuation-passing: no thread (or greenlet) waits for a flow. Each effect is
+started without blocking, and the flow resumes in whichever task completes it:
+a call's answer on its connection's reader, a sleep on the runtime's timer, a
+user's callable on the user pool. A flow yields many effects that complete at
+once (``Now``, a call that fails fast...); those are run in a loop, not by
+recursion, so a long flow cannot exhaust the stack.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from typing import Any, Final, Generic, TypeVar
+
+from rocketmq_proto._effects import Call, Effect, Flow, Now, Oneway, Sleep, UserCall, WallTime
+from rocketmq_proto._errors import RocketMQError, UserCallbackError
+
+from ._future import Future
+from ._runtime import Runtime
+from ._transport import RemotingClient
+
+__all__ = ["run_flow", "start_flow"]
+
+T = TypeVar("T")
+
+
+class _Fatal:
+    """Marks an error that is a bug, not an effect's failure: it ends the flow."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+_ASYNC: Final = object()  # _perform's answer: the effect will resume the flow later
+
+
+class _FlowRunner(Generic[T]):
+    """Drives one flow; at most one effect of it is outstanding at any time."""
+
+    __slots__ = ("_client", "_flow", "_lock", "_pending", "_result", "_running", "_runtime")
+
+    def __init__(
+        self, client: RemotingClient, runtime: Runtime, flow: Flow[T], result: Future[T]
+    ) -> None:
+        self._client = client
+        self._runtime = runtime
+        self._flow = flow
+        self._result = result
+        self._lock = runtime.Lock()
+        self._pending: tuple[Any, BaseException | _Fatal | None] | None = None
+        self._running = False
+
+    def resume(self, value: Any, error: BaseException | _Fatal | None) -> None:
+        """Continue the flow with an effect's outcome (from any thread or greenlet)."""
+        with self._lock:
+            self._pending = (value, error)
+            if self._running:
+                return  # the loop below, up the stack or in another task, takes it
+            self._running = True
+        self._loop()
+
+    def _loop(self) -> None:
+        flow = self._flow
+        result = self._result
+        while True:
+            with self._lock:
+                item = self._pending
+                if item is None:
+                    self._running = False
+                    return
+                self._pending = None
+            value, error = item
+            while True:
+                if result.cancelled():
+                    flow.close()
+                    return
+                if isinstance(error, _Fatal):
+                    flow.close()
+                    result.set_exception(error.error)
+                    return
+                try:
+                    effect = flow.send(value) if error is None else flow.throw(error)
+                except StopIteration as stop:
+                    result.set_result(stop.value)
+                    return
+                except BaseException as exc:
+                    result.set_exception(exc)
+                    if not isinstance(exc, Exception):
+                        raise
+                    return
+                try:
+                    value, error = self._perform(effect), None
+                except RocketMQError as exc:
+                    value, error = None, exc
+                except BaseException as exc:
+                    value, error = None, _Fatal(exc)
+                if value is _ASYNC:
+                    break
+
+    def _perform(self, effect: Effect) -> Any:
+        """The effect's result if it is known now, else :data:`_ASYNC` (and resume later)."""
+        kind = type(effect)
+        if kind is Call:
+            assert isinstance(effect, Call)
+            return self._await(
+                self._client.request_future(effect.addr, effect.command, effect.timeout)
+            )
+        if kind is Now:
+            return self._runtime.monotonic()
+        if kind is Oneway:
+            assert isinstance(effect, Oneway)
+            return self._await(self._client.oneway_future(effect.addr, effect.command))
+        if kind is Sleep:
+            assert isinstance(effect, Sleep)
+            if effect.seconds <= 0:
+                return None
+            self._runtime.call_later(effect.seconds, self._woken)
+            return _ASYNC
+        if kind is WallTime:
+            return int(time.time() * 1000)
+        if kind is UserCall:
+            assert isinstance(effect, UserCall)
+            self._runtime.run_user(
+                effect.fn, effect.args, functools.partial(self._user_done, effect.fn)
+            )
+            return _ASYNC
+        raise TypeError(f"not an effect: {effect!r}")
+
+    def _await(self, future: Future[Any]) -> Any:
+        if future.done():  # failed fast (backing off, closed): no callback needed
+            return future.result()
+        future.add_done_callback(self._future_done)
+        return _ASYNC
+
+    def _future_done(self, future: Future[Any]) -> None:
+        try:
+            value = future.result()
+        except RocketMQError as exc:
+            self.resume(None, exc)
+        except BaseException as exc:
+            self.resume(None, _Fatal(exc))
+        else:
+            self.resume(value, None)
+
+    def _woken(self) -> None:
+        self.resume(None, None)
+
+    def _user_done(self, fn: Any, value: Any, exc: BaseException | None) -> None:
+        if exc is None:
+            self.resume(value, None)
+        elif isinstance(exc, Exception):
+            name = getattr(fn, "__qualname__", None) or repr(fn)
+            error = UserCallbackError(f"{name} raised {type(exc).__name__}: {exc}")
+            error.__cause__ = exc
+            self.resume(None, error)
+        else:
+            self.resume(None, _Fatal(exc))
+
+
+def start_flow(client: RemotingClient, runtime: Runtime, flow: Flow[T]) -> Future[T]:
+    """Start driving ``flow``; the future gets its return value (or exception).
+
+    Runs the flow in this thread up to its first effect that cannot complete at
+    once, then returns. A :class:`RocketMQError` of an effect is thrown into the
+    flow (an exception of a user's callable as :class:`UserCallbackError`, with
+    the original as ``__cause__``); anything else ends the flow and fails the
+    future. Cancelling the future closes the flow at its next step.
+    """
+    result: Future[T] = Future(runtime)
+    _FlowRunner(client, runtime, flow, result).resume(None, None)
+    return result
+
+
+def run_flow(client: RemotingClient, runtime: Runtime, flow: Flow[T]) -> T:
+    """Drive ``flow`` to its end and return its value: :func:`start_flow`, then wait."""
+    return start_flow(client, runtime, flow).result()

@@ -1,0 +1,358 @@
+"""What the blocking driver needs from its runtime, and the runtime made of OS threads.
+
+The blocking driver (:mod:`rocketmq_sync._transport`, :mod:`rocketmq_sync._interpreter`)
+is written once against :class:`Runtime`: tasks, locks, events, queues, sockets,
+sleeping, timers and a pool for user callables. :class:`ThreadRuntime` provides
+them with the standard library; ``rocketmq_gevent.GeventRuntime`` with gevent's
+own primitives, so that the gevent driver is this same code on greenlets.
+
+Everything here must be safe to use from any thread (or greenlet) of the
+runtime; only the runtime's own objects are shared between them.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, Protocol
+
+__all__ = [
+    "Cancellable",
+    "EventLike",
+    "LockLike",
+    "QueueLike",
+    "Runtime",
+    "SocketLike",
+    "TaskHandle",
+    "ThreadRuntime",
+    "UserDone",
+    "WorkerPool",
+]
+
+_log = logging.getLogger(__name__)
+
+#: Called with ``(result, None)`` when a user's callable returned, or
+#: ``(None, exception)`` when it raised.
+UserDone = Callable[[Any, BaseException | None], object]
+
+
+class Cancellable(Protocol):
+    def cancel(self) -> object: ...
+
+
+class TaskHandle(Protocol):
+    def join(self, timeout: float | None = None) -> object: ...
+
+
+class LockLike(Protocol):
+    """A non-reentrant mutex: ``threading.Lock`` or ``gevent.lock.Semaphore(1)``."""
+
+    def acquire(self, blocking: bool = ...) -> bool: ...
+
+    def release(self) -> object: ...
+
+    def __enter__(self) -> object: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> object: ...
+
+
+class EventLike(Protocol):
+    def set(self) -> object: ...
+
+    def is_set(self) -> bool: ...
+
+    def wait(self, timeout: float | None = None) -> bool: ...
+
+
+class QueueLike(Protocol):
+    """An unbounded FIFO; ``get`` raises :class:`queue.Empty` on timeout."""
+
+    def put(self, item: Any) -> object: ...
+
+    def get(self, block: bool = True, timeout: float | None = None) -> Any: ...
+
+
+class SocketLike(Protocol):
+    """The part of a (stdlib or gevent) socket the driver uses."""
+
+    def sendall(self, data: bytes, /) -> object: ...
+
+    def recv(self, bufsize: int, /) -> bytes: ...
+
+    def settimeout(self, value: float | None, /) -> object: ...
+
+    def setsockopt(self, level: int, optname: int, value: int, /) -> object: ...
+
+    def shutdown(self, how: int, /) -> object: ...
+
+    def close(self) -> object: ...
+
+
+class Runtime(Protocol):
+    """Tasks, synchronisation, sockets and time for the blocking driver.
+
+    Implementations: :class:`ThreadRuntime`, ``rocketmq_gevent.GeventRuntime``.
+    A gevent runtime must never hand out a ``threading`` primitive (they would
+    block the hub when gevent has not monkey-patched them), and a thread
+    runtime never a gevent one.
+    """
+
+    #: ``"threads"`` or ``"gevent"``: for logs and reprs.
+    name: str
+
+    def spawn(self, fn: Callable[..., object], /, *args: Any) -> TaskHandle:
+        """Run ``fn(*args)`` concurrently (a daemon thread, a greenlet)."""
+        ...
+
+    def current(self) -> object:
+        """The running task (thread or greenlet), comparable by identity to a handle."""
+        ...
+
+    def Lock(self) -> LockLike: ...
+
+    def Event(self) -> EventLike: ...
+
+    def Queue(self) -> QueueLike: ...
+
+    def create_connection(self, addr: tuple[str, int], timeout: float) -> SocketLike:
+        """A connected TCP socket (TLS, if any, is layered on by the driver)."""
+        ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+    def monotonic(self) -> float: ...
+
+    def call_later(self, delay: float, fn: Callable[[], object]) -> Cancellable:
+        """Run ``fn()`` once after ``delay`` seconds, on a task of the runtime's own.
+
+        ``fn`` may block briefly (write to a socket) but should not wait long:
+        other timers may be waiting behind it.
+        """
+        ...
+
+    def run_user(self, fn: Callable[..., Any], args: tuple[Any, ...], on_done: UserDone) -> None:
+        """Run a user's callable where it cannot stall IO, then ``on_done`` there.
+
+        Never blocks the caller, however many calls are already running.
+        """
+        ...
+
+
+class WorkerPool:
+    """At most ``size`` workers of a runtime running queued calls, spawned on demand.
+
+    Written once on :class:`Runtime` primitives, so threads and greenlets share it.
+    :meth:`submit` never blocks: a call waits in the queue until a worker is free.
+    """
+
+    def __init__(self, runtime: Runtime, size: int) -> None:
+        if size < 1:
+            raise ValueError(f"a worker pool needs at least one worker, got {size}")
+        self._runtime = runtime
+        self._size = size
+        self._queue = runtime.Queue()
+        self._lock = runtime.Lock()
+        self._workers = 0
+        self._idle = 0
+
+    def submit(self, fn: Callable[..., Any], args: tuple[Any, ...], on_done: UserDone) -> None:
+        self._queue.put((fn, args, on_done))
+        with self._lock:
+            if self._idle:
+                # An idle worker will take it (the count is only a hint for spawning).
+                self._idle -= 1
+                return
+            if self._workers >= self._size:
+                return
+            self._workers += 1
+        self._runtime.spawn(self._work)
+
+    def _work(self) -> None:
+        get = self._queue.get
+        try:
+            while True:
+                fn, args, on_done = get()
+                error: BaseException | None = None
+                try:
+                    result = fn(*args)
+                except BaseException as exc:
+                    result, error = None, exc
+                _call_done(on_done, result, error)
+                if error is not None and not isinstance(error, Exception):
+                    raise error  # GreenletExit, SystemExit...: let the worker end
+                fn = args = on_done = result = error = None  # nothing kept alive while idle
+                with self._lock:
+                    self._idle += 1
+        finally:
+            with self._lock:
+                self._workers -= 1
+
+
+def _call_done(on_done: UserDone, result: Any, exc: BaseException | None) -> None:
+    try:
+        on_done(result, exc)
+    except Exception:
+        _log.exception("completion callback %r raised", on_done)
+
+
+# ------------------------------------------------------------------ thread runtime
+
+
+class _Timer:
+    __slots__ = ("cancelled", "fn", "when")
+
+    def __init__(self, when: float, fn: Callable[[], object]) -> None:
+        self.when = when
+        self.fn: Callable[[], object] | None = fn
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        self.fn = None
+
+
+class _Scheduler:
+    """One thread running every timer of a :class:`ThreadRuntime` from a heap.
+
+    A cancelled timer stays in the heap until it reaches the top (cancelling is
+    a flag, so it costs nothing); the heap is rebuilt if those pile up.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._heap: list[tuple[float, int, _Timer]] = []
+        self._seq = itertools.count()
+        self._thread: threading.Thread | None = None
+        self._cancelled_hint = 0
+
+    def call_later(self, delay: float, fn: Callable[[], object]) -> _Timer:
+        timer = _Timer(time.monotonic() + max(0.0, delay), fn)
+        with self._cond:
+            heap = self._heap
+            if len(heap) > 1024 and self._cancelled_hint > len(heap) // 2:
+                heap[:] = [entry for entry in heap if not entry[2].cancelled]
+                heapq.heapify(heap)
+                self._cancelled_hint = 0
+            self._cancelled_hint += 1  # most timers get cancelled: a cheap estimate
+            heapq.heappush(heap, (timer.when, next(self._seq), timer))
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="rocketmq-timers", daemon=True
+                )
+                self._thread.start()
+            elif heap[0][2] is timer:
+                self._cond.notify()
+        return timer
+
+    def _run(self) -> None:
+        cond = self._cond
+        heap = self._heap
+        while True:
+            with cond:
+                while True:
+                    if not heap:
+                        cond.wait()
+                        continue
+                    when, _, timer = heap[0]
+                    if timer.cancelled:
+                        heapq.heappop(heap)
+                        continue
+                    delay = when - time.monotonic()
+                    if delay > 0:
+                        cond.wait(delay)
+                        continue
+                    heapq.heappop(heap)
+                    break
+            fn = timer.fn
+            timer.fn = None
+            if fn is not None and not timer.cancelled:
+                try:
+                    fn()
+                except Exception:
+                    _log.exception("timer callback %r raised", fn)
+            del fn, timer
+
+
+_thread_runtimes: weakref.WeakSet[ThreadRuntime] = weakref.WeakSet()
+
+
+class ThreadRuntime:
+    """The blocking driver's runtime on OS threads and stdlib sockets.
+
+    Timers share one scheduler thread; user callables run on at most
+    ``max_user_workers`` threads. Both start on first use and are replaced in
+    a child process after ``os.fork()`` (the parent's threads do not exist there).
+    """
+
+    name = "threads"
+
+    def __init__(self, *, max_user_workers: int = 16) -> None:
+        self._max_user_workers = max_user_workers
+        self._scheduler = _Scheduler()
+        self._pool = WorkerPool(self, max_user_workers)
+        _thread_runtimes.add(self)
+
+    def __repr__(self) -> str:
+        return f"<ThreadRuntime max_user_workers={self._max_user_workers}>"
+
+    def spawn(self, fn: Callable[..., object], /, *args: Any) -> threading.Thread:
+        thread = threading.Thread(target=fn, args=args, daemon=True)
+        thread.name = f"rocketmq-{getattr(fn, '__name__', 'task').lstrip('_')}-{thread.name}"
+        thread.start()
+        return thread
+
+    def current(self) -> object:
+        return threading.current_thread()
+
+    def Lock(self) -> LockLike:
+        return threading.Lock()
+
+    def Event(self) -> EventLike:
+        return threading.Event()
+
+    def Queue(self) -> QueueLike:
+        return queue.SimpleQueue()
+
+    def create_connection(self, addr: tuple[str, int], timeout: float) -> SocketLike:
+        return socket.create_connection(addr, timeout)
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def call_later(self, delay: float, fn: Callable[[], object]) -> Cancellable:
+        return self._scheduler.call_later(delay, fn)
+
+    def run_user(self, fn: Callable[..., Any], args: tuple[Any, ...], on_done: UserDone) -> None:
+        self._pool.submit(fn, args, on_done)
+
+    def _after_fork_in_child(self) -> None:
+        # The parent's scheduler and workers are not running here, and their locks
+        # may be held by threads that do not exist: start afresh. Timers and calls
+        # queued in the parent are the parent's work, not the child's.
+        self._scheduler = _Scheduler()
+        self._pool = WorkerPool(self, self._max_user_workers)
+
+
+def _after_fork_in_child() -> None:
+    for runtime in list(_thread_runtimes):
+        runtime._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

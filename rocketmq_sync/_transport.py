@@ -1,0 +1,923 @@
+"""The blocking transport: one multiplexed remoting connection per address.
+
+Written once against :class:`~rocketmq_sync._runtime.Runtime`, so the same code
+runs on OS threads (``rocketmq_sync``) and on greenlets (``rocketmq_gevent``).
+
+Every request to an address shares one TCP (or TLS) connection, pipelined by
+opaque: the core's :class:`~rocketmq_proto._connection.Connection` allocates
+opaques, matches answers and expires deadlines; this module moves bytes, keeps
+one future per request, one reader task and one timer per connection.
+
+- **Reading.** A task per connection connects, then reads and feeds the core,
+  completing futures outside the connection's lock.
+- **Writing** happens in the caller's thread, never queued to another task:
+  the request is queued in the core under the connection's lock, then whoever
+  takes the write lock sends everything queued so far. A caller that finds the
+  write lock taken returns at once: the writer holding it sends its frame too
+  (so concurrent senders share ``sendall`` calls, and a flow resumed on a
+  reader never waits behind another connection's slow socket).
+- **Timers.** Deadlines are expired by one runtime timer per connection, armed
+  at :meth:`Connection.next_deadline` and moved only when a request with an
+  earlier deadline appears. The socket's own timeout cannot serve: it is one
+  value shared by ``recv`` and ``sendall``, and a reader waking every few
+  milliseconds would cut short a concurrent write. The socket's timeout is the
+  write timeout; a ``recv`` that times out on an idle connection is not an error.
+
+No protocol decision is made here, except the two answers Java's remoting layer
+gives to a request from the server nobody can handle: ``REQUEST_CODE_NOT_SUPPORTED``
+when no handler is installed, ``SYSTEM_ERROR`` when the handler raised.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import socket
+import ssl
+import warnings
+import weakref
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, Final
+
+from rocketmq_proto._backoff import ReconnectBackoff
+from rocketmq_proto._codes import ResponseCode, SerializeType
+from rocketmq_proto._command import DEFAULT_MAX_FRAME_SIZE, RemotingCommand
+from rocketmq_proto._connection import (
+    Connection,
+    ConnectionClosed,
+    Reply,
+    RequestFailed,
+    RequestTimedOut,
+    Response,
+    ServerRequest,
+    Signer,
+)
+from rocketmq_proto._errors import (
+    ConfigError,
+    ConnectionClosedError,
+    InvalidArgumentError,
+    LocalProtocolError,
+    RemoteProtocolError,
+    RequestTimeoutError,
+    RocketMQError,
+)
+
+from ._future import Future
+from ._runtime import Cancellable, Runtime, SocketLike, TaskHandle
+from ._tls import TlsSession
+
+__all__ = ["RemotingClient", "RequestHandler"]
+
+#: Handles a request the server sent us (a transaction check-back, "consumer ids
+#: changed", running info...), given the server's address. Returns the
+#: :class:`Reply`, or ``None`` to send none. Runs on the runtime's user pool.
+RequestHandler = Callable[[str, RemotingCommand], Reply | None]
+
+_RECV_SIZE: Final = 256 * 1024
+#: A request whose deadline is at most this much before the armed timer does not
+#: move it: the timer fires a little late for it rather than being re-armed.
+_TIMER_SLACK: Final = 0.002
+#: How much longer than its own timeout a blocking call waits for its future
+#: (a safety net: the connection's timer normally completes it in time).
+_WAIT_GRACE: Final = 1.0
+
+_CONNECTING: Final = 0
+_OPEN: Final = 1
+_CLOSED: Final = 2
+
+_Completion = tuple[Future[Any], Any, BaseException | None]
+_Actions = tuple[list[_Completion], list[RemotingCommand], ConnectionClosed | None]
+
+
+def _split_addr(addr: str) -> tuple[str, int]:
+    host, sep, port = addr.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise InvalidArgumentError(f"address {addr!r} is not host:port")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port)
+
+
+def _describe(exc: BaseException, timeout: float) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"timed out after {timeout:g}s"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class _Channel:
+    """One connection to one address: its socket, its core Connection, its reader.
+
+    ``_lock`` guards the core connection, the TLS session and every field below
+    it; it is never held during socket IO. ``_write_lock`` is held while writing,
+    so that frames leave in the order the core queued them.
+    """
+
+    def __init__(self, core: _Core, addr: str, host: str, port: int) -> None:
+        self.addr = addr
+        self._host = host
+        self._port = port
+        self._core = core
+        self._rt = core.runtime
+        self._log = core.log
+        self._conn = Connection(
+            serialize_type=core.serialize_type,
+            max_frame_size=core.max_frame_size,
+            signer=core.signer,
+            logger=core.log,
+        )
+        self._lock = self._rt.Lock()
+        self._write_lock = self._rt.Lock()
+        # opaque -> (future, timeout): the timeout only for the error message.
+        self._waiters: dict[int, tuple[Future[RemotingCommand], float]] = {}
+        self._connect_waiters: list[Future[None]] = []
+        self._status = _CONNECTING
+        self._sock: SocketLike | None = None
+        self._tls: TlsSession | None = None
+        self._dirty = False  # frames queued in the core and not yet taken by a writer
+        self._timer: Cancellable | None = None
+        self._timer_at = 0.0
+        self._timer_seq = 0
+        self._started = False
+        self._task: TaskHandle | None = None  # connects, then sends what was queued
+        self._reader: TaskHandle | None = None
+        self._closing_on_purpose = False
+        self._abandoned = False
+        self.was_open = False
+
+    def __repr__(self) -> str:
+        status = ("connecting", "open", "closed")[self._status]
+        return f"<_Channel {self.addr} {status} in_flight={len(self._waiters)}>"
+
+    @property
+    def usable(self) -> bool:
+        return self._status != _CLOSED
+
+    @property
+    def is_open(self) -> bool:
+        return self._status == _OPEN
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+        self._task = self._rt.spawn(self._run)
+
+    # ------------------------------------------------------------------ sending
+
+    def request(self, command: RemotingCommand, timeout: float) -> Future[RemotingCommand] | None:
+        """Queue ``command``; ``None`` if this channel closed meanwhile (use another)."""
+        rt = self._rt
+        future: Future[RemotingCommand] = Future(rt)
+        now = rt.monotonic()
+        with self._lock:
+            if self._status == _CLOSED:
+                return None
+            opaque = self._conn.send_request(command, now, timeout)
+            self._waiters[opaque] = (future, timeout)
+            self._dirty = True
+            deadline = now + timeout
+            if self._timer is None or deadline + _TIMER_SLACK < self._timer_at:
+                self._arm_timer(deadline, now)
+            is_open = self._status == _OPEN
+        if is_open:
+            self._flush()
+        elif not self._started:
+            self._start()
+        return future
+
+    def oneway(self, command: RemotingCommand) -> Future[None] | None:
+        """Queue a oneway ``command``; the future completes once it is handed to the socket."""
+        rt = self._rt
+        with self._lock:
+            if self._status == _CLOSED:
+                return None
+            self._conn.send_request(command, rt.monotonic(), oneway=True)
+            self._dirty = True
+            waiter: Future[None] | None = None
+            if self._status == _CONNECTING:
+                waiter = Future(rt)
+                self._connect_waiters.append(waiter)
+        if waiter is not None:
+            if not self._started:
+                self._start()
+            return waiter
+        self._flush()
+        if self._status == _CLOSED:
+            return Future.failed(
+                rt,
+                ConnectionClosedError(
+                    f"connection to {self.addr} closed while sending oneway request code "
+                    f"{command.code}"
+                ),
+            )
+        return Future.completed(rt, None)
+
+    def send_reply(self, request: RemotingCommand, reply: Reply) -> None:
+        with self._lock:
+            if self._status == _CLOSED:
+                self._log.debug(
+                    "not answering request code %d (opaque %d) from %s: connection closed",
+                    request.code,
+                    request.opaque,
+                    self.addr,
+                )
+                return
+            try:
+                self._conn.send_reply(request, reply)
+            except (LocalProtocolError, InvalidArgumentError) as exc:
+                self._log.error(
+                    "cannot answer request code %d from %s: %s", request.code, self.addr, exc
+                )
+                return
+            self._dirty = True
+            is_open = self._status == _OPEN
+        if is_open:
+            self._flush()
+
+    def _flush(self) -> None:
+        """Send what the core has queued, unless another writer is doing it now."""
+        lock = self._lock
+        write_lock = self._write_lock
+        conn = self._conn
+        while True:
+            if not write_lock.acquire(False):
+                return  # the writer holding it takes our frames before it lets go
+            error: BaseException | None = None
+            try:
+                while True:
+                    with lock:
+                        sock = self._sock
+                        if self._status != _OPEN or sock is None:
+                            break
+                        self._dirty = False
+                        data = conn.data_to_send()
+                        tls = self._tls
+                        if tls is not None:
+                            data = tls.encrypt(data) if data else tls.pending_output()
+                    if not data:
+                        break
+                    sock.sendall(data)
+            except OSError as exc:  # ssl.SSLError and socket timeouts are OSErrors too
+                error = exc
+            finally:
+                write_lock.release()
+            if error is not None:
+                self._lost(error, "writing")
+                return
+            # A sender may have queued a frame after our last look and found the
+            # write lock still taken: then it is ours to send.
+            if not self._dirty or self._status != _OPEN:
+                return
+
+    # ------------------------------------------------------------------- timers
+
+    def _arm_timer(self, deadline: float, now: float) -> None:
+        """(Under ``_lock``.) Expire requests at ``deadline``, replacing the armed timer."""
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_seq += 1
+        self._timer_at = deadline
+        self._timer = self._rt.call_later(
+            deadline - now, functools.partial(self._on_timer, self._timer_seq)
+        )
+
+    def _on_timer(self, seq: int) -> None:
+        rt = self._rt
+        with self._lock:
+            if seq != self._timer_seq or self._status == _CLOSED:
+                return  # superseded by a timer armed later, or nothing left to expire
+            self._timer = None
+            # A timer may fire a clock tick early: treat its own deadline as due, or
+            # the request that armed it would not expire and the timer would spin.
+            self._conn.handle_timer(max(rt.monotonic(), self._timer_at))
+            actions = self._drain()
+            if self._status != _CLOSED:
+                deadline = self._conn.next_deadline()
+                if deadline is not None:
+                    self._arm_timer(deadline, rt.monotonic())
+        self._dispatch(actions)
+
+    # --------------------------------------------------------- connect and read
+
+    def _run(self) -> None:
+        try:
+            sock = self._open()
+        except Exception as exc:
+            self._connect_failed(exc)
+            return
+        if sock is None:
+            return
+        # Read in a task of its own from the start: sending the requests queued while
+        # connecting may take a while, and the answers to the first ones must not wait.
+        self._reader = self._rt.spawn(self._read_loop, sock)
+        with self._lock:
+            waiters, self._connect_waiters = self._connect_waiters, []
+        self._flush()
+        for waiter in waiters:
+            waiter.set_result(None)
+
+    def _open(self) -> SocketLike | None:
+        core = self._core
+        rt = self._rt
+        timeout = core.connect_timeout
+        deadline = rt.monotonic() + timeout
+        sock = rt.create_connection((self._host, self._port), timeout)
+        tls: TlsSession | None = None
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            if core.ssl_context is not None:
+                tls = TlsSession(core.ssl_context, self._host)
+                sock.settimeout(max(0.001, deadline - rt.monotonic()))
+                tls.handshake(sock)
+            sock.settimeout(core.write_timeout)
+        except BaseException:
+            sock.close()
+            raise
+        with self._lock:
+            if self._status == _CLOSED:  # the client closed while we were connecting
+                sock.close()
+                return None
+            self._sock = sock
+            self._tls = tls
+            self._status = _OPEN
+            self.was_open = True
+            self._dirty = True
+        core.on_connected(self)
+        return sock
+
+    def _connect_failed(self, exc: BaseException) -> None:
+        error = ConnectionClosedError(
+            f"cannot connect to {self.addr}: {_describe(exc, self._core.connect_timeout)}"
+        )
+        error.__cause__ = exc
+        with self._lock:
+            if self._status == _CLOSED:
+                return
+            self._conn.connection_lost(error)
+            actions = self._drain()
+        # Back off before failing the requests: one retried from a callback fails fast.
+        self._core.on_connect_failed(self, error)
+        self._dispatch(actions)
+
+    def _read_loop(self, sock: SocketLike) -> None:
+        recv = sock.recv
+        lock = self._lock
+        conn = self._conn
+        tls = self._tls
+        try:
+            while True:
+                try:
+                    data = recv(_RECV_SIZE)
+                except TimeoutError:  # idle for the write timeout: nothing wrong
+                    if self._status == _CLOSED:
+                        return
+                    continue
+                except OSError as exc:
+                    self._lost(exc, "reading")
+                    return
+                flush = False
+                with lock:
+                    if self._status == _CLOSED:
+                        return
+                    if tls is None or not data:
+                        conn.receive_data(data)
+                    else:
+                        try:
+                            plain = tls.decrypt(data)
+                        except ssl.SSLError as exc:
+                            error = ConnectionClosedError(f"TLS error from {self.addr}: {exc}")
+                            error.__cause__ = exc
+                            conn.connection_lost(error)
+                        else:
+                            if plain:
+                                conn.receive_data(plain)
+                            if tls.eof:
+                                conn.receive_data(b"")
+                            if not self._dirty and tls.has_output():
+                                self._dirty = flush = True
+                    actions = self._drain()
+                self._dispatch(actions)
+                if flush:
+                    self._flush()
+                if self._status == _CLOSED:
+                    return
+        finally:
+            self._close_socket(sock)
+
+    def _close_socket(self, sock: SocketLike) -> None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)  # makes a writer stuck in sendall fail now
+        # Close only when no writer is using the socket: closing a descriptor another
+        # thread is writing to could let that write reach a socket reusing its number.
+        with self._write_lock:
+            sock.close()
+
+    def _lost(self, exc: BaseException, doing: str) -> None:
+        with self._lock:
+            if self._status == _CLOSED:
+                return
+            error = ConnectionClosedError(
+                f"connection to {self.addr} broke while {doing}: "
+                f"{_describe(exc, self._core.write_timeout)}"
+            )
+            error.__cause__ = exc
+            self._conn.connection_lost(error)
+            actions = self._drain()
+        self._dispatch(actions)
+
+    # ------------------------------------------------------------------- events
+
+    def _drain(self) -> _Actions:
+        """(Under ``_lock``.) Turn the core's events into futures to complete."""
+        conn = self._conn
+        waiters = self._waiters
+        addr = self.addr
+        done: list[_Completion] = []
+        requests: list[RemotingCommand] = []
+        closed: ConnectionClosed | None = None
+        while True:
+            try:
+                event = conn.next_event()
+            except RemoteProtocolError as exc:
+                # The stream lost its framing; the core reports what was in flight next.
+                self._log.error("protocol error from %s, dropping the connection: %s", addr, exc)
+                continue
+            if event is None:
+                break
+            if isinstance(event, Response):  # the most frequent first
+                entry = waiters.pop(event.opaque, None)
+                if entry is not None:
+                    done.append((entry[0], event.command, None))
+            elif isinstance(event, RequestTimedOut):
+                entry = waiters.pop(event.opaque, None)
+                if entry is not None:
+                    error: RocketMQError = RequestTimeoutError(
+                        f"request code {event.request_code} to {addr} timed out after {entry[1]:g}s"
+                    )
+                    done.append((entry[0], None, error))
+            elif isinstance(event, ServerRequest):
+                requests.append(event.command)
+            elif isinstance(event, RequestFailed):
+                entry = waiters.pop(event.opaque, None)
+                if entry is not None:
+                    # A fresh exception per request: one instance raised in many threads
+                    # would have its traceback rewritten by each of them.
+                    error = ConnectionClosedError(
+                        f"request code {event.request_code} to {addr} failed: {event.error}"
+                    )
+                    # Chain the root cause (a refused connect, a protocol error), not the
+                    # connection's own wrapper of it.
+                    error.__cause__ = event.error.__cause__ or event.error
+                    done.append((entry[0], None, error))
+            else:
+                closed = event
+        if closed is not None:
+            self._status = _CLOSED
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+            reason = closed.error or ConnectionClosedError(f"connection to {addr} closed")
+            if waiters:  # the core failed every request in flight; this is a safety net
+                for future, _ in waiters.values():
+                    done.append((future, None, ConnectionClosedError(str(reason))))
+                waiters.clear()
+            for waiter in self._connect_waiters:
+                error = ConnectionClosedError(str(reason))
+                error.__cause__ = reason
+                done.append((waiter, None, error))
+            self._connect_waiters = []
+        return done, requests, closed
+
+    def _dispatch(self, actions: _Actions) -> None:
+        done, requests, closed = actions
+        for future, value, error in done:
+            if error is None:
+                future.set_result(value)
+            else:
+                future.set_exception(error)
+        for command in requests:
+            self._core.on_server_request(self, command)
+        if closed is not None:
+            self._core.on_closed(self, closed.error, self._closing_on_purpose)
+            sock = self._sock
+            if sock is not None:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)  # wakes the reader, which closes it
+
+    # ------------------------------------------------------------------ closing
+
+    def close(self, reason: str) -> None:
+        """Close on purpose: requests in flight fail with :class:`ConnectionClosedError`."""
+        with self._lock:
+            if self._status == _CLOSED:
+                return
+            self._closing_on_purpose = True
+            self._conn.connection_lost(ConnectionClosedError(reason))
+            actions = self._drain()
+        self._dispatch(actions)
+
+    def join(self, timeout: float) -> None:
+        """Wait for the connect task and the reader to end (not from either of them)."""
+        rt = self._rt
+        deadline = rt.monotonic() + timeout
+        current = rt.current()
+        for task in (self._task, self._reader):
+            if task is not None and task is not current:
+                task.join(max(0.0, deadline - rt.monotonic()))
+
+    def abandon(self) -> None:
+        """In a forked child: forget this connection without touching the parent's.
+
+        No lock is taken (a thread of the parent may have held it) and nothing is
+        sent: the socket is the parent's too. Requests in flight are the
+        parent's; nobody in the child completes them.
+        """
+        self._abandoned = True
+        self._status = _CLOSED
+        self._waiters = {}
+        self._connect_waiters = []
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            with contextlib.suppress(Exception):  # the runtime may have been reset already
+                timer.cancel()
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.close()  # our descriptor only: no shutdown, the parent keeps its own
+
+
+class _Core:
+    """The state of a :class:`RemotingClient` that its connections refer to.
+
+    Connections, their reader tasks and timers hold this object, never the
+    client, so that an unclosed client can be garbage-collected and warn.
+    """
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        serialize_type: SerializeType,
+        ssl_context: ssl.SSLContext | None,
+        signer: Signer | None,
+        connect_timeout: float,
+        write_timeout: float,
+        max_frame_size: int,
+        request_handler: RequestHandler | None,
+        log: logging.Logger,
+        backoff: ReconnectBackoff,
+    ) -> None:
+        self.runtime = runtime
+        self.serialize_type = serialize_type
+        self.ssl_context = ssl_context
+        self.signer = signer
+        self.connect_timeout = connect_timeout
+        self.write_timeout = write_timeout
+        self.max_frame_size = max_frame_size
+        self.request_handler = request_handler
+        self.log = log
+        self.backoff = backoff
+        self._lock = runtime.Lock()
+        self.channels: dict[str, _Channel] = {}
+        self._connect_errors: dict[str, str] = {}
+        self.closed = False
+        self.used = False
+        _live_cores.add(self)
+
+    def channel(self, addr: str) -> _Channel:
+        """The connection to ``addr``, opening one if there is none (without waiting)."""
+        channel = self.channels.get(addr)
+        if channel is not None and channel.usable:
+            return channel
+        with self._lock:
+            if self.closed:
+                raise ConnectionClosedError(f"cannot send to {addr}: the client is closed")
+            channel = self.channels.get(addr)
+            if channel is not None and channel.usable:
+                return channel
+            host, port = _split_addr(addr)
+            now = self.runtime.monotonic()
+            if not self.backoff.may_connect(addr, now):
+                raise ConnectionClosedError(
+                    f"not connecting to {addr}: backing off for "
+                    f"{self.backoff.retry_in(addr, now):.3f}s more after a failed connect "
+                    f"({self._connect_errors.get(addr, 'unknown error')})"
+                )
+            channel = _Channel(self, addr, host, port)
+            self.channels[addr] = channel
+            self.used = True
+        # Not connecting yet: the caller queues its request first, then starts it, so
+        # that a connect failing at once still fails that request (not with "backing off").
+        return channel
+
+    # ------------------------------------------------------ called by channels
+
+    def on_connected(self, channel: _Channel) -> None:
+        with self._lock:
+            self.backoff.succeeded(channel.addr)
+            self._connect_errors.pop(channel.addr, None)
+        self.log.debug("connected to %s", channel.addr)
+
+    def on_connect_failed(self, channel: _Channel, error: ConnectionClosedError) -> None:
+        addr = channel.addr
+        with self._lock:
+            if self.channels.get(addr) is channel:
+                del self.channels[addr]
+            if channel._abandoned or self.closed:
+                return
+            delay = self.backoff.failed(addr, self.runtime.monotonic())
+            self._connect_errors[addr] = str(error.__cause__ or error)
+        self.log.warning("%s; retry in %.3fs", error, delay)
+
+    def on_closed(self, channel: _Channel, error: RocketMQError | None, on_purpose: bool) -> None:
+        addr = channel.addr
+        with self._lock:
+            if self.channels.get(addr) is channel:
+                del self.channels[addr]
+        if channel._abandoned or on_purpose or not channel.was_open:
+            return
+        if error is None or isinstance(error, ConnectionClosedError):
+            self.log.info("connection to %s closed: %s", addr, error or "by us")
+        else:
+            self.log.warning("connection to %s failed: %s", addr, error)
+
+    def on_server_request(self, channel: _Channel, command: RemotingCommand) -> None:
+        handler = self.request_handler
+        if handler is None:
+            self.log.warning(
+                "no handler for request code %d from %s; answering not supported",
+                command.code,
+                channel.addr,
+            )
+            if not command.is_oneway:
+                channel.send_reply(
+                    command,
+                    Reply(
+                        ResponseCode.REQUEST_CODE_NOT_SUPPORTED,
+                        remark=f"request type {command.code} not supported",
+                    ),
+                )
+            return
+        # Never on the reader: a slow handler must not hold up the responses behind it.
+        self.runtime.run_user(
+            handler,
+            (channel.addr, command),
+            functools.partial(self._handled, channel, command),
+        )
+
+    def _handled(
+        self,
+        channel: _Channel,
+        command: RemotingCommand,
+        reply: object,
+        exc: BaseException | None,
+    ) -> None:
+        if exc is not None:
+            self.log.error(
+                "handler for request code %d from %s raised",
+                command.code,
+                channel.addr,
+                exc_info=exc,
+            )
+            reply = Reply(ResponseCode.SYSTEM_ERROR, remark=f"{type(exc).__name__}: {exc}")
+        if reply is None or command.is_oneway:
+            return
+        if not isinstance(reply, Reply):
+            self.log.error(
+                "handler for request code %d returned %r, not a Reply; not answering",
+                command.code,
+                reply,
+            )
+            return
+        channel.send_reply(command, reply)
+
+    # ------------------------------------------------------------------ closing
+
+    def close_addr(self, addr: str) -> _Channel | None:
+        with self._lock:
+            channel = self.channels.pop(addr, None)
+        if channel is not None:
+            channel.close(f"connection to {addr} closed by the client")
+        return channel
+
+    def close(self) -> list[_Channel]:
+        with self._lock:
+            if self.closed:
+                return []
+            self.closed = True
+            channels = list(self.channels.values())
+            self.channels.clear()
+        for channel in channels:
+            channel.close("the client was closed")
+        return channels
+
+    def after_fork_in_child(self) -> None:
+        # Locks may be held by threads of the parent that do not exist here, and
+        # every socket is shared with the parent: start with none of them.
+        self._lock = self.runtime.Lock()
+        channels = list(self.channels.values())
+        self.channels = {}
+        for channel in channels:
+            channel.abandon()
+
+
+_live_cores: weakref.WeakSet[_Core] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for core in list(_live_cores):
+        try:
+            core.after_fork_in_child()
+        except Exception:  # never let a hook break the child
+            logging.getLogger(__name__).exception("resetting %r after fork failed", core)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class RemotingClient:
+    """Requests to name servers and brokers, over one multiplexed connection per address.
+
+    ``addr`` is ``"host:port"`` (``"[v6]:port"`` for IPv6). A connection opens on
+    first use, in a task of its own: :meth:`request_future` never waits for it,
+    the request is queued until the connection is up (its timeout runs from the
+    call). Concurrent requests to an address share one connect attempt and one
+    connection, pipelined by opaque. A failed connect makes the address back off
+    (``backoff`` decides for how long); requests to it meanwhile fail at once. A
+    connection that closes or breaks is dropped, failing its requests in flight
+    with :class:`ConnectionClosedError`, and the next request reconnects.
+
+    ``request_handler`` answers requests the server sends (see
+    :data:`RequestHandler`); it runs on the runtime's pool for user callables.
+    Callbacks added to the futures run in the connection's reader (or timer)
+    and must not block.
+
+    Safe to share between threads (or greenlets). After ``os.fork()`` the child
+    forgets the parent's connections and opens its own on first use.
+    """
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        serialize_type: SerializeType = SerializeType.JSON,
+        ssl_context: ssl.SSLContext | None = None,
+        signer: Signer | None = None,
+        connect_timeout: float = 3.0,
+        write_timeout: float = 30.0,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        request_handler: RequestHandler | None = None,
+        logger: logging.Logger | None = None,
+        backoff: ReconnectBackoff | None = None,
+    ) -> None:
+        if not connect_timeout > 0:
+            raise ConfigError(f"connect_timeout must be positive, got {connect_timeout!r}")
+        if not write_timeout > 0:
+            raise ConfigError(f"write_timeout must be positive, got {write_timeout!r}")
+        if max_frame_size < 8:
+            raise ConfigError(f"max_frame_size must be at least 8, got {max_frame_size!r}")
+        if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
+            raise ConfigError(f"ssl_context must be an ssl.SSLContext, got {ssl_context!r}")
+        self._runtime = runtime
+        self._core = _Core(
+            runtime,
+            serialize_type=SerializeType(serialize_type),
+            ssl_context=ssl_context,
+            signer=signer,
+            connect_timeout=connect_timeout,
+            write_timeout=write_timeout,
+            max_frame_size=max_frame_size,
+            request_handler=request_handler,
+            log=logger or logging.getLogger(__name__),
+            backoff=backoff if backoff is not None else ReconnectBackoff(),
+        )
+
+    def __repr__(self) -> str:
+        core = self._core
+        state = "closed" if core.closed else f"connected to {sorted(core.channels)}"
+        return f"<RemotingClient ({self._runtime.name}) {state}>"
+
+    @property
+    def runtime(self) -> Runtime:
+        return self._runtime
+
+    @property
+    def closed(self) -> bool:
+        return self._core.closed
+
+    def connected(self, addr: str) -> bool:
+        """Whether a connection to ``addr`` is open now."""
+        channel = self._core.channels.get(addr)
+        return channel is not None and channel.is_open
+
+    # ----------------------------------------------------------------- requests
+
+    def request_future(
+        self, addr: str, command: RemotingCommand, timeout: float
+    ) -> Future[RemotingCommand]:
+        """Send ``command``; the future gets the response, whatever its code.
+
+        Never blocks. ``timeout`` (seconds) runs from now and covers connecting.
+        The future fails with :class:`RequestTimeoutError` or
+        :class:`ConnectionClosedError` (or :class:`InvalidArgumentError` for a bad
+        address or timeout).
+        """
+        core = self._core
+        try:
+            if not timeout > 0:
+                raise InvalidArgumentError(f"a request needs a positive timeout, got {timeout!r}")
+            for _ in range(3):
+                future = core.channel(addr).request(command, timeout)
+                if future is not None:
+                    return future
+            raise ConnectionClosedError(f"connection to {addr} keeps closing")
+        except RocketMQError as exc:
+            return Future.failed(self._runtime, exc)
+
+    def request(self, addr: str, command: RemotingCommand, timeout: float) -> RemotingCommand:
+        """Send ``command`` and wait for the response, whatever its code.
+
+        Raises :class:`RequestTimeoutError` or :class:`ConnectionClosedError`.
+        """
+        future = self.request_future(addr, command, timeout)
+        try:
+            return future.result(timeout + _WAIT_GRACE if timeout > 0 else 0.0)
+        except TimeoutError:
+            raise RequestTimeoutError(
+                f"request code {command.code} to {addr} timed out after {timeout:g}s"
+            ) from None
+
+    def oneway_future(self, addr: str, command: RemotingCommand) -> Future[None]:
+        """Send ``command`` with the oneway flag (no answer comes); never blocks.
+
+        The future completes once the command is handed to the socket, or fails
+        with :class:`ConnectionClosedError` if the connection cannot be opened.
+        """
+        core = self._core
+        try:
+            for _ in range(3):
+                future = core.channel(addr).oneway(command)
+                if future is not None:
+                    return future
+            raise ConnectionClosedError(f"connection to {addr} keeps closing")
+        except RocketMQError as exc:
+            return Future.failed(self._runtime, exc)
+
+    def oneway(self, addr: str, command: RemotingCommand) -> None:
+        """:meth:`oneway_future`, waiting until the command is written (or fails)."""
+        future = self.oneway_future(addr, command)
+        wait = self._core.connect_timeout + _WAIT_GRACE
+        try:
+            future.result(wait)
+        except TimeoutError:
+            raise ConnectionClosedError(
+                f"cannot send oneway request code {command.code} to {addr}: "
+                f"not connected after {wait:g}s"
+            ) from None
+
+    # ------------------------------------------------------------------ closing
+
+    def close_addr(self, addr: str) -> None:
+        """Close the connection to ``addr`` (if any), failing its requests in flight."""
+        channel = self._core.close_addr(addr)
+        if channel is not None and channel.was_open:
+            channel.join(self._core.connect_timeout)
+
+    def close(self, timeout: float | None = None) -> None:
+        """Close every connection; requests in flight fail with :class:`ConnectionClosedError`.
+
+        Waits up to ``timeout`` seconds (default: the connect timeout) for the
+        readers to end. A connect still under way is not waited for: it closes
+        its socket as soon as it completes.
+        """
+        channels = self._core.close()
+        rt = self._runtime
+        deadline = rt.monotonic() + (self._core.connect_timeout if timeout is None else timeout)
+        for channel in channels:
+            if channel.was_open:
+                channel.join(max(0.0, deadline - rt.monotonic()))
+
+    def __enter__(self) -> RemotingClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
+        core = getattr(self, "_core", None)
+        if core is None or core.closed or not core.used:
+            return
+        _warn(f"unclosed {self!r}", ResourceWarning, source=self)
+        with contextlib.suppress(Exception):  # the interpreter may be shutting down
+            core.close()

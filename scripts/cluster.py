@@ -1,0 +1,1464 @@
+#!/usr/bin/env python3
+"""Start a real local Apache RocketMQ cluster on 127.0.0.1 for this project's tests.
+
+One name server and two master-only broker groups (``broker-a``, ``broker-b``) of
+cluster ``DefaultCluster``, run with the system ``java`` from the class path of
+``org.apache.rocketmq:rocketmq-namesrv`` and ``rocketmq-broker``, which Maven resolves
+from Maven Central once per version into ``~/.cache/rocketmq-py-cluster/<version>/``
+(``ROCKETMQ_CLUSTER_CACHE`` moves it).
+
+From Python::
+
+    with LocalCluster() as cluster:          # or LocalCluster(version="4.9.7")
+        cluster.namesrv_addr                 # "127.0.0.1:PORT"
+        cluster.brokers                      # {"broker-a": "127.0.0.1:PORT", ...}
+        cluster.stop_broker("broker-a")      # failover tests; start_broker() brings it back
+
+    cluster_from_env()                       # the cluster named by ROCKETMQ_NAMESRV, or None
+
+From a shell::
+
+    python scripts/cluster.py up [--version V] [--workdir DIR]   # prints the name server address
+    python scripts/cluster.py status
+    python scripts/cluster.py down
+
+Everything a run writes (configs, stores, logs) lives in one work directory, a
+temporary one unless given (removed again by ``stop()`` when temporary, unless
+``ROCKETMQ_CLUSTER_KEEP=1``). Each JVM gets that directory's ``<server>/`` as its
+``user.home``, so logs are in ``<workdir>/<server>/logs/rocketmqlogs/`` and its stdout in
+``<workdir>/<server>/stdout.log``. Set ``ROCKETMQ_CLUSTER_JAVA`` to use another ``java``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import ssl
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, Protocol
+
+__all__ = [
+    "CLUSTER_NAME",
+    "DEFAULT_BROKER_NAMES",
+    "DEFAULT_STATE_FILE",
+    "DEFAULT_VERSION",
+    "SHORT_MESSAGE_DELAY_LEVELS",
+    "AclUser",
+    "ClusterError",
+    "ClusterInfo",
+    "ExternalCluster",
+    "LocalCluster",
+    "TlsOptions",
+    "cluster_from_env",
+    "main",
+    "resolve_classpath",
+]
+
+# The newest release whose modules Maven Central serves here complete: 5.5.1 lacks
+# rocketmq-namesrv/-client/-srvutil/-filter/-auth jars. 4.9.7 is the 4.x line's
+# newest served (4.9.8's namesrv and broker jars are missing).
+DEFAULT_VERSION: Final = "5.5.0"
+CLUSTER_NAME: Final = "DefaultCluster"
+DEFAULT_BROKER_NAMES: Final = ("broker-a", "broker-b")
+# Same count as the broker's default (18 levels: consumer retries use level 3 + n),
+# but level n waits n seconds, so delay and retry tests finish quickly.
+SHORT_MESSAGE_DELAY_LEVELS: Final = " ".join(f"{level}s" for level in range(1, 19))
+
+_SCRIPTS_DIR: Final = Path(__file__).resolve().parent
+REPO_ROOT: Final = _SCRIPTS_DIR.parent
+POM_TEMPLATE: Final = _SCRIPTS_DIR / "cluster_pom.xml"
+DEFAULT_STATE_FILE: Final = REPO_ROOT / ".cluster" / "state.json"
+
+# JDK 9+ module gates that RocketMQ's direct-buffer and reflection code needs.
+_JDK17_FLAGS: Final = (
+    "--add-opens", "java.base/java.nio=ALL-UNNAMED",
+    "--add-opens", "java.base/jdk.internal.ref=ALL-UNNAMED",
+    "--add-exports", "java.base/sun.nio.ch=ALL-UNNAMED",
+    "--add-opens", "java.base/java.lang=ALL-UNNAMED",
+    "--add-opens", "java.base/java.util=ALL-UNNAMED",
+)  # fmt: skip
+_COMMON_JVM_FLAGS: Final = (
+    "-Djava.net.preferIPv4Stack=true",
+    "-Dfile.encoding=UTF-8",
+    "-XX:+PerfDisableSharedMem",
+    "-XX:-OmitStackTraceInFastThrow",
+    "-XX:+ExitOnOutOfMemoryError",
+)
+NAMESRV_JVM_OPTIONS: Final = ("-Xms64m", "-Xmx256m")
+BROKER_JVM_OPTIONS: Final = ("-Xms128m", "-Xmx512m", "-XX:MaxDirectMemorySize=256m")
+
+_NAMESRV_MAIN: Final = "org.apache.rocketmq.namesrv.NamesrvStartup"
+_BROKER_MAIN: Final = "org.apache.rocketmq.broker.BrokerStartup"
+_NAMESRV_BOOT: Final = re.compile(r"The Name Server boot success")
+_BROKER_BOOT: Final = re.compile(r"The broker\[(?P<name>[^,\]]+), (?P<addr>[^\]]+)\] boot success")
+
+# ACL 2.0 (5.x) plug-ins: the defaults load no metadata provider, so users could not be stored.
+_AUTHN_PROVIDER: Final = (
+    "org.apache.rocketmq.auth.authentication.provider.DefaultAuthenticationProvider"
+)
+_AUTHN_METADATA: Final = (
+    "org.apache.rocketmq.auth.authentication.provider.LocalAuthenticationMetadataProvider"
+)
+_AUTHZ_PROVIDER: Final = (
+    "org.apache.rocketmq.auth.authorization.provider.DefaultAuthorizationProvider"
+)
+_AUTHZ_METADATA: Final = (
+    "org.apache.rocketmq.auth.authorization.provider.LocalAuthorizationMetadataProvider"
+)
+
+_LOG_TAIL_LINES: Final = 40
+_HOST: Final = "127.0.0.1"
+
+
+class ClusterError(RuntimeError):
+    """The cluster could not be resolved, started, probed or stopped."""
+
+
+@dataclass(frozen=True)
+class AclUser:
+    """The super user of an authenticating cluster.
+
+    5.x: an ACL 2.0 user (``initAuthenticationUser``, type Super) who is also the
+    brokers' inner-client credential. 4.x: an ACL 1.0 ``plain_acl.yml`` account with
+    ``admin: true``. Either way a client signs with access key = ``access_key`` and
+    secret key = ``secret_key``.
+    """
+
+    access_key: str = "rocketmq2"
+    secret_key: str = "12345678"
+
+    def __repr__(self) -> str:
+        return f"AclUser(access_key={self.access_key!r}, secret_key='***')"
+
+
+@dataclass(frozen=True)
+class TlsOptions:
+    """Server certificate and key (PEM; the key unencrypted PKCS#8 unless key_password).
+
+    Brokers run in ``broker_mode`` (``enforcing``: plain connections are closed);
+    the name server in ``namesrv_mode`` (``permissive``: TLS and plain both accepted,
+    so the brokers' and the launcher's plain name-server connections keep working).
+    """
+
+    cert_path: str
+    key_path: str
+    key_password: str | None = None
+    broker_mode: str = "enforcing"
+    namesrv_mode: str = "permissive"
+
+
+class ClusterInfo(Protocol):
+    """What a test sees of a cluster, whether launched here or named by ROCKETMQ_NAMESRV."""
+
+    @property
+    def namesrv_addr(self) -> str: ...
+
+    @property
+    def brokers(self) -> dict[str, str]: ...
+
+    @property
+    def version(self) -> str | None: ...
+
+    @property
+    def workdir(self) -> Path | None: ...
+
+    def stop_broker(self, name: str, *, kill: bool = False) -> None: ...
+
+    def start_broker(self, name: str) -> None: ...
+
+
+# --------------------------------------------------------------------------- artifacts
+
+
+def cache_root() -> Path:
+    """Where resolved class paths are kept, one directory per version."""
+    explicit = os.environ.get("ROCKETMQ_CLUSTER_CACHE")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "rocketmq-py-cluster"
+
+
+def _check_version(version: str) -> None:
+    if not re.fullmatch(r"\d+\.\d+\.\d+(?:[.-][A-Za-z0-9.-]+)?", version):
+        raise ClusterError(f"not a RocketMQ release version: {version!r}")
+
+
+def _major(version: str) -> int:
+    return int(version.split(".", 1)[0])
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    with open(path, "a+b") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _cached_jars(root: Path) -> list[Path] | None:
+    listing = root / "classpath.txt"
+    if not listing.is_file():
+        return None
+    jars = [root / "lib" / name for name in listing.read_text("utf-8").split()]
+    if not jars or not all(jar.is_file() for jar in jars):
+        return None
+    return jars
+
+
+def resolve_classpath(
+    version: str = DEFAULT_VERSION, *, cache_dir: Path | None = None, timeout: float = 1800.0
+) -> list[Path]:
+    """The jars of the name server and broker ``version``, fetched by Maven on first use."""
+    _check_version(version)
+    root = (cache_dir if cache_dir is not None else cache_root()) / version
+    root.mkdir(parents=True, exist_ok=True)
+    with _file_lock(root / ".lock"):
+        jars = _cached_jars(root)
+        if jars is not None:
+            return jars
+        mvn = shutil.which("mvn")
+        if mvn is None:
+            raise ClusterError("Maven ('mvn') is not on PATH; it fetches the RocketMQ jars")
+        pom = root / "pom.xml"
+        shutil.copyfile(POM_TEMPLATE, pom)
+        partial = root / "lib.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        command = [
+            mvn,
+            "-B",
+            "-q",
+            "-f",
+            str(pom),
+            f"-Drocketmq.version={version}",
+            "dependency:copy-dependencies",
+            "-DincludeScope=runtime",
+            f"-DoutputDirectory={partial}",
+        ]
+        try:
+            done = subprocess.run(
+                command,
+                cwd=root,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise ClusterError(
+                f"Maven did not resolve RocketMQ {version} in {timeout:.0f}s"
+            ) from exc
+        output = done.stdout.decode("utf-8", "replace")
+        names = sorted(p.name for p in partial.glob("*.jar")) if partial.is_dir() else []
+        wanted = {f"rocketmq-namesrv-{version}.jar", f"rocketmq-broker-{version}.jar"}
+        if done.returncode != 0 or not wanted <= set(names):
+            raise ClusterError(
+                f"Maven could not resolve RocketMQ {version} (exit {done.returncode}):\n"
+                + _last_lines(output, _LOG_TAIL_LINES)
+            )
+        lib = root / "lib"
+        shutil.rmtree(lib, ignore_errors=True)
+        partial.rename(lib)
+        (root / "classpath.txt").write_text("\n".join(names) + "\n", "utf-8")
+        return [lib / name for name in names]
+
+
+# --------------------------------------------------------------------------- probing
+# A private, minimal client of the remoting protocol (PROTOCOL.md section 1), only for
+# readiness probes: one JSON-header request, one response whose header may be JSON or
+# ROCKETMQ binary, depending on the server's rocketmq.serialize.type.
+
+_GET_BROKER_RUNTIME_INFO: Final = 28
+_GET_BROKER_CLUSTER_INFO: Final = 106
+_MAX_FRAME: Final = 16 * 1024 * 1024
+
+
+def _split_addr(addr: str) -> tuple[str, int]:
+    host, sep, port = addr.strip().rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ClusterError(f"not a host:port address: {addr!r}")
+    return host, int(port)
+
+
+def _recv_exact(sock: socket.socket, size: int) -> bytes:
+    chunks: list[bytes] = []
+    while size:
+        chunk = sock.recv(min(size, 1 << 16))
+        if not chunk:
+            raise ConnectionError("connection closed by the server")
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b"".join(chunks)
+
+
+def _client_tls_context() -> ssl.SSLContext:
+    # Only proves the server speaks TLS; certificates are the tests' business.
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def _remoting_call(
+    addr: str, code: int, *, timeout: float = 3.0, use_tls: bool = False
+) -> tuple[int, str, bytes]:
+    """Send request ``code``; return the response's code, remark and body."""
+    header = json.dumps(
+        {
+            "code": code,
+            "language": "PYTHON",
+            "version": 401,
+            "opaque": 1,
+            "flag": 0,
+            "extFields": {},
+        },
+        separators=(",", ":"),
+    ).encode()
+    frame = struct.pack(">ii", 4 + len(header), len(header)) + header
+    with contextlib.ExitStack() as stack:
+        sock = stack.enter_context(socket.create_connection(_split_addr(addr), timeout=timeout))
+        if use_tls:
+            sock = stack.enter_context(_client_tls_context().wrap_socket(sock))
+        sock.sendall(frame)
+        (length,) = struct.unpack(">i", _recv_exact(sock, 4))
+        if not 4 <= length <= _MAX_FRAME:
+            raise ClusterError(f"bad frame length {length} from {addr}")
+        data = _recv_exact(sock, length)
+    word = int.from_bytes(data[:4], "big")
+    kind, header_len = word >> 24, word & 0xFFFFFF
+    if header_len > length - 4:
+        raise ClusterError(f"bad header length {header_len} from {addr}")
+    raw_header, body = data[4 : 4 + header_len], data[4 + header_len :]
+    if kind == 0:
+        decoded = json.loads(raw_header)
+        return int(decoded["code"]), str(decoded.get("remark") or ""), body
+    if kind == 1:
+        # code int16, language int8, version int16, opaque int32, flag int32, remark
+        (response_code,) = struct.unpack_from(">h", raw_header, 0)
+        (remark_len,) = struct.unpack_from(">i", raw_header, 13)
+        remark = raw_header[17 : 17 + max(remark_len, 0)].decode("utf-8", "replace")
+        return int(response_code), remark, body
+    raise ClusterError(f"unknown serialize type {kind} from {addr}")
+
+
+def _lenient_json(body: bytes) -> Any:
+    # fastjson writes maps with integer keys unquoted: {"brokerAddrs":{0:"..."}}.
+    text = body.decode("utf-8")
+    return json.loads(re.sub(r"([{,])\s*(-?\d+)\s*:", r'\1"\2":', text))
+
+
+def _query_cluster(
+    namesrv_addr: str, *, timeout: float = 3.0, use_tls: bool = False
+) -> dict[str, str]:
+    """Broker name -> master address, as the name server knows them now."""
+    addr = namesrv_addr.split(";", 1)[0]
+    code, remark, body = _remoting_call(
+        addr, _GET_BROKER_CLUSTER_INFO, timeout=timeout, use_tls=use_tls
+    )
+    if code != 0:
+        raise ClusterError(f"cluster info from {addr} failed: code {code} {remark}")
+    masters: dict[str, str] = {}
+    if not body:
+        return masters
+    table = _lenient_json(body).get("brokerAddrTable") or {}
+    for name, broker in table.items():
+        master = (broker.get("brokerAddrs") or {}).get("0")
+        if master:
+            masters[str(name)] = str(master)
+    return masters
+
+
+def _query_broker_version(broker_addr: str, *, timeout: float = 3.0) -> str | None:
+    try:
+        code, _, body = _remoting_call(broker_addr, _GET_BROKER_RUNTIME_INFO, timeout=timeout)
+    except (OSError, ClusterError, ValueError):
+        return None
+    found = re.search(rb'"brokerVersionDesc"\s*:\s*"V(\d+)_(\d+)_(\d+)', body)
+    if code != 0 or found is None:
+        return None
+    return ".".join(part.decode() for part in found.groups())
+
+
+def _port_answers(addr: str, timeout: float = 1.0) -> bool:
+    try:
+        with socket.create_connection(_split_addr(addr), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _tls_handshake(addr: str, timeout: float = 5.0) -> None:
+    with (
+        socket.create_connection(_split_addr(addr), timeout=timeout) as raw,
+        _client_tls_context().wrap_socket(raw),
+    ):
+        pass
+
+
+# --------------------------------------------------------------------------- ports
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def _port_is_free(port: int) -> bool:
+    # The HA port binds every interface, so test the wildcard address; Java sets
+    # SO_REUSEADDR on server sockets, so TIME_WAIT leftovers do not count.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
+
+
+def _pick_ports(broker_count: int) -> tuple[int, list[int]]:
+    """A name server port and broker listen ports, with each broker's L-2 and L+1 free."""
+    span = 10 * (broker_count + 1)
+    low = 10000
+    high = _ephemeral_low() - span  # outgoing connections draw from the ephemeral range
+    if high <= low + span:
+        high = 60000 - span
+    rng = random.SystemRandom()
+    for _ in range(500):
+        base = rng.randrange(low, high)
+        listen = [base + 10 * (index + 1) for index in range(broker_count)]
+        needed = [base, *(port + delta for port in listen for delta in (-2, 0, 1))]
+        if all(_port_is_free(port) for port in needed):
+            return base, listen
+    raise ClusterError("found no free block of ports on 127.0.0.1")
+
+
+# --------------------------------------------------------------------------- files
+
+
+def _escape_property(text: str, *, key: bool = False) -> str:
+    out: list[str] = []
+    for index, char in enumerate(text):
+        if char == "\\":
+            out.append("\\\\")
+        elif char in "\n\r\t\f":
+            out.append({"\n": "\\n", "\r": "\\r", "\t": "\\t", "\f": "\\f"}[char])
+        elif char == " " and (key or index == 0):
+            out.append("\\ ")
+        elif key and char in "=:#!":
+            out.append("\\" + char)
+        elif ord(char) > 0x7E or ord(char) < 0x20:
+            out.append(f"\\u{ord(char):04x}")  # Properties.load reads ISO-8859-1
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def _write_properties(path: Path, props: Mapping[str, str]) -> None:
+    lines = ["# written by scripts/cluster.py"]
+    lines += [f"{_escape_property(k, key=True)}={_escape_property(v)}" for k, v in props.items()]
+    path.write_text("\n".join(lines) + "\n", "latin-1")
+
+
+def _property_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _logback_xml(log_name: str) -> str:
+    # 4.x loads $ROCKETMQ_HOME/conf/logback_<server>.xml (plain logback 1.2 class names).
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<configuration>
+  <appender name="MAIN" class="ch.qos.logback.core.FileAppender">
+    <file>${{user.home}}/logs/rocketmqlogs/{log_name}.log</file>
+    <append>true</append>
+    <encoder>
+      <pattern>%d{{yyyy-MM-dd HH:mm:ss,SSS}} %-5level %logger{{24}} [%thread] - %msg%n</pattern>
+    </encoder>
+  </appender>
+  <root level="INFO">
+    <appender-ref ref="MAIN"/>
+  </root>
+</configuration>
+"""
+
+
+def _plain_acl_yml(user: AclUser) -> str:
+    # 4.x ACL 1.0: $ROCKETMQ_HOME/conf/plain_acl.yml. Values are JSON-quoted (valid YAML).
+    return (
+        "globalWhiteRemoteAddresses: []\n"
+        "accounts:\n"
+        f"  - accessKey: {json.dumps(user.access_key)}\n"
+        f"    secretKey: {json.dumps(user.secret_key)}\n"
+        "    whiteRemoteAddress: ''\n"
+        "    admin: true\n"
+    )
+
+
+def _last_lines(text: str, count: int) -> str:
+    return "\n".join(text.splitlines()[-count:])
+
+
+def _tail_file(path: Path, count: int = _LOG_TAIL_LINES) -> str:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 256 * 1024))
+            return _last_lines(handle.read().decode("utf-8", "replace"), count)
+    except OSError as exc:
+        return f"(cannot read {path}: {exc.strerror})"
+
+
+# --------------------------------------------------------------------------- processes
+
+
+def _proc_state(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rpartition(")")[2].split()[0]
+
+
+def _pid_runs(pid: int, marker: str) -> bool:
+    """Whether ``pid`` is alive and its command line mentions ``marker``.
+
+    Guards a pid read back from a state file against having been reused.
+    """
+    state = _proc_state(pid)
+    if state is None or state == "Z":
+        return False
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return marker.encode() in cmdline
+
+
+class _Server:
+    """One JVM: the name server or one broker."""
+
+    def __init__(
+        self,
+        name: str,
+        role: str,
+        port: int,
+        home: Path,
+        command: list[str],
+        pid: int | None = None,
+    ) -> None:
+        self.name = name
+        self.role = role
+        self.port = port
+        self.home = home
+        self.command = command
+        self.pid = pid
+        self.popen: subprocess.Popen[bytes] | None = None
+        self.stdout_offset = 0
+        self.killed = False  # SIGKILLed: whatever it was writing at exit is suspect
+
+    @property
+    def cds_dump(self) -> Path:
+        """Where this JVM writes its class-data archive at exit, on a first run."""
+        return self.home / f"{self.role}.jsa"
+
+    @property
+    def addr(self) -> str:
+        return f"{_HOST}:{self.port}"
+
+    @property
+    def stdout_path(self) -> Path:
+        return self.home / "stdout.log"
+
+    @property
+    def log_path(self) -> Path:
+        name = "namesrv.log" if self.role == "namesrv" else "broker.log"
+        return self.home / "logs" / "rocketmqlogs" / name
+
+    def launch(self, env: Mapping[str, str], jvm_prefix: Sequence[str] = ()) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        with open(self.stdout_path, "ab") as out:
+            self.stdout_offset = out.tell()
+            self.popen = subprocess.Popen(
+                [self.command[0], *jvm_prefix, *self.command[1:]],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=self.home,
+                env=dict(env),
+                start_new_session=True,  # its own process group, detached from our terminal
+            )
+        self.pid = self.popen.pid
+        self.killed = False
+
+    def alive(self) -> bool:
+        if self.popen is not None:
+            return self.popen.poll() is None
+        return self.pid is not None and _pid_runs(self.pid, str(self.home))
+
+    def exit_code(self) -> int | None:
+        return self.popen.poll() if self.popen is not None else None
+
+    def new_output(self) -> str:
+        try:
+            with open(self.stdout_path, "rb") as handle:
+                handle.seek(self.stdout_offset)
+                return handle.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def send(self, sig: signal.Signals) -> None:
+        if self.pid is None or not self.alive():
+            return
+        self.killed = self.killed or sig == signal.SIGKILL
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if os.getpgid(self.pid) == self.pid:
+                os.killpg(self.pid, sig)
+            else:
+                os.kill(self.pid, sig)
+
+    def wait_gone(self, deadline: float) -> bool:
+        while True:
+            if self.popen is not None:
+                remaining = deadline - time.monotonic()
+                try:
+                    self.popen.wait(timeout=max(remaining, 0.0))
+                except subprocess.TimeoutExpired:
+                    return False
+                return True
+            if not self.alive():
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
+
+    def report(self) -> str:
+        if self.pid is None:
+            return f"----- {self.name}: not started"
+        status = "running" if self.alive() else f"exited ({self.exit_code()})"
+        return (
+            f"----- {self.name} pid={self.pid} {status}; stdout {self.stdout_path} "
+            f"(last {_LOG_TAIL_LINES} lines):\n{_tail_file(self.stdout_path)}\n"
+            f"----- {self.name} log {self.log_path} (last {_LOG_TAIL_LINES} lines):\n"
+            f"{_tail_file(self.log_path)}"
+        )
+
+
+def _stop_servers(servers: Sequence[_Server], timeout: float) -> None:
+    """SIGTERM every server's process group, then SIGKILL those still there at the deadline."""
+    for server in servers:
+        server.send(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    stubborn = [server for server in servers if not server.wait_gone(deadline)]
+    for server in stubborn:
+        server.send(signal.SIGKILL)
+    for server in stubborn:
+        if not server.wait_gone(time.monotonic() + 10.0):
+            raise ClusterError(f"{server.name} (pid {server.pid}) survived SIGKILL")
+
+
+def _java_executable() -> str:
+    explicit = os.environ.get("ROCKETMQ_CLUSTER_JAVA")
+    if explicit:
+        return explicit
+    found = shutil.which("java")
+    if found is None:
+        raise ClusterError("'java' is not on PATH (or set ROCKETMQ_CLUSTER_JAVA)")
+    return found
+
+
+def _env_flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    return default if not value else value not in ("0", "false", "no", "off")
+
+
+def _keep_workdir() -> bool:
+    return _env_flag("ROCKETMQ_CLUSTER_KEEP", False)
+
+
+# AppCDS: a JVM's first run dumps the classes it loaded (-XX:ArchiveClassesAtExit);
+# later runs map that archive (-XX:SharedArchiveFile) and boot with ~40% less CPU,
+# which matters on two shared cores. An archive only fits the JVM build and class
+# path it was made with, so its directory is keyed by both; a JVM that finds it
+# unusable warns and starts without it. ROCKETMQ_CLUSTER_CDS=0 turns this off.
+
+
+def _cds_dir(version: str, cache_dir: Path | None, java: str, jars: Sequence[Path]) -> Path | None:
+    if not _env_flag("ROCKETMQ_CLUSTER_CDS", True):
+        return None
+    real_java = Path(java).resolve()
+    try:
+        stamp = real_java.stat().st_mtime_ns
+    except OSError:
+        return None
+    key = hashlib.sha256(f"{real_java}\0{stamp}\0{os.pathsep.join(map(str, jars))}".encode())
+    return (
+        (cache_dir if cache_dir is not None else cache_root())
+        / version
+        / "cds"
+        / key.hexdigest()[:16]
+    )
+
+
+def _cds_flags(cds_dir: Path | None, server: _Server) -> list[str]:
+    if cds_dir is None:
+        return []
+    archive = cds_dir / f"{server.role}.jsa"
+    if archive.is_file():
+        return [f"-XX:SharedArchiveFile={archive}"]
+    return [f"-XX:ArchiveClassesAtExit={server.cds_dump}"]
+
+
+def _keep_cds_dump(cds_dir: Path | None, server: _Server) -> None:
+    """Adopt a first run's archive if the JVM exited by itself and a JVM can map it.
+
+    A truncated archive crashes the JVM that maps it (SIGBUS), so a candidate is
+    tried with -Xshare:on (which refuses any archive it cannot use) before it is kept.
+    """
+    if cds_dir is None or server.killed or server.alive():
+        return
+    archive = cds_dir / f"{server.role}.jsa"
+    candidate = cds_dir / f".{server.role}.{os.getpid()}.{server.name}.tmp"
+    try:
+        if archive.exists() or server.cds_dump.stat().st_size == 0:
+            return
+        cds_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(server.cds_dump, candidate)
+        # The server's own JVM flags and class path, without main class and arguments.
+        check = [*server.command[:-3], "-Xshare:on", f"-XX:SharedArchiveFile={candidate}"]
+        done = subprocess.run(
+            [*check, "-version"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=120,
+            check=False,
+        )
+        if done.returncode == 0:
+            candidate.replace(archive)
+    except (OSError, subprocess.SubprocessError):
+        pass
+    finally:
+        candidate.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------- the cluster
+
+
+def _coerce_acl(acl: AclUser | bool | None) -> AclUser | None:
+    if acl is True:
+        return AclUser()
+    if acl is False or acl is None:
+        return None
+    return acl
+
+
+def _coerce_tls(tls: TlsOptions | tuple[str | Path, str | Path] | None) -> TlsOptions | None:
+    if tls is None or isinstance(tls, TlsOptions):
+        options = tls
+    else:
+        options = TlsOptions(cert_path=str(tls[0]), key_path=str(tls[1]))
+    if options is None:
+        return None
+    for path in (options.cert_path, options.key_path):
+        if not Path(path).is_file():
+            raise ClusterError(f"TLS file not found: {path}")
+    for mode in (options.broker_mode, options.namesrv_mode):
+        if mode not in ("disabled", "permissive", "enforcing"):
+            raise ClusterError(f"unknown TLS mode {mode!r}")
+    return TlsOptions(
+        cert_path=str(Path(options.cert_path).resolve()),
+        key_path=str(Path(options.key_path).resolve()),
+        key_password=options.key_password,
+        broker_mode=options.broker_mode,
+        namesrv_mode=options.namesrv_mode,
+    )
+
+
+class LocalCluster:
+    """A name server and master-only broker groups run as local JVMs.
+
+    ``version``: the RocketMQ release (5.x or 4.x). ``workdir``: where configs, stores
+    and logs go (a temporary directory, removed on stop, when None). ``tls``: a
+    :class:`TlsOptions` or a (cert path, key path) pair. ``acl``: an :class:`AclUser`
+    (or True for the default one). ``serialize_type``: the header format the servers
+    answer in, ``"JSON"`` or ``"ROCKETMQ"``. ``extra_broker_props``: broker config
+    entries that override or add to the launcher's (e.g. ``messageDelayLevel``).
+    """
+
+    def __init__(
+        self,
+        version: str = DEFAULT_VERSION,
+        workdir: str | Path | None = None,
+        tls: TlsOptions | tuple[str | Path, str | Path] | None = None,
+        acl: AclUser | bool | None = None,
+        serialize_type: str = "JSON",
+        extra_broker_props: Mapping[str, str | int | float | bool] | None = None,
+        *,
+        broker_names: Sequence[str] = DEFAULT_BROKER_NAMES,
+        jvm_options: Sequence[str] = (),
+        start_timeout: float = 180.0,
+        stop_timeout: float = 30.0,
+        cache_dir: Path | None = None,
+    ) -> None:
+        _check_version(version)
+        if serialize_type.upper() not in ("JSON", "ROCKETMQ"):
+            raise ClusterError(f"serialize_type must be JSON or ROCKETMQ, not {serialize_type!r}")
+        if not broker_names or len(set(broker_names)) != len(broker_names):
+            raise ClusterError("broker_names must be distinct and not empty")
+        self.version: str = version
+        self.workdir: Path | None = Path(workdir).resolve() if workdir is not None else None
+        self.tls = _coerce_tls(tls)
+        self.acl = _coerce_acl(acl)
+        self.serialize_type = serialize_type.upper()
+        self.extra_broker_props = {
+            key: _property_value(value) for key, value in (extra_broker_props or {}).items()
+        }
+        self.broker_names = tuple(broker_names)
+        self.jvm_options = tuple(jvm_options)
+        self.start_timeout = start_timeout
+        self.stop_timeout = stop_timeout
+        self.cache_dir = cache_dir
+        self.namesrv_addr = ""
+        self.brokers: dict[str, str] = {}
+        self.startup_seconds: float | None = None
+        self._owns_workdir = workdir is None
+        self._namesrv: _Server | None = None
+        self._brokers: dict[str, _Server] = {}
+        self._cds: Path | None = None
+        self._exit_hook = False
+
+    # ----- public API
+
+    def __enter__(self) -> LocalCluster:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return (
+            f"LocalCluster(version={self.version!r}, namesrv_addr={self.namesrv_addr!r}, "
+            f"brokers={self.brokers!r}, workdir={str(self.workdir)!r})"
+        )
+
+    def start(self) -> None:
+        """Start the name server and brokers; return once every broker is registered."""
+        if self._namesrv is not None:
+            raise ClusterError("this cluster was already started")
+        jars = resolve_classpath(self.version, cache_dir=self.cache_dir)
+        if self.workdir is None:
+            self.workdir = Path(tempfile.mkdtemp(prefix="rocketmq-py-cluster-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        began = time.monotonic()
+        deadline = began + self.start_timeout
+        try:
+            self._prepare(jars)
+            assert self._namesrv is not None
+            self._launch(self._namesrv)
+            self._wait_boot(self._namesrv, _NAMESRV_BOOT, deadline)
+            for server in self._brokers.values():
+                self._launch(server)
+            for server in self._brokers.values():
+                self._wait_boot(server, _BROKER_BOOT, deadline)
+            self._wait_registered(self.brokers, deadline)
+            if self.tls is not None and self.tls.broker_mode != "disabled":
+                for addr in self.brokers.values():
+                    _tls_handshake(addr)
+        except BaseException as exc:
+            report = self._report()
+            self._kill_all()
+            if not isinstance(exc, Exception):
+                raise
+            raise ClusterError(
+                f"RocketMQ {self.version} cluster failed to start: {exc}\n"
+                f"(work directory kept: {self.workdir})\n{report}"
+            ) from exc
+        self.startup_seconds = time.monotonic() - began
+        atexit.register(self._stop_at_exit)
+        self._exit_hook = True
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop brokers, then the name server (SIGTERM, SIGKILL after ``timeout``)."""
+        limit = self.stop_timeout if timeout is None else timeout
+        try:
+            _stop_servers(list(self._brokers.values()), limit)
+            if self._namesrv is not None:
+                _stop_servers([self._namesrv], limit)
+        finally:
+            self._drop_exit_hook()
+        for server in [*self._brokers.values(), self._namesrv]:
+            if server is not None:
+                _keep_cds_dump(self._cds, server)
+        if self._owns_workdir and self.workdir is not None and not _keep_workdir():
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def detach(self) -> None:
+        """Leave the JVMs running when this Python process exits (``cluster.py up``)."""
+        self._drop_exit_hook()
+
+    def stop_broker(self, name: str, *, kill: bool = False, timeout: float | None = None) -> None:
+        """Stop one broker (SIGKILL at once when ``kill``) and wait for the name server
+        to drop it; its port and store are kept for :meth:`start_broker`."""
+        server = self._broker(name)
+        if kill:
+            server.send(signal.SIGKILL)
+            if not server.wait_gone(time.monotonic() + 10.0):
+                raise ClusterError(f"{name} (pid {server.pid}) survived SIGKILL")
+        else:
+            _stop_servers([server], self.stop_timeout if timeout is None else timeout)
+            _keep_cds_dump(self._cds, server)
+        deadline = time.monotonic() + 15.0
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError, ClusterError, ValueError):
+                if name not in self._query():
+                    return
+            time.sleep(0.2)
+
+    def start_broker(self, name: str) -> None:
+        """Start a stopped broker again, on the same port and store."""
+        server = self._broker(name)
+        if server.alive():
+            return
+        deadline = time.monotonic() + self.start_timeout
+        try:
+            self._launch(server)
+            self._wait_boot(server, _BROKER_BOOT, deadline)
+            self._wait_registered({name: server.addr}, deadline)
+        except Exception as exc:
+            report = server.report()
+            _stop_servers([server], 5.0)
+            raise ClusterError(f"broker {name} failed to restart: {exc}\n{report}") from exc
+
+    def is_running(self, name: str) -> bool:
+        """Whether the broker ``name`` (or ``"namesrv"``) is alive."""
+        if name == "namesrv":
+            return self._namesrv is not None and self._namesrv.alive()
+        return self._broker(name).alive()
+
+    def logs(self) -> str:
+        """The tail of every server's stdout and log, for a failing test's report."""
+        return self._report()
+
+    # ----- state for the command line
+
+    def to_state(self) -> dict[str, Any]:
+        servers = [self._namesrv, *self._brokers.values()] if self._namesrv else []
+        return {
+            "version": self.version,
+            "workdir": str(self.workdir),
+            "owns_workdir": self._owns_workdir,
+            "namesrv_addr": self.namesrv_addr,
+            "brokers": dict(self.brokers),
+            "serialize_type": self.serialize_type,
+            "tls": self.tls is not None,
+            "acl_access_key": self.acl.access_key if self.acl else None,
+            "startup_seconds": self.startup_seconds,
+            "cds_dir": str(self._cds) if self._cds is not None else None,
+            "servers": {
+                server.name: {
+                    "role": server.role,
+                    "pid": server.pid,
+                    "port": server.port,
+                    "addr": server.addr,
+                    "home": str(server.home),
+                    "command": server.command,
+                }
+                for server in servers
+                if server is not None
+            },
+        }
+
+    @classmethod
+    def attach(cls, state: Mapping[str, Any]) -> LocalCluster:
+        """A handle on a cluster started by another process, from :meth:`to_state`."""
+        cluster = cls(version=str(state["version"]), workdir=str(state["workdir"]))
+        cluster._owns_workdir = bool(state.get("owns_workdir"))
+        cluster.serialize_type = str(state.get("serialize_type", "JSON"))
+        cluster.namesrv_addr = str(state["namesrv_addr"])
+        cluster.brokers = {str(k): str(v) for k, v in state["brokers"].items()}
+        cluster._cds = Path(state["cds_dir"]) if state.get("cds_dir") else None
+        for name, entry in state["servers"].items():
+            server = _Server(
+                name=str(name),
+                role=str(entry["role"]),
+                port=int(entry["port"]),
+                home=Path(entry["home"]),
+                command=[str(part) for part in entry["command"]],
+                pid=int(entry["pid"]) if entry.get("pid") else None,
+            )
+            if server.role == "namesrv":
+                cluster._namesrv = server
+            else:
+                cluster._brokers[server.name] = server
+        return cluster
+
+    # ----- internals
+
+    @property
+    def _v5(self) -> bool:
+        return _major(self.version) >= 5
+
+    def _broker(self, name: str) -> _Server:
+        try:
+            return self._brokers[name]
+        except KeyError:
+            raise ClusterError(f"no broker named {name!r} in this cluster") from None
+
+    def _rocketmq_home(self) -> Path:
+        assert self.workdir is not None
+        return self.workdir / "rocketmq-home"
+
+    def _env(self) -> dict[str, str]:
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if key not in ("ROCKETMQ_SERIALIZE_TYPE", "NAMESRV_ADDR", "ROCKETMQ_HOME")
+        }
+        env["ROCKETMQ_HOME"] = str(self._rocketmq_home())
+        return env
+
+    def _launch(self, server: _Server) -> None:
+        server.launch(self._env(), _cds_flags(self._cds, server))
+
+    def _query(self) -> dict[str, str]:
+        use_tls = self.tls is not None and self.tls.namesrv_mode == "enforcing"
+        return _query_cluster(self.namesrv_addr, use_tls=use_tls)
+
+    def _jvm_flags(self, role: str, home: Path) -> list[str]:
+        flags = [
+            *_JDK17_FLAGS,
+            *_COMMON_JVM_FLAGS,
+            *(NAMESRV_JVM_OPTIONS if role == "namesrv" else BROKER_JVM_OPTIONS),
+            f"-Duser.home={home}",
+            f"-Drocketmq.home.dir={self._rocketmq_home()}",
+            f"-Drocketmq.serialize.type={self.serialize_type}",
+            # Keep a machine-wide /etc/rocketmq/tls.properties out of the test cluster.
+            f"-Dtls.config.file={self._rocketmq_home() / 'conf' / 'tls.properties'}",
+        ]
+        if self._v5:
+            flags.append(f"-Drmq.logback.configurationFile=rmq.{role}.logback.xml")
+        if self.tls is None:
+            # The servers' default, permissive with a generated self-signed certificate,
+            # costs each JVM 6-9 s of start-up on two cores.
+            flags.append("-Dtls.server.mode=disabled")
+        else:
+            mode = self.tls.namesrv_mode if role == "namesrv" else self.tls.broker_mode
+            flags += [
+                "-Dtls.test.mode.enable=false",
+                f"-Dtls.server.mode={mode}",
+                f"-Dtls.server.certPath={self.tls.cert_path}",
+                f"-Dtls.server.keyPath={self.tls.key_path}",
+                "-Dtls.server.need.client.auth=none",
+            ]
+            if self.tls.key_password is not None:
+                flags.append(f"-Dtls.server.keyPassword={self.tls.key_password}")
+            if role == "broker" and self.tls.namesrv_mode == "enforcing":
+                flags += ["-Dtls.enable=true", "-Dtls.client.authServer=false"]
+        return [*flags, *self.jvm_options]
+
+    def _broker_props(self, name: str, port: int, store: Path) -> dict[str, str]:
+        props = {
+            "brokerClusterName": CLUSTER_NAME,
+            "brokerName": name,
+            "brokerId": "0",
+            "brokerRole": "ASYNC_MASTER",
+            "flushDiskType": "ASYNC_FLUSH",
+            "namesrvAddr": self.namesrv_addr,
+            "listenPort": str(port),
+            "brokerIP1": _HOST,
+            "brokerIP2": _HOST,
+            "storePathRootDir": str(store),
+            "storePathCommitLog": str(store / "commitlog"),
+            "mappedFileSizeCommitLog": "67108864",
+            "maxHashSlotNum": "10000",
+            "maxIndexNum": "40000",
+            "autoCreateTopicEnable": "true",
+            "autoCreateSubscriptionGroup": "true",
+            "enablePropertyFilter": "true",
+            "transactionCheckInterval": "1000",
+            "transactionTimeOut": "1000",
+            # 2 shared cores: queue waits over the 200 ms default answer "broker busy".
+            "waitTimeMillsInSendQueue": "1000",
+        }
+        if self._v5:
+            props["bindAddress"] = _HOST
+            props["timerWheelEnable"] = "true"
+        if self.acl is not None:
+            if self._v5:
+                user = json.dumps(
+                    {"username": self.acl.access_key, "password": self.acl.secret_key}
+                )
+                inner = json.dumps(
+                    {"accessKey": self.acl.access_key, "secretKey": self.acl.secret_key}
+                )
+                props.update(
+                    {
+                        "authenticationEnabled": "true",
+                        "authenticationProvider": _AUTHN_PROVIDER,
+                        "authenticationMetadataProvider": _AUTHN_METADATA,
+                        "authorizationEnabled": "true",
+                        "authorizationProvider": _AUTHZ_PROVIDER,
+                        "authorizationMetadataProvider": _AUTHZ_METADATA,
+                        "initAuthenticationUser": user,
+                        "innerClientAuthenticationCredentials": inner,
+                    }
+                )
+            else:
+                props["aclEnable"] = "true"
+        props.update(self.extra_broker_props)
+        return props
+
+    def _prepare(self, jars: Sequence[Path]) -> None:
+        assert self.workdir is not None
+        conf = self._rocketmq_home() / "conf"
+        conf.mkdir(parents=True, exist_ok=True)
+        if not self._v5:
+            (conf / "logback_namesrv.xml").write_text(_logback_xml("namesrv"), "utf-8")
+            (conf / "logback_broker.xml").write_text(_logback_xml("broker"), "utf-8")
+            if self.acl is not None:
+                (conf / "plain_acl.yml").write_text(_plain_acl_yml(self.acl), "utf-8")
+        java = _java_executable()
+        classpath = os.pathsep.join(str(jar) for jar in jars)
+        self._cds = _cds_dir(self.version, self.cache_dir, java, jars)
+        namesrv_port, broker_ports = _pick_ports(len(self.broker_names))
+        self.namesrv_addr = f"{_HOST}:{namesrv_port}"
+
+        home = self.workdir / "namesrv"
+        home.mkdir(parents=True, exist_ok=True)
+        namesrv_props = {"listenPort": str(namesrv_port), "bindAddress": _HOST}
+        if self._v5:
+            namesrv_props["enableControllerInNamesrv"] = "false"
+        _write_properties(home / "namesrv.properties", namesrv_props)
+        command = [
+            java,
+            *self._jvm_flags("namesrv", home),
+            "-cp",
+            classpath,
+            _NAMESRV_MAIN,
+            "-c",
+            str(home / "namesrv.properties"),
+        ]
+        self._namesrv = _Server("namesrv", "namesrv", namesrv_port, home, command)
+
+        for name, port in zip(self.broker_names, broker_ports, strict=True):
+            home = self.workdir / name
+            home.mkdir(parents=True, exist_ok=True)
+            config = home / "broker.properties"
+            _write_properties(config, self._broker_props(name, port, home / "store"))
+            command = [
+                java,
+                *self._jvm_flags("broker", home),
+                "-cp",
+                classpath,
+                _BROKER_MAIN,
+                "-c",
+                str(config),
+            ]
+            self._brokers[name] = _Server(name, "broker", port, home, command)
+            self.brokers[name] = f"{_HOST}:{port}"
+
+    def _wait_boot(self, server: _Server, pattern: re.Pattern[str], deadline: float) -> None:
+        while True:
+            if pattern.search(server.new_output()):
+                return
+            if not server.alive():
+                raise ClusterError(f"{server.name} exited (code {server.exit_code()}) before boot")
+            if time.monotonic() > deadline:
+                raise ClusterError(f"{server.name} printed no boot line in {self.start_timeout}s")
+            time.sleep(0.1)
+
+    def _wait_registered(self, expected: Mapping[str, str], deadline: float) -> None:
+        seen: dict[str, str] = {}
+        problem = "no answer yet"
+        while True:
+            try:
+                seen = self._query()
+                problem = f"registered: {seen}"
+                if all(seen.get(name) == addr for name, addr in expected.items()):
+                    return
+            except (OSError, ClusterError, ValueError) as exc:
+                problem = f"cluster info failed: {exc!r}"
+            if time.monotonic() > deadline:
+                raise ClusterError(
+                    f"brokers {sorted(expected)} did not register with {self.namesrv_addr}; "
+                    + problem
+                )
+            time.sleep(0.2)
+
+    def _report(self) -> str:
+        servers = [self._namesrv, *self._brokers.values()]
+        return "\n".join(server.report() for server in servers if server is not None)
+
+    def _kill_all(self) -> None:
+        servers = [*self._brokers.values(), self._namesrv]
+        with contextlib.suppress(ClusterError):
+            _stop_servers([server for server in servers if server is not None], 0.0)
+        self._drop_exit_hook()
+
+    def _stop_at_exit(self) -> None:
+        with contextlib.suppress(Exception):
+            self.stop(timeout=10.0)
+
+    def _drop_exit_hook(self) -> None:
+        if self._exit_hook:
+            atexit.unregister(self._stop_at_exit)
+            self._exit_hook = False
+
+
+# --------------------------------------------------------------------------- existing clusters
+
+
+@dataclass
+class ExternalCluster:
+    """A cluster this launcher did not start (``ROCKETMQ_NAMESRV``): nothing to stop."""
+
+    namesrv_addr: str
+    brokers: dict[str, str]
+    version: str | None = None
+    workdir: Path | None = None
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def __enter__(self) -> ExternalCluster:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        pass
+
+    def stop_broker(self, name: str, *, kill: bool = False) -> None:
+        raise ClusterError("brokers of an external cluster (ROCKETMQ_NAMESRV) cannot be stopped")
+
+    def start_broker(self, name: str) -> None:
+        raise ClusterError("brokers of an external cluster (ROCKETMQ_NAMESRV) cannot be started")
+
+
+def cluster_from_env(timeout: float = 30.0) -> ExternalCluster | None:
+    """The cluster at ``$ROCKETMQ_NAMESRV`` (brokers from its cluster info), or None if unset.
+
+    ``$ROCKETMQ_VERSION`` names its version; otherwise a broker is asked.
+    """
+    namesrv = os.environ.get("ROCKETMQ_NAMESRV", "").strip()
+    if not namesrv:
+        return None
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            brokers = _query_cluster(namesrv)
+            if brokers:
+                break
+            problem = "no broker registered"
+        except (OSError, ClusterError, ValueError) as exc:
+            problem = repr(exc)
+        if time.monotonic() > deadline:
+            raise ClusterError(f"ROCKETMQ_NAMESRV={namesrv}: {problem}")
+        time.sleep(0.5)
+    version = os.environ.get("ROCKETMQ_VERSION") or _query_broker_version(
+        next(iter(brokers.values()))
+    )
+    return ExternalCluster(
+        namesrv_addr=namesrv, brokers=dict(sorted(brokers.items())), version=version
+    )
+
+
+# --------------------------------------------------------------------------- command line
+
+
+def _load_state(path: Path) -> dict[str, Any] | None:
+    try:
+        loaded = json.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise ClusterError(f"unreadable state file {path}: {exc}") from exc
+    if not isinstance(loaded, dict):
+        raise ClusterError(f"unreadable state file {path}")
+    return loaded
+
+
+def _write_state(path: Path, state: Mapping[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(state, indent=2) + "\n", "utf-8")
+    temporary.replace(path)
+
+
+def _parse_props(pairs: Sequence[str]) -> dict[str, str]:
+    props: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ClusterError(f"--broker-prop wants KEY=VALUE, not {pair!r}")
+        props[key] = value
+    return props
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    state_path = Path(args.state_file)
+    old = _load_state(state_path)
+    if old is not None:
+        attached = LocalCluster.attach(old)
+        if any(attached.is_running(name) for name in ["namesrv", *attached.brokers]):
+            print(
+                f"a cluster is already up ({old['namesrv_addr']}); run 'down' first",
+                file=sys.stderr,
+            )
+            return 1
+    props = _parse_props(args.broker_prop or [])
+    if args.short_delay_levels:
+        props.setdefault("messageDelayLevel", SHORT_MESSAGE_DELAY_LEVELS)
+    tls = (args.tls_cert, args.tls_key) if args.tls_cert or args.tls_key else None
+    if tls is not None and not all(tls):
+        raise ClusterError("--tls-cert and --tls-key go together")
+    acl = AclUser(args.access_key, args.secret_key) if args.acl else None
+    cluster = LocalCluster(
+        version=args.version,
+        workdir=args.workdir,
+        tls=tls,
+        acl=acl,
+        serialize_type=args.serialize_type,
+        extra_broker_props=props,
+        start_timeout=args.timeout,
+    )
+    cluster.start()
+    cluster.detach()
+    _write_state(state_path, cluster.to_state())
+    print(
+        f"RocketMQ {cluster.version} up in {cluster.startup_seconds:.1f}s: "
+        f"brokers {cluster.brokers}, work directory {cluster.workdir}, state {state_path}",
+        file=sys.stderr,
+    )
+    print(cluster.namesrv_addr)
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    state = _load_state(Path(args.state_file))
+    if state is None:
+        print("down (no state file)")
+        return 1
+    cluster = LocalCluster.attach(state)
+    healthy = True
+    print(f"version {cluster.version}, work directory {cluster.workdir}")
+    for name, entry in state["servers"].items():
+        alive = cluster.is_running(str(name))
+        answers = _port_answers(str(entry["addr"]))
+        healthy = healthy and alive and answers
+        print(
+            f"{name:10} {entry['addr']:22} pid {entry['pid']:<8} "
+            f"{'alive' if alive else 'DEAD'}, port {'answers' if answers else 'SILENT'}"
+        )
+    try:
+        registered = _query_cluster(cluster.namesrv_addr)
+    except (OSError, ClusterError, ValueError) as exc:
+        registered = {}
+        print(f"cluster info: failed ({exc!r})")
+    else:
+        print(f"registered brokers: {registered}")
+    healthy = healthy and all(registered.get(k) == v for k, v in cluster.brokers.items())
+    print(f"namesrv {cluster.namesrv_addr}: {'up' if healthy else 'NOT healthy'}")
+    return 0 if healthy else 1
+
+
+def _cmd_down(args: argparse.Namespace) -> int:
+    state_path = Path(args.state_file)
+    state = _load_state(state_path)
+    if state is None:
+        print("down (no state file)")
+        return 0
+    LocalCluster.attach(state).stop(timeout=args.timeout)
+    state_path.unlink(missing_ok=True)
+    print(f"stopped the cluster at {state['namesrv_addr']}")
+    return 0
+
+
+def _cmd_fetch(args: argparse.Namespace) -> int:
+    jars = resolve_classpath(args.version)
+    print(f"RocketMQ {args.version}: {len(jars)} jars in {jars[0].parent}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="cluster.py", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    up = commands.add_parser("up", help="start a cluster in the background")
+    up.add_argument("--version", default=DEFAULT_VERSION, help=f"default {DEFAULT_VERSION}")
+    up.add_argument("--workdir", help="configs, stores and logs (default: a temporary dir)")
+    up.add_argument("--serialize-type", choices=("JSON", "ROCKETMQ"), default="JSON")
+    up.add_argument("--acl", action="store_true", help="brokers authenticate (ACL)")
+    up.add_argument("--access-key", default=AclUser.access_key)
+    up.add_argument("--secret-key", default=AclUser.secret_key)
+    up.add_argument("--tls-cert", help="PEM certificate: brokers enforce TLS")
+    up.add_argument("--tls-key", help="PEM PKCS#8 key of --tls-cert")
+    up.add_argument(
+        "--broker-prop",
+        action="append",
+        metavar="KEY=VALUE",
+        help="extra broker config entry (repeatable)",
+    )
+    up.add_argument(
+        "--short-delay-levels",
+        action="store_true",
+        help=f"messageDelayLevel={SHORT_MESSAGE_DELAY_LEVELS}",
+    )
+    up.add_argument("--timeout", type=float, default=180.0, help="start-up limit in seconds")
+    status = commands.add_parser("status", help="is the cluster of the state file up?")
+    down = commands.add_parser("down", help="stop the cluster of the state file")
+    down.add_argument("--timeout", type=float, default=30.0, help="SIGKILL after this")
+    fetch = commands.add_parser("fetch", help="only resolve and cache the jars")
+    fetch.add_argument("--version", default=DEFAULT_VERSION)
+    for sub in (up, status, down):
+        sub.add_argument(
+            "--state-file", default=str(DEFAULT_STATE_FILE), help=f"default {DEFAULT_STATE_FILE}"
+        )
+
+    args = parser.parse_args(argv)
+    handlers = {"up": _cmd_up, "status": _cmd_status, "down": _cmd_down, "fetch": _cmd_fetch}
+    try:
+        return handlers[args.command](args)
+    except ClusterError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,982 @@
+"""The blocking driver (transport and effect interpreter), on threads and on gevent.
+
+Every test runs once per runtime. The far end is a fake broker on 127.0.0.1 made
+of stdlib sockets and OS threads: it speaks real frames (the core's codec) but
+answers by rules each request carries in its ``do`` ext field. The driver under
+test never knows: it is the same socket traffic a broker would send. Under
+gevent (not monkey-patched) the fake's threads are real OS threads beside the
+hub, so the test body waits with ``runtime.sleep``, never with a thread
+primitive that would stall the hub.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import functools
+import gc
+import ipaddress
+import os
+import random
+import select
+import socket
+import ssl
+import struct
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Generator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rocketmq_proto._backoff import ReconnectBackoff
+from rocketmq_proto._codes import FLAG_ONEWAY, FLAG_RESPONSE, LanguageCode, SerializeType
+from rocketmq_proto._command import FrameDecoder, RemotingCommand, encode_command
+from rocketmq_proto._connection import Reply
+from rocketmq_proto._effects import Call, Now, Oneway, Sleep, UserCall, WallTime
+from rocketmq_proto._errors import (
+    ConnectionClosedError,
+    InvalidArgumentError,
+    RemoteProtocolError,
+    RequestTimeoutError,
+    UserCallbackError,
+)
+from rocketmq_sync._future import CancelledError, Future
+from rocketmq_sync._interpreter import run_flow, start_flow
+from rocketmq_sync._runtime import Runtime, ThreadRuntime
+from rocketmq_sync._transport import RemotingClient
+
+gevent = pytest.importorskip("gevent")
+from rocketmq_gevent._runtime import GeventRuntime  # noqa: E402
+
+TESTS_DIR = Path(__file__).resolve().parent
+REPO_DIR = TESTS_DIR.parent
+REQUEST_CODE = 10
+
+
+# ------------------------------------------------------------------- fake broker
+
+
+class ServerConn:
+    """One accepted connection of the fake broker."""
+
+    def __init__(self, broker: FakeBroker, sock: socket.socket) -> None:
+        self.broker = broker
+        self.sock = sock
+        self.wlock = threading.Lock()
+        self.responses: dict[int, RemotingCommand] = {}  # answers to requests we sent
+        self.answer_order: list[int] = []
+        self.pending: list[RemotingCommand] = []
+        self.ended = False
+        self._opaque = 1_000_000
+
+    def send_raw(self, data: bytes) -> None:
+        with self.wlock:
+            self.sock.sendall(data)
+
+    def respond(self, request: RemotingCommand, code: int = 0, body: bytes | None = None) -> None:
+        response = RemotingCommand(
+            code,
+            {"k": request.get("k") or ""},
+            request.body if body is None else body,
+            flag=FLAG_RESPONSE,
+            opaque=request.opaque,
+            language=LanguageCode.JAVA,
+        )
+        self.answer_order.append(request.opaque)
+        with contextlib.suppress(OSError):
+            self.send_raw(encode_command(response, self.broker.serialize_type))
+
+    def send_request(self, code: int, body: bytes = b"", *, oneway: bool = False) -> int:
+        self._opaque += 1
+        command = RemotingCommand(
+            code,
+            {"from": "broker"},
+            body,
+            opaque=self._opaque,
+            flag=FLAG_ONEWAY if oneway else 0,
+            language=LanguageCode.JAVA,
+        )
+        self.send_raw(encode_command(command, self.broker.serialize_type))
+        return self._opaque
+
+    def flush_pending(self) -> None:
+        pending, self.pending = self.pending, []
+        random.shuffle(pending)
+        for request in pending:
+            self.respond(request)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+
+    def serve(self) -> None:
+        decoder = FrameDecoder()
+        sock = self.sock
+        try:
+            if isinstance(sock, ssl.SSLSocket):
+                sock.do_handshake()
+            # Blocking writes (a socket timeout would cut a long sendall short); a lull
+            # of 20 ms in the requests answers the ones held for shuffling.
+            sock.settimeout(None)
+            while True:
+                buffered = isinstance(sock, ssl.SSLSocket) and sock.pending()
+                if not buffered and not select.select([sock], [], [], 0.02)[0]:
+                    self.flush_pending()
+                    continue
+                try:
+                    data = sock.recv(256 * 1024)
+                except OSError:
+                    return
+                if not data:
+                    return
+                decoder.feed(data)
+                while (command := decoder.next_frame()) is not None:
+                    if command.is_response:
+                        self.responses[command.opaque] = command
+                        continue
+                    self.broker.received.append(command)
+                    self.broker.act(self, command)
+                if len(self.pending) >= 32:
+                    self.flush_pending()
+        except (OSError, ValueError, RemoteProtocolError):  # ValueError: closed by close()
+            return
+        finally:
+            self.ended = True
+
+
+class FakeBroker:
+    """A remoting server answering each request by its ``do`` ext field.
+
+    ``echo`` (default): answer at once, body echoed; ``shuffle``: answer in
+    random order, a batch at a time; ``delay``: answer after ``delay`` seconds;
+    ``never``: no answer; ``close``: close the connection; ``garbage``: send a
+    frame claiming 2 GiB.
+    """
+
+    def __init__(
+        self,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        port: int = 0,
+        serialize_type: SerializeType = SerializeType.JSON,
+    ) -> None:
+        self.serialize_type = serialize_type
+        self._listener = socket.create_server(("127.0.0.1", port))
+        self._listener.settimeout(0.05)
+        self.port = self._listener.getsockname()[1]
+        self.addr = f"127.0.0.1:{self.port}"
+        self._ssl_context = ssl_context
+        self.conns: list[ServerConn] = []
+        self.received: list[RemotingCommand] = []
+        self._stop = False
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._stop:
+            try:
+                sock, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self._ssl_context is not None:
+                sock = self._ssl_context.wrap_socket(
+                    sock, server_side=True, do_handshake_on_connect=False
+                )
+            conn = ServerConn(self, sock)
+            self.conns.append(conn)
+            threading.Thread(target=conn.serve, daemon=True).start()
+
+    def act(self, conn: ServerConn, command: RemotingCommand) -> None:
+        if command.is_oneway:
+            return
+        do = command.get("do", "echo")
+        if do == "echo":
+            conn.respond(command)
+        elif do == "shuffle":
+            conn.pending.append(command)
+        elif do == "delay":
+            timer = threading.Timer(float(command.get("delay") or 0), conn.respond, (command,))
+            timer.daemon = True
+            timer.start()
+        elif do == "close":
+            conn.close()
+        elif do == "garbage":
+            conn.send_raw(struct.pack(">ii", 0x7FFFFFF0, 0) + b"\0" * 16)
+        elif do != "never":
+            raise AssertionError(f"unknown rule {do!r}")
+
+    def close(self) -> None:
+        self._stop = True
+        self._listener.close()
+        for conn in self.conns:
+            conn.close()
+
+
+def command(do: str = "echo", k: str = "", body: bytes = b"", **ext: str) -> RemotingCommand:
+    return RemotingCommand(REQUEST_CODE, {"do": do, "k": k, **ext}, body)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+# ----------------------------------------------------------------------- runtimes
+
+
+class Env:
+    """A runtime under test, and how to run a test body on it."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.runtime: Runtime = ThreadRuntime() if kind == "threads" else GeventRuntime()
+        self.clients: list[RemotingClient] = []
+
+    def client(self, **kwargs: Any) -> RemotingClient:
+        client = RemotingClient(self.runtime, **kwargs)
+        self.clients.append(client)
+        return client
+
+    def run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run ``fn`` as this runtime's code would: in a greenlet under gevent."""
+        if self.kind == "gevent":
+            return gevent.spawn(fn, *args).get(timeout=60)
+        return fn(*args)
+
+    def sleep(self, seconds: float) -> None:
+        self.runtime.sleep(seconds)
+
+    def wait_until(self, predicate: Callable[[], object], timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise AssertionError("condition not reached in time")
+            self.runtime.sleep(0.005)
+
+    def concurrently(self, fns: list[Callable[[], Any]]) -> list[Any]:
+        """Run each of ``fns`` in a task of its own; their results, or raise the first error."""
+        results: list[Any] = [None] * len(fns)
+        errors: list[BaseException] = []
+
+        def task(i: int) -> None:
+            try:
+                results[i] = fns[i]()
+            except BaseException as exc:
+                errors.append(exc)
+
+        handles = [self.runtime.spawn(task, i) for i in range(len(fns))]
+        for handle in handles:
+            handle.join(30)
+        if errors:
+            raise errors[0]
+        return results
+
+
+@pytest.fixture(params=["threads", "gevent"])
+def env(request: pytest.FixtureRequest) -> Generator[Env, None, None]:
+    env = Env(request.param)
+    yield env
+    for client in env.clients:
+        env.run(client.close)
+
+
+@pytest.fixture
+def broker() -> Generator[FakeBroker, None, None]:
+    broker = FakeBroker()
+    yield broker
+    broker.close()
+
+
+# ---------------------------------------------------------------------------- TLS
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for localhost and 127.0.0.1, and its key."""
+    x509 = pytest.importorskip("cryptography.x509")
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "rocketmq test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    directory = tmp_path_factory.mktemp("tls")
+    cert_file = directory / "cert.pem"
+    key_file = directory / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+# -------------------------------------------------------------------------- tests
+
+
+def test_pipelined_requests_from_many_tasks_share_one_connection_answered_out_of_order(
+    env: Env, broker: FakeBroker
+) -> None:
+    client = env.client()
+
+    def worker(w: int) -> list[tuple[str, RemotingCommand]]:
+        futures = []
+        for i in range(125):
+            key = f"{w}-{i}"
+            cmd = command("shuffle", k=key, body=key.encode() * 10)
+            futures.append((key, client.request_future(broker.addr, cmd, 10.0)))
+        return [(key, future.result(15)) for key, future in futures]
+
+    def body() -> None:
+        results = env.concurrently([functools.partial(worker, w) for w in range(8)])
+        answers = [pair for result in results for pair in result]
+        assert len(answers) == 1000
+        for key, response in answers:
+            assert response.code == 0
+            assert response.get("k") == key
+            assert response.body == key.encode() * 10
+        assert len(broker.conns) == 1
+        order = broker.conns[0].answer_order
+        assert len(order) == 1000
+        assert order != sorted(order)  # really answered out of order
+
+    env.run(body)
+
+
+def test_blocking_request_returns_the_response_whatever_its_code(
+    env: Env, broker: FakeBroker
+) -> None:
+    client = env.client(serialize_type=SerializeType.ROCKETMQ)
+
+    def body() -> None:
+        response = client.request(broker.addr, command(k="a", body=b"xyz"), 3.0)
+        assert (response.code, response.get("k"), response.body) == (0, "a", b"xyz")
+        assert broker.received[0].serialize_type is SerializeType.ROCKETMQ
+        assert client.connected(broker.addr)
+
+    env.run(body)
+
+
+def test_timeout_names_address_code_and_timeout_and_a_late_answer_is_dropped(
+    env: Env, broker: FakeBroker
+) -> None:
+    client = env.client()
+
+    def body() -> None:
+        started = time.monotonic()
+        with pytest.raises(RequestTimeoutError) as info:
+            client.request(broker.addr, command("delay", delay="1.0"), 0.15)
+        elapsed = time.monotonic() - started
+        assert 0.14 <= elapsed < 0.8
+        message = str(info.value)
+        assert broker.addr in message and f"code {REQUEST_CODE}" in message
+        assert "0.15s" in message
+        env.wait_until(lambda: broker.conns[0].answer_order)  # the late answer is sent...
+        env.sleep(0.05)  # ... arrives, and is dropped
+        for i in range(5):
+            assert client.request(broker.addr, command(k=str(i)), 2.0).get("k") == str(i)
+        assert len(broker.conns) == 1
+
+    env.run(body)
+
+
+def test_a_short_timeout_expires_even_behind_a_long_one(env: Env, broker: FakeBroker) -> None:
+    client = env.client()
+
+    def body() -> None:
+        slow = client.request_future(broker.addr, command("never"), 5.0)
+        started = time.monotonic()
+        with pytest.raises(RequestTimeoutError):
+            client.request(broker.addr, command("never"), 0.1)
+        assert time.monotonic() - started < 1.0
+        assert not slow.done()
+
+    env.run(body)
+
+
+def test_oneway_sets_the_flag_and_expects_no_answer(env: Env, broker: FakeBroker) -> None:
+    client = env.client()
+
+    def body() -> None:
+        future = client.oneway_future(broker.addr, command("never", k="first"))  # connecting
+        client.oneway(broker.addr, command("never", k="second"))
+        assert future.result(3) is None
+        env.wait_until(lambda: len(broker.received) == 2)
+        assert [c.get("k") for c in broker.received] == ["first", "second"]
+        assert all(c.is_oneway and not c.is_response for c in broker.received)
+        # A normal request on the same connection still works.
+        assert client.request(broker.addr, command(k="x"), 2.0).get("k") == "x"
+
+    env.run(body)
+
+
+def test_server_request_runs_off_the_reader_and_its_reply_carries_the_opaque(
+    env: Env, broker: FakeBroker
+) -> None:
+    handled: list[tuple[str, int]] = []
+
+    def handler(addr: str, request: RemotingCommand) -> Reply | None:
+        handled.append((addr, request.code))
+        if request.code == 307:
+            env.runtime.sleep(2.0)  # slow: must not hold up responses
+            return Reply(0, {"info": "yes"}, b"running-info", remark="ok")
+        if request.code == 308:
+            raise RuntimeError("boom")
+        return None
+
+    client = env.client(request_handler=handler)
+
+    def body() -> None:
+        client.request(broker.addr, command(), 2.0)  # connect
+        conn = broker.conns[0]
+        slow_opaque = conn.send_request(307, b"q")
+        oneway_opaque = conn.send_request(40, oneway=True)
+        failing_opaque = conn.send_request(308)
+        none_opaque = conn.send_request(309)
+        started = time.monotonic()
+        for i in range(20):
+            assert client.request(broker.addr, command(k=str(i)), 2.0).get("k") == str(i)
+        assert time.monotonic() - started < 1.5, "responses waited for the slow handler"
+        assert slow_opaque not in conn.responses
+        env.wait_until(lambda: slow_opaque in conn.responses)
+        reply = conn.responses[slow_opaque]
+        assert reply.is_response and reply.opaque == slow_opaque
+        assert (reply.code, reply.body, reply.remark) == (0, b"running-info", "ok")
+        assert reply.get("info") == "yes"
+        error = conn.responses[failing_opaque]
+        assert error.code == 1 and "boom" in (error.remark or "")
+        env.sleep(0.1)
+        assert oneway_opaque not in conn.responses  # oneway: no reply
+        assert none_opaque not in conn.responses  # handler returned None: no reply
+        assert sorted(code for _, code in handled) == [40, 307, 308, 309]
+        assert all(addr == broker.addr for addr, _ in handled)
+
+    env.run(body)
+
+
+def test_server_request_without_handler_is_answered_not_supported(
+    env: Env, broker: FakeBroker
+) -> None:
+    client = env.client()
+
+    def body() -> None:
+        client.request(broker.addr, command(), 2.0)
+        conn = broker.conns[0]
+        opaque = conn.send_request(307)
+        env.wait_until(lambda: opaque in conn.responses)
+        assert conn.responses[opaque].code == 3
+
+    env.run(body)
+
+
+def test_peer_close_fails_requests_in_flight_and_the_next_request_reconnects(
+    env: Env, broker: FakeBroker
+) -> None:
+    client = env.client()
+
+    def body() -> None:
+        waiting = client.request_future(broker.addr, command("never"), 5.0)
+        with pytest.raises(ConnectionClosedError) as info:
+            client.request(broker.addr, command("close"), 5.0)
+        assert broker.addr in str(info.value)
+        with pytest.raises(ConnectionClosedError):
+            waiting.result(2)
+        assert client.request(broker.addr, command(k="again"), 2.0).get("k") == "again"
+        assert len(broker.conns) == 2
+
+    env.run(body)
+
+
+def test_connect_refused_fails_then_fails_fast_while_backing_off(env: Env) -> None:
+    port = free_port()
+    addr = f"127.0.0.1:{port}"
+    client = env.client(backoff=ReconnectBackoff(initial=0.3, maximum=1.0))
+
+    def body() -> None:
+        with pytest.raises(ConnectionClosedError) as info:
+            client.request(addr, command(), 2.0)
+        assert addr in str(info.value) and "refused" in str(info.value).lower()
+        assert isinstance(info.value.__cause__, ConnectionRefusedError)
+        started = time.monotonic()
+        future = client.request_future(addr, command(), 2.0)
+        assert future.done()  # no connect attempt
+        with pytest.raises(ConnectionClosedError) as info:
+            future.result()
+        assert time.monotonic() - started < 0.5
+        assert "backing off" in str(info.value) and addr in str(info.value)
+        assert "refused" in str(info.value).lower()
+        # The address comes back: once the backoff has passed, the client connects.
+        broker = FakeBroker(port=port)
+        try:
+            env.sleep(0.35)
+            assert client.request(addr, command(k="up"), 2.0).get("k") == "up"
+        finally:
+            broker.close()
+
+    env.run(body)
+
+
+def test_request_future_never_waits_for_the_connect_and_requests_share_it(env: Env) -> None:
+    # A TCP listener that never answers the TLS handshake: the connect hangs.
+    listener = socket.create_server(("127.0.0.1", 0))
+    addr = f"127.0.0.1:{listener.getsockname()[1]}"
+    context = ssl.create_default_context()
+    client = env.client(ssl_context=context, connect_timeout=2.0)
+
+    def body() -> None:
+        started = time.monotonic()
+        futures = [client.request_future(addr, command(), 5.0) for _ in range(10)]
+        short = client.request_future(addr, command(), 0.1)
+        assert time.monotonic() - started < 0.5
+        assert not any(f.done() for f in futures)
+        with pytest.raises(RequestTimeoutError):  # its timer runs while connecting
+            short.result(1.5)
+        assert not any(f.done() for f in futures)
+        for future in futures:
+            with pytest.raises(ConnectionClosedError, match="timed out after 2s"):
+                future.result(4)
+
+    try:
+        env.run(body)
+        listener.settimeout(0)
+        accepted = []
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                accepted.append(listener.accept()[0])
+        assert len(accepted) == 1  # one connect for all eleven requests
+        for sock in accepted:
+            sock.close()
+    finally:
+        listener.close()
+
+
+def test_garbage_frame_fails_requests_in_flight_and_drops_the_connection(
+    env: Env, broker: FakeBroker
+) -> None:
+    client = env.client()
+
+    def body() -> None:
+        client.request(broker.addr, command(), 2.0)
+        waiting = client.request_future(broker.addr, command("never"), 5.0)
+        with pytest.raises(ConnectionClosedError) as info:
+            client.request(broker.addr, command("garbage"), 5.0)
+        cause: BaseException | None = info.value
+        while cause is not None and not isinstance(cause, RemoteProtocolError):
+            cause = cause.__cause__
+        assert isinstance(cause, RemoteProtocolError), info.value
+        with pytest.raises(ConnectionClosedError):
+            waiting.result(2)
+        env.wait_until(lambda: broker.conns[0].ended)  # we hung up
+        assert not client.connected(broker.addr)
+        assert client.request(broker.addr, command(k="next"), 2.0).get("k") == "next"
+        assert len(broker.conns) == 2
+
+    env.run(body)
+
+
+def test_tls_with_a_self_signed_certificate(env: Env, tls_files: tuple[Path, Path]) -> None:
+    cert_file, key_file = tls_files
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(cert_file, key_file)
+    broker = FakeBroker(ssl_context=server_context)
+    client = env.client(ssl_context=ssl.create_default_context(cafile=str(cert_file)))
+    untrusting = env.client(ssl_context=ssl.create_default_context())
+
+    def body() -> None:
+        big = os.urandom(200_000)  # spans many TLS records
+        futures = [
+            client.request_future(broker.addr, command(k=str(i), body=big), 10.0) for i in range(50)
+        ]
+        for i, future in enumerate(futures):
+            response = future.result(15)
+            assert response.get("k") == str(i) and response.body == big
+        with pytest.raises(ConnectionClosedError) as info:
+            untrusting.request(broker.addr, command(), 3.0)
+        assert isinstance(info.value.__cause__, ssl.SSLCertVerificationError)
+
+    try:
+        env.run(body)
+    finally:
+        broker.close()
+
+
+def test_close_fails_requests_in_flight_and_later_requests(env: Env, broker: FakeBroker) -> None:
+    client = env.client()
+
+    def body() -> None:
+        client.request(broker.addr, command(), 2.0)
+        waiting = [client.request_future(broker.addr, command("never"), 5.0) for _ in range(5)]
+        client.close()
+        for future in waiting:
+            with pytest.raises(ConnectionClosedError):
+                future.result(1)
+        assert client.closed and not client.connected(broker.addr)
+        with pytest.raises(ConnectionClosedError, match="closed"):
+            client.request(broker.addr, command(), 1.0)
+        env.wait_until(lambda: broker.conns[0].ended)
+
+    env.run(body)
+
+
+def test_close_addr_drops_one_connection(env: Env, broker: FakeBroker) -> None:
+    client = env.client()
+
+    def body() -> None:
+        client.request(broker.addr, command(), 2.0)
+        waiting = client.request_future(broker.addr, command("never"), 5.0)
+        client.close_addr(broker.addr)
+        with pytest.raises(ConnectionClosedError):
+            waiting.result(1)
+        assert client.request(broker.addr, command(k="b"), 2.0).get("k") == "b"
+        assert len(broker.conns) == 2
+
+    env.run(body)
+
+
+def test_bad_arguments_fail_the_future(env: Env) -> None:
+    client = env.client()
+
+    def body() -> None:
+        with pytest.raises(InvalidArgumentError):
+            client.request_future("no-port", command(), 1.0).result(1)
+        with pytest.raises(InvalidArgumentError):
+            client.request("127.0.0.1:1", command(), 0)
+
+    env.run(body)
+
+
+def test_unclosed_client_warns_when_collected(env: Env, broker: FakeBroker) -> None:
+    def body() -> None:
+        client = RemotingClient(env.runtime)
+        client.request(broker.addr, command(), 2.0)
+        with pytest.warns(ResourceWarning, match="unclosed"):
+            del client
+            gc.collect()
+        env.wait_until(lambda: broker.conns[0].ended)  # and its connection was closed
+
+    env.run(body)
+
+
+# ------------------------------------------------------------------------- future
+
+
+def test_future_basics(env: Env) -> None:
+    def body() -> None:
+        seen: list[object] = []
+        future: Future[int] = Future(env.runtime)
+        future.add_done_callback(lambda f: seen.append(f.result()))
+        env.runtime.call_later(0.5, lambda: future.set_result(7))
+        with pytest.raises(TimeoutError):
+            future.result(0.02)
+        assert future.result(2) == 7 and seen == [7]
+        assert not future.set_result(8) and future.result() == 7
+        future.add_done_callback(lambda f: seen.append("now"))
+        assert seen == [7, "now"]
+        failed: Future[int] = Future(env.runtime)
+        failed.set_exception(RequestTimeoutError("x"))
+        assert isinstance(failed.exception(), RequestTimeoutError)
+        cancelled: Future[int] = Future(env.runtime)
+        assert cancelled.cancel() and cancelled.cancelled()
+        with pytest.raises(CancelledError):
+            cancelled.result()
+        timer = env.runtime.call_later(0.01, lambda: seen.append("cancelled timer"))
+        timer.cancel()
+        env.sleep(0.05)
+        assert "cancelled timer" not in seen
+
+    env.run(body)
+
+
+# -------------------------------------------------------------------- interpreter
+
+
+def test_interpreter_runs_a_flow_using_every_effect(env: Env, broker: FakeBroker) -> None:
+    client = env.client()
+    user_threads: list[object] = []
+
+    def add(a: int, b: int) -> int:
+        user_threads.append(env.runtime.current())
+        return a + b
+
+    def fails() -> None:
+        raise KeyError("nope")
+
+    def flow() -> Generator[Any, Any, dict[str, Any]]:
+        out: dict[str, Any] = {}
+        t0 = yield Now()
+        out["wall"] = yield WallTime()
+        response = yield Call(broker.addr, command(k="call"), 2.0)
+        out["call"] = response.get("k")
+        out["oneway"] = yield Oneway(broker.addr, command("never", k="ow"))
+        out["sleep"] = yield Sleep(0.05)
+        out["user"] = yield UserCall(add, (2, 3))
+        try:
+            yield UserCall(fails)
+        except UserCallbackError as exc:
+            out["user_error"] = type(exc.__cause__).__name__
+        try:
+            yield Call(broker.addr, command("never"), 0.05)
+        except RequestTimeoutError:
+            out["timeout"] = True
+        try:
+            yield Call("127.0.0.1:1", command(), 1.0)
+        except ConnectionClosedError:
+            out["refused"] = True
+        out["elapsed"] = (yield Now()) - t0
+        return out
+
+    def body() -> None:
+        out = run_flow(client, env.runtime, flow())
+        assert abs(out["wall"] - time.time() * 1000) < 5000
+        assert out["call"] == "call" and out["oneway"] is None and out["sleep"] is None
+        assert out["user"] == 5 and out["user_error"] == "KeyError"
+        assert out["timeout"] and out["refused"]
+        assert out["elapsed"] >= 0.1
+        assert user_threads and user_threads[0] is not env.runtime.current()
+        assert any(c.get("k") == "ow" and c.is_oneway for c in broker.received)
+
+    env.run(body)
+
+
+def test_interpreter_does_not_recurse_on_effects_that_complete_at_once(env: Env) -> None:
+    client = env.client(backoff=ReconnectBackoff(initial=60.0))
+    dead = f"127.0.0.1:{free_port()}"
+
+    def flow() -> Generator[Any, Any, int]:
+        count = 0
+        for _ in range(20_000):
+            yield Now()
+            count += 1
+        with contextlib.suppress(ConnectionClosedError):
+            yield Call(dead, command(), 2.0)  # refused: the address backs off
+        for _ in range(5_000):  # each fails at once, synchronously
+            try:
+                yield Call(dead, command(), 2.0)
+            except ConnectionClosedError:
+                count += 1
+        for _ in range(2_000):  # completed on other tasks, possibly before we wait
+            count += yield UserCall(int, ("1",))
+        return count
+
+    def body() -> None:
+        assert run_flow(client, env.runtime, flow()) == 27_000
+
+    env.run(body)
+
+
+def test_interpreter_propagates_what_the_flow_raises_and_closes_it_on_cancel(
+    env: Env, broker: FakeBroker
+) -> None:
+    client = env.client()
+    closed: list[bool] = []
+
+    def failing() -> Generator[Any, Any, None]:
+        yield Now()
+        raise ValueError("flow bug")
+
+    def sleepy() -> Generator[Any, Any, None]:
+        try:
+            yield Sleep(0.05)
+            yield Sleep(10)
+        finally:
+            closed.append(True)
+
+    def bad_effect() -> Generator[Any, Any, None]:
+        yield "not an effect"
+
+    def body() -> None:
+        with pytest.raises(ValueError, match="flow bug"):
+            run_flow(client, env.runtime, failing())
+        with pytest.raises(TypeError, match="not an effect"):
+            run_flow(client, env.runtime, bad_effect())
+        future = start_flow(client, env.runtime, sleepy())
+        future.cancel()
+        env.wait_until(lambda: closed)
+
+    env.run(body)
+
+
+# ------------------------------------------------------------------------- gevent
+
+
+def test_gevent_hub_keeps_running_during_requests_without_monkey_patching(
+    tls_files: tuple[Path, Path],
+) -> None:
+    from gevent import monkey
+
+    assert not monkey.is_module_patched("socket")
+    assert not monkey.is_module_patched("threading")
+    cert_file, key_file = tls_files
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(cert_file, key_file)
+    plain = FakeBroker()
+    secure = FakeBroker(ssl_context=server_context)
+    runtime = GeventRuntime()
+    client = RemotingClient(runtime)
+    tls_client = RemotingClient(
+        runtime, ssl_context=ssl.create_default_context(cafile=str(cert_file))
+    )
+    ticks: list[float] = []
+    waiting: list[tuple[float, float]] = []  # phases in which the body only waits for IO
+    stop = False
+
+    def ticker() -> None:
+        while not stop:
+            ticks.append(time.monotonic())
+            gevent.sleep(0.01)
+
+    def wait_phase(fn: Callable[[], object]) -> None:
+        started = time.monotonic()
+        fn()
+        waiting.append((started, time.monotonic()))
+
+    def body() -> None:
+        nonlocal stop
+        tick = gevent.spawn(ticker)
+        gevent.sleep(0.02)
+        # Each answered 250 ms later (the first one connecting, too).
+        for i in range(4):
+            delayed = command("delay", delay="0.25", k=str(i))
+            wait_phase(functools.partial(client.request, plain.addr, delayed, 5.0))
+        wait_phase(
+            lambda: tls_client.request(
+                secure.addr, command("delay", delay="0.25", body=b"x" * 100_000), 5.0
+            )
+        )
+        for _ in range(5):  # a pipelined burst, yielding between batches
+            batch = [client.request_future(plain.addr, command(), 5.0) for _ in range(50)]
+            gevent.sleep(0)
+            for future in batch:
+                future.result(5)
+        stop = True
+        tick.join()
+
+    try:
+        gevent.spawn(body).get(timeout=30)
+        # Timing on a busy machine is noisy, so count instead: while a request waits
+        # 250 ms for its answer, a free hub ticks ~25 times; a blocked one not at all.
+        for started, ended in waiting:
+            inside = sum(1 for t in ticks if started < t < ended)
+            assert inside >= 5, f"the hub ticked {inside} times in {ended - started:.3f}s"
+    finally:
+        gevent.spawn(client.close).get()
+        gevent.spawn(tls_client.close).get()
+        plain.close()
+        secure.close()
+
+
+def run_script(script: str) -> str:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_DIR), str(TESTS_DIR)]))
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=REPO_DIR,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def test_works_when_the_application_monkey_patched_everything() -> None:
+    out = run_script(
+        """
+        from gevent import monkey
+        monkey.patch_all()
+        import gevent
+        from rocketmq_gevent._runtime import GeventRuntime
+        from rocketmq_sync._runtime import ThreadRuntime
+        from rocketmq_sync._transport import RemotingClient
+        from rocketmq_sync._interpreter import run_flow
+        from rocketmq_proto._effects import Call, Sleep, UserCall
+        from test_blocking_transport import FakeBroker, command
+
+        broker = FakeBroker()
+        for runtime in (GeventRuntime(), ThreadRuntime()):
+            with RemotingClient(runtime) as client:
+                futures = [client.request_future(broker.addr, command("shuffle", k=str(i)), 5)
+                           for i in range(100)]
+                assert [f.result(5).get("k") for f in futures] == [str(i) for i in range(100)]
+                assert client.request(broker.addr, command(k="b"), 2).get("k") == "b"
+                def flow():
+                    yield Sleep(0.01)
+                    response = yield Call(broker.addr, command(k="f"), 2)
+                    return (yield UserCall(str.upper, (response.get("k"),)))
+                assert run_flow(client, runtime, flow()) == "F"
+            print(runtime.name, "ok")
+        broker.close()
+        """
+    )
+    assert out.split("\n")[:2] == ["gevent ok", "threads ok"]
+
+
+@pytest.mark.parametrize("kind", ["threads", "gevent"])
+def test_a_forked_child_reconnects_and_leaves_the_parent_connection_alone(kind: str) -> None:
+    out = run_script(
+        f"""
+        import os, sys
+        from rocketmq_gevent._runtime import GeventRuntime
+        from rocketmq_sync._runtime import ThreadRuntime
+        from rocketmq_sync._transport import RemotingClient
+        from test_blocking_transport import FakeBroker, command
+
+        broker = FakeBroker()
+        runtime = GeventRuntime() if {kind!r} == "gevent" else ThreadRuntime()
+        client = RemotingClient(runtime)
+        assert client.request(broker.addr, command(k="parent"), 2).get("k") == "parent"
+        pending = client.request_future(broker.addr, command("delay", delay="0.3", k="p2"), 5)
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                response = client.request(broker.addr, command(k="child"), 3)
+                if response.get("k") == "child":
+                    code = 0
+            except BaseException as exc:
+                print("child failed:", repr(exc), file=sys.stderr)
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, "child request failed"
+        assert pending.result(3).get("k") == "p2"
+        assert client.request(broker.addr, command(k="again"), 2).get("k") == "again"
+        assert len(broker.conns) == 2, len(broker.conns)  # the child's own connection
+        client.close()
+        broker.close()
+        print("ok")
+        """
+    )
+    assert out.strip() == "ok"
