@@ -4,17 +4,32 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any, TypeVar
 
-from rocketmq_proto._effects import Call, Flow, Now, Oneway, Sleep, UserCall, WallTime
+from rocketmq_proto._effects import (
+    Call,
+    Flow,
+    Now,
+    Oneway,
+    ReadFile,
+    Sleep,
+    Spawn,
+    UserCall,
+    WallTime,
+    WriteFile,
+)
 from rocketmq_proto._errors import RocketMQError, UserCallbackError
+from rocketmq_sync._files import read_file, write_file
 
 from ._transport import RemotingClient
 
 __all__ = ["run_flow"]
+
+_log = logging.getLogger("rocketmq_asyncio")
 
 T = TypeVar("T")
 
@@ -80,9 +95,35 @@ async def run_flow(
                     result = int(time.time() * 1000)
                 elif type(effect) is UserCall:
                     result = await _user_call(effect, user_executor)
+                elif type(effect) is Spawn:
+                    _spawn(client, effect, user_executor)
+                    result = None
+                elif type(effect) is ReadFile:
+                    result = read_file(effect.path)
+                elif type(effect) is WriteFile:
+                    write_file(effect.path, effect.data)
+                    result = None
                 else:
                     raise TypeError(f"not an effect: {effect!r}")
             except RocketMQError as exc:
                 result, error = None, exc
     finally:
         flow.close()
+
+
+_spawned: set[asyncio.Task[Any]] = set()
+
+
+def _spawn(client: RemotingClient, effect: Spawn, executor: Executor | None) -> None:
+    """Run a spawned flow as a task of its own; log how it failed, if it does."""
+    task = asyncio.get_running_loop().create_task(
+        run_flow(client, effect.flow, user_executor=executor), name=effect.name
+    )
+    _spawned.add(task)
+    task.add_done_callback(_spawn_done)
+
+
+def _spawn_done(task: asyncio.Task[Any]) -> None:
+    _spawned.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        _log.error("flow %s failed", task.get_name(), exc_info=task.exception())

@@ -31,6 +31,8 @@ from ._command import RemotingCommand
 
 T = TypeVar("T")
 
+Flow = Generator["Effect", Any, T]
+
 
 @dataclass(frozen=True, slots=True)
 class Call:
@@ -89,5 +91,35 @@ class UserCall:
     args: tuple[Any, ...] = ()
 
 
-Effect = Call | Oneway | Sleep | Now | WallTime | UserCall
-Flow = Generator[Effect, Any, T]
+@dataclass(frozen=True, slots=True)
+class Spawn:
+    """Start ``flow`` concurrently (a pull loop, a consume request). Result: ``None``.
+
+    The spawned flow runs on its own until it returns; the driver logs an
+    exception it ends with. It stops itself (it watches the state that ends it).
+    """
+
+    flow: Flow[Any]
+    name: str = "flow"
+
+
+@dataclass(frozen=True, slots=True)
+class ReadFile:
+    """Read a whole (small) file. Result: its bytes, or ``None`` if it does not exist."""
+
+    path: str
+
+
+@dataclass(frozen=True, slots=True)
+class WriteFile:
+    """Replace a (small) file atomically: write a temporary file, then rename. Result: ``None``.
+
+    Missing directories are created. An OS error is thrown into the flow as
+    :class:`LocalStorageError`.
+    """
+
+    path: str
+    data: bytes
+
+
+Effect = Call | Oneway | Sleep | Now | WallTime | UserCall | Spawn | ReadFile | WriteFile

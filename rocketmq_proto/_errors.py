@@ -262,3 +262,7 @@ def error_for_response(code: int, remark: str | None = None) -> BrokerError:
 
 class UserCallbackError(RocketMQError):
     """A user's callable (handler, local transaction, checker) raised; see ``__cause__``."""
+
+
+class LocalStorageError(RocketMQError):
+    """A local file (broadcasting offsets) could not be read or written; see ``__cause__``."""

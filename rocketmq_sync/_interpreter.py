@@ -11,17 +11,33 @@ recursion, so a long flow cannot exhaust the stack.
 from __future__ import annotations
 
 import functools
+import logging
 import time
 from typing import Any, Final, Generic, TypeVar
 
-from rocketmq_proto._effects import Call, Effect, Flow, Now, Oneway, Sleep, UserCall, WallTime
+from rocketmq_proto._effects import (
+    Call,
+    Effect,
+    Flow,
+    Now,
+    Oneway,
+    ReadFile,
+    Sleep,
+    Spawn,
+    UserCall,
+    WallTime,
+    WriteFile,
+)
 from rocketmq_proto._errors import RocketMQError, UserCallbackError
 
+from ._files import read_file, write_file
 from ._future import Future
 from ._runtime import Runtime
 from ._transport import RemotingClient
 
 __all__ = ["run_flow", "start_flow"]
+
+_log = logging.getLogger("rocketmq_sync")
 
 T = TypeVar("T")
 
@@ -128,6 +144,18 @@ class _FlowRunner(Generic[T]):
                 effect.fn, effect.args, functools.partial(self._user_done, effect.fn)
             )
             return _ASYNC
+        if kind is Spawn:
+            assert isinstance(effect, Spawn)
+            spawned = start_flow(self._client, self._runtime, effect.flow)
+            spawned.add_done_callback(functools.partial(_spawn_done, effect.name))
+            return None
+        if kind is ReadFile:
+            assert isinstance(effect, ReadFile)
+            return read_file(effect.path)
+        if kind is WriteFile:
+            assert isinstance(effect, WriteFile)
+            write_file(effect.path, effect.data)
+            return None
         raise TypeError(f"not an effect: {effect!r}")
 
     def _await(self, future: Future[Any]) -> Any:
@@ -159,6 +187,11 @@ class _FlowRunner(Generic[T]):
             self.resume(None, error)
         else:
             self.resume(None, _Fatal(exc))
+
+
+def _spawn_done(name: str, future: Future[Any]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        _log.error("flow %s failed", name, exc_info=future.exception())
 
 
 def start_flow(client: RemotingClient, runtime: Runtime, flow: Flow[T]) -> Future[T]:
