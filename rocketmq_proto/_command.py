@@ -157,6 +157,13 @@ class RemotingCommand:
     def is_oneway(self) -> bool:
         return bool(self.flag & FLAG_ONEWAY)
 
+    def binary_ext(self) -> bytes:
+        """Every ext field as the ROCKETMQ header's map entries (template's first)."""
+        ext = _binary_ext_fragment(self.ext_fields) if self.ext_fields else b""
+        if self.template is not None and self.template.count:
+            ext = self.template.binary + ext
+        return ext
+
     def all_ext_fields(self) -> dict[str, str]:
         """Every ext field, template ones included (the template's come first)."""
         if self.template is None:
@@ -234,9 +241,7 @@ def encode_json_header(cmd: RemotingCommand) -> bytes:
 def encode_binary_header(cmd: RemotingCommand) -> bytes:
     """The ROCKETMQ binary header of ``cmd``."""
     remark = cmd.remark.encode() if cmd.remark else b""
-    ext = _binary_ext_fragment(cmd.ext_fields) if cmd.ext_fields else b""
-    if cmd.template is not None and cmd.template.count:
-        ext = cmd.template.binary + ext
+    ext = cmd.binary_ext()
     try:
         fixed = _BIN_FIXED.pack(cmd.code, cmd.language, cmd.version, cmd.opaque, cmd.flag)
     except struct.error as exc:

@@ -11,6 +11,7 @@ Also here: the answers a client gives to requests the broker sends it.
 from __future__ import annotations
 
 import json
+import struct
 from collections.abc import Mapping
 
 from ._codes import LanguageCode, RequestCode, ResponseCode, SerializeType, TransactionState
@@ -143,6 +144,9 @@ class SendTemplate:
 
 
 _SEND_KEYS = ("e", "f", "g", "h", "i", "j", "n", "l")
+# ROCKETMQ header map entries start with an int16 key length and the key.
+_KEY_HEAD = {k.encode(): struct.pack(">h", 1) + k.encode() for k in _SEND_KEYS}
+_LEN32 = struct.Struct(">i").pack
 
 
 class _SendCommand(RemotingCommand):
@@ -171,6 +175,26 @@ class _SendCommand(RemotingCommand):
         self.template = template
         self.json_head = head
         self._values = values
+
+    def binary_ext(self) -> bytes:
+        # The ROCKETMQ header's map without building the dict: fixed-width keys.
+        queue_id, sys_flag, born, flag, properties, reconsume, broker_name, max_re = self._values
+        parts = [self.template.binary if self.template is not None else b""]
+        for key, value in (
+            (b"e", str(queue_id)),
+            (b"f", str(sys_flag)),
+            (b"g", str(born)),
+            (b"h", str(flag)),
+            (b"i", properties),
+            (b"j", str(reconsume)),
+            (b"n", broker_name),
+        ):
+            raw = value.encode()
+            parts.append(_KEY_HEAD[key] + _LEN32(len(raw)) + raw)
+        if max_re is not None:
+            raw = str(max_re).encode()
+            parts.append(_KEY_HEAD[b"l"] + _LEN32(len(raw)) + raw)
+        return b"".join(parts)
 
     def __getattr__(self, name: str) -> dict[str, str]:
         if name != "ext_fields":

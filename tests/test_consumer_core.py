@@ -1,0 +1,1203 @@
+"""The consumer's pure logic: allocation, process queues, offsets, pulls, retries.
+
+Flows run on the scripted interpreter of :mod:`tests.flowsim` against a fake
+name server and brokers that answer by request code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from functools import partial
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rocketmq_proto._bodies import ConsumeFromWhere, MessageModel, build_subscription
+from rocketmq_proto._client import ClientConfig, ClientCore
+from rocketmq_proto._codes import (
+    FLAG_RESPONSE,
+    PullStatus,
+    PullSysFlag,
+    RequestCode,
+    ResponseCode,
+)
+from rocketmq_proto._command import FrameDecoder, RemotingCommand, encode_command
+from rocketmq_proto._consume import (
+    ConsumeResult,
+    SendBackPath,
+    clean_expired_flow,
+    initial_offset_flow,
+    max_reconsume_times,
+    orderly_suspend_delay,
+    process_concurrent_result_flow,
+    process_orderly_result_flow,
+    reset_retry_topic,
+    retry_delay_level,
+    retry_message,
+    send_back_flow,
+    to_consume_result,
+)
+from rocketmq_proto._effects import Flow
+from rocketmq_proto._errors import (
+    BrokerSystemError,
+    InvalidArgumentError,
+    RemoteProtocolError,
+    RequestTimeoutError,
+    SubscriptionNotLatestError,
+)
+from rocketmq_proto._message import (
+    Message,
+    MessageExt,
+    UniqueIdGenerator,
+    decode_properties,
+    encode_batch,
+    encode_stored_message,
+)
+from rocketmq_proto._offsets import (
+    OffsetStore,
+    commit_offsets_flow,
+    encode_local_offsets,
+    find_broker_in_subscribe,
+    load_local_offsets,
+    parse_local_offsets,
+    query_offset_flow,
+)
+from rocketmq_proto._process_queue import ProcessQueue
+from rocketmq_proto._producer import ProducerConfig, ProducerCore
+from rocketmq_proto._pull import (
+    FlowControl,
+    PullAction,
+    PullConfig,
+    PullRequest,
+    PullResult,
+    build_pull_sys_flag,
+    parse_pull_response,
+    plan_pull_result,
+    pull_command,
+    pull_error_delay,
+    pull_step_flow,
+    should_pause,
+)
+from rocketmq_proto._rebalance import (
+    allocate_averagely,
+    allocate_averagely_by_circle,
+    allocate_by_config,
+    allocate_by_machine_room,
+    allocate_consistent_hash,
+    consistent_hash,
+    consumer_ids_flow,
+    decide_rebalance,
+    java_message_queue_str,
+    queues_not_subscribed,
+    rebalance_topic_flow,
+    sort_for_rebalance,
+    strategy_name,
+)
+from rocketmq_proto._route import MessageQueue
+
+from .flowsim import Sim
+
+# ------------------------------------------------------------------ fixtures
+
+NAMESRV = "127.0.0.1:9876"
+BROKERS = {
+    "broker-a": {0: "127.0.0.1:10911", 1: "127.0.0.1:10912"},
+    "broker-b": {0: "127.0.0.1:10921"},
+}
+MASTER_A = BROKERS["broker-a"][0]
+SLAVE_A = BROKERS["broker-a"][1]
+CLIENT_ID = "10.0.0.1@t"
+
+
+def route_body(queues: int = 4) -> bytes:
+    return json.dumps(
+        {
+            "brokerDatas": [
+                {
+                    "cluster": "DefaultCluster",
+                    "brokerName": name,
+                    "brokerAddrs": {str(k): v for k, v in addrs.items()},
+                }
+                for name, addrs in BROKERS.items()
+            ],
+            "queueDatas": [
+                {
+                    "brokerName": name,
+                    "readQueueNums": queues,
+                    "writeQueueNums": queues,
+                    "perm": 6,
+                    "topicSysFlag": 0,
+                }
+                for name in BROKERS
+            ],
+        }
+    ).encode()
+
+
+def reply(code: int, fields: dict[str, str] | None = None, body: bytes = b"") -> RemotingCommand:
+    return RemotingCommand(code, fields or {}, body, flag=FLAG_RESPONSE)
+
+
+def wire(cmd: RemotingCommand) -> RemotingCommand:
+    """The command as a server decodes it (proves that it encodes)."""
+    decoder = FrameDecoder()
+    decoder.feed(encode_command(cmd))
+    got = decoder.next_frame()
+    assert got is not None
+    return got
+
+
+Handler = Callable[[str, RemotingCommand], RemotingCommand]
+
+
+class Cluster:
+    """A name server answering every route, and brokers answering by request code."""
+
+    def __init__(self, **handlers: Handler) -> None:
+        self.handlers: dict[int, Handler] = {RequestCode[k]: v for k, v in handlers.items()}
+        self.seen: list[tuple[str, RemotingCommand]] = []
+
+    def __call__(self, addr: str, command: RemotingCommand) -> RemotingCommand:
+        cmd = wire(command)
+        if addr == NAMESRV:
+            assert cmd.code == RequestCode.GET_ROUTEINFO_BY_TOPIC
+            return reply(0, body=route_body())
+        self.seen.append((addr, cmd))
+        return self.handlers[cmd.code](addr, cmd)
+
+    def codes(self) -> list[int]:
+        return [cmd.code for _, cmd in self.seen]
+
+
+def make_client(namespace: str | None = None) -> ClientCore:
+    return ClientCore(
+        ClientConfig((NAMESRV,), client_ip="10.0.0.1", instance_name="t", namespace=namespace)
+    )
+
+
+def with_routes(client: ClientCore, sim: Sim, *topics: str) -> None:
+    for topic in topics:
+        sim.run(client.route_flow(topic))
+
+
+def mq(i: int, broker: str = "broker-a", topic: str = "T") -> MessageQueue:
+    return MessageQueue(topic, broker, i)
+
+
+def ext(offset: int, body: bytes = b"x", **props: str) -> MessageExt:
+    return MessageExt(
+        "T",
+        body,
+        queue_offset=offset,
+        properties=props,
+        store_host="127.0.0.1:10911",
+        commit_log_offset=1000 + offset,
+        broker_name="broker-a",
+    )
+
+
+# ------------------------------------------------------------- allocation
+
+QUEUES_8 = [mq(i) for i in range(8)]
+CIDS_3 = ["c0", "c1", "c2"]
+
+
+def test_averagely_gives_consecutive_blocks_3_3_2() -> None:
+    got = [allocate_averagely("G", cid, QUEUES_8, CIDS_3) for cid in CIDS_3]
+    assert got == [QUEUES_8[0:3], QUEUES_8[3:6], QUEUES_8[6:8]]
+
+
+def test_averagely_with_more_consumers_than_queues_leaves_some_idle() -> None:
+    queues = QUEUES_8[:2]
+    assert [allocate_averagely("G", c, queues, CIDS_3) for c in CIDS_3] == [
+        [queues[0]],
+        [queues[1]],
+        [],
+    ]
+
+
+def test_averagely_by_circle_deals_queues_round_robin() -> None:
+    got = [allocate_averagely_by_circle("G", cid, QUEUES_8, CIDS_3) for cid in CIDS_3]
+    assert got == [
+        [QUEUES_8[0], QUEUES_8[3], QUEUES_8[6]],
+        [QUEUES_8[1], QUEUES_8[4], QUEUES_8[7]],
+        [QUEUES_8[2], QUEUES_8[5]],
+    ]
+
+
+def test_allocation_checks_inputs_like_java() -> None:
+    assert allocate_averagely("G", "stranger", QUEUES_8, CIDS_3) == []
+    for bad in (("", QUEUES_8, CIDS_3), ("c0", [], CIDS_3), ("c0", QUEUES_8, [])):
+        with pytest.raises(InvalidArgumentError):
+            allocate_averagely("G", *bad)
+        with pytest.raises(InvalidArgumentError):
+            allocate_consistent_hash("G", *bad)
+
+
+def _md5_long(key: str) -> int:
+    # Java's MD5Hash: the first 4 digest bytes shifted into a long, big-endian.
+    digest = hashlib.md5(key.encode("utf-8")).digest()
+    value = 0
+    for byte in digest[:4]:
+        value = (value << 8) | byte
+    return value
+
+
+def _ring_owner(queue: MessageQueue, cids: list[str], vnodes: int = 10) -> str:
+    ring = {_md5_long(f"{cid}-{i}"): cid for cid in cids for i in range(vnodes)}
+    key = _md5_long(
+        f"MessageQueue [topic={queue.topic}, brokerName={queue.broker_name}, "
+        f"queueId={queue.queue_id}]"
+    )
+    points = sorted(ring)
+    return ring[next((p for p in points if p >= key), points[0])]
+
+
+def test_consistent_hash_key_and_hash_follow_java() -> None:
+    assert java_message_queue_str(mq(3)) == "MessageQueue [topic=T, brokerName=broker-a, queueId=3]"
+    assert consistent_hash("c0-0") == _md5_long("c0-0")
+    assert 0 <= consistent_hash("x") < 2**32
+
+
+# Produced by Java 4.9.7's AllocateMessageQueueConsistentHash for these inputs.
+_JAVA_HASH_QUEUES = [mq(i, b, "TopicTest") for b in ("broker-a", "broker-b") for i in range(4)]
+_JAVA_HASH_CIDS = ["127.0.0.1@1", "127.0.0.1@2", "127.0.0.1@3"]
+
+
+@pytest.mark.parametrize(
+    ("vnodes", "expected"),
+    [
+        (
+            10,
+            {
+                "127.0.0.1@1": [("broker-a", 1), ("broker-a", 3), ("broker-b", 2)],
+                "127.0.0.1@2": [("broker-a", 0), ("broker-a", 2), ("broker-b", 0)],
+                "127.0.0.1@3": [("broker-b", 1), ("broker-b", 3)],
+            },
+        ),
+        (
+            3,
+            {
+                "127.0.0.1@1": [
+                    ("broker-a", 1),
+                    ("broker-a", 2),
+                    ("broker-a", 3),
+                    ("broker-b", 1),
+                    ("broker-b", 2),
+                    ("broker-b", 3),
+                ],
+                "127.0.0.1@2": [("broker-a", 0), ("broker-b", 0)],
+                "127.0.0.1@3": [],
+            },
+        ),
+    ],
+)
+def test_consistent_hash_matches_java(
+    vnodes: int, expected: dict[str, list[tuple[str, int]]]
+) -> None:
+    for cid, owned in expected.items():
+        got = allocate_consistent_hash(
+            "G", cid, _JAVA_HASH_QUEUES, _JAVA_HASH_CIDS, virtual_node_count=vnodes
+        )
+        assert got == [mq(i, b, "TopicTest") for b, i in owned]
+
+
+_names = st.text(alphabet="ab-_Z9\u00e9\ue000\U0001f600", min_size=1, max_size=4)
+_queue_sets = st.sets(
+    st.tuples(st.sampled_from(["T", "U"]), _names, st.integers(0, 16)), min_size=1, max_size=30
+).map(lambda items: {MessageQueue(*item) for item in items})
+_cid_sets = st.sets(_names, min_size=1, max_size=8)
+
+
+@pytest.mark.parametrize(
+    "strategy",
+    [allocate_averagely, allocate_averagely_by_circle, allocate_consistent_hash],
+    ids=strategy_name,
+)
+@given(queues=_queue_sets, cids=_cid_sets)
+def test_every_queue_goes_to_exactly_one_consumer(
+    strategy: Callable[..., list[MessageQueue]], queues: set[MessageQueue], cids: set[str]
+) -> None:
+    mq_all, cid_all = sort_for_rebalance(queues, cids)
+    owners: dict[MessageQueue, str] = {}
+    sizes = []
+    for cid in cid_all:
+        mine = strategy("G", cid, mq_all, cid_all)
+        sizes.append(len(mine))
+        for queue in mine:
+            assert queue not in owners, f"{queue} given to {owners.get(queue)} and {cid}"
+            owners[queue] = cid
+    assert set(owners) == queues
+    if strategy is allocate_consistent_hash:
+        assert all(owners[q] == _ring_owner(q, cid_all) for q in queues)
+    else:
+        assert max(sizes) - min(sizes) <= 1
+
+
+@given(queues=_queue_sets, cids=_cid_sets)
+def test_allocation_does_not_depend_on_input_order(
+    queues: set[MessageQueue], cids: set[str]
+) -> None:
+    mq_all, cid_all = sort_for_rebalance(queues, cids)
+    again = sort_for_rebalance(reversed(mq_all), reversed(cid_all))
+    assert again == (mq_all, cid_all)
+
+
+def test_sorting_uses_java_utf16_order() -> None:
+    # U+1F600 is a surrogate pair (D83D DE00) in Java, below U+E000.
+    _, cids = sort_for_rebalance([], ["\ue000", "\U0001f600", "a"])
+    assert cids == ["a", "\U0001f600", "\ue000"]
+    queues, _ = sort_for_rebalance([mq(2, "b"), mq(10, "a"), mq(1, "b"), mq(0, "a", "S")], [])
+    assert queues == [mq(0, "a", "S"), mq(10, "a"), mq(1, "b"), mq(2, "b")]
+
+
+def test_machine_room_takes_queues_of_its_rooms_only() -> None:
+    queues = sorted(
+        [mq(i, "idc1@a") for i in range(4)]
+        + [mq(i, "idc2@b") for i in range(2)]
+        + [mq(0, "idc1@c"), mq(0, "plain")]
+    )
+    strategy = allocate_by_machine_room({"idc1"})
+    got = [strategy("G", cid, queues, ["c0", "c1"]) for cid in ("c0", "c1")]
+    room = [q for q in queues if q.broker_name.startswith("idc1@")]  # 5 queues
+    assert got == [[*room[0:2], room[4]], room[2:4]]
+    assert strategy_name(strategy) == "MACHINE_ROOM"
+
+
+def test_by_config_returns_the_configured_queues() -> None:
+    strategy = allocate_by_config([mq(5)])
+    assert strategy("G", "anyone", QUEUES_8, CIDS_3) == [mq(5)]
+    assert strategy_name(strategy) == "CONFIG"
+    assert strategy_name(partial(allocate_consistent_hash, virtual_node_count=3)) == (
+        "CONSISTENT_HASH"
+    )
+
+
+def test_decide_rebalance_adds_drops_and_renews() -> None:
+    now = 1000.0
+    fresh, stale, other = ProcessQueue(now), ProcessQueue(now - 500), ProcessQueue(now)
+    current = {mq(0): fresh, mq(1): stale, mq(2): fresh, mq(0, topic="U"): other}
+    decision = decide_rebalance("T", current, [mq(1), mq(2), mq(3)], now=now)
+    assert decision.to_add == (mq(3),)
+    assert decision.to_drop == (mq(0),)
+    assert decision.to_renew == (mq(1),)
+    assert decision.changed
+    unchanged = decide_rebalance("T", current, [mq(0), mq(1), mq(2)], now=now, push=False)
+    assert not unchanged.changed
+    assert queues_not_subscribed(current, {"T"}) == [mq(0, topic="U")]
+
+
+def test_rebalance_round_asks_the_group_and_allocates() -> None:
+    cluster = Cluster(
+        GET_CONSUMER_LIST_BY_GROUP=lambda a, c: reply(
+            0, body=json.dumps({"consumerIdList": ["10.0.0.2@x", CLIENT_ID]}).encode()
+        )
+    )
+    sim = Sim(cluster)
+    client = make_client()
+    decision = sim.run(rebalance_topic_flow(client, "G", "T", allocate_averagely, {}))
+    assert decision is not None
+    # 8 queues sorted (broker-a 0..3, broker-b 0..3); our id sorts first.
+    assert decision.to_add == tuple(mq(i) for i in range(4))
+    assert cluster.seen[0][1].ext_fields == {"consumerGroup": "G"}
+    everything = sim.run(
+        rebalance_topic_flow(
+            client, "G", "T", allocate_averagely, {}, message_model=MessageModel.BROADCASTING
+        )
+    )
+    assert everything is not None and len(everything.to_add) == 8
+
+
+def test_rebalance_round_changes_nothing_without_the_consumer_list() -> None:
+    cluster = Cluster(GET_CONSUMER_LIST_BY_GROUP=lambda a, c: reply(ResponseCode.SYSTEM_ERROR))
+    client = make_client()
+    held = {mq(0): ProcessQueue(0.0)}
+    assert (
+        Sim(cluster).run(rebalance_topic_flow(client, "G", "T", allocate_averagely, held)) is None
+    )
+
+
+def test_consumer_ids_come_from_the_next_broker_when_one_fails() -> None:
+    def answer(addr: str, cmd: RemotingCommand) -> RemotingCommand:
+        if addr == MASTER_A:
+            raise RequestTimeoutError("slow broker")
+        return reply(0, body=b'{"consumerIdList":["b","a"]}')
+
+    cluster = Cluster(GET_CONSUMER_LIST_BY_GROUP=answer)
+    assert Sim(cluster).run(consumer_ids_flow(make_client(), "T", "G")) == ["b", "a"]
+    assert [addr for addr, _ in cluster.seen] == [MASTER_A, BROKERS["broker-b"][0]]
+
+
+# ------------------------------------------------------------ process queue
+
+
+def test_put_remove_returns_java_commit_offsets() -> None:
+    pq = ProcessQueue(0.0)
+    assert pq.remove([ext(0)]) == -1  # nothing held
+    assert pq.put([ext(5, b"abc"), ext(6), ext(7)]) is True
+    assert pq.put([ext(8)]) is False  # a consume task is already running
+    assert (pq.msg_count, pq.msg_size, pq.max_span) == (4, 6, 3)
+    assert pq.remove([ext(6), ext(7)]) == 5  # 5 is still being consumed
+    assert pq.remove([ext(5)]) == 8
+    assert pq.remove([ext(8)]) == 9  # empty: the largest offset + 1
+    assert (pq.msg_count, pq.msg_size, pq.max_span) == (0, 0, 0)
+
+
+def test_put_ignores_a_duplicate_offset_and_reads_the_backlog() -> None:
+    pq = ProcessQueue(0.0)
+    pq.put([ext(1, MAX_OFFSET="100")])
+    pq.put([ext(1, b"other")])
+    assert pq.msg_count == 1 and pq.msg_acc_cnt == 99
+
+
+@given(
+    batches=st.lists(st.lists(st.integers(1, 3), min_size=1, max_size=8), min_size=1, max_size=6),
+    data=st.data(),
+)
+def test_committed_offset_never_passes_an_unconsumed_message(
+    batches: list[list[int]], data: st.DataObject
+) -> None:
+    pq = ProcessQueue(0.0)
+    offset, committed = 10, -1
+    pending: list[MessageExt] = []
+    for gaps in batches:  # pulls: increasing offsets, gaps where tags were filtered out
+        msgs = []
+        for gap in gaps:
+            offset += gap
+            msgs.append(ext(offset))
+        pq.put(msgs)
+        pending.extend(msgs)
+        while pending:
+            if not data.draw(st.booleans()):
+                break
+            done = data.draw(st.lists(st.sampled_from(pending), max_size=4, unique_by=id))
+            for msg in done:
+                pending.remove(msg)
+            result = pq.remove(done)
+            if result >= 0:
+                committed = max(committed, result)
+            if pending:
+                assert committed <= min(m.queue_offset for m in pending)
+            assert pq.msg_count == len(pending)
+    if pending:
+        committed = max(committed, pq.remove(pending))
+    # Everything consumed: the commit offset is one past the last message pulled.
+    assert committed == offset + 1
+    assert pq.msg_count == 0 and pq.msg_size == 0
+    assert pq.remove([]) == -1
+
+
+@given(st.lists(st.sampled_from(["put", "take", "commit", "again", "rollback"]), max_size=40))
+def test_orderly_consumes_every_message_once_in_offset_order(ops: list[str]) -> None:
+    pq = ProcessQueue(0.0)
+    next_offset, committed = 0, -1
+    taken: list[MessageExt] = []
+    consumed: list[int] = []
+    for op in ops:
+        if op == "put":
+            pq.put([ext(next_offset), ext(next_offset + 1)])
+            next_offset += 2
+        elif op == "take" and not taken:
+            taken = pq.take_messages(3)
+        elif op == "commit" and taken:
+            consumed.extend(m.queue_offset for m in taken)
+            committed = pq.commit()
+            taken = []
+            assert committed == consumed[-1] + 1
+            assert all(m.queue_offset >= committed for m in pq.messages())
+        elif op == "again":
+            pq.make_messages_to_consume_again(taken)
+            taken = []
+        elif op == "rollback":
+            pq.rollback()
+            taken = []
+    assert consumed == list(range(len(consumed)))
+    assert pq.msg_count == next_offset - len(consumed)
+
+
+def test_remove_after_everything_consumed_commits_max_plus_one() -> None:
+    pq = ProcessQueue(0.0)
+    pq.put([ext(3), ext(9)])
+    assert pq.remove([ext(9)]) == 3
+    assert pq.remove([ext(3)]) == 10
+
+
+def test_orderly_take_commit_and_consume_again() -> None:
+    pq = ProcessQueue(0.0)
+    pq.put([ext(i, b"12") for i in range(5)])
+    first = pq.take_messages(2)
+    assert [m.queue_offset for m in first] == [0, 1]
+    assert pq.msg_count == 5 and pq.msg_size == 10
+    pq.make_messages_to_consume_again(first)
+    assert [m.queue_offset for m in pq.take_messages(3)] == [0, 1, 2]
+    assert pq.commit() == 3
+    assert (pq.msg_count, pq.msg_size) == (2, 4)
+    pq.take_messages(1)
+    pq.rollback()
+    assert [m.queue_offset for m in pq.messages()] == [3, 4]
+    assert pq.take_messages(10) and pq.commit() == 5
+    assert pq.take_messages(1) == [] and pq.consuming is False
+    assert pq.commit() == -1
+
+
+def test_expiry_of_pull_and_lock() -> None:
+    pq = ProcessQueue(100.0)
+    assert not pq.is_pull_expired(220.0) and pq.is_pull_expired(220.1)
+    pq.set_locked(True, 200.0)
+    assert not pq.is_lock_expired(230.0) and pq.is_lock_expired(230.1)
+
+
+def test_expired_messages_are_the_old_ones_at_the_head() -> None:
+    pq = ProcessQueue(0.0)
+    pq.put([ext(1, CONSUME_START_TIME="1000"), ext(2, CONSUME_START_TIME="5000"), ext(3)])
+    assert [m.queue_offset for m in pq.expired_messages(4000, 2000)] == [1]
+    assert [m.queue_offset for m in pq.expired_messages(9000, 2000)] == [1, 2]
+
+
+def test_clear_and_info() -> None:
+    pq = ProcessQueue(10.0)
+    pq.put([ext(4), ext(6)])
+    info = pq.info(commit_offset=4, now=12.0, wall_ms=1_000_000)
+    assert (info.cached_msg_min_offset, info.cached_msg_max_offset, info.cached_msg_count) == (
+        4,
+        6,
+        2,
+    )
+    assert info.last_pull_timestamp == 998_000
+    pq.clear()
+    assert pq.msg_count == 0 and pq.queue_offset_max == 0
+
+
+# ------------------------------------------------------------------- offsets
+
+
+def test_offset_store_update_freeze_and_commit_tracking() -> None:
+    store = OffsetStore()
+    store.update(mq(0), 10)
+    store.update(mq(0), 5, increase_only=True)
+    assert store.read(mq(0)) == 10
+    store.update(mq(0), 5)
+    assert store.read(mq(0)) == 5
+    store.update(mq(1), 3)
+    assert store.to_commit() == {mq(0): 5, mq(1): 3}
+    store.mark_committed({mq(0): 5, mq(1): 3})
+    assert store.to_commit() == {}
+    store.update_and_freeze(mq(1), 50)
+    store.update(mq(1), 60)
+    assert store.read(mq(1)) == 50
+    assert store.to_commit(assigned={mq(1)}) == {mq(1): 50}
+    assert store.read(mq(0)) is None  # not assigned any more: forgotten
+    store.remove(mq(1))
+    store.update(mq(1), 1)
+    assert store.read(mq(1)) == 1
+
+
+def test_local_offsets_round_trip() -> None:
+    table = {mq(1): 7, MessageQueue("%RETRY%G", "b", 0): 2**40, MessageQueue("T\u00e9", 'q"', 3): 0}
+    data = encode_local_offsets(table)
+    assert data.startswith(b'{"offsetTable":{{"brokerName":')
+    assert parse_local_offsets(data) == table
+
+
+@given(
+    st.dictionaries(
+        st.builds(MessageQueue, st.text(max_size=5), st.text(max_size=5), st.integers(0, 99)),
+        st.integers(0, 2**63 - 1),
+        max_size=8,
+    )
+)
+def test_local_offsets_round_trip_any_table(table: dict[MessageQueue, int]) -> None:
+    assert parse_local_offsets(encode_local_offsets(table)) == table
+
+
+# What Java 4.9.7's LocalFileOffsetStore writes (fastjson, pretty format).
+JAVA_OFFSETS_FILE = (
+    '{\n\t"offsetTable":{{\n\t\t\t"brokerName":"b",\n\t\t\t"queueId":0,\n'
+    '\t\t\t"topic":"%RETRY%G"\n\t\t}:1099511627776,{\n\t\t\t"brokerName":"broker-a",\n'
+    '\t\t\t"queueId":1,\n\t\t\t"topic":"T\u00e9"\n\t\t}:7\n\t}\n}'
+).encode()
+
+
+def test_parse_a_java_offsets_file() -> None:
+    assert parse_local_offsets(JAVA_OFFSETS_FILE) == {
+        MessageQueue("%RETRY%G", "b", 0): 2**40,
+        MessageQueue("T\u00e9", "broker-a", 1): 7,
+    }
+    with pytest.raises(RemoteProtocolError):
+        parse_local_offsets(b'{"offsetTable":{{"topic":"T"}:1}}')
+
+
+def test_load_local_offsets_falls_back_to_the_backup() -> None:
+    good = encode_local_offsets({mq(0): 3})
+    assert load_local_offsets(good, None) == {mq(0): 3}
+    assert load_local_offsets(b"{corrupt", good) == {mq(0): 3}
+    assert load_local_offsets(b"", good) == {mq(0): 3}
+    assert load_local_offsets(None, None) == {}
+    with pytest.raises(RemoteProtocolError):
+        load_local_offsets(None, b"{corrupt")
+
+
+def test_find_broker_in_subscribe_like_java() -> None:
+    addrs = {0: "m", 1: "s1"}
+    assert find_broker_in_subscribe(addrs, 0, True) == ("m", False)
+    assert find_broker_in_subscribe(addrs, 1, True) == ("s1", True)
+    assert find_broker_in_subscribe({0: "m", 2: "s2"}, 1, True) == ("s2", True)
+    assert find_broker_in_subscribe({1: "s1"}, 0, True) is None
+    assert find_broker_in_subscribe({1: "s1"}, 0, False) == ("s1", True)
+    assert find_broker_in_subscribe({}, 0, False) is None
+
+
+def test_commit_offsets_sends_oneway_updates_to_masters() -> None:
+    sim = Sim(Cluster())
+    client = make_client()
+    with_routes(client, sim, "T")
+    store = OffsetStore({mq(0): 5, mq(1, "broker-b"): 9})
+    sent = sim.run(commit_offsets_flow(client, "G", store))
+    assert sent == {mq(0): 5, mq(1, "broker-b"): 9}
+    (addr_a, cmd_a), (addr_b, cmd_b) = [(a, wire(c)) for a, c in sim.oneways]
+    assert addr_a == MASTER_A and addr_b == BROKERS["broker-b"][0]
+    assert cmd_b.ext_fields["commitOffset"] == "9"
+    assert cmd_a.code == RequestCode.UPDATE_CONSUMER_OFFSET
+    assert cmd_a.ext_fields == {
+        "consumerGroup": "G",
+        "topic": "T",
+        "queueId": "0",
+        "commitOffset": "5",
+        "bname": "broker-a",
+    }
+    assert sim.run(commit_offsets_flow(client, "G", store)) == {}
+
+
+def test_query_offset_not_found_is_none() -> None:
+    answers = iter([reply(ResponseCode.QUERY_NOT_FOUND), reply(0, {"offset": "42"})])
+    sim = Sim(Cluster(QUERY_CONSUMER_OFFSET=lambda a, c: next(answers)))
+    client = make_client()
+    assert sim.run(query_offset_flow(client, "G", mq(0))) is None
+    assert sim.run(query_offset_flow(client, "G", mq(0))) == 42
+
+
+# --------------------------------------------------------------------- pull
+
+
+def pull_response(
+    code: int = 0,
+    msgs: list[MessageExt] | None = None,
+    *,
+    next_begin: int = 20,
+    suggest: int = 0,
+    **extra: str,
+) -> RemotingCommand:
+    body = b"".join(encode_stored_message(m) for m in msgs or [])
+    fields = {
+        "nextBeginOffset": str(next_begin),
+        "minOffset": "0",
+        "maxOffset": "100",
+        "suggestWhichBrokerId": str(suggest),
+        **extra,
+    }
+    return reply(code, fields, body)
+
+
+def test_parse_pull_response_rechecks_tags_and_annotates() -> None:
+    msgs = [ext(10, TAGS="a"), ext(11, TAGS="b"), ext(12), ext(13, TAGS="c")]
+    sub = build_subscription("T", "a || c")
+    result = parse_pull_response(pull_response(0, msgs), mq(3), sub)
+    assert result.status is PullStatus.FOUND
+    assert [m.queue_offset for m in result.messages] == [10, 13]
+    first = result.messages[0]
+    assert first.properties["MIN_OFFSET"] == "0" and first.properties["MAX_OFFSET"] == "100"
+    assert (first.broker_name, first.queue_id) == ("broker-a", 3)
+    everything = parse_pull_response(pull_response(0, msgs), mq(3), build_subscription("T"))
+    assert len(everything.messages) == 4
+    sql = build_subscription("T", "a > 1", "SQL92")
+    assert len(parse_pull_response(pull_response(0, msgs), mq(3), sql).messages) == 4
+
+
+def test_parse_pull_response_status_codes() -> None:
+    sub = build_subscription("T")
+    for code, status in [
+        (19, PullStatus.NO_NEW_MSG),
+        (20, PullStatus.NO_MATCHED_MSG),
+        (21, PullStatus.OFFSET_ILLEGAL),
+    ]:
+        result = parse_pull_response(pull_response(code, next_begin=7, suggest=1), mq(0), sub)
+        assert (result.status, result.next_begin_offset, result.messages) == (status, 7, [])
+        assert result.suggest_which_broker_id == 1
+    with pytest.raises(SubscriptionNotLatestError):
+        parse_pull_response(reply(ResponseCode.SUBSCRIPTION_NOT_LATEST), mq(0), sub)
+    with pytest.raises(RemoteProtocolError):
+        parse_pull_response(reply(0, {"nextBeginOffset": "1"}), mq(0), sub)
+
+
+def test_parse_pull_response_unwraps_inner_batches_and_offset_delta() -> None:
+    members = [Message("T", b"m0", tags="a"), Message("T", b"m1", tags="a")]
+    wrapper = ext(30)
+    wrapper.body = encode_batch(members, ["ID0", "ID1"])
+    wrapper.sys_flag |= 0xC0
+    plain = ext(32, TAGS="a")
+    result = parse_pull_response(
+        pull_response(0, [wrapper, plain], offsetDelta="1000"),
+        mq(0),
+        build_subscription("T", "a"),
+    )
+    assert [(m.body, m.queue_offset) for m in result.messages] == [
+        (b"m0", 1030),
+        (b"m1", 1031),
+        (b"x", 1032),
+    ]
+    assert result.offset_delta == 1000
+
+
+def test_parse_pull_response_keeps_messages_before_a_corrupt_one() -> None:
+    good = encode_stored_message(ext(1))
+    response = reply(
+        0,
+        {"nextBeginOffset": "3", "minOffset": "0", "maxOffset": "3", "suggestWhichBrokerId": "0"},
+        good + b"\x00\x00\x00\x10garbage",
+    )
+    result = parse_pull_response(response, mq(0), build_subscription("T"))
+    assert [m.queue_offset for m in result.messages] == [1]
+
+
+def test_pull_sys_flag_and_command() -> None:
+    assert build_pull_sys_flag(True, True, False, False) == 0x3
+    assert build_pull_sys_flag(False, True, True, True, True) == 0x1E
+    request = PullRequest("G", mq(2), ProcessQueue(0.0), next_offset=40)
+    sub = build_subscription("T", "a || b", sub_version=77)
+    cmd = wire(pull_command(request, sub, PullConfig(), commit_offset=35))
+    assert cmd.code == RequestCode.PULL_MESSAGE
+    fields = cmd.ext_fields
+    assert int(fields["sysFlag"]) == PullSysFlag.COMMIT_OFFSET | PullSysFlag.SUSPEND
+    assert (fields["queueOffset"], fields["commitOffset"], fields["maxMsgNums"]) == (
+        "40",
+        "35",
+        "32",
+    )
+    assert fields["suspendTimeoutMillis"] == "15000" and fields["subVersion"] == "77"
+    assert "subscription" not in fields
+    posted = PullConfig(post_subscription_when_pull=True)
+    slave_cmd = wire(pull_command(request, sub, posted, commit_offset=35, to_slave=True))
+    assert int(slave_cmd.ext_fields["sysFlag"]) == PullSysFlag.SUSPEND | PullSysFlag.SUBSCRIPTION
+    assert slave_cmd.ext_fields["subscription"] == "a || b"
+
+
+def test_flow_control_reasons() -> None:
+    config = PullConfig(pull_threshold_for_queue=3, consume_concurrently_max_span=5)
+    pq = ProcessQueue(0.0)
+    pq.put([ext(0), ext(6)])
+    assert should_pause(pq, config) is FlowControl.MAX_SPAN
+    assert should_pause(pq, config, orderly=True) is None
+    pq.put([ext(1), ext(2)])
+    assert should_pause(pq, config) is FlowControl.CACHED_COUNT
+    big = ProcessQueue(0.0)
+    big.put([ext(0, b"x" * (101 * 1024 * 1024))])
+    assert should_pause(big, PullConfig()) is FlowControl.CACHED_SIZE
+    shared = PullConfig(pull_threshold_for_topic=10)
+    assert should_pause(pq, shared, queue_count=5) is FlowControl.CACHED_COUNT
+    with pytest.raises(InvalidArgumentError):
+        PullConfig(pull_batch_size=0)
+
+
+def test_plan_after_each_status() -> None:
+    config = PullConfig(pull_interval=0.5)
+    found = PullResult(PullStatus.FOUND, 20, 0, 100, [ext(19)])
+    assert plan_pull_result(found, config).action is PullAction.CONSUME
+    assert plan_pull_result(found, config).delay == 0.5
+    empty = PullResult(PullStatus.FOUND, 20, 0, 100, [])
+    assert plan_pull_result(empty, config).action is PullAction.PULL_AGAIN
+    none = plan_pull_result(PullResult(PullStatus.NO_NEW_MSG, 20, 0, 100), config)
+    assert (none.next_offset, none.delay, none.correct_offset) == (20, 0.0, True)
+    illegal = plan_pull_result(PullResult(PullStatus.OFFSET_ILLEGAL, 50, 50, 100), config)
+    assert (illegal.action, illegal.next_offset, illegal.delay) == (PullAction.FIX_OFFSET, 50, None)
+    assert pull_error_delay(BrokerSystemError(215)) == 0.02
+    assert pull_error_delay(BrokerSystemError(1)) == 3.0
+
+
+def _pull_setup(
+    handler: Handler, orderly_locked: bool | None = None
+) -> tuple[Sim, ClientCore, PullRequest, OffsetStore]:
+    cluster = Cluster(PULL_MESSAGE=handler)
+    sim = Sim(cluster)
+    client = make_client()
+    with_routes(client, sim, "T")
+    pq = ProcessQueue(sim.now)
+    if orderly_locked is not None:
+        pq.set_locked(orderly_locked, sim.now)
+    return sim, client, PullRequest("G", mq(0), pq, next_offset=10), OffsetStore()
+
+
+def test_pull_step_caches_messages_and_moves_on() -> None:
+    sim, client, request, store = _pull_setup(
+        lambda a, c: pull_response(0, [ext(10), ext(11)], next_begin=12, suggest=1)
+    )
+    store.update(mq(0), 8)
+    outcome = sim.run(pull_step_flow(client, request, build_subscription("T"), PullConfig(), store))
+    assert [m.queue_offset for m in outcome.messages] == [10, 11]
+    assert outcome.delay == 0.0 and request.next_offset == 12 and request.broker_id == 1
+    assert request.process_queue.msg_count == 2
+    addr, cmd = sim.calls[-1]
+    assert addr == MASTER_A and cmd.ext_fields["commitOffset"] == "8"
+    # The broker suggested its slave: the next pull goes there, without committing.
+    sim.run(pull_step_flow(client, request, build_subscription("T"), PullConfig(), store))
+    addr, cmd = sim.calls[-1]
+    assert addr == SLAVE_A and not int(cmd.ext_fields["sysFlag"]) & PullSysFlag.COMMIT_OFFSET
+
+
+def test_pull_step_no_new_message_corrects_the_stored_offset() -> None:
+    sim, client, request, store = _pull_setup(lambda a, c: pull_response(19, next_begin=15))
+    outcome = sim.run(pull_step_flow(client, request, build_subscription("T"), PullConfig(), store))
+    assert outcome.delay == 0.0 and request.next_offset == 15 and store.read(mq(0)) == 15
+
+
+def test_pull_step_fixes_an_illegal_offset() -> None:
+    sim, client, request, store = _pull_setup(lambda a, c: pull_response(21, next_begin=50))
+    store.update(mq(0), 10)
+    outcome = sim.run(pull_step_flow(client, request, build_subscription("T"), PullConfig(), store))
+    assert outcome.offset_fixed and outcome.delay is None and request.process_queue.dropped
+    store.update(mq(0), 11)  # consumption still in flight must not move it
+    assert store.read(mq(0)) == 50
+    ((addr, cmd),) = sim.oneways
+    assert addr == MASTER_A and wire(cmd).ext_fields["commitOffset"] == "50"
+
+
+def test_pull_step_waits_on_errors_flow_control_and_locks() -> None:
+    sim, client, request, store = _pull_setup(lambda a, c: reply(ResponseCode.FLOW_CONTROL))
+    sub = build_subscription("T")
+    assert sim.run(pull_step_flow(client, request, sub, PullConfig(), store)).delay == 0.02
+    sim, client, request, store = _pull_setup(lambda a, c: reply(ResponseCode.SYSTEM_ERROR))
+    assert sim.run(pull_step_flow(client, request, sub, PullConfig(), store)).delay == 3.0
+    request.process_queue.put([ext(i) for i in range(1001)])
+    outcome = sim.run(pull_step_flow(client, request, sub, PullConfig(), store))
+    assert outcome.delay == 0.05 and "count" in outcome.reason
+    sim, client, request, store = _pull_setup(lambda a, c: pull_response(19), orderly_locked=False)
+    outcome = sim.run(pull_step_flow(client, request, sub, PullConfig(), store, orderly=True))
+    assert outcome.delay == 3.0 and sim.calls == sim.calls[:1]  # only the route lookup
+
+
+def test_pull_step_orderly_rereads_the_offset_once_locked() -> None:
+    sim, client, request, store = _pull_setup(
+        lambda a, c: pull_response(19, next_begin=int(c.ext_fields["queueOffset"])),
+        orderly_locked=True,
+    )
+    reads: list[MessageQueue] = []
+
+    def recompute(queue: MessageQueue) -> Flow[int]:
+        reads.append(queue)
+        return 33
+        yield  # a flow that needs no effect
+
+    sub = build_subscription("T")
+    for _ in range(2):
+        sim.run(
+            pull_step_flow(
+                client, request, sub, PullConfig(), store, orderly=True, recompute_offset=recompute
+            )
+        )
+    assert reads == [mq(0)] and request.next_offset == 33 and request.previously_locked
+
+
+# ------------------------------------------------------------------ consume
+
+
+def make_producer(client: ClientCore) -> ProducerCore:
+    core = ProducerCore(
+        client,
+        ProducerConfig(group="CLIENT_INNER_PRODUCER"),
+        UniqueIdGenerator(bytes([10, 0, 0, 1]), 42, 7),
+    )
+    core.register()
+    return core
+
+
+def stored_send(addr: str, cmd: RemotingCommand) -> RemotingCommand:
+    return reply(
+        0,
+        {"msgId": "0A00000100002A9F00000000000003E8", "queueId": "0", "queueOffset": "1"},
+    )
+
+
+def failed_message() -> MessageExt:
+    msg = ext(7, TAGS="a", UNIQ_KEY="UNIQ1", TRAN_MSG="true")
+    msg.reconsume_times = 2
+    return msg
+
+
+def test_send_back_asks_the_broker_first() -> None:
+    cluster = Cluster(CONSUMER_SEND_MSG_BACK=lambda a, c: reply(0))
+    sim = Sim(cluster)
+    client = make_client()
+    with_routes(client, sim, "T")
+    producer = make_producer(client)
+    path = sim.run(send_back_flow(client, "G", failed_message(), send=producer.send_flow))
+    assert path is SendBackPath.SENT_BACK
+    addr, cmd = cluster.seen[-1]
+    assert addr == MASTER_A and cmd.code == RequestCode.CONSUMER_SEND_MSG_BACK
+    assert cmd.ext_fields == {
+        "offset": "1007",
+        "group": "G",
+        "delayLevel": "0",
+        "originMsgId": "UNIQ1",
+        "originTopic": "T",
+        "unitMode": "false",
+        "maxReconsumeTimes": "16",
+        "bname": "broker-a",
+    }
+
+
+@pytest.mark.parametrize("broker_fails", [True, False])
+def test_send_back_falls_back_to_a_new_message_on_the_retry_topic(broker_fails: bool) -> None:
+    cluster = Cluster(
+        CONSUMER_SEND_MSG_BACK=lambda a, c: reply(ResponseCode.SYSTEM_ERROR),
+        SEND_MESSAGE_V2=stored_send,
+    )
+    sim = Sim(cluster)
+    client = make_client()
+    producer = make_producer(client)
+    msg = failed_message()
+    if broker_fails:
+        with_routes(client, sim, "T")
+    else:
+        msg.broker_name = "unknown-broker"  # no master known: straight to the fallback
+    path = sim.run(send_back_flow(client, "G", msg, send=producer.send_flow))
+    assert path is SendBackPath.RESENT
+    assert (RequestCode.CONSUMER_SEND_MSG_BACK in cluster.codes()) is broker_fails
+    _, sent = cluster.seen[-1]
+    assert sent.code == RequestCode.SEND_MESSAGE_V2
+    assert sent.ext_fields["b"] == "%RETRY%G"
+    assert (sent.ext_fields["j"], sent.ext_fields["l"]) == ("3", "16")
+    props = decode_properties(sent.ext_fields["i"].encode())
+    assert props["RETRY_TOPIC"] == "T"
+    assert props["ORIGIN_MESSAGE_ID"] == "UNIQ1"
+    assert props["RECONSUME_TIME"] == "3" and props["MAX_RECONSUME_TIMES"] == "16"
+    assert props["DELAY"] == "5"  # 3 + reconsume times
+    assert props["UNIQ_KEY"] == "UNIQ1" and props["TAGS"] == "a"
+    assert "TRAN_MSG" not in props
+    assert sent.body == b"x"
+
+
+def test_retry_message_keeps_an_existing_origin_id() -> None:
+    msg = failed_message()
+    msg.properties["ORIGIN_MESSAGE_ID"] = "FIRST"
+    new = retry_message(msg, "G", 5, topic="ns%T")
+    assert new.topic == "%RETRY%G" and new.properties["ORIGIN_MESSAGE_ID"] == "FIRST"
+    assert new.properties["RETRY_TOPIC"] == "ns%T"
+
+
+def test_reset_retry_topic_restores_the_original_topic() -> None:
+    msg = ext(1, RETRY_TOPIC="T")
+    msg.topic = "%RETRY%G"
+    reset_retry_topic(msg, "G")
+    assert msg.topic == "T"
+    other = ext(1, RETRY_TOPIC="T")
+    other.topic = "%RETRY%OtherGroup"
+    reset_retry_topic(other, "G")
+    assert other.topic == "%RETRY%OtherGroup"
+    spaced = ext(1, RETRY_TOPIC="ns%T")
+    spaced.topic = "%RETRY%ns%G"
+    reset_retry_topic(spaced, "G", "ns")
+    assert spaced.topic == "T"
+
+
+def test_delay_levels_and_results() -> None:
+    assert [retry_delay_level(n) for n in (0, 1, 5)] == [3, 4, 8]
+    assert retry_delay_level(4, 2) == 2 and retry_delay_level(4, -1) == -1
+    assert max_reconsume_times() == 16 and max_reconsume_times(orderly=True) == 2**31 - 1
+    assert max_reconsume_times(3) == 3
+    assert orderly_suspend_delay() == 1.0 and orderly_suspend_delay(5) == 0.01
+    assert orderly_suspend_delay(60_000) == 30.0
+    assert to_consume_result(True) is ConsumeResult.SUCCESS
+    assert to_consume_result(None) is ConsumeResult.RETRY_LATER
+    assert to_consume_result("RECONSUME_LATER") is ConsumeResult.RETRY_LATER
+    assert to_consume_result(False, orderly=True) is ConsumeResult.SUSPEND_CURRENT_QUEUE_A_MOMENT
+    assert to_consume_result("CONSUME_SUCCESS", orderly=True) is ConsumeResult.SUCCESS
+    with pytest.raises(InvalidArgumentError):
+        to_consume_result(42)
+
+
+def test_concurrent_failure_sends_back_and_commits_past_the_batch() -> None:
+    cluster = Cluster(CONSUMER_SEND_MSG_BACK=lambda a, c: reply(0))
+    sim = Sim(cluster)
+    client = make_client()
+    with_routes(client, sim, "T")
+    pq, store = ProcessQueue(0.0), OffsetStore()
+    msgs = [ext(1), ext(2), ext(3)]
+    pq.put([*msgs, ext(4)])
+    producer = make_producer(client)
+    retry_locally = sim.run(
+        process_concurrent_result_flow(
+            client,
+            "G",
+            pq,
+            mq(0),
+            msgs,
+            ConsumeResult.SUCCESS,
+            offsets=store,
+            send=producer.send_flow,
+            ack_index=0,
+        )
+    )
+    assert retry_locally == []
+    assert [c.ext_fields["offset"] for _, c in cluster.seen] == ["1002", "1003"]
+    assert store.read(mq(0)) == 4 and pq.msg_count == 1
+
+
+def test_concurrent_send_back_failure_keeps_the_message_for_a_local_retry() -> None:
+    def refuse(addr: str, cmd: RemotingCommand) -> RemotingCommand:
+        return reply(ResponseCode.SYSTEM_ERROR)
+
+    cluster = Cluster(CONSUMER_SEND_MSG_BACK=refuse, SEND_MESSAGE_V2=refuse)
+    sim = Sim(cluster)
+    client = make_client()
+    with_routes(client, sim, "T")
+    pq, store = ProcessQueue(0.0), OffsetStore()
+    msgs = [ext(1), ext(2)]
+    pq.put(msgs)
+    producer = make_producer(client)
+    retry_locally = sim.run(
+        process_concurrent_result_flow(
+            client,
+            "G",
+            pq,
+            mq(0),
+            msgs,
+            ConsumeResult.RETRY_LATER,
+            offsets=store,
+            send=producer.send_flow,
+        )
+    )
+    assert retry_locally == msgs and all(m.reconsume_times == 1 for m in msgs)
+    # As Java: nothing left the process queue, so its first offset is committed.
+    assert pq.msg_count == 2 and store.read(mq(0)) == 1
+    broadcast = sim.run(
+        process_concurrent_result_flow(
+            client,
+            "G",
+            pq,
+            mq(0),
+            msgs,
+            ConsumeResult.RETRY_LATER,
+            offsets=store,
+            send=producer.send_flow,
+            clustering=False,
+        )
+    )
+    assert broadcast == [] and store.read(mq(0)) == 3
+
+
+def test_orderly_failure_suspends_then_dead_letters_past_max() -> None:
+    sent: list[Message] = []
+
+    def send(message: Message) -> Flow[None]:
+        sent.append(message)
+        return None
+        yield  # a flow that needs no effect
+
+    pq, store = ProcessQueue(0.0), OffsetStore()
+    pq.put([ext(1), ext(2)])
+    taken = pq.take_messages(2)
+    sim = Sim(Cluster())
+    outcome = sim.run(
+        process_orderly_result_flow(
+            pq,
+            mq(0),
+            taken,
+            ConsumeResult.SUSPEND_CURRENT_QUEUE_A_MOMENT,
+            offsets=store,
+            group="G",
+            send=send,
+            max_reconsume=1,
+        )
+    )
+    assert not outcome.continue_consume and outcome.delay == 1.0
+    assert [m.reconsume_times for m in taken] == [1, 1] and store.read(mq(0)) is None
+    again = pq.take_messages(2)
+    outcome = sim.run(
+        process_orderly_result_flow(
+            pq,
+            mq(0),
+            again,
+            ConsumeResult.SUSPEND_CURRENT_QUEUE_A_MOMENT,
+            offsets=store,
+            group="G",
+            send=send,
+            max_reconsume=1,
+        )
+    )
+    assert outcome.continue_consume and store.read(mq(0)) == 3
+    assert [m.topic for m in sent] == ["%RETRY%G", "%RETRY%G"]
+    assert sent[0].properties["RECONSUME_TIME"] == "2"
+
+
+def test_clean_expired_sends_old_messages_back_at_level_3() -> None:
+    cluster = Cluster(CONSUMER_SEND_MSG_BACK=lambda a, c: reply(0))
+    sim = Sim(cluster)
+    client = make_client()
+    with_routes(client, sim, "T")
+    pq = ProcessQueue(0.0)
+    pq.put([ext(1, CONSUME_START_TIME="0"), ext(2, CONSUME_START_TIME="0"), ext(3)])
+    producer = make_producer(client)
+    now_ms = 15 * 60_000 + 1
+    flow = clean_expired_flow(client, "G", pq, wall_ms=now_ms, send=producer.send_flow)
+    assert sim.run(flow) == 2
+    assert [c.ext_fields["delayLevel"] for _, c in cluster.seen] == ["3", "3"]
+    assert [m.queue_offset for m in pq.messages()] == [3]
+
+
+# ----------------------------------------------------- where a queue starts
+
+
+def offsets_cluster(stored: int | None) -> Cluster:
+    def query(addr: str, cmd: RemotingCommand) -> RemotingCommand:
+        if stored is None:
+            return reply(ResponseCode.QUERY_NOT_FOUND)
+        return reply(0, {"offset": str(stored)})
+
+    return Cluster(
+        QUERY_CONSUMER_OFFSET=query,
+        GET_MAX_OFFSET=lambda a, c: reply(0, {"offset": "500"}),
+        SEARCH_OFFSET_BY_TIMESTAMP=lambda a, c: reply(0, {"offset": c.ext_fields["timestamp"]}),
+    )
+
+
+@pytest.mark.parametrize(
+    ("where", "topic", "stored", "expected"),
+    [
+        (ConsumeFromWhere.CONSUME_FROM_LAST_OFFSET, "T", 42, 42),
+        (ConsumeFromWhere.CONSUME_FROM_LAST_OFFSET, "T", None, 500),
+        (ConsumeFromWhere.CONSUME_FROM_LAST_OFFSET, "%RETRY%G", None, 0),
+        (ConsumeFromWhere.CONSUME_FROM_MAX_OFFSET, "T", None, 500),
+        (ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET, "T", 42, 42),
+        (ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET, "T", None, 0),
+        (ConsumeFromWhere.CONSUME_FROM_TIMESTAMP, "T", 42, 42),
+        (ConsumeFromWhere.CONSUME_FROM_TIMESTAMP, "T", None, 123),
+        (ConsumeFromWhere.CONSUME_FROM_TIMESTAMP, "%RETRY%G", None, 500),
+    ],
+)
+def test_initial_offset_for_each_consume_from_where(
+    where: str, topic: str, stored: int | None, expected: int
+) -> None:
+    cluster = offsets_cluster(stored)
+    sim = Sim(cluster)
+    client = make_client()
+    store = OffsetStore()
+    queue = mq(0, topic=topic)
+    got = sim.run(initial_offset_flow(client, "G", queue, where, 123, offsets=store))
+    assert got == expected
+    assert store.read(queue) == stored
+    assert cluster.codes()[0] == RequestCode.QUERY_CONSUMER_OFFSET
+
+
+def test_initial_offset_from_a_broadcasting_file_and_errors() -> None:
+    cluster = offsets_cluster(None)
+    sim = Sim(cluster)
+    client = make_client()
+    stored = {mq(0): 9}
+    assert sim.run(initial_offset_flow(client, "G", mq(0), stored=stored)) == 9
+    assert sim.run(initial_offset_flow(client, "G", mq(1), stored=stored)) == 500
+    assert RequestCode.QUERY_CONSUMER_OFFSET not in cluster.codes()
+    failing = Sim(Cluster(QUERY_CONSUMER_OFFSET=lambda a, c: reply(ResponseCode.SYSTEM_ERROR)))
+    with pytest.raises(BrokerSystemError):
+        failing.run(initial_offset_flow(client, "G", mq(0)))
