@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import inspect
 import logging
 import os
 import random
@@ -22,8 +24,10 @@ from rocketmq_proto._message import Message, MessageExt, UniqueIdGenerator
 from rocketmq_proto._options import (
     ClientOptions,
     ClientSettings,
+    ConsumerOptions,
     ProducerOptions,
     client_settings,
+    consumer_settings,
     ip_bytes,
     producer_settings,
 )
@@ -34,6 +38,7 @@ from rocketmq_proto._producer import (
     SendResult,
     make_reply_message,
 )
+from rocketmq_proto._push import MessageHandler, PushConsumerCore
 from rocketmq_proto._route import ClusterInfo, MessageQueue, TopicRouteData
 
 from ._interpreter import run_flow
@@ -393,3 +398,114 @@ class Admin(_ClientBase):
 
     async def view_message(self, msg_id: str, topic: str | None = None) -> MessageExt:
         return await self._run(self._admin.view_message_flow(msg_id, topic))
+
+
+class PushConsumer(_ClientBase):
+    """Receives messages pushed to ``handler(messages) -> ConsumeResult``.
+
+    ``handler`` gets a list of :class:`MessageExt` (one by default, up to
+    ``consume_message_batch_max_size``) and returns ``ConsumeResult.SUCCESS``
+    (or ``True``) or ``RETRY_LATER`` (``False``); an exception counts as retry
+    later. A coroutine function is awaited; a plain function runs in a thread
+    pool of ``consume_thread_max`` threads, so it may block. Options:
+    :class:`rocketmq_proto.ConsumerOptions` (``group`` is required)::
+
+        consumer = PushConsumer("127.0.0.1:9876", handle, group="g")
+        consumer.subscribe("Orders", "paid || shipped")
+        async with consumer:
+            ...
+    """
+
+    def __init__(
+        self,
+        namesrv_addr: str | Iterable[str],
+        handler: MessageHandler,
+        **options: Unpack[ConsumerOptions],
+    ) -> None:
+        if not callable(handler):
+            raise ConfigError("handler must be callable: (messages) -> ConsumeResult")
+        pid = os.getpid()
+        settings, config = consumer_settings(
+            namesrv_addr, options, pid=pid, nonce=random.getrandbits(48)
+        )
+        super().__init__(settings)
+        ids = UniqueIdGenerator(ip_bytes(settings.client.client_ip), pid, random.getrandbits(32))
+        self._semaphore: asyncio.Semaphore | None = None
+        self._user_handler = handler
+        self._consumer = PushConsumerCore(self._core, config, self._bounded_handler, ids)
+        self._consumer.register()
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._consumer_task: asyncio.Task[None] | None = None
+
+    @property
+    def group(self) -> str:
+        return self._consumer.config.group
+
+    def subscribe(self, topic: str, expression: str = "*", *, sql: bool = False) -> None:
+        """Subscribe to ``topic``: tags (``*``, ``"a || b"``) or, with ``sql``, an SQL92 filter."""
+        self._consumer.subscribe(topic, expression, "SQL92" if sql else "TAG")
+
+    def unsubscribe(self, topic: str) -> None:
+        self._consumer.unsubscribe(topic)
+
+    async def _bounded_handler(self, messages: list[MessageExt]) -> Any:
+        assert self._semaphore is not None
+        async with self._semaphore:
+            handler = self._user_handler
+            if inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
+                getattr(handler, "__call__", None)  # noqa: B004
+            ):
+                return await handler(messages)
+            loop = asyncio.get_running_loop()
+            result = await loop.run_in_executor(self._executor, handler, messages)
+            if inspect.isawaitable(result):
+                result = await result
+            return result
+
+    async def start(self) -> None:
+        if self._remoting is not None:
+            return
+        self._semaphore = asyncio.Semaphore(self._consumer.config.consume_thread_max)
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            self._consumer.config.consume_thread_max, thread_name_prefix="rocketmq-consume"
+        )
+        await super().start()
+        await self._run(self._consumer.start_flow())
+        self._consumer_task = asyncio.create_task(self._run_consumer_upkeep())
+
+    async def _run_consumer_upkeep(self) -> None:
+        while not self._consumer.closed:
+            try:
+                await self._run(self._consumer.maintenance_flow())
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self._log.exception("consumer upkeep failed; restarting it in 1 s")
+                await asyncio.sleep(1.0)
+
+    async def close(self) -> None:
+        """Stop pulling, let running handlers finish, commit offsets, unregister, close."""
+        if self._closing:
+            return
+        if self._remoting is not None and not self._consumer.closed:
+            try:
+                await self._run(self._consumer.shutdown_flow())
+            except Exception as exc:
+                self._log.warning("consumer shutdown incomplete: %s", exc)
+        self._consumer.closed = True
+        if self._consumer_task is not None:
+            self._consumer_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._consumer_task
+        await super().close()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    @property
+    def consumed(self) -> int:
+        """Messages handed to the handler so far."""
+        return self._consumer.consumed
+
+    def assigned_queues(self) -> list[MessageQueue]:
+        """The queues this consumer pulls now (its share after the last rebalance)."""
+        return sorted(self._consumer.queues)

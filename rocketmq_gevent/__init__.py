@@ -12,6 +12,7 @@ from rocketmq_proto import (
     ClusterInfo,
     ConfigError,
     ConnectionClosedError,
+    ConsumeResult,
     InvalidMessageError,
     Message,
     MessageExt,
@@ -30,7 +31,7 @@ from rocketmq_proto import (
     TransactionState,
 )
 
-from ._client import Admin, Producer, TransactionProducer
+from ._client import Admin, Producer, PushConsumer, TransactionProducer
 
 _logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
@@ -41,6 +42,7 @@ __all__ = [
     "ClusterInfo",
     "ConfigError",
     "ConnectionClosedError",
+    "ConsumeResult",
     "InvalidMessageError",
     "Message",
     "MessageExt",
@@ -48,6 +50,7 @@ __all__ = [
     "MessageTooLargeError",
     "Producer",
     "ProtocolError",
+    "PushConsumer",
     "QueueSelection",
     "RemoteProtocolError",
     "RequestTimeoutError",

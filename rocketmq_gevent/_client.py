@@ -24,3 +24,8 @@ class TransactionProducer(blocking.TransactionProducer):
 class Admin(blocking.Admin):
     __doc__ = blocking.Admin.__doc__
     runtime_factory: ClassVar[Callable[[], Runtime]] = GeventRuntime
+
+
+class PushConsumer(blocking.PushConsumer):
+    __doc__ = blocking.PushConsumer.__doc__
+    runtime_factory: ClassVar[Callable[[], Runtime]] = GeventRuntime

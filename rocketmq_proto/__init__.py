@@ -47,6 +47,7 @@ from ._connection import (
     Response,
     ServerRequest,
 )
+from ._consume import ConsumeResult
 from ._effects import Call, Effect, Flow, Now, Oneway, Sleep, UserCall, WallTime
 from ._errors import (
     AuthenticationError,
@@ -91,7 +92,7 @@ from ._message import (
     java_string_hash,
     validate_topic,
 )
-from ._options import ClientOptions, ProducerOptions
+from ._options import ClientOptions, ConsumerOptions, ProducerOptions
 from ._producer import QueueSelection, QueueSelector, SendResult, make_reply_message, select_by_key
 from ._route import BrokerData, ClusterInfo, MessageQueue, QueueData, TopicRouteData
 
@@ -112,6 +113,8 @@ __all__ = [
     "ConnectionClosed",
     "ConnectionClosedError",
     "ConnectionState",
+    "ConsumeResult",
+    "ConsumerOptions",
     "Credentials",
     "Effect",
     "Event",

@@ -21,6 +21,8 @@ from ._command import DEFAULT_MAX_FRAME_SIZE
 from ._connection import Signer
 from ._errors import ConfigError
 from ._producer import ProducerConfig, QueueSelection
+from ._pull import PullConfig
+from ._push import ConsumerConfig
 
 
 class ClientOptions(TypedDict, total=False):
@@ -58,8 +60,44 @@ class ProducerOptions(ClientOptions, total=False):
     queue_selection: str | QueueSelection
 
 
+class ConsumerOptions(ClientOptions, total=False):
+    """Options of ``PushConsumer`` (Java's names, snake_case; times in seconds)."""
+
+    group: str
+    message_model: str
+    consume_from_where: str
+    consume_timestamp: int | None
+    allocate_strategy: Any
+    orderly: bool
+    consume_thread_max: int
+    consume_message_batch_max_size: int
+    max_reconsume_times: int
+    delay_level_when_next_consume: int
+    suspend_current_queue_time_millis: int
+    consume_timeout_minutes: int
+    persist_consumer_offset_interval: float
+    rebalance_interval: float
+    offset_store_dir: str | None
+    await_termination: float
+    pull_batch_size: int
+    pull_threshold_for_queue: int
+    pull_threshold_size_for_queue: int
+    pull_interval: float
+    post_subscription_when_pull: bool
+
+
 _CLIENT_KEYS = frozenset(ClientOptions.__annotations__)
 _PRODUCER_KEYS = frozenset(ProducerOptions.__annotations__) - _CLIENT_KEYS
+_PULL_KEYS = frozenset(
+    {
+        "pull_batch_size",
+        "pull_threshold_for_queue",
+        "pull_threshold_size_for_queue",
+        "pull_interval",
+        "post_subscription_when_pull",
+    }
+)
+_CONSUMER_KEYS = frozenset(ConsumerOptions.__annotations__) - _CLIENT_KEYS - _PULL_KEYS
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +209,44 @@ def producer_settings(
     )
     producer = ProducerConfig(**{k: v for k, v in options.items() if k in _PRODUCER_KEYS})
     return settings, producer
+
+
+def consumer_settings(
+    namesrv_addr: str | Iterable[str],
+    options: Mapping[str, Any],
+    *,
+    pid: int,
+    nonce: int,
+    default_ip: str = "127.0.0.1",
+) -> tuple[ClientSettings, ConsumerConfig]:
+    _check_keys(options, _CLIENT_KEYS | _CONSUMER_KEYS | _PULL_KEYS, "consumer")
+    if "group" not in options:
+        raise ConfigError("a consumer needs a group: PushConsumer(..., group='my-group')")
+    settings = client_settings(
+        namesrv_addr,
+        {k: v for k, v in options.items() if k in _CLIENT_KEYS},
+        pid=pid,
+        nonce=nonce,
+        default_ip=default_ip,
+    )
+    pull = PullConfig(**{k: v for k, v in options.items() if k in _PULL_KEYS})
+    consumer_options = {k: v for k, v in options.items() if k in _CONSUMER_KEYS}
+    for key in ("message_model", "consume_from_where"):
+        value = consumer_options.get(key)
+        if isinstance(value, str) and not value.isupper():
+            consumer_options[key] = value.upper()
+    if consumer_options.get("consume_from_where") in ("LAST", "FIRST", "TIMESTAMP"):
+        consumer_options["consume_from_where"] = (
+            f"CONSUME_FROM_{consumer_options['consume_from_where']}"
+            + ("" if consumer_options["consume_from_where"] == "TIMESTAMP" else "_OFFSET")
+        )
+    try:
+        config = ConsumerConfig(pull=pull, **consumer_options)
+    except ValueError as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"invalid consumer option: {exc}") from None
+    return settings, config
 
 
 def ip_bytes(ip: str) -> bytes:

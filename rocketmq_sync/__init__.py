@@ -8,6 +8,7 @@ from rocketmq_proto import (
     ClusterInfo,
     ConfigError,
     ConnectionClosedError,
+    ConsumeResult,
     InvalidMessageError,
     Message,
     MessageExt,
@@ -26,7 +27,7 @@ from rocketmq_proto import (
     TransactionState,
 )
 
-from ._client import Admin, Producer, TransactionProducer
+from ._client import Admin, Producer, PushConsumer, TransactionProducer
 
 _logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
@@ -37,6 +38,7 @@ __all__ = [
     "ClusterInfo",
     "ConfigError",
     "ConnectionClosedError",
+    "ConsumeResult",
     "InvalidMessageError",
     "Message",
     "MessageExt",
@@ -44,6 +46,7 @@ __all__ = [
     "MessageTooLargeError",
     "Producer",
     "ProtocolError",
+    "PushConsumer",
     "QueueSelection",
     "RemoteProtocolError",
     "RequestTimeoutError",

@@ -27,8 +27,10 @@ from rocketmq_proto._message import Message, MessageExt, UniqueIdGenerator
 from rocketmq_proto._options import (
     ClientOptions,
     ClientSettings,
+    ConsumerOptions,
     ProducerOptions,
     client_settings,
+    consumer_settings,
     ip_bytes,
     producer_settings,
 )
@@ -39,6 +41,7 @@ from rocketmq_proto._producer import (
     SendResult,
     make_reply_message,
 )
+from rocketmq_proto._push import MessageHandler, PushConsumerCore
 from rocketmq_proto._route import ClusterInfo, MessageQueue, TopicRouteData
 
 from ._future import Future
@@ -55,11 +58,11 @@ class _ClientBase:
     #: The runtime the class runs on; ``rocketmq_gevent`` binds its own.
     runtime_factory: ClassVar[Callable[[], Runtime]] = ThreadRuntime
 
-    def __init__(self, settings: ClientSettings) -> None:
+    def __init__(self, settings: ClientSettings, runtime: Runtime | None = None) -> None:
         self._settings = settings
         self._core = ClientCore(settings.client)
         self._log = settings.transport.logger or logging.getLogger("rocketmq_sync")
-        self._runtime = type(self).runtime_factory()
+        self._runtime = runtime if runtime is not None else type(self).runtime_factory()
         self._lock = self._runtime.Lock()
         self._remoting: RemotingClient | None = None
         self._maintenance: Future[None] | None = None
@@ -128,8 +131,10 @@ class _ClientBase:
             raise
         return start_flow(remoting, self._runtime, flow)
 
-    def _on_server_request(self, addr: str, command: RemotingCommand) -> Reply | None:
-        return self._run(self._core.handle_server_request(addr, command))
+    def _on_server_request(self, addr: str, command: RemotingCommand) -> Future[Reply | None]:
+        # Started, not waited for: the transport answers when the flow ends, so no
+        # worker is held while the flow waits for a user callable on the same pool.
+        return self._start(self._core.handle_server_request(addr, command))
 
     def _unregister(self) -> None:
         """Hook: tell brokers this client's groups are gone."""
@@ -412,3 +417,87 @@ class Admin(_ClientBase):
 
     def view_message(self, msg_id: str, topic: str | None = None) -> MessageExt:
         return self._run(self._admin.view_message_flow(msg_id, topic))
+
+
+class PushConsumer(_ClientBase):
+    """Receives messages pushed to ``handler(messages) -> ConsumeResult``.
+
+    ``handler`` gets a list of :class:`MessageExt` (one by default) and returns
+    ``ConsumeResult.SUCCESS`` (or ``True``) or ``RETRY_LATER`` (``False``); an
+    exception counts as retry later. Handlers run on a pool of
+    ``consume_thread_max`` threads (greenlets under gevent). Options:
+    :class:`rocketmq_proto.ConsumerOptions` (``group`` is required).
+    """
+
+    def __init__(
+        self,
+        namesrv_addr: str | Iterable[str],
+        handler: MessageHandler,
+        **options: Unpack[ConsumerOptions],
+    ) -> None:
+        if not callable(handler):
+            raise ConfigError("handler must be callable: (messages) -> ConsumeResult")
+        pid = os.getpid()
+        settings, config = consumer_settings(
+            namesrv_addr, options, pid=pid, nonce=random.getrandbits(48)
+        )
+        factory: Any = type(self).runtime_factory
+        super().__init__(settings, factory(max_user_workers=config.consume_thread_max + 4))
+        ids = UniqueIdGenerator(ip_bytes(settings.client.client_ip), pid, random.getrandbits(32))
+        self._consumer = PushConsumerCore(self._core, config, handler, ids)
+        self._consumer.register()
+        self._consumer_upkeep: Future[None] | None = None
+
+    @property
+    def group(self) -> str:
+        return self._consumer.config.group
+
+    def subscribe(self, topic: str, expression: str = "*", *, sql: bool = False) -> None:
+        """Subscribe to ``topic``: tags (``*``, ``"a || b"``) or, with ``sql``, an SQL92 filter."""
+        self._consumer.subscribe(topic, expression, "SQL92" if sql else "TAG")
+
+    def unsubscribe(self, topic: str) -> None:
+        self._consumer.unsubscribe(topic)
+
+    def start(self) -> None:
+        if self._remoting is not None:
+            return
+        super().start()
+        self._run(self._consumer.start_flow())
+        self._start_consumer_upkeep()
+
+    def _start_consumer_upkeep(self) -> None:
+        if self._consumer.closed:
+            return
+        future = self._start(self._consumer.maintenance_flow())
+        future.add_done_callback(self._consumer_upkeep_done)
+        self._consumer_upkeep = future
+
+    def _consumer_upkeep_done(self, future: Future[None]) -> None:
+        if self._consumer.closed or future.cancelled():
+            return
+        self._log.error("consumer upkeep failed; restarting it in 1 s: %r", future.exception())
+        self._runtime.call_later(1.0, self._start_consumer_upkeep)
+
+    def close(self) -> None:
+        """Stop pulling, let running handlers finish, commit offsets, unregister, close."""
+        if self._closing:
+            return
+        if self._remoting is not None and not self._consumer.closed:
+            try:
+                self._run(self._consumer.shutdown_flow())
+            except Exception as exc:
+                self._log.warning("consumer shutdown incomplete: %s", exc)
+        self._consumer.closed = True
+        if self._consumer_upkeep is not None:
+            self._consumer_upkeep.cancel()
+        super().close()
+
+    @property
+    def consumed(self) -> int:
+        """Messages handed to the handler so far."""
+        return self._consumer.consumed
+
+    def assigned_queues(self) -> list[MessageQueue]:
+        """The queues this consumer pulls now (its share after the last rebalance)."""
+        return sorted(self._consumer.queues)

@@ -73,8 +73,9 @@ __all__ = ["RemotingClient", "RequestHandler"]
 
 #: Handles a request the server sent us (a transaction check-back, "consumer ids
 #: changed", running info...), given the server's address. Returns the
-#: :class:`Reply`, or ``None`` to send none. Runs on the runtime's user pool.
-RequestHandler = Callable[[str, RemotingCommand], Reply | None]
+#: :class:`Reply`, ``None`` to send none, or a :class:`Future` of either (the
+#: answer is sent when it completes). Runs on the runtime's user pool.
+RequestHandler = Callable[[str, RemotingCommand], "Reply | Future[Reply | None] | None"]
 
 _RECV_SIZE: Final = 256 * 1024
 #: A request whose deadline is at most this much before the armed timer does not
@@ -686,6 +687,17 @@ class _Core:
                 exc_info=exc,
             )
             reply = Reply(ResponseCode.SYSTEM_ERROR, remark=f"{type(exc).__name__}: {exc}")
+        if isinstance(reply, Future):
+            # The handler started a flow and answers when it ends: no worker waits for it.
+            reply.add_done_callback(
+                lambda done: self._handled(
+                    channel,
+                    command,
+                    None if done.exception() is not None else done.result(),
+                    done.exception(),
+                )
+            )
+            return
         if reply is None or command.is_oneway:
             return
         if not isinstance(reply, Reply):
