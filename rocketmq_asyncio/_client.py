@@ -9,7 +9,7 @@ import inspect
 import logging
 import os
 import random
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar, Unpack
 
@@ -20,16 +20,19 @@ from rocketmq_proto._command import RemotingCommand
 from rocketmq_proto._connection import Reply
 from rocketmq_proto._effects import Flow
 from rocketmq_proto._errors import ConfigError, LocalProtocolError, RequestTimeoutError
+from rocketmq_proto._lite_pull import PullConsumerCore
 from rocketmq_proto._message import Message, MessageExt, UniqueIdGenerator
 from rocketmq_proto._options import (
     ClientOptions,
     ClientSettings,
     ConsumerOptions,
     ProducerOptions,
+    PullConsumerOptions,
     client_settings,
     consumer_settings,
     ip_bytes,
     producer_settings,
+    pull_consumer_settings,
 )
 from rocketmq_proto._producer import (
     ProducerCore,
@@ -509,3 +512,118 @@ class PushConsumer(_ClientBase):
     def assigned_queues(self) -> list[MessageQueue]:
         """The queues this consumer pulls now (its share after the last rebalance)."""
         return sorted(self._consumer.queues)
+
+
+class PullConsumer(_ClientBase):
+    """Messages on demand: ``await poll(timeout)``, or ``async for``.
+
+    ``subscribe`` (rebalance shares queues out) or ``assign`` queues yourself.
+    Polled offsets are committed every 5 s (``auto_commit``) or by :meth:`commit`.
+    """
+
+    def __init__(
+        self, namesrv_addr: str | Iterable[str], **options: Unpack[PullConsumerOptions]
+    ) -> None:
+        settings, config = pull_consumer_settings(
+            namesrv_addr, options, pid=os.getpid(), nonce=random.getrandbits(48)
+        )
+        super().__init__(settings)
+        self._arrived: asyncio.Event | None = None
+        self._consumer = PullConsumerCore(self._core, config, notify=self._notify)
+        self._consumer.register()
+        self._pending_assign: list[MessageQueue] | None = None
+        self._upkeep: asyncio.Task[None] | None = None
+
+    def _notify(self) -> None:
+        if self._arrived is not None:
+            self._arrived.set()
+
+    def subscribe(self, topic: str, expression: str = "*", *, sql: bool = False) -> None:
+        self._consumer.subscribe(topic, expression, "SQL92" if sql else "TAG")
+
+    async def assign(self, queues: Iterable[MessageQueue]) -> None:
+        """Consume exactly ``queues`` (no rebalance)."""
+        queues = list(queues)
+        if self._remoting is None:
+            self._pending_assign = queues
+            return
+        await self._run(self._consumer.assign_flow(queues))
+
+    async def start(self) -> None:
+        if self._remoting is not None:
+            return
+        self._arrived = asyncio.Event()
+        await super().start()
+        await self._run(self._consumer.start_flow())
+        if self._pending_assign is not None:
+            await self._run(self._consumer.assign_flow(self._pending_assign))
+        self._upkeep = asyncio.create_task(self._run(self._consumer.maintenance_flow()))
+
+    async def poll(self, timeout: float = 1.0, max_records: int | None = None) -> list[MessageExt]:
+        """Messages that arrived, waiting up to ``timeout`` seconds for the first."""
+        assert self._arrived is not None, "start the consumer first"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            self._arrived.clear()
+            messages = self._consumer.take(max_records)
+            if messages:
+                return messages
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return []
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._arrived.wait(), remaining)
+
+    def __aiter__(self) -> AsyncIterator[MessageExt]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[MessageExt]:
+        while not self._consumer.closed:
+            for message in await self.poll(1.0):
+                yield message
+
+    async def seek(self, queue: MessageQueue, offset: int) -> None:
+        await self._run(self._consumer.seek_flow(queue, offset))
+
+    async def seek_to_beginning(self, queue: MessageQueue) -> None:
+        await self._run(self._consumer.seek_to_begin_flow(queue))
+
+    async def seek_to_end(self, queue: MessageQueue) -> None:
+        await self._run(self._consumer.seek_to_end_flow(queue))
+
+    async def offset_for_timestamp(self, queue: MessageQueue, timestamp_ms: int) -> int:
+        return await self._run(self._consumer.offset_for_timestamp_flow(queue, timestamp_ms))
+
+    async def commit(self, offsets: dict[MessageQueue, int] | None = None) -> None:
+        await self._run(self._consumer.commit_flow(offsets))
+
+    async def committed(self, queue: MessageQueue) -> int | None:
+        return await self._run(self._consumer.committed_flow(queue))
+
+    def pause(self, queues: Iterable[MessageQueue]) -> None:
+        self._consumer.pause(queues, True)
+
+    def resume(self, queues: Iterable[MessageQueue]) -> None:
+        self._consumer.pause(queues, False)
+
+    def assignment(self) -> list[MessageQueue]:
+        return self._consumer.assignment()
+
+    async def queues_of(self, topic: str) -> list[MessageQueue]:
+        return await self._run(self._consumer.queues_of_flow(topic))
+
+    async def close(self) -> None:
+        if self._closing:
+            return
+        if self._remoting is not None and not self._consumer.closed:
+            try:
+                await self._run(self._consumer.shutdown_flow())
+            except Exception as exc:
+                self._log.warning("pull consumer shutdown incomplete: %s", exc)
+        self._consumer.closed = True
+        if self._upkeep is not None:
+            self._upkeep.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._upkeep
+        await super().close()

@@ -31,7 +31,7 @@ from rocketmq_proto import (
     TransactionState,
 )
 
-from ._client import Admin, Producer, PushConsumer, TransactionProducer
+from ._client import Admin, Producer, PullConsumer, PushConsumer, TransactionProducer
 
 _logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
@@ -50,6 +50,7 @@ __all__ = [
     "MessageTooLargeError",
     "Producer",
     "ProtocolError",
+    "PullConsumer",
     "PushConsumer",
     "QueueSelection",
     "RemoteProtocolError",

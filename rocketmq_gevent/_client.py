@@ -29,3 +29,8 @@ class Admin(blocking.Admin):
 class PushConsumer(blocking.PushConsumer):
     __doc__ = blocking.PushConsumer.__doc__
     runtime_factory: ClassVar[Callable[[], Runtime]] = GeventRuntime
+
+
+class PullConsumer(blocking.PullConsumer):
+    __doc__ = blocking.PullConsumer.__doc__
+    runtime_factory: ClassVar[Callable[[], Runtime]] = GeventRuntime

@@ -76,6 +76,7 @@ class GeventRuntime:
     """
 
     name = "gevent"
+    coalesce_writes = True
 
     def __init__(self, *, max_user_workers: int = 64) -> None:
         self._max_user_workers = max_user_workers

@@ -92,7 +92,7 @@ from ._message import (
     java_string_hash,
     validate_topic,
 )
-from ._options import ClientOptions, ConsumerOptions, ProducerOptions
+from ._options import ClientOptions, ConsumerOptions, ProducerOptions, PullConsumerOptions
 from ._producer import QueueSelection, QueueSelector, SendResult, make_reply_message, select_by_key
 from ._route import BrokerData, ClusterInfo, MessageQueue, QueueData, TopicRouteData
 
@@ -140,6 +140,7 @@ __all__ = [
     "Perm",
     "ProducerOptions",
     "ProtocolError",
+    "PullConsumerOptions",
     "PullStatus",
     "PullSysFlag",
     "QueueData",

@@ -20,6 +20,7 @@ from ._codes import SerializeType
 from ._command import DEFAULT_MAX_FRAME_SIZE
 from ._connection import Signer
 from ._errors import ConfigError
+from ._lite_pull import PullConsumerConfig
 from ._producer import ProducerConfig, QueueSelection
 from ._pull import PullConfig
 from ._push import ConsumerConfig
@@ -84,6 +85,22 @@ class ConsumerOptions(ClientOptions, total=False):
     pull_threshold_size_for_queue: int
     pull_interval: float
     post_subscription_when_pull: bool
+
+
+class PullConsumerOptions(ClientOptions, total=False):
+    """Options of ``PullConsumer`` (times in seconds)."""
+
+    group: str
+    message_model: str
+    consume_from_where: str
+    consume_timestamp: int | None
+    allocate_strategy: Any
+    auto_commit: bool
+    auto_commit_interval: float
+    max_poll_records: int
+    rebalance_interval: float
+    pull_batch_size: int
+    pull_threshold_for_queue: int
 
 
 _CLIENT_KEYS = frozenset(ClientOptions.__annotations__)
@@ -230,22 +247,63 @@ def consumer_settings(
         default_ip=default_ip,
     )
     pull = PullConfig(**{k: v for k, v in options.items() if k in _PULL_KEYS})
-    consumer_options = {k: v for k, v in options.items() if k in _CONSUMER_KEYS}
-    for key in ("message_model", "consume_from_where"):
-        value = consumer_options.get(key)
-        if isinstance(value, str) and not value.isupper():
-            consumer_options[key] = value.upper()
-    if consumer_options.get("consume_from_where") in ("LAST", "FIRST", "TIMESTAMP"):
-        consumer_options["consume_from_where"] = (
-            f"CONSUME_FROM_{consumer_options['consume_from_where']}"
-            + ("" if consumer_options["consume_from_where"] == "TIMESTAMP" else "_OFFSET")
-        )
+    consumer_options = _consumer_enum_options(
+        {k: v for k, v in options.items() if k in _CONSUMER_KEYS}
+    )
     try:
         config = ConsumerConfig(pull=pull, **consumer_options)
     except ValueError as exc:
         if isinstance(exc, ConfigError):
             raise
         raise ConfigError(f"invalid consumer option: {exc}") from None
+    return settings, config
+
+
+_PULL_CONSUMER_KEYS = frozenset(PullConsumerOptions.__annotations__) - _CLIENT_KEYS - _PULL_KEYS
+
+
+def _consumer_enum_options(options: dict[str, Any]) -> dict[str, Any]:
+    for key in ("message_model", "consume_from_where"):
+        value = options.get(key)
+        if isinstance(value, str) and not value.isupper():
+            options[key] = value.upper()
+    short = options.get("consume_from_where")
+    if short in ("LAST", "FIRST"):
+        options["consume_from_where"] = f"CONSUME_FROM_{short}_OFFSET"
+    elif short == "TIMESTAMP":
+        options["consume_from_where"] = "CONSUME_FROM_TIMESTAMP"
+    return options
+
+
+def pull_consumer_settings(
+    namesrv_addr: str | Iterable[str],
+    options: Mapping[str, Any],
+    *,
+    pid: int,
+    nonce: int,
+    default_ip: str = "127.0.0.1",
+) -> tuple[ClientSettings, PullConsumerConfig]:
+    _check_keys(options, _CLIENT_KEYS | _PULL_CONSUMER_KEYS | _PULL_KEYS, "pull consumer")
+    if "group" not in options:
+        raise ConfigError("a consumer needs a group: PullConsumer(..., group='my-group')")
+    settings = client_settings(
+        namesrv_addr,
+        {k: v for k, v in options.items() if k in _CLIENT_KEYS},
+        pid=pid,
+        nonce=nonce,
+        default_ip=default_ip,
+    )
+    pull = PullConfig(**{k: v for k, v in options.items() if k in _PULL_KEYS})
+    own = _consumer_enum_options({k: v for k, v in options.items() if k in _PULL_CONSUMER_KEYS})
+    strategy = own.pop("allocate_strategy", "averagely")
+    if isinstance(strategy, str):
+        strategy = ConsumerConfig(group=own["group"], allocate_strategy=strategy).strategy
+    try:
+        config = PullConsumerConfig(pull=pull, strategy=strategy, **own)
+    except ValueError as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"invalid pull consumer option: {exc}") from None
     return settings, config
 
 

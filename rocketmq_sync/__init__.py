@@ -27,7 +27,7 @@ from rocketmq_proto import (
     TransactionState,
 )
 
-from ._client import Admin, Producer, PushConsumer, TransactionProducer
+from ._client import Admin, Producer, PullConsumer, PushConsumer, TransactionProducer
 
 _logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
@@ -46,6 +46,7 @@ __all__ = [
     "MessageTooLargeError",
     "Producer",
     "ProtocolError",
+    "PullConsumer",
     "PushConsumer",
     "QueueSelection",
     "RemoteProtocolError",

@@ -12,7 +12,7 @@ import os
 import random
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, ClassVar, Self, TypeVar, Unpack
 
@@ -23,16 +23,19 @@ from rocketmq_proto._command import RemotingCommand
 from rocketmq_proto._connection import Reply
 from rocketmq_proto._effects import Flow
 from rocketmq_proto._errors import ConfigError, LocalProtocolError, RequestTimeoutError
+from rocketmq_proto._lite_pull import PullConsumerCore
 from rocketmq_proto._message import Message, MessageExt, UniqueIdGenerator
 from rocketmq_proto._options import (
     ClientOptions,
     ClientSettings,
     ConsumerOptions,
     ProducerOptions,
+    PullConsumerOptions,
     client_settings,
     consumer_settings,
     ip_bytes,
     producer_settings,
+    pull_consumer_settings,
 )
 from rocketmq_proto._producer import (
     ProducerCore,
@@ -64,6 +67,9 @@ class _ClientBase:
         self._log = settings.transport.logger or logging.getLogger("rocketmq_sync")
         self._runtime = runtime if runtime is not None else type(self).runtime_factory()
         self._lock = self._runtime.Lock()
+        #: Held while a flow of this client takes a step, and by methods that touch
+        #: core state directly: flows resume on reader threads, users call from theirs.
+        self._core_lock = self._runtime.Lock()
         self._remoting: RemotingClient | None = None
         self._maintenance: Future[None] | None = None
         self._closing = False
@@ -95,7 +101,9 @@ class _ClientBase:
     def _start_maintenance(self) -> None:
         if self._core.closed or self._remoting is None:
             return
-        future = start_flow(self._remoting, self._runtime, self._core.maintenance_flow())
+        future = start_flow(
+            self._remoting, self._runtime, self._core.maintenance_flow(), core_lock=self._core_lock
+        )
         future.add_done_callback(self._maintenance_done)
         self._maintenance = future
 
@@ -121,7 +129,7 @@ class _ClientBase:
         except LocalProtocolError:
             flow.close()
             raise
-        return run_flow(remoting, self._runtime, flow)
+        return run_flow(remoting, self._runtime, flow, core_lock=self._core_lock)
 
     def _start(self, flow: Flow[T]) -> Future[T]:
         try:
@@ -129,7 +137,7 @@ class _ClientBase:
         except LocalProtocolError:
             flow.close()
             raise
-        return start_flow(remoting, self._runtime, flow)
+        return start_flow(remoting, self._runtime, flow, core_lock=self._core_lock)
 
     def _on_server_request(self, addr: str, command: RemotingCommand) -> Future[Reply | None]:
         # Started, not waited for: the transport answers when the flow ends, so no
@@ -500,4 +508,119 @@ class PushConsumer(_ClientBase):
 
     def assigned_queues(self) -> list[MessageQueue]:
         """The queues this consumer pulls now (its share after the last rebalance)."""
-        return sorted(self._consumer.queues)
+        with self._core_lock:
+            return sorted(self._consumer.queues)
+
+
+class PullConsumer(_ClientBase):
+    """Messages on demand: ``poll(timeout)``, or iterate.
+
+    ``subscribe`` (queues shared out by rebalance, like a push consumer) or
+    ``assign`` queues yourself. Polled offsets are committed every 5 s
+    (``auto_commit``) or by :meth:`commit`. Options:
+    :class:`rocketmq_proto.PullConsumerOptions` (``group`` is required).
+    """
+
+    def __init__(
+        self, namesrv_addr: str | Iterable[str], **options: Unpack[PullConsumerOptions]
+    ) -> None:
+        settings, config = pull_consumer_settings(
+            namesrv_addr, options, pid=os.getpid(), nonce=random.getrandbits(48)
+        )
+        super().__init__(settings)
+        self._arrived = self._runtime.Event()
+        self._consumer = PullConsumerCore(self._core, config, notify=self._notify)
+        self._consumer.register()
+        self._pending_assign: list[MessageQueue] | None = None
+        self._upkeep: Future[None] | None = None
+
+    def _notify(self) -> None:
+        self._arrived.set()
+
+    def subscribe(self, topic: str, expression: str = "*", *, sql: bool = False) -> None:
+        """Subscribe to ``topic`` (tags, or with ``sql`` an SQL92 filter); rebalance assigns."""
+        self._consumer.subscribe(topic, expression, "SQL92" if sql else "TAG")
+
+    def assign(self, queues: Iterable[MessageQueue]) -> None:
+        """Consume exactly ``queues`` (no rebalance)."""
+        queues = list(queues)
+        if self._remoting is None:
+            self._pending_assign = queues
+            return
+        self._run(self._consumer.assign_flow(queues))
+
+    def start(self) -> None:
+        if self._remoting is not None:
+            return
+        super().start()
+        self._run(self._consumer.start_flow())
+        if self._pending_assign is not None:
+            self._run(self._consumer.assign_flow(self._pending_assign))
+        self._upkeep = self._start(self._consumer.maintenance_flow())
+
+    def poll(self, timeout: float = 1.0, max_records: int | None = None) -> list[MessageExt]:
+        """Messages that arrived, waiting up to ``timeout`` seconds for the first."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._core_lock:
+                self._arrived.clear()
+                messages = self._consumer.take(max_records)
+            if messages:
+                return messages
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            self._arrived.wait(min(remaining, 0.5))
+
+    def __iter__(self) -> Iterator[MessageExt]:
+        """Every message, as it arrives (ends when the consumer is closed)."""
+        while not self._consumer.closed:
+            yield from self.poll(1.0)
+
+    def seek(self, queue: MessageQueue, offset: int) -> None:
+        self._run(self._consumer.seek_flow(queue, offset))
+
+    def seek_to_beginning(self, queue: MessageQueue) -> None:
+        self._run(self._consumer.seek_to_begin_flow(queue))
+
+    def seek_to_end(self, queue: MessageQueue) -> None:
+        self._run(self._consumer.seek_to_end_flow(queue))
+
+    def offset_for_timestamp(self, queue: MessageQueue, timestamp_ms: int) -> int:
+        return self._run(self._consumer.offset_for_timestamp_flow(queue, timestamp_ms))
+
+    def commit(self, offsets: dict[MessageQueue, int] | None = None) -> None:
+        """Store the polled offsets (or ``offsets``) on the brokers now."""
+        self._run(self._consumer.commit_flow(offsets))
+
+    def committed(self, queue: MessageQueue) -> int | None:
+        return self._run(self._consumer.committed_flow(queue))
+
+    def pause(self, queues: Iterable[MessageQueue]) -> None:
+        with self._core_lock:
+            self._consumer.pause(queues, True)
+
+    def resume(self, queues: Iterable[MessageQueue]) -> None:
+        with self._core_lock:
+            self._consumer.pause(queues, False)
+
+    def assignment(self) -> list[MessageQueue]:
+        with self._core_lock:
+            return self._consumer.assignment()
+
+    def queues_of(self, topic: str) -> list[MessageQueue]:
+        return self._run(self._consumer.queues_of_flow(topic))
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        if self._remoting is not None and not self._consumer.closed:
+            try:
+                self._run(self._consumer.shutdown_flow())
+            except Exception as exc:
+                self._log.warning("pull consumer shutdown incomplete: %s", exc)
+        self._consumer.closed = True
+        if self._upkeep is not None:
+            self._upkeep.cancel()
+        self._arrived.set()
+        super().close()

@@ -32,7 +32,7 @@ from rocketmq_proto._errors import RocketMQError, UserCallbackError
 
 from ._files import read_file, write_file
 from ._future import Future
-from ._runtime import Runtime
+from ._runtime import LockLike, Runtime
 from ._transport import RemotingClient
 
 __all__ = ["run_flow", "start_flow"]
@@ -57,11 +57,26 @@ _ASYNC: Final = object()  # _perform's answer: the effect will resume the flow l
 class _FlowRunner(Generic[T]):
     """Drives one flow; at most one effect of it is outstanding at any time."""
 
-    __slots__ = ("_client", "_flow", "_lock", "_pending", "_result", "_running", "_runtime")
+    __slots__ = (
+        "_client",
+        "_core_lock",
+        "_flow",
+        "_lock",
+        "_pending",
+        "_result",
+        "_running",
+        "_runtime",
+    )
 
     def __init__(
-        self, client: RemotingClient, runtime: Runtime, flow: Flow[T], result: Future[T]
+        self,
+        client: RemotingClient,
+        runtime: Runtime,
+        flow: Flow[T],
+        result: Future[T],
+        core_lock: LockLike | None = None,
     ) -> None:
+        self._core_lock = core_lock
         self._client = client
         self._runtime = runtime
         self._flow = flow
@@ -99,7 +114,13 @@ class _FlowRunner(Generic[T]):
                     result.set_exception(error.error)
                     return
                 try:
-                    effect = flow.send(value) if error is None else flow.throw(error)
+                    core_lock = self._core_lock
+                    if core_lock is None:
+                        effect = flow.send(value) if error is None else flow.throw(error)
+                    else:
+                        # Flows of one client share its core state: one steps at a time.
+                        with core_lock:
+                            effect = flow.send(value) if error is None else flow.throw(error)
                 except StopIteration as stop:
                     result.set_result(stop.value)
                     return
@@ -146,7 +167,9 @@ class _FlowRunner(Generic[T]):
             return _ASYNC
         if kind is Spawn:
             assert isinstance(effect, Spawn)
-            spawned = start_flow(self._client, self._runtime, effect.flow)
+            spawned = start_flow(
+                self._client, self._runtime, effect.flow, core_lock=self._core_lock
+            )
             spawned.add_done_callback(functools.partial(_spawn_done, effect.name))
             return None
         if kind is ReadFile:
@@ -194,7 +217,13 @@ def _spawn_done(name: str, future: Future[Any]) -> None:
         _log.error("flow %s failed", name, exc_info=future.exception())
 
 
-def start_flow(client: RemotingClient, runtime: Runtime, flow: Flow[T]) -> Future[T]:
+def start_flow(
+    client: RemotingClient,
+    runtime: Runtime,
+    flow: Flow[T],
+    *,
+    core_lock: LockLike | None = None,
+) -> Future[T]:
     """Start driving ``flow``; the future gets its return value (or exception).
 
     Runs the flow in this thread up to its first effect that cannot complete at
@@ -204,10 +233,16 @@ def start_flow(client: RemotingClient, runtime: Runtime, flow: Flow[T]) -> Futur
     future. Cancelling the future closes the flow at its next step.
     """
     result: Future[T] = Future(runtime)
-    _FlowRunner(client, runtime, flow, result).resume(None, None)
+    _FlowRunner(client, runtime, flow, result, core_lock).resume(None, None)
     return result
 
 
-def run_flow(client: RemotingClient, runtime: Runtime, flow: Flow[T]) -> T:
+def run_flow(
+    client: RemotingClient,
+    runtime: Runtime,
+    flow: Flow[T],
+    *,
+    core_lock: LockLike | None = None,
+) -> T:
     """Drive ``flow`` to its end and return its value: :func:`start_flow`, then wait."""
-    return start_flow(client, runtime, flow).result()
+    return start_flow(client, runtime, flow, core_lock=core_lock).result()

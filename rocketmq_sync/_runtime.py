@@ -73,6 +73,8 @@ class LockLike(Protocol):
 class EventLike(Protocol):
     def set(self) -> object: ...
 
+    def clear(self) -> object: ...
+
     def is_set(self) -> bool: ...
 
     def wait(self, timeout: float | None = None) -> bool: ...
@@ -113,6 +115,10 @@ class Runtime(Protocol):
 
     #: ``"threads"`` or ``"gevent"``: for logs and reprs.
     name: str
+    #: Whether the driver should write from a task spawned after the caller yields
+    #: (coalescing the requests made meanwhile into one send) rather than from the
+    #: caller's own thread. Worth it only where spawning costs microseconds.
+    coalesce_writes: bool
 
     def spawn(self, fn: Callable[..., object], /, *args: Any) -> TaskHandle:
         """Run ``fn(*args)`` concurrently (a daemon thread, a greenlet)."""
@@ -299,6 +305,7 @@ class ThreadRuntime:
     """
 
     name = "threads"
+    coalesce_writes = False
 
     def __init__(self, *, max_user_workers: int = 16) -> None:
         self._max_user_workers = max_user_workers

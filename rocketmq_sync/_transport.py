@@ -10,12 +10,14 @@ one future per request, one reader task and one timer per connection.
 
 - **Reading.** A task per connection connects, then reads and feeds the core,
   completing futures outside the connection's lock.
-- **Writing** happens in the caller's thread, never queued to another task:
-  the request is queued in the core under the connection's lock, then whoever
-  takes the write lock sends everything queued so far. A caller that finds the
-  write lock taken returns at once: the writer holding it sends its frame too
-  (so concurrent senders share ``sendall`` calls, and a flow resumed on a
-  reader never waits behind another connection's slow socket).
+- **Writing.** A request is queued in the core under the connection's lock,
+  then whoever takes the write lock sends everything queued so far. A caller
+  that finds the write lock taken returns at once: the writer holding it sends
+  its frame too (so concurrent senders share ``sendall`` calls). With threads
+  the caller's thread writes (handing the write to another thread would cost a
+  thread switch per request); with greenlets (``Runtime.coalesce_writes``) a
+  greenlet spawned for it writes once the caller yields, so that every request
+  a greenlet makes before it next waits leaves in one ``send``.
 - **Timers.** Deadlines are expired by one runtime timer per connection, armed
   at :meth:`Connection.next_deadline` and moved only when a request with an
   earlier deadline appears. The socket's own timeout cannot serve: it is one
@@ -139,6 +141,8 @@ class _Channel:
         self._sock: SocketLike | None = None
         self._tls: TlsSession | None = None
         self._dirty = False  # frames queued in the core and not yet taken by a writer
+        self._coalesce = self._rt.coalesce_writes
+        self._flush_scheduled = False
         self._timer: Cancellable | None = None
         self._timer_at = 0.0
         self._timer_seq = 0
@@ -185,8 +189,14 @@ class _Channel:
             if self._timer is None or deadline + _TIMER_SLACK < self._timer_at:
                 self._arm_timer(deadline, now)
             is_open = self._status == _OPEN
-        if is_open:
-            self._flush()
+            spawn_flush = is_open and self._coalesce and not self._flush_scheduled
+            if spawn_flush:
+                self._flush_scheduled = True
+        if spawn_flush:
+            self._rt.spawn(self._scheduled_flush)
+        elif is_open:
+            if not self._coalesce:
+                self._flush()
         elif not self._started:
             self._start()
         return future
@@ -207,7 +217,7 @@ class _Channel:
             if not self._started:
                 self._start()
             return waiter
-        self._flush()
+        self._kick()
         if self._status == _CLOSED:
             return Future.failed(
                 rt,
@@ -238,7 +248,23 @@ class _Channel:
             self._dirty = True
             is_open = self._status == _OPEN
         if is_open:
+            self._kick()
+
+    def _kick(self) -> None:
+        """Have what is queued sent: now, or (coalescing) by a task spawned for it."""
+        if not self._coalesce:
             self._flush()
+            return
+        with self._lock:
+            if self._flush_scheduled:
+                return
+            self._flush_scheduled = True
+        self._rt.spawn(self._scheduled_flush)
+
+    def _scheduled_flush(self) -> None:
+        with self._lock:
+            self._flush_scheduled = False
+        self._flush()
 
     def _flush(self) -> None:
         """Send what the core has queued, unless another writer is doing it now."""
@@ -405,7 +431,7 @@ class _Channel:
                     actions = self._drain()
                 self._dispatch(actions)
                 if flush:
-                    self._flush()
+                    self._kick()
                 if self._status == _CLOSED:
                     return
         finally:

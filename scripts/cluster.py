@@ -248,6 +248,7 @@ def resolve_classpath(
             mvn,
             "-B",
             "-q",
+            "-Dstyle.color=never",
             "-f",
             str(pom),
             f"-Drocketmq.version={version}",
@@ -820,7 +821,7 @@ class LocalCluster:
         *,
         broker_names: Sequence[str] = DEFAULT_BROKER_NAMES,
         jvm_options: Sequence[str] = (),
-        start_timeout: float = 180.0,
+        start_timeout: float = 300.0,
         stop_timeout: float = 30.0,
         cache_dir: Path | None = None,
     ) -> None:
@@ -1158,6 +1159,9 @@ class LocalCluster:
         namesrv_props = {"listenPort": str(namesrv_port), "bindAddress": _HOST}
         if self._v5:
             namesrv_props["enableControllerInNamesrv"] = "false"
+            # 5.x points the name server's own client at <first non-loopback IP>:port and
+            # probes it every few seconds; keep every connection on 127.0.0.1.
+            namesrv_props["scanAvailableNameSrv"] = "false"
         _write_properties(home / "namesrv.properties", namesrv_props)
         command = [
             java,
@@ -1417,7 +1421,9 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="cluster.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="cluster.py", description=(__doc__ or "").split("\n\n")[0]
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     up = commands.add_parser("up", help="start a cluster in the background")
@@ -1440,7 +1446,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help=f"messageDelayLevel={SHORT_MESSAGE_DELAY_LEVELS}",
     )
-    up.add_argument("--timeout", type=float, default=180.0, help="start-up limit in seconds")
+    up.add_argument("--timeout", type=float, default=300.0, help="start-up limit in seconds")
     status = commands.add_parser("status", help="is the cluster of the state file up?")
     down = commands.add_parser("down", help="stop the cluster of the state file")
     down.add_argument("--timeout", type=float, default=30.0, help="SIGKILL after this")
