@@ -44,7 +44,7 @@ from rocketmq_proto._producer import (
 from rocketmq_proto._push import MessageHandler, PushConsumerCore
 from rocketmq_proto._route import ClusterInfo, MessageQueue, TopicRouteData
 
-from ._interpreter import run_flow
+from ._interpreter import cancel_spawned, run_flow
 from ._transport import RemotingClient
 
 T = TypeVar("T")
@@ -125,6 +125,7 @@ class _ClientBase:
                 await self._unregister()
             except Exception as exc:  # closing must finish whatever the brokers say
                 self._log.info("unregister failed while closing: %s", exc)
+            await cancel_spawned(self._remoting)
             await self._remoting.close()
 
     async def __aenter__(self) -> Self:

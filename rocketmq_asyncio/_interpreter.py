@@ -6,6 +6,7 @@ import asyncio
 import inspect
 import logging
 import time
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Executor
 from typing import Any, TypeVar
@@ -27,7 +28,7 @@ from rocketmq_sync._files import read_file, write_file
 
 from ._transport import RemotingClient
 
-__all__ = ["run_flow"]
+__all__ = ["cancel_spawned", "run_flow"]
 
 _log = logging.getLogger("rocketmq_asyncio")
 
@@ -111,7 +112,9 @@ async def run_flow(
         flow.close()
 
 
-_spawned: set[asyncio.Task[Any]] = set()
+_spawned: weakref.WeakKeyDictionary[RemotingClient, set[asyncio.Task[Any]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _spawn(client: RemotingClient, effect: Spawn, executor: Executor | None) -> None:
@@ -119,11 +122,21 @@ def _spawn(client: RemotingClient, effect: Spawn, executor: Executor | None) -> 
     task = asyncio.get_running_loop().create_task(
         run_flow(client, effect.flow, user_executor=executor), name=effect.name
     )
-    _spawned.add(task)
+    tasks = _spawned.setdefault(client, set())
+    tasks.add(task)
+    task.add_done_callback(tasks.discard)
     task.add_done_callback(_spawn_done)
 
 
 def _spawn_done(task: asyncio.Task[Any]) -> None:
-    _spawned.discard(task)
     if not task.cancelled() and task.exception() is not None:
         _log.error("flow %s failed", task.get_name(), exc_info=task.exception())
+
+
+async def cancel_spawned(client: RemotingClient) -> None:
+    """Cancel the flows spawned on ``client`` that still run (when it closes)."""
+    tasks = _spawned.pop(client, set())
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.gather(*tasks, return_exceptions=True)

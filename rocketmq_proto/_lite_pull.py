@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from . import _namespace as ns
+from . import _requests as rq
 from ._bodies import (
     ConsumeFromWhere,
     ConsumerData,
@@ -25,10 +26,10 @@ from ._bodies import (
     build_subscription,
 )
 from ._client import ClientCore
-from ._codes import PullStatus
+from ._codes import PullStatus, ResponseCode
 from ._consume import initial_offset_flow, reset_retry_topic
 from ._effects import Call, Flow, Now, Sleep, Spawn, WallTime
-from ._errors import ConfigError, InvalidArgumentError, RocketMQError
+from ._errors import ConfigError, InvalidArgumentError, RocketMQError, error_for_response
 from ._message import MessageExt
 from ._offsets import (
     OffsetStore,
@@ -303,15 +304,31 @@ class PullConsumerCore:
         return (yield from search_offset_flow(self.client, self._wire_mq(mq), timestamp_ms))
 
     def commit_flow(self, offsets: dict[MessageQueue, int] | None = None) -> Flow[None]:
-        """Store offsets: what was polled, or the given ones."""
+        """Store offsets on the brokers, waiting for each to confirm: what was
+        polled, or the given ones. A broker's refusal is raised."""
         if offsets is None:
-            for mq, queue in self.queues.items():
-                if queue.polled_offset is not None:
-                    self.offsets.update(mq, queue.polled_offset)
+            table = {
+                mq: queue.polled_offset
+                for mq, queue in self.queues.items()
+                if queue.polled_offset is not None
+            }
         else:
-            for mq, offset in offsets.items():
-                self.offsets.update(self._wire_mq(mq), offset)
-        yield from commit_offsets_flow(self.client, self.group, self.offsets, list(self.queues))
+            table = {self._wire_mq(mq): offset for mq, offset in offsets.items()}
+        timeout = self.client.config.request_timeout
+        for mq, offset in sorted(table.items()):
+            self.offsets.update(mq, offset)
+            addr, _ = yield from subscribe_addr_flow(self.client, mq)
+            command = rq.update_consumer_offset(
+                consumer_group=self.group,
+                topic=mq.topic,
+                queue_id=mq.queue_id,
+                commit_offset=offset,
+                broker_name=mq.broker_name,
+            )
+            response = yield Call(addr, command, timeout)
+            if response.code != ResponseCode.SUCCESS:
+                raise error_for_response(response.code, response.remark)
+        self.offsets.mark_committed(table)
         self._last_commit = yield Now()
 
     def committed_flow(self, mq: MessageQueue) -> Flow[int | None]:

@@ -49,7 +49,11 @@ producer.start()
 
 def app(environ: dict[str, object], start_response: object) -> list[bytes]:
     path = str(environ["PATH_INFO"])
-    result = producer.send(Message(TOPIC, path.encode(), keys=[path.strip("/")]))
+    try:
+        result = producer.send(Message(TOPIC, path.encode(), keys=[path.strip("/")]))
+    except Exception as exc:
+        start_response("500 Internal Server Error", [("Content-Type", "text/plain")])  # type: ignore[operator]
+        return [repr(exc).encode()]
     start_response("200 OK", [("Content-Type", "text/plain")])  # type: ignore[operator]
     return [result.msg_id.encode()]
 
@@ -70,7 +74,7 @@ def fetch(i: int) -> str:
         sock.close()
     head, _, body = data.partition(b"\r\n\r\n")
     if not head.startswith(b"HTTP/1.1 200") and not head.startswith(b"HTTP/1.0 200"):
-        raise RuntimeError(head.decode(errors="replace"))
+        raise RuntimeError(body.decode(errors="replace") or head.decode(errors="replace"))
     return body.decode()
 
 
