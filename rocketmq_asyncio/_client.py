@@ -319,6 +319,9 @@ class Admin(_ClientBase):
     """Topics, groups, offsets, routes and message lookups."""
 
     def __init__(self, namesrv_addr: str | Iterable[str], **options: Unpack[ClientOptions]):
+        # Administration waits longer by default: a broker may take seconds to
+        # create its first topic (its stores start lazily).
+        options.setdefault("request_timeout", 15.0)
         settings = client_settings(
             namesrv_addr, options, pid=os.getpid(), nonce=random.getrandbits(48)
         )

@@ -44,7 +44,7 @@ ECHO = 0
 NEVER_ANSWER = 6
 HANG_UP = 5
 GARBAGE = 7
-SLOW = 8
+HOLD = 8  # answered when the test says so
 
 #: The timeout of requests that must succeed: generous, the test machine may be busy.
 LONG = 30.0
@@ -96,7 +96,7 @@ class FakeBroker:
         self.received: list[RemotingCommand] = []
         self.server: asyncio.Server | None = None
         self.port = 0
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.held: list[tuple[FakeConn, RemotingCommand]] = []
 
     @property
     def addr(self) -> str:
@@ -114,8 +114,6 @@ class FakeBroker:
         self.server.close()
         for conn in self.connections:
             conn.writer.close()
-        for task in self.tasks:
-            task.cancel()
         await self.server.wait_closed()
 
     async def __aenter__(self) -> FakeBroker:
@@ -124,14 +122,10 @@ class FakeBroker:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
-    def later(self, delay: float, fn: Callable[[], None]) -> None:
-        async def call() -> None:
-            await asyncio.sleep(delay)
-            fn()
-
-        task = asyncio.get_running_loop().create_task(call())
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+    def release_held(self) -> None:
+        for conn, cmd in self.held:
+            conn.answer(cmd)
+        self.held.clear()
 
     async def default_handler(self, conn: FakeConn, cmd: RemotingCommand) -> None:
         if cmd.is_oneway or cmd.code == NEVER_ANSWER:
@@ -140,8 +134,8 @@ class FakeBroker:
             conn.writer.close()
         elif cmd.code == GARBAGE:
             conn.writer.write(b"\x7f\xff\xff\xff" + b"\x00" * 16)  # a 2 GiB frame
-        elif cmd.code == SLOW:
-            self.later(float(cmd.ext_fields["delay"]), lambda: conn.answer(cmd))
+        elif cmd.code == HOLD:
+            self.held.append((conn, cmd))
         else:
             conn.answer(cmd)
 
@@ -240,13 +234,15 @@ def test_response_with_error_code_is_returned_not_raised() -> None:
 def test_timeout_raises_and_a_late_answer_does_not_break_later_requests() -> None:
     async def main() -> None:
         async with FakeBroker() as broker, RemotingClient() as client:
+            await client.request(broker.addr, request(ECHO), LONG)  # connected before the clock
             with pytest.raises(RequestTimeoutError) as info:
-                await client.request(broker.addr, request(SLOW, delay="0.3"), 0.05)
+                await client.request(broker.addr, request(HOLD), 0.05)
             message = str(info.value)
             assert broker.addr in message
-            assert f"code {SLOW}" in message
+            assert f"code {HOLD}" in message
             assert "0.05s" in message
             conn = client._protocols[broker.addr].conn
+            broker.release_held()
             await wait_until(lambda: conn.late_responses == 1)  # the late answer is dropped
             response = await client.request(broker.addr, request(ECHO, b"after"), LONG)
             assert response.body == b"after"
@@ -289,16 +285,15 @@ def test_many_requests_timing_out_together_all_fail() -> None:
 def test_cancelled_request_is_forgotten_by_the_connection() -> None:
     async def main() -> None:
         async with FakeBroker() as broker, RemotingClient() as client:
-            task = asyncio.ensure_future(
-                client.request(broker.addr, request(SLOW, delay="0.1"), 10)
-            )
-            await wait_until(lambda: len(broker.received) == 1)
+            task = asyncio.ensure_future(client.request(broker.addr, request(HOLD), LONG))
+            await wait_until(lambda: len(broker.held) == 1)
             conn = client._protocols[broker.addr].conn
             assert conn.in_flight == 1
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
             assert conn.in_flight == 0
+            broker.release_held()
             await wait_until(lambda: conn.late_responses == 1)
             assert (await client.request(broker.addr, request(ECHO, b"x"), LONG)).body == b"x"
 
@@ -594,6 +589,13 @@ def test_requests_wait_while_the_transport_is_paused_and_then_complete() -> None
             assert proto._transport is not None
             proto._transport.set_write_buffer_limits(high=64 * 1024)
             server_side = broker.connections[0]
+            # Small kernel buffers, so that the pause does not wait on TCP autotuning.
+            proto._transport.get_extra_info("socket").setsockopt(
+                socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024
+            )
+            server_side.writer.get_extra_info("socket").setsockopt(
+                socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024
+            )
             server_side.reading.clear()  # the broker stops reading
             body = b"x" * (256 * 1024)
             tasks = []

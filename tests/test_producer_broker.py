@@ -198,7 +198,8 @@ def test_admin_offsets_and_search(backend: Backend, producer: Any, admin: Any, t
     before = int(time.time() * 1000)
     result = producer.send(Message(topic, b"offsets"))
     mq = result.message_queue
-    assert admin.max_offset(mq) >= result.queue_offset + 1
+    # The broker counts a message in its queue a moment after acknowledging it.
+    backend.wait_for(lambda: admin.max_offset(mq) >= result.queue_offset + 1, 10, "max offset")
     assert admin.min_offset(mq) == 0
     assert admin.search_offset(mq, before - 60_000) <= result.queue_offset
     offsets = admin.topic_offsets(topic)
