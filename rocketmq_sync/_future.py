@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from concurrent.futures import CancelledError
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from ._runtime import EventLike, Runtime
 
@@ -181,13 +181,3 @@ class Future(Generic[T]):
         if self._state == _CANCELLED:
             raise CancelledError()
         return self._exception
-
-
-def chain_result(source: Future[Any], target: Future[Any]) -> None:
-    """Complete ``target`` the way ``source`` completed (``source`` must be done)."""
-    if source.cancelled():
-        target.cancel()
-    elif source._exception is not None:
-        target.set_exception(source._exception)
-    else:
-        target.set_result(source._result)

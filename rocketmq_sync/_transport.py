@@ -715,14 +715,7 @@ class _Core:
             reply = Reply(ResponseCode.SYSTEM_ERROR, remark=f"{type(exc).__name__}: {exc}")
         if isinstance(reply, Future):
             # The handler started a flow and answers when it ends: no worker waits for it.
-            reply.add_done_callback(
-                lambda done: self._handled(
-                    channel,
-                    command,
-                    None if done.exception() is not None else done.result(),
-                    done.exception(),
-                )
-            )
+            reply.add_done_callback(functools.partial(self._reply_done, channel, command))
             return
         if reply is None or command.is_oneway:
             return
@@ -734,6 +727,15 @@ class _Core:
             )
             return
         channel.send_reply(command, reply)
+
+    def _reply_done(
+        self, channel: _Channel, command: RemotingCommand, done: Future[Reply | None]
+    ) -> None:
+        if done.cancelled():
+            self._handled(channel, command, None, None)  # nobody answers a cancelled flow
+            return
+        error = done.exception()
+        self._handled(channel, command, None if error is not None else done.result(), error)
 
     # ------------------------------------------------------------------ closing
 
