@@ -30,6 +30,7 @@ from rocketmq_proto import (
     TopicRouteData,
     TransactionState,
 )
+from rocketmq_sync._future import Future
 
 from ._client import Admin, Producer, PullConsumer, PushConsumer, TransactionProducer
 
@@ -43,6 +44,7 @@ __all__ = [
     "ConfigError",
     "ConnectionClosedError",
     "ConsumeResult",
+    "Future",
     "InvalidMessageError",
     "Message",
     "MessageExt",

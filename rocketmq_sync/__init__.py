@@ -28,6 +28,7 @@ from rocketmq_proto import (
 )
 
 from ._client import Admin, Producer, PullConsumer, PushConsumer, TransactionProducer
+from ._future import Future
 
 _logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
@@ -39,6 +40,7 @@ __all__ = [
     "ConfigError",
     "ConnectionClosedError",
     "ConsumeResult",
+    "Future",
     "InvalidMessageError",
     "Message",
     "MessageExt",
