@@ -204,13 +204,15 @@ class AdminCore:
             addr = broker.select_addr()
             if addr is None:
                 continue
+            # A UNIQ_KEY is in the key index too, so the query goes without the
+            # ``_UNIQUE_KEY_QUERY`` flag (which 4.9 ACL brokers leave out of the
+            # signature they check) and the exact match is kept below.
             command = rq.query_message(
                 topic=full,
                 key=key,
                 max_num=max_num,
                 begin_timestamp=begin_timestamp,
                 end_timestamp=end_timestamp,
-                unique_key=unique_key,
             )
             try:
                 response = yield Call(addr, command, self.client.config.request_timeout * 5)
