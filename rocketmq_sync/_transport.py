@@ -80,6 +80,7 @@ __all__ = ["RemotingClient", "RequestHandler"]
 RequestHandler = Callable[[str, RemotingCommand], "Reply | Future[Reply | None] | None"]
 
 _RECV_SIZE: Final = 256 * 1024
+_YIELD_EVERY: Final = 16
 #: A request whose deadline is at most this much before the armed timer does not
 #: move it: the timer fires a little late for it rather than being re-armed.
 _TIMER_SLACK: Final = 0.002
@@ -523,11 +524,15 @@ class _Channel:
 
     def _dispatch(self, actions: _Actions) -> None:
         done, requests, closed = actions
-        for future, value, error in done:
+        for index, (future, value, error) in enumerate(done, 1):
             if error is None:
                 future.set_result(value)
             else:
                 future.set_exception(error)
+            if index % _YIELD_EVERY == 0:
+                # Completing a future resumes its flow right here; after a batch of
+                # them, let others run (under gevent the hub must not wait on us).
+                self._rt.sleep(0)
         for command in requests:
             self._core.on_server_request(self, command)
         if closed is not None:
