@@ -453,7 +453,9 @@ class PushConsumer(_ClientBase):
             namesrv_addr, options, pid=pid, nonce=random.getrandbits(48)
         )
         factory: Any = type(self).runtime_factory
-        super().__init__(settings, factory(max_user_workers=config.consume_thread_max + 4))
+        # The pool runs the handlers (at most consume_thread_max at once); the flows
+        # answering broker requests only pass through it without waiting.
+        super().__init__(settings, factory(max_user_workers=config.consume_thread_max))
         ids = UniqueIdGenerator(ip_bytes(settings.client.client_ip), pid, random.getrandbits(32))
         self._consumer = PushConsumerCore(self._core, config, handler, ids)
         self._consumer.register()
