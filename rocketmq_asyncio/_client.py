@@ -41,7 +41,7 @@ from rocketmq_proto._producer import (
     SendResult,
     make_reply_message,
 )
-from rocketmq_proto._push import MessageHandler, PushConsumerCore
+from rocketmq_proto._push import HANDLER_NOT_RUN, MessageHandler, PushConsumerCore
 from rocketmq_proto._route import ClusterInfo, MessageQueue, TopicRouteData
 
 from ._interpreter import cancel_spawned, run_flow
@@ -458,6 +458,8 @@ class PushConsumer(_ClientBase):
     async def _bounded_handler(self, messages: list[MessageExt]) -> Any:
         assert self._semaphore is not None
         async with self._semaphore:
+            if self._consumer.closed:
+                return HANDLER_NOT_RUN  # closed while this call waited for a slot
             handler = self._user_handler
             if inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
                 getattr(handler, "__call__", None)  # noqa: B004

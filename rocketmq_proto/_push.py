@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import inspect
 import logging
 import os
 from collections.abc import Callable
@@ -79,6 +80,9 @@ from ._rebalance import (
 from ._route import MessageQueue
 
 log = logging.getLogger("rocketmq_proto.consumer")
+
+#: What a gated handler answers when the consumer closed before it could start.
+HANDLER_NOT_RUN: Any = object()
 
 #: A message handler: (messages) -> ConsumeResult, True/False (or a coroutine of one).
 MessageHandler = Callable[[list[MessageExt]], Any]
@@ -478,23 +482,33 @@ class PushConsumerCore:
 
     # ---------------------------------------------------------------- consume
 
-    def _call_handler(self, msgs: list[MessageExt]) -> Flow[ConsumeResult]:
+    def _gate(self, msgs: list[MessageExt]) -> Any:
+        """Runs the handler where the driver runs user callables, unless the consumer
+        closed while the call waited for a worker: then :data:`HANDLER_NOT_RUN`."""
+        if self.closed:
+            return HANDLER_NOT_RUN
+        return self.handler(msgs)
+
+    def _call_handler(self, msgs: list[MessageExt]) -> Flow[ConsumeResult | None]:
+        """The handler's verdict, or ``None`` if it did not run (the consumer closed)."""
         namespace = self.client.config.namespace
         for msg in msgs:
             reset_retry_topic(msg, self.group, namespace)
-        self.in_flight += 1
-        self.consumed += len(msgs)
+        # A coroutine handler is gated by the driver (after its concurrency limit).
+        handler = self.handler if inspect.iscoroutinefunction(self.handler) else self._gate
         try:
-            value = yield UserCall(self.handler, (msgs,))
-            return to_consume_result(value, orderly=self.orderly)
+            value = yield UserCall(handler, (msgs,))
         except UserCallbackError as exc:
             log.warning("message handler raised for %s: %r", msgs[0].msg_id, exc.__cause__)
-            return to_consume_result(False, orderly=self.orderly)
+            value = False
+        if value is HANDLER_NOT_RUN:
+            return None
+        self.consumed += len(msgs)
+        try:
+            return to_consume_result(value, orderly=self.orderly)
         except RocketMQError as exc:  # a handler's return value we cannot read
             log.warning("message handler answer unusable: %s", exc)
             return to_consume_result(False, orderly=self.orderly)
-        finally:
-            self.in_flight -= 1
 
     def _send(self, msg: Message) -> Flow[Any]:
         assert self._inner is not None
@@ -502,13 +516,20 @@ class PushConsumerCore:
 
     def consume_flow(self, state: _QueueState, msgs: list[MessageExt]) -> Flow[None]:
         """A concurrent consume request: the handler, then settle its result."""
+        self.in_flight += 1
+        try:
+            yield from self._consume_batches(state, msgs)
+        finally:
+            self.in_flight -= 1
+
+    def _consume_batches(self, state: _QueueState, msgs: list[MessageExt]) -> Flow[None]:
         request = state.request
         pq = request.process_queue
         while msgs and not pq.dropped:
             wall: int = yield WallTime()
             mark_consume_start(msgs, wall)
             result = yield from self._call_handler(msgs)
-            if pq.dropped:
+            if result is None or pq.dropped:
                 return
             msgs = yield from process_concurrent_result_flow(
                 self.client,
@@ -544,20 +565,27 @@ class PushConsumerCore:
                 msgs = pq.take_messages(self.config.consume_message_batch_max_size, now)
                 if not msgs:
                     return
-                result = yield from self._call_handler(msgs)
-                if pq.dropped:
-                    return
-                outcome = yield from process_orderly_result_flow(
-                    pq,
-                    mq,
-                    msgs,
-                    result,
-                    offsets=self.offsets,
-                    group=self.group,
-                    send=self._send,
-                    max_reconsume=self._max_reconsume(),
-                    default_suspend_millis=self.config.suspend_current_queue_time_millis,
-                )
+                self.in_flight += 1
+                try:
+                    result = yield from self._call_handler(msgs)
+                    if result is None:
+                        pq.rollback()  # not consumed: the taken messages stay pending
+                        return
+                    if pq.dropped:
+                        return
+                    outcome = yield from process_orderly_result_flow(
+                        pq,
+                        mq,
+                        msgs,
+                        result,
+                        offsets=self.offsets,
+                        group=self.group,
+                        send=self._send,
+                        max_reconsume=self._max_reconsume(),
+                        default_suspend_millis=self.config.suspend_current_queue_time_millis,
+                    )
+                finally:
+                    self.in_flight -= 1
                 if not outcome.continue_consume:
                     yield Sleep(outcome.delay)
         finally:
@@ -629,9 +657,9 @@ class PushConsumerCore:
     def shutdown_flow(self) -> Flow[None]:
         """Stop pulling, let handlers finish (up to ``await_termination``), commit, unlock,
         unregister."""
+        # As Java: stop pulling and starting handlers, let the running ones finish
+        # and settle (their offsets move), commit, and only then let the queues go.
         self.closed = True
-        for state in self.queues.values():
-            state.request.process_queue.dropped = True
         start: float = yield Now()
         now = start
         while self.in_flight and now - start < self.config.await_termination:
@@ -641,6 +669,8 @@ class PushConsumerCore:
             yield from self.persist_flow()
         except RocketMQError as exc:
             log.warning("final offset commit of %s failed: %s", self.group, exc)
+        for state in self.queues.values():
+            state.request.process_queue.dropped = True
         if self.orderly and self.config.clustering and self.queues:
             yield from self._unlock_flow(sorted(self.queues))
         self.queues.clear()
@@ -705,7 +735,7 @@ class PushConsumerCore:
         result = yield from self._call_handler([msg])
         spent: float = yield Now()
         body = rq.consume_message_directly_result(
-            consume_directly_result(result),
+            consume_directly_result(result or ConsumeResult.RETRY_LATER),
             order=self.orderly,
             spent_time_millis=int((spent - start) * 1000),
         )

@@ -918,15 +918,6 @@ def test_close_lets_running_handlers_finish_and_commits_their_work(
     one starts, and what they consumed is committed (as Java's shutdown does:
     consume pool drained, then offsets persisted), so a successor in the group
     does not receive it again."""
-    request.applymarker(
-        pytest.mark.xfail(
-            reason="client bug: PushConsumerCore.shutdown_flow (rocketmq_proto/_push.py) marks "
-            "every process queue dropped before waiting, so results of handlers finishing "
-            "during close are discarded (nothing they did is committed), and in_flight counts "
-            "handlers still queued for a worker, so those start during close too",
-            strict=True,
-        )
-    )
     topic = new_topic(backend, admin, "CloseT", queues=2)
     group = unique("close")
     recorder = Recorder(backend)
