@@ -8,8 +8,9 @@ filters, retries and dead letters, committed offsets (restart, reset to a
 timestamp, where a new consumer starts), graceful close, bounded memory under a
 slow handler and a bounded number of handlers at once.
 
-Tests marked ``xfail(strict=True)`` show client bugs (named in their reason);
-they turn into failures once the bug is fixed, to have the mark removed.
+A test marked ``xfail`` shows a known client bug (named in its reason). The
+mark is not strict: whether the bug shows depends on when a rebalance runs, so a
+lucky pass must not fail the run; remove the mark with the fix.
 
 Handlers only append to lists under a ``threading.Lock`` (never held across a
 switch, so it is safe under gevent too) and wait with ``backend.sleep``; the
@@ -610,7 +611,7 @@ def test_orderly_queue_changes_hands_only_after_its_running_handler_ends(
         pytest.mark.xfail(
             reason="client bug: PushConsumerCore._drop_queue (rocketmq_proto/_push.py) unlocks "
             "an orderly queue at once, while its handler may still be running",
-            strict=True,
+            strict=False,
         )
     )
     topic = new_topic(backend, admin, "HandT", queues=1)
