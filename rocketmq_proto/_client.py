@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from . import _requests as rq
@@ -57,12 +57,6 @@ def parse_addrs(value: str | Iterable[str], what: str = "name server address") -
         if match is None or not 0 < int(match.group(2)) < 65536:
             raise ConfigError(f"invalid {what} {addr!r}: expected host:port")
     return addrs
-
-
-def split_addr(addr: str) -> tuple[str, int]:
-    """``host:port`` -> (host, port), IPv6 brackets removed."""
-    host, _, port = addr.rpartition(":")
-    return host.strip("[]"), int(port)
 
 
 @dataclass(frozen=True, slots=True)
@@ -431,10 +425,3 @@ def _unsupported(command: RemotingCommand) -> Flow[Reply | None]:
         name = str(command.code)
     return Reply(ResponseCode.REQUEST_CODE_NOT_SUPPORTED, remark=f"request {name} is not supported")
     yield  # a generator, so that every handler is a flow
-
-
-def queues_by_broker(queues: Sequence[MessageQueue]) -> dict[str, list[MessageQueue]]:
-    out: dict[str, list[MessageQueue]] = {}
-    for mq in queues:
-        out.setdefault(mq.broker_name, []).append(mq)
-    return out

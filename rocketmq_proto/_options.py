@@ -208,6 +208,28 @@ def client_settings(
     return ClientSettings(client, transport, credentials)
 
 
+def _split_options(
+    namesrv_addr: str | Iterable[str],
+    options: Mapping[str, Any],
+    own_keys: frozenset[str],
+    what: str,
+    *,
+    pid: int,
+    nonce: int,
+    default_ip: str,
+) -> tuple[ClientSettings, dict[str, Any]]:
+    """Client settings from the shared options, and the class's own options apart."""
+    _check_keys(options, _CLIENT_KEYS | own_keys, what)
+    settings = client_settings(
+        namesrv_addr,
+        {k: v for k, v in options.items() if k in _CLIENT_KEYS},
+        pid=pid,
+        nonce=nonce,
+        default_ip=default_ip,
+    )
+    return settings, {k: v for k, v in options.items() if k in own_keys}
+
+
 def producer_settings(
     namesrv_addr: str | Iterable[str],
     options: Mapping[str, Any],
@@ -216,16 +238,16 @@ def producer_settings(
     nonce: int,
     default_ip: str = "127.0.0.1",
 ) -> tuple[ClientSettings, ProducerConfig]:
-    _check_keys(options, _CLIENT_KEYS | _PRODUCER_KEYS, "producer")
-    settings = client_settings(
+    settings, own = _split_options(
         namesrv_addr,
-        {k: v for k, v in options.items() if k in _CLIENT_KEYS},
+        options,
+        _PRODUCER_KEYS,
+        "producer",
         pid=pid,
         nonce=nonce,
         default_ip=default_ip,
     )
-    producer = ProducerConfig(**{k: v for k, v in options.items() if k in _PRODUCER_KEYS})
-    return settings, producer
+    return settings, ProducerConfig(**own)
 
 
 def consumer_settings(
@@ -236,20 +258,19 @@ def consumer_settings(
     nonce: int,
     default_ip: str = "127.0.0.1",
 ) -> tuple[ClientSettings, ConsumerConfig]:
-    _check_keys(options, _CLIENT_KEYS | _CONSUMER_KEYS | _PULL_KEYS, "consumer")
     if "group" not in options:
         raise ConfigError("a consumer needs a group: PushConsumer(..., group='my-group')")
-    settings = client_settings(
+    settings, own = _split_options(
         namesrv_addr,
-        {k: v for k, v in options.items() if k in _CLIENT_KEYS},
+        options,
+        _CONSUMER_KEYS | _PULL_KEYS,
+        "consumer",
         pid=pid,
         nonce=nonce,
         default_ip=default_ip,
     )
-    pull = PullConfig(**{k: v for k, v in options.items() if k in _PULL_KEYS})
-    consumer_options = _consumer_enum_options(
-        {k: v for k, v in options.items() if k in _CONSUMER_KEYS}
-    )
+    pull = PullConfig(**{k: v for k, v in own.items() if k in _PULL_KEYS})
+    consumer_options = _consumer_enum_options({k: v for k, v in own.items() if k in _CONSUMER_KEYS})
     try:
         config = ConsumerConfig(pull=pull, **consumer_options)
     except ValueError as exc:
@@ -283,18 +304,19 @@ def pull_consumer_settings(
     nonce: int,
     default_ip: str = "127.0.0.1",
 ) -> tuple[ClientSettings, PullConsumerConfig]:
-    _check_keys(options, _CLIENT_KEYS | _PULL_CONSUMER_KEYS | _PULL_KEYS, "pull consumer")
     if "group" not in options:
         raise ConfigError("a consumer needs a group: PullConsumer(..., group='my-group')")
-    settings = client_settings(
+    settings, mine = _split_options(
         namesrv_addr,
-        {k: v for k, v in options.items() if k in _CLIENT_KEYS},
+        options,
+        _PULL_CONSUMER_KEYS | _PULL_KEYS,
+        "pull consumer",
         pid=pid,
         nonce=nonce,
         default_ip=default_ip,
     )
-    pull = PullConfig(**{k: v for k, v in options.items() if k in _PULL_KEYS})
-    own = _consumer_enum_options({k: v for k, v in options.items() if k in _PULL_CONSUMER_KEYS})
+    pull = PullConfig(**{k: v for k, v in mine.items() if k in _PULL_KEYS})
+    own = _consumer_enum_options({k: v for k, v in mine.items() if k in _PULL_CONSUMER_KEYS})
     strategy = own.pop("allocate_strategy", "averagely")
     if isinstance(strategy, str):
         strategy = ConsumerConfig(group=own["group"], allocate_strategy=strategy).strategy

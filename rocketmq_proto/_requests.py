@@ -14,7 +14,7 @@ import json
 import struct
 from collections.abc import Mapping
 
-from ._codes import LanguageCode, RequestCode, ResponseCode, SerializeType, TransactionState
+from ._codes import LanguageCode, RequestCode, SerializeType, TransactionState
 from ._command import DEFAULT_VERSION, ExtTemplate, RemotingCommand, json_head
 
 _escape = json.encoder.encode_basestring
@@ -547,11 +547,6 @@ def delete_subscription_group(group_name: str, *, clean_offset: bool = True) -> 
 
 
 # ------------------------------------------------- answers to broker requests
-
-
-def success_response() -> tuple[int, dict[str, str] | None, bytes]:
-    """The (code, ext fields, body) of a plain SUCCESS answer, e.g. to PUSH_REPLY_MESSAGE."""
-    return ResponseCode.SUCCESS, None, b""
 
 
 def consume_message_directly_result(
