@@ -23,6 +23,7 @@ from rocketmq_proto import Message, MessageExt, SendStatus, TransactionState
 
 from .backends import Backend
 from .cluster_fixture import launcher  # type: ignore[attr-defined]
+from .messages import assert_same, sample
 
 pytestmark = pytest.mark.broker
 
@@ -85,24 +86,6 @@ def test_admin_creates_topics_on_every_broker(admin: Any, cluster: launcher.Loca
     assert sorted(b.broker_name for b in route.broker_datas) == sorted(cluster.brokers)
     assert all(q.write_queue_nums == 2 for q in route.queue_datas)
     assert len(admin.topic_offsets(name)) == 4
-
-
-def assert_same(stored: MessageExt, sent: Message) -> None:
-    assert stored.body == sent.body
-    assert stored.tags == sent.tags
-    assert stored.keys == sent.keys
-    for key, value in sent.properties.items():
-        assert stored.properties.get(key) == value, key
-
-
-def sample(topic: str, i: int) -> Message:
-    return Message(
-        topic,
-        b"\x00\xffbody-%d-" % i + bytes(range(i % 7)),
-        tags=f"Tag{i % 3}",
-        keys=[f"key-{i}", unique("k")],
-        properties={"color": "blüe", "n": str(i), "emoji": "🚀"},
-    )
 
 
 def test_send_reads_back_byte_for_byte(producer: Any, admin: Any, topic: str) -> None:

@@ -24,6 +24,7 @@ from rocketmq_proto import (
 )
 
 from .backends import Backend
+from .messages import assert_same, sample
 
 pytestmark = pytest.mark.broker
 
@@ -53,24 +54,6 @@ def admin(rocketmq_cluster: Any, backend: Backend) -> Iterator[Any]:
 def producer(rocketmq_cluster: Any, backend: Backend) -> Iterator[Any]:
     with backend.open("Producer", rocketmq_cluster.namesrv_addr, group=unique("pg")) as made:
         yield made
-
-
-def assert_same(stored: MessageExt, sent: Message) -> None:
-    assert stored.body == sent.body
-    assert stored.tags == sent.tags
-    assert stored.keys == sent.keys
-    for key, value in sent.properties.items():
-        assert stored.properties.get(key) == value, key
-
-
-def sample(topic: str, i: int) -> Message:
-    return Message(
-        topic,
-        b"\x00\xffbody-%d-" % i + bytes(range(i % 7)),
-        tags=f"Tag{i % 3}",
-        keys=[f"key-{i}", unique("k")],
-        properties={"color": "blüe", "n": str(i), "emoji": "🚀"},
-    )
 
 
 def test_sync_send_reads_back_byte_for_byte(producer: Any, admin: Any, topic: str) -> None:

@@ -24,6 +24,7 @@ from rocketmq_proto import Message, MessageExt, SendStatus, TransactionState
 
 from .backends import Backend
 from .cluster_fixture import launcher  # type: ignore[attr-defined]
+from .messages import assert_same, sample
 
 pytestmark = pytest.mark.broker
 
@@ -102,24 +103,6 @@ def test_servers_answer_with_the_rocketmq_header(cluster: launcher.LocalCluster)
     assert _header_type_of_answer(cluster.namesrv_addr, 106) == 1  # GET_BROKER_CLUSTER_INFO
     for addr in cluster.brokers.values():
         assert _header_type_of_answer(addr, 28) == 1  # GET_BROKER_RUNTIME_INFO
-
-
-def assert_same(stored: MessageExt, sent: Message) -> None:
-    assert stored.body == sent.body
-    assert stored.tags == sent.tags
-    assert stored.keys == sent.keys
-    for key, value in sent.properties.items():
-        assert stored.properties.get(key) == value, key
-
-
-def sample(topic: str, i: int) -> Message:
-    return Message(
-        topic,
-        b"\x00\xffbody-%d-" % i + bytes(range(i % 7)),
-        tags=f"Tag{i % 3}",
-        keys=[f"key-{i}", unique("k")],
-        properties={"color": "blüe", "n": str(i), "emoji": "🚀"},
-    )
 
 
 def test_sync_send_reads_back_byte_for_byte(producer: Any, admin: Any, topic: str) -> None:
