@@ -13,6 +13,7 @@ there, so Maven cannot resolve it). ``ROCKETMQ_V4_VERSION`` picks another.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -73,8 +74,14 @@ def producer(cluster: launcher.LocalCluster, backend: Backend) -> Iterator[Any]:
 
 
 def test_the_cluster_is_the_4_line(cluster: launcher.LocalCluster) -> None:
+    # A broker just started may not answer its first runtime-info request in time:
+    # ask until it does (the answer itself must name the 4.x release).
     for addr in cluster.brokers.values():
-        assert launcher._query_broker_version(addr, timeout=20.0) == VERSION
+        version = None
+        deadline = time.monotonic() + 60
+        while version is None and time.monotonic() < deadline:
+            version = launcher._query_broker_version(addr, timeout=20.0)
+        assert version == VERSION
 
 
 def test_admin_creates_topics_on_every_broker(admin: Any, cluster: launcher.LocalCluster) -> None:
