@@ -19,7 +19,7 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from . import _namespace as ns
 from . import _requests as rq
@@ -80,6 +80,9 @@ from ._rebalance import (
 from ._route import MessageQueue
 
 log = logging.getLogger("rocketmq_proto.consumer")
+
+#: Seconds until an extra rebalance after an orderly queue could not be locked.
+QUICK_REBALANCE_DELAY: Final = 0.5
 
 #: What a gated handler answers when the consumer closed before it could start.
 HANDLER_NOT_RUN: Any = object()
@@ -173,6 +176,9 @@ class ConsumerConfig:
 class _QueueState:
     request: PullRequest
     consuming: bool = False  # orderly: a consume loop runs for this queue
+    #: Orderly: given away by a rebalance while its consume loop ran; the queue
+    #: stays locked (and its result is settled) until the loop ends.
+    releasing: bool = False
 
 
 @dataclass(slots=True)
@@ -184,12 +190,16 @@ class PushConsumerCore:
     subscriptions: dict[str, SubscriptionData] = field(default_factory=dict)
     offsets: OffsetStore = field(default_factory=OffsetStore)
     queues: dict[MessageQueue, _QueueState] = field(default_factory=dict)
+    #: Orderly queues given away whose consume loop has not ended yet (still locked).
+    releasing: dict[MessageQueue, _QueueState] = field(default_factory=dict)
     closed: bool = False
     #: Handlers running now (a graceful close waits for them).
     in_flight: int = 0
     #: Messages handed to handlers in all (for running info and tests).
     consumed: int = 0
     _rebalance_now: bool = True
+    #: When a quick extra rebalance is due (after an orderly queue could not be locked).
+    _rebalance_due: float | None = None
     _last_rebalance: float | None = None
     _last_persist: float | None = None
     _last_lock: float | None = None
@@ -285,6 +295,7 @@ class PushConsumerCore:
     def rebalance_flow(self) -> Flow[bool]:
         """One rebalance round over every subscribed topic; whether anything changed."""
         self._rebalance_now = False
+        self._rebalance_due = None
         changed = False
         subs = self._all_subscriptions()
         current = {mq: state.request.process_queue for mq, state in self.queues.items()}
@@ -319,6 +330,16 @@ class PushConsumerCore:
         state = self.queues.pop(mq, None)
         if state is None:
             return
+        if self.orderly and self.config.clustering and state.consuming:
+            # As Java: a busy orderly queue keeps its broker lock until its consume
+            # loop ends, so the next owner cannot run a message still being handled.
+            state.releasing = True
+            self.releasing[mq] = state
+            log.info("queue %s is being consumed; releasing it when its handler ends", mq)
+            return
+        yield from self._release_queue(mq, state)
+
+    def _release_queue(self, mq: MessageQueue, state: _QueueState) -> Flow[None]:
         pq = state.request.process_queue
         pq.dropped = True
         if self.config.clustering:
@@ -329,10 +350,14 @@ class PushConsumerCore:
 
     def _add_queue(self, mq: MessageQueue) -> Flow[None]:
         now: float = yield Now()
+        if mq in self.releasing:  # its old consume loop still runs: take it back after
+            self._retry_rebalance(now)
+            return
         if self.orderly and self.config.clustering:
             locked = yield from self._lock_flow([mq])
             if mq not in locked:
-                log.info("queue %s is locked by another consumer; taking it later", mq)
+                log.info("queue %s is locked by another consumer; trying again soon", mq)
+                self._retry_rebalance(now)
                 return
         self.offsets.remove(mq)
         timestamp = self.config.consume_timestamp
@@ -360,6 +385,19 @@ class PushConsumerCore:
         self.queues[mq] = _QueueState(request)
         log.info("consuming %s from offset %d", mq, offset)
         yield Spawn(self.pull_loop_flow(request), f"pull {mq}")
+
+    def _retry_rebalance(self, now: float) -> None:
+        """Rebalance again in half a second (Java's ``rebalanceLater(500)``)."""
+        if self._rebalance_due is None:
+            self._rebalance_due = now + QUICK_REBALANCE_DELAY
+
+    def _finish_releases(self) -> Flow[None]:
+        """Let go of the given-away orderly queues whose consume loop ended."""
+        for mq, state in list(self.releasing.items()):
+            if not state.consuming:
+                del self.releasing[mq]
+                yield from self._release_queue(mq, state)
+                self._rebalance_now = True  # it may be allocated here again
 
     # ------------------------------------------------------------------ locks
 
@@ -407,7 +445,7 @@ class PushConsumerCore:
 
     def lock_all_flow(self) -> Flow[None]:
         """Renew the broker locks of every orderly queue held (every 20 s)."""
-        mqs = sorted(self.queues)
+        mqs = sorted([*self.queues, *self.releasing])
         locked = yield from self._lock_flow(mqs)
         now: float = yield Now()
         for mq in mqs:
@@ -553,7 +591,7 @@ class PushConsumerCore:
         pq = request.process_queue
         mq = request.message_queue
         try:
-            while not pq.dropped and not self.closed:
+            while not pq.dropped and not state.releasing and not self.closed:
                 now: float = yield Now()
                 if self.config.clustering and (not pq.locked or pq.is_lock_expired(now)):
                     locked = yield from self._lock_flow([mq])
@@ -595,7 +633,7 @@ class PushConsumerCore:
 
     def persist_flow(self) -> Flow[None]:
         """Commit offsets: to the brokers (clustering) or the local file (broadcasting)."""
-        assigned = list(self.queues)
+        assigned = [*self.queues, *self.releasing]
         if self.config.clustering:
             yield from commit_offsets_flow(self.client, self.group, self.offsets, assigned)
         else:
@@ -616,10 +654,16 @@ class PushConsumerCore:
         config = self.config
         while not self.closed:
             now: float = yield Now()
+            if self.releasing:
+                try:
+                    yield from self._finish_releases()
+                except RocketMQError as exc:
+                    log.warning("release of orderly queues of %s failed: %s", self.group, exc)
             if (
                 self._rebalance_now
                 or self._last_rebalance is None
                 or (now - self._last_rebalance >= config.rebalance_interval)
+                or (self._rebalance_due is not None and now >= self._rebalance_due)
             ):
                 try:
                     yield from self.rebalance_flow()
@@ -669,11 +713,13 @@ class PushConsumerCore:
             yield from self.persist_flow()
         except RocketMQError as exc:
             log.warning("final offset commit of %s failed: %s", self.group, exc)
-        for state in self.queues.values():
+        held = {**self.queues, **self.releasing}
+        for state in held.values():
             state.request.process_queue.dropped = True
-        if self.orderly and self.config.clustering and self.queues:
-            yield from self._unlock_flow(sorted(self.queues))
+        if self.orderly and self.config.clustering and held:
+            yield from self._unlock_flow(sorted(held))
         self.queues.clear()
+        self.releasing.clear()
         self.client.consumer_data.pop(self.group, None)
         yield from self.client.unregister_flow(consumer_group=self.group)
 
@@ -695,7 +741,7 @@ class PushConsumerCore:
         if group and group != self.group:
             return None if request.is_oneway else Reply(ResponseCode.SUCCESS)
         for mq, offset in table.items():
-            state = self.queues.pop(mq, None)
+            state = self.queues.pop(mq, None) or self.releasing.pop(mq, None)
             if state is not None:
                 state.request.process_queue.dropped = True
             self.offsets.update_and_freeze(mq, offset)

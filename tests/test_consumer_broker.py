@@ -8,10 +8,6 @@ filters, retries and dead letters, committed offsets (restart, reset to a
 timestamp, where a new consumer starts), graceful close, bounded memory under a
 slow handler and a bounded number of handlers at once.
 
-A test marked ``xfail`` shows a known client bug (named in its reason). The
-mark is not strict: whether the bug shows depends on when a rebalance runs, so a
-lucky pass must not fail the run; remove the mark with the fix.
-
 Handlers only append to lists under a ``threading.Lock`` (never held across a
 switch, so it is safe under gevent too) and wait with ``backend.sleep``; the
 test thread waits with ``backend.wait_for``/``backend.sleep`` so that gevent's
@@ -599,7 +595,7 @@ def test_orderly_consumers_keep_per_key_order(
 
 
 def test_orderly_queue_changes_hands_only_after_its_running_handler_ends(
-    backend: Backend, ns: str, admin: Any, producer: Any, request: pytest.FixtureRequest
+    backend: Backend, ns: str, admin: Any, producer: Any
 ) -> None:
     """While an orderly consumer's handler runs on a queue, no other consumer of
     the group may consume that queue: when a rebalance gives the queue away, the
@@ -607,13 +603,6 @@ def test_orderly_queue_changes_hands_only_after_its_running_handler_ends(
     ``removeUnnecessaryMessageQueue`` tries the queue's consume lock and keeps
     the queue, locked, while it is busy). So the message being handled is not
     handed to the newcomer at the same time."""
-    request.applymarker(
-        pytest.mark.xfail(
-            reason="client bug: PushConsumerCore._drop_queue (rocketmq_proto/_push.py) unlocks "
-            "an orderly queue at once, while its handler may still be running",
-            strict=False,
-        )
-    )
     topic = new_topic(backend, admin, "HandT", queues=1)
     group = unique("hand")
     queues = sorted(queue_ends(admin, topic))
@@ -913,7 +902,7 @@ def test_restart_resumes_exactly_after_the_committed_offset(
 
 
 def test_close_lets_running_handlers_finish_and_commits_their_work(
-    backend: Backend, ns: str, admin: Any, producer: Any, request: pytest.FixtureRequest
+    backend: Backend, ns: str, admin: Any, producer: Any
 ) -> None:
     """Graceful close: handlers running when ``close`` is called finish, no new
     one starts, and what they consumed is committed (as Java's shutdown does:

@@ -81,6 +81,7 @@ from rocketmq_proto._pull import (
     pull_step_flow,
     should_pause,
 )
+from rocketmq_proto._push import ConsumerConfig, PushConsumerCore, _QueueState
 from rocketmq_proto._rebalance import (
     allocate_averagely,
     allocate_averagely_by_circle,
@@ -1201,3 +1202,86 @@ def test_initial_offset_from_a_broadcasting_file_and_errors() -> None:
     failing = Sim(Cluster(QUERY_CONSUMER_OFFSET=lambda a, c: reply(ResponseCode.SYSTEM_ERROR)))
     with pytest.raises(BrokerSystemError):
         failing.run(initial_offset_flow(client, "G", mq(0)))
+
+
+# ------------------------------------------------------- orderly handover
+
+
+def orderly_core(client: ClientCore) -> PushConsumerCore:
+    core = PushConsumerCore(
+        client,
+        ConsumerConfig(group="G", orderly=True),
+        handler=lambda msgs: ConsumeResult.SUCCESS,
+        ids=UniqueIdGenerator(b"\x0a\x00\x00\x01", 1, 0),
+    )
+    return core
+
+
+def hold_queue(core: PushConsumerCore, queue: MessageQueue, offset: int) -> _QueueState:
+    pq = ProcessQueue(100.0)
+    pq.set_locked(True, 100.0)
+    state = _QueueState(PullRequest("G", queue, pq, offset))
+    core.queues[queue] = state
+    core.offsets.update(queue, offset)
+    return state
+
+
+def test_a_busy_orderly_queue_keeps_its_lock_until_its_consume_loop_ends() -> None:
+    """A rebalance that gives a busy orderly queue away neither unlocks it nor
+    forgets its offset while the consume loop runs; the next maintenance step
+    after the loop ended commits the settled offset, then unlocks."""
+    cluster = Cluster()
+    sim = Sim(cluster)
+    client = make_client()
+    with_routes(client, sim, "T")
+    core = orderly_core(client)
+    busy, idle = mq(0), mq(1)
+    busy_state = hold_queue(core, busy, 10)
+    hold_queue(core, idle, 20)
+    busy_state.consuming = True
+
+    sim.run(core._drop_queue(busy))
+    sim.run(core._drop_queue(idle))
+    sent = [wire(cmd) for _, cmd in sim.oneways]
+    unlocked = [json.loads(c.body) for c in sent if c.code == RequestCode.UNLOCK_BATCH_MQ]
+    assert [[q["queueId"] for q in body["mqSet"]] for body in unlocked] == [[1]]
+    assert busy in core.releasing and busy not in core.queues
+    assert not busy_state.request.process_queue.dropped
+    assert core.offsets.read(busy) == 10  # still ours: the running handler settles it
+    # The queue stays locked: lock renewals include it.
+    assert busy in sorted([*core.queues, *core.releasing])
+
+    core.offsets.update(busy, 11)  # the handler's message was consumed
+    sim.oneways.clear()
+    sim.run(core._finish_releases())
+    assert busy in core.releasing  # the loop still runs
+    assert not sim.oneways
+    busy_state.consuming = False
+    sim.run(core._finish_releases())
+    sent = [wire(cmd) for _, cmd in sim.oneways]
+    assert [c.code for c in sent] == [
+        RequestCode.UPDATE_CONSUMER_OFFSET,
+        RequestCode.UNLOCK_BATCH_MQ,
+    ]
+    assert sent[0].ext_fields["commitOffset"] == "11"
+    assert busy_state.request.process_queue.dropped
+    assert not core.releasing and core.offsets.read(busy) is None
+
+
+def test_a_queue_still_being_released_or_locked_elsewhere_is_retried_soon() -> None:
+    locked_elsewhere = Cluster(LOCK_BATCH_MQ=lambda a, c: reply(0, body=b'{"lockOKMQSet":[]}'))
+    sim = Sim(locked_elsewhere)
+    client = make_client()
+    with_routes(client, sim, "T")
+    core = orderly_core(client)
+    sim.run(core._add_queue(mq(0)))
+    assert mq(0) not in core.queues
+    assert core._rebalance_due == pytest.approx(sim.now + 0.5, abs=0.01)
+
+    core._rebalance_due = None
+    core.releasing[mq(1)] = hold_queue(core, mq(1), 5)
+    del core.queues[mq(1)]
+    before = len(locked_elsewhere.seen)
+    sim.run(core._add_queue(mq(1)))
+    assert len(locked_elsewhere.seen) == before  # not even a lock request
+    assert mq(1) not in core.queues and core._rebalance_due is not None
