@@ -384,6 +384,16 @@ class Admin(_ClientBase):
     async def consumer_offset(self, group: str, queue: MessageQueue) -> int | None:
         return await self._run(self._admin.query_consumer_offset_flow(group, queue))
 
+    async def reset_offsets_by_time(
+        self, group: str, topic: str, timestamp_ms: int, *, force: bool = True
+    ) -> dict[MessageQueue, int]:
+        """Move ``group``'s offsets of ``topic`` to the first message stored at
+        ``timestamp_ms`` or later (``force=False``: only back); the new offsets.
+        Online consumers of the group restart the queues from there."""
+        return await self._run(
+            self._admin.reset_offsets_by_time_flow(group, topic, timestamp_ms, force=force)
+        )
+
     async def query_messages(
         self,
         topic: str,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from . import _namespace as ns
 from . import _requests as rq
-from ._bodies import encode_subscription_group_config
+from ._bodies import encode_subscription_group_config, parse_reset_offset_body
 from ._client import ClientCore
 from ._codes import Perm, ResponseCode
 from ._command import RemotingCommand
@@ -184,6 +184,59 @@ class AdminCore:
         if response.code == ResponseCode.QUERY_NOT_FOUND:
             return None
         return offset_field(response)
+
+    def reset_offsets_by_time_flow(
+        self, group: str, topic: str, timestamp_ms: int, *, force: bool = True
+    ) -> Flow[dict[MessageQueue, int]]:
+        """Move ``group``'s offsets of ``topic`` to the first message stored at
+        ``timestamp_ms`` or later, on every broker; the new offset of each queue.
+
+        Each master moves the offsets and tells the group's online consumers
+        (they restart the queues from there). A broker with no consumer of the
+        group online answers CONSUMER_NOT_ONLINE; then, as Java's admin tool
+        does, the offsets are searched and written one queue at a time. Without
+        ``force`` an offset only moves back.
+        """
+        full_topic, full_group = self._wrap(topic), self._wrap(group)
+        route = yield from self.client.route_flow(full_topic, force=True)
+        timeout = self.client.config.request_timeout
+        queues = subscribe_queues(full_topic, route)
+        moved: dict[MessageQueue, int] = {}
+        for broker in route.broker_datas:
+            addr = broker.broker_addrs.get(MASTER_ID)
+            if addr is None:
+                continue
+            command = rq.invoke_broker_to_reset_offset(
+                topic=full_topic, group=full_group, timestamp_ms=timestamp_ms, force=force
+            )
+            response = yield Call(addr, command, timeout)
+            if response.code == ResponseCode.SUCCESS:
+                table = parse_reset_offset_body(response.body) if response.body else {}
+                for mq, offset in table.items():
+                    moved[MessageQueue(topic, mq.broker_name, mq.queue_id)] = offset
+                continue
+            if response.code != ResponseCode.CONSUMER_NOT_ONLINE:
+                raise error_for_response(response.code, response.remark)
+            for mq in queues:
+                if mq.broker_name != broker.broker_name:
+                    continue
+                user_mq = MessageQueue(topic, mq.broker_name, mq.queue_id)
+                target = yield from self.search_offset_flow(user_mq, timestamp_ms)
+                if not force:
+                    current = yield from self.query_consumer_offset_flow(group, user_mq)
+                    if current is not None and current < target:
+                        moved[user_mq] = current
+                        continue
+                update = rq.update_consumer_offset(
+                    consumer_group=full_group,
+                    topic=full_topic,
+                    queue_id=mq.queue_id,
+                    commit_offset=target,
+                    broker_name=mq.broker_name,
+                )
+                check_success((yield Call(addr, update, timeout)))
+                moved[user_mq] = target
+        return moved
 
     def query_messages_flow(
         self,

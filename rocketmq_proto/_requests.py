@@ -466,6 +466,22 @@ def search_offset_by_timestamp(
     return RemotingCommand(RequestCode.SEARCH_OFFSET_BY_TIMESTAMP, _with_bname(fields, broker_name))
 
 
+def invoke_broker_to_reset_offset(
+    *, topic: str, group: str, timestamp_ms: int, force: bool = True
+) -> RemotingCommand:
+    """INVOKE_BROKER_TO_RESET_OFFSET (222): move ``group``'s offsets of every queue
+    of ``topic`` on one broker to the first message stored at ``timestamp_ms`` or
+    later (``force``: also forwards; else only back), and tell its consumers."""
+    fields = {
+        "topic": topic,
+        "group": group,
+        "queueId": "-1",
+        "timestamp": str(timestamp_ms),
+        "isForce": "true" if force else "false",
+    }
+    return RemotingCommand(RequestCode.INVOKE_BROKER_TO_RESET_OFFSET, fields)
+
+
 def query_message(
     *,
     topic: str,

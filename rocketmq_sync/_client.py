@@ -407,6 +407,16 @@ class Admin(_ClientBase):
     def consumer_offset(self, group: str, queue: MessageQueue) -> int | None:
         return self._run(self._admin.query_consumer_offset_flow(group, queue))
 
+    def reset_offsets_by_time(
+        self, group: str, topic: str, timestamp_ms: int, *, force: bool = True
+    ) -> dict[MessageQueue, int]:
+        """Move ``group``'s offsets of ``topic`` to the first message stored at
+        ``timestamp_ms`` or later (``force=False``: only back); the new offsets.
+        Online consumers of the group restart the queues from there."""
+        return self._run(
+            self._admin.reset_offsets_by_time_flow(group, topic, timestamp_ms, force=force)
+        )
+
     def query_messages(
         self,
         topic: str,

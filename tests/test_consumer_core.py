@@ -1285,3 +1285,58 @@ def test_a_queue_still_being_released_or_locked_elsewhere_is_retried_soon() -> N
     sim.run(core._add_queue(mq(1)))
     assert len(locked_elsewhere.seen) == before  # not even a lock request
     assert mq(1) not in core.queues and core._rebalance_due is not None
+
+
+# ------------------------------------------------------------ admin resets
+
+
+def test_reset_offsets_by_time_asks_each_master_and_reads_the_moved_offsets() -> None:
+    from rocketmq_proto._admin import AdminCore
+    from rocketmq_proto._bodies import encode_reset_offset_body
+
+    def reset(addr: str, cmd: RemotingCommand) -> RemotingCommand:
+        assert cmd.ext_fields["timestamp"] == "1234" and cmd.ext_fields["isForce"] == "true"
+        broker = "broker-a" if addr == MASTER_A else "broker-b"
+        table = {MessageQueue("T", broker, i): 10 * i for i in range(4)}
+        return reply(0, body=encode_reset_offset_body(table))
+
+    cluster = Cluster(INVOKE_BROKER_TO_RESET_OFFSET=reset)
+    sim = Sim(cluster)
+    moved = sim.run(AdminCore(make_client()).reset_offsets_by_time_flow("G", "T", 1234))
+    assert moved == {mq(i, b): 10 * i for b in BROKERS for i in range(4)}
+    assert sorted(addr for addr, _ in cluster.seen) == sorted([MASTER_A, BROKERS["broker-b"][0]])
+
+
+@pytest.mark.parametrize("force", [True, False])
+def test_reset_offsets_of_an_offline_group_writes_them_queue_by_queue(force: bool) -> None:
+    """A 4.x broker answers CONSUMER_NOT_ONLINE when no consumer of the group is
+    connected: the offsets are then searched and written directly; without
+    ``force`` an offset only moves back."""
+    from rocketmq_proto._admin import AdminCore
+
+    written: dict[tuple[str, int], int] = {}
+
+    def update(addr: str, cmd: RemotingCommand) -> RemotingCommand:
+        written[(addr, int(cmd.ext_fields["queueId"]))] = int(cmd.ext_fields["commitOffset"])
+        return reply(0)
+
+    cluster = Cluster(
+        INVOKE_BROKER_TO_RESET_OFFSET=lambda a, c: reply(ResponseCode.CONSUMER_NOT_ONLINE),
+        SEARCH_OFFSET_BY_TIMESTAMP=lambda a, c: reply(0, {"offset": "7"}),
+        QUERY_CONSUMER_OFFSET=lambda a, c: reply(0, {"offset": c.ext_fields["queueId"]}),
+        UPDATE_CONSUMER_OFFSET=update,
+    )
+    moved = Sim(cluster).run(AdminCore(make_client()).reset_offsets_by_time_flow(
+        "G", "T", 1234, force=force
+    ))  # fmt: skip
+    # queue i has committed offset i; the timestamp's offset is 7 everywhere
+    assert moved == {mq(i, b): 7 if force else i for b in BROKERS for i in range(4)}
+    assert sorted(written.values()) == ([7] * 8 if force else [])
+
+
+def test_reset_offsets_by_time_raises_the_brokers_error() -> None:
+    from rocketmq_proto._admin import AdminCore
+
+    cluster = Cluster(INVOKE_BROKER_TO_RESET_OFFSET=lambda a, c: reply(ResponseCode.SYSTEM_ERROR))
+    with pytest.raises(BrokerSystemError):
+        Sim(cluster).run(AdminCore(make_client()).reset_offsets_by_time_flow("G", "T", 1))
