@@ -449,6 +449,9 @@ class PushConsumer(_ClientBase):
         ids = UniqueIdGenerator(ip_bytes(settings.client.client_ip), pid, random.getrandbits(32))
         self._semaphore: asyncio.Semaphore | None = None
         self._user_handler = handler
+        self._user_handler_is_async = inspect.iscoroutinefunction(
+            handler
+        ) or inspect.iscoroutinefunction(getattr(handler, "__call__", None))  # noqa: B004
         self._consumer = PushConsumerCore(self._core, config, self._bounded_handler, ids)
         self._consumer.register()
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
@@ -471,9 +474,7 @@ class PushConsumer(_ClientBase):
             if self._consumer.closed:
                 return HANDLER_NOT_RUN  # closed while this call waited for a slot
             handler = self._user_handler
-            if inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
-                getattr(handler, "__call__", None)  # noqa: B004
-            ):
+            if self._user_handler_is_async:
                 return await handler(messages)
             loop = asyncio.get_running_loop()
             result = await loop.run_in_executor(self._executor, handler, messages)

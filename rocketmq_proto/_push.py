@@ -207,11 +207,14 @@ class PushConsumerCore:
     _local_previous: dict[MessageQueue, int] = field(default_factory=dict)
     _start_ms: int = 0
     _inner: ProducerCore | None = None
+    #: A coroutine handler is gated by the driver (after its concurrency limit).
+    _handler_is_async: bool = False
 
     def __post_init__(self) -> None:
         self._inner = ProducerCore(
             self.client, ProducerConfig(group="CLIENT_INNER_PRODUCER"), self.ids
         )
+        self._handler_is_async = inspect.iscoroutinefunction(self.handler)
 
     # ------------------------------------------------------------ names
 
@@ -299,32 +302,49 @@ class PushConsumerCore:
         changed = False
         subs = self._all_subscriptions()
         current = {mq: state.request.process_queue for mq, state in self.queues.items()}
+        added: list[PullRequest] = []
         for mq in queues_not_subscribed(list(self.queues), subs):
             yield from self._drop_queue(mq)
             changed = True
-        for topic in subs:
-            decision = yield from rebalance_topic_flow(
-                self.client,
-                self.group,
-                topic,
-                self.config.strategy,
-                current,
-                message_model=self.config.message_model,
-            )
-            if decision is None or not decision.changed:
-                continue
-            changed = True
-            for mq in (*decision.to_drop, *decision.to_renew):
-                yield from self._drop_queue(mq)
-            for mq in (*decision.to_add, *decision.to_renew):
-                yield from self._add_queue(mq)
+        try:
+            for topic in subs:
+                decision = yield from rebalance_topic_flow(
+                    self.client,
+                    self.group,
+                    topic,
+                    self.config.strategy,
+                    current,
+                    message_model=self.config.message_model,
+                )
+                if decision is None or not decision.changed:
+                    continue
+                changed = True
+                for mq in (*decision.to_drop, *decision.to_renew):
+                    yield from self._drop_queue(mq)
+                for mq in (*decision.to_add, *decision.to_renew):
+                    request = yield from self._add_queue(mq)
+                    if request is not None:
+                        added.append(request)
+        except RocketMQError:
+            yield from self._start_pulls(added)  # what was taken is pulled all the same
+            raise
         self._last_rebalance = yield Now()
         if changed:
+            # The new subscription version reaches the brokers (heartbeat) before
+            # the first pull that carries it: a broker refuses a pull whose version
+            # is newer than the one registered (SUBSCRIPTION_NOT_LATEST).
             wall: int = yield WallTime()
             for topic, sub in self.subscriptions.items():
                 self.subscriptions[topic] = dataclasses.replace(sub, sub_version=wall)
             yield from self.client.heartbeat_flow()
+        yield from self._start_pulls(added)
         return changed
+
+    def _start_pulls(self, requests: list[PullRequest]) -> Flow[None]:
+        for request in requests:
+            state = self.queues.get(request.message_queue)
+            if state is not None and state.request is request:
+                yield Spawn(self.pull_loop_flow(request), f"pull {request.message_queue}")
 
     def _drop_queue(self, mq: MessageQueue) -> Flow[None]:
         state = self.queues.pop(mq, None)
@@ -348,17 +368,19 @@ class PushConsumerCore:
                 yield from self._unlock_flow([mq])
         self.offsets.remove(mq)
 
-    def _add_queue(self, mq: MessageQueue) -> Flow[None]:
+    def _add_queue(self, mq: MessageQueue) -> Flow[PullRequest | None]:
+        """Take ``mq``: lock it (orderly), read its start offset; the pull request
+        to start (the caller spawns its pull loop), or ``None`` if not taken now."""
         now: float = yield Now()
         if mq in self.releasing:  # its old consume loop still runs: take it back after
             self._retry_rebalance(now)
-            return
+            return None
         if self.orderly and self.config.clustering:
             locked = yield from self._lock_flow([mq])
             if mq not in locked:
                 log.info("queue %s is locked by another consumer; trying again soon", mq)
                 self._retry_rebalance(now)
-                return
+                return None
         self.offsets.remove(mq)
         timestamp = self.config.consume_timestamp
         if timestamp is None:
@@ -376,7 +398,7 @@ class PushConsumerCore:
         except RocketMQError as exc:
             log.warning("start offset of %s unavailable; taking it later: %s", mq, exc)
             self._rebalance_now = True
-            return
+            return None
         pq = ProcessQueue(now)
         pq.set_locked(True, now)
         if self.offsets.read(mq) is None:
@@ -384,7 +406,7 @@ class PushConsumerCore:
         request = PullRequest(self.group, mq, pq, offset)
         self.queues[mq] = _QueueState(request)
         log.info("consuming %s from offset %d", mq, offset)
-        yield Spawn(self.pull_loop_flow(request), f"pull {mq}")
+        return request
 
     def _retry_rebalance(self, now: float) -> None:
         """Rebalance again in half a second (Java's ``rebalanceLater(500)``)."""
@@ -532,8 +554,7 @@ class PushConsumerCore:
         namespace = self.client.config.namespace
         for msg in msgs:
             reset_retry_topic(msg, self.group, namespace)
-        # A coroutine handler is gated by the driver (after its concurrency limit).
-        handler = self.handler if inspect.iscoroutinefunction(self.handler) else self._gate
+        handler = self.handler if self._handler_is_async else self._gate
         try:
             value = yield UserCall(handler, (msgs,))
         except UserCallbackError as exc:
