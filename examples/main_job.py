@@ -5,13 +5,15 @@
 Starts a real name server and two brokers from Maven Central (see
 scripts/cluster.py), or uses the cluster named by ROCKETMQ_NAMESRV, then with
 asyncio, threads and gevent in turn: sends messages (single, pipelined, batch),
-reads every one back from the brokers, and prints what happened.
+receives every one with a push consumer of the same driver (a tag filter picks
+that driver's messages), and prints what happened.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -25,9 +27,10 @@ import cluster as launcher  # noqa: E402
 import rocketmq_asyncio  # noqa: E402
 import rocketmq_gevent  # noqa: E402
 import rocketmq_sync  # noqa: E402
-from rocketmq_proto import Message, MessageExt, SendResult  # noqa: E402
+from rocketmq_proto import ConsumeResult, Message, MessageExt, SendResult  # noqa: E402
 
 COUNT = 20
+WAIT = 60.0  # seconds to wait for a consumer to receive everything
 
 
 def messages(topic: str, backend: str) -> list[Message]:
@@ -35,7 +38,7 @@ def messages(topic: str, backend: str) -> list[Message]:
         Message(
             topic,
             f"hello {i} from {backend}".encode(),
-            tags="demo",
+            tags=f"demo-{backend}",
             keys=[f"{backend}-{i}"],
             properties={"backend": backend},
         )
@@ -47,7 +50,7 @@ def report(backend: str, sent: list[SendResult], received: list[MessageExt], too
     ok = sorted(m.msg_id for m in received) == sorted(r.msg_id for r in sent)
     queues = sorted({f"{r.message_queue.broker_name}/{r.message_queue.queue_id}" for r in sent})
     print(
-        f"{backend:8s} sent {len(sent)} and read back {len(received)} messages "
+        f"{backend:8s} sent {len(sent)} and received {len(received)} messages "
         f"({'all match' if ok else 'MISMATCH'}) in {took:.2f} s over queues {', '.join(queues)}"
     )
     sample = received[0]
@@ -56,7 +59,7 @@ def report(backend: str, sent: list[SendResult], received: list[MessageExt], too
         f"keys={sample.keys} stored on {sample.store_host} at queue offset {sample.queue_offset}"
     )
     if not ok:
-        raise SystemExit(f"{backend}: what was read back differs from what was sent")
+        raise SystemExit(f"{backend}: what was received differs from what was sent")
 
 
 async def run_asyncio(namesrv: str, topic: str) -> None:
@@ -67,8 +70,20 @@ async def run_asyncio(namesrv: str, topic: str) -> None:
         sent += await asyncio.gather(*(producer.send_async(m) for m in batch[1:10]))
         result = await producer.send_batch(batch[10:])
         sent += _split_batch(result)
-    async with rocketmq_asyncio.Admin(namesrv) as admin:
-        received = [await admin.view_message(r.offset_msg_id) for r in sent]
+    received: list[MessageExt] = []
+
+    async def handle(msgs: list[MessageExt]) -> ConsumeResult:
+        received.extend(msgs)
+        return ConsumeResult.SUCCESS
+
+    consumer = rocketmq_asyncio.PushConsumer(
+        namesrv, handle, group="main-job-asyncio", consume_from_where="first"
+    )
+    consumer.subscribe(topic, "demo-asyncio")
+    async with consumer:
+        deadline = time.monotonic() + WAIT
+        while len(received) < len(sent) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
     report("asyncio", sent, received, time.monotonic() - start)
 
 
@@ -76,14 +91,27 @@ def run_blocking(module: object, name: str, namesrv: str, topic: str) -> None:
     start = time.monotonic()
     batch = messages(topic, name)
     producer_cls = module.Producer  # type: ignore[attr-defined]
-    admin_cls = module.Admin  # type: ignore[attr-defined]
+    consumer_cls = module.PushConsumer  # type: ignore[attr-defined]
     with producer_cls(namesrv, group=f"main-job-{name}") as producer:
         sent = [producer.send(batch[0])]
         futures = [producer.send_async(m) for m in batch[1:10]]
         sent += [f.result() for f in futures]
         sent += _split_batch(producer.send_batch(batch[10:]))
-    with admin_cls(namesrv) as admin:
-        received = [admin.view_message(r.offset_msg_id) for r in sent]
+    received: list[MessageExt] = []
+    lock = threading.Lock()
+
+    def handle(msgs: list[MessageExt]) -> ConsumeResult:
+        with lock:
+            received.extend(msgs)
+        return ConsumeResult.SUCCESS
+
+    sleep = time.sleep if name == "sync" else __import__("gevent").sleep
+    consumer = consumer_cls(namesrv, handle, group=f"main-job-{name}", consume_from_where="first")
+    consumer.subscribe(topic, f"demo-{name}")
+    with consumer:
+        deadline = time.monotonic() + WAIT
+        while len(received) < len(sent) and time.monotonic() < deadline:
+            sleep(0.05)
     report(name, sent, received, time.monotonic() - start)
 
 
@@ -119,7 +147,7 @@ def main() -> None:
         asyncio.run(run_asyncio(cluster.namesrv_addr, topic))
         run_blocking(rocketmq_sync, "sync", cluster.namesrv_addr, topic)
         run_blocking(rocketmq_gevent, "gevent", cluster.namesrv_addr, topic)
-        print("done: every backend sent and read back every message")
+        print("done: every backend sent and received every message")
     finally:
         if local is not None:
             local.stop()

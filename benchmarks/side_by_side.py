@@ -1,0 +1,767 @@
+"""This client (asyncio, gevent, sync) against the Java and Go clients, on one cluster.
+
+    python benchmarks/side_by_side.py [--quick] [--no-docs]
+
+One command, one run, one cluster: it starts the local cluster (or uses
+ROCKETMQ_NAMESRV), builds the Java and Go peers (``interop/build.sh``), then runs
+every client, each in its own process, through the same scenarios with 1 KiB
+bodies:
+
+- sequential synchronous sends: p50/p99 latency and msgs/s;
+- pipelined (asynchronous) sends with 16 and 128 in flight: msgs/s;
+- batch sends of 32 messages: msgs/s;
+- draining a backlog of 100,000 messages with a push consumer: msgs/s (this
+  client's pull consumer is measured too);
+- client CPU time per message in each (the process's user + system time).
+
+Every producer first sends the same number of unmeasured warm-up messages (the
+JVM compiles its hot paths then). The figures are printed as a table with the
+ratios to Java, written as JSON to ``benchmarks/results/side_by_side.json`` and,
+unless ``--no-docs``, to ``docs/benchmarks.md`` with a plot
+(``docs/benchmarks.png``; needs matplotlib: ``pip install -e '.[bench]'``).
+
+``--worker`` runs one scenario of this client in the current process and prints
+one JSON line with the same fields as the peers' ``bench-produce`` and
+``bench-consume`` commands; the orchestrator uses it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import re
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+OURS = ("asyncio", "gevent", "sync")
+PEERS = ("java", "go")
+CLIENTS = (*OURS, *PEERS)
+SIZE = 1024
+BODY = bytes(ord("a") + i % 26 for i in range(SIZE))  # the peers' body
+
+
+def percentile(sorted_values: list[float], q: float) -> float:
+    """Nearest-rank percentile, as the peers compute it."""
+    if not sorted_values:
+        return float("nan")
+    index = max(0, min(len(sorted_values) - 1, math.ceil(q * len(sorted_values)) - 1))
+    return sorted_values[index]
+
+
+# ====================================================================== worker
+
+
+def _emit(record: dict[str, Any]) -> None:
+    print(json.dumps(record), flush=True)
+
+
+def _produce_record(
+    client: str, args: argparse.Namespace, elapsed: float, cpu: float, lat: list[float]
+) -> dict[str, Any]:
+    lat.sort()
+    record: dict[str, Any] = {
+        "client": client,
+        "op": "bench-produce",
+        "mode": args.mode,
+        "count": args.count,
+        "size": SIZE,
+        "warmup": args.warmup,
+        "elapsedSec": elapsed,
+        "msgsPerSec": args.count / elapsed,
+        "cpuSec": cpu,
+        "cpuUsPerMsg": cpu * 1e6 / args.count,
+        "errors": 0,
+    }
+    if args.mode == "async":
+        record["inflight"] = args.inflight
+    if args.mode == "batch":
+        record["batch"] = args.batch
+    if lat:
+        record["p50Ms"] = percentile(lat, 0.50) * 1e3
+        record["p99Ms"] = percentile(lat, 0.99) * 1e3
+    return record
+
+
+def _batches(topic: str, count: int, size: int) -> list[list[Any]]:
+    from rocketmq_proto import Message
+
+    return [
+        [Message(topic, BODY) for _ in range(min(size, count - start))]
+        for start in range(0, count, size)
+    ]
+
+
+async def _asyncio_produce(args: argparse.Namespace) -> dict[str, Any]:
+    import asyncio
+
+    import rocketmq_asyncio
+    from rocketmq_proto import Message
+
+    topic = args.topic
+    async with rocketmq_asyncio.Producer(
+        args.namesrv, group=f"bench_{uuid.uuid4().hex[:8]}", send_timeout=30.0
+    ) as producer:
+        for _ in range(max(1, args.warmup)):
+            await producer.send(Message(topic, BODY))
+        lat: list[float] = []
+        batches = _batches(topic, args.count, args.batch) if args.mode == "batch" else []
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        if args.mode == "sync":
+            for _ in range(args.count):
+                s = time.perf_counter()
+                await producer.send(Message(topic, BODY))
+                lat.append(time.perf_counter() - s)
+        elif args.mode == "batch":
+            for batch in batches:
+                s = time.perf_counter()
+                await producer.send_batch(batch)
+                lat.append(time.perf_counter() - s)
+        else:
+            window = asyncio.Semaphore(args.inflight)
+            tasks: set[asyncio.Task[Any]] = set()
+
+            async def one() -> None:
+                try:
+                    await producer.send(Message(topic, BODY))
+                finally:
+                    window.release()
+
+            for _ in range(args.count):
+                await window.acquire()
+                task = asyncio.ensure_future(one())
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            while tasks:
+                await asyncio.gather(*list(tasks))
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    return _produce_record("asyncio", args, elapsed, cpu, lat)
+
+
+def _blocking_produce(client: str, args: argparse.Namespace) -> dict[str, Any]:
+    from rocketmq_proto import Message
+
+    module, event_type, slots_type = _blocking_module(client)
+    topic = args.topic
+    with module.Producer(
+        args.namesrv, group=f"bench_{uuid.uuid4().hex[:8]}", send_timeout=30.0
+    ) as producer:
+        for _ in range(max(1, args.warmup)):
+            producer.send(Message(topic, BODY))
+        lat: list[float] = []
+        batches = _batches(topic, args.count, args.batch) if args.mode == "batch" else []
+        cpu0, t0 = time.process_time(), time.perf_counter()
+        if args.mode == "sync":
+            for _ in range(args.count):
+                s = time.perf_counter()
+                producer.send(Message(topic, BODY))
+                lat.append(time.perf_counter() - s)
+        elif args.mode == "batch":
+            for batch in batches:
+                s = time.perf_counter()
+                producer.send_batch(batch)
+                lat.append(time.perf_counter() - s)
+        else:
+            slots = slots_type(args.inflight)
+            done = event_type()
+            remaining = [args.count]
+            errors: list[BaseException] = []
+            lock = threading.Lock()
+
+            def finished(future: Any) -> None:
+                if future.exception() is not None:
+                    errors.append(future.exception())
+                slots.release()
+                with lock:
+                    remaining[0] -= 1
+                    if remaining[0] == 0:
+                        done.set()
+
+            for _ in range(args.count):
+                slots.acquire()
+                producer.send_async(Message(topic, BODY)).add_done_callback(finished)
+            done.wait(600)
+            if errors:
+                raise errors[0]
+        elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    return _produce_record(client, args, elapsed, cpu, lat)
+
+
+def _blocking_module(client: str) -> tuple[Any, Any, Any]:
+    if client == "gevent":
+        from gevent.event import Event
+        from gevent.lock import BoundedSemaphore
+
+        import rocketmq_gevent
+
+        return rocketmq_gevent, Event, BoundedSemaphore
+    import rocketmq_sync
+
+    return rocketmq_sync, threading.Event, threading.BoundedSemaphore
+
+
+@dataclass
+class _Drain:
+    """Counts consumed messages; when the first and the last arrived."""
+
+    count: int
+    seen: int = 0
+    first_at: float | None = None
+    first_cpu: float | None = None
+    done_at: float | None = None
+
+    def __post_init__(self) -> None:
+        self.lock = threading.Lock()
+
+    def add(self, n: int) -> None:
+        with self.lock:
+            if self.first_at is None:
+                self.first_at, self.first_cpu = time.perf_counter(), time.process_time()
+            self.seen += n
+            if self.seen >= self.count and self.done_at is None:
+                self.done_at = time.perf_counter()
+
+    def record(self, client: str, op: str, t0: float, cpu0: float) -> dict[str, Any]:
+        end = self.done_at or time.perf_counter()
+        cpu = time.process_time()
+        first = self.first_at or end
+        return {
+            "client": client,
+            "op": op,
+            "count": self.count,
+            "received": self.seen,
+            "elapsedSec": end - t0,
+            "msgsPerSec": self.seen / (end - t0),
+            "elapsedFromFirstSec": end - first,
+            "msgsPerSecFromFirst": self.seen / max(end - first, 1e-9),
+            "cpuSec": cpu - cpu0,
+            "cpuUsPerMsg": (cpu - cpu0) * 1e6 / max(1, self.seen),
+            "cpuFromFirstUsPerMsg": (cpu - (self.first_cpu or cpu)) * 1e6 / max(1, self.seen),
+            "timedOut": self.seen < self.count,
+        }
+
+
+async def _asyncio_consume(args: argparse.Namespace) -> dict[str, Any]:
+    import asyncio
+
+    import rocketmq_asyncio
+    from rocketmq_proto import ConsumeResult, MessageExt
+
+    drain = _Drain(args.count)
+    deadline = time.perf_counter() + args.timeout
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    if args.op == "push":
+
+        async def handler(msgs: list[MessageExt]) -> ConsumeResult:
+            drain.add(len(msgs))
+            return ConsumeResult.SUCCESS
+
+        consumer = rocketmq_asyncio.PushConsumer(
+            args.namesrv, handler, group=args.group, consume_from_where="first"
+        )
+        consumer.subscribe(args.topic)
+        async with consumer:
+            while drain.seen < args.count and time.perf_counter() < deadline:
+                await asyncio.sleep(0.01)
+    else:
+        pull = rocketmq_asyncio.PullConsumer(
+            args.namesrv, group=args.group, consume_from_where="first"
+        )
+        pull.subscribe(args.topic)
+        async with pull:
+            while drain.seen < args.count and time.perf_counter() < deadline:
+                drain.add(len(await pull.poll(1.0)))
+    return drain.record("asyncio", f"bench-{args.op}", t0, cpu0)
+
+
+def _blocking_consume(client: str, args: argparse.Namespace) -> dict[str, Any]:
+    from rocketmq_proto import ConsumeResult, MessageExt
+
+    module, _, _ = _blocking_module(client)
+    sleep: Callable[[float], None] = time.sleep
+    if client == "gevent":
+        import gevent
+
+        sleep = gevent.sleep
+    drain = _Drain(args.count)
+    deadline = time.perf_counter() + args.timeout
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    if args.op == "push":
+
+        def handler(msgs: list[MessageExt]) -> ConsumeResult:
+            drain.add(len(msgs))
+            return ConsumeResult.SUCCESS
+
+        consumer = module.PushConsumer(
+            args.namesrv, handler, group=args.group, consume_from_where="first"
+        )
+        consumer.subscribe(args.topic)
+        with consumer:
+            while drain.seen < args.count and time.perf_counter() < deadline:
+                sleep(0.01)
+    else:
+        pull = module.PullConsumer(args.namesrv, group=args.group, consume_from_where="first")
+        pull.subscribe(args.topic)
+        with pull:
+            while drain.seen < args.count and time.perf_counter() < deadline:
+                drain.add(len(pull.poll(1.0)))
+    return drain.record(client, f"bench-{args.op}", t0, cpu0)
+
+
+def run_worker(args: argparse.Namespace) -> None:
+    import asyncio
+
+    client = args.worker
+    if args.op == "produce":
+        if client == "asyncio":
+            record = asyncio.run(_asyncio_produce(args))
+        else:
+            record = _blocking_produce(client, args)
+    elif client == "asyncio":
+        record = asyncio.run(_asyncio_consume(args))
+    else:
+        record = _blocking_consume(client, args)
+    _emit(record)
+
+
+# ================================================================ orchestrator
+
+
+@dataclass(frozen=True)
+class Scenario:
+    key: str
+    label: str
+    op: str  # produce | push | pull
+    mode: str = "sync"
+    inflight: int = 0
+    batch: int = 0
+
+
+SCENARIOS = (
+    Scenario("sync", "sequential sync send", "produce", "sync"),
+    Scenario("async16", "pipelined send, 16 in flight", "produce", "async", inflight=16),
+    Scenario("async128", "pipelined send, 128 in flight", "produce", "async", inflight=128),
+    Scenario("batch32", "batch send of 32", "produce", "batch", batch=32),
+    Scenario("drain", "push consumer drain", "push"),
+    Scenario("pull", "pull consumer drain", "pull"),
+)
+
+
+def _counts(quick: bool) -> dict[str, int]:
+    if quick:
+        return {"sync": 2_000, "async16": 8_000, "async128": 8_000, "batch32": 16_000,
+                "drain": 20_000, "pull": 20_000, "warmup": 500}  # fmt: skip
+    return {"sync": 5_000, "async16": 30_000, "async128": 30_000, "batch32": 64_000,
+            "drain": 100_000, "pull": 100_000, "warmup": 2_000}  # fmt: skip
+
+
+def build_peers() -> dict[str, list[str]]:
+    out = subprocess.run(
+        ["bash", str(ROOT / "interop" / "build.sh")],
+        check=True,
+        stdout=subprocess.PIPE,
+        text=True,
+    ).stdout
+    peers: dict[str, list[str]] = {}
+    for line in out.splitlines():
+        if line.startswith("JAVA_PEER="):
+            peers["java"] = [line.split("=", 1)[1]]
+        elif line.startswith("GO_PEER="):
+            peers["go"] = [line.split("=", 1)[1]]
+    missing = set(PEERS) - set(peers)
+    if missing:
+        raise SystemExit(f"interop/build.sh did not build {sorted(missing)}")
+    return peers
+
+
+def command_for(
+    client: str,
+    scenario: Scenario,
+    *,
+    peers: dict[str, list[str]],
+    namesrv: str,
+    topic: str,
+    group: str,
+    count: int,
+    warmup: int,
+) -> list[str]:
+    if client in OURS:
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", client,
+               "--op", scenario.op, "--namesrv", namesrv, "--topic", topic,
+               "--count", str(count)]  # fmt: skip
+        if scenario.op == "produce":
+            cmd += ["--mode", scenario.mode, "--warmup", str(warmup)]
+            cmd += [
+                "--inflight",
+                str(scenario.inflight or 16),
+                "--batch",
+                str(scenario.batch or 32),
+            ]
+        else:
+            cmd += ["--group", group]
+        return cmd
+    cmd = [*peers[client]]
+    if scenario.op == "produce":
+        cmd += ["bench-produce", "--namesrv", namesrv, "--topic", topic, "--count", str(count),
+                "--mode", scenario.mode, "--warmup", str(warmup), "--size", str(SIZE)]  # fmt: skip
+        if scenario.inflight:
+            cmd += ["--inflight", str(scenario.inflight)]
+        if scenario.batch:
+            cmd += ["--batch", str(scenario.batch)]
+    else:
+        cmd += ["bench-consume", "--namesrv", namesrv, "--topic", topic, "--group", group,
+                "--count", str(count), "--from", "first"]  # fmt: skip
+    return cmd
+
+
+def run_one(cmd: list[str], timeout: float) -> dict[str, Any]:
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    records = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not records:
+        tail = "\n".join(done.stderr.splitlines()[-15:])
+        raise RuntimeError(f"{' '.join(cmd[:4])}... exited {done.returncode}:\n{tail}")
+    record: dict[str, Any] = records[-1]
+    return record
+
+
+def fill_backlog(namesrv: str, topic: str, count: int) -> float:
+    from concurrent.futures import ThreadPoolExecutor
+
+    import rocketmq_sync
+
+    started = time.perf_counter()
+    with (
+        rocketmq_sync.Producer(namesrv, group="bench_fill", send_timeout=30.0) as producer,
+        ThreadPoolExecutor(8) as pool,
+    ):
+        for _ in pool.map(producer.send_batch, _batches(topic, count, 32)):
+            pass
+    return time.perf_counter() - started
+
+
+def machine_facts(cluster_version: str) -> dict[str, str]:
+    def first_line(cmd: list[str], pattern: str = "") -> str:
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+        except OSError:
+            return "not found"
+        text = (out.stdout + out.stderr).strip().splitlines()
+        for line in text:
+            if pattern in line:
+                return line.strip()
+        return text[0].strip() if text else "?"
+
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = "?"
+    try:
+        kib = int(Path("/proc/meminfo").read_text().split()[1])
+        mem = f"{kib / 1024 / 1024:.0f} GiB"
+    except (OSError, ValueError, IndexError):
+        pass
+    return {
+        "cpu": f"{os.cpu_count()} x {cpu}",
+        "memory": mem,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+        "java": first_line(["java", "-version"], "version"),
+        "go": first_line(["go", "version"]),
+        "broker": f"Apache RocketMQ {cluster_version} (name server + 2 brokers on 127.0.0.1)",
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "load": " ".join(f"{x:.1f}" for x in os.getloadavg()),
+    }
+
+
+def figure(record: dict[str, Any] | None, scenario: Scenario) -> float | None:
+    if record is None:
+        return None
+    if scenario.op == "produce":
+        return float(record["msgsPerSec"])
+    return float(record.get("msgsPerSecFromFirst") or record["msgsPerSec"])
+
+
+def orchestrate(args: argparse.Namespace) -> int:
+    import cluster as launcher
+
+    import rocketmq_sync
+
+    counts = _counts(args.quick)
+    clients = [c for c in args.clients.split(",") if c]
+    peers = build_peers() if set(clients) & set(PEERS) else {}
+    external = launcher.cluster_from_env()
+    local = None if external is not None else launcher.LocalCluster()
+    if local is not None:
+        print("starting the local cluster...", flush=True)
+        local.start()
+    cluster: Any = external or local
+    results: dict[str, dict[str, dict[str, Any]]] = {}
+    try:
+        namesrv = cluster.namesrv_addr
+        run_id = uuid.uuid4().hex[:6]
+        send_topic = f"BenchSend_{run_id}"
+        drain_topic = f"BenchDrain_{run_id}"
+        with rocketmq_sync.Admin(namesrv) as admin:
+            admin.create_topic(send_topic, read_queue_nums=8, write_queue_nums=8)
+            admin.create_topic(drain_topic, read_queue_nums=8, write_queue_nums=8)
+        drain_count = counts["drain"]
+        seconds = fill_backlog(namesrv, drain_topic, drain_count)
+        print(f"backlog of {drain_count:,} x 1 KiB filled in {seconds:.1f} s", flush=True)
+        facts = machine_facts(cluster.version)
+        for scenario in SCENARIOS:
+            for client in clients:
+                if scenario.op == "pull" and client not in OURS:
+                    continue  # the peers have no pull-consumer benchmark
+                topic = send_topic if scenario.op == "produce" else drain_topic
+                cmd = command_for(
+                    client,
+                    scenario,
+                    peers=peers,
+                    namesrv=namesrv,
+                    topic=topic,
+                    group=f"bench_{scenario.key}_{client}_{run_id}",
+                    count=counts[scenario.key],
+                    warmup=counts["warmup"],
+                )
+                try:
+                    record = run_one(cmd, timeout=900)
+                except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                    print(f"{client:8s} {scenario.label}: FAILED: {exc}", flush=True)
+                    continue
+                results.setdefault(scenario.key, {})[client] = record
+                print(f"{client:8s} {scenario.label:32s} {describe(record, scenario)}", flush=True)
+    finally:
+        if local is not None:
+            local.stop()
+    out = {"facts": facts, "counts": counts, "results": results}
+    results_path = ROOT / "benchmarks" / "results" / "side_by_side.json"
+    results_path.parent.mkdir(parents=True, exist_ok=True)
+    results_path.write_text(json.dumps(out, indent=2) + "\n")
+    table = render_table(results)
+    print()
+    print(table)
+    print()
+    print("\n".join(render_targets(results)))
+    if not args.no_docs:
+        write_docs(out, table)
+    return 0
+
+
+def describe(record: dict[str, Any], scenario: Scenario) -> str:
+    text = f"{figure(record, scenario) or 0:10,.0f} msgs/s  cpu {record['cpuUsPerMsg']:7.1f} µs/msg"
+    if scenario.key == "sync":
+        text += f"  p50 {record['p50Ms']:.3f} ms  p99 {record['p99Ms']:.3f} ms"
+    if record.get("timedOut"):
+        text += "  (timed out)"
+    return text
+
+
+def _fmt_ratio(value: float | None, java: float | None) -> str:
+    if value is None or not java:
+        return ""
+    return f" ({value / java:.2f}x)"
+
+
+def render_table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
+    header = "| measurement | " + " | ".join(CLIENTS) + " |"
+    lines = [header, "|---|" + "---:|" * len(CLIENTS)]
+
+    def row(label: str, values: dict[str, float | None], fmt: str, ratio: bool = True) -> None:
+        java = values.get("java")
+        cells = []
+        for client in CLIENTS:
+            value = values.get(client)
+            if value is None:
+                cells.append("—")
+                continue
+            text = format(value, fmt)
+            if ratio and client in OURS:
+                text += _fmt_ratio(value, java)
+            cells.append(text)
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+
+    for scenario in SCENARIOS:
+        got = results.get(scenario.key, {})
+        row(
+            f"{scenario.label} (msgs/s)",
+            {c: figure(r, scenario) for c, r in got.items()},
+            ",.0f",
+        )
+        if scenario.key == "sync":
+            for q in ("p50Ms", "p99Ms"):
+                row(
+                    f"sequential sync send, {q[:3]} latency (ms)",
+                    {c: r.get(q) for c, r in got.items()},
+                    ".3f",
+                )
+        row(
+            f"{scenario.label}, client CPU (µs/msg)",
+            {c: r.get("cpuUsPerMsg") for c, r in got.items()},
+            ".1f",
+        )
+    return "\n".join(lines)
+
+
+def render_targets(results: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
+    def get(key: str, client: str, field: str = "") -> float | None:
+        record = results.get(key, {}).get(client)
+        if record is None:
+            return None
+        if field:
+            return float(record[field])
+        return figure(record, next(s for s in SCENARIOS if s.key == key))
+
+    lines = ["Targets:"]
+
+    def check(text: str, value: float | None, limit: float, at_least: bool) -> None:
+        if value is None:
+            lines.append(f"- {text}: not measured")
+            return
+        ok = value >= limit if at_least else value <= limit
+        lines.append(f"- {text}: {value:.2f} ({'met' if ok else 'MISSED'})")
+
+    for key in ("async16", "async128"):
+        a, j = get(key, "asyncio"), get(key, "java")
+        check(f"asyncio pipelined {key[5:]} in flight / Java ≥ 0.90",
+              a / j if a and j else None, 0.90, True)  # fmt: skip
+    s, j = get("sync", "sync", "p50Ms"), get("sync", "java", "p50Ms")
+    check("sync sequential p50 / Java ≤ 1.20", s / j if s and j else None, 1.20, False)
+    for client in OURS:
+        d, j = get("drain", client), get("drain", "java")
+        check(f"{client} push drain / Java ≥ 0.80", d / j if d and j else None, 0.80, True)
+    for key in ("sync", "async16", "async128", "batch32", "drain"):
+        g, a = get(key, "gevent"), get(key, "asyncio")
+        check(f"gevent / asyncio, {key} ≥ 0.80", g / a if g and a else None, 0.80, True)
+    return lines
+
+
+def write_docs(out: dict[str, Any], table: str) -> None:
+    docs = ROOT / "docs"
+    docs.mkdir(exist_ok=True)
+    plotted = plot(out["results"], docs / "benchmarks.png")
+    facts = out["facts"]
+    counts = out["counts"]
+    notes_path = docs / "benchmarks-notes.md"
+    notes = notes_path.read_text() if notes_path.exists() else ""
+    text = [
+        "# Benchmarks: this client beside the Java and Go clients",
+        "",
+        "Produced by `python benchmarks/side_by_side.py` (one command, one run, one "
+        "cluster); the raw figures are in `benchmarks/results/side_by_side.json`. "
+        "This file is rewritten by every run; `docs/benchmarks-notes.md` holds the "
+        "commentary it includes below.",
+        "",
+        "## Machine",
+        "",
+        *(f"- {k}: {v}" for k, v in facts.items()),
+        "",
+        "Clients and brokers share the machine, so every figure includes the "
+        "brokers' own CPU contention.",
+        "",
+        "## Method",
+        "",
+        f"- 1 KiB bodies; each producer first sends {counts['warmup']:,} unmeasured "
+        "messages (routes, connections, the JVM's JIT).",
+        f"- Sequential sync sends: {counts['sync']:,}; pipelined sends: "
+        f"{counts['async16']:,} at each window; batch sends: {counts['batch32']:,} "
+        "messages in batches of 32.",
+        f"- Drain: a backlog of {counts['drain']:,} messages over 2 brokers x 8 queues, "
+        "consumed from the first offset by a new group with default settings (20 "
+        "handlers, pulls of 32); msgs/s counted from the first message received to "
+        "the last, so client start-up and the first rebalance are left out.",
+        "- CPU: the client process's user + system time during the measurement, per message.",
+        "- Java: `rocketmq-client` "
+        "(the broker's version) via `interop/java`; Go: `rocketmq-client-go/v2` via "
+        "`interop/go`. Ratios in brackets are to Java.",
+        "",
+        "## Results",
+        "",
+        table,
+        "",
+        *render_targets(out["results"]),
+        "",
+    ]
+    if plotted:
+        text += ["![throughput](benchmarks.png)", ""]
+    if notes:
+        text += [notes.rstrip(), ""]
+    (docs / "benchmarks.md").write_text("\n".join(text))
+    print(f"wrote {docs / 'benchmarks.md'}" + (" and benchmarks.png" if plotted else ""))
+
+
+def plot(results: dict[str, dict[str, dict[str, Any]]], path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plot (pip install -e '.[bench]')")
+        return False
+    scenarios = [s for s in SCENARIOS if s.key in results]
+    fig, ax = plt.subplots(figsize=(11, 5.5))
+    width = 0.8 / len(CLIENTS)
+    for i, client in enumerate(CLIENTS):
+        values = [figure(results[s.key].get(client), s) or 0 for s in scenarios]
+        positions = [x + (i - (len(CLIENTS) - 1) / 2) * width for x in range(len(scenarios))]
+        bars = ax.bar(positions, values, width, label=client)
+        for bar, value in zip(bars, values, strict=True):
+            if value:
+                ax.annotate(f"{value / 1000:.1f}k", (bar.get_x() + bar.get_width() / 2, value),
+                            ha="center", va="bottom", fontsize=7)  # fmt: skip
+    ax.set_xticks(range(len(scenarios)))
+    ax.set_xticklabels([re.sub(r", ", ",\n", s.label) for s in scenarios])
+    ax.set_ylabel("messages per second (1 KiB)")
+    ax.set_title("Throughput on one local RocketMQ cluster (higher is better)")
+    ax.legend()
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small counts, for a trial run")
+    parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/")
+    parser.add_argument("--clients", default=",".join(CLIENTS))
+    worker = parser.add_argument_group("worker (one scenario of this client)")
+    worker.add_argument("--worker", choices=OURS)
+    worker.add_argument("--op", choices=("produce", "push", "pull"), default="produce")
+    worker.add_argument("--namesrv")
+    worker.add_argument("--topic")
+    worker.add_argument("--group")
+    worker.add_argument("--count", type=int, default=10_000)
+    worker.add_argument("--mode", choices=("sync", "async", "batch"), default="sync")
+    worker.add_argument("--inflight", type=int, default=16)
+    worker.add_argument("--batch", type=int, default=32)
+    worker.add_argument("--warmup", type=int, default=0)
+    worker.add_argument("--timeout", type=float, default=600.0)
+    args = parser.parse_args()
+    if args.worker:
+        run_worker(args)
+        return 0
+    return orchestrate(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
