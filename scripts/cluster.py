@@ -48,8 +48,9 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -599,7 +600,11 @@ class _Server:
         name = "namesrv.log" if self.role == "namesrv" else "broker.log"
         return self.home / "logs" / "rocketmqlogs" / name
 
-    def launch(self, env: Mapping[str, str], jvm_prefix: Sequence[str] = ()) -> None:
+    def launch(
+        self, env: Mapping[str, str], jvm_prefix: Sequence[str] = (), *, tied: bool = False
+    ) -> None:
+        """Start the server; ``tied``: it gets SIGTERM when this process dies (Linux),
+        so a test run that is killed leaves no server behind."""
         self.home.mkdir(parents=True, exist_ok=True)
         with open(self.stdout_path, "ab") as out:
             self.stdout_offset = out.tell()
@@ -611,6 +616,10 @@ class _Server:
                 cwd=self.home,
                 env=dict(env),
                 start_new_session=True,  # its own process group, detached from our terminal
+                # Linux ties a child to the thread that started it: only the main one.
+                preexec_fn=_die_with_parent(os.getpid())
+                if tied and threading.current_thread() is threading.main_thread()
+                else None,
             )
         self.pid = self.popen.pid
         self.killed = False
@@ -824,6 +833,7 @@ class LocalCluster:
         start_timeout: float = 300.0,
         stop_timeout: float = 30.0,
         cache_dir: Path | None = None,
+        die_with_parent: bool = True,
     ) -> None:
         _check_version(version)
         if serialize_type.upper() not in ("JSON", "ROCKETMQ"):
@@ -841,6 +851,8 @@ class LocalCluster:
         self.broker_names = tuple(broker_names)
         self.jvm_options = tuple(jvm_options)
         self.start_timeout = start_timeout
+        #: The servers end when this process does (``cluster.py up`` turns it off).
+        self.die_with_parent = die_with_parent
         self.stop_timeout = stop_timeout
         self.cache_dir = cache_dir
         self.namesrv_addr = ""
@@ -1049,7 +1061,7 @@ class LocalCluster:
         return env
 
     def _launch(self, server: _Server) -> None:
-        server.launch(self._env(), _cds_flags(self._cds, server))
+        server.launch(self._env(), _cds_flags(self._cds, server), tied=self.die_with_parent)
 
     def _query(self) -> dict[str, str]:
         use_tls = self.tls is not None and self.tls.namesrv_mode == "enforcing"
@@ -1335,6 +1347,25 @@ def _parse_props(pairs: Sequence[str]) -> dict[str, str]:
     return props
 
 
+def _die_with_parent(parent: int) -> Callable[[], None] | None:
+    """A ``preexec_fn`` asking Linux to SIGTERM the child when ``parent`` ends."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+    def tie() -> None:
+        prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent ended before the tie was made
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return tie
+
+
 def _cmd_up(args: argparse.Namespace) -> int:
     state_path = Path(args.state_file)
     old = _load_state(state_path)
@@ -1361,6 +1392,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
         serialize_type=args.serialize_type,
         extra_broker_props=props,
         start_timeout=args.timeout,
+        die_with_parent=False,  # it outlives this command
     )
     cluster.start()
     cluster.detach()
