@@ -209,18 +209,21 @@ class PushConsumerCore:
     _inner: ProducerCore | None = None
     #: A coroutine handler is gated by the driver (after its concurrency limit).
     _handler_is_async: bool = False
+    _group: str = ""
 
     def __post_init__(self) -> None:
         self._inner = ProducerCore(
             self.client, ProducerConfig(group="CLIENT_INNER_PRODUCER"), self.ids
         )
         self._handler_is_async = inspect.iscoroutinefunction(self.handler)
+        self._group = ns.wrap(self.client.config.namespace, self.config.group)
 
     # ------------------------------------------------------------ names
 
     @property
     def group(self) -> str:
-        return ns.wrap(self.client.config.namespace, self.config.group)
+        """The group as the brokers know it (with the namespace)."""
+        return self._group
 
     @property
     def orderly(self) -> bool:
