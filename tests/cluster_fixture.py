@@ -7,6 +7,15 @@ Otherwise ``scripts/cluster.py`` starts a name server and brokers ``broker-a`` a
 ``messageDelayLevel`` = 1s 2s ... 18s (level n waits n seconds), and stops them when
 the session ends. A cluster that cannot be started or reached fails the tests that
 need it; it never skips them.
+
+Two more clusters are shared by the modules that test against them:
+``rocketmq_v4_cluster`` (a 4.x release, ``ROCKETMQ_V4_VERSION``, default 4.9.7, with the
+same short delay levels) and ``rocketmq_headers_cluster`` (the default release, its
+servers answering with the ROCKETMQ binary header). Each is started by the first test
+that needs it and stopped right after the last one: ``group_extra_cluster_users`` (run
+by conftest when the tests are collected) puts the tests that use one next to each
+other, and ``stop_extra_clusters_after`` (after each test) stops a cluster no test
+left needs. So at most one of them runs at a time, besides the session's cluster.
 """
 
 from __future__ import annotations
@@ -23,6 +32,75 @@ if str(_SCRIPTS) not in sys.path:
     sys.path.insert(0, str(_SCRIPTS))
 
 import cluster as launcher  # type: ignore[import-not-found, unused-ignore]  # noqa: E402
+
+#: The 4.x release of ``rocketmq_v4_cluster``: 4.9.7 is the newest 4.x whose name server
+#: and broker jars Maven Central serves (4.9.8's are missing there).
+V4_VERSION = os.environ.get("ROCKETMQ_V4_VERSION") or "4.9.7"
+
+#: The shared extra clusters (fixture names), started on first use, stopped after last use.
+EXTRA_CLUSTERS = ("rocketmq_v4_cluster", "rocketmq_headers_cluster")
+_running_extra: dict[str, launcher.LocalCluster] = {}
+_last_user: dict[str, str] = {}
+
+
+def _extra_cluster(
+    name: str, local: launcher.LocalCluster, what: str
+) -> Iterator[launcher.LocalCluster]:
+    try:
+        local.start()
+    except launcher.ClusterError as exc:
+        pytest.fail(f"could not start the {what}: {exc}", pytrace=False)
+    _running_extra[name] = local
+    try:
+        yield local
+    finally:
+        _stop_extra(name)
+
+
+def _stop_extra(name: str) -> None:
+    local = _running_extra.pop(name, None)
+    if local is not None:
+        local.stop()
+
+
+def group_extra_cluster_users(items: list[pytest.Item]) -> None:
+    """Reorder ``items`` so the tests using one extra cluster run one after another.
+
+    They all move to where the first of them is (keeping their order); the others keep
+    theirs. Then record each cluster's last user, after which it is stopped.
+    """
+    for name in EXTRA_CLUSTERS:
+        users = [item for item in items if name in getattr(item, "fixturenames", ())]
+        if not users:
+            continue
+        first = items.index(users[0])
+        others = [item for item in items if name not in getattr(item, "fixturenames", ())]
+        items[:] = others[:first] + users + others[first:]
+        _last_user[name] = users[-1].nodeid
+
+
+def stop_extra_clusters_after(item: pytest.Item) -> None:
+    """Stop the extra clusters whose last user ``item`` was (its fixtures are torn down)."""
+    for name, nodeid in _last_user.items():
+        if nodeid == item.nodeid:
+            _stop_extra(name)
+
+
+@pytest.fixture(scope="session")
+def rocketmq_v4_cluster() -> Iterator[launcher.LocalCluster]:
+    """A running 4.x cluster (``V4_VERSION``): ``namesrv_addr``, ``brokers``, ``version``."""
+    local = launcher.LocalCluster(
+        version=V4_VERSION,
+        extra_broker_props={"messageDelayLevel": launcher.SHORT_MESSAGE_DELAY_LEVELS},
+    )
+    yield from _extra_cluster("rocketmq_v4_cluster", local, f"RocketMQ {V4_VERSION} cluster")
+
+
+@pytest.fixture(scope="session")
+def rocketmq_headers_cluster() -> Iterator[launcher.LocalCluster]:
+    """A running cluster whose servers answer with the ROCKETMQ binary header."""
+    local = launcher.LocalCluster(serialize_type="ROCKETMQ")
+    yield from _extra_cluster("rocketmq_headers_cluster", local, "ROCKETMQ-header cluster")
 
 
 @pytest.fixture(scope="session")

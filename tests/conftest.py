@@ -20,7 +20,24 @@ from collections.abc import Iterator  # noqa: E402
 import pytest  # noqa: E402
 
 from .backends import BACKENDS, Backend  # noqa: E402
-from .cluster_fixture import rocketmq_cluster  # noqa: E402, F401
+from .cluster_fixture import (  # noqa: E402
+    group_extra_cluster_users,
+    rocketmq_cluster,  # noqa: F401
+    rocketmq_headers_cluster,  # noqa: F401
+    rocketmq_v4_cluster,  # noqa: F401
+    stop_extra_clusters_after,
+)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Tests sharing an extra cluster run together, so it is started once, briefly.
+    group_extra_cluster_users(items)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    stop_extra_clusters_after(item)
 
 
 @pytest.fixture(scope="module", params=BACKENDS)

@@ -1,6 +1,6 @@
 """A smoke run of the producer against the 4.9 broker line, for each driver.
 
-The module starts its own 4.x cluster (name server and brokers of that release,
+The module runs on the shared 4.x cluster (name server and brokers of that release,
 started by ``scripts/cluster.py``) with short delay levels (level n waits n s), and
 checks the main producer paths there: send and read back, batch, ordered sends,
 delay levels, transactions with check-back, and topic creation by ``Admin``.
@@ -12,7 +12,6 @@ there, so Maven cannot resolve it). ``ROCKETMQ_V4_VERSION`` picks another.
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,12 +22,12 @@ import pytest
 from rocketmq_proto import Message, MessageExt, SendStatus, TransactionState
 
 from .backends import Backend
-from .cluster_fixture import launcher  # type: ignore[attr-defined]
+from .cluster_fixture import V4_VERSION, launcher  # type: ignore[attr-defined]
 from .messages import assert_same, sample
 
 pytestmark = pytest.mark.broker
 
-VERSION = os.environ.get("ROCKETMQ_V4_VERSION") or "4.9.7"
+VERSION = V4_VERSION
 # Generous for a loaded 2-core machine.
 LIMITS = {"send_timeout": 20.0, "request_timeout": 20.0}
 
@@ -38,19 +37,9 @@ def unique(prefix: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[launcher.LocalCluster]:
-    local = launcher.LocalCluster(
-        version=VERSION,
-        extra_broker_props={"messageDelayLevel": launcher.SHORT_MESSAGE_DELAY_LEVELS},
-    )
-    try:
-        local.start()
-    except launcher.ClusterError as exc:
-        pytest.fail(f"could not start the RocketMQ {VERSION} cluster: {exc}", pytrace=False)
-    try:
-        yield local
-    finally:
-        local.stop()
+def cluster(rocketmq_v4_cluster: launcher.LocalCluster) -> launcher.LocalCluster:
+    """The shared 4.x cluster (see tests/cluster_fixture.py), with short delay levels."""
+    return rocketmq_v4_cluster
 
 
 @pytest.fixture(scope="module")

@@ -37,16 +37,9 @@ def unique(prefix: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def cluster() -> Iterator[launcher.LocalCluster]:
-    local = launcher.LocalCluster(serialize_type="ROCKETMQ")
-    try:
-        local.start()
-    except launcher.ClusterError as exc:
-        pytest.fail(f"could not start the ROCKETMQ-header cluster: {exc}", pytrace=False)
-    try:
-        yield local
-    finally:
-        local.stop()
+def cluster(rocketmq_headers_cluster: launcher.LocalCluster) -> launcher.LocalCluster:
+    """The shared ROCKETMQ-header cluster (see tests/cluster_fixture.py)."""
+    return rocketmq_headers_cluster
 
 
 @pytest.fixture(scope="module", params=["JSON", "ROCKETMQ"], ids=["client-json", "client-rocketmq"])

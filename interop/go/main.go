@@ -192,6 +192,14 @@ func emit(o *obj) {
 	outMu.Unlock()
 }
 
+// emitFor prints a line of a command; with --label L it carries "label": L.
+func emitFor(a *args, o *obj) {
+	if a.has("label") {
+		o.put("label", a.str("label", ""))
+	}
+	emit(o)
+}
+
 func logf(format string, v ...interface{}) {
 	fmt.Fprintf(os.Stderr, "[peer] "+format+"\n", v...)
 }
@@ -338,7 +346,8 @@ func messageJSON(m *primitive.MessageExt) *obj {
 		put("properties", sortedMap(m.GetProperties())).
 		put("reconsumeTimes", m.ReconsumeTimes).put("bornTimestamp", m.BornTimestamp).
 		put("storeTimestamp", m.StoreTimestamp).put("bornHost", m.BornHost).
-		put("storeHost", m.StoreHost).put("transactionId", nullIfEmpty(m.TransactionId))
+		put("storeHost", m.StoreHost).put("transactionId", nullIfEmpty(m.TransactionId)).
+		put("consumedAt", time.Now().UnixMilli())
 	return o
 }
 
@@ -427,7 +436,7 @@ func produce(a *args) (int, error) {
 			if err != nil {
 				return 1, err
 			}
-			emit(sendJSON(i, r, len(m.Body)))
+			emitFor(a, sendJSON(i, r, len(m.Body)))
 		}
 	case "oneway":
 		for i := 0; i < count; i++ {
@@ -435,7 +444,7 @@ func produce(a *args) (int, error) {
 			if err := p.SendOneWay(ctx, m); err != nil {
 				return 1, err
 			}
-			emit(newObj().put("index", i).put("msgId", nullIfEmpty(m.GetProperty(primitive.PropertyUniqueClientMessageIdKeyIndex))).
+			emitFor(a, newObj().put("index", i).put("msgId", nullIfEmpty(m.GetProperty(primitive.PropertyUniqueClientMessageIdKeyIndex))).
 				put("status", "ONEWAY").put("bodyLength", len(m.Body)))
 		}
 	case "ordered":
@@ -448,7 +457,7 @@ func produce(a *args) (int, error) {
 			if err != nil {
 				return 1, err
 			}
-			emit(sendJSON(i, r, len(m.Body)).put("shardingKey", key))
+			emitFor(a, sendJSON(i, r, len(m.Body)).put("shardingKey", key))
 		}
 	case "batch":
 		batch := a.integer("batch", count)
@@ -474,7 +483,7 @@ func produce(a *args) (int, error) {
 					o.put("msgId", id)
 				}
 				o.put("offsetMsgId", pick(offIDs, k))
-				emit(o)
+				emitFor(a, o)
 			}
 		}
 	case "async":
@@ -506,7 +515,7 @@ func produce(a *args) (int, error) {
 		}
 		wg.Wait()
 		for _, o := range lines {
-			emit(o)
+			emitFor(a, o)
 		}
 		if errorsSeen > 0 {
 			return 1, nil
@@ -626,7 +635,7 @@ func produceTransaction(a *args, topic string, count int, spec *bodySpec) (int, 
 		} else {
 			o.put("checkState", nil)
 		}
-		emit(o)
+		emitFor(a, o)
 	}
 	return rc, nil
 }
@@ -684,18 +693,33 @@ func signalReady(a *args) {
 	}
 }
 
-// waitFor waits for done, the timeout or SIGTERM/SIGINT; true when done.
-func waitFor(done <-chan struct{}, timeout time.Duration) bool {
+// waitFor waits for done, the file named by --stop-file, the timeout or SIGTERM/SIGINT;
+// true when done or stopped by the file.
+func waitFor(a *args, done <-chan struct{}, timeout time.Duration) bool {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sig)
-	select {
-	case <-done:
-		return true
-	case <-time.After(timeout):
-		return false
-	case <-sig:
-		return false
+	var poll <-chan time.Time
+	stop := a.str("stop-file", "")
+	if stop != "" {
+		ticker := time.NewTicker(100 * time.Millisecond)
+		defer ticker.Stop()
+		poll = ticker.C
+	}
+	expired := time.After(timeout)
+	for {
+		select {
+		case <-done:
+			return true
+		case <-poll:
+			if _, err := os.Stat(stop); err == nil {
+				return true
+			}
+		case <-expired:
+			return false
+		case <-sig:
+			return false
+		}
 	}
 }
 
@@ -743,7 +767,7 @@ func consume(a *args) (int, error) {
 			result, name = consumer.ConsumeRetryLater, "RECONSUME_LATER"
 		}
 		for _, m := range msgs {
-			emit(messageJSON(m).put("consumeResult", name))
+			emitFor(a, messageJSON(m).put("consumeResult", name))
 		}
 		if !fail {
 			cnt.add(len(msgs))
@@ -757,7 +781,7 @@ func consume(a *args) (int, error) {
 		return 1, err
 	}
 	signalReady(a)
-	finished := waitFor(cnt.done, timeout)
+	finished := waitFor(a, cnt.done, timeout)
 	c.Shutdown()
 	if count <= 0 {
 		return 0, nil
@@ -808,7 +832,7 @@ func reply(a *args) (int, error) {
 			if err != nil {
 				o.put("replyError", err.Error())
 			}
-			emit(o)
+			emitFor(a, o)
 		}
 		cnt.add(len(msgs))
 		return consumer.ConsumeSuccess, nil
@@ -820,7 +844,7 @@ func reply(a *args) (int, error) {
 		return 1, err
 	}
 	signalReady(a)
-	finished := waitFor(cnt.done, timeout)
+	finished := waitFor(a, cnt.done, timeout)
 	c.Shutdown()
 	if count > 0 && !finished {
 		return 2, nil
@@ -864,7 +888,7 @@ func request(a *args) (int, error) {
 				put("correlationId", nullIfEmpty(r.GetProperty(primitive.PropertyCorrelationID))).
 				put("rttMs", float64(time.Since(t0).Microseconds())/1000)
 		}
-		emit(o)
+		emitFor(a, o)
 	}
 	return rc, nil
 }
@@ -1043,7 +1067,7 @@ func benchConsume(a *args) (int, error) {
 		return 1, err
 	}
 	startup := sinceStart()
-	finished := waitFor(cnt.done, timeout)
+	finished := waitFor(a, cnt.done, timeout)
 	t1 := time.Now()
 	cpu1 := cpuSeconds()
 	got := atomic.LoadInt64(&received)
@@ -1070,7 +1094,16 @@ func benchConsume(a *args) (int, error) {
 
 // ---------------------------------------------------------------- main
 
-func run(argv []string) (rc int, err error) {
+// execute runs one command line: a command, or "run" and its file of commands.
+func execute(argv []string) (int, error) {
+	if len(argv) > 0 && argv[0] == "run" {
+		return runFile(argv)
+	}
+	return dispatch(argv, nil)
+}
+
+// dispatch runs a command; prepare, when given, may adjust the parsed options first.
+func dispatch(argv []string, prepare func(a *args)) (rc int, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			if u, ok := r.(usageError); ok {
@@ -1083,6 +1116,9 @@ func run(argv []string) (rc int, err error) {
 	a, err := parseArgs(argv)
 	if err != nil {
 		return 3, err
+	}
+	if prepare != nil {
+		prepare(a)
 	}
 	switch a.command {
 	case "produce":
@@ -1105,18 +1141,111 @@ func run(argv []string) (rc int, err error) {
 	return 3, usageError{"unknown command " + a.command}
 }
 
+// ---------------------------------------------------------------- run
+
+// runFile runs the commands listed in --file in this one process (see README): one command
+// per line, its arguments separated by tabs; blank lines and lines starting with '#' are
+// skipped. A line whose first field is "&" runs in the background; the others run one after
+// another, in file order. The run's other options go before each command's own (which
+// therefore win). After each command, a line {"event":"step",...} gives its exit code and
+// error. Exit code: the highest of the commands'.
+func runFile(argv []string) (int, error) {
+	file := ""
+	var common []string
+	for i := 1; i < len(argv); i++ {
+		switch {
+		case argv[i] == "--file" && i+1 < len(argv):
+			i++
+			file = argv[i]
+		case strings.HasPrefix(argv[i], "--file="):
+			file = argv[i][len("--file="):]
+		default:
+			common = append(common, argv[i])
+		}
+	}
+	if file == "" {
+		return 3, usageError{"--file is required for run"}
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return 1, err
+	}
+	var worst int32
+	var wg sync.WaitGroup
+	step := 0
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.TrimSpace(line) == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		fields := strings.Split(line, "\t")
+		background := fields[0] == "&"
+		if background {
+			fields = fields[1:]
+		}
+		if len(fields) == 0 || fields[0] == "run" {
+			return 3, usageError{"run: bad line: " + line}
+		}
+		stepArgv := append(append([]string{fields[0]}, common...), fields[1:]...)
+		index := step
+		step++
+		if background {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				runStep(index, stepArgv, true, &worst)
+			}()
+		} else {
+			runStep(index, stepArgv, false, &worst)
+		}
+	}
+	wg.Wait()
+	return int(atomic.LoadInt32(&worst)), nil
+}
+
+func runStep(index int, argv []string, background bool, worst *int32) {
+	o := newObj().put("event", "step").put("step", index).put("command", argv[0]).
+		put("label", nil).put("background", background)
+	rc, err := dispatch(argv, func(a *args) {
+		if a.has("label") {
+			o.put("label", a.str("label", ""))
+		}
+		// One client instance per command: the library shares a client between all
+		// producers and consumers of one instance name, and a shared client hands
+		// transaction check-backs to the first of them only.
+		base := a.str("instance", strconv.Itoa(os.Getpid()))
+		a.values["instance"] = []string{fmt.Sprintf("%s-step%d", base, index)}
+	})
+	if err != nil && rc == 0 {
+		rc = 1
+	}
+	o.put("rc", rc)
+	if err != nil {
+		o.put("error", err.Error())
+		logf("step %d (%s) failed: %v", index, argv[0], err)
+	} else {
+		o.put("error", nil)
+	}
+	emit(o)
+	for {
+		old := atomic.LoadInt32(worst)
+		if int32(rc) <= old || atomic.CompareAndSwapInt32(worst, old, int32(rc)) {
+			break
+		}
+	}
+}
+
 func main() {
 	level := os.Getenv("ROCKETMQ_GO_LOG_LEVEL")
 	if level == "" {
 		level = "error"
 	}
 	rlog.SetLogLevel(level)
-	rc, err := run(os.Args[1:])
+	rc, err := execute(os.Args[1:])
 	if err != nil {
 		var u usageError
 		if errors.As(err, &u) {
 			fmt.Fprintln(os.Stderr, "usage: "+err.Error())
-			fmt.Fprintln(os.Stderr, "commands: produce consume reply request bench-produce bench-consume version (see interop/README.md)")
+			fmt.Fprintln(os.Stderr, "commands: produce consume reply request run bench-produce bench-consume version (see interop/README.md)")
 		} else {
 			fmt.Fprintln(os.Stderr, "error: "+err.Error())
 		}

@@ -252,6 +252,15 @@ public final class Peer {
         OUT.flush();
     }
 
+    /** A line of a command: with {@code --label L}, it carries {@code "label": L}. */
+    static void emit(Args a, Json j) {
+        String label = a.str("label", null);
+        if (label != null) {
+            j.put("label", label);
+        }
+        emit(j);
+    }
+
     static final boolean TRACE = System.getenv("PEER_TRACE") != null;
 
     /** With PEER_TRACE set: a stderr line with the time since the JVM started. */
@@ -435,11 +444,15 @@ public final class Peer {
         j.put("bornHost", hostPort(m.getBornHost()));
         j.put("storeHost", hostPort(m.getStoreHost()));
         j.put("transactionId", m.getTransactionId());
+        j.put("consumedAt", System.currentTimeMillis());
         return j;
     }
 
+    private static final AtomicInteger GROUP_SEQ = new AtomicInteger();
+
     static String defaultGroup(String kind) {
-        return "interop_java_" + kind + "_" + ProcessHandle.current().pid() + "_" + (System.nanoTime() % 100000);
+        return "interop_java_" + kind + "_" + ProcessHandle.current().pid() + "_" + (System.nanoTime() % 100000)
+                + "_" + GROUP_SEQ.incrementAndGet();
     }
 
     static void configureClient(org.apache.rocketmq.client.ClientConfig c, Args a) {
@@ -467,12 +480,7 @@ public final class Peer {
         if (mode.equals("transaction")) {
             return produceTransaction(a, topic, count, spec);
         }
-        DefaultMQProducer p = new DefaultMQProducer(a.str("group", defaultGroup("producer")));
-        configureClient(p, a);
-        p.setSendMsgTimeout(a.integer("send-timeout-ms", 30000));
-        trace("producer starting");
-        p.start();
-        trace("producer started");
+        DefaultMQProducer p = startProducer(a);
         int failures = 0;
         try {
             switch (mode) {
@@ -480,14 +488,14 @@ public final class Peer {
                 case "delay":
                     for (int i = 0; i < count; i++) {
                         Message m = buildMessage(a, spec, topic, i);
-                        emit(sendJson(i, p.send(m), m.getBody().length));
+                        emit(a, sendJson(i, p.send(m), m.getBody().length));
                     }
                     break;
                 case "oneway":
                     for (int i = 0; i < count; i++) {
                         Message m = buildMessage(a, spec, topic, i);
                         p.sendOneway(m);
-                        emit(new Json().put("index", i).put("msgId", m.getProperty("UNIQ_KEY"))
+                        emit(a, new Json().put("index", i).put("msgId", m.getProperty("UNIQ_KEY"))
                                 .put("status", "ONEWAY").put("bodyLength", m.getBody().length));
                     }
                     break;
@@ -501,7 +509,7 @@ public final class Peer {
                     for (int i = 0; i < count; i++) {
                         Message m = buildMessage(a, spec, topic, i);
                         String key = keys[i % keys.length];
-                        emit(sendJson(i, p.send(m, selector, key), m.getBody().length).put("shardingKey", key));
+                        emit(a, sendJson(i, p.send(m, selector, key), m.getBody().length).put("shardingKey", key));
                     }
                     break;
                 }
@@ -520,7 +528,7 @@ public final class Peer {
                             j.put("msgId", k < ids.length ? ids[k] : null);
                             j.put("offsetMsgId", k < offIds.length ? offIds[k] : null);
                             j.put("queueOffset", r.getQueueOffset() + k);
-                            emit(j);
+                            emit(a, j);
                         }
                     }
                     break;
@@ -553,7 +561,7 @@ public final class Peer {
                     }
                     done.await();
                     for (Json j : lines) {
-                        emit(j);
+                        emit(a, j);
                     }
                     failures = errors.get();
                     break;
@@ -562,11 +570,42 @@ public final class Peer {
                     throw new UsageError("unknown --mode " + mode);
             }
         } finally {
-            trace("sent; shutting down");
-            p.shutdown();
-            trace("shut down");
+            if (!inRun) {
+                trace("sent; shutting down");
+                p.shutdown();
+                trace("shut down");
+            }
         }
         return failures == 0 ? 0 : 1;
+    }
+
+    /** True while a run executes: producers are then shared and left running (see run). */
+    static volatile boolean inRun;
+    static final Map<String, DefaultMQProducer> SHARED_PRODUCERS = new HashMap<>();
+
+    /**
+     * A started producer for the produce command. In a run, the commands with the same
+     * --group, --send-timeout-ms and --instance share one, which is never shut down: starting and
+     * stopping a client per command costs seconds, and the run's end stops the JVM anyway.
+     */
+    static DefaultMQProducer startProducer(Args a) throws Exception {
+        String key = a.str("group", "") + "|" + a.str("send-timeout-ms", "") + "|" + a.str("instance", "");
+        synchronized (SHARED_PRODUCERS) {
+            DefaultMQProducer p = inRun ? SHARED_PRODUCERS.get(key) : null;
+            if (p != null) {
+                return p;
+            }
+            p = new DefaultMQProducer(a.str("group", defaultGroup("producer")));
+            configureClient(p, a);
+            p.setSendMsgTimeout(a.integer("send-timeout-ms", 30000));
+            trace("producer starting");
+            p.start();
+            trace("producer started");
+            if (inRun) {
+                SHARED_PRODUCERS.put(key, p);
+            }
+            return p;
+        }
     }
 
     static int produceTransaction(Args a, String topic, int count, BodySpec spec) throws Exception {
@@ -649,10 +688,12 @@ public final class Peer {
                 AtomicInteger n = checks.get(ids.get(i));
                 j.put("checkTimes", n == null ? 0 : n.get());
                 j.put("checkState", n == null ? null : onCheck.name());
-                emit(j);
+                emit(a, j);
             }
         } finally {
-            p.shutdown();
+            if (!inRun) {
+                p.shutdown();
+            }
         }
         return rc;
     }
@@ -720,6 +761,32 @@ public final class Peer {
         }
     }
 
+    /**
+     * Waits until {@code count} deliveries were counted ({@code count > 0}), the file named by
+     * {@code --stop-file} exists, or {@code timeout} seconds have passed. True unless it timed out
+     * with {@code count > 0}.
+     */
+    static boolean awaitEnd(Args a, CountDownLatch done, int count, int timeout) throws InterruptedException {
+        String stop = a.str("stop-file", null);
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(timeout);
+        while (true) {
+            if (stop != null && Files.exists(Paths.get(stop))) {
+                return true;
+            }
+            long left = deadline - System.nanoTime();
+            if (left <= 0) {
+                return count <= 0;
+            }
+            long step = Math.min(left, TimeUnit.MILLISECONDS.toNanos(stop == null ? 1000 : 100));
+            if (count > 0 && done.await(step, TimeUnit.NANOSECONDS)) {
+                return true;
+            }
+            if (count <= 0) {
+                TimeUnit.NANOSECONDS.sleep(step);
+            }
+        }
+    }
+
     static int consume(Args a) throws Exception {
         String topic = a.required("topic");
         String group = a.required("group");
@@ -732,7 +799,7 @@ public final class Peer {
             c.registerMessageListener((MessageListenerOrderly) (msgs, ctx) -> {
                 for (MessageExt m : msgs) {
                     boolean fail = m.getReconsumeTimes() < failTimes;
-                    emit(messageJson(m).put("consumeResult", fail ? "SUSPEND_CURRENT_QUEUE_A_MOMENT" : "SUCCESS"));
+                    emit(a, messageJson(m).put("consumeResult", fail ? "SUSPEND_CURRENT_QUEUE_A_MOMENT" : "SUCCESS"));
                     if (fail) {
                         return ConsumeOrderlyStatus.SUSPEND_CURRENT_QUEUE_A_MOMENT;
                     }
@@ -753,7 +820,7 @@ public final class Peer {
                 }
                 for (MessageExt m : msgs) {
                     trace("message");
-                    emit(messageJson(m).put("consumeResult", fail ? "RECONSUME_LATER" : "SUCCESS"));
+                    emit(a, messageJson(m).put("consumeResult", fail ? "RECONSUME_LATER" : "SUCCESS"));
                 }
                 if (fail) {
                     return ConsumeConcurrentlyStatus.RECONSUME_LATER;
@@ -768,13 +835,7 @@ public final class Peer {
         c.start();
         trace("consumer started");
         signalReady(a);
-        boolean finished;
-        if (count <= 0) {
-            Thread.sleep(TimeUnit.SECONDS.toMillis(timeout));
-            finished = true;
-        } else {
-            finished = done.await(timeout, TimeUnit.SECONDS);
-        }
+        boolean finished = awaitEnd(a, done, count, timeout);
         trace("received all; shutting down");
         c.shutdown();
         trace("shut down");
@@ -812,7 +873,7 @@ public final class Peer {
                 } catch (Exception e) {
                     j.put("replyError", String.valueOf(e));
                 }
-                emit(j);
+                emit(a, j);
                 done.countDown();
             }
             return ConsumeConcurrentlyStatus.CONSUME_SUCCESS;
@@ -821,13 +882,7 @@ public final class Peer {
         c.start();
         trace("consumer started");
         signalReady(a);
-        boolean finished;
-        if (count <= 0) {
-            Thread.sleep(TimeUnit.SECONDS.toMillis(timeout));
-            finished = true;
-        } else {
-            finished = done.await(timeout, TimeUnit.SECONDS);
-        }
+        boolean finished = awaitEnd(a, done, count, timeout);
         c.shutdown();
         p.shutdown();
         return finished ? 0 : 2;
@@ -864,10 +919,12 @@ public final class Peer {
                     j.put("error", String.valueOf(e));
                     rc = e.getClass().getSimpleName().contains("Timeout") ? 2 : 1;
                 }
-                emit(j);
+                emit(a, j);
             }
         } finally {
-            p.shutdown();
+            if (!inRun) {
+                p.shutdown();
+            }
         }
         return rc;
     }
@@ -1125,6 +1182,111 @@ public final class Peer {
         return 0;
     }
 
+    static int dispatch(Args a) throws Exception {
+        switch (a.command) {
+            case "produce":
+                return produce(a);
+            case "consume":
+                return consume(a);
+            case "reply":
+                return reply(a);
+            case "request":
+                return request(a);
+            case "bench-produce":
+                return benchProduce(a);
+            case "bench-consume":
+                return benchConsume(a);
+            case "version":
+                return version(a);
+            case "warm":
+                return warm(a);
+            default:
+                throw new UsageError("unknown command " + a.command);
+        }
+    }
+
+    // ------------------------------------------------------------------ run
+
+    /**
+     * Runs the commands listed in {@code --file} in this one JVM (see README): one command per
+     * line, its arguments separated by tabs, UTF-8; blank lines and lines starting with '#' are
+     * skipped. A line whose first field is '&' runs on its own thread; the others run one after
+     * another, in file order. The run's other options go before each command's own (which
+     * therefore win). After each command, a line {"event":"step",...} gives its exit code and
+     * error. Exit code: the highest of the commands'.
+     */
+    static int run(String[] argv) throws Exception {
+        String file = null;
+        List<String> common = new ArrayList<>();
+        for (int i = 1; i < argv.length; i++) {
+            if (argv[i].equals("--file") && i + 1 < argv.length) {
+                file = argv[++i];
+            } else if (argv[i].startsWith("--file=")) {
+                file = argv[i].substring("--file=".length());
+            } else {
+                common.add(argv[i]);
+            }
+        }
+        if (file == null) {
+            throw new UsageError("--file is required for run");
+        }
+        inRun = true;
+        AtomicInteger worst = new AtomicInteger();
+        List<Thread> background = new ArrayList<>();
+        int step = 0;
+        for (String line : Files.readAllLines(Paths.get(file), StandardCharsets.UTF_8)) {
+            if (line.isBlank() || line.startsWith("#")) {
+                continue;
+            }
+            List<String> fields = new ArrayList<>(Arrays.asList(line.split("\t", -1)));
+            boolean inBackground = fields.get(0).equals("&");
+            if (inBackground) {
+                fields.remove(0);
+            }
+            if (fields.isEmpty() || fields.get(0).equals("run")) {
+                throw new UsageError("run: bad line: " + line);
+            }
+            List<String> stepArgv = new ArrayList<>();
+            stepArgv.add(fields.get(0));
+            stepArgv.addAll(common);
+            stepArgv.addAll(fields.subList(1, fields.size()));
+            final int index = step++;
+            Runnable body = () -> runStep(index, stepArgv.toArray(new String[0]), inBackground, worst);
+            if (inBackground) {
+                Thread t = new Thread(body, "run-step-" + index);
+                t.start();
+                background.add(t);
+            } else {
+                body.run();
+            }
+        }
+        for (Thread t : background) {
+            t.join();
+        }
+        return worst.get();
+    }
+
+    static void runStep(int index, String[] argv, boolean inBackground, AtomicInteger worst) {
+        String label = null;
+        String error = null;
+        int rc;
+        try {
+            Args a = new Args(argv);
+            label = a.str("label", null);
+            rc = dispatch(a);
+        } catch (UsageError e) {
+            rc = 3;
+            error = "usage: " + e.getMessage();
+        } catch (Throwable t) {
+            rc = 1;
+            error = String.valueOf(t);
+            log("step " + index + " (" + argv[0] + ") failed: " + t);
+        }
+        emit(new Json().put("event", "step").put("step", index).put("command", argv[0]).put("label", label)
+                .put("background", inBackground).put("rc", rc).put("error", error));
+        worst.accumulateAndGet(rc, Math::max);
+    }
+
     public static void main(String[] argv) {
         trace("main");
         // Client log files: 4.x reads rocketmq.client.logRoot/logLevel, 5.x rocketmq.log.root/level.
@@ -1138,38 +1300,14 @@ public final class Peer {
         System.setProperty("rocketmq.client.logLevel", logLevel.toUpperCase(Locale.ROOT));
         int rc;
         try {
-            Args a = new Args(argv);
-            switch (a.command) {
-                case "produce":
-                    rc = produce(a);
-                    break;
-                case "consume":
-                    rc = consume(a);
-                    break;
-                case "reply":
-                    rc = reply(a);
-                    break;
-                case "request":
-                    rc = request(a);
-                    break;
-                case "bench-produce":
-                    rc = benchProduce(a);
-                    break;
-                case "bench-consume":
-                    rc = benchConsume(a);
-                    break;
-                case "version":
-                    rc = version(a);
-                    break;
-                case "warm":
-                    rc = warm(a);
-                    break;
-                default:
-                    throw new UsageError("unknown command " + a.command);
+            if (argv.length > 0 && argv[0].equals("run")) {
+                rc = run(argv);
+            } else {
+                rc = dispatch(new Args(argv));
             }
         } catch (UsageError e) {
             System.err.println("usage: " + e.getMessage());
-            System.err.println("commands: produce consume reply request bench-produce bench-consume version"
+            System.err.println("commands: produce consume reply request run bench-produce bench-consume version"
                     + " (see interop/README.md)");
             rc = 3;
         } catch (Throwable t) {
