@@ -1165,11 +1165,16 @@ def test_a_java_and_a_python_consumer_split_the_queues_of_one_group(
                     sent[r.msg_id] = (q.broker_name, q.queue_id)
         assert set(sent.values()) == all_queues
 
-        def consumed() -> set[str]:
-            return inbox.ids() | {x["msgId"] for x in run.consumed("java")}
+        shares = [(int(time.time() * 1000), sorted(mine))]  # the python share as it changes
 
-        backend.wait_for(lambda: set(sent) <= consumed(), WAIT, "every message")
-        assert owned() == mine, "the python consumer's share changed"
+        def all_consumed() -> bool:
+            share = sorted(owned())
+            if share != shares[-1][1]:
+                shares.append((int(time.time() * 1000), share))
+            return set(sent) <= inbox.ids() | {x["msgId"] for x in run.consumed("java")}
+
+        backend.wait_for(all_consumed, WAIT, "every message")
+        assert owned() == mine and len(shares) == 1, f"the python share changed: {shares}"
         run.stop()
         assert run.finish() == 0
         java_got = {x["msgId"]: (x["brokerName"], x["queueId"]) for x in run.consumed("java")}
@@ -1180,7 +1185,12 @@ def test_a_java_and_a_python_consumer_split_the_queues_of_one_group(
             run.kill()
     java_queues = set(java_got.values())
     python_queues = set(python_got.values())
-    assert python_queues == mine
+    strays = [
+        (g.msg_id, g.broker, g.queue_id, g.consumed_at)
+        for g in inbox.snapshot()
+        if (g.broker, g.queue_id) not in mine
+    ]
+    assert python_queues == mine, f"python consumed outside its share {shares}: {strays}"
     assert java_queues.isdisjoint(mine)
     assert java_queues | mine == all_queues and len(java_queues) == half
     assert set(java_got) | set(python_got) == set(sent)
