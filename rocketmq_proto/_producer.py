@@ -233,6 +233,10 @@ class ProducerCore:
         if not isinstance(msg, Message):
             raise InvalidMessageError(f"expected a Message, got {type(msg).__name__}")
         size = len(msg.body)
+        if size == 0:
+            # As the Java client: a 5.x broker fails such a send, a 4.x broker stores
+            # a message the 4.x Java consumer cannot read.
+            raise InvalidMessageError(f"message body is empty (topic {msg.topic!r})")
         if size > self.config.max_message_size:
             raise MessageTooLargeError(
                 f"message body of {size} bytes exceeds the maximum message size "

@@ -18,6 +18,7 @@ from rocketmq_proto._command import FrameDecoder, RemotingCommand, encode_comman
 from rocketmq_proto._errors import (
     ConfigError,
     ConnectionClosedError,
+    InvalidMessageError,
     MessageTooLargeError,
     NoPermissionError,
     RouteNotFoundError,
@@ -212,6 +213,18 @@ def test_large_body_is_compressed_and_oversized_is_refused() -> None:
     assert len(cmd.body) < len(body)
     with pytest.raises(MessageTooLargeError, match="exceeds the maximum message size"):
         sim.run(core.send_flow(Message("T", b"x" * (4 * 1024 * 1024 + 1))))
+
+
+def test_an_empty_body_is_refused_before_sending() -> None:
+    """As the Java client refuses it ("the message body length is zero")."""
+    broker = Broker()
+    sim = Sim(broker)
+    core = make_producer()
+    with pytest.raises(InvalidMessageError, match="message body is empty"):
+        sim.run(core.send_flow(Message("T", b"")))
+    with pytest.raises(InvalidMessageError, match="message body is empty"):
+        sim.run(core.send_batch_flow([Message("T", b"a"), Message("T", b"")]))
+    assert not broker.sent
 
 
 def test_sharding_key_is_stable_and_matches_java_hash_rule() -> None:
