@@ -17,7 +17,8 @@ one future per request, one reader task and one timer per connection.
   the caller's thread writes (handing the write to another thread would cost a
   thread switch per request); with greenlets (``Runtime.coalesce_writes``) a
   greenlet spawned for it writes once the caller yields, so that every request
-  a greenlet makes before it next waits leaves in one ``send``.
+  a greenlet makes before it next waits leaves in one ``send`` (unless the
+  request is the connection's only one in flight: that one is written at once).
 - **Timers.** Deadlines are expired by one runtime timer per connection, armed
   at :meth:`Connection.next_deadline` and moved only when a request with an
   earlier deadline appears. The socket's own timeout cannot serve: it is one
@@ -190,13 +191,16 @@ class _Channel:
             if self._timer is None or deadline + _TIMER_SLACK < self._timer_at:
                 self._arm_timer(deadline, now)
             is_open = self._status == _OPEN
-            spawn_flush = is_open and self._coalesce and not self._flush_scheduled
+            # Coalescing pays when requests come in bursts; the only request in
+            # flight (a caller sending one at a time) is written at once.
+            coalesce = self._coalesce and len(self._waiters) > 1
+            spawn_flush = is_open and coalesce and not self._flush_scheduled
             if spawn_flush:
                 self._flush_scheduled = True
         if spawn_flush:
             self._rt.spawn(self._scheduled_flush)
         elif is_open:
-            if not self._coalesce:
+            if not coalesce:
                 self._flush()
         elif not self._started:
             self._start()
