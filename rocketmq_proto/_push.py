@@ -12,6 +12,7 @@ and runs what they spawn; it holds no consumer decision itself.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import enum
 import inspect
@@ -195,6 +196,12 @@ class PushConsumerCore:
     closed: bool = False
     #: Handlers running now (a graceful close waits for them).
     in_flight: int = 0
+    #: Concurrent consumption: batches waiting for a consume worker, in arrival order.
+    ready: collections.deque[tuple[_QueueState, list[MessageExt]]] = field(
+        default_factory=collections.deque
+    )
+    #: Concurrent consumption: consume workers running (at most ``consume_thread_max``).
+    workers: int = 0
     #: Messages handed to handlers in all (for running info and tests).
     consumed: int = 0
     _rebalance_now: bool = True
@@ -541,7 +548,15 @@ class PushConsumerCore:
             return
         size = self.config.consume_message_batch_max_size
         for i in range(0, len(msgs), size):
-            yield Spawn(self.consume_flow(state, msgs[i : i + size]), "consume")
+            self.ready.append((state, msgs[i : i + size]))
+        yield from self._start_workers()
+
+    def _start_workers(self) -> Flow[None]:
+        """Enough consume workers for the waiting batches, up to ``consume_thread_max``
+        (Java's consume thread pool: each takes batches until none waits)."""
+        while self.workers < self.config.consume_thread_max and self.workers < len(self.ready):
+            self.workers += 1
+            yield Spawn(self.consume_worker_flow(), "consume")
 
     # ---------------------------------------------------------------- consume
 
@@ -576,24 +591,42 @@ class PushConsumerCore:
         assert self._inner is not None
         return self._inner.send_flow(msg)
 
-    def consume_flow(self, state: _QueueState, msgs: list[MessageExt]) -> Flow[None]:
-        """A concurrent consume request: the handler, then settle its result."""
-        self.in_flight += 1
+    def consume_worker_flow(self) -> Flow[None]:
+        """A consume worker: takes waiting batches until none is left (or the
+        consumer closes); for each, the handler, then settle its result."""
         try:
-            yield from self._consume_batches(state, msgs)
+            while self.ready and not self.closed:
+                state, msgs = self.ready.popleft()
+                self.in_flight += 1
+                try:
+                    left = yield from self.consume_flow(state, msgs)
+                finally:
+                    self.in_flight -= 1
+                if left:  # to be consumed again here, later (a worker is not held meanwhile)
+                    yield Spawn(self._consume_later(state, left), "consume later")
         finally:
-            self.in_flight -= 1
+            self.workers -= 1
 
-    def _consume_batches(self, state: _QueueState, msgs: list[MessageExt]) -> Flow[None]:
+    def _consume_later(self, state: _QueueState, msgs: list[MessageExt]) -> Flow[None]:
+        yield Sleep(CONSUME_REQUEST_RETRY_DELAY)
+        if not self.closed and not state.request.process_queue.dropped:
+            self.ready.append((state, msgs))
+            yield from self._start_workers()
+
+    def consume_flow(self, state: _QueueState, msgs: list[MessageExt]) -> Flow[list[MessageExt]]:
+        """One concurrent consume request: the handler, then settle its result; the
+        messages to consume again locally (their send-back failed)."""
         request = state.request
         pq = request.process_queue
-        while msgs and not pq.dropped:
-            wall: int = yield WallTime()
-            mark_consume_start(msgs, wall)
-            result = yield from self._call_handler(msgs)
-            if result is None or pq.dropped:
-                return
-            msgs = yield from process_concurrent_result_flow(
+        if not msgs or pq.dropped:
+            return []
+        wall: int = yield WallTime()
+        mark_consume_start(msgs, wall)
+        result = yield from self._call_handler(msgs)
+        if result is None or pq.dropped:
+            return []
+        return (
+            yield from process_concurrent_result_flow(
                 self.client,
                 self.group,
                 pq,
@@ -606,8 +639,7 @@ class PushConsumerCore:
                 delay_level=self.config.delay_level_when_next_consume,
                 max_reconsume=self._max_reconsume(),
             )
-            if msgs:
-                yield Sleep(CONSUME_REQUEST_RETRY_DELAY)
+        )
 
     def consume_orderly_flow(self, state: _QueueState) -> Flow[None]:
         """Consume one queue in order until it holds nothing (or loses its lock)."""
@@ -737,6 +769,7 @@ class PushConsumerCore:
             yield from self.persist_flow()
         except RocketMQError as exc:
             log.warning("final offset commit of %s failed: %s", self.group, exc)
+        self.ready.clear()  # batches no worker took stay unconsumed (and uncommitted)
         held = {**self.queues, **self.releasing}
         for state in held.values():
             state.request.process_queue.dropped = True

@@ -40,7 +40,7 @@ from rocketmq_proto._consume import (
     send_back_flow,
     to_consume_result,
 )
-from rocketmq_proto._effects import Flow
+from rocketmq_proto._effects import Flow, Spawn
 from rocketmq_proto._errors import (
     BrokerSystemError,
     InvalidArgumentError,
@@ -1340,3 +1340,52 @@ def test_reset_offsets_by_time_raises_the_brokers_error() -> None:
     cluster = Cluster(INVOKE_BROKER_TO_RESET_OFFSET=lambda a, c: reply(ResponseCode.SYSTEM_ERROR))
     with pytest.raises(BrokerSystemError):
         Sim(cluster).run(AdminCore(make_client()).reset_offsets_by_time_flow("G", "T", 1))
+
+
+# ------------------------------------------------------- consume workers
+
+
+def spawned_by(flow: Flow[None]) -> list[Spawn]:
+    """Run a flow that yields only Spawn effects; the spawned flows, in order."""
+    spawns: list[Spawn] = []
+    try:
+        effect = next(flow)
+        while True:
+            assert isinstance(effect, Spawn), effect
+            spawns.append(effect)
+            effect = flow.send(None)
+    except StopIteration:
+        return spawns
+
+
+def test_concurrent_batches_are_taken_by_at_most_consume_thread_max_workers() -> None:
+    """As Java's consume thread pool: at most ``consume_thread_max`` workers, each
+    taking waiting batches in arrival order until none is left; offsets move on."""
+    handled: list[int] = []
+    client = make_client()
+    sim = Sim(Cluster())
+    core = PushConsumerCore(
+        client,
+        ConsumerConfig(group="G", consume_thread_max=3),
+        handler=lambda msgs: handled.extend(m.queue_offset for m in msgs) or True,
+        ids=UniqueIdGenerator(b"\x0a\x00\x00\x01", 1, 0),
+    )
+    state = hold_queue(core, mq(0), 0)
+    msgs = [ext(i) for i in range(50)]
+    state.request.process_queue.put(msgs)
+    workers = spawned_by(core._dispatch(state, msgs, True))
+    assert len(workers) == 3 and core.workers == 3 and len(core.ready) == 50
+    sim.run(workers[0].flow)  # the first worker takes every batch, one at a time
+    assert handled == list(range(50)) and not core.ready
+    assert core.workers == 2 and core.in_flight == 0
+    for worker in workers[1:]:
+        sim.run(worker.flow)  # nothing left for them
+    assert core.workers == 0 and handled == list(range(50))
+    assert core.offsets.read(mq(0)) == 50
+    # Closed: a new worker takes nothing; what waits is left unconsumed.
+    more = [ext(i) for i in range(50, 55)]
+    state.request.process_queue.put(more)
+    (worker,) = spawned_by(core._dispatch(state, more[:1], True))
+    core.closed = True
+    sim.run(worker.flow)
+    assert handled == list(range(50)) and core.offsets.read(mq(0)) == 50
