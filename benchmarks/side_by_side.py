@@ -51,6 +51,7 @@ OURS = ("asyncio", "gevent", "sync")
 PEERS = ("java", "go")
 CLIENTS = (*OURS, *PEERS)
 SIZE = 1024
+RESULTS = ROOT / "benchmarks" / "results" / "side_by_side.json"
 BODY = bytes(ord("a") + i % 26 for i in range(SIZE))  # the peers' body
 
 
@@ -552,9 +553,8 @@ def orchestrate(args: argparse.Namespace) -> int:
         if local is not None:
             local.stop()
     out = {"facts": facts, "counts": counts, "results": results}
-    results_path = ROOT / "benchmarks" / "results" / "side_by_side.json"
-    results_path.parent.mkdir(parents=True, exist_ok=True)
-    results_path.write_text(json.dumps(out, indent=2) + "\n")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(out, indent=2) + "\n")
     table = render_table(results)
     print()
     print(table)
@@ -744,6 +744,11 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="small counts, for a trial run")
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/")
     parser.add_argument("--clients", default=",".join(CLIENTS))
+    parser.add_argument(
+        "--render",
+        action="store_true",
+        help="only rewrite docs/ from benchmarks/results/side_by_side.json (no run)",
+    )
     worker = parser.add_argument_group("worker (one scenario of this client)")
     worker.add_argument("--worker", choices=OURS)
     worker.add_argument("--op", choices=("produce", "push", "pull"), default="produce")
@@ -759,6 +764,10 @@ def main() -> int:
     args = parser.parse_args()
     if args.worker:
         run_worker(args)
+        return 0
+    if args.render:
+        out = json.loads(RESULTS.read_text())
+        write_docs(out, render_table(out["results"]))
         return 0
     return orchestrate(args)
 
