@@ -149,7 +149,11 @@ def test_admin_offsets_and_lookups(backend: Backend, producer: Any, admin: Any, 
     before = int(time.time() * 1000)
     result = producer.send(Message(topic, b"offsets"))
     mq = result.message_queue
-    assert admin.max_offset(mq) >= result.queue_offset + 1
+    # The broker answers a send once the message is stored; its consume queue (which
+    # the max offset counts) is built just after, so a loaded broker may lag a moment.
+    backend.wait_for(
+        lambda: admin.max_offset(mq) >= result.queue_offset + 1, 30, "the consume queue"
+    )
     assert admin.min_offset(mq) == 0
     assert admin.search_offset(mq, before - 60_000) <= result.queue_offset
     offsets = admin.topic_offsets(topic)
