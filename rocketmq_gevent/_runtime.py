@@ -50,7 +50,12 @@ class _Timer:
 
     def __init__(self, delay: float, fn: Callable[[], object]) -> None:
         self._fn: Callable[[], object] | None = fn
-        self._watcher = gevent.get_hub().loop.timer(max(0.0, delay))
+        loop = gevent.get_hub().loop
+        # The loop's clock is only as fresh as its last iteration: after the hub
+        # did not run for a while (other code blocked the thread), a timer armed
+        # against it would fire that much early.
+        loop.update_now()
+        self._watcher = loop.timer(max(0.0, delay))
         self._watcher.start(self._fire)
 
     def _fire(self) -> None:

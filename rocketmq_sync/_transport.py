@@ -85,6 +85,8 @@ _YIELD_EVERY: Final = 16
 #: A request whose deadline is at most this much before the armed timer does not
 #: move it: the timer fires a little late for it rather than being re-armed.
 _TIMER_SLACK: Final = 0.002
+#: A timer firing more than this before its deadline is re-armed, not trusted.
+_TIMER_EARLY: Final = 0.05
 #: How much longer than its own timeout a blocking call waits for its future
 #: (a safety net: the connection's timer normally completes it in time).
 _WAIT_GRACE: Final = 1.0
@@ -324,9 +326,15 @@ class _Channel:
             if seq != self._timer_seq or self._status == _CLOSED:
                 return  # superseded by a timer armed later, or nothing left to expire
             self._timer = None
+            now = rt.monotonic()
+            if now + _TIMER_EARLY < self._timer_at:
+                # Far too early (a runtime's clock was stale when it was armed): no
+                # request is due yet; wait for the deadline again.
+                self._arm_timer(self._timer_at, now)
+                return
             # A timer may fire a clock tick early: treat its own deadline as due, or
             # the request that armed it would not expire and the timer would spin.
-            self._conn.handle_timer(max(rt.monotonic(), self._timer_at))
+            self._conn.handle_timer(max(now, self._timer_at))
             actions = self._drain()
             if self._status != _CLOSED:
                 deadline = self._conn.next_deadline()

@@ -1001,3 +1001,36 @@ def test_a_forked_child_reconnects_and_leaves_the_parent_connection_alone(kind: 
         """
     )
     assert out.strip() == "ok"
+
+
+class _EarlyFirstTimer:
+    """A runtime whose first timer fires at once, whatever its delay (as a gevent
+    timer armed against the hub's stale clock did after the hub had been blocked)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+        self.early = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._runtime, name)
+
+    def call_later(self, delay: float, fn: Callable[[], object]) -> Any:
+        if not self.early:
+            self.early += 1
+            delay = 0.0
+        return self._runtime.call_later(delay, fn)
+
+
+def test_a_timer_firing_far_before_its_deadline_expires_nothing(
+    env: Env, broker: FakeBroker
+) -> None:
+    runtime = _EarlyFirstTimer(env.runtime)
+    client = RemotingClient(runtime)  # type: ignore[arg-type]
+    env.clients.append(client)
+
+    def body() -> None:
+        answer = client.request(broker.addr, command("delay", delay="0.3", k="x"), 5.0)
+        assert answer.get("k") == "x"
+
+    env.run(body)
+    assert runtime.early == 1
