@@ -540,6 +540,26 @@ def wait_for_ids(
         backend.sleep(0.2)
 
 
+def open_exchange(
+    producer: str,
+    consumer: str,
+    cluster: Any,
+    backend: Backend,
+    options: Mapping[str, Any],
+    *,
+    full: bool,
+) -> tuple[Exchange, str, list[Variant], dict[str, str]]:
+    """A new exchange on ``cluster``: the exchange, its token, the catalogue of
+    variants the producer sends, and the topics (created)."""
+    token = uuid.uuid4().hex[:8]
+    version = str(cluster.version)
+    peer_sends = producer != "python"
+    variants = catalogue(token, version=version, full=full, peer_sends=peer_sends)
+    ex = Exchange(producer, consumer, version, {v.label: v for v in variants})
+    topics = create_topics(backend, cluster.namesrv_addr, token, options)
+    return ex, token, variants, topics
+
+
 def peer_to_python(
     peer: str,
     exe: str,
@@ -552,11 +572,7 @@ def peer_to_python(
     peer_env: Mapping[str, str] | None,
 ) -> Exchange:
     ns = cluster.namesrv_addr
-    token = uuid.uuid4().hex[:8]
-    version = str(cluster.version)
-    variants = catalogue(token, version=version, full=full, peer_sends=True)
-    ex = Exchange(peer, "python", version, {v.label: v for v in variants})
-    topics = create_topics(backend, ns, token, options)
+    ex, _, variants, topics = open_exchange(peer, "python", cluster, backend, options, full=full)
     inboxes = {"all": Inbox()}
     subscriptions = {"all": (topics["main"], "*", {})}
     if full:
@@ -679,11 +695,10 @@ def python_to_peer(
     peer_env: Mapping[str, str] | None,
 ) -> Exchange:
     ns = cluster.namesrv_addr
-    token = uuid.uuid4().hex[:8]
-    version = str(cluster.version)
-    variants = catalogue(token, version=version, full=full, peer_sends=False)
-    ex = Exchange("python", peer, version, {v.label: v for v in variants})
-    topics = create_topics(backend, ns, token, options)
+    ex, token, variants, topics = open_exchange(
+        "python", peer, cluster, backend, options, full=full
+    )
+    version = ex.version
     consumers = {"all": (topics["main"], "*", {})}
     if full:
         consumers["filter"] = (topics["main"], f"{TAG_UNICODE} || {TAG_BATCH}", {})
