@@ -228,10 +228,17 @@ class PullConsumerCore:
                 return
             try:
                 addr, slave = yield from subscribe_addr_flow(self.client, mq, request.broker_id)
-                command = pull_command(request, sub, config, -1, to_slave=slave)
+                # Like Java's lite pull consumer, every pull carries its
+                # subscription: the broker need not have seen a heartbeat
+                # naming this queue's topic (an assign between heartbeats).
+                command = pull_command(
+                    request, sub, config, -1, to_slave=slave, post_subscription=True
+                )
                 response = yield Call(addr, command, config.consumer_timeout_when_suspend)
                 result = parse_pull_response(response, mq, sub)
             except RocketMQError as exc:
+                if self.closed:
+                    return
                 log.info("pull of %s failed: %s", mq, exc)
                 yield Sleep(pull_error_delay(exc, config))
                 continue

@@ -369,18 +369,21 @@ def pull_command(
     commit_offset: int = -1,
     *,
     to_slave: bool = False,
+    post_subscription: bool | None = None,
 ) -> RemotingCommand:
     """PULL_MESSAGE for ``request`` as Java's push consumer builds it.
 
     ``commit_offset`` is the group's offset in memory (clustering; -1 when
     unknown, 0 for broadcasting): a positive one rides along with the
-    COMMIT_OFFSET flag, which is cleared for a slave.
+    COMMIT_OFFSET flag, which is cleared for a slave. ``post_subscription``
+    overrides ``config.post_subscription_when_pull``: with it the broker filters
+    by the expression sent and needs no heartbeat of the group first.
     """
     mq = request.message_queue
     class_filter = subscription.class_filter_mode
-    expression = (
-        subscription.sub_string if config.post_subscription_when_pull and not class_filter else None
-    )
+    if post_subscription is None:
+        post_subscription = config.post_subscription_when_pull
+    expression = subscription.sub_string if post_subscription and not class_filter else None
     sys_flag = build_pull_sys_flag(
         commit_offset > 0 and not to_slave, True, expression is not None, class_filter
     )

@@ -1389,3 +1389,30 @@ def test_concurrent_batches_are_taken_by_at_most_consume_thread_max_workers() ->
     core.closed = True
     sim.run(worker.flow)
     assert handled == list(range(50)) and core.offsets.read(mq(0)) == 50
+
+
+def test_lite_pull_posts_its_subscription_on_every_pull() -> None:
+    """Like Java's lite pull consumer: the broker filters by the expression each
+    pull carries, so a queue assigned between heartbeats pulls at once instead of
+    being refused with SUBSCRIPTION_NOT_EXIST."""
+    from rocketmq_proto._lite_pull import PullConsumerConfig, PullConsumerCore, _Queue
+
+    client = make_client()
+    core = PullConsumerCore(client, PullConsumerConfig("G"))
+    core.subscriptions["T"] = build_subscription("T", "a || b")
+    queue = mq(1)
+    core.queues[queue] = _Queue(PullRequest("G", queue, ProcessQueue(0.0), 7), generation=1)
+
+    def on_pull(addr: str, cmd: RemotingCommand) -> RemotingCommand:
+        core.closed = True
+        return pull_response(int(ResponseCode.PULL_NOT_FOUND), next_begin=7)
+
+    cluster = Cluster(PULL_MESSAGE=on_pull)
+    sim = Sim(cluster)
+    with_routes(client, sim, "T")
+    sim.run(core.pull_loop_flow(queue, 1))
+    ((addr, pull),) = cluster.seen
+    assert addr == MASTER_A
+    assert int(pull.ext_fields["sysFlag"]) & PullSysFlag.SUBSCRIPTION
+    assert pull.ext_fields["subscription"] == "a || b"
+    assert pull.ext_fields["queueOffset"] == "7"
