@@ -126,6 +126,9 @@ class GeventRuntime:
     def run_user(self, fn: Callable[..., Any], args: tuple[Any, ...], on_done: UserDone) -> None:
         self._pool.submit(fn, args, on_done)
 
+    def run_user_here(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[bool, Any]:
+        return self._pool.run_here(fn, args)
+
     def _after_fork_in_child(self) -> None:
         self._pool = WorkerPool(self, self._max_user_workers)
 

@@ -53,6 +53,10 @@ class _Fatal:
 
 _ASYNC: Final = object()  # _perform's answer: the effect will resume the flow later
 
+#: A flow running on a user worker calls at most this many users' callables in a
+#: row itself before it queues one (so that other queued calls get their turn).
+_CALLS_IN_A_ROW: Final = 32
+
 
 class _FlowRunner(Generic[T]):
     """Drives one flow; at most one effect of it is outstanding at any time."""
@@ -61,6 +65,7 @@ class _FlowRunner(Generic[T]):
         "_client",
         "_core_lock",
         "_flow",
+        "_in_a_row",
         "_lock",
         "_pending",
         "_result",
@@ -84,6 +89,7 @@ class _FlowRunner(Generic[T]):
         self._lock = runtime.Lock()
         self._pending: tuple[Any, BaseException | _Fatal | None] | None = None
         self._running = False
+        self._in_a_row = 0
 
     def resume(self, value: Any, error: BaseException | _Fatal | None) -> None:
         """Continue the flow with an effect's outcome (from any thread or greenlet)."""
@@ -161,6 +167,15 @@ class _FlowRunner(Generic[T]):
             return int(time.time() * 1000)
         if kind is UserCall:
             assert isinstance(effect, UserCall)
+            if self._in_a_row < _CALLS_IN_A_ROW:
+                try:
+                    ran, value = self._runtime.run_user_here(effect.fn, effect.args)
+                except Exception as exc:
+                    raise _user_error(effect.fn, exc) from exc
+                if ran:
+                    self._in_a_row += 1
+                    return value
+            self._in_a_row = 0
             self._runtime.run_user(
                 effect.fn, effect.args, functools.partial(self._user_done, effect.fn)
             )
@@ -204,12 +219,16 @@ class _FlowRunner(Generic[T]):
         if exc is None:
             self.resume(value, None)
         elif isinstance(exc, Exception):
-            name = getattr(fn, "__qualname__", None) or repr(fn)
-            error = UserCallbackError(f"{name} raised {type(exc).__name__}: {exc}")
+            error = _user_error(fn, exc)
             error.__cause__ = exc
             self.resume(None, error)
         else:
             self.resume(None, _Fatal(exc))
+
+
+def _user_error(fn: Any, exc: Exception) -> UserCallbackError:
+    name = getattr(fn, "__qualname__", None) or repr(fn)
+    return UserCallbackError(f"{name} raised {type(exc).__name__}: {exc}")
 
 
 def _spawn_done(name: str, future: Future[Any]) -> None:

@@ -157,55 +157,166 @@ class Runtime(Protocol):
         """
         ...
 
+    def run_user_here(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[bool, Any]:
+        """``(True, fn(*args))`` if the caller is a worker that runs users'
+        callables (it may run the next one itself, sparing a hand-off), else
+        ``(False, None)`` without calling. Raises what ``fn`` raises."""
+        ...
+
+
+#: A worker of an adaptive pool whose call has run this long counts as stuck
+#: (blocked on IO, or slow): another worker may start on the queued calls.
+STUCK_AFTER = 0.001
+#: How often an adaptive pool looks for stuck workers while calls wait.
+WATCH_EVERY = 0.005
+
 
 class WorkerPool:
-    """At most ``size`` workers of a runtime running queued calls, spawned on demand.
+    """Up to ``size`` workers of a runtime running queued calls, spawned on demand.
 
     Written once on :class:`Runtime` primitives, so threads and greenlets share it.
     :meth:`submit` never blocks: a call waits in the queue until a worker is free.
+
+    An ``adaptive`` pool (the thread runtime's) starts workers beyond the first
+    only while calls wait and every worker is stuck in a call that has run for
+    :data:`STUCK_AFTER` (checked on a timer; the workers double each time), and
+    a worker whose call was quick leaves while another is free. Quick callables
+    (a handler that acknowledges a message) thus run one after another on one
+    thread, sparing the hand-offs between threads that cost far more than the
+    calls themselves under the GIL, while callables that block (a database, an
+    HTTP call) get up to ``size`` threads, as a fixed pool would give them.
     """
 
-    def __init__(self, runtime: Runtime, size: int) -> None:
+    def __init__(self, runtime: Runtime, size: int, *, adaptive: bool = False) -> None:
         if size < 1:
             raise ValueError(f"a worker pool needs at least one worker, got {size}")
         self._runtime = runtime
         self._size = size
+        self._adaptive = adaptive
         self._queue = runtime.Queue()
         self._lock = runtime.Lock()
         self._workers = 0
+        #: Workers waiting for a call, and calls submitted but not yet taken.
         self._idle = 0
+        self._queued = 0
+        #: When each worker's current call started (``None``: between calls).
+        self._started: dict[int, float | None] = {}
+        self._ids = itertools.count()
+        #: Each running worker's id, by its task (thread or greenlet).
+        self._members: dict[object, int] = {}
+        self._watching = False
+
+    @property
+    def workers(self) -> int:
+        """Workers alive now (busy or waiting for a call)."""
+        return self._workers
 
     def submit(self, fn: Callable[..., Any], args: tuple[Any, ...], on_done: UserDone) -> None:
         self._queue.put((fn, args, on_done))
         with self._lock:
-            if self._idle:
-                # An idle worker will take it (the count is only a hint for spawning).
-                self._idle -= 1
-                return
-            if self._workers >= self._size:
+            self._queued += 1
+            if self._queued <= self._idle or self._workers >= self._size:
+                return  # a waiting worker takes it, or it waits for one
+            if self._adaptive and self._workers:
+                if not self._watching:
+                    self._watching = True
+                    self._runtime.call_later(WATCH_EVERY, self._watch)
                 return
             self._workers += 1
         self._runtime.spawn(self._work)
 
+    def run_here(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[bool, Any]:
+        """Call ``fn`` now if the caller is one of this pool's workers (counted as
+        that worker's call, so a slow one still lets the pool grow)."""
+        me = self._members.get(self._runtime.current())
+        if me is None:
+            return False, None
+        started = self._started
+        outer = started[me]  # a call of this worker that (through a flow) made this one
+        started[me] = outer or self._runtime.monotonic()
+        try:
+            return True, fn(*args)
+        finally:
+            started[me] = outer
+
+    def _watch(self) -> None:
+        """Start more workers if calls wait and every worker is stuck in a call."""
+        now = self._runtime.monotonic()
+        more = 0
+        with self._lock:
+            self._watching = False
+            if self._queued <= self._idle or self._workers >= self._size:
+                return
+            if all(
+                start is not None and now - start >= STUCK_AFTER
+                for start in self._started.values()
+            ):
+                waiting = self._queued - self._idle
+                more = min(waiting, self._size - self._workers, max(1, self._workers))
+                self._workers += more
+            self._watching = True
+        self._runtime.call_later(WATCH_EVERY, self._watch)
+        for _ in range(more):
+            self._runtime.spawn(self._work)
+
+    def _surplus(self, me: int) -> bool:
+        """Under the lock, after a quick call: whether another worker is free."""
+        now = self._runtime.monotonic()
+        return any(
+            worker != me and (start is None or now - start < STUCK_AFTER)
+            for worker, start in self._started.items()
+        )
+
     def _work(self) -> None:
         get = self._queue.get
+        clock = self._runtime.monotonic
+        adaptive = self._adaptive
+        started = self._started
+        me = next(self._ids)
+        task = self._runtime.current()
+        waiting = False
+        with self._lock:
+            started[me] = None
+            self._members[task] = me
         try:
             while True:
+                with self._lock:
+                    self._idle += 1
+                    waiting = True
                 fn, args, on_done = get()
+                begin = clock()
+                with self._lock:
+                    self._idle -= 1
+                    waiting = False
+                    self._queued -= 1
+                    started[me] = begin
                 error: BaseException | None = None
                 try:
                     result = fn(*args)
                 except BaseException as exc:
                     result, error = None, exc
+                started[me] = None
+                quick = clock() - begin < STUCK_AFTER
                 _call_done(on_done, result, error)
                 if error is not None and not isinstance(error, Exception):
                     raise error  # GreenletExit, SystemExit...: let the worker end
                 fn = args = on_done = result = error = None  # nothing kept alive while idle
-                with self._lock:
-                    self._idle += 1
+                if adaptive and quick and self._workers > 1:
+                    with self._lock:
+                        if self._surplus(me):
+                            return  # another worker carries on (the finally below counts)
         finally:
             with self._lock:
+                del started[me]
+                del self._members[task]
                 self._workers -= 1
+                if waiting:
+                    self._idle -= 1
+                replace = self._queued > 0 and self._workers == 0
+                if replace:  # calls wait and nobody is left to take them
+                    self._workers += 1
+            if replace:
+                self._runtime.spawn(self._work)
 
 
 def _call_done(on_done: UserDone, result: Any, exc: BaseException | None) -> None:
@@ -310,7 +421,7 @@ class ThreadRuntime:
     def __init__(self, *, max_user_workers: int = 16) -> None:
         self._max_user_workers = max_user_workers
         self._scheduler = _Scheduler()
-        self._pool = WorkerPool(self, max_user_workers)
+        self._pool = WorkerPool(self, max_user_workers, adaptive=True)
         _thread_runtimes.add(self)
 
     def __repr__(self) -> str:
@@ -349,12 +460,15 @@ class ThreadRuntime:
     def run_user(self, fn: Callable[..., Any], args: tuple[Any, ...], on_done: UserDone) -> None:
         self._pool.submit(fn, args, on_done)
 
+    def run_user_here(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[bool, Any]:
+        return self._pool.run_here(fn, args)
+
     def _after_fork_in_child(self) -> None:
         # The parent's scheduler and workers are not running here, and their locks
         # may be held by threads that do not exist: start afresh. Timers and calls
         # queued in the parent are the parent's work, not the child's.
         self._scheduler = _Scheduler()
-        self._pool = WorkerPool(self, self._max_user_workers)
+        self._pool = WorkerPool(self, self._max_user_workers, adaptive=True)
 
 
 def _after_fork_in_child() -> None:

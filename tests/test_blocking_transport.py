@@ -850,6 +850,93 @@ def test_interpreter_propagates_what_the_flow_raises_and_closes_it_on_cancel(
     env.run(body)
 
 
+def test_a_flow_on_a_user_worker_runs_its_next_user_calls_there(env: Env) -> None:
+    """The first call goes to a worker; the flow resumes there and makes the next
+    calls itself (no hand-off per call), yet a user's exception still reaches it."""
+    client = env.client()
+    tasks: list[object] = []
+
+    def note(i: int) -> int:
+        tasks.append(env.runtime.current())
+        return i
+
+    def fails() -> None:
+        raise KeyError("inline")
+
+    def flow() -> Generator[Any, Any, tuple[int, str]]:
+        total = 0
+        for i in range(10):
+            total += yield UserCall(note, (i,))
+        try:
+            yield UserCall(fails)
+        except UserCallbackError as exc:
+            return total, type(exc.__cause__).__name__
+        return total, "nothing raised"
+
+    def body() -> None:
+        assert run_flow(client, env.runtime, flow()) == (45, "KeyError")
+        assert len(tasks) == 10 and len({id(t) for t in tasks}) == 1
+        assert tasks[0] is not env.runtime.current()
+        assert env.runtime.run_user_here(note, (1,)) == (False, None)  # not a worker
+
+    env.run(body)
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def test_thread_pool_grows_for_calls_that_block_and_shrinks_back_for_quick_ones() -> None:
+    runtime = ThreadRuntime(max_user_workers=6)
+    pool = runtime._pool
+    gate = threading.Event()
+    running: list[int] = []
+    done: list[object] = []
+
+    def blocked(i: int) -> int:
+        running.append(i)
+        gate.wait(10)
+        return i
+
+    for i in range(8):
+        pool.submit(blocked, (i,), lambda result, exc: done.append(result))
+    # Every worker is stuck: the pool grows to its size (not beyond) to run them.
+    wait_for(lambda: len(running) == 6)
+    assert pool.workers == 6
+    gate.set()
+    wait_for(lambda: len(done) == 8)
+    assert sorted(running) == list(range(8))
+    # Quick calls need one worker: the others leave as they finish quick calls.
+    deadline = time.monotonic() + 10
+    while pool.workers > 1 and time.monotonic() < deadline:
+        answered = threading.Event()
+        pool.submit(int, ("1",), lambda result, exc, answered=answered: answered.set())
+        assert answered.wait(10)
+    assert pool.workers == 1
+
+
+def test_thread_pool_runs_a_burst_of_quick_calls_on_few_threads() -> None:
+    """A fixed pool would start a thread per call submitted while none is idle:
+    all sixteen for this burst."""
+    runtime = ThreadRuntime(max_user_workers=16)
+    pool = runtime._pool
+    threads: set[int] = set()
+    done: list[object] = []
+
+    def quick(i: int) -> int:
+        threads.add(threading.get_ident())
+        return i
+
+    for i in range(2000):
+        pool.submit(quick, (i,), lambda result, exc: done.append(result))
+    wait_for(lambda: len(done) == 2000)
+    assert sorted(done) == list(range(2000))  # type: ignore[type-var]
+    assert len(threads) <= 8
+
+
 # ------------------------------------------------------------------------- gevent
 
 
