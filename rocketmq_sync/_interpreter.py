@@ -3,7 +3,8 @@
 Continuation-passing: no thread (or greenlet) waits for a flow. Each effect is
 started without blocking, and the flow resumes in whichever task completes it:
 a call's answer on its connection's reader, a sleep on the runtime's timer, a
-user's callable on the user pool. A flow yields many effects that complete at
+user's callable on the user pool (called at once when the flow already runs on
+one of the pool's workers). A flow yields many effects that complete at
 once (``Now``, a call that fails fast...); those are run in a loop, not by
 recursion, so a long flow cannot exhaust the stack.
 """
