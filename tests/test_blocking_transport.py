@@ -111,9 +111,12 @@ class ServerConn:
             self.respond(request)
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
+        # Only shut it down: that wakes the serving thread, which closes the socket
+        # itself. Closing it from here could free its descriptor while that thread
+        # (or OpenSSL within it, sending an alert) still uses the number, which the
+        # next socket or pipe of the process may already have.
+        with self.wlock, contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
-        self.sock.close()
 
     def serve(self) -> None:
         decoder = FrameDecoder()
@@ -144,9 +147,11 @@ class ServerConn:
                     self.broker.act(self, command)
                 if len(self.pending) >= 32:
                     self.flush_pending()
-        except (OSError, ValueError, RemoteProtocolError):  # ValueError: closed by close()
+        except (OSError, ValueError, RemoteProtocolError):
             return
         finally:
+            with self.wlock:
+                sock.close()
             self.ended = True
 
 
