@@ -248,8 +248,7 @@ class WorkerPool:
             if self._queued <= self._idle or self._workers >= self._size:
                 return
             if all(
-                start is not None and now - start >= STUCK_AFTER
-                for start in self._started.values()
+                start is not None and now - start >= STUCK_AFTER for start in self._started.values()
             ):
                 waiting = self._queued - self._idle
                 more = min(waiting, self._size - self._workers, max(1, self._workers))
@@ -304,19 +303,29 @@ class WorkerPool:
                 if adaptive and quick and self._workers > 1:
                     with self._lock:
                         if self._surplus(me):
-                            return  # another worker carries on (the finally below counts)
-        finally:
+                            self._leave(me, task, waiting=False)
+                            return  # another worker carries on
+        except BaseException:
             with self._lock:
-                del started[me]
-                del self._members[task]
-                self._workers -= 1
-                if waiting:
-                    self._idle -= 1
-                replace = self._queued > 0 and self._workers == 0
-                if replace:  # calls wait and nobody is left to take them
-                    self._workers += 1
-            if replace:
-                self._runtime.spawn(self._work)
+                self._leave(me, task, waiting=waiting)
+            raise
+
+    def _leave(self, me: int, task: object, *, waiting: bool) -> None:
+        """(Under the lock.) Forget a worker that ends; make sure that calls still
+        waiting get a worker: a new one if none is left, else a watch."""
+        del self._started[me]
+        del self._members[task]
+        self._workers -= 1
+        if waiting:
+            self._idle -= 1
+        if self._queued <= self._idle:
+            return
+        if self._workers == 0:
+            self._workers += 1
+            self._runtime.spawn(self._work)
+        elif self._adaptive and not self._watching and self._workers < self._size:
+            self._watching = True
+            self._runtime.call_later(WATCH_EVERY, self._watch)
 
 
 def _call_done(on_done: UserDone, result: Any, exc: BaseException | None) -> None:

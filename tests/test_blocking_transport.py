@@ -887,6 +887,15 @@ def test_a_flow_on_a_user_worker_runs_its_next_user_calls_there(env: Env) -> Non
     env.run(body)
 
 
+def appender(into: list[Any]) -> Callable[[Any, BaseException | None], None]:
+    """A pool call's completion callback that appends its result (or exception)."""
+
+    def done(result: Any, exc: BaseException | None) -> None:
+        into.append(exc if exc is not None else result)
+
+    return done
+
+
 def wait_for(predicate: Callable[[], object], timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -899,7 +908,7 @@ def test_thread_pool_grows_for_calls_that_block_and_shrinks_back_for_quick_ones(
     pool = runtime._pool
     gate = threading.Event()
     running: list[int] = []
-    done: list[object] = []
+    done: list[Any] = []
 
     def blocked(i: int) -> int:
         running.append(i)
@@ -907,7 +916,7 @@ def test_thread_pool_grows_for_calls_that_block_and_shrinks_back_for_quick_ones(
         return i
 
     for i in range(8):
-        pool.submit(blocked, (i,), lambda result, exc: done.append(result))
+        pool.submit(blocked, (i,), appender(done))
     # Every worker is stuck: the pool grows to its size (not beyond) to run them.
     wait_for(lambda: len(running) == 6)
     assert pool.workers == 6
@@ -917,10 +926,37 @@ def test_thread_pool_grows_for_calls_that_block_and_shrinks_back_for_quick_ones(
     # Quick calls need one worker: the others leave as they finish quick calls.
     deadline = time.monotonic() + 10
     while pool.workers > 1 and time.monotonic() < deadline:
-        answered = threading.Event()
-        pool.submit(int, ("1",), lambda result, exc, answered=answered: answered.set())
-        assert answered.wait(10)
+        pool.submit(int, ("1",), appender(done))
+        wait_for(lambda: done[-1] == 1)
+        done.pop()
     assert pool.workers == 1
+
+
+def test_thread_pool_runs_calls_that_wait_for_later_calls() -> None:
+    """Each call waits for the one submitted after it: only a pool that starts
+    workers while the earlier ones are stuck finishes, whatever the timing of
+    quick calls mixed in (which make workers leave)."""
+    pool = ThreadRuntime(max_user_workers=8)._pool
+
+    def chain(length: int) -> list[Any]:
+        released = [threading.Event() for _ in range(length)]
+        done: list[Any] = []
+
+        def link(i: int) -> int:
+            if i + 1 < length:
+                assert released[i + 1].wait(10), f"call {i + 1} never ran"
+            released[i].set()
+            return i
+
+        for i in range(length):
+            pool.submit(link, (i,), appender(done))
+            for _ in range(random.randrange(4)):
+                pool.submit(int, ("0",), appender([]))
+        wait_for(lambda: len(done) == length, 15)
+        return done
+
+    for _ in range(3):
+        assert sorted(chain(6)) == list(range(6))
 
 
 def test_thread_pool_runs_a_burst_of_quick_calls_on_few_threads() -> None:
@@ -929,16 +965,16 @@ def test_thread_pool_runs_a_burst_of_quick_calls_on_few_threads() -> None:
     runtime = ThreadRuntime(max_user_workers=16)
     pool = runtime._pool
     threads: set[int] = set()
-    done: list[object] = []
+    done: list[Any] = []
 
     def quick(i: int) -> int:
         threads.add(threading.get_ident())
         return i
 
     for i in range(2000):
-        pool.submit(quick, (i,), lambda result, exc: done.append(result))
+        pool.submit(quick, (i,), appender(done))
     wait_for(lambda: len(done) == 2000)
-    assert sorted(done) == list(range(2000))  # type: ignore[type-var]
+    assert sorted(done) == list(range(2000))
     assert len(threads) <= 8
 
 
