@@ -93,6 +93,8 @@ class PullConsumerCore:
     closed: bool = False
     _generation: int = 0
     _rebalance_now: bool = True
+    #: Subscriptions or assigned queues changed since the brokers last heard of them.
+    _announce: bool = False
     _last_rebalance: float | None = None
     _last_commit: float | None = None
     _start_ms: int = 0
@@ -120,6 +122,7 @@ class PullConsumerCore:
         full = self._wrap(topic)
         self.subscriptions[full] = build_subscription(full, expression, expression_type)
         self._rebalance_now = True
+        self._announce = True
 
     def consumer_data(self) -> ConsumerData:
         return ConsumerData(
@@ -145,6 +148,7 @@ class PullConsumerCore:
         for mq in sorted(wanted):
             if mq.topic not in self.subscriptions:
                 self.subscriptions[mq.topic] = build_subscription(mq.topic)
+                self._announce = True
             if mq not in self.queues:
                 yield from self._add(mq)
 
@@ -175,12 +179,19 @@ class PullConsumerCore:
 
     def start_flow(self) -> Flow[None]:
         self._start_ms = yield WallTime()
+        yield from self._announce_flow()
+
+    def _announce_flow(self) -> Flow[None]:
+        """Routes of the subscribed topics, then a heartbeat naming them: the
+        brokers list this consumer in its group before it rebalances (Java's
+        ``subscribe`` on a running consumer heartbeats at once too)."""
+        self._announce = False
         for topic in self.subscriptions:
             self.client.topics_in_use.add(topic)
             try:
                 yield from self.client.route_flow(topic)
             except RocketMQError as exc:
-                log.warning("route of %s unavailable at start: %s", topic, exc)
+                log.warning("route of %s unavailable: %s", topic, exc)
         yield from self.client.heartbeat_flow()
 
     def rebalance_flow(self) -> Flow[None]:
@@ -359,6 +370,8 @@ class PullConsumerCore:
 
     def maintenance_flow(self) -> Flow[None]:
         while not self.closed:
+            if self._announce:
+                yield from self._announce_flow()
             now: float = yield Now()
             if (
                 not self.assigned_only

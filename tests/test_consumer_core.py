@@ -1416,3 +1416,33 @@ def test_lite_pull_posts_its_subscription_on_every_pull() -> None:
     assert int(pull.ext_fields["sysFlag"]) & PullSysFlag.SUBSCRIPTION
     assert pull.ext_fields["subscription"] == "a || b"
     assert pull.ext_fields["queueOffset"] == "7"
+
+
+def test_lite_pull_subscribing_while_running_heartbeats_before_it_rebalances() -> None:
+    """A running pull consumer that subscribes tells the brokers at once (as Java's
+    does); otherwise they do not list it in its group until the next periodic
+    heartbeat, and its rebalance assigns nothing for up to 20 s."""
+    from rocketmq_proto._lite_pull import PullConsumerConfig, PullConsumerCore
+
+    client = make_client()
+    core = PullConsumerCore(client, PullConsumerConfig("G"))
+    core.register()
+    order: list[str] = []
+
+    def on_heartbeat(addr: str, cmd: RemotingCommand) -> RemotingCommand:
+        subscribed = json.loads(cmd.body)["consumerDataSet"][0]["subscriptionDataSet"]
+        order.append("heartbeat " + ",".join(sub["topic"] for sub in subscribed))
+        return reply(0)
+
+    def on_consumer_list(addr: str, cmd: RemotingCommand) -> RemotingCommand:
+        order.append("consumer list")
+        core.closed = True  # one maintenance round is enough
+        return reply(0, body=json.dumps({"consumerIdList": []}).encode())
+
+    cluster = Cluster(HEART_BEAT=on_heartbeat, GET_CONSUMER_LIST_BY_GROUP=on_consumer_list)
+    sim = Sim(cluster)
+    sim.run(core.start_flow())  # nothing subscribed yet: no broker known, no heartbeat
+    core.subscribe("T")
+    sim.run(core.maintenance_flow())
+    assert order[0] == "heartbeat T"
+    assert order[-1] == "consumer list"
