@@ -186,7 +186,7 @@ class PullConsumerCore:
         brokers list this consumer in its group before it rebalances (Java's
         ``subscribe`` on a running consumer heartbeats at once too)."""
         self._announce = False
-        for topic in self.subscriptions:
+        for topic in list(self.subscriptions):
             self.client.topics_in_use.add(topic)
             try:
                 yield from self.client.route_flow(topic)
