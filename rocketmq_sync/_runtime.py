@@ -199,11 +199,9 @@ class WorkerPool:
         #: Workers waiting for a call, and calls submitted but not yet taken.
         self._idle = 0
         self._queued = 0
-        #: When each worker's current call started (``None``: between calls).
-        self._started: dict[int, float | None] = {}
-        self._ids = itertools.count()
-        #: Each running worker's id, by its task (thread or greenlet).
-        self._members: dict[object, int] = {}
+        #: Each running worker's task (thread or greenlet), and when its current
+        #: call started (``None``: between calls).
+        self._started: dict[object, float | None] = {}
         self._watching = False
 
     @property
@@ -218,20 +216,24 @@ class WorkerPool:
             if self._queued <= self._idle or self._workers >= self._size:
                 return  # a waiting worker takes it, or it waits for one
             if self._adaptive and self._workers:
-                if not self._watching:
-                    self._watching = True
-                    self._runtime.call_later(WATCH_EVERY, self._watch)
+                self._arm_watch()
                 return
             self._workers += 1
         self._runtime.spawn(self._work)
 
+    def _arm_watch(self) -> None:
+        """(Under the lock.) Look for stuck workers soon, unless a watch is armed."""
+        if not self._watching:
+            self._watching = True
+            self._runtime.call_later(WATCH_EVERY, self._watch)
+
     def run_here(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[bool, Any]:
         """Call ``fn`` now if the caller is one of this pool's workers (counted as
         that worker's call, so a slow one still lets the pool grow)."""
-        me = self._members.get(self._runtime.current())
-        if me is None:
-            return False, None
+        me = self._runtime.current()
         started = self._started
+        if me not in started:
+            return False, None
         outer = started[me]  # a call of this worker that (through a flow) made this one
         started[me] = outer or self._runtime.monotonic()
         try:
@@ -253,12 +255,11 @@ class WorkerPool:
                 waiting = self._queued - self._idle
                 more = min(waiting, self._size - self._workers, max(1, self._workers))
                 self._workers += more
-            self._watching = True
-        self._runtime.call_later(WATCH_EVERY, self._watch)
+            self._arm_watch()
         for _ in range(more):
             self._runtime.spawn(self._work)
 
-    def _surplus(self, me: int) -> bool:
+    def _surplus(self, me: object) -> bool:
         """Under the lock, after a quick call: whether another worker is free."""
         now = self._runtime.monotonic()
         return any(
@@ -271,12 +272,10 @@ class WorkerPool:
         clock = self._runtime.monotonic
         adaptive = self._adaptive
         started = self._started
-        me = next(self._ids)
-        task = self._runtime.current()
+        me = self._runtime.current()
         waiting = False
         with self._lock:
             started[me] = None
-            self._members[task] = me
         try:
             while True:
                 with self._lock:
@@ -303,18 +302,17 @@ class WorkerPool:
                 if adaptive and quick and self._workers > 1:
                     with self._lock:
                         if self._surplus(me):
-                            self._leave(me, task, waiting=False)
+                            self._leave(me, waiting=False)
                             return  # another worker carries on
         except BaseException:
             with self._lock:
-                self._leave(me, task, waiting=waiting)
+                self._leave(me, waiting=waiting)
             raise
 
-    def _leave(self, me: int, task: object, *, waiting: bool) -> None:
+    def _leave(self, me: object, *, waiting: bool) -> None:
         """(Under the lock.) Forget a worker that ends; make sure that calls still
         waiting get a worker: a new one if none is left, else a watch."""
         del self._started[me]
-        del self._members[task]
         self._workers -= 1
         if waiting:
             self._idle -= 1
@@ -323,9 +321,8 @@ class WorkerPool:
         if self._workers == 0:
             self._workers += 1
             self._runtime.spawn(self._work)
-        elif self._adaptive and not self._watching and self._workers < self._size:
-            self._watching = True
-            self._runtime.call_later(WATCH_EVERY, self._watch)
+        elif self._adaptive and self._workers < self._size:
+            self._arm_watch()
 
 
 def _call_done(on_done: UserDone, result: Any, exc: BaseException | None) -> None:
