@@ -28,6 +28,7 @@ from rocketmq_proto._options import (
     ConsumerOptions,
     ProducerOptions,
     PullConsumerOptions,
+    check_transaction_group,
     client_settings,
     consumer_settings,
     ip_bytes,
@@ -44,10 +45,14 @@ from rocketmq_proto._producer import (
 from rocketmq_proto._push import HANDLER_NOT_RUN, MessageHandler, PushConsumerCore
 from rocketmq_proto._route import ClusterInfo, MessageQueue, TopicRouteData
 
+from ._host import local_ip
 from ._interpreter import cancel_spawned, run_flow
 from ._transport import RemotingClient
 
 T = TypeVar("T")
+
+#: Seconds :meth:`Producer.close` waits by default for the sends in flight.
+DEFAULT_CLOSE_TIMEOUT = 5.0
 
 
 class _ClientBase:
@@ -147,10 +152,17 @@ class Producer(_ClientBase):
     Options (all keyword, Java's defaults): see :class:`rocketmq_proto.ProducerOptions`.
     """
 
-    def __init__(self, namesrv_addr: str | Iterable[str], **options: Unpack[ProducerOptions]):
+    def __init__(
+        self, namesrv_addr: str | Iterable[str] | None = None, **options: Unpack[ProducerOptions]
+    ):
         pid = os.getpid()
         settings, config = producer_settings(
-            namesrv_addr, options, pid=pid, nonce=random.getrandbits(48)
+            namesrv_addr,
+            options,
+            pid=pid,
+            nonce=random.getrandbits(48),
+            default_ip=local_ip(),
+            environ=os.environ,
         )
         super().__init__(settings)
         ids = UniqueIdGenerator(ip_bytes(settings.client.client_ip), pid, random.getrandbits(32))
@@ -158,6 +170,8 @@ class Producer(_ClientBase):
         self._producer.register()
         self._replies = ReplyWaiters(self._deliver_reply)
         self._replies.register(self._core)
+        #: Tasks of send_async() not yet done, for flush() and close().
+        self._sends: set[asyncio.Task[SendResult]] = set()
 
     @property
     def group(self) -> str:
@@ -166,6 +180,37 @@ class Producer(_ClientBase):
     async def _unregister(self) -> None:
         self._producer.unregister()
         await self._run(self._core.unregister_flow(producer_group=self._producer.group))
+
+    async def flush(self, timeout: float | None = None) -> None:
+        """Wait until every send started by :meth:`send_async` before this call is
+        done, succeeded or failed (their outcome is read from their tasks).
+
+        Raises the builtin :class:`TimeoutError` if some are still in flight after
+        ``timeout`` seconds (``None``: as long as they take; each send is bounded
+        by its own timeout anyway). The sends are not cancelled.
+        """
+        pending = set(self._sends)
+        if not pending:
+            return
+        _, not_done = await asyncio.wait(pending, timeout=timeout)
+        if not_done:
+            raise TimeoutError(
+                f"flush: {len(not_done)} of {len(pending)} sends still in flight "
+                f"after {timeout:g} s"
+            )
+
+    async def close(self, timeout: float | None = DEFAULT_CLOSE_TIMEOUT) -> None:
+        """Finish the sends in flight (as :meth:`flush`, up to ``timeout`` seconds:
+        5 by default, ``None`` for as long as they take), then unregister and close.
+
+        Sends still in flight after ``timeout`` fail with :class:`ConnectionClosedError`.
+        """
+        if not self._closing and self._remoting is not None:
+            try:
+                await self.flush(timeout)
+            except TimeoutError as exc:
+                self._log.warning("closing with sends in flight, which fail: %s", exc)
+        await super().close()
 
     async def send(
         self,
@@ -181,6 +226,10 @@ class Producer(_ClientBase):
 
         ``queue``, ``sharding_key`` (one key, one queue: ordered messages) or
         ``selector(queues, message, arg)`` pin the queue; then there is no retry.
+        An exception raised by ``selector`` becomes :class:`UserCallbackError`
+        (the original as its ``__cause__``). ``timeout`` (default: the
+        ``send_timeout`` option) bounds the whole send, route lookups and retries
+        included (:class:`RequestTimeoutError`).
         """
         result = await self._run(
             self._producer.send_flow(
@@ -200,12 +249,19 @@ class Producer(_ClientBase):
         selector: QueueSelector | None = None,
         arg: Any = None,
     ) -> asyncio.Task[SendResult]:
-        """Start a send and return at once: a task to await later (pipelined sends)."""
-        return asyncio.ensure_future(
+        """Start a send and return at once: a task to await later (pipelined sends).
+
+        :meth:`flush` waits for the sends started so far; :meth:`close` finishes them.
+        """
+        task = asyncio.ensure_future(
             self.send(
                 message, timeout, queue=queue, sharding_key=sharding_key, selector=selector, arg=arg
             )
         )
+        sends = self._sends
+        sends.add(task)
+        task.add_done_callback(sends.discard)
+        return task
 
     async def send_oneway(
         self,
@@ -284,17 +340,20 @@ class TransactionProducer(Producer):
     """A producer of transactional messages.
 
     ``checker(message)`` answers the broker's check-back for a transaction whose
-    outcome it does not know (a coroutine function or a plain callable).
+    outcome it does not know (a coroutine function or a plain callable). The
+    ``group`` option is required and may not be ``DEFAULT_PRODUCER``: the broker
+    sends its check-back to a producer of the group.
     """
 
     def __init__(
         self,
-        namesrv_addr: str | Iterable[str],
-        checker: TransactionChecker,
+        namesrv_addr: str | Iterable[str] | None = None,
+        checker: TransactionChecker | None = None,
         **options: Unpack[ProducerOptions],
     ) -> None:
         if not callable(checker):
             raise ConfigError("checker must be callable: (message) -> TransactionState")
+        check_transaction_group(options)
         super().__init__(namesrv_addr, **options)
         self._producer.transaction_checker = checker
 
@@ -318,12 +377,19 @@ class TransactionProducer(Producer):
 class Admin(_ClientBase):
     """Topics, groups, offsets, routes and message lookups."""
 
-    def __init__(self, namesrv_addr: str | Iterable[str], **options: Unpack[ClientOptions]):
+    def __init__(
+        self, namesrv_addr: str | Iterable[str] | None = None, **options: Unpack[ClientOptions]
+    ):
         # Administration waits longer by default: a broker may take seconds to
         # create its first topic (its stores start lazily).
         options.setdefault("request_timeout", 15.0)
         settings = client_settings(
-            namesrv_addr, options, pid=os.getpid(), nonce=random.getrandbits(48)
+            namesrv_addr,
+            options,
+            pid=os.getpid(),
+            nonce=random.getrandbits(48),
+            default_ip=local_ip(),
+            environ=os.environ,
         )
         super().__init__(settings)
         self._admin = AdminCore(self._core)
@@ -421,10 +487,12 @@ class PushConsumer(_ClientBase):
     """Receives messages pushed to ``handler(messages) -> ConsumeResult``.
 
     ``handler`` gets a list of :class:`MessageExt` (one by default, up to
-    ``consume_message_batch_max_size``) and returns ``ConsumeResult.SUCCESS``
-    (or ``True``) or ``RETRY_LATER`` (``False``); an exception counts as retry
-    later. A coroutine function is awaited; a plain function runs in a thread
-    pool of ``consume_thread_max`` threads, so it may block. Options:
+    ``consume_message_batch_max_size``). Returning ``None`` (nothing), ``True``
+    or ``ConsumeResult.SUCCESS`` means consumed; a failure is explicit:
+    ``RETRY_LATER`` (or ``False``; orderly: ``SUSPEND_CURRENT_QUEUE_A_MOMENT``)
+    or an exception, which is logged with its traceback. A coroutine function
+    is awaited; a plain function runs in a thread pool of ``consume_thread_max``
+    threads, so it may block. Options:
     :class:`rocketmq_proto.ConsumerOptions` (``group`` is required)::
 
         consumer = PushConsumer("127.0.0.1:9876", handle, group="g")
@@ -435,15 +503,20 @@ class PushConsumer(_ClientBase):
 
     def __init__(
         self,
-        namesrv_addr: str | Iterable[str],
-        handler: MessageHandler,
+        namesrv_addr: str | Iterable[str] | None = None,
+        handler: MessageHandler | None = None,
         **options: Unpack[ConsumerOptions],
     ) -> None:
         if not callable(handler):
             raise ConfigError("handler must be callable: (messages) -> ConsumeResult")
         pid = os.getpid()
         settings, config = consumer_settings(
-            namesrv_addr, options, pid=pid, nonce=random.getrandbits(48)
+            namesrv_addr,
+            options,
+            pid=pid,
+            nonce=random.getrandbits(48),
+            default_ip=local_ip(),
+            environ=os.environ,
         )
         super().__init__(settings)
         ids = UniqueIdGenerator(ip_bytes(settings.client.client_ip), pid, random.getrandbits(32))
@@ -462,10 +535,20 @@ class PushConsumer(_ClientBase):
         return self._consumer.config.group
 
     def subscribe(self, topic: str, expression: str = "*", *, sql: bool = False) -> None:
-        """Subscribe to ``topic``: tags (``*``, ``"a || b"``) or, with ``sql``, an SQL92 filter."""
+        """Subscribe to ``topic``: tags (``*``, ``"a || b"``) or, with ``sql``, an SQL92 filter.
+
+        Safe on a running consumer when called on its event loop's thread: flows
+        run only on that thread, and each step of one (its code between two
+        effects) ends before anything else runs there, so no lock is needed (the
+        blocking driver takes its core lock here). From another thread (a plain
+        handler runs in a worker thread), use
+        ``loop.call_soon_threadsafe(consumer.subscribe, ...)``.
+        """
         self._consumer.subscribe(topic, expression, "SQL92" if sql else "TAG")
 
     def unsubscribe(self, topic: str) -> None:
+        """Stop consuming ``topic`` (its queues go at the next rebalance); on the
+        loop's thread, as :meth:`subscribe`."""
         self._consumer.unsubscribe(topic)
 
     async def _bounded_handler(self, messages: list[MessageExt]) -> Any:
@@ -539,10 +622,17 @@ class PullConsumer(_ClientBase):
     """
 
     def __init__(
-        self, namesrv_addr: str | Iterable[str], **options: Unpack[PullConsumerOptions]
+        self,
+        namesrv_addr: str | Iterable[str] | None = None,
+        **options: Unpack[PullConsumerOptions],
     ) -> None:
         settings, config = pull_consumer_settings(
-            namesrv_addr, options, pid=os.getpid(), nonce=random.getrandbits(48)
+            namesrv_addr,
+            options,
+            pid=os.getpid(),
+            nonce=random.getrandbits(48),
+            default_ip=local_ip(),
+            environ=os.environ,
         )
         super().__init__(settings)
         self._arrived: asyncio.Event | None = None
@@ -556,6 +646,9 @@ class PullConsumer(_ClientBase):
             self._arrived.set()
 
     def subscribe(self, topic: str, expression: str = "*", *, sql: bool = False) -> None:
+        """Subscribe to ``topic`` (tags, or with ``sql`` an SQL92 filter); rebalance assigns.
+
+        On the loop's thread, as :meth:`PushConsumer.subscribe` (no lock needed)."""
         self._consumer.subscribe(topic, expression, "SQL92" if sql else "TAG")
 
     async def assign(self, queues: Iterable[MessageQueue]) -> None:
@@ -577,8 +670,12 @@ class PullConsumer(_ClientBase):
         self._upkeep = asyncio.create_task(self._run(self._consumer.maintenance_flow()))
 
     async def poll(self, timeout: float = 1.0, max_records: int | None = None) -> list[MessageExt]:
-        """Messages that arrived, waiting up to ``timeout`` seconds for the first."""
-        assert self._arrived is not None, "start the consumer first"
+        """Messages that arrived, waiting up to ``timeout`` seconds for the first.
+
+        Raises :class:`LocalProtocolError` before :meth:`start`.
+        """
+        self._consumer.check_started()
+        assert self._arrived is not None  # made by start()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import time
 import weakref
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from rocketmq_proto._effects import (
     Call,
     Flow,
+    HttpGet,
     Now,
     Oneway,
     ReadFile,
@@ -23,8 +25,13 @@ from rocketmq_proto._effects import (
     WallTime,
     WriteFile,
 )
-from rocketmq_proto._errors import RocketMQError, UserCallbackError
-from rocketmq_sync._files import read_file, write_file
+from rocketmq_proto._errors import (
+    ConnectionClosedError,
+    RequestTimeoutError,
+    RocketMQError,
+    UserCallbackError,
+)
+from rocketmq_proto._localfile import read_file, write_file
 
 from ._transport import RemotingClient
 
@@ -56,6 +63,50 @@ async def _user_call(effect: UserCall, executor: Executor | None) -> Any:
     except Exception as exc:
         name = getattr(fn, "__qualname__", None) or repr(fn)
         raise UserCallbackError(f"{name} raised {type(exc).__name__}: {exc}") from exc
+
+
+#: File effects (broadcasting offsets: a read, an ``fsync``ed write) run here, never
+#: on the event loop. One worker: the writes of a file land in the order the flows
+#: asked for them (a newer offsets table is never overwritten by an older one).
+_file_executor: ThreadPoolExecutor | None = None
+
+
+def _off_loop(fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+    global _file_executor
+    if _file_executor is None:
+        _file_executor = ThreadPoolExecutor(1, thread_name_prefix="rocketmq-files")
+    return asyncio.get_running_loop().run_in_executor(_file_executor, fn, *args)
+
+
+async def _http_get(effect: HttpGet) -> bytes:
+    """Send the request on a new connection and read until the server closes it."""
+    where = f"{effect.host}:{effect.port}"
+    try:
+        async with asyncio.timeout(effect.timeout):
+            reader, writer = await asyncio.open_connection(effect.host, effect.port)
+            try:
+                writer.write(effect.request)
+                await writer.drain()
+                answer = bytearray()
+                while chunk := await reader.read(65536):
+                    answer += chunk
+                    if len(answer) > effect.max_size:
+                        raise ConnectionClosedError(
+                            f"HTTP answer from {where} exceeds {effect.max_size} bytes"
+                        )
+                return bytes(answer)
+            finally:
+                writer.close()
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()
+    except RocketMQError:
+        raise
+    except TimeoutError:
+        raise RequestTimeoutError(
+            f"no HTTP answer from {where} within {effect.timeout} s"
+        ) from None
+    except OSError as exc:
+        raise ConnectionClosedError(f"HTTP request to {where} failed: {exc}") from exc
 
 
 async def run_flow(
@@ -100,10 +151,12 @@ async def run_flow(
                     _spawn(client, effect, user_executor)
                     result = None
                 elif type(effect) is ReadFile:
-                    result = read_file(effect.path)
+                    result = await _off_loop(read_file, effect.path)
                 elif type(effect) is WriteFile:
-                    write_file(effect.path, effect.data)
+                    await _off_loop(write_file, effect.path, effect.data)
                     result = None
+                elif type(effect) is HttpGet:
+                    result = await _http_get(effect)
                 else:
                     raise TypeError(f"not an effect: {effect!r}")
             except RocketMQError as exc:

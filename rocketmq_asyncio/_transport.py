@@ -27,7 +27,6 @@ when no handler is installed, ``SYSTEM_ERROR`` when the handler raised.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import inspect
 import logging
@@ -38,7 +37,7 @@ from types import TracebackType
 from typing import Any, cast
 
 from rocketmq_proto._backoff import ReconnectBackoff
-from rocketmq_proto._codes import ResponseCode, SerializeType
+from rocketmq_proto._codes import ResponseCode, SerializeType, request_name
 from rocketmq_proto._command import DEFAULT_MAX_FRAME_SIZE, RemotingCommand
 from rocketmq_proto._connection import (
     Connection,
@@ -249,7 +248,7 @@ class _RemotingProtocol(asyncio.Protocol):
                 if entry is not None and not entry[0].done():
                     entry[0].set_exception(
                         RequestTimeoutError(
-                            f"request code {event.request_code} to {self.addr} timed out "
+                            f"{request_name(event.request_code)} to {self.addr} timed out "
                             f"after {entry[1]:g}s"
                         )
                     )
@@ -261,7 +260,7 @@ class _RemotingProtocol(asyncio.Protocol):
                     # A fresh exception per request: one instance raised in many tasks
                     # would have its traceback rewritten by each of them.
                     error = ConnectionClosedError(
-                        f"request code {event.request_code} to {self.addr} failed: {event.error}"
+                        f"{request_name(event.request_code)} to {self.addr} failed: {event.error}"
                     )
                     error.__cause__ = event.error
                     entry[0].set_exception(error)
@@ -475,12 +474,12 @@ class RemotingClient:
                     proto = self._protocols.get(addr)
         except TimeoutError:
             raise RequestTimeoutError(
-                f"request code {command.code} to {addr} timed out after {timeout:g}s ({doing})"
+                f"{request_name(command.code)} to {addr} timed out after {timeout:g}s ({doing})"
             ) from None
         remaining = deadline - loop.time()
         if remaining <= 0:
             raise RequestTimeoutError(
-                f"request code {command.code} to {addr} timed out after {timeout:g}s ({doing})"
+                f"{request_name(command.code)} to {addr} timed out after {timeout:g}s ({doing})"
             )
         return proto, remaining
 
@@ -619,9 +618,8 @@ class RemotingClient:
         await self.close()
 
     def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
+        # Only a warning: the garbage collector runs at any point of any thread
+        # (the loop may be closed or busy), so nothing is closed or failed from here.
         if self._closed or not self._used:
             return
         _warn(f"unclosed {self!r}", ResourceWarning, source=self)
-        for proto in list(self._protocols.values()):
-            with contextlib.suppress(Exception):  # the loop may be closed already
-                proto.abort()

@@ -22,6 +22,7 @@ from typing import Any
 import gevent
 import gevent.event
 import gevent.lock
+import gevent.monkey
 import gevent.queue
 import gevent.socket
 
@@ -91,6 +92,12 @@ class GeventRuntime:
     def __repr__(self) -> str:
         return f"<GeventRuntime max_user_workers={self._max_user_workers}>"
 
+    @property
+    def threads_may_wait(self) -> bool:
+        """Whether code may block on ``threading`` primitives (``concurrent.futures.wait``
+        on this runtime's futures): only if gevent monkey-patched ``threading``."""
+        return bool(gevent.monkey.is_module_patched("threading"))
+
     def spawn(self, fn: Callable[..., object], /, *args: Any) -> TaskHandle:
         greenlet: TaskHandle = gevent.spawn(fn, *args)
         return greenlet
@@ -128,6 +135,11 @@ class GeventRuntime:
 
     def run_user_here(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[bool, Any]:
         return self._pool.run_here(fn, args)
+
+    def close(self) -> None:
+        # Hub timers belong to their owners (each cancels its own); only the
+        # workers waiting for users' callables are this runtime's to end.
+        self._pool.close()
 
     def _after_fork_in_child(self) -> None:
         self._pool = WorkerPool(self, self._max_user_workers)

@@ -71,11 +71,13 @@ from ._errors import (
     RouteNotFoundError,
     ServiceNotAvailableError,
     SystemBusyError,
+    TimerUnsupportedError,
     TopicNotExistError,
     UserCallbackError,
     error_for_response,
 )
 from ._message import (
+    CompressionType,
     Message,
     MessageConst,
     MessageExt,
@@ -93,7 +95,14 @@ from ._message import (
     validate_topic,
 )
 from ._options import ClientOptions, ConsumerOptions, ProducerOptions, PullConsumerOptions
-from ._producer import QueueSelection, QueueSelector, SendResult, make_reply_message, select_by_key
+from ._producer import (
+    QueueSelection,
+    QueueSelector,
+    SendResult,
+    TimerFallback,
+    make_reply_message,
+    select_by_key,
+)
 from ._route import BrokerData, ClusterInfo, MessageQueue, QueueData, TopicRouteData
 
 _logging.getLogger(__name__).addHandler(_logging.NullHandler())
@@ -107,6 +116,7 @@ __all__ = [
     "Call",
     "ClientOptions",
     "ClusterInfo",
+    "CompressionType",
     "CompressionUnavailableError",
     "ConfigError",
     "Connection",
@@ -164,6 +174,8 @@ __all__ = [
     "ServiceNotAvailableError",
     "Sleep",
     "SystemBusyError",
+    "TimerFallback",
+    "TimerUnsupportedError",
     "TopicNotExistError",
     "TopicOffset",
     "TopicRouteData",

@@ -10,7 +10,7 @@ from . import _namespace as ns
 from . import _requests as rq
 from ._bodies import encode_subscription_group_config, parse_reset_offset_body
 from ._client import ClientCore
-from ._codes import Perm, ResponseCode
+from ._codes import Perm, RequestCode, ResponseCode
 from ._command import RemotingCommand
 from ._effects import Call, Flow
 from ._errors import (
@@ -29,10 +29,10 @@ log = logging.getLogger("rocketmq_proto.admin")
 DEFAULT_CLUSTER = "DefaultCluster"
 
 
-def check_success(response: RemotingCommand) -> RemotingCommand:
-    """``response`` if its code is SUCCESS, else the broker's error raised."""
+def check_success(response: RemotingCommand, request: int | None = None) -> RemotingCommand:
+    """``response`` if its code is SUCCESS, else the broker's error (naming ``request``) raised."""
     if response.code != ResponseCode.SUCCESS:
-        raise error_for_response(response.code, response.remark)
+        raise error_for_response(response.code, response.remark, request=request)
     return response
 
 
@@ -103,7 +103,7 @@ class AdminCore:
                 order=order,
                 attributes=attributes,
             )
-            check_success((yield Call(addr, command, timeout)))
+            check_success((yield Call(addr, command, timeout)), command.code)
         self.client.forget_route(full)
         return [name for name, _ in masters]
 
@@ -113,9 +113,15 @@ class AdminCore:
         masters = yield from self._masters(cluster)
         timeout = self.client.config.request_timeout
         for _, addr in masters:
-            check_success((yield Call(addr, rq.delete_topic_in_broker(full), timeout)))
-        for addr in self.client.config.namesrv_addrs:
-            check_success((yield Call(addr, rq.delete_topic_in_namesrv(full), timeout)))
+            check_success(
+                (yield Call(addr, rq.delete_topic_in_broker(full), timeout)),
+                RequestCode.DELETE_TOPIC_IN_BROKER,
+            )
+        for addr in (yield from self.client.namesrv_list_flow()):
+            check_success(
+                (yield Call(addr, rq.delete_topic_in_namesrv(full), timeout)),
+                RequestCode.DELETE_TOPIC_IN_NAMESRV,
+            )
         self.client.forget_route(full)
 
     def create_group_flow(
@@ -126,16 +132,21 @@ class AdminCore:
         masters = yield from self._masters(cluster)
         for _, addr in masters:
             command = rq.update_and_create_subscription_group(body)
-            check_success((yield Call(addr, command, self.client.config.request_timeout)))
+            check_success(
+                (yield Call(addr, command, self.client.config.request_timeout)), command.code
+            )
 
     def delete_group_flow(self, group: str, *, cluster: str = DEFAULT_CLUSTER) -> Flow[None]:
         masters = yield from self._masters(cluster)
         for _, addr in masters:
             command = rq.delete_subscription_group(self._wrap(group))
-            check_success((yield Call(addr, command, self.client.config.request_timeout)))
+            check_success(
+                (yield Call(addr, command, self.client.config.request_timeout)), command.code
+            )
 
     def route_flow(self, topic: str) -> Flow[TopicRouteData]:
-        return (yield from self.client.route_flow(self._wrap(topic), force=True))
+        # What the name servers say now: no known route stands in for their answer.
+        return (yield from self.client.route_flow(self._wrap(topic), force=True, keep_known=False))
 
     def _queue_addr(self, mq: MessageQueue) -> Flow[tuple[str, str]]:
         topic = self._wrap(mq.topic)
@@ -216,7 +227,7 @@ class AdminCore:
                     moved[MessageQueue(topic, mq.broker_name, mq.queue_id)] = offset
                 continue
             if response.code != ResponseCode.CONSUMER_NOT_ONLINE:
-                raise error_for_response(response.code, response.remark)
+                raise error_for_response(response.code, response.remark, request=command.code)
             for mq in queues:
                 if mq.broker_name != broker.broker_name:
                     continue
@@ -234,7 +245,7 @@ class AdminCore:
                     commit_offset=target,
                     broker_name=mq.broker_name,
                 )
-                check_success((yield Call(addr, update, timeout)))
+                check_success((yield Call(addr, update, timeout)), update.code)
                 moved[user_mq] = target
         return moved
 
@@ -274,7 +285,7 @@ class AdminCore:
                 continue
             if response.code == ResponseCode.QUERY_NOT_FOUND:
                 continue
-            check_success(response)
+            check_success(response, command.code)
             for msg in decode_messages(response.body):
                 if unique_key:
                     if msg.properties.get("UNIQ_KEY") != key:
@@ -311,7 +322,7 @@ class AdminCore:
                     msg.broker_name = self.client.broker_name_of(addr) or ""
                     return msg
                 if topic is None:
-                    raise error_for_response(response.code, response.remark)
+                    raise error_for_response(response.code, response.remark, request=command.code)
         if topic is None:
             raise InvalidArgumentError(
                 f"{msg_id!r} is not an offset message id; give the topic to look up a UNIQ_KEY"

@@ -28,6 +28,7 @@ from ._errors import (
     error_for_response,
 )
 from ._fault import LatencyFaultTolerance
+from ._namesrv_lookup import DEFAULT_LOOKUP_INTERVAL, NamesrvLookup, parse_lookup_url
 from ._route import (
     MASTER_ID,
     ClusterInfo,
@@ -41,6 +42,10 @@ from ._route import (
 log = logging.getLogger("rocketmq_proto.client")
 
 _ADDR = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):([0-9]{1,5})$")
+
+#: Seconds each name server gets on a first try when there are several (see
+#: :meth:`ClientCore._namesrv_call`).
+NAMESRV_FIRST_TRY = 1.0
 
 #: Handles one kind of broker-initiated request: (broker address, request) -> flow of the reply.
 ServerRequestHandler = Callable[[str, RemotingCommand], Flow[Reply | None]]
@@ -61,7 +66,13 @@ def parse_addrs(value: str | Iterable[str], what: str = "name server address") -
 
 @dataclass(frozen=True, slots=True)
 class ClientConfig:
-    """What every client object shares. Times are seconds."""
+    """What every client object shares. Times are seconds.
+
+    ``namesrv_addrs`` may be empty only with ``namesrv_lookup_url``: the list is
+    then asked from that URL (see :mod:`rocketmq_proto._namesrv_lookup`), at
+    start and every ``namesrv_lookup_interval`` seconds; with both, the
+    addresses are the list used until the first lookup answers.
+    """
 
     namesrv_addrs: tuple[str, ...]
     client_ip: str = "127.0.0.1"
@@ -71,10 +82,22 @@ class ClientConfig:
     request_timeout: float = 3.0
     route_refresh_interval: float = 30.0
     heartbeat_interval: float = 30.0
+    namesrv_lookup_url: str | None = None
+    namesrv_lookup_interval: float = DEFAULT_LOOKUP_INTERVAL
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "namesrv_addrs", parse_addrs(self.namesrv_addrs))
-        for name in ("request_timeout", "route_refresh_interval", "heartbeat_interval"):
+        if self.namesrv_lookup_url is None or self.namesrv_addrs:
+            object.__setattr__(self, "namesrv_addrs", parse_addrs(self.namesrv_addrs))
+        else:
+            object.__setattr__(self, "namesrv_addrs", ())
+        if self.namesrv_lookup_url is not None:
+            parse_lookup_url(self.namesrv_lookup_url)
+        for name in (
+            "request_timeout",
+            "route_refresh_interval",
+            "heartbeat_interval",
+            "namesrv_lookup_interval",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int | float) or value <= 0:
                 raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
@@ -139,6 +162,27 @@ class ClientCore:
     #: Topics whose route a flow is fetching now, and topics found not to exist.
     _fetching: set[str] = field(default_factory=set)
     _missing: set[str] = field(default_factory=set)
+    #: When each broker address last answered a heartbeat: a known route whose
+    #: brokers still answer outlives a name server that forgot its topic.
+    _broker_answered: dict[str, float] = field(default_factory=dict)
+    #: Whether the last name server call found none answering.
+    _namesrv_unreachable: bool = False
+    #: The name servers in use: the configured ones, or the lookup's last answer.
+    _namesrv_addrs: tuple[str, ...] = ()
+    _namesrv_lookup: NamesrvLookup | None = None
+    #: The ``version`` (Java's ``MQVersion.Version`` ordinal) of the latest response seen
+    #: from each broker address: what its release can do (see :meth:`note_broker_version`).
+    _broker_versions: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        config = self.config
+        self._namesrv_addrs = config.namesrv_addrs
+        if config.namesrv_lookup_url is not None:
+            self._namesrv_lookup = NamesrvLookup(
+                parse_lookup_url(config.namesrv_lookup_url),
+                config.namesrv_lookup_interval,
+                config.request_timeout,
+            )
 
     @property
     def client_id(self) -> str:
@@ -146,26 +190,103 @@ class ClientCore:
 
     # ------------------------------------------------------------ name servers
 
+    @property
+    def namesrv_addrs(self) -> tuple[str, ...]:
+        """The name servers in use (empty until a lookup answers, when only a URL is set)."""
+        return self._namesrv_addrs
+
+    def set_namesrv_addrs(self, addrs: str | Iterable[str]) -> bool:
+        """Use ``addrs`` (validated) from now on; returns whether the list changed.
+
+        The next call still starts with the name server that answered last when it
+        is in the new list.
+        """
+        new = parse_addrs(addrs)
+        old = self._namesrv_addrs
+        if new == old:
+            return False
+        current = old[self._namesrv_index % len(old)] if old else None
+        self._namesrv_index = new.index(current) if current in new else 0
+        self._namesrv_addrs = new
+        log.info("name servers changed: %s -> %s", ";".join(old) or "none", ";".join(new))
+        return True
+
+    def lookup_namesrv_flow(self) -> Flow[bool]:
+        """Ask the lookup URL for the name servers (if one is set); ``False`` if unchanged."""
+        lookup = self._namesrv_lookup
+        if lookup is None:
+            return False
+        changed = False
+
+        def apply(addrs: tuple[str, ...]) -> None:
+            nonlocal changed
+            changed = self.set_namesrv_addrs(addrs)
+
+        yield from lookup.fetch_flow(apply)
+        return changed
+
+    def namesrv_list_flow(self) -> Flow[tuple[str, ...]]:
+        """The name servers in use; with none known yet, the lookup URL is asked first
+        (flows needing it meanwhile share that one lookup)."""
+        if not self._namesrv_addrs:
+            yield from self.lookup_namesrv_flow()
+        if not self._namesrv_addrs:
+            self._namesrv_unreachable = True
+            lookup = self._namesrv_lookup
+            where = lookup.url.url if lookup is not None else "no lookup URL"
+            raise ConnectionClosedError(f"no name server address yet: the lookup at {where} failed")
+        return self._namesrv_addrs
+
     def namesrv_order(self) -> list[str]:
         """Name servers to try, starting with the one that last worked."""
-        addrs = self.config.namesrv_addrs
+        addrs = self._namesrv_addrs
+        if not addrs:
+            return []
         i = self._namesrv_index % len(addrs)
         return [*addrs[i:], *addrs[:i]]
 
     def _namesrv_call(self, make: Callable[[], RemotingCommand]) -> Flow[RemotingCommand]:
-        """Call the name servers in turn until one answers (any response code)."""
+        """Call the name servers in turn until one answers (any response code).
+
+        The next call starts with the one that answered last, so a dead name
+        server costs one failed try, not one per call. With several name servers,
+        each first gets :data:`NAMESRV_FIRST_TRY` seconds (a name server answers in
+        milliseconds): one that black-holes connections delays a call by that much,
+        not by a whole request timeout. Those that only ran out of that time get a
+        second try with the whole timeout before the call fails.
+        """
+        addrs = self._namesrv_addrs or (yield from self.namesrv_list_flow())
+        timeout = self.config.request_timeout
+        first_try = min(timeout, NAMESRV_FIRST_TRY) if len(addrs) > 1 else timeout
         last: RocketMQError | None = None
+        slow: list[str] = []
         for addr in self.namesrv_order():
             try:
-                response: RemotingCommand = yield Call(addr, make(), self.config.request_timeout)
+                response: RemotingCommand = yield Call(addr, make(), first_try)
             except (RequestTimeoutError, ConnectionClosedError) as exc:
                 log.warning("name server %s failed: %s", addr, exc)
                 last = exc
-                self._namesrv_index += 1
+                if isinstance(exc, RequestTimeoutError) and first_try < timeout:
+                    slow.append(addr)
                 continue
-            return response
+            return self._namesrv_answered(addr, response)
+        for addr in slow:
+            try:
+                response = yield Call(addr, make(), timeout)
+            except (RequestTimeoutError, ConnectionClosedError) as exc:
+                log.warning("name server %s failed again: %s", addr, exc)
+                last = exc
+                continue
+            return self._namesrv_answered(addr, response)
+        self._namesrv_unreachable = True
         assert last is not None
         raise last
+
+    def _namesrv_answered(self, addr: str, response: RemotingCommand) -> RemotingCommand:
+        if addr in self._namesrv_addrs:  # the list may have changed during the call
+            self._namesrv_index = self._namesrv_addrs.index(addr)
+        self._namesrv_unreachable = False
+        return response
 
     # ------------------------------------------------------------------ routes
 
@@ -173,12 +294,24 @@ class ClientCore:
         entry = self._routes.get(topic)
         return entry.route if entry is not None else None
 
-    def route_flow(self, topic: str, *, force: bool = False) -> Flow[TopicRouteData]:
+    def route_flow(
+        self, topic: str, *, force: bool = False, keep_known: bool = True
+    ) -> Flow[TopicRouteData]:
         """The topic's route, from the cache unless stale (or ``force``).
 
         Concurrent flows that need the same route share one name server request
         (as Java's client does under its name server lock): the others wait for
         its answer instead of sending hundreds of identical requests at startup.
+
+        With ``keep_known`` (the default), a route already known outlives a failed
+        refresh: the name servers cannot be reached, or answer that the topic does
+        not exist while a broker of the route still answers this client's
+        heartbeats (a name server restarted empty, before the brokers registered
+        again). The known route is returned and the failure logged. It is dropped
+        only when the name servers deny the topic and none of its brokers answered
+        a heartbeat within two heartbeat intervals (see :meth:`_brokers_alive`).
+        ``keep_known=False`` (an administrator's question) always asks the name
+        servers and raises what they answer.
         """
         now: float = yield Now()
         entry = self._routes.get(topic)
@@ -188,6 +321,36 @@ class ClientCore:
             and now - entry.fetched_at < self.config.route_refresh_interval
         ):
             return entry.route
+        if entry is not None and keep_known:
+            try:
+                return (yield from self._fetch_route(topic, now))
+            except RouteNotFoundError as exc:
+                if not self._brokers_alive(entry.route, now):
+                    self._routes.pop(topic, None)
+                    raise
+                log.warning(
+                    "keeping the known route of %r: its brokers still answer (%s)", topic, exc
+                )
+            except (RequestTimeoutError, ConnectionClosedError) as exc:
+                log.warning("keeping the known route of %r: %s", topic, exc)
+            return entry.route
+        try:
+            return (yield from self._fetch_route(topic, now))
+        except RouteNotFoundError:
+            self._routes.pop(topic, None)
+            raise
+
+    def _brokers_alive(self, route: TopicRouteData, now: float) -> bool:
+        """Whether a broker of ``route`` answered a heartbeat lately (two intervals)."""
+        horizon = now - 2 * self.config.heartbeat_interval
+        return any(
+            self._broker_answered.get(addr, horizon - 1) >= horizon
+            for broker in route.broker_datas
+            for addr in broker.broker_addrs.values()
+        )
+
+    def _fetch_route(self, topic: str, now: float) -> Flow[TopicRouteData]:
+        """Ask the name servers for ``topic``'s route (sharing a request in flight)."""
         if topic in self._fetching:
             started = now
             limit = started + 2 * self.config.request_timeout
@@ -205,13 +368,14 @@ class ClientCore:
         try:
             response = yield from self._namesrv_call(lambda: rq.get_route_info(topic))
             if response.code == ResponseCode.TOPIC_NOT_EXIST:
-                self._routes.pop(topic, None)
                 self._missing.add(topic)
                 raise RouteNotFoundError(
                     f"no route for topic {topic!r}: the name servers know no such topic"
                 )
             if response.code != ResponseCode.SUCCESS:
-                raise error_for_response(response.code, response.remark)
+                raise error_for_response(
+                    response.code, response.remark, request=RequestCode.GET_ROUTEINFO_BY_TOPIC
+                )
             route = parse_topic_route(response.body)
             self._missing.discard(topic)
             self.update_route(topic, route, now)
@@ -245,15 +409,11 @@ class ClientCore:
         """Where ``topic`` may be sent; for an unknown topic, the default topic's
         brokers (a broker with ``autoCreateTopicEnable`` then creates it), as Java does."""
         self.topics_in_use.add(topic)
-        now: float = yield Now()
         info = self._publish.get(topic)
-        entry = self._routes.get(topic)
-        if (
-            info is not None
-            and info.queues
-            and entry is not None
-            and now - entry.fetched_at < self.config.route_refresh_interval
-        ):
+        if info is not None and info.queues and topic in self._routes:
+            # A known route is used whatever its age, as Java's client does: the
+            # upkeep flow refreshes it in the background, and a send never waits
+            # for (or fails with) a name server.
             return info
         try:
             yield from self.route_flow(topic, force=True)
@@ -315,11 +475,40 @@ class ClientCore:
     def cluster_info_flow(self) -> Flow[ClusterInfo]:
         response = yield from self._namesrv_call(rq.get_broker_cluster_info)
         if response.code != ResponseCode.SUCCESS:
-            raise error_for_response(response.code, response.remark)
+            raise error_for_response(
+                response.code, response.remark, request=RequestCode.GET_BROKER_CLUSTER_INFO
+            )
         info = parse_cluster_info(response.body)
         for name, broker in info.broker_addr_table.items():
             self._broker_addrs[name] = dict(broker.broker_addrs)
         return info
+
+    def note_broker_version(self, addr: str, version: int) -> None:
+        """Remember the ``version`` header of a response from the broker at ``addr``.
+
+        Brokers put their release's ``MQVersion.Version`` ordinal in every response
+        (4.9.7 is 407, 5.0.0 is 413); the flows that call brokers (heartbeats, sends,
+        :meth:`broker_version_flow`) feed it here. The latest one wins: a broker
+        upgraded in place is seen as the new release from its next answer on.
+        """
+        self._broker_versions[addr] = version
+
+    def broker_version(self, addr: str) -> int | None:
+        """The version the broker at ``addr`` last answered with; ``None`` before any answer."""
+        return self._broker_versions.get(addr)
+
+    def broker_version_flow(self, addr: str, timeout: float) -> Flow[int]:
+        """The version of the broker at ``addr``, asked with one HEART_BEAT if no answer
+        from it was seen yet (the cheapest request every broker answers, whatever its
+        ACL; it also announces our groups, as the next heartbeat round would)."""
+        known = self._broker_versions.get(addr)
+        if known is not None:
+            return known
+        response: RemotingCommand = yield Call(addr, rq.heart_beat(self.heartbeat_body()), timeout)
+        self.note_broker_version(addr, response.version)
+        if response.code == ResponseCode.SUCCESS:
+            self._broker_answered[addr] = yield Now()
+        return response.version
 
     # --------------------------------------------------------------- heartbeat
 
@@ -347,6 +536,7 @@ class ClientCore:
                 except RocketMQError as exc:
                     log.warning("heartbeat to %s (%s) failed: %s", name, addr, exc)
                     continue
+                self.note_broker_version(addr, response.version)
                 if response.code != ResponseCode.SUCCESS:
                     log.warning(
                         "heartbeat to %s (%s) refused: %s %s",
@@ -357,6 +547,7 @@ class ClientCore:
                     )
                     continue
                 answered += 1
+                self._broker_answered[addr] = yield Now()
         self._last_heartbeat = yield Now()
         return answered
 
@@ -375,26 +566,48 @@ class ClientCore:
                     log.info("unregister from %s (%s) failed: %s", name, addr, exc)
 
     def refresh_routes_flow(self) -> Flow[None]:
-        for topic in sorted(self.topics_in_use):
+        """Refresh every route in use; known routes outlive failures (see :meth:`route_flow`).
+
+        When no name server can be reached, the other topics are not tried this
+        round: each try would wait for the same failure.
+        """
+        topics = sorted(self.topics_in_use)
+        for index, topic in enumerate(topics):
             try:
                 yield from self.route_flow(topic, force=True)
             except RocketMQError as exc:
                 log.warning("route refresh of %r failed: %s", topic, exc)
+            if self._namesrv_unreachable and index + 1 < len(topics):
+                log.warning(
+                    "no name server answers: the routes of %d more topics are kept as they are",
+                    len(topics) - index - 1,
+                )
+                break
         self._last_refresh = yield Now()
 
     def maintenance_flow(self) -> Flow[None]:
-        """Runs until :attr:`closed`: routes refreshed and heartbeats sent on their intervals."""
+        """Runs until :attr:`closed`: routes refreshed and heartbeats sent on their intervals.
+
+        With a name server lookup URL, the list is asked for first, then every
+        ``namesrv_lookup_interval`` seconds (see :class:`NamesrvLookup`).
+        """
         config = self.config
+        lookup = self._namesrv_lookup
         while not self.closed:
             now: float = yield Now()
-            if self._last_refresh is None or now - self._last_refresh >= (
-                config.route_refresh_interval
+            if lookup is not None and lookup.due(now, bool(self._namesrv_addrs)):
+                yield from self.lookup_namesrv_flow()
+                now = yield Now()
+            # Compared as ``due`` is computed below: ``now - last >= interval`` can be
+            # false (rounding) at the very time ``due`` says, and the loop would spin.
+            if self._last_refresh is None or now >= (
+                self._last_refresh + config.route_refresh_interval
             ):
                 yield from self.refresh_routes_flow()
             if (
                 self._new_broker
                 or self._last_heartbeat is None
-                or now - self._last_heartbeat >= config.heartbeat_interval
+                or now >= self._last_heartbeat + config.heartbeat_interval
             ):
                 yield from self.heartbeat_flow()
             now = yield Now()
@@ -403,6 +616,8 @@ class ClientCore:
                 self._last_refresh + config.route_refresh_interval,
                 (self._last_heartbeat or now) + config.heartbeat_interval,
             )
+            if lookup is not None:
+                due = min(due, lookup.next_due(bool(self._namesrv_addrs)) or now)
             # Wake at least once a second so that closing is noticed promptly.
             yield Sleep(min(1.0, max(0.0, due - now)))
 

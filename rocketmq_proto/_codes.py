@@ -192,6 +192,14 @@ class RequestCode(enum.IntEnum):
     AUTH_LIST_ACL = 3010
 
 
+def request_name(code: int) -> str:
+    """A request code as people read it: ``GET_ROUTEINFO_BY_TOPIC``, or ``request code 999``."""
+    try:
+        return RequestCode(code).name
+    except ValueError:
+        return f"request code {code}"
+
+
 class ResponseCode(enum.IntEnum):
     """Response codes a server answers with (``code`` of a response frame)."""
 

@@ -21,7 +21,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ._codes import FLAG_ONEWAY, FLAG_RESPONSE, LanguageCode, SerializeType
+from ._codes import FLAG_ONEWAY, FLAG_RESPONSE, LanguageCode, SerializeType, request_name
 from ._command import (
     DEFAULT_MAX_FRAME_SIZE,
     DEFAULT_VERSION,
@@ -231,7 +231,7 @@ class Connection:
         if request.is_response:
             raise LocalProtocolError("cannot answer a response")
         if request.is_oneway:
-            raise LocalProtocolError(f"request code {request.code} was oneway: it takes no answer")
+            raise LocalProtocolError(f"{request_name(request.code)} was oneway: it takes no answer")
         response = RemotingCommand(
             code,
             ext_fields,

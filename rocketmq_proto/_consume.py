@@ -114,22 +114,26 @@ _RESULT_NAMES: Final[dict[str, ConsumeResult]] = {
 def to_consume_result(value: Any, *, orderly: bool = False) -> ConsumeResult:
     """A handler's return value as a :class:`ConsumeResult`.
 
-    ``True`` is success, ``False`` and ``None`` (Java's null status) failure;
+    ``None`` (a function that just returns) and ``True`` are success: a handler
+    fails only by saying so, with ``False``, RETRY_LATER or
+    SUSPEND_CURRENT_QUEUE_A_MOMENT (or by raising). Unlike Java, where a null
+    status is a failure, a Python handler that processes its messages and
+    returns nothing must not have each of them retried and dead-lettered.
     Java's status names (CONSUME_SUCCESS, RECONSUME_LATER...) are accepted.
     Failure is RETRY_LATER for concurrent and SUSPEND_CURRENT_QUEUE_A_MOMENT for
     orderly consumption, whichever of the two the handler named.
     """
     if isinstance(value, ConsumeResult):
         result = value
-    elif value is True:
+    elif value is True or value is None:
         result = ConsumeResult.SUCCESS
-    elif value is False or value is None:
+    elif value is False:
         result = ConsumeResult.RETRY_LATER
     elif isinstance(value, str) and value.upper() in _RESULT_NAMES:
         result = _RESULT_NAMES[value.upper()]
     else:
         raise InvalidArgumentError(
-            f"a message handler must return a ConsumeResult (or True/False), got {value!r}"
+            f"a message handler must return a ConsumeResult, True/False or None, got {value!r}"
         )
     if result is ConsumeResult.SUCCESS:
         return result

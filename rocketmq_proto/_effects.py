@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ._command import RemotingCommand
+from ._errors import RequestTimeoutError
 
 T = TypeVar("T")
 
@@ -115,11 +116,78 @@ class WriteFile:
     """Replace a (small) file atomically: write a temporary file, then rename. Result: ``None``.
 
     Missing directories are created. An OS error is thrown into the flow as
-    :class:`LocalStorageError`.
+    :class:`LocalStorageError`. Drivers perform both file effects with
+    :mod:`rocketmq_proto._localfile`, and never on an event loop's thread.
     """
 
     path: str
     data: bytes
 
 
-Effect = Call | Oneway | Sleep | Now | WallTime | UserCall | Spawn | ReadFile | WriteFile
+@dataclass(frozen=True, slots=True)
+class HttpGet:
+    """Exchange one plain HTTP/1.0 request on a new TCP connection to ``host``:``port``.
+
+    Send ``request`` (whole, built by the core), then read until the server
+    closes the connection, all within ``timeout`` seconds. Result: the bytes
+    read (status line, headers, body), which the core parses. Raises
+    :class:`RequestTimeoutError` when time runs out, :class:`ConnectionClosedError`
+    when the connection cannot be made or fails, or the answer exceeds
+    ``max_size`` bytes. Used for the name server lookup
+    (:mod:`rocketmq_proto._namesrv_lookup`); a driver performs it without
+    blocking its event loop or its timer thread.
+    """
+
+    host: str
+    port: int
+    request: bytes
+    timeout: float
+    max_size: int = 64 * 1024
+
+
+Effect = Call | Oneway | Sleep | Now | WallTime | UserCall | Spawn | ReadFile | WriteFile | HttpGet
+
+
+def within(flow: Flow[T], deadline: float, what: str) -> Flow[T]:
+    """``flow``, made to end by ``deadline`` (on the driver's clock, :class:`Now`).
+
+    Use as ``yield from within(flow, deadline, what)``. The timeout of each
+    :class:`Call` and the length of each :class:`Sleep` it yields are cut to the
+    time left; one yielded when no time is left is not performed: a
+    :class:`RequestTimeoutError` is thrown into ``flow`` in its place (``flow``
+    may catch it and try something else, which meets the same fate). Other
+    effects pass through unchanged; a flow that yields neither costs nothing more.
+    """
+    value: Any = None
+    error: BaseException | None = None
+    try:
+        while True:
+            try:
+                effect = flow.send(value) if error is None else flow.throw(error)
+            except StopIteration as stop:
+                result: T = stop.value
+                return result
+            value, error = None, None
+            kind = type(effect)
+            if kind is Call or kind is Sleep:
+                now: float = yield Now()
+                left = deadline - now
+                if left <= 0:
+                    error = RequestTimeoutError(f"{what}: no time left for the next step")
+                    continue
+                if kind is Call:
+                    assert isinstance(effect, Call)
+                    if effect.timeout > left:
+                        effect = Call(effect.addr, effect.command, left)
+                else:
+                    assert isinstance(effect, Sleep)
+                    if effect.seconds > left:
+                        effect = Sleep(left)
+            try:
+                value = yield effect
+            except GeneratorExit:
+                raise
+            except BaseException as exc:  # the effect's error: the inner flow decides
+                error = exc
+    finally:
+        flow.close()  # a no-op once it returned or raised; else (we are closed) its cleanup

@@ -9,7 +9,10 @@ exception escaping the core is a bug.
 
 from __future__ import annotations
 
-from ._codes import ResponseCode
+from ._codes import ResponseCode, request_name
+
+#: How much of a server's remark an error's message quotes; ``remark`` keeps it whole.
+MAX_REMARK_IN_MESSAGE = 4096
 
 
 class RocketMQError(Exception):
@@ -51,6 +54,15 @@ class InvalidPropertyError(InvalidMessageError):
     """A property key or value cannot be encoded (separator characters, size, reserved key)."""
 
 
+class TimerUnsupportedError(InvalidMessageError):
+    """A timer message (``deliver_at``, TIMER_DELIVER_MS, TIMER_DELAY_SEC/MS) was about to go
+    to a broker older than RocketMQ 5.0.0, which has no timers and would deliver it at once.
+
+    Raised before the message is sent; the producer option ``timer_fallback="delay_level"``
+    sends it with the nearest delay level instead.
+    """
+
+
 class ConfigError(InvalidArgumentError):
     """A client was configured with an invalid option."""
 
@@ -59,14 +71,17 @@ class CompressionUnavailableError(RocketMQError):
     """A message body is compressed with an algorithm whose library is not installed."""
 
 
-class RequestTimeoutError(RocketMQError):
-    """No answer arrived before the request's deadline."""
+class RequestTimeoutError(RocketMQError, TimeoutError):
+    """No answer arrived before the request's deadline (also a builtin :class:`TimeoutError`)."""
 
     retriable = True
 
 
-class ConnectionClosedError(RocketMQError):
-    """The connection closed (or could not be opened) before an answer arrived."""
+class ConnectionClosedError(RocketMQError, ConnectionError):
+    """The connection closed (or could not be opened) before an answer arrived.
+
+    Also a builtin :class:`ConnectionError` (so an :class:`OSError`).
+    """
 
     retriable = True
 
@@ -78,27 +93,55 @@ class RouteNotFoundError(RocketMQError):
 class BrokerError(RocketMQError):
     """A server answered with an error response code.
 
-    ``code`` and ``remark`` are the response's; ``retriable`` says whether Java's
-    client would try again (for a send: on another broker).
+    ``code`` and ``remark`` are the response's (the message quotes at most
+    :data:`MAX_REMARK_IN_MESSAGE` characters of the remark; ``remark`` keeps it
+    whole); ``request`` is the code of the request answered, when known;
+    ``retriable`` says whether Java's client would try again (for a send: on
+    another broker).
     """
 
     #: The response code this class stands for (``None`` for the generic class).
     response_code: int | None = None
 
-    def __init__(self, code: int, remark: str | None = None, *, retriable: bool | None = None):
+    def __init__(
+        self,
+        code: int,
+        remark: str | None = None,
+        *,
+        retriable: bool | None = None,
+        request: int | None = None,
+    ):
         self.code = code
         self.remark = remark or ""
+        self.request = request
         if retriable is not None:
             self.retriable = retriable
         try:
             name = ResponseCode(code).name
         except ValueError:
             name = "UNKNOWN"
-        detail = f": {self.remark}" if self.remark else ""
-        super().__init__(f"broker answered {name} ({code}){detail}")
+        detail = ""
+        if len(self.remark) > MAX_REMARK_IN_MESSAGE:
+            cut = len(self.remark) - MAX_REMARK_IN_MESSAGE
+            detail = (
+                f": {self.remark[:MAX_REMARK_IN_MESSAGE]}... ({cut} more characters in .remark)"
+            )
+        elif self.remark:
+            detail = f": {self.remark}"
+        what = f"{request_name(request)}: " if request is not None else ""
+        super().__init__(f"{what}broker answered {name} ({code}){detail}")
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (type(self), (self.code, self.remark), {"retriable": self.retriable})
+        return (
+            _rebuild_broker_error,
+            (type(self), self.code, self.remark, self.retriable, self.request),
+        )
+
+
+def _rebuild_broker_error(
+    cls: type[BrokerError], code: int, remark: str, retriable: bool, request: int | None
+) -> BrokerError:
+    return cls(code, remark, retriable=retriable, request=request)
 
 
 class BrokerSystemError(BrokerError):
@@ -249,15 +292,20 @@ _AUTH_REMARK_MARKERS = (
 )
 
 
-def error_for_response(code: int, remark: str | None = None) -> BrokerError:
-    """The exception for an error response, chosen by its code (and for auth, its remark)."""
+def error_for_response(
+    code: int, remark: str | None = None, *, request: int | None = None
+) -> BrokerError:
+    """The exception for an error response, chosen by its code (and for auth, its remark).
+
+    ``request`` (the request's code) names the request in the message.
+    """
     low = (remark or "").lower()
     if code in (ResponseCode.SYSTEM_ERROR, ResponseCode.NO_PERMISSION) and any(
         marker in low for marker in _AUTH_REMARK_MARKERS
     ):
-        return AuthenticationError(code, remark)
+        return AuthenticationError(code, remark, request=request)
     cls = _BY_CODE.get(code, BrokerError)
-    return cls(code, remark)
+    return cls(code, remark, request=request)
 
 
 class UserCallbackError(RocketMQError):

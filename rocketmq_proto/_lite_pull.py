@@ -29,7 +29,13 @@ from ._client import ClientCore
 from ._codes import PullStatus, ResponseCode
 from ._consume import initial_offset_flow, reset_retry_topic
 from ._effects import Call, Flow, Now, Sleep, Spawn, WallTime
-from ._errors import ConfigError, InvalidArgumentError, RocketMQError, error_for_response
+from ._errors import (
+    ConfigError,
+    InvalidArgumentError,
+    LocalProtocolError,
+    RocketMQError,
+    error_for_response,
+)
 from ._message import MessageExt
 from ._offsets import (
     OffsetStore,
@@ -91,6 +97,8 @@ class PullConsumerCore:
     offsets: OffsetStore = field(default_factory=OffsetStore)
     buffer: deque[MessageExt] = field(default_factory=deque)
     closed: bool = False
+    #: ``start_flow`` ran: polling before it is a mistake in the caller.
+    started: bool = False
     _generation: int = 0
     _rebalance_now: bool = True
     #: Subscriptions or assigned queues changed since the brokers last heard of them.
@@ -178,6 +186,7 @@ class PullConsumerCore:
         yield Spawn(self.pull_loop_flow(mq, self._generation), f"lite pull {mq}")
 
     def start_flow(self) -> Flow[None]:
+        self.started = True
         self._start_ms = yield WallTime()
         yield from self._announce_flow()
 
@@ -270,9 +279,17 @@ class PullConsumerCore:
 
     # ------------------------------------------------------------------- poll
 
+    def check_started(self) -> None:
+        """Raise :class:`LocalProtocolError` unless the consumer was started."""
+        if not self.started:
+            raise LocalProtocolError("PullConsumer.poll() before start(): call start() first")
+
     def take(self, max_records: int | None = None) -> list[MessageExt]:
         """Messages from the buffer (at most ``max_poll_records``), skipping paused
-        queues (their messages wait); the polled offsets move past them."""
+        queues (their messages wait); the polled offsets move past them.
+
+        Raises :class:`LocalProtocolError` before :meth:`start_flow`."""
+        self.check_started()
         limit = max_records or self.config.max_poll_records
         out: list[MessageExt] = []
         kept: deque[MessageExt] = deque()
@@ -345,7 +362,7 @@ class PullConsumerCore:
             )
             response = yield Call(addr, command, timeout)
             if response.code != ResponseCode.SUCCESS:
-                raise error_for_response(response.code, response.remark)
+                raise error_for_response(response.code, response.remark, request=command.code)
         self.offsets.mark_committed(table)
         self._last_commit = yield Now()
 

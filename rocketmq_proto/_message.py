@@ -26,6 +26,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 import struct
+import unicodedata
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -54,6 +55,7 @@ __all__ = [
     "UniqueIdInfo",
     "body_crc32",
     "compress_body",
+    "compression_available",
     "decode_batch",
     "decode_message",
     "decode_messages",
@@ -66,7 +68,9 @@ __all__ = [
     "encode_stored_message",
     "java_string_hash",
     "parse_unique_id",
+    "properties_string",
     "unwrap_inner_batch",
+    "validate_tags",
     "validate_topic",
 ]
 
@@ -231,8 +235,16 @@ RETRY_GROUP_TOPIC_PREFIX: Final = "%RETRY%"
 DLQ_GROUP_TOPIC_PREFIX: Final = "%DLQ%"
 AUTO_CREATE_TOPIC_KEY_TOPIC: Final = "TBW102"
 
-#: Topics a producer may not send to: Java's ``TopicValidator`` NOT_ALLOWED_SEND_TOPIC_SET,
-#: plus the auto-create template topic (a message sent there is never consumed).
+SYSTEM_TOPIC_PREFIX: Final = "rmq_sys_"
+
+#: Topics a producer may not send to: Java 5.x's ``TopicValidator`` NOT_ALLOWED_SEND_TOPIC_SET
+#: (the broker's own schedule, transaction, self-test, offset-moved and sync topics), plus
+#: two system topics a message sent to is never consumed by anyone: the auto-create template
+#: TBW102 and the RocksDB offset checkpoint topic. Topics starting with ``rmq_sys_`` (the
+#: broker's timer wheel, pop revive logs, broker member sync...) are refused too. Allowed on
+#: purpose, as in Java: ``BenchmarkTest``, ``RMQ_SYS_TRACE_TOPIC`` (message traces are sent
+#: there), ``%RETRY%`` topics (a consumer's fallback for a message the broker would not take
+#: back) and ``%DLQ%`` topics (re-driving dead letters), and ``<cluster>_REPLY_TOPIC``.
 NOT_ALLOWED_SEND_TOPICS: Final[frozenset[str]] = frozenset(
     {
         AUTO_CREATE_TOPIC_KEY_TOPIC,
@@ -242,6 +254,13 @@ NOT_ALLOWED_SEND_TOPICS: Final[frozenset[str]] = frozenset(
         "TRANS_CHECK_MAX_TIME_TOPIC",
         "SELF_TEST_TOPIC",
         "OFFSET_MOVED_EVENT",
+        "CHECKPOINT_TOPIC",
+        "RMQ_SYS_TOPIC_CONFIG_SYNC",
+        "RMQ_SYS_CONSUMER_OFFSET_SYNC",
+        "RMQ_SYS_DELAY_OFFSET_SYNC",
+        "RMQ_SYS_SUBSCRIPTION_GROUP_SYNC",
+        "RMQ_SYS_MESSAGE_MODE_SYNC",
+        "RMQ_SYS_TIMER_METRICS_SYNC",
     }
 )
 
@@ -255,8 +274,9 @@ def validate_topic(topic: str) -> str:
 
     Rules: a non-blank ``str`` of at most 127 characters (255 for ``%RETRY%`` and
     ``%DLQ%`` topics) drawn from ``[%|a-zA-Z0-9_-]``, and not a system topic
-    producers may not send to (TBW102, SCHEDULE_TOPIC_XXXX, the transaction half
-    topics...). Raises :class:`InvalidTopicError` naming the topic and the rule.
+    producers may not send to (:data:`NOT_ALLOWED_SEND_TOPICS`: TBW102,
+    SCHEDULE_TOPIC_XXXX, the transaction half topics...; any ``rmq_sys_`` topic).
+    Raises :class:`InvalidTopicError` naming the topic and the rule.
     """
     if not isinstance(topic, str):
         raise InvalidTopicError(f"topic must be a str, got {type(topic).__name__}")
@@ -277,7 +297,7 @@ def validate_topic(topic: str) -> str:
         raise InvalidTopicError(
             f"topic {topic!r} contains {bad!r}: only [%|a-zA-Z0-9_-] is allowed"
         )
-    if topic in NOT_ALLOWED_SEND_TOPICS:
+    if topic in NOT_ALLOWED_SEND_TOPICS or topic.startswith(SYSTEM_TOPIC_PREFIX):
         raise InvalidTopicError(
             f"topic {topic!r} is a reserved system topic: sending to it is forbidden"
         )
@@ -295,8 +315,18 @@ def encode_properties(props: Mapping[str, str]) -> bytes:
     for a non-str key or value, an empty key, a key or value containing ``\\x01`` or
     ``\\x02``, or a result over 32767 bytes.
     """
+    return _checked_properties(props)[1]
+
+
+def properties_string(props: Mapping[str, str]) -> str:
+    """The ``properties`` header field of a single send: :func:`encode_properties`'s
+    text, with the same checks (a broker stores it int16-length-prefixed too)."""
+    return _checked_properties(props)[0]
+
+
+def _checked_properties(props: Mapping[str, str]) -> tuple[str, bytes]:
     if not props:
-        return b""
+        return "", b""
     try:
         text = "".join([k + "\x01" + v + "\x02" for k, v in props.items()])
     except TypeError:
@@ -323,7 +353,7 @@ def encode_properties(props: Mapping[str, str]) -> bytes:
             f"properties encode to {len(data)} bytes, more than {MAX_PROPERTIES_SIZE} "
             f"(largest: {biggest[:40]!r})"
         )
-    return data
+    return text, data
 
 
 def _unencodable(text: str) -> bool:
@@ -448,25 +478,43 @@ def compress_body(
     *,
     compression: CompressionType = CompressionType.ZLIB,
 ) -> tuple[bytes, int]:
-    """Compress a single message's body as Java's producer does.
+    """Compress a single message's body as Java's producer does, when that pays.
 
     Bodies shorter than ``threshold`` are returned unchanged with flag bits 0. Longer
-    ones are compressed (zlib by default, at ``level``) and returned with the sysFlag bits
-    to OR into the send header: COMPRESSED (0x1) plus the algorithm's type bits (zlib
-    0x300, as Java 5.x sets; Java 4.x and Go set 0x1 alone, which every reader also
-    takes as zlib). Batches are never compressed.
+    ones are compressed (zlib by default, at ``level``; LZ4 and Zstandard need their
+    optional libraries) and returned with the sysFlag bits to OR into the send header:
+    COMPRESSED (0x1) plus the algorithm's type bits (Java 5.x's ``CompressionType``
+    in bits 8-10: LZ4 0x100, ZSTD 0x200, ZLIB 0x300; Java 4.x and Go set 0x1 alone,
+    which every reader also takes as zlib). Unlike Java, a body that does not get
+    smaller (random or already compressed data) is returned unchanged with flag bits 0:
+    so a body of exactly the maximum message size is never pushed over the broker's
+    limit by compression. Batches are never compressed.
     """
     if len(body) < threshold:
         return body, 0
-    if compression is CompressionType.ZLIB:
-        data = zlib.compress(body, level)
-    elif compression is CompressionType.LZ4:
-        # lz4-java's LZ4FrameInputStream (what Java brokers and clients use) refuses
-        # linked blocks; content size is left out as LZ4FrameOutputStream does.
-        data = _lz4_frame().compress(body, block_linked=False, store_size=False)
-    else:
-        data = _zstandard().ZstdCompressor(level=level).compress(body)
+    data = _compress(body, compression, level)
+    if len(data) >= len(body):
+        return body, 0
     return data, _COMPRESSED | compression.sys_flag
+
+
+def _compress(body: bytes, compression: CompressionType, level: int) -> bytes:
+    if compression is CompressionType.ZLIB:
+        return zlib.compress(body, level)
+    if compression is CompressionType.LZ4:
+        # lz4-java's LZ4FrameInputStream (what Java brokers and clients use) refuses
+        # linked blocks; content size is left out as LZ4FrameOutputStream does. Java's
+        # LZ4 compressor takes no level.
+        return bytes(_lz4_frame().compress(body, block_linked=False, store_size=False))
+    return bytes(_zstandard().ZstdCompressor(level=level).compress(body))
+
+
+def compression_available(compression: CompressionType) -> None:
+    """Raise :class:`CompressionUnavailableError` if ``compression``'s library is missing."""
+    if compression is CompressionType.LZ4:
+        _lz4_frame()
+    elif compression is CompressionType.ZSTD:
+        _zstandard()
 
 
 def decompress_body(body: bytes, sys_flag: int) -> bytes:
@@ -792,6 +840,43 @@ def _check_value(name: str, value: str) -> None:
         raise InvalidPropertyError(
             f"{name} {value!r} contains a property separator (\\x01 or \\x02)"
         )
+
+
+def _is_control(ch: str) -> bool:
+    return unicodedata.category(ch) == "Cc"
+
+
+#: What separates tags in a subscription expression ("a || b").
+TAG_SEPARATOR: Final = "||"
+
+
+def validate_tags(tags: str) -> str:
+    """Check that a message's TAGS can be matched by a tag filter; return them.
+
+    A consumer's expression is split on ``||`` and each tag trimmed (Java's
+    ``String.trim``: spaces and control characters), then compared whole with the
+    message's TAGS. So TAGS containing ``||``, a control character, or a leading or
+    trailing space can never match any expression but ``*``: such a message is
+    refused at send with :class:`InvalidMessageError` naming the tag and the reason.
+    """
+    if TAG_SEPARATOR in tags:
+        raise InvalidMessageError(
+            f"tag {tags!r} contains '||', the separator of tag expressions: "
+            "no subscription could ever select it (a message takes one tag)"
+        )
+    # isprintable() is the fast path: every control character is unprintable.
+    bad = None if tags.isprintable() else next((c for c in tags if _is_control(c)), None)
+    if bad is not None:
+        raise InvalidMessageError(
+            f"tag {tags!r} contains the control character {bad!r}: "
+            "no subscription could ever select it"
+        )
+    if tags[:1] == " " or tags[-1:] == " ":
+        raise InvalidMessageError(
+            f"tag {tags!r} has a leading or trailing space, which subscriptions trim "
+            "off: no subscription could ever select it"
+        )
+    return tags
 
 
 class Message(_PropertyView):
@@ -1632,7 +1717,7 @@ def encode_stored_message(
             kind = _compression_of(sys_flag)
         except RemoteProtocolError as exc:
             raise InvalidArgumentError(str(exc)) from None
-        body, _ = compress_body(body, threshold=0, compression=kind)
+        body = _compress(body, kind, DEFAULT_COMPRESS_LEVEL)
     props = encode_properties(msg.properties)
     layout = _STORED_HEAD[(sys_flag >> 4) & 3]
     total = layout.size + len(body) + len(topic_part) + 2 + len(props)

@@ -33,6 +33,7 @@ from ._route import MASTER_ID, MessageQueue
 log = logging.getLogger("rocketmq_proto.consumer")
 
 __all__ = [
+    "LOCAL_OFFSET_DEFAULT_INSTANCE",
     "LOCAL_OFFSET_FILE_NAME",
     "LOCAL_OFFSET_STORE_DIR_NAME",
     "OFFSET_REQUEST_TIMEOUT",
@@ -42,6 +43,7 @@ __all__ = [
     "encode_local_offsets",
     "find_broker_in_subscribe",
     "load_local_offsets",
+    "local_offsets_client_id",
     "local_offsets_path",
     "max_offset_flow",
     "parse_local_offsets",
@@ -59,6 +61,10 @@ OFFSET_REQUEST_TIMEOUT: Final = 5.0
 #: (``-Drocketmq.client.localOffsetStoreDir`` replaces ``~/<dir>``).
 LOCAL_OFFSET_STORE_DIR_NAME: Final = ".rocketmq_offsets"
 LOCAL_OFFSET_FILE_NAME: Final = "offsets.json"
+#: The instance name in that path when none was configured: Java's default
+#: ``DEFAULT``, which its broadcasting consumers keep (it renames the instance to
+#: the pid for clustering consumers only), so a restarted process finds its file.
+LOCAL_OFFSET_DEFAULT_INSTANCE: Final = "DEFAULT"
 
 
 class OffsetStore:
@@ -149,6 +155,18 @@ class OffsetStore:
 
 
 # ------------------------------------------------------------ the local file
+
+
+def local_offsets_client_id(
+    client_ip: str, instance_name: str | None = None, unit_name: str | None = None
+) -> str:
+    """The client id naming a broadcasting group's offsets directory: Java's
+    ``ip@instance[@unit]``, with :data:`LOCAL_OFFSET_DEFAULT_INSTANCE` when no
+    instance name was configured. Not the running client's id, whose generated
+    instance name (``pid#random``) changes with every process: offsets stored
+    under it would be lost at each restart."""
+    cid = f"{client_ip}@{instance_name or LOCAL_OFFSET_DEFAULT_INSTANCE}"
+    return f"{cid}@{unit_name}" if unit_name else cid
 
 
 def local_offsets_path(client_id: str, group: str) -> tuple[str, str, str, str]:

@@ -21,7 +21,9 @@ from ._command import DEFAULT_MAX_FRAME_SIZE
 from ._connection import Signer
 from ._errors import ConfigError
 from ._lite_pull import PullConsumerConfig
-from ._producer import ProducerConfig, QueueSelection
+from ._message import CompressionType
+from ._namesrv_lookup import DEFAULT_LOOKUP_INTERVAL
+from ._producer import ProducerConfig, QueueSelection, TimerFallback
 from ._pull import PullConfig
 from ._push import ConsumerConfig
 
@@ -44,6 +46,8 @@ class ClientOptions(TypedDict, total=False):
     heartbeat_interval: float
     max_frame_size: int
     logger: logging.Logger | None
+    namesrv_lookup_url: str | None
+    namesrv_lookup_interval: float
 
 
 class ProducerOptions(ClientOptions, total=False):
@@ -55,10 +59,12 @@ class ProducerOptions(ClientOptions, total=False):
     retry_another_broker_when_not_store_ok: bool
     compress_msg_body_over_howmuch: int
     compress_level: int
+    compress_type: str | CompressionType
     max_message_size: int
     default_topic_queue_nums: int
     send_latency_fault_enable: bool
     queue_selection: str | QueueSelection
+    timer_fallback: str | TimerFallback
 
 
 class ConsumerOptions(ClientOptions, total=False):
@@ -143,6 +149,118 @@ def make_signer(credentials: Credentials) -> Signer:
     return signer
 
 
+#: The producer group a producer gets when none is given (Java's ``DEFAULT_PRODUCER``).
+DEFAULT_PRODUCER_GROUP = "DEFAULT_PRODUCER"
+
+#: Group names Java's ``MixAll`` reserves for the brokers' and tools' own clients:
+#: a consumer in one would share offsets and rebalancing with them.
+RESERVED_CONSUMER_GROUPS = frozenset(
+    {
+        "DEFAULT_CONSUMER",
+        "TOOLS_CONSUMER",
+        "FILTERSRV_CONSUMER",
+        "__MONITOR_CONSUMER",
+        "CLIENT_INNER_PRODUCER",
+        "SELF_TEST_P_GROUP",
+        "SELF_TEST_C_GROUP",
+        "CID_ONS-HTTP-PROXY",
+        "CID_ONSAPI_PERMISSION",
+        "CID_ONSAPI_OWNER",
+        "CID_ONSAPI_PULL",
+    }
+)
+#: Prefix of the system consumer groups (Java's ``MixAll.CID_RMQ_SYS_PREFIX``).
+SYSTEM_CONSUMER_GROUP_PREFIX = "CID_RMQ_SYS_"
+
+
+def check_consumer_group(group: object) -> None:
+    """Raise :class:`ConfigError` if ``group`` is one the Java client reserves."""
+    if not isinstance(group, str):
+        raise ConfigError(f"a consumer group must be a string, got {group!r}")
+    if group in RESERVED_CONSUMER_GROUPS or group.startswith(SYSTEM_CONSUMER_GROUP_PREFIX):
+        raise ConfigError(
+            f"consumer group {group!r} is reserved by RocketMQ (the brokers and tools use it "
+            "for their own clients): choose a group name of your application's own"
+        )
+
+
+def check_transaction_group(options: Mapping[str, Any]) -> None:
+    """Raise :class:`ConfigError` unless a transaction producer's options name its own group.
+
+    A broker that cannot decide a half message asks a producer of the message's
+    group (any one) whether to commit it: producers of unrelated applications
+    sharing ``DEFAULT_PRODUCER`` would be asked about each other's transactions.
+    """
+    group = options.get("group")
+    if not group or group == DEFAULT_PRODUCER_GROUP:
+        raise ConfigError(
+            "a TransactionProducer needs a group of its own, not "
+            f"{group or DEFAULT_PRODUCER_GROUP!r}: the broker asks a producer of the half "
+            "message's group whether to commit or roll back it, so the group must be the "
+            "application's: TransactionProducer(..., group='my-tx-group')"
+        )
+
+
+#: The environment variable Java's client reads the name servers from when none is set.
+NAMESRV_ADDR_ENV = "NAMESRV_ADDR"
+
+
+def namesrv_addrs(
+    namesrv_addr: str | Iterable[str] | None, environ: Mapping[str, str] | None
+) -> str | Iterable[str]:
+    """``namesrv_addr``, or when it is ``None`` or empty, ``NAMESRV_ADDR`` from ``environ``.
+
+    The value is validated by :class:`ClientConfig`.
+    """
+    if namesrv_addr is not None and (not isinstance(namesrv_addr, str) or namesrv_addr.strip()):
+        return namesrv_addr
+    from_env = (environ or {}).get(NAMESRV_ADDR_ENV, "").strip()
+    if not from_env:
+        raise ConfigError(
+            "no name server address: pass one ('host:port;host:port'), set the "
+            f"{NAMESRV_ADDR_ENV} environment variable, or give a lookup URL "
+            f"(namesrv_lookup_url=... or {NAMESRV_LOOKUP_URL_ENV})"
+        )
+    return from_env
+
+
+#: The environment variable naming the name server lookup URL (this client's own:
+#: Java builds its URL from the ``rocketmq.namesrv.domain`` property instead).
+NAMESRV_LOOKUP_URL_ENV = "NAMESRV_LOOKUP_URL"
+
+
+def namesrv_source(
+    namesrv_addr: str | Iterable[str] | None,
+    lookup_url: str | None,
+    environ: Mapping[str, str] | None,
+) -> tuple[str | Iterable[str], str | None]:
+    """Where the name servers come from: ``(addresses, lookup URL)``, one of them set.
+
+    In Java's order: the ``namesrv_addr`` argument, else the ``NAMESRV_ADDR``
+    environment variable, else a lookup URL (the ``namesrv_lookup_url`` option,
+    else ``NAMESRV_LOOKUP_URL``). An explicit option beats the environment: with
+    ``namesrv_lookup_url`` set, ``NAMESRV_ADDR`` is not read. The argument and
+    the option together are refused (Java would never ask the URL then).
+    There is no default URL: nothing is asked unless one is given.
+    """
+    given = namesrv_addr is not None and (
+        not isinstance(namesrv_addr, str) or bool(namesrv_addr.strip())
+    )
+    if lookup_url is not None:
+        if given:
+            raise ConfigError(
+                "give either a name server address or namesrv_lookup_url, not both "
+                "(the lookup URL is asked only when no address is set)"
+            )
+        return (), lookup_url
+    env = environ or {}
+    if not given and not env.get(NAMESRV_ADDR_ENV, "").strip():
+        from_env = env.get(NAMESRV_LOOKUP_URL_ENV, "").strip()
+        if from_env:
+            return (), from_env
+    return namesrv_addrs(namesrv_addr, environ), None
+
+
 def _check_keys(options: Mapping[str, Any], allowed: Iterable[str], what: str) -> None:
     unknown = set(options) - set(allowed)
     if unknown:
@@ -150,17 +268,22 @@ def _check_keys(options: Mapping[str, Any], allowed: Iterable[str], what: str) -
 
 
 def client_settings(
-    namesrv_addr: str | Iterable[str],
+    namesrv_addr: str | Iterable[str] | None,
     options: Mapping[str, Any],
     *,
     pid: int,
     nonce: int,
     default_ip: str = "127.0.0.1",
+    environ: Mapping[str, str] | None = None,
 ) -> ClientSettings:
     """Validated client and transport settings from a driver's options.
 
     ``pid`` and ``nonce`` (any number unique to this client object) make the
-    default instance name, as Java's ``pid#nanotime``.
+    default instance name, as Java's ``pid#nanotime``. ``default_ip`` (this
+    host's address, which the driver looks up) is ``client_ip``'s default;
+    without ``namesrv_addr`` the name servers come from ``environ``'s
+    ``NAMESRV_ADDR`` (the driver passes :data:`os.environ`), as Java's client,
+    or from a lookup URL (see :func:`namesrv_source`).
     """
     access_key = options.get("access_key")
     secret_key = options.get("secret_key")
@@ -187,8 +310,11 @@ def client_settings(
     max_frame_size = options.get("max_frame_size", DEFAULT_MAX_FRAME_SIZE)
     if not isinstance(max_frame_size, int) or max_frame_size < 1024:
         raise ConfigError(f"max_frame_size must be an int >= 1024, got {max_frame_size!r}")
+    addrs, lookup_url = namesrv_source(namesrv_addr, options.get("namesrv_lookup_url"), environ)
     client = ClientConfig(
-        namesrv_addrs=namesrv_addr,  # type: ignore[arg-type]  # parsed in __post_init__
+        namesrv_addrs=addrs,  # type: ignore[arg-type]
+        namesrv_lookup_url=lookup_url,
+        namesrv_lookup_interval=options.get("namesrv_lookup_interval", DEFAULT_LOOKUP_INTERVAL),
         client_ip=options.get("client_ip") or default_ip,
         instance_name=options.get("instance_name") or f"{pid}#{nonce}",
         unit_name=options.get("unit_name"),
@@ -209,7 +335,7 @@ def client_settings(
 
 
 def _split_options(
-    namesrv_addr: str | Iterable[str],
+    namesrv_addr: str | Iterable[str] | None,
     options: Mapping[str, Any],
     own_keys: frozenset[str],
     what: str,
@@ -217,6 +343,7 @@ def _split_options(
     pid: int,
     nonce: int,
     default_ip: str,
+    environ: Mapping[str, str] | None,
 ) -> tuple[ClientSettings, dict[str, Any]]:
     """Client settings from the shared options, and the class's own options apart."""
     _check_keys(options, _CLIENT_KEYS | own_keys, what)
@@ -226,17 +353,19 @@ def _split_options(
         pid=pid,
         nonce=nonce,
         default_ip=default_ip,
+        environ=environ,
     )
     return settings, {k: v for k, v in options.items() if k in own_keys}
 
 
 def producer_settings(
-    namesrv_addr: str | Iterable[str],
+    namesrv_addr: str | Iterable[str] | None,
     options: Mapping[str, Any],
     *,
     pid: int,
     nonce: int,
     default_ip: str = "127.0.0.1",
+    environ: Mapping[str, str] | None = None,
 ) -> tuple[ClientSettings, ProducerConfig]:
     settings, own = _split_options(
         namesrv_addr,
@@ -246,20 +375,23 @@ def producer_settings(
         pid=pid,
         nonce=nonce,
         default_ip=default_ip,
+        environ=environ,
     )
     return settings, ProducerConfig(**own)
 
 
 def consumer_settings(
-    namesrv_addr: str | Iterable[str],
+    namesrv_addr: str | Iterable[str] | None,
     options: Mapping[str, Any],
     *,
     pid: int,
     nonce: int,
     default_ip: str = "127.0.0.1",
+    environ: Mapping[str, str] | None = None,
 ) -> tuple[ClientSettings, ConsumerConfig]:
     if "group" not in options:
         raise ConfigError("a consumer needs a group: PushConsumer(..., group='my-group')")
+    check_consumer_group(options["group"])
     settings, own = _split_options(
         namesrv_addr,
         options,
@@ -268,11 +400,14 @@ def consumer_settings(
         pid=pid,
         nonce=nonce,
         default_ip=default_ip,
+        environ=environ,
     )
     pull = PullConfig(**{k: v for k, v in own.items() if k in _PULL_KEYS})
     consumer_options = _consumer_enum_options({k: v for k, v in own.items() if k in _CONSUMER_KEYS})
     try:
-        config = ConsumerConfig(pull=pull, **consumer_options)
+        config = ConsumerConfig(
+            pull=pull, configured_instance_name=options.get("instance_name"), **consumer_options
+        )
     except ValueError as exc:
         if isinstance(exc, ConfigError):
             raise
@@ -297,15 +432,17 @@ def _consumer_enum_options(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def pull_consumer_settings(
-    namesrv_addr: str | Iterable[str],
+    namesrv_addr: str | Iterable[str] | None,
     options: Mapping[str, Any],
     *,
     pid: int,
     nonce: int,
     default_ip: str = "127.0.0.1",
+    environ: Mapping[str, str] | None = None,
 ) -> tuple[ClientSettings, PullConsumerConfig]:
     if "group" not in options:
         raise ConfigError("a consumer needs a group: PullConsumer(..., group='my-group')")
+    check_consumer_group(options["group"])
     settings, mine = _split_options(
         namesrv_addr,
         options,
@@ -314,6 +451,7 @@ def pull_consumer_settings(
         pid=pid,
         nonce=nonce,
         default_ip=default_ip,
+        environ=environ,
     )
     pull = PullConfig(**{k: v for k, v in mine.items() if k in _PULL_KEYS})
     own = _consumer_enum_options({k: v for k, v in mine.items() if k in _PULL_CONSUMER_KEYS})
@@ -327,6 +465,43 @@ def pull_consumer_settings(
             raise
         raise ConfigError(f"invalid pull consumer option: {exc}") from None
     return settings, config
+
+
+def choose_client_ip(addresses: Iterable[str]) -> str:
+    """The address a client names itself by, chosen among this host's ``addresses``
+    (in interface order) as Java's ``NetworkUtil.getLocalAddress`` chooses.
+
+    The first IPv4 address that is not loopback, link-local, unspecified or in
+    192.168.0.0/16 (Java passes over those: home and NAT networks); else the last
+    usable IPv4 one; else the first usable IPv6 one, in brackets as Java writes it;
+    else ``127.0.0.1``. Unparsable entries are skipped. The driver reads the
+    addresses (the core does no IO).
+    """
+    v4: list[ipaddress.IPv4Address] = []
+    v6: list[ipaddress.IPv6Address] = []
+    for text in addresses:
+        try:
+            ip = ipaddress.ip_address(text.strip("[]").split("%", 1)[0])
+        except ValueError:
+            continue
+        if ip.is_loopback or ip.is_link_local or ip.is_unspecified or ip.is_multicast:
+            continue
+        if isinstance(ip, ipaddress.IPv4Address):
+            if not str(ip).startswith("0."):
+                v4.append(ip)
+        elif ip.ipv4_mapped is None:
+            v6.append(ip)
+    for ip4 in v4:
+        if ip4 not in _HOME_NETWORK:
+            return str(ip4)
+    if v4:
+        return str(v4[-1])
+    if v6:
+        return f"[{v6[0]}]"
+    return "127.0.0.1"
+
+
+_HOME_NETWORK = ipaddress.IPv4Network("192.168.0.0/16")
 
 
 def ip_bytes(ip: str) -> bytes:

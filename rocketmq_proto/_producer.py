@@ -24,9 +24,10 @@ from ._client import ClientCore, TopicPublishInfo
 from ._codes import RETRIABLE_SEND_CODES, RequestCode, ResponseCode, SendStatus, TransactionState
 from ._command import RemotingCommand
 from ._connection import Reply
-from ._effects import Call, Flow, Now, Oneway, UserCall, WallTime
+from ._effects import Call, Flow, Now, Oneway, UserCall, WallTime, within
 from ._errors import (
     BrokerError,
+    CompressionUnavailableError,
     ConfigError,
     ConnectionClosedError,
     InvalidMessageError,
@@ -34,22 +35,28 @@ from ._errors import (
     RemoteProtocolError,
     RequestTimeoutError,
     RocketMQError,
+    TimerUnsupportedError,
     UserCallbackError,
     error_for_response,
 )
-from ._message import Message as Message
 from ._message import (
+    RETRY_GROUP_TOPIC_PREFIX,
+    CompressionType,
     MessageConst,
     MessageExt,
     UniqueIdGenerator,
     compress_body,
+    compression_available,
     decode_message,
     decode_offset_msg_id,
     decode_properties,
     decompress_body,
     encode_batch,
     java_string_hash,
+    properties_string,
+    validate_tags,
 )
+from ._message import Message as Message
 from ._route import MessageQueue
 
 log = logging.getLogger("rocketmq_proto.producer")
@@ -70,9 +77,122 @@ class QueueSelection(enum.StrEnum):
     RANDOM = "random"
 
 
+class TimerFallback(enum.StrEnum):
+    """What a producer does with a timer message bound for a broker without timers.
+
+    Brokers older than RocketMQ 5.0.0 ignore TIMER_DELIVER_MS / TIMER_DELAY_SEC and
+    deliver the message at once. ``REFUSE`` (the default) raises
+    :class:`TimerUnsupportedError` before sending; ``DELAY_LEVEL`` sends it with
+    the delay level nearest to the time left (see :func:`timer_to_delay_level`).
+    """
+
+    REFUSE = "refuse"
+    DELAY_LEVEL = "delay_level"
+
+
+#: ``MQVersion.Version.V5_0_0.ordinal()``: brokers answering with a lower ``version``
+#: have no timer wheel (timers came with 5.0.0).
+TIMER_MIN_BROKER_VERSION = 413
+
+#: The broker's default ``messageDelayLevel``: used for the fallback when a broker's own
+#: table cannot be read (GET_BROKER_CONFIG refused or unparsable).
+DEFAULT_DELAY_LEVELS = "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h"
+
+#: The properties that make a message a timer message, in the order a 5.x broker reads
+#: them (TIMER_DELAY_MS is Java's client's; it is a timer request all the same).
+_TIMER_PROPERTIES = (
+    _C.PROPERTY_TIMER_DELAY_SEC,
+    _C.PROPERTY_TIMER_DELAY_MS,
+    _C.PROPERTY_TIMER_DELIVER_MS,
+)
+_DELAY_UNITS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def broker_release(version: int) -> str:
+    """The release a ``version`` header names (Java's ``MQVersion.Version`` ordinal):
+    407 is "4.9.7", 412 "5.0.0-SNAPSHOT", 513 "5.5.0"."""
+    first = 212  # V4_0_0_SNAPSHOT: from there on, a SNAPSHOT and a release per x.y.z
+    if version < first:
+        return "older than 4.0.0"
+    rank, release = divmod(version - first, 2)
+    if rank >= 200:
+        return "newer than 5.9.9"
+    name = f"{4 + rank // 100}.{rank // 10 % 10}.{rank % 10}"
+    return name if release else f"{name}-SNAPSHOT"
+
+
+def is_timer_message(msg: Message) -> bool:
+    """Whether a 5.x broker would hold ``msg`` in its timer wheel: it has a timer
+    property and no delay level (a broker gives a delay level precedence and drops
+    the timer properties)."""
+    props = msg.properties
+    return msg.delay_level <= 0 and any(key in props for key in _TIMER_PROPERTIES)
+
+
+def parse_delay_levels(text: str) -> tuple[int, ...]:
+    """A broker's ``messageDelayLevel`` ("1s 5s ... 2h") as milliseconds per level
+    (level 1 first); :class:`ValueError` if it is not one."""
+    levels = []
+    for item in text.split():
+        unit = _DELAY_UNITS.get(item[-1:])
+        if unit is None or not item[:-1].isdigit():
+            raise ValueError(f"not a delay level: {item!r}")
+        levels.append(int(item[:-1]) * unit)
+    if not levels:
+        raise ValueError("no delay levels")
+    return tuple(levels)
+
+
+def nearest_delay_level(delay_ms: int, levels: Sequence[int]) -> int:
+    """The delay level whose wait is nearest to ``delay_ms`` (0, no delay, is a
+    candidate too); between two as near, the longer (it never delivers earlier)."""
+    best, best_distance, best_wait = 0, abs(delay_ms), 0
+    for level, wait in enumerate(levels, 1):
+        distance = abs(delay_ms - wait)
+        if distance < best_distance or (distance == best_distance and wait > best_wait):
+            best, best_distance, best_wait = level, distance, wait
+    return best
+
+
+def timer_to_delay_level(
+    properties: dict[str, str], now_ms: int, levels: Sequence[int]
+) -> tuple[dict[str, str], int, int]:
+    """(properties, level, wanted delay in ms): ``properties`` with the timer
+    properties replaced by the DELAY level nearest to the time they ask for (read as
+    a 5.x broker does: TIMER_DELAY_SEC, else TIMER_DELAY_MS, else TIMER_DELIVER_MS
+    less ``now_ms``). Level 0 (a time already past or nearer to now than to the
+    first level) leaves no DELAY: the message is delivered at once."""
+    for key in _TIMER_PROPERTIES:
+        raw = properties.get(key)
+        if raw is None:
+            continue
+        try:
+            value = int(raw)
+        except ValueError:
+            raise InvalidMessageError(f"{key}={raw!r} is not an integer") from None
+        if key == _C.PROPERTY_TIMER_DELAY_SEC:
+            wanted = value * 1000
+        elif key == _C.PROPERTY_TIMER_DELAY_MS:
+            wanted = value
+        else:
+            wanted = value - now_ms
+        break
+    else:
+        raise InvalidMessageError("not a timer message")
+    converted = {k: v for k, v in properties.items() if k not in _TIMER_PROPERTIES}
+    level = nearest_delay_level(wanted, levels)
+    if level:
+        converted[_C.PROPERTY_DELAY_TIME_LEVEL] = str(level)
+    return converted, level, wanted
+
+
 @dataclass(frozen=True, slots=True)
 class ProducerConfig:
-    """Producer settings, with Java's defaults. Times are seconds."""
+    """Producer settings, with Java's defaults. Times are seconds.
+
+    ``timer_fallback`` (not Java's): what to do with a timer message bound for a
+    broker older than 5.0.0 (see :class:`TimerFallback`).
+    """
 
     group: str = "DEFAULT_PRODUCER"
     send_timeout: float = 3.0
@@ -80,10 +200,12 @@ class ProducerConfig:
     retry_another_broker_when_not_store_ok: bool = False
     compress_msg_body_over_howmuch: int = 4096
     compress_level: int = 5
+    compress_type: CompressionType = CompressionType.ZLIB
     max_message_size: int = 4 * 1024 * 1024
     default_topic_queue_nums: int = 4
     send_latency_fault_enable: bool = True
     queue_selection: QueueSelection = QueueSelection.ROUND_ROBIN
+    timer_fallback: TimerFallback = TimerFallback.REFUSE
 
     def __post_init__(self) -> None:
         if not self.group or not all(c.isalnum() or c in "%|-_" for c in self.group):
@@ -102,9 +224,47 @@ class ProducerConfig:
             )
         if not 0 < self.max_message_size <= 128 * 1024 * 1024:
             raise ConfigError(f"max_message_size must be 1..128 MiB, got {self.max_message_size}")
-        if not 0 <= self.compress_level <= 9:
-            raise ConfigError(f"compress_level must be 0..9, got {self.compress_level}")
+        compression = _compression_type(self.compress_type)
+        object.__setattr__(self, "compress_type", compression)
+        low, high = (1, 22) if compression is CompressionType.ZSTD else (0, 9)
+        if (
+            isinstance(self.compress_level, bool)
+            or not isinstance(self.compress_level, int)
+            or not low <= self.compress_level <= high
+        ):
+            raise ConfigError(
+                f"compress_level must be {low}..{high} for {compression.name}, "
+                f"got {self.compress_level!r}"
+            )
+        threshold = self.compress_msg_body_over_howmuch
+        if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 0:
+            raise ConfigError(
+                f"compress_msg_body_over_howmuch must be an int >= 0, got {threshold!r}"
+            )
         object.__setattr__(self, "queue_selection", QueueSelection(self.queue_selection))
+        try:
+            fallback = TimerFallback(self.timer_fallback)
+        except ValueError:
+            raise ConfigError(
+                f"timer_fallback must be 'refuse' or 'delay_level', got {self.timer_fallback!r}"
+            ) from None
+        object.__setattr__(self, "timer_fallback", fallback)
+
+
+def _compression_type(value: object) -> CompressionType:
+    """``compress_type`` as a :class:`CompressionType`: one, or its name ("zlib", "lz4",
+    "zstd"); LZ4 and Zstandard only with their optional library installed."""
+    if isinstance(value, CompressionType):
+        kind = value
+    elif isinstance(value, str) and value.upper() in CompressionType.__members__:
+        kind = CompressionType[value.upper()]
+    else:
+        raise ConfigError(f"compress_type must be 'zlib', 'lz4' or 'zstd', got {value!r}")
+    try:
+        compression_available(kind)
+    except CompressionUnavailableError as exc:
+        raise ConfigError(f"compress_type {kind.name}: {exc}") from None
+    return kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +345,8 @@ class ProducerCore:
     rng: random.Random = field(default_factory=random.Random)
     transaction_checker: Callable[[MessageExt], Any] | None = None
     _templates: dict[tuple[str, int], rq.SendTemplate] = field(default_factory=dict)
+    #: Each broker address's ``messageDelayLevel`` in ms per level (timer fallback).
+    _delay_levels: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.client.fault.enabled = self.config.send_latency_fault_enable
@@ -230,8 +392,17 @@ class ProducerCore:
     # ------------------------------------------------------------ validation
 
     def check_message(self, msg: Message) -> None:
+        """Refuse, before anything is sent, what no broker or consumer could use: a
+        non-Message, an empty or oversized body, TAGS no tag filter can select
+        (:func:`validate_tags`; not checked on ``%RETRY%`` topics, whose copies of
+        received messages keep the tags they came with and are consumed with ``*``).
+        The topic was checked when set (:func:`validate_topic`), the properties are
+        when the request is built (:meth:`prepare`)."""
         if not isinstance(msg, Message):
             raise InvalidMessageError(f"expected a Message, got {type(msg).__name__}")
+        tags = msg.properties.get(_C.PROPERTY_TAGS)
+        if tags and not msg.topic.startswith(RETRY_GROUP_TOPIC_PREFIX):
+            validate_tags(tags)
         size = len(msg.body)
         if size == 0:
             # As the Java client: a 5.x broker fails such a send, a 4.x broker stores
@@ -265,19 +436,27 @@ class ProducerCore:
         """(properties field, body, sysFlag, message id) of a single message.
 
         Sets UNIQ_KEY if the message has none (as Java does, so a retried send
-        keeps its id), compresses a large body, marks transactions.
+        keeps its id), compresses a large body with ``compress_type`` (if that makes
+        it smaller: see :func:`compress_body`), marks transactions. The properties
+        are checked as a batch member's are (:class:`InvalidPropertyError` for a
+        separator in a key or value, a non-str, or over 32767 bytes encoded).
         """
         props = msg.properties
         msg_id = props.get(_C.PROPERTY_UNIQ_CLIENT_MESSAGE_ID_KEYIDX)
         if msg_id is None:
             msg_id = self.ids.next_id(now_ms)
             props[_C.PROPERTY_UNIQ_CLIENT_MESSAGE_ID_KEYIDX] = msg_id
+        properties = properties_string(props)
+        config = self.config
         body, sys_flag = compress_body(
-            msg.body, self.config.compress_level, self.config.compress_msg_body_over_howmuch
+            msg.body,
+            config.compress_level,
+            config.compress_msg_body_over_howmuch,
+            compression=config.compress_type,
         )
         if props.get(_C.PROPERTY_TRANSACTION_PREPARED) == "true":
             sys_flag |= _SYSFLAG_TRANSACTION_PREPARED
-        return rq.encode_properties_field(props), body, sys_flag, msg_id
+        return properties, body, sys_flag, msg_id
 
     def _send_command(
         self,
@@ -303,6 +482,84 @@ class ProducerCore:
             int(max_reconsume) if max_reconsume and max_reconsume.isdigit() else None,
         )
 
+    # ------------------------------------------------------------------ timers
+
+    def timer_prepared_flow(
+        self, addr: str, prepared: tuple[str, bytes, int, str], msg: Message
+    ) -> Flow[tuple[str, bytes, int, str]]:
+        """``prepared`` as it may go to the broker at ``addr``, for a timer message.
+
+        The broker's version is the one its latest response carried; with none seen
+        yet, it is asked first (:meth:`ClientCore.broker_version_flow`). A broker of
+        5.0.0 or later gets the message as it is. An older one has no timers and
+        would deliver it at once: :class:`TimerUnsupportedError`, unless
+        ``timer_fallback`` is ``"delay_level"``: then the timer properties are
+        replaced by the nearest of that broker's delay levels (read once with
+        GET_BROKER_CONFIG; :data:`DEFAULT_DELAY_LEVELS` if it cannot be read). The
+        user's message is left as it is (a retry on another broker starts afresh).
+        A server answering with no version (0) is not judged: the message goes as it is.
+        """
+        client = self.client
+        version = yield from client.broker_version_flow(addr, client.config.request_timeout)
+        if version <= 0 or version >= TIMER_MIN_BROKER_VERSION:
+            return prepared
+        release = broker_release(version)
+        if self.config.timer_fallback is not TimerFallback.DELAY_LEVEL:
+            raise TimerUnsupportedError(
+                f"broker {addr} is RocketMQ {release} (version {version}), which has no "
+                f"timers (5.0.0 and later have): it would deliver this timer message "
+                f"(topic {msg.topic!r}) at once; send it to a 5.x broker, or create the "
+                "producer with timer_fallback='delay_level' to send it with the nearest "
+                "delay level instead"
+            )
+        levels = yield from self._delay_levels_flow(addr)
+        now_ms: int = yield WallTime()
+        props, level, wanted = timer_to_delay_level(msg.properties, now_ms, levels)
+        log.info(
+            "broker %s is RocketMQ %s, without timers: timer message %s (due in %d ms) "
+            "sent with delay level %d (%d ms)",
+            addr,
+            release,
+            prepared[3],
+            wanted,
+            level,
+            levels[level - 1] if level else 0,
+        )
+        _, body, sys_flag, msg_id = prepared
+        return properties_string(props), body, sys_flag, msg_id
+
+    def _delay_levels_flow(self, addr: str) -> Flow[tuple[int, ...]]:
+        """The broker's ``messageDelayLevel`` (ms per level), asked once per address."""
+        known = self._delay_levels.get(addr)
+        if known is not None:
+            return known
+        client = self.client
+        response: RemotingCommand = yield Call(
+            addr, rq.get_broker_config(), client.config.request_timeout
+        )
+        client.note_broker_version(addr, response.version)
+        levels: tuple[int, ...] | None = None
+        if response.code == ResponseCode.SUCCESS:
+            for line in response.body.decode("utf-8", "replace").splitlines():
+                key, _, value = line.partition("=")
+                if key.strip() == "messageDelayLevel":
+                    try:
+                        levels = parse_delay_levels(value)
+                    except ValueError as exc:
+                        log.warning("broker %s: messageDelayLevel unusable: %s", addr, exc)
+                    break
+        if levels is None:
+            log.warning(
+                "broker %s did not tell its delay levels (GET_BROKER_CONFIG answered %s): "
+                "using the default table %r",
+                addr,
+                response.code,
+                DEFAULT_DELAY_LEVELS,
+            )
+            levels = parse_delay_levels(DEFAULT_DELAY_LEVELS)
+        self._delay_levels[addr] = levels
+        return levels
+
     # ------------------------------------------------------------------- sends
 
     def send_flow(
@@ -321,11 +578,22 @@ class ProducerCore:
         With no queue given: up to 1 + ``retry_times_when_send_failed`` attempts
         (1 for oneway), each on a queue chosen as Java does, within ``timeout`` in
         all. With ``queue``, ``sharding_key`` or ``selector``: that one queue, one
-        attempt (ordered messages must not move to another queue).
+        attempt (ordered messages must not move to another queue). The route
+        lookups count against ``timeout`` too: :class:`RequestTimeoutError` once
+        it is spent, however slow the name servers.
+
+        A timer message (:func:`is_timer_message`) is checked against the chosen
+        broker's release before it is sent (:meth:`timer_prepared_flow`): a broker
+        older than 5.0.0 gets :class:`TimerUnsupportedError` raised, or the nearest
+        delay level with ``timer_fallback="delay_level"``.
         """
         self.check_message(msg)
         timeout = self.config.send_timeout if timeout is None else timeout
         start: float = yield Now()
+        # Built (and its properties checked) before any request, the route lookup too.
+        now_ms: int = yield WallTime()
+        prepared = self.prepare(msg, now_ms)
+        msg_id = prepared[3]
         namespace = self.client.config.namespace
         user_topic = msg.topic
         topic = ns.wrap(namespace, user_topic)
@@ -334,8 +602,13 @@ class ProducerCore:
             if msg.properties.get(_C.PROPERTY_MESSAGE_TYPE) == _REPLY_MESSAGE_TYPE
             else RequestCode.SEND_MESSAGE_V2
         )
-        info = yield from self.client.publish_info_flow(
-            topic, default_queue_nums=self.config.default_topic_queue_nums
+        deadline, what = start + timeout, f"send to topic {user_topic!r} in {timeout:g} s"
+        info = yield from within(
+            self.client.publish_info_flow(
+                topic, default_queue_nums=self.config.default_topic_queue_nums
+            ),
+            deadline,
+            what,
         )
         fixed: MessageQueue | None = None
         if queue is not None:
@@ -344,18 +617,19 @@ class ProducerCore:
             fixed = select_by_key(info.queues, sharding_key)
         elif selector is not None:
             user_queues = [MessageQueue(user_topic, q.broker_name, q.queue_id) for q in info.queues]
-            chosen = selector(user_queues, msg, arg)
+            try:
+                chosen = selector(user_queues, msg, arg)
+            except Exception as exc:
+                raise UserCallbackError(f"queue selector {selector!r} raised: {exc!r}") from exc
             if not isinstance(chosen, MessageQueue):
                 raise InvalidMessageError(f"queue selector returned {chosen!r}, not a MessageQueue")
             fixed = MessageQueue(topic, chosen.broker_name, chosen.queue_id)
         attempts = (
             1 if (oneway or fixed is not None) else 1 + self.config.retry_times_when_send_failed
         )
+        timer = is_timer_message(msg)
         last_error: RocketMQError | None = None
         last_broker: str | None = None
-        now_ms: int = yield WallTime()
-        prepared = self.prepare(msg, now_ms)
-        msg_id = prepared[3]
         for attempt in range(attempts):
             now: float = yield Now()
             remaining = timeout - (now - start)
@@ -363,11 +637,29 @@ class ProducerCore:
                 break
             mq = fixed or self.select_queue(info, last_broker, now)
             try:
-                addr = yield from self.client.master_addr_flow(mq.broker_name, topic)
+                addr = yield from within(
+                    self.client.master_addr_flow(mq.broker_name, topic), deadline, what
+                )
             except RocketMQError as exc:
                 last_error, last_broker = exc, mq.broker_name
                 continue
-            command = self._send_command(topic, mq, prepared, now_ms, msg, code)
+            sending = prepared
+            if timer:
+                # Before the send: a broker without timers would deliver it at once.
+                try:
+                    sending = yield from within(
+                        self.timer_prepared_flow(addr, prepared, msg), deadline, what
+                    )
+                except (RequestTimeoutError, ConnectionClosedError) as exc:
+                    after_probe: float = yield Now()
+                    self.client.fault.update(mq.broker_name, 0, after_probe, failed=True)
+                    last_error, last_broker = exc, mq.broker_name
+                    continue
+                now = yield Now()
+                remaining = timeout - (now - start)
+                if remaining <= 0:
+                    break
+            command = self._send_command(topic, mq, sending, now_ms, msg, code)
             if oneway:
                 yield Oneway(addr, command)
                 return None
@@ -385,6 +677,7 @@ class ProducerCore:
                 log.info("send to %s (attempt %d) failed: %s", addr, attempt + 1, exc)
                 last_error, last_broker = exc, mq.broker_name
                 continue
+            self.client.note_broker_version(addr, response.version)
             after = yield Now()
             try:
                 result = parse_send_response(response, mq, msg_id, user_topic=user_topic)
@@ -440,8 +733,13 @@ class ProducerCore:
             )
         for msg, uid in zip(messages, ids, strict=True):
             msg.properties[_C.PROPERTY_UNIQ_CLIENT_MESSAGE_ID_KEYIDX] = uid
-        info = yield from self.client.publish_info_flow(
-            topic, default_queue_nums=self.config.default_topic_queue_nums
+        deadline, what = start + timeout, f"batch send to {user_topic!r} in {timeout:g} s"
+        info = yield from within(
+            self.client.publish_info_flow(
+                topic, default_queue_nums=self.config.default_topic_queue_nums
+            ),
+            deadline,
+            what,
         )
         batch_id = ",".join(ids)
         attempts = 1 if queue is not None else 1 + self.config.retry_times_when_send_failed
@@ -458,7 +756,9 @@ class ProducerCore:
                 else self.select_queue(info, last_broker, now)
             )
             try:
-                addr = yield from self.client.master_addr_flow(mq.broker_name, topic)
+                addr = yield from within(
+                    self.client.master_addr_flow(mq.broker_name, topic), deadline, what
+                )
             except RocketMQError as exc:
                 last_error, last_broker = exc, mq.broker_name
                 continue
@@ -472,6 +772,7 @@ class ProducerCore:
                 self.client.fault.update(mq.broker_name, 0, after, failed=True)
                 last_error, last_broker = exc, mq.broker_name
                 continue
+            self.client.note_broker_version(addr, response.version)
             try:
                 return parse_send_response(response, mq, batch_id, user_topic=user_topic)
             except BrokerError as exc:
@@ -536,11 +837,21 @@ class ProducerCore:
             msg_id=result.msg_id,
             transaction_id=result.transaction_id,
             remark=remark,
+            broker_name=result.message_queue.broker_name,
         )
         yield Oneway(addr, command)
 
     def check_transaction_flow(self, addr: str, request: RemotingCommand) -> Flow[Reply | None]:
-        """Answer CHECK_TRANSACTION_STATE: ask the user's checker, then END_TRANSACTION."""
+        """Answer CHECK_TRANSACTION_STATE: ask the user's checker, then END_TRANSACTION.
+
+        As Java's client answers: oneway, with the check's offsets, ``topic`` (the half
+        topic the broker names) and ``bname``, ``fromTransactionCheck=true``. Each
+        check answered COMMIT stores a message: a 5.x broker checks a half message
+        again if the record of the last answer is not written yet (it writes them in
+        batches, ``transactionOpBatchInterval`` = 3 s by default), so a
+        ``transactionCheckInterval`` / ``transactionTimeOut`` shorter than that
+        stores duplicates, with Java's client too.
+        """
         try:
             msg, _ = decode_message(request.body)
         except RemoteProtocolError as exc:
@@ -571,7 +882,7 @@ class ProducerCore:
             return None
         command = rq.end_transaction(
             producer_group=msg.properties.get(_C.PROPERTY_PRODUCER_GROUP, self.group),
-            topic=ns.wrap(self.client.config.namespace, msg.topic),
+            topic=fields.get("topic") or ns.wrap(self.client.config.namespace, msg.topic),
             tran_state_table_offset=tran_offset,
             commit_log_offset=commit_offset,
             state=state,
@@ -580,6 +891,7 @@ class ProducerCore:
             transaction_id=transaction_id,
             from_transaction_check=True,
             remark=remark,
+            broker_name=fields.get("bname"),
         )
         yield Oneway(addr, command)
         return None

@@ -21,7 +21,7 @@ from typing import Final
 from . import _requests as rq
 from ._bodies import SubscriptionData
 from ._client import ClientCore
-from ._codes import PullStatus, PullSysFlag, ResponseCode
+from ._codes import PullStatus, PullSysFlag, RequestCode, ResponseCode
 from ._command import RemotingCommand
 from ._effects import Call, Flow, Now
 from ._errors import ConfigError, RemoteProtocolError, RocketMQError, error_for_response
@@ -269,7 +269,7 @@ def parse_pull_response(
     """
     status = _STATUS_BY_CODE.get(response.code)
     if status is None:
-        raise error_for_response(response.code, response.remark)
+        raise error_for_response(response.code, response.remark, request=RequestCode.PULL_MESSAGE)
     fields = response.ext_fields
     next_begin = _long_field(fields, "nextBeginOffset")
     min_offset = _long_field(fields, "minOffset")

@@ -64,6 +64,7 @@ from ._offsets import (
     commit_offsets_flow,
     encode_local_offsets,
     load_local_offsets,
+    local_offsets_client_id,
     local_offsets_path,
     persist_offset_flow,
 )
@@ -88,7 +89,8 @@ QUICK_REBALANCE_DELAY: Final = 0.5
 #: What a gated handler answers when the consumer closed before it could start.
 HANDLER_NOT_RUN: Any = object()
 
-#: A message handler: (messages) -> ConsumeResult, True/False (or a coroutine of one).
+#: A message handler: (messages) -> ConsumeResult, True/False or None (or a coroutine
+#: of one). ``None`` is success: a handler fails by saying so, or by raising.
 MessageHandler = Callable[[list[MessageExt]], Any]
 
 _STRATEGIES: dict[str, AllocateStrategy] = {
@@ -129,6 +131,9 @@ class ConsumerConfig:
     rebalance_interval: float = 20.0
     #: Broadcasting: directory of the local offset files (default ``~/.rocketmq_offsets``).
     offset_store_dir: str | None = None
+    #: The instance name the user configured (``None``: a generated one). It names
+    #: the broadcasting offsets directory, ``<client_ip>@<name or DEFAULT>``.
+    configured_instance_name: str | None = None
     #: Graceful close: how long in-flight handlers may run on.
     await_termination: float = 30.0
     pull: PullConfig = field(default_factory=PullConfig)
@@ -278,7 +283,11 @@ class PushConsumerCore:
     # ------------------------------------------------------------------ start
 
     def _local_offsets_file(self) -> str:
-        root, client_id, group, name = local_offsets_path(self.client.client_id, self.group)
+        config = self.client.config
+        stable_id = local_offsets_client_id(
+            config.client_ip, self.config.configured_instance_name, config.unit_name
+        )
+        root, client_id, group, name = local_offsets_path(stable_id, self.group)
         base = self.config.offset_store_dir or os.path.join(os.path.expanduser("~"), root)
         return os.path.join(base, client_id, group, name)
 
@@ -576,7 +585,7 @@ class PushConsumerCore:
         try:
             value = yield UserCall(handler, (msgs,))
         except UserCallbackError as exc:
-            log.warning("message handler raised for %s: %r", msgs[0].msg_id, exc.__cause__)
+            self._log_handler_error(msgs, exc)
             value = False
         if value is HANDLER_NOT_RUN:
             return None
@@ -586,6 +595,27 @@ class PushConsumerCore:
         except RocketMQError as exc:  # a handler's return value we cannot read
             log.warning("message handler answer unusable: %s", exc)
             return to_consume_result(False, orderly=self.orderly)
+
+    def _log_handler_error(self, msgs: list[MessageExt], exc: UserCallbackError) -> None:
+        """Log a handler's exception: its traceback, the topic, group and message ids
+        (in the text, and as ``rocketmq_topic``/``rocketmq_group``/``rocketmq_msg_ids``
+        fields of the record). The batch then counts as failed."""
+        error = exc.__cause__ if exc.__cause__ is not None else exc
+        topic = ",".join(sorted({m.topic for m in msgs}))
+        msg_ids = [m.msg_id for m in msgs]
+        log.warning(
+            "message handler raised consuming topic %s, group %s, message id(s) %s: %r",
+            topic,
+            self.group,
+            ", ".join(msg_ids),
+            error,
+            exc_info=error,
+            extra={
+                "rocketmq_topic": topic,
+                "rocketmq_group": self.group,
+                "rocketmq_msg_ids": msg_ids,
+            },
+        )
 
     def _send(self, msg: Message) -> Flow[Any]:
         assert self._inner is not None
@@ -815,7 +845,7 @@ class PushConsumerCore:
             consume_type=ConsumeType.CONSUME_PASSIVELY,
             consume_orderly=self.orderly,
             consumer_start_timestamp=self._start_ms,
-            namesrv_addrs=self.client.config.namesrv_addrs,
+            namesrv_addrs=self.client.namesrv_addrs,
             client_version="V5_3_3",
             thread_pool_core_size=self.config.consume_thread_max,
         )

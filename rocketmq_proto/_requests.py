@@ -424,6 +424,11 @@ def heart_beat(body: bytes) -> RemotingCommand:
     return RemotingCommand(RequestCode.HEART_BEAT, None, body)
 
 
+def get_broker_config() -> RemotingCommand:
+    """GET_BROKER_CONFIG (26): the broker's settings as ``key=value`` lines in the body."""
+    return RemotingCommand(RequestCode.GET_BROKER_CONFIG)
+
+
 def unregister_client(
     client_id: str, *, producer_group: str | None = None, consumer_group: str | None = None
 ) -> RemotingCommand:

@@ -31,6 +31,7 @@ from rocketmq_proto._options import (
     ConsumerOptions,
     ProducerOptions,
     PullConsumerOptions,
+    check_transaction_group,
     client_settings,
     consumer_settings,
     ip_bytes,
@@ -47,12 +48,16 @@ from rocketmq_proto._producer import (
 from rocketmq_proto._push import MessageHandler, PushConsumerCore
 from rocketmq_proto._route import ClusterInfo, MessageQueue, TopicRouteData
 
-from ._future import Future
+from ._future import CancelledError, Future
+from ._host import local_ip
 from ._interpreter import run_flow, start_flow
 from ._runtime import Runtime, ThreadRuntime
 from ._transport import RemotingClient
 
 T = TypeVar("T")
+
+#: Seconds :meth:`Producer.close` waits by default for the sends in flight.
+DEFAULT_CLOSE_TIMEOUT = 5.0
 
 
 class _ClientBase:
@@ -65,6 +70,7 @@ class _ClientBase:
         self._settings = settings
         self._core = ClientCore(settings.client)
         self._log = settings.transport.logger or logging.getLogger("rocketmq_sync")
+        #: This client's own runtime (made here, or by a subclass for it): closed with it.
         self._runtime = runtime if runtime is not None else type(self).runtime_factory()
         self._lock = self._runtime.Lock()
         #: Held while a flow of this client takes a step, and by methods that touch
@@ -162,6 +168,7 @@ class _ClientBase:
             except Exception as exc:  # closing must finish whatever the brokers say
                 self._log.info("unregister failed while closing: %s", exc)
             self._remoting.close()
+        self._runtime.close()
 
     def __enter__(self) -> Self:
         self.start()
@@ -190,10 +197,17 @@ class Producer(_ClientBase):
     Thread-safe (greenlet-safe under gevent). Options: :class:`rocketmq_proto.ProducerOptions`.
     """
 
-    def __init__(self, namesrv_addr: str | Iterable[str], **options: Unpack[ProducerOptions]):
+    def __init__(
+        self, namesrv_addr: str | Iterable[str] | None = None, **options: Unpack[ProducerOptions]
+    ):
         pid = os.getpid()
         settings, config = producer_settings(
-            namesrv_addr, options, pid=pid, nonce=random.getrandbits(48)
+            namesrv_addr,
+            options,
+            pid=pid,
+            nonce=random.getrandbits(48),
+            default_ip=local_ip(),
+            environ=os.environ,
         )
         super().__init__(settings)
         ids = UniqueIdGenerator(ip_bytes(settings.client.client_ip), pid, random.getrandbits(32))
@@ -201,6 +215,9 @@ class Producer(_ClientBase):
         self._producer.register()
         self._replies = ReplyWaiters(self._deliver_reply)
         self._replies.register(self._core)
+        #: Sends started and not yet done, for flush() and close(). Only set.add,
+        #: set.discard and set.copy touch it: each is atomic under the GIL.
+        self._sends: set[Future[Any]] = set()
 
     @property
     def group(self) -> str:
@@ -209,6 +226,41 @@ class Producer(_ClientBase):
     def _unregister(self) -> None:
         self._producer.unregister()
         self._run(self._core.unregister_flow(producer_group=self._producer.group))
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until every send started before this call (by :meth:`send_async`, or
+        :meth:`send` in other threads) is done, succeeded or failed.
+
+        Raises the builtin :class:`TimeoutError` if some are still in flight after
+        ``timeout`` seconds (``None``: as long as they take; each send is bounded
+        by its own timeout anyway). Their outcome is read from their futures.
+        """
+        pending = self._sends.copy()
+        deadline = None if timeout is None else self._runtime.monotonic() + timeout
+        for future in pending:
+            remaining = None if deadline is None else max(0.0, deadline - self._runtime.monotonic())
+            try:
+                future.exception(remaining)
+            except TimeoutError:
+                left = sum(1 for f in pending if not f.done())
+                raise TimeoutError(
+                    f"flush: {left} of {len(pending)} sends still in flight after {timeout:g} s"
+                ) from None
+            except CancelledError:
+                pass
+
+    def close(self, timeout: float | None = DEFAULT_CLOSE_TIMEOUT) -> None:
+        """Finish the sends in flight (as :meth:`flush`, up to ``timeout`` seconds:
+        5 by default, ``None`` for as long as they take), then unregister and close.
+
+        Sends still in flight after ``timeout`` fail with :class:`ConnectionClosedError`.
+        """
+        if not self._closing and self._remoting is not None:
+            try:
+                self.flush(timeout)
+            except TimeoutError as exc:
+                self._log.warning("closing with sends in flight, which fail: %s", exc)
+        super().close()
 
     def send(
         self,
@@ -224,6 +276,10 @@ class Producer(_ClientBase):
 
         ``queue``, ``sharding_key`` (one key, one queue: ordered messages) or
         ``selector(queues, message, arg)`` pin the queue; then there is no retry.
+        An exception raised by ``selector`` becomes :class:`UserCallbackError`
+        (the original as its ``__cause__``). ``timeout`` (default: the
+        ``send_timeout`` option) bounds the whole send, route lookups and retries
+        included (:class:`RequestTimeoutError`).
         """
         return self.send_async(
             message, timeout, queue=queue, sharding_key=sharding_key, selector=selector, arg=arg
@@ -239,11 +295,21 @@ class Producer(_ClientBase):
         selector: QueueSelector | None = None,
         arg: Any = None,
     ) -> Future[SendResult]:
-        """Start a send and return at once: a future of its result (pipelined sends)."""
+        """Start a send and return at once: a future of its result (pipelined sends).
+
+        A :class:`concurrent.futures.Future` (``concurrent.futures.wait``,
+        ``as_completed`` and ``asyncio.wrap_future`` accept it; under gevent the
+        first two only if threading is monkey-patched). :meth:`flush`
+        waits for the sends started so far; :meth:`close` finishes them.
+        """
         flow = self._producer.send_flow(
             message, timeout, queue=queue, sharding_key=sharding_key, selector=selector, arg=arg
         )
-        return self._start(flow)  # type: ignore[arg-type]
+        future: Future[SendResult] = self._start(flow)  # type: ignore[arg-type]
+        sends = self._sends
+        sends.add(future)
+        future.add_done_callback(sends.discard)
+        return future
 
     def send_oneway(
         self,
@@ -312,16 +378,21 @@ TransactionChecker = Callable[[MessageExt], "TransactionState | bool | None"]
 
 
 class TransactionProducer(Producer):
-    """A producer of transactional messages; ``checker(message)`` answers check-backs."""
+    """A producer of transactional messages; ``checker(message)`` answers check-backs.
+
+    The ``group`` option is required and may not be ``DEFAULT_PRODUCER``: the broker
+    sends its check-back to a producer of the group.
+    """
 
     def __init__(
         self,
-        namesrv_addr: str | Iterable[str],
-        checker: TransactionChecker,
+        namesrv_addr: str | Iterable[str] | None = None,
+        checker: TransactionChecker | None = None,
         **options: Unpack[ProducerOptions],
     ) -> None:
         if not callable(checker):
             raise ConfigError("checker must be callable: (message) -> TransactionState")
+        check_transaction_group(options)
         super().__init__(namesrv_addr, **options)
         self._producer.transaction_checker = checker
 
@@ -343,12 +414,19 @@ class TransactionProducer(Producer):
 class Admin(_ClientBase):
     """Topics, groups, offsets, routes and message lookups."""
 
-    def __init__(self, namesrv_addr: str | Iterable[str], **options: Unpack[ClientOptions]):
+    def __init__(
+        self, namesrv_addr: str | Iterable[str] | None = None, **options: Unpack[ClientOptions]
+    ):
         # Administration waits longer by default: a broker may take seconds to
         # create its first topic (its stores start lazily).
         options.setdefault("request_timeout", 15.0)
         settings = client_settings(
-            namesrv_addr, options, pid=os.getpid(), nonce=random.getrandbits(48)
+            namesrv_addr,
+            options,
+            pid=os.getpid(),
+            nonce=random.getrandbits(48),
+            default_ip=local_ip(),
+            environ=os.environ,
         )
         super().__init__(settings)
         self._admin = AdminCore(self._core)
@@ -443,24 +521,31 @@ class Admin(_ClientBase):
 class PushConsumer(_ClientBase):
     """Receives messages pushed to ``handler(messages) -> ConsumeResult``.
 
-    ``handler`` gets a list of :class:`MessageExt` (one by default) and returns
-    ``ConsumeResult.SUCCESS`` (or ``True``) or ``RETRY_LATER`` (``False``); an
-    exception counts as retry later. Handlers run on a pool of
-    ``consume_thread_max`` threads (greenlets under gevent). Options:
+    ``handler`` gets a list of :class:`MessageExt` (one by default). Returning
+    ``None`` (nothing), ``True`` or ``ConsumeResult.SUCCESS`` means consumed; a
+    failure is explicit: ``RETRY_LATER`` (or ``False``; orderly:
+    ``SUSPEND_CURRENT_QUEUE_A_MOMENT``) or an exception, which is logged with its
+    traceback. Handlers run on a pool of ``consume_thread_max`` threads
+    (greenlets under gevent). Options:
     :class:`rocketmq_proto.ConsumerOptions` (``group`` is required).
     """
 
     def __init__(
         self,
-        namesrv_addr: str | Iterable[str],
-        handler: MessageHandler,
+        namesrv_addr: str | Iterable[str] | None = None,
+        handler: MessageHandler | None = None,
         **options: Unpack[ConsumerOptions],
     ) -> None:
         if not callable(handler):
             raise ConfigError("handler must be callable: (messages) -> ConsumeResult")
         pid = os.getpid()
         settings, config = consumer_settings(
-            namesrv_addr, options, pid=pid, nonce=random.getrandbits(48)
+            namesrv_addr,
+            options,
+            pid=pid,
+            nonce=random.getrandbits(48),
+            default_ip=local_ip(),
+            environ=os.environ,
         )
         factory: Any = type(self).runtime_factory
         # The pool runs the handlers (at most consume_thread_max at once); the flows
@@ -476,11 +561,16 @@ class PushConsumer(_ClientBase):
         return self._consumer.config.group
 
     def subscribe(self, topic: str, expression: str = "*", *, sql: bool = False) -> None:
-        """Subscribe to ``topic``: tags (``*``, ``"a || b"``) or, with ``sql``, an SQL92 filter."""
-        self._consumer.subscribe(topic, expression, "SQL92" if sql else "TAG")
+        """Subscribe to ``topic``: tags (``*``, ``"a || b"``) or, with ``sql``, an SQL92 filter.
+
+        Safe on a running consumer, from any thread: the next rebalance takes it up."""
+        with self._core_lock:  # flows of this consumer read the subscriptions meanwhile
+            self._consumer.subscribe(topic, expression, "SQL92" if sql else "TAG")
 
     def unsubscribe(self, topic: str) -> None:
-        self._consumer.unsubscribe(topic)
+        """Stop consuming ``topic`` (its queues go at the next rebalance); any thread."""
+        with self._core_lock:
+            self._consumer.unsubscribe(topic)
 
     def start(self) -> None:
         if self._remoting is not None:
@@ -537,10 +627,17 @@ class PullConsumer(_ClientBase):
     """
 
     def __init__(
-        self, namesrv_addr: str | Iterable[str], **options: Unpack[PullConsumerOptions]
+        self,
+        namesrv_addr: str | Iterable[str] | None = None,
+        **options: Unpack[PullConsumerOptions],
     ) -> None:
         settings, config = pull_consumer_settings(
-            namesrv_addr, options, pid=os.getpid(), nonce=random.getrandbits(48)
+            namesrv_addr,
+            options,
+            pid=os.getpid(),
+            nonce=random.getrandbits(48),
+            default_ip=local_ip(),
+            environ=os.environ,
         )
         super().__init__(settings)
         self._arrived = self._runtime.Event()
@@ -553,8 +650,11 @@ class PullConsumer(_ClientBase):
         self._arrived.set()
 
     def subscribe(self, topic: str, expression: str = "*", *, sql: bool = False) -> None:
-        """Subscribe to ``topic`` (tags, or with ``sql`` an SQL92 filter); rebalance assigns."""
-        self._consumer.subscribe(topic, expression, "SQL92" if sql else "TAG")
+        """Subscribe to ``topic`` (tags, or with ``sql`` an SQL92 filter); rebalance assigns.
+
+        Safe on a running consumer, from any thread."""
+        with self._core_lock:  # flows of this consumer read the subscriptions meanwhile
+            self._consumer.subscribe(topic, expression, "SQL92" if sql else "TAG")
 
     def assign(self, queues: Iterable[MessageQueue]) -> None:
         """Consume exactly ``queues`` (no rebalance)."""
@@ -574,7 +674,11 @@ class PullConsumer(_ClientBase):
         self._upkeep = self._start(self._consumer.maintenance_flow())
 
     def poll(self, timeout: float = 1.0, max_records: int | None = None) -> list[MessageExt]:
-        """Messages that arrived, waiting up to ``timeout`` seconds for the first."""
+        """Messages that arrived, waiting up to ``timeout`` seconds for the first.
+
+        Raises :class:`LocalProtocolError` before :meth:`start`.
+        """
+        self._consumer.check_started()
         deadline = time.monotonic() + timeout
         while True:
             with self._core_lock:

@@ -5,16 +5,27 @@ gevent's hub unless gevent had monkey-patched it; this one takes its lock from
 the runtime and creates a runtime event only when somebody actually waits, so
 that the common case (a callback, or a result read after completion) costs one
 lock.
+
+It is a :class:`concurrent.futures.Future` (a subclass that never runs the base
+initialiser, so no ``threading.Condition`` is made) and keeps the few private
+attributes the standard library reads, so that :func:`concurrent.futures.wait`,
+:func:`concurrent.futures.as_completed` and :func:`asyncio.wrap_future` accept
+it: ``_state`` holds the base class's state names, ``_condition`` is the
+future's lock, and ``_waiters`` (made on first use) is told of completion.
+Those functions block the calling thread on ``threading`` primitives, so under
+gevent they are allowed only when ``threading`` is monkey-patched; otherwise
+``_condition`` raises :class:`TypeError` rather than stall the hub.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 from collections.abc import Callable
 from concurrent.futures import CancelledError
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._runtime import EventLike, Runtime
+from ._runtime import EventLike, LockLike, Runtime
 
 __all__ = ["CancelledError", "Future"]
 
@@ -22,23 +33,39 @@ T = TypeVar("T")
 
 _log = logging.getLogger(__name__)
 
-_PENDING = 0
-_FINISHED = 1
-_CANCELLED = 2
+# The state names of concurrent.futures' own futures (see concurrent/futures/_base.py):
+# wait() and as_completed() count a future as done when ``_state`` is FINISHED or
+# CANCELLED_AND_NOTIFIED. A cancelled future here notifies at once, so it goes
+# straight to the latter; there is no RUNNING.
+_PENDING = "PENDING"
+_FINISHED = "FINISHED"
+_CANCELLED = "CANCELLED_AND_NOTIFIED"
 
 
-class Future(Generic[T]):
+class Future(concurrent.futures.Future[T]):
     """The eventual result of an operation: a value, an exception, or cancelled.
 
-    Thread-safe (and greenlet-safe in the gevent runtime). Unlike
-    ``concurrent.futures.Future``, :meth:`set_result` and :meth:`set_exception`
-    on a future that is already done are ignored and return ``False``: a late
-    answer to a request its caller cancelled is not an error.
+    Thread-safe (and greenlet-safe in the gevent runtime). A
+    :class:`concurrent.futures.Future` for ``isinstance``, ``wait``,
+    ``as_completed`` and :func:`asyncio.wrap_future`. Unlike the base class,
+    :meth:`set_result` and :meth:`set_exception` on a future that is already
+    done are ignored and return ``False``: a late answer to a request its caller
+    cancelled is not an error. There is no running state (:meth:`running` is
+    always ``False``).
     """
 
-    __slots__ = ("_callbacks", "_event", "_exception", "_lock", "_result", "_runtime", "_state")
+    __slots__ = (
+        "_callbacks",
+        "_event",
+        "_exception",
+        "_lock",
+        "_result",
+        "_runtime",
+        "_state",
+        "_waiter_list",
+    )
 
-    def __init__(self, runtime: Runtime) -> None:
+    def __init__(self, runtime: Runtime) -> None:  # no super().__init__(): no Condition
         self._runtime = runtime
         self._lock = runtime.Lock()
         self._state = _PENDING
@@ -46,6 +73,8 @@ class Future(Generic[T]):
         self._exception: BaseException | None = None
         self._callbacks: list[Callable[[Future[T]], object]] | None = None
         self._event: EventLike | None = None
+        #: concurrent.futures' waiters (of wait() or as_completed()), made by them.
+        self._waiter_list: list[Any] | None = None
 
     @classmethod
     def completed(cls, runtime: Runtime, result: T) -> Future[T]:
@@ -72,7 +101,7 @@ class Future(Generic[T]):
 
     # ------------------------------------------------------------------ completing
 
-    def set_result(self, result: T) -> bool:
+    def set_result(self, result: T) -> bool:  # type: ignore[override]
         """Complete with ``result``; ``False`` (and no effect) if already done."""
         with self._lock:
             if self._state != _PENDING:
@@ -81,13 +110,16 @@ class Future(Generic[T]):
             self._state = _FINISHED
             callbacks, self._callbacks = self._callbacks, None
             event = self._event
+            if self._waiter_list:
+                for waiter in self._waiter_list:
+                    waiter.add_result(self)
         if event is not None:
             event.set()
         if callbacks:
             self._run_callbacks(callbacks)
         return True
 
-    def set_exception(self, exception: BaseException) -> bool:
+    def set_exception(self, exception: BaseException) -> bool:  # type: ignore[override]
         """Complete with ``exception``; ``False`` (and no effect) if already done."""
         with self._lock:
             if self._state != _PENDING:
@@ -96,6 +128,9 @@ class Future(Generic[T]):
             self._state = _FINISHED
             callbacks, self._callbacks = self._callbacks, None
             event = self._event
+            if self._waiter_list:
+                for waiter in self._waiter_list:
+                    waiter.add_exception(self)
         if event is not None:
             event.set()
         if callbacks:
@@ -110,6 +145,9 @@ class Future(Generic[T]):
             self._state = _CANCELLED
             callbacks, self._callbacks = self._callbacks, None
             event = self._event
+            if self._waiter_list:
+                for waiter in self._waiter_list:
+                    waiter.add_cancelled(self)
         if event is not None:
             event.set()
         if callbacks:
@@ -130,6 +168,36 @@ class Future(Generic[T]):
 
     def cancelled(self) -> bool:
         return self._state == _CANCELLED
+
+    def running(self) -> bool:
+        return False
+
+    def set_running_or_notify_cancel(self) -> bool:
+        """For executors: ``False`` if cancelled, else ``True`` (there is no running state)."""
+        return self._state != _CANCELLED
+
+    # What concurrent.futures.wait() and as_completed() use besides ``_state``. Type
+    # checkers see the base class's declarations of these two (so that typeshed's
+    # protocol for as_completed() is met); at runtime they are these properties.
+    if not TYPE_CHECKING:
+
+        @property
+        def _condition(self) -> LockLike:
+            """The lock under which wait() and as_completed() read ``_state`` and ``_waiters``."""
+            if not getattr(self._runtime, "threads_may_wait", True):
+                raise TypeError(
+                    "concurrent.futures.wait() and as_completed() block the thread, which "
+                    "would stall gevent's hub (threading is not monkey-patched): use "
+                    "result(timeout) or add_done_callback() on these futures"
+                )
+            return self._lock
+
+        @property
+        def _waiters(self) -> list[Any]:
+            waiters = self._waiter_list
+            if waiters is None:
+                waiters = self._waiter_list = []
+            return waiters
 
     def add_done_callback(self, fn: Callable[[Future[T]], object]) -> None:
         """Call ``fn(self)`` once done: at once (in this thread) if it already is.

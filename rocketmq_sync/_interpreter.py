@@ -20,6 +20,7 @@ from rocketmq_proto._effects import (
     Call,
     Effect,
     Flow,
+    HttpGet,
     Now,
     Oneway,
     ReadFile,
@@ -29,9 +30,14 @@ from rocketmq_proto._effects import (
     WallTime,
     WriteFile,
 )
-from rocketmq_proto._errors import RocketMQError, UserCallbackError
+from rocketmq_proto._errors import (
+    ConnectionClosedError,
+    RequestTimeoutError,
+    RocketMQError,
+    UserCallbackError,
+)
+from rocketmq_proto._localfile import read_file, write_file
 
-from ._files import read_file, write_file
 from ._future import Future
 from ._runtime import LockLike, Runtime
 from ._transport import RemotingClient
@@ -195,7 +201,23 @@ class _FlowRunner(Generic[T]):
             assert isinstance(effect, WriteFile)
             write_file(effect.path, effect.data)
             return None
+        if kind is HttpGet:
+            assert isinstance(effect, HttpGet)
+            # Its own task (thread or greenlet): the flow may be running on the
+            # timer or a connection's reader, which must not wait for a web server.
+            self._runtime.spawn(self._http_get, effect)
+            return _ASYNC
         raise TypeError(f"not an effect: {effect!r}")
+
+    def _http_get(self, effect: HttpGet) -> None:
+        try:
+            answer = http_get(self._runtime, effect)
+        except RocketMQError as exc:
+            self.resume(None, exc)
+        except BaseException as exc:
+            self.resume(None, _Fatal(exc))
+        else:
+            self.resume(answer, None)
 
     def _await(self, future: Future[Any]) -> Any:
         if future.done():  # failed fast (backing off, closed): no callback needed
@@ -225,6 +247,38 @@ class _FlowRunner(Generic[T]):
             self.resume(None, error)
         else:
             self.resume(None, _Fatal(exc))
+
+
+def http_get(runtime: Runtime, effect: HttpGet) -> bytes:
+    """Perform :class:`HttpGet` with the runtime's socket (blocking this task only)."""
+    where = f"{effect.host}:{effect.port}"
+    deadline = runtime.monotonic() + effect.timeout
+    try:
+        sock = runtime.create_connection((effect.host, effect.port), effect.timeout)
+        try:
+            sock.settimeout(max(deadline - runtime.monotonic(), 0.001))
+            sock.sendall(effect.request)
+            answer = bytearray()
+            while True:
+                sock.settimeout(max(deadline - runtime.monotonic(), 0.001))
+                chunk = sock.recv(65536)
+                if not chunk:
+                    return bytes(answer)
+                answer += chunk
+                if len(answer) > effect.max_size:
+                    raise ConnectionClosedError(
+                        f"HTTP answer from {where} exceeds {effect.max_size} bytes"
+                    )
+        finally:
+            sock.close()
+    except RocketMQError:
+        raise
+    except TimeoutError:
+        raise RequestTimeoutError(
+            f"no HTTP answer from {where} within {effect.timeout} s"
+        ) from None
+    except OSError as exc:
+        raise ConnectionClosedError(f"HTTP request to {where} failed: {exc}") from exc
 
 
 def _user_error(fn: Any, exc: Exception) -> UserCallbackError:

@@ -163,6 +163,15 @@ class Runtime(Protocol):
         ``(False, None)`` without calling. Raises what ``fn`` raises."""
         ...
 
+    def close(self) -> None:
+        """End the runtime's own tasks: the timers' task and idle user workers.
+
+        Called by the client that made the runtime, once it closed. Timers armed
+        later never fire; user callables submitted later still run, on a worker
+        that ends as soon as nothing is queued. Idempotent.
+        """
+        ...
+
 
 #: A worker of an adaptive pool whose call has run this long counts as stuck
 #: (blocked on IO, or slow): another worker may start on the queued calls.
@@ -203,6 +212,8 @@ class WorkerPool:
         #: call started (``None``: between calls).
         self._started: dict[object, float | None] = {}
         self._watching = False
+        #: Set by :meth:`close`: workers leave instead of waiting for more calls.
+        self._closed = False
 
     @property
     def workers(self) -> int:
@@ -220,6 +231,18 @@ class WorkerPool:
                 return
             self._workers += 1
         self._runtime.spawn(self._work)
+
+    def close(self) -> None:
+        """Let every worker end once the queue is empty (a worker busy in a call
+        finishes it first). Calls submitted later still run, on a worker that
+        ends when nothing is left."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            idle = self._idle
+        for _ in range(idle):
+            self._queue.put(_WAKE)  # each waiting worker wakes up and leaves
 
     def _arm_watch(self) -> None:
         """(Under the lock.) Look for stuck workers soon, unless a watch is armed."""
@@ -279,9 +302,18 @@ class WorkerPool:
         try:
             while True:
                 with self._lock:
+                    if self._closed and self._queued <= 0:
+                        self._leave(me, waiting=False)
+                        return
                     self._idle += 1
                     waiting = True
-                fn, args, on_done = get()
+                item = get()
+                if item is _WAKE:
+                    with self._lock:
+                        self._idle -= 1
+                        waiting = False
+                    continue
+                fn, args, on_done = item
                 begin = clock()
                 with self._lock:
                     self._idle -= 1
@@ -298,7 +330,7 @@ class WorkerPool:
                 _call_done(on_done, result, error)
                 if error is not None and not isinstance(error, Exception):
                     raise error  # GreenletExit, SystemExit...: let the worker end
-                fn = args = on_done = result = error = None  # nothing kept alive while idle
+                item = fn = args = on_done = result = error = None  # nothing kept alive while idle
                 if adaptive and quick and self._workers > 1:
                     with self._lock:
                         if self._surplus(me):
@@ -323,6 +355,10 @@ class WorkerPool:
             self._runtime.spawn(self._work)
         elif self._adaptive and self._workers < self._size:
             self._arm_watch()
+
+
+#: Queued by :meth:`WorkerPool.close` to wake a waiting worker, which then leaves.
+_WAKE: Any = object()
 
 
 def _call_done(on_done: UserDone, result: Any, exc: BaseException | None) -> None:
@@ -361,10 +397,23 @@ class _Scheduler:
         self._seq = itertools.count()
         self._thread: threading.Thread | None = None
         self._cancelled_hint = 0
+        self._closed = False
+
+    def close(self) -> None:
+        """Drop every timer and let the thread end (timers armed later never fire)."""
+        with self._cond:
+            self._closed = True
+            for _, _, timer in self._heap:
+                timer.cancel()
+            self._heap.clear()
+            self._cond.notify()
 
     def call_later(self, delay: float, fn: Callable[[], object]) -> _Timer:
         timer = _Timer(time.monotonic() + max(0.0, delay), fn)
         with self._cond:
+            if self._closed:
+                timer.cancel()
+                return timer
             heap = self._heap
             if len(heap) > 1024 and self._cancelled_hint > len(heap) // 2:
                 heap[:] = [entry for entry in heap if not entry[2].cancelled]
@@ -387,6 +436,8 @@ class _Scheduler:
         while True:
             with cond:
                 while True:
+                    if self._closed:
+                        return
                     if not heap:
                         cond.wait()
                         continue
@@ -468,6 +519,10 @@ class ThreadRuntime:
 
     def run_user_here(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[bool, Any]:
         return self._pool.run_here(fn, args)
+
+    def close(self) -> None:
+        self._scheduler.close()
+        self._pool.close()
 
     def _after_fork_in_child(self) -> None:
         # The parent's scheduler and workers are not running here, and their locks

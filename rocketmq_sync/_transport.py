@@ -46,7 +46,7 @@ from types import TracebackType
 from typing import Any, Final
 
 from rocketmq_proto._backoff import ReconnectBackoff
-from rocketmq_proto._codes import ResponseCode, SerializeType
+from rocketmq_proto._codes import ResponseCode, SerializeType, request_name
 from rocketmq_proto._command import DEFAULT_MAX_FRAME_SIZE, RemotingCommand
 from rocketmq_proto._connection import (
     Connection,
@@ -229,8 +229,8 @@ class _Channel:
             return Future.failed(
                 rt,
                 ConnectionClosedError(
-                    f"connection to {self.addr} closed while sending oneway request code "
-                    f"{command.code}"
+                    f"connection to {self.addr} closed while sending oneway "
+                    f"{request_name(command.code)}"
                 ),
             )
         return Future.completed(rt, None)
@@ -498,7 +498,8 @@ class _Channel:
                 entry = waiters.pop(event.opaque, None)
                 if entry is not None:
                     error: RocketMQError = RequestTimeoutError(
-                        f"request code {event.request_code} to {addr} timed out after {entry[1]:g}s"
+                        f"{request_name(event.request_code)} to {addr} "
+                        f"timed out after {entry[1]:g}s"
                     )
                     done.append((entry[0], None, error))
             elif isinstance(event, ServerRequest):
@@ -509,7 +510,7 @@ class _Channel:
                     # A fresh exception per request: one instance raised in many threads
                     # would have its traceback rewritten by each of them.
                     error = ConnectionClosedError(
-                        f"request code {event.request_code} to {addr} failed: {event.error}"
+                        f"{request_name(event.request_code)} to {addr} failed: {event.error}"
                     )
                     # Chain the root cause (a refused connect, a protocol error), not the
                     # connection's own wrapper of it.
@@ -905,9 +906,11 @@ class RemotingClient:
         future = self.request_future(addr, command, timeout)
         try:
             return future.result(timeout + _WAIT_GRACE if timeout > 0 else 0.0)
+        except RocketMQError:
+            raise  # the request's own failure (a RequestTimeoutError is a TimeoutError too)
         except TimeoutError:
             raise RequestTimeoutError(
-                f"request code {command.code} to {addr} timed out after {timeout:g}s"
+                f"{request_name(command.code)} to {addr} timed out after {timeout:g}s"
             ) from None
 
     def oneway_future(self, addr: str, command: RemotingCommand) -> Future[None]:
@@ -932,9 +935,11 @@ class RemotingClient:
         wait = self._core.connect_timeout + _WAIT_GRACE
         try:
             future.result(wait)
+        except RocketMQError:
+            raise
         except TimeoutError:
             raise ConnectionClosedError(
-                f"cannot send oneway request code {command.code} to {addr}: "
+                f"cannot send oneway {request_name(command.code)} to {addr}: "
                 f"not connected after {wait:g}s"
             ) from None
 
@@ -972,9 +977,9 @@ class RemotingClient:
         self.close()
 
     def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
+        # Only a warning: the garbage collector runs at any point of any thread (one
+        # may hold this client's locks), so nothing is closed or failed from here.
         core = getattr(self, "_core", None)
         if core is None or core.closed or not core.used:
             return
         _warn(f"unclosed {self!r}", ResourceWarning, source=self)
-        with contextlib.suppress(Exception):  # the interpreter may be shutting down
-            core.close()

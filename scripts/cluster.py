@@ -13,6 +13,9 @@ From Python::
         cluster.namesrv_addr                 # "127.0.0.1:PORT"
         cluster.brokers                      # {"broker-a": "127.0.0.1:PORT", ...}
         cluster.stop_broker("broker-a")      # failover tests; start_broker() brings it back
+        cluster.stop_namesrv()               # outage tests; start_namesrv() restarts it empty
+
+    LocalCluster(namesrv_count=2)            # namesrv_addr is then "127.0.0.1:P1;127.0.0.1:P2"
 
     cluster_from_env()                       # the cluster named by ROCKETMQ_NAMESRV, or None
 
@@ -440,8 +443,10 @@ def _port_is_free(port: int) -> bool:
     return True
 
 
-def _pick_ports(broker_count: int) -> tuple[int, list[int]]:
-    """A name server port and broker listen ports, with each broker's L-2 and L+1 free."""
+def _pick_ports(broker_count: int, namesrv_count: int = 1) -> tuple[list[int], list[int]]:
+    """Name server ports and broker listen ports, with each broker's L-2 and L+1 free."""
+    if not 1 <= namesrv_count <= 8:
+        raise ClusterError(f"namesrv_count must be 1 to 8, not {namesrv_count}")
     span = 10 * (broker_count + 1)
     low = 10000
     high = _ephemeral_low() - span  # outgoing connections draw from the ephemeral range
@@ -451,9 +456,10 @@ def _pick_ports(broker_count: int) -> tuple[int, list[int]]:
     for _ in range(500):
         base = rng.randrange(low, high)
         listen = [base + 10 * (index + 1) for index in range(broker_count)]
-        needed = [base, *(port + delta for port in listen for delta in (-2, 0, 1))]
+        namesrvs = [base + index for index in range(namesrv_count)]
+        needed = [*namesrvs, *(port + delta for port in listen for delta in (-2, 0, 1))]
         if all(_port_is_free(port) for port in needed):
-            return base, listen
+            return namesrvs, listen
     raise ClusterError("found no free block of ports on 127.0.0.1")
 
 
@@ -829,6 +835,7 @@ class LocalCluster:
         extra_broker_props: Mapping[str, str | int | float | bool] | None = None,
         *,
         broker_names: Sequence[str] = DEFAULT_BROKER_NAMES,
+        namesrv_count: int = 1,
         jvm_options: Sequence[str] = (),
         start_timeout: float = 300.0,
         stop_timeout: float = 30.0,
@@ -849,17 +856,21 @@ class LocalCluster:
             key: _property_value(value) for key, value in (extra_broker_props or {}).items()
         }
         self.broker_names = tuple(broker_names)
+        self.namesrv_count = namesrv_count
         self.jvm_options = tuple(jvm_options)
         self.start_timeout = start_timeout
         #: The servers end when this process does (``cluster.py up`` turns it off).
         self.die_with_parent = die_with_parent
         self.stop_timeout = stop_timeout
         self.cache_dir = cache_dir
+        #: Every name server's address; ``namesrv_addr`` joins them with ``;`` (the
+        #: form clients and brokers accept).
+        self.namesrv_addrs: list[str] = []
         self.namesrv_addr = ""
         self.brokers: dict[str, str] = {}
         self.startup_seconds: float | None = None
         self._owns_workdir = workdir is None
-        self._namesrv: _Server | None = None
+        self._namesrvs: list[_Server] = []
         self._brokers: dict[str, _Server] = {}
         self._cds: Path | None = None
         self._exit_hook = False
@@ -886,7 +897,7 @@ class LocalCluster:
 
     def start(self) -> None:
         """Start the name server and brokers; return once every broker is registered."""
-        if self._namesrv is not None:
+        if self._namesrvs:
             raise ClusterError("this cluster was already started")
         jars = resolve_classpath(self.version, cache_dir=self.cache_dir)
         if self.workdir is None:
@@ -896,9 +907,10 @@ class LocalCluster:
         deadline = began + self.start_timeout
         try:
             self._prepare(jars)
-            assert self._namesrv is not None
-            self._launch(self._namesrv)
-            self._wait_boot(self._namesrv, _NAMESRV_BOOT, deadline)
+            for server in self._namesrvs:
+                self._launch(server)
+            for server in self._namesrvs:
+                self._wait_boot(server, _NAMESRV_BOOT, deadline)
             for server in self._brokers.values():
                 self._launch(server)
             for server in self._brokers.values():
@@ -925,13 +937,11 @@ class LocalCluster:
         limit = self.stop_timeout if timeout is None else timeout
         try:
             _stop_servers(list(self._brokers.values()), limit)
-            if self._namesrv is not None:
-                _stop_servers([self._namesrv], limit)
+            _stop_servers(self._namesrvs, limit)
         finally:
             self._drop_exit_hook()
-        for server in [*self._brokers.values(), self._namesrv]:
-            if server is not None:
-                _keep_cds_dump(self._cds, server)
+        for server in [*self._brokers.values(), *self._namesrvs]:
+            _keep_cds_dump(self._cds, server)
         if self._owns_workdir and self.workdir is not None and not _keep_workdir():
             shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -972,10 +982,40 @@ class LocalCluster:
             _stop_servers([server], 5.0)
             raise ClusterError(f"broker {name} failed to restart: {exc}\n{report}") from exc
 
+    def stop_namesrv(self, index: int = 0, *, kill: bool = False) -> None:
+        """Stop the ``index``-th name server (SIGKILL at once when ``kill``); its port
+        is kept for :meth:`start_namesrv`. Brokers keep running and keep trying it."""
+        server = self._namesrv_server(index)
+        if kill:
+            server.send(signal.SIGKILL)
+            if not server.wait_gone(time.monotonic() + 10.0):
+                raise ClusterError(f"{server.name} (pid {server.pid}) survived SIGKILL")
+        else:
+            _stop_servers([server], self.stop_timeout)
+
+    def start_namesrv(self, index: int = 0, *, wait_registered: bool = False) -> None:
+        """Start a stopped name server again on the same port. It comes back empty:
+        brokers register with it on their next registration round (every 30 s by
+        default); ``wait_registered`` waits for that."""
+        server = self._namesrv_server(index)
+        if server.alive():
+            return
+        deadline = time.monotonic() + self.start_timeout
+        try:
+            self._launch(server)
+            self._wait_boot(server, _NAMESRV_BOOT, deadline)
+            if wait_registered:
+                self._wait_registered(self.brokers, deadline, namesrv=server.addr)
+        except Exception as exc:
+            report = server.report()
+            _stop_servers([server], 5.0)
+            raise ClusterError(f"{server.name} failed to restart: {exc}\n{report}") from exc
+
     def is_running(self, name: str) -> bool:
-        """Whether the broker ``name`` (or ``"namesrv"``) is alive."""
-        if name == "namesrv":
-            return self._namesrv is not None and self._namesrv.alive()
+        """Whether the broker ``name`` (or ``"namesrv"``, ``"namesrv-2"``...) is alive."""
+        for server in self._namesrvs:
+            if server.name == name:
+                return server.alive()
         return self._broker(name).alive()
 
     def logs(self) -> str:
@@ -985,7 +1025,7 @@ class LocalCluster:
     # ----- state for the command line
 
     def to_state(self) -> dict[str, Any]:
-        servers = [self._namesrv, *self._brokers.values()] if self._namesrv else []
+        servers = [*self._namesrvs, *self._brokers.values()] if self._namesrvs else []
         return {
             "version": self.version,
             "workdir": str(self.workdir),
@@ -1018,6 +1058,7 @@ class LocalCluster:
         cluster._owns_workdir = bool(state.get("owns_workdir"))
         cluster.serialize_type = str(state.get("serialize_type", "JSON"))
         cluster.namesrv_addr = str(state["namesrv_addr"])
+        cluster.namesrv_addrs = cluster.namesrv_addr.split(";")
         cluster.brokers = {str(k): str(v) for k, v in state["brokers"].items()}
         cluster._cds = Path(state["cds_dir"]) if state.get("cds_dir") else None
         for name, entry in state["servers"].items():
@@ -1030,7 +1071,7 @@ class LocalCluster:
                 pid=int(entry["pid"]) if entry.get("pid") else None,
             )
             if server.role == "namesrv":
-                cluster._namesrv = server
+                cluster._namesrvs.append(server)
             else:
                 cluster._brokers[server.name] = server
         return cluster
@@ -1040,6 +1081,11 @@ class LocalCluster:
     @property
     def _v5(self) -> bool:
         return _major(self.version) >= 5
+
+    def _namesrv_server(self, index: int) -> _Server:
+        if not 0 <= index < len(self._namesrvs):
+            raise ClusterError(f"no name server #{index}: this cluster has {len(self._namesrvs)}")
+        return self._namesrvs[index]
 
     def _broker(self, name: str) -> _Server:
         try:
@@ -1063,9 +1109,13 @@ class LocalCluster:
     def _launch(self, server: _Server) -> None:
         server.launch(self._env(), _cds_flags(self._cds, server), tied=self.die_with_parent)
 
-    def _query(self) -> dict[str, str]:
+    def _query(self, namesrv: str | None = None) -> dict[str, str]:
+        """The brokers registered with ``namesrv`` (default: the first one running)."""
         use_tls = self.tls is not None and self.tls.namesrv_mode == "enforcing"
-        return _query_cluster(self.namesrv_addr, use_tls=use_tls)
+        if namesrv is None:
+            alive = [server.addr for server in self._namesrvs if server.alive()]
+            namesrv = alive[0] if alive else self.namesrv_addrs[0]
+        return _query_cluster(namesrv, use_tls=use_tls)
 
     def _jvm_flags(self, role: str, home: Path) -> list[str]:
         flags = [
@@ -1120,6 +1170,13 @@ class LocalCluster:
             "enablePropertyFilter": "true",
             "transactionCheckInterval": "1000",
             "transactionTimeOut": "1000",
+            # 5.x writes the op records of ended transactions ("this half message is
+            # done") in batches, 3 to 6 s apart by default. With checks every 1 s,
+            # a half message whose check-back answered COMMIT was checked again
+            # before its op record landed, and each further COMMIT stored another copy
+            # (any client; Java too). Ops every 100 ms land before the next check.
+            # 4.x writes each op at once and ignores the key.
+            "transactionOpBatchInterval": "100",
             # 2 shared cores: queue waits over the 200 ms default answer "broker busy".
             "waitTimeMillsInSendQueue": "1000",
         }
@@ -1163,28 +1220,32 @@ class LocalCluster:
         java = _java_executable()
         classpath = os.pathsep.join(str(jar) for jar in jars)
         self._cds = _cds_dir(self.version, self.cache_dir, java, jars)
-        namesrv_port, broker_ports = _pick_ports(len(self.broker_names))
-        self.namesrv_addr = f"{_HOST}:{namesrv_port}"
+        namesrv_ports, broker_ports = _pick_ports(len(self.broker_names), self.namesrv_count)
+        self.namesrv_addrs = [f"{_HOST}:{port}" for port in namesrv_ports]
+        self.namesrv_addr = ";".join(self.namesrv_addrs)
 
-        home = self.workdir / "namesrv"
-        home.mkdir(parents=True, exist_ok=True)
-        namesrv_props = {"listenPort": str(namesrv_port), "bindAddress": _HOST}
-        if self._v5:
-            namesrv_props["enableControllerInNamesrv"] = "false"
-            # 5.x points the name server's own client at <first non-loopback IP>:port and
-            # probes it every few seconds; keep every connection on 127.0.0.1.
-            namesrv_props["scanAvailableNameSrv"] = "false"
-        _write_properties(home / "namesrv.properties", namesrv_props)
-        command = [
-            java,
-            *self._jvm_flags("namesrv", home),
-            "-cp",
-            classpath,
-            _NAMESRV_MAIN,
-            "-c",
-            str(home / "namesrv.properties"),
-        ]
-        self._namesrv = _Server("namesrv", "namesrv", namesrv_port, home, command)
+        for index, port in enumerate(namesrv_ports):
+            # The first is "namesrv" (as with one name server), then "namesrv-2"...
+            name = "namesrv" if index == 0 else f"namesrv-{index + 1}"
+            home = self.workdir / name
+            home.mkdir(parents=True, exist_ok=True)
+            namesrv_props = {"listenPort": str(port), "bindAddress": _HOST}
+            if self._v5:
+                namesrv_props["enableControllerInNamesrv"] = "false"
+                # 5.x points the name server's own client at <first non-loopback IP>:port
+                # and probes it every few seconds; keep every connection on 127.0.0.1.
+                namesrv_props["scanAvailableNameSrv"] = "false"
+            _write_properties(home / "namesrv.properties", namesrv_props)
+            command = [
+                java,
+                *self._jvm_flags("namesrv", home),
+                "-cp",
+                classpath,
+                _NAMESRV_MAIN,
+                "-c",
+                str(home / "namesrv.properties"),
+            ]
+            self._namesrvs.append(_Server(name, "namesrv", port, home, command))
 
         for name, port in zip(self.broker_names, broker_ports, strict=True):
             home = self.workdir / name
@@ -1213,12 +1274,22 @@ class LocalCluster:
                 raise ClusterError(f"{server.name} printed no boot line in {self.start_timeout}s")
             time.sleep(0.1)
 
-    def _wait_registered(self, expected: Mapping[str, str], deadline: float) -> None:
+    def _wait_registered(
+        self, expected: Mapping[str, str], deadline: float, *, namesrv: str | None = None
+    ) -> None:
+        """Wait until ``expected`` brokers are registered with ``namesrv`` (default:
+        with every name server of the cluster)."""
+        for addr in [namesrv] if namesrv is not None else self.namesrv_addrs:
+            self._wait_registered_with(addr, expected, deadline)
+
+    def _wait_registered_with(
+        self, namesrv: str, expected: Mapping[str, str], deadline: float
+    ) -> None:
         seen: dict[str, str] = {}
         problem = "no answer yet"
         while True:
             try:
-                seen = self._query()
+                seen = self._query(namesrv)
                 problem = f"registered: {seen}"
                 if all(seen.get(name) == addr for name, addr in expected.items()):
                     return
@@ -1226,19 +1297,17 @@ class LocalCluster:
                 problem = f"cluster info failed: {exc!r}"
             if time.monotonic() > deadline:
                 raise ClusterError(
-                    f"brokers {sorted(expected)} did not register with {self.namesrv_addr}; "
-                    + problem
+                    f"brokers {sorted(expected)} did not register with {namesrv}; " + problem
                 )
             time.sleep(0.2)
 
     def _report(self) -> str:
-        servers = [self._namesrv, *self._brokers.values()]
-        return "\n".join(server.report() for server in servers if server is not None)
+        servers = [*self._namesrvs, *self._brokers.values()]
+        return "\n".join(server.report() for server in servers)
 
     def _kill_all(self) -> None:
-        servers = [*self._brokers.values(), self._namesrv]
         with contextlib.suppress(ClusterError):
-            _stop_servers([server for server in servers if server is not None], 0.0)
+            _stop_servers([*self._brokers.values(), *self._namesrvs], 0.0)
         self._drop_exit_hook()
 
     def _stop_at_exit(self) -> None:
@@ -1391,6 +1460,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
         acl=acl,
         serialize_type=args.serialize_type,
         extra_broker_props=props,
+        namesrv_count=args.namesrv_count,
         start_timeout=args.timeout,
         die_with_parent=False,  # it outlives this command
     )
@@ -1460,6 +1530,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     up = commands.add_parser("up", help="start a cluster in the background")
     up.add_argument("--version", default=DEFAULT_VERSION, help=f"default {DEFAULT_VERSION}")
+    up.add_argument("--namesrv-count", type=int, default=1, help="name servers (default 1)")
     up.add_argument("--workdir", help="configs, stores and logs (default: a temporary dir)")
     up.add_argument("--serialize-type", choices=("JSON", "ROCKETMQ"), default="JSON")
     up.add_argument("--acl", action="store_true", help="brokers authenticate (ACL)")

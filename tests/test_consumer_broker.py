@@ -720,6 +720,53 @@ def test_broadcasting_delivers_everything_to_each_and_offsets_survive_restart(
     assert max(got.values()) == 1
 
 
+def test_broadcasting_offsets_survive_a_restart_without_an_instance_name(
+    backend: Backend, ns: str, admin: Any, producer: Any, tmp_path: Path
+) -> None:
+    """No ``instance_name``: every consumer object has its own generated client id
+    (as a restarted process would), yet a new one of the same broadcasting group
+    starts where the closed one stopped: the offsets file does not depend on the
+    generated name (Java keeps ``DEFAULT`` for broadcasting)."""
+    topic = new_topic(backend, admin, "BcRT", queues=2)
+    group = unique("bcr")
+    recorder = Recorder(backend)
+    store = str(tmp_path / "offsets")
+
+    def broadcaster(label: str) -> Any:
+        return make_consumer(
+            backend,
+            ns,
+            recorder.handler(label),
+            group,
+            [(topic, "*", False)],
+            message_model="BROADCASTING",
+            offset_store_dir=store,
+        )
+
+    first = [Message(topic, b"bcr1-%d" % i) for i in range(60)]
+    second = [Message(topic, b"bcr2-%d" % i) for i in range(40)]
+    before = broadcaster("before")
+    with before:
+        backend.wait_for(holds(before, 4), WAIT, "every queue")
+        send_all(backend, producer, first)
+        want1 = {m.body.decode() for m in first}
+        backend.wait_for(got_all(recorder, "before", want1), WAIT, "the first batch")
+    (offsets_file,) = Path(store).rglob("offsets.json")
+    assert offsets_file.parent.parent.name.endswith("@DEFAULT"), offsets_file
+
+    send_all(backend, producer, second)  # while no consumer runs
+    after = broadcaster("after")
+    assert after.client_id != before.client_id
+    with after:
+        want2 = {m.body.decode() for m in second}
+        backend.wait_for(got_all(recorder, "after", want2), WAIT, "what was sent while down")
+        settle(backend)
+    got = recorder.bodies("after")
+    assert set(got) == want2, f"re-delivered after restart: {sorted(set(got) - want2)[:5]}"
+    assert max(got.values()) == 1
+    assert list(Path(store).rglob("offsets.json")) == [offsets_file]
+
+
 # =================================================================== filters
 
 
@@ -846,6 +893,46 @@ def test_always_failing_message_goes_to_the_dead_letter_queue(
     assert dead.properties.get("RETRY_TOPIC") == topic
     offsets = admin.topic_offsets(dlq)
     assert sum(o.max_offset - o.min_offset for o in offsets) == 1
+
+
+@pytest.mark.parametrize("orderly", [False, True], ids=["concurrently", "orderly"])
+def test_a_handler_returning_none_consumes_each_message_once(
+    backend: Backend, ns: str, admin: Any, producer: Any, orderly: bool
+) -> None:
+    """A handler that just processes its messages and returns nothing consumed
+    them: each is delivered once, the offsets reach the queues' ends, and
+    nothing is sent back to ``%RETRY%<group>`` (nor suspended and re-run when
+    orderly). Past the retry delay (3 s on the test cluster) and the orderly
+    suspension (1 s), a failure would have shown as a second delivery."""
+    topic = new_topic(backend, admin, "NoneT", queues=2)
+    group = unique("none")
+    recorder = Recorder(backend)
+    n = 40
+    messages = [Message(topic, b"none-%d" % i) for i in range(n)]
+    send_all(backend, producer, messages)
+    ends = queue_ends(admin, topic)
+    want = {m.body.decode() for m in messages}
+    with running(
+        backend,
+        ns,
+        recorder.handler(result=lambda m: None),
+        group,
+        topic,
+        consume_from_where="first",
+        orderly=orderly,
+    ):
+        backend.wait_for(got_all(recorder, "c", want), WAIT, "every message")
+        settle(backend, seconds=5.0)
+    got = recorder.bodies()
+    assert set(got) == want and max(got.values()) == 1, got.most_common(3)
+    assert all(d.reconsume_times == 0 and d.topic == topic for d in recorder.snapshot())
+    for mq, end in ends.items():
+        assert admin.consumer_offset(group, mq) == end
+    try:
+        retry = admin.topic_offsets(f"%RETRY%{group}")
+    except RocketMQError:
+        retry = []  # the broker never made the group's retry topic
+    assert sum(o.max_offset - o.min_offset for o in retry) == 0, retry
 
 
 # =================================================================== offsets

@@ -1010,7 +1010,10 @@ def test_delay_levels_and_results() -> None:
     assert orderly_suspend_delay() == 1.0 and orderly_suspend_delay(5) == 0.01
     assert orderly_suspend_delay(60_000) == 30.0
     assert to_consume_result(True) is ConsumeResult.SUCCESS
-    assert to_consume_result(None) is ConsumeResult.RETRY_LATER
+    # None (a handler that just returns) is success; failure is explicit.
+    assert to_consume_result(None) is ConsumeResult.SUCCESS
+    assert to_consume_result(None, orderly=True) is ConsumeResult.SUCCESS
+    assert to_consume_result(False) is ConsumeResult.RETRY_LATER
     assert to_consume_result("RECONSUME_LATER") is ConsumeResult.RETRY_LATER
     assert to_consume_result(False, orderly=True) is ConsumeResult.SUSPEND_CURRENT_QUEUE_A_MOMENT
     assert to_consume_result("CONSUME_SUCCESS", orderly=True) is ConsumeResult.SUCCESS
@@ -1446,3 +1449,113 @@ def test_lite_pull_subscribing_while_running_heartbeats_before_it_rebalances() -
     sim.run(core.maintenance_flow())
     assert order[0] == "heartbeat T"
     assert order[-1] == "consumer list"
+
+
+# ------------------------------------------------- handler results and errors
+
+
+def push_core(handler: Callable[[list[MessageExt]], object], **config: object) -> PushConsumerCore:
+    return PushConsumerCore(
+        make_client(),
+        ConsumerConfig(group="G", **config),  # type: ignore[arg-type]
+        handler=handler,
+        ids=UniqueIdGenerator(b"\x0a\x00\x00\x01", 1, 0),
+    )
+
+
+def test_a_handler_returning_none_consumed_its_messages() -> None:
+    """Concurrent: the offset moves past the batch and nothing is sent back."""
+    cluster = Cluster()
+    sim = Sim(cluster)
+    core = push_core(lambda msgs: None, consume_message_batch_max_size=4)
+    with_routes(core.client, sim, "T")
+    state = hold_queue(core, mq(0), 0)
+    msgs = [ext(i) for i in range(4)]
+    state.request.process_queue.put(msgs)
+    assert sim.run(core.consume_flow(state, msgs)) == []
+    assert core.offsets.read(mq(0)) == 4
+    assert RequestCode.CONSUMER_SEND_MSG_BACK not in cluster.codes()
+    assert RequestCode.SEND_MESSAGE not in cluster.codes()
+    assert all(m.reconsume_times == 0 for m in msgs)
+
+
+def test_an_orderly_handler_returning_none_commits_and_goes_on() -> None:
+    sim = Sim(Cluster())
+    seen: list[int] = []
+
+    def handler(msgs: list[MessageExt]) -> bool | None:
+        if len(seen) >= 10:
+            return True  # (stops a suspend-and-retry loop, were None a failure)
+        seen.extend(m.queue_offset for m in msgs)
+        return None
+
+    core = push_core(handler, orderly=True)
+    with_routes(core.client, sim, "T")
+    state = hold_queue(core, mq(0), 0)
+    state.request.process_queue.put([ext(i) for i in range(3)])
+    state.consuming = True
+    sim.run(core.consume_orderly_flow(state))
+    assert seen == [0, 1, 2]  # once each, no suspension and no second attempt
+    assert core.offsets.read(mq(0)) == 3
+    assert not state.consuming and state.request.process_queue.msg_count == 0
+
+
+def test_a_handler_exception_is_logged_with_its_traceback_topic_group_and_ids(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def handler(msgs: list[MessageExt]) -> None:
+        raise KeyError("no such order")
+
+    cluster = Cluster(CONSUMER_SEND_MSG_BACK=lambda a, c: reply(0))
+    sim = Sim(cluster)
+    core = push_core(handler, consume_message_batch_max_size=2)
+    with_routes(core.client, sim, "T")
+    state = hold_queue(core, mq(0), 0)
+    msgs = [ext(i) for i in range(2)]
+    state.request.process_queue.put(msgs)
+    with caplog.at_level("WARNING", logger="rocketmq_proto.consumer"):
+        sim.run(core.consume_flow(state, msgs))
+    (record,) = [r for r in caplog.records if "handler raised" in r.getMessage()]
+    text = record.getMessage()
+    assert "topic T" in text and "group G" in text and "no such order" in text
+    assert all(m.msg_id in text for m in msgs)
+    assert record.exc_info is not None and record.exc_info[0] is KeyError
+    assert record.exc_info[2] is not None  # the handler's own traceback
+    assert "in handler" in caplog.text and "raise KeyError" in caplog.text
+    assert record.rocketmq_topic == "T" and record.rocketmq_group == "G"  # type: ignore[attr-defined]
+    assert record.rocketmq_msg_ids == [m.msg_id for m in msgs]  # type: ignore[attr-defined]
+    # and the batch failed: both messages went back for a retry
+    assert cluster.codes().count(RequestCode.CONSUMER_SEND_MSG_BACK) == 2
+
+
+# ------------------------------------------------------- broadcasting offsets
+
+
+def test_broadcasting_offsets_file_does_not_depend_on_the_generated_instance_name() -> None:
+    """Two consumer objects (two processes: other pid, other random instance
+    name) of one broadcasting group use one offsets file, named as Java's
+    broadcasting consumers name it (``ip@DEFAULT``); a configured instance name
+    (and unit name) is kept in it."""
+    from rocketmq_proto._options import consumer_settings
+
+    def local_file(pid: int, nonce: int, **options: object) -> tuple[str, str]:
+        settings, config = consumer_settings(
+            "10.0.0.9:9876",
+            {"group": "G", "message_model": "BROADCASTING", "offset_store_dir": "/d", **options},
+            pid=pid,
+            nonce=nonce,
+        )
+        core = PushConsumerCore(
+            ClientCore(settings.client),
+            config,
+            handler=lambda msgs: None,
+            ids=UniqueIdGenerator(b"\x0a\x00\x00\x01", pid, 0),
+        )
+        return core.client.client_id, core._local_offsets_file()
+
+    first_id, first = local_file(100, 1, client_ip="10.0.0.1")
+    second_id, second = local_file(200, 2, client_ip="10.0.0.1")
+    assert first_id != second_id  # the running clients differ...
+    assert first == second == "/d/10.0.0.1@DEFAULT/G/offsets.json"  # ...their file does not
+    _, named = local_file(100, 1, client_ip="10.0.0.1", instance_name="edge", unit_name="u")
+    assert named == "/d/10.0.0.1@edge@u/G/offsets.json"

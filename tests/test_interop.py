@@ -1218,6 +1218,63 @@ def test_a_java_and_a_python_consumer_split_the_queues_of_one_group(
         assert msg_id in owner
 
 
+def test_lz4_and_zstd_bodies_from_this_client_are_read_by_the_java_consumer(
+    rocketmq_cluster: Any, sync_backend: Backend, tmp_path: Path
+) -> None:
+    """compress_type="lz4"/"zstd": Java 5.x's consumer decompresses the bodies (LZ4 frames
+    with independent blocks, Zstandard frames) and sees the algorithm's sysFlag bits."""
+    java = build_peers("java")["java"]
+    backend = sync_backend
+    ns = rocketmq_cluster.namesrv_addr
+    topic = unique("InteropCodec")
+    with backend.open("Admin", ns, request_timeout=30.0) as admin:
+        admin.create_topic(topic, read_queue_nums=2, write_queue_nums=2)
+    ready = tmp_path / "ready"
+    run = PeerRun(
+        java,
+        ns,
+        [
+            step(
+                "consume",
+                background=True,
+                label="java",
+                topic=topic,
+                group=unique("icodec"),
+                count=0,
+                ready_file=ready,
+                **{"from": "first"},
+            )
+        ],
+        tmp_path,
+        sleep=backend.sleep,
+    )
+    try:
+        run.wait_ready([ready])
+        sent: dict[str, tuple[bytes, int]] = {}
+        for compress_type, bits in (("lz4", 0x100), ("zstd", 0x200)):
+            body = b"".join(b"%s body line %d\n" % (compress_type.encode(), i) for i in range(3000))
+            with backend.open(
+                "Producer", ns, group=unique("icodec_p"), compress_type=compress_type, **LIMITS
+            ) as producer:
+                result = retry_busy(backend, lambda b=body: producer.send(Message(topic, b)))
+            sent[result.msg_id] = (body, bits)
+
+        def java_got() -> dict[str, dict[str, Any]]:
+            return {x["msgId"]: x for x in run.consumed("java")}
+
+        run.wait(lambda: set(sent) <= set(java_got()), WAIT, "the Java consumer's deliveries")
+        run.stop()
+        assert run.finish() == 0
+    finally:
+        run.kill()
+    got = java_got()
+    for msg_id, (body, bits) in sent.items():
+        delivery = got[msg_id]
+        assert bytes.fromhex(delivery["bodyHex"]) == body
+        assert int(delivery["storeSize"]) < len(body) // 4  # stored compressed
+        assert int(delivery["sysFlag"]) & COMPRESSION_TYPE == bits, delivery["sysFlag"]
+
+
 # ---------------------------------------------------------------------- smoke on other clusters
 
 

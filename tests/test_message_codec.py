@@ -498,6 +498,50 @@ def test_validate_topic_accepts_what_java_accepts() -> None:
         validate_topic(None)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    "topic",
+    [
+        "TBW102",
+        "SCHEDULE_TOPIC_XXXX",
+        "RMQ_SYS_TRANS_HALF_TOPIC",
+        "RMQ_SYS_TRANS_OP_HALF_TOPIC",
+        "TRANS_CHECK_MAX_TIME_TOPIC",
+        "SELF_TEST_TOPIC",
+        "OFFSET_MOVED_EVENT",
+        "CHECKPOINT_TOPIC",
+        "RMQ_SYS_TOPIC_CONFIG_SYNC",
+        "RMQ_SYS_CONSUMER_OFFSET_SYNC",
+        "RMQ_SYS_DELAY_OFFSET_SYNC",
+        "RMQ_SYS_SUBSCRIPTION_GROUP_SYNC",
+        "RMQ_SYS_MESSAGE_MODE_SYNC",
+        "RMQ_SYS_TIMER_METRICS_SYNC",
+        "rmq_sys_wheel_timer",
+        "rmq_sys_REVIVE_LOG_DefaultCluster",
+        "rmq_sys_SYNC_BROKER_MEMBER_broker-a",
+    ],
+)
+def test_every_reserved_system_topic_is_refused_as_a_send_target(topic: str) -> None:
+    with pytest.raises(InvalidTopicError, match=f"topic '{topic}' is a reserved system topic"):
+        Message(topic, b"x")
+    msg = Message("T", b"x")
+    with pytest.raises(InvalidTopicError, match="reserved system topic"):
+        msg.topic = topic
+    assert msg.topic == "T"
+
+
+def test_system_topics_meant_to_be_sent_to_are_accepted() -> None:
+    # Traces, the benchmark topic, retry and dead-letter topics, request-reply.
+    for topic in (
+        "RMQ_SYS_TRACE_TOPIC",
+        "BenchmarkTest",
+        "%RETRY%group",
+        "%DLQ%group",
+        "DefaultCluster_REPLY_TOPIC",
+        "RMQ_SYS_MY_OWN",
+    ):
+        assert Message(topic, b"x").topic == topic
+
+
 def test_message_rejects_bad_fields() -> None:
     with pytest.raises(InvalidMessageError, match="bytes-like"):
         Message("T", "text")  # type: ignore[arg-type]
@@ -914,6 +958,20 @@ def test_compress_body_like_javas_producer() -> None:
     # Java 4.x and Go set only 0x1: the type bits 0 mean zlib.
     assert decompress_body(data, 0x1) == body
     assert decompress_body(b"raw", 0x300) == b"raw"  # not COMPRESSED: untouched
+
+
+@pytest.mark.parametrize("kind", list(CompressionType))
+def test_a_body_compression_does_not_shrink_is_left_uncompressed(kind: CompressionType) -> None:
+    import random
+
+    body = random.Random(3).randbytes(64 * 1024)
+    assert compress_body(body, compression=kind) == (body, 0)
+    assert compress_body(body, threshold=0, compression=kind) == (body, 0)
+    # A stored message that says COMPRESSED is written compressed, larger or not.
+    ext = MessageExt("T", body, sys_flag=0x1 | kind.sys_flag)
+    raw = decode_messages(encode_stored_message(ext), decompress=False)[0]
+    assert raw.body != body and raw.sys_flag & 0x1
+    assert decompress_body(raw.body, raw.sys_flag) == body
 
 
 @pytest.mark.skipif(not HAVE_LZ4, reason="needs lz4")

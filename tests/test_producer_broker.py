@@ -6,6 +6,7 @@ through the key index) and compared field by field.
 
 from __future__ import annotations
 
+import random
 import time
 import uuid
 from collections.abc import Iterator
@@ -115,6 +116,45 @@ def test_large_body_is_stored_compressed_and_read_back_whole(
 def test_message_over_4_mib_is_refused_before_sending(producer: Any, topic: str) -> None:
     with pytest.raises(MessageTooLargeError, match="exceeds the maximum message size"):
         producer.send(Message(topic, b"x" * (4 * 1024 * 1024 + 1)))
+
+
+def test_max_size_random_body_and_each_compress_type_are_received_equal(
+    rocketmq_cluster: Any, backend: Backend, admin: Any
+) -> None:
+    """A random body of exactly max_message_size, which zlib would make larger than the
+    broker accepts (MESSAGE_ILLEGAL), goes uncompressed; a compressible one goes
+    compressed with each compress_type, Java 5.x's type bits (LZ4 0x100, ZSTD 0x200, ZLIB
+    0x300) stored with it; a consumer gets every body back byte for byte."""
+    ns = rocketmq_cluster.namesrv_addr
+    topic = unique(f"Compress_{backend.name}")
+    admin.create_topic(topic, read_queue_nums=1, write_queue_nums=1)
+    backend.wait_for(lambda: admin.topic_route(topic).queue_datas, 20, "the topic's route")
+    random_body = random.Random(11).randbytes(4 * 1024 * 1024)
+    text_body = b"".join(b"line %d of a compressible body\n" % i for i in range(20000))
+    sent: dict[str, tuple[bytes, int]] = {}
+    with backend.open("Producer", ns, group=unique("cpg"), max_message_size=len(random_body)) as p:
+        result = p.send(Message(topic, random_body, tags="random"))
+        assert result.status is SendStatus.SEND_OK
+        sent[result.msg_id] = (random_body, 0)
+        stored = admin.view_message(result.offset_msg_id)
+        assert stored.sys_flag & 0x701 == 0 and stored.store_size > len(random_body)
+    for compress_type, bits in (("zlib", 0x300), ("lz4", 0x100), ("zstd", 0x200)):
+        with backend.open("Producer", ns, group=unique("cpg"), compress_type=compress_type) as p:
+            result = p.send(Message(topic, text_body, tags=compress_type))
+            sent[result.msg_id] = (text_body, bits)
+            stored = admin.view_message(result.offset_msg_id)
+            assert stored.store_size < len(text_body) // 4  # the broker holds it compressed
+            assert stored.sys_flag & 0x700 == bits and stored.body == text_body
+    with backend.open("PullConsumer", ns, group=unique("cpc"), consume_from_where="first") as c:
+        c.assign(c.queues_of(topic))
+        got: dict[str, MessageExt] = {}
+        deadline = time.monotonic() + 60
+        while len(got) < len(sent) and time.monotonic() < deadline:
+            got.update((m.msg_id, m) for m in c.poll(0.5))
+    assert sorted(got) == sorted(sent)
+    for msg_id, (body, bits) in sent.items():
+        assert got[msg_id].body == body
+        assert got[msg_id].sys_flag & 0x700 == bits
 
 
 def test_invalid_topic_is_refused() -> None:
@@ -273,6 +313,39 @@ def test_transactions(
     else:
         backend.sleep(3)
         assert _visible(admin, topic, key) == []
+
+
+def test_check_back_commits_store_one_message_each(
+    rocketmq_cluster: Any, backend: Backend, admin: Any
+) -> None:
+    """N transactions committed on their check-back store N messages, no more.
+
+    The launcher's broker checks every 1 s; each check answered COMMIT stores a
+    message, so a half message checked again before the broker recorded the first
+    answer is stored twice. Several more intervals pass before counting.
+    """
+    name = unique(f"TxOnce_{backend.name}")
+    admin.create_topic(name, read_queue_nums=4, write_queue_nums=4)
+    count = 6
+    keys = [unique("once") for _ in range(count)]
+    asked: list[str] = []
+
+    def checker(msg: MessageExt) -> TransactionState:
+        asked.append(msg.keys[0])
+        return TransactionState.COMMIT
+
+    with backend.open(
+        "TransactionProducer", rocketmq_cluster.namesrv_addr, checker, group=unique("txonce")
+    ) as producer:
+        for key in keys:
+            msg = Message(name, b"once", keys=[key])
+            _, state = producer.send_in_transaction(msg, lambda m, a: TransactionState.UNKNOWN)
+            assert state is TransactionState.UNKNOWN
+        backend.wait_for(lambda: set(keys) <= set(asked), 60, "every check-back")
+        backend.sleep(5)  # five more check intervals, still answered
+        stored = sum(o.max_offset - o.min_offset for o in admin.topic_offsets(name))
+    assert stored == count, f"{count} transactions stored {stored} ({len(asked)} checks)"
+    assert sorted(asked) == sorted(keys)
 
 
 def test_request_reply_round_trip(rocketmq_cluster: Any, backend: Backend, topic: str) -> None:

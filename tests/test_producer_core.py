@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 
@@ -19,19 +20,23 @@ from rocketmq_proto._errors import (
     ConfigError,
     ConnectionClosedError,
     InvalidMessageError,
+    InvalidPropertyError,
     MessageTooLargeError,
     NoPermissionError,
     RouteNotFoundError,
 )
 from rocketmq_proto._message import (
+    CompressionType,
     Message,
     MessageExt,
     UniqueIdGenerator,
     decode_batch,
     decode_properties,
+    decompress_body,
     encode_offset_msg_id,
     encode_stored_message,
 )
+from rocketmq_proto._options import producer_settings
 from rocketmq_proto._producer import (
     ProducerConfig,
     ProducerCore,
@@ -292,6 +297,9 @@ def test_transaction_commit_sends_end_transaction_with_offsets() -> None:
     assert end.ext_fields["commitLogOffset"] == str(1000 + 1)
     assert end.ext_fields["transactionId"] == result.transaction_id
     assert addr == BROKERS[result.message_queue.broker_name]
+    # As Java's endTransaction: the broker's name goes along (bname).
+    assert end.ext_fields["bname"] == result.message_queue.broker_name
+    assert end.ext_fields["topic"] == "T"
 
 
 def test_transaction_local_exception_means_unknown() -> None:
@@ -328,6 +336,9 @@ def test_check_back_asks_checker_and_answers_end_transaction() -> None:
             "commitLogOffset": "777",
             "msgId": "X",
             "transactionId": "TX9",
+            "topic": "RMQ_SYS_TRANS_HALF_TOPIC",
+            "bname": "broker-a",
+            "offsetMsgId": "7F00000100002A9F0000000000000309",
         },
         stored,
     )
@@ -336,10 +347,18 @@ def test_check_back_asks_checker_and_answers_end_transaction() -> None:
     ((addr, end),) = sim.oneways
     end = wire(end)
     assert addr == BROKERS["broker-a"]
-    assert end.ext_fields["fromTransactionCheck"] == "true"
-    assert end.ext_fields["commitOrRollback"] == "12"
-    assert (end.ext_fields["msgId"], end.ext_fields["transactionId"]) == ("U1", "TX9")
-    assert end.ext_fields["commitLogOffset"] == "777"
+    # The fields Java's checkTransactionState answers with, and no others.
+    assert end.ext_fields == {
+        "topic": "RMQ_SYS_TRANS_HALF_TOPIC",
+        "producerGroup": "G",
+        "tranStateTableOffset": "5",
+        "commitLogOffset": "777",
+        "commitOrRollback": "12",
+        "fromTransactionCheck": "true",
+        "msgId": "U1",
+        "transactionId": "TX9",
+        "bname": "broker-a",
+    }
 
 
 def test_namespace_wraps_topic_and_group_on_the_wire_only() -> None:
@@ -397,3 +416,127 @@ def test_concurrent_route_lookups_share_one_name_server_request() -> None:
     with pytest.raises(StopIteration) as shared:
         second.send(100.01)
     assert shared.value.value is route
+
+
+# ------------------------------------------------------------ validation before sending
+
+
+@pytest.mark.parametrize(
+    ("tags", "reason"),
+    [
+        ("paid||shipped", "'||'"),
+        ("a\tb", "control character '\\t'"),
+        ("nul\x00", "control character '\\x00'"),
+        ("del\x7f", "control character '\\x7f'"),
+        ("c1\x85", "control character '\\x85'"),
+        (" lead", "leading or trailing space"),
+        ("trail ", "leading or trailing space"),
+    ],
+)
+def test_tags_no_filter_can_select_are_refused_before_sending(tags: str, reason: str) -> None:
+    broker = Broker()
+    sim = Sim(broker)
+    core = make_producer()
+    with pytest.raises(InvalidMessageError) as info:
+        sim.run(core.send_flow(Message("T", b"x", tags=tags)))
+    assert repr(tags) in str(info.value) and reason in str(info.value)
+    # Set straight in the dict, or in a batch member: the same refusal.
+    direct = Message("T", b"x")
+    direct.properties["TAGS"] = tags
+    with pytest.raises(InvalidMessageError, match="no subscription could ever select it"):
+        sim.run(core.send_flow(direct, oneway=True))
+    with pytest.raises(InvalidMessageError, match="no subscription could ever select it"):
+        sim.run(core.send_batch_flow([Message("T", b"a"), Message("T", b"b", tags=tags)]))
+    assert sim.calls == [] and sim.oneways == []
+
+
+def test_tags_a_filter_can_select_are_sent_and_retry_copies_keep_theirs() -> None:
+    broker = Broker()
+    sim = Sim(broker)
+    core = make_producer()
+    for tags in ("paid", "a|b", "two words", "标签", "*"):
+        sim.run(core.send_flow(Message("T", b"x", tags=tags)))
+    # A copy of a received message for a retry topic (consumed with "*") keeps its tags.
+    sim.run(core.send_flow(Message("%RETRY%G", b"x", tags="a||b")))
+    sent = [decode_properties(cmd.ext_fields["i"].encode())["TAGS"] for _, cmd in broker.sent]
+    assert sent == ["paid", "a|b", "two words", "标签", "*", "a||b"]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "match"),
+    [
+        ("color", "bl\x01ue", r"'color': value contains the separator '\\x01'"),
+        ("color", "bl\x02ue", r"'color': value contains the separator '\\x02'"),
+        ("co\x02lor", "blue", r"key 'co\\x02lor' contains the separator"),
+        ("color", 5, "'color': value must be a str"),
+        ("big", "v" * 40000, "more than 32767"),
+        ("bad", "\ud800", "cannot be encoded as UTF-8"),
+    ],
+)
+def test_single_send_checks_properties_as_a_batch_does(key: str, value: object, match: str) -> None:
+    broker = Broker()
+    sim = Sim(broker)
+    core = make_producer()
+    msg = Message("T", b"x")
+    msg.properties[key] = value  # type: ignore[assignment]  # past put_user_property's checks
+    with pytest.raises(InvalidPropertyError, match=match):
+        sim.run(core.send_flow(msg))
+    with pytest.raises(InvalidPropertyError, match=match):
+        sim.run(core.send_batch_flow([msg]))
+    assert sim.calls == []  # not even the route lookup
+
+
+def test_a_body_of_exactly_max_message_size_is_sent_whatever_its_content() -> None:
+    import random
+
+    broker = Broker()
+    sim = Sim(broker)
+    core = make_producer()
+    body = random.Random(7).randbytes(4 * 1024 * 1024)  # zlib makes it larger
+    sim.run(core.send_flow(Message("T", body)))
+    cmd = broker.sent[0][1]
+    assert int(cmd.ext_fields["f"]) & 0x701 == 0  # neither COMPRESSED nor a type
+    assert cmd.body == body
+
+
+@pytest.mark.parametrize(
+    ("compress_type", "flags"),
+    [(None, 0x301), ("zlib", 0x301), ("LZ4", 0x101), ("zstd", 0x201), (CompressionType.LZ4, 0x101)],
+)
+def test_compress_type_picks_the_algorithm_and_its_java_flag_bits(
+    compress_type: object, flags: int
+) -> None:
+    broker = Broker()
+    sim = Sim(broker)
+    core = make_producer() if compress_type is None else make_producer(compress_type=compress_type)
+    body = b"compressible body " * 500
+    sim.run(core.send_flow(Message("T", body)))
+    cmd = broker.sent[0][1]
+    assert int(cmd.ext_fields["f"]) == flags
+    assert len(cmd.body) < len(body)
+    assert decompress_body(cmd.body, flags) == body
+    # Under the threshold nothing is compressed, whatever the algorithm.
+    sim.run(core.send_flow(Message("T", body[:4095])))
+    assert int(broker.sent[1][1].ext_fields["f"]) == 0
+
+
+def test_compression_options_are_validated(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert ProducerConfig().compress_type is CompressionType.ZLIB
+    assert ProducerConfig(compress_type="Zstd").compress_type is CompressionType.ZSTD  # type: ignore[arg-type]
+    _, config = producer_settings("127.0.0.1:9876", {"compress_type": "lz4"}, pid=1, nonce=2)
+    assert config.compress_type is CompressionType.LZ4
+    with pytest.raises(ConfigError, match="compress_type must be 'zlib', 'lz4' or 'zstd'"):
+        ProducerConfig(compress_type="gzip")  # type: ignore[arg-type]
+    assert (
+        ProducerConfig(compress_type=CompressionType.ZSTD, compress_level=22).compress_level == 22
+    )
+    with pytest.raises(ConfigError, match=r"compress_level must be 0\.\.9 for ZLIB"):
+        ProducerConfig(compress_level=10)
+    with pytest.raises(ConfigError, match=r"compress_level must be 1\.\.22 for ZSTD"):
+        ProducerConfig(compress_type=CompressionType.ZSTD, compress_level=0)
+    with pytest.raises(ConfigError, match="compress_msg_body_over_howmuch"):
+        ProducerConfig(compress_msg_body_over_howmuch=-1)
+    monkeypatch.setitem(sys.modules, "lz4", None)
+    monkeypatch.setitem(sys.modules, "lz4.frame", None)
+    with pytest.raises(ConfigError, match=r"LZ4.*rocketmq-python\[lz4\]"):
+        ProducerConfig(compress_type="lz4")  # type: ignore[arg-type]

@@ -681,7 +681,8 @@ public final class Peer {
                     rc = 2;
                 }
                 // The check answer is sent (one-way) after the listener returns: let it leave.
-                Thread.sleep(1000);
+                // --linger-ms keeps answering further check-backs that long.
+                Thread.sleep(a.integer("linger-ms", 1000));
             }
             for (int i = 0; i < lines.size(); i++) {
                 Json j = lines.get(i);

@@ -1,6 +1,10 @@
 """Small local files (broadcasting offsets), read whole and replaced atomically.
 
-Shared by every driver's interpreter for the ReadFile and WriteFile effects.
+The blocking operations behind the :class:`~rocketmq_proto._effects.ReadFile`
+and :class:`~rocketmq_proto._effects.WriteFile` effects, written once for every
+driver. No core flow calls them (flows yield the effects); a driver runs them
+where blocking is harmless: the blocking driver in its own thread, the asyncio
+driver in a worker thread, never on its event loop.
 """
 
 from __future__ import annotations
@@ -9,7 +13,9 @@ import os
 import tempfile
 from pathlib import Path
 
-from rocketmq_proto._errors import LocalStorageError
+from ._errors import LocalStorageError
+
+__all__ = ["read_file", "write_file"]
 
 
 def read_file(path: str) -> bytes | None:

@@ -1,0 +1,169 @@
+"""Defaults a Python user expects, in every driver: host address, NAMESRV_ADDR,
+reserved group names, a clear error for poll() before start()."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from rocketmq_proto import ConfigError, LocalProtocolError, Message, SendStatus
+from rocketmq_proto._options import (
+    RESERVED_CONSUMER_GROUPS,
+    choose_client_ip,
+    ip_bytes,
+    namesrv_addrs,
+)
+
+from .backends import Backend
+
+NAMESRV = "127.0.0.1:9876"
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+def host_module(backend: Backend) -> Any:
+    """The driver's host-address lookup (gevent shares the blocking driver's)."""
+    if backend.name == "asyncio":
+        import rocketmq_asyncio._host as module
+    else:
+        import rocketmq_sync._host as module  # type: ignore[no-redef]
+    return module
+
+
+def host_address(backend: Backend) -> str:
+    return host_module(backend).local_ip()  # type: ignore[no-any-return]
+
+
+def handler(messages: list[Any]) -> None:
+    return None
+
+
+# ------------------------------------------------------------- the host address
+
+
+@pytest.mark.parametrize(
+    ("addresses", "chosen"),
+    [
+        # loopback and link-local never; the first other IPv4 address wins
+        (["127.0.0.1", "169.254.3.4", "10.1.2.3", "172.16.0.9"], "10.1.2.3"),
+        # 192.168/16 only when nothing else is there (Java's order), then the last one
+        (["192.168.1.5", "172.17.0.2"], "172.17.0.2"),
+        (["127.0.0.1", "192.168.1.5", "192.168.7.7"], "192.168.7.7"),
+        # IPv4 before IPv6; IPv6 bracketed as Java writes it, link-local skipped
+        (["fe80::1%eth0", "2001:db8::5", "10.9.9.9"], "10.9.9.9"),
+        (["::1", "fe80::fc:ff:fe00:1", "fd00::2", "2001:db8::5"], "[fd00::2]"),
+        # nothing usable: loopback
+        (["127.0.0.1", "::1", "0.0.0.0", "not an address"], "127.0.0.1"),
+        ([], "127.0.0.1"),
+    ],
+)
+def test_client_ip_is_chosen_as_the_java_client_chooses(addresses: list[str], chosen: str) -> None:
+    assert choose_client_ip(addresses) == chosen
+
+
+def test_client_and_message_ids_use_this_hosts_address(backend: Backend) -> None:
+    address = host_address(backend)
+    assert address == choose_client_ip(host_module(backend).interface_addresses())
+    producer = backend.make("Producer", NAMESRV, group=unique("ipg"))
+    try:
+        assert producer.client_id.startswith(f"{address}@")
+        assert producer._producer.ids.prefix.startswith(ip_bytes(address).hex().upper())
+    finally:
+        producer.close()
+    explicit = backend.make("Producer", NAMESRV, group=unique("ipg"), client_ip="10.20.30.40")
+    try:
+        assert explicit.client_id.startswith("10.20.30.40@")
+    finally:
+        explicit.close()
+
+
+# ------------------------------------------------------------------ NAMESRV_ADDR
+
+
+def test_namesrv_addr_falls_back_to_the_environment() -> None:
+    env = {"NAMESRV_ADDR": "10.0.0.1:9876;10.0.0.2:9876"}
+    assert namesrv_addrs(None, env) == "10.0.0.1:9876;10.0.0.2:9876"
+    assert namesrv_addrs("", env) == "10.0.0.1:9876;10.0.0.2:9876"
+    assert namesrv_addrs("10.0.0.3:9876", env) == "10.0.0.3:9876"
+    assert namesrv_addrs(["10.0.0.3:9876"], {}) == ["10.0.0.3:9876"]
+    for missing in ({}, {"NAMESRV_ADDR": "  "}, None):
+        with pytest.raises(ConfigError, match="NAMESRV_ADDR"):
+            namesrv_addrs(None, missing)
+
+
+def test_every_client_takes_its_name_servers_from_namesrv_addr(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NAMESRV_ADDR", "127.0.0.1:19876;127.0.0.1:29876")
+    made = [
+        backend.make("Producer", group=unique("envp")),
+        backend.make("TransactionProducer", checker=handler, group=unique("envtx")),
+        backend.make("PushConsumer", handler=handler, group=unique("envc")),
+        backend.make("PullConsumer", group=unique("envl")),
+        backend.make("Admin"),
+    ]
+    try:
+        for client in made:
+            assert client._core.config.namesrv_addrs == ("127.0.0.1:19876", "127.0.0.1:29876")
+        given = backend.make("Admin", NAMESRV)
+        assert given._core.config.namesrv_addrs == (NAMESRV,)
+        given.close()
+    finally:
+        for client in made:
+            client.close()
+    monkeypatch.delenv("NAMESRV_ADDR")
+    with pytest.raises(ConfigError, match="NAMESRV_ADDR"):
+        backend.make("Producer", group=unique("envp"))
+
+
+@pytest.mark.broker
+def test_a_producer_configured_by_namesrv_addr_sends(
+    rocketmq_cluster: Any, backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    topic = unique(f"EnvT_{backend.name}")
+    with backend.open("Admin", rocketmq_cluster.namesrv_addr) as admin:
+        admin.create_topic(topic, read_queue_nums=1, write_queue_nums=1)
+    monkeypatch.setenv("NAMESRV_ADDR", rocketmq_cluster.namesrv_addr)
+    with backend.open("Producer", group=unique("envsend")) as producer:
+        result = producer.send(Message(topic, b"from the environment"), 30.0)
+    assert result.status is SendStatus.SEND_OK
+    # The message id (UNIQ_KEY) starts with this host's address, as Java's.
+    assert result.msg_id.startswith(ip_bytes(host_address(backend)).hex().upper())
+
+
+# ------------------------------------------------------------------- group names
+
+
+@pytest.mark.parametrize(
+    "group", [*sorted(RESERVED_CONSUMER_GROUPS), "CID_RMQ_SYS_TRACE", "DEFAULT_CONSUMER"]
+)
+def test_consumers_refuse_the_group_names_rocketmq_reserves(backend: Backend, group: str) -> None:
+    with pytest.raises(ConfigError, match="reserved"):
+        backend.make("PushConsumer", NAMESRV, handler, group=group)
+    with pytest.raises(ConfigError, match="reserved"):
+        backend.make("PullConsumer", NAMESRV, group=group)
+
+
+def test_a_transaction_producer_needs_a_group_of_its_own(backend: Backend) -> None:
+    with pytest.raises(ConfigError, match="broker asks a producer of the half message's group"):
+        backend.make("TransactionProducer", NAMESRV, handler)
+    with pytest.raises(ConfigError, match="DEFAULT_PRODUCER"):
+        backend.make("TransactionProducer", NAMESRV, handler, group="DEFAULT_PRODUCER")
+    made = backend.make("TransactionProducer", NAMESRV, handler, group=unique("txown"))
+    made.close()
+
+
+# ------------------------------------------------------------------------- misuse
+
+
+def test_poll_before_start_raises_the_same_clear_error(backend: Backend) -> None:
+    consumer = backend.make("PullConsumer", NAMESRV, group=unique("early"))
+    try:
+        with pytest.raises(LocalProtocolError, match=r"poll\(\) before start\(\)"):
+            consumer.poll(0.01)
+    finally:
+        consumer.close()
