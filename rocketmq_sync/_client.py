@@ -56,6 +56,17 @@ from ._transport import RemotingClient
 
 T = TypeVar("T")
 
+
+def _host_facts(pid: int) -> dict[str, Any]:
+    """What the settings builders take from this process and host."""
+    return {
+        "pid": pid,
+        "nonce": random.getrandbits(48),
+        "default_ip": local_ip(),
+        "environ": os.environ,
+    }
+
+
 #: Seconds :meth:`Producer.close` waits by default for the sends in flight.
 DEFAULT_CLOSE_TIMEOUT = 5.0
 
@@ -204,10 +215,7 @@ class Producer(_ClientBase):
         settings, config = producer_settings(
             namesrv_addr,
             options,
-            pid=pid,
-            nonce=random.getrandbits(48),
-            default_ip=local_ip(),
-            environ=os.environ,
+            **_host_facts(pid),
         )
         super().__init__(settings)
         ids = UniqueIdGenerator(ip_bytes(settings.client.client_ip), pid, random.getrandbits(32))
@@ -423,10 +431,7 @@ class Admin(_ClientBase):
         settings = client_settings(
             namesrv_addr,
             options,
-            pid=os.getpid(),
-            nonce=random.getrandbits(48),
-            default_ip=local_ip(),
-            environ=os.environ,
+            **_host_facts(os.getpid()),
         )
         super().__init__(settings)
         self._admin = AdminCore(self._core)
@@ -542,10 +547,7 @@ class PushConsumer(_ClientBase):
         settings, config = consumer_settings(
             namesrv_addr,
             options,
-            pid=pid,
-            nonce=random.getrandbits(48),
-            default_ip=local_ip(),
-            environ=os.environ,
+            **_host_facts(pid),
         )
         factory: Any = type(self).runtime_factory
         # The pool runs the handlers (at most consume_thread_max at once); the flows
@@ -634,10 +636,7 @@ class PullConsumer(_ClientBase):
         settings, config = pull_consumer_settings(
             namesrv_addr,
             options,
-            pid=os.getpid(),
-            nonce=random.getrandbits(48),
-            default_ip=local_ip(),
-            environ=os.environ,
+            **_host_facts(os.getpid()),
         )
         super().__init__(settings)
         self._arrived = self._runtime.Event()

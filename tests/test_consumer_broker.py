@@ -187,6 +187,20 @@ def queue_ends(admin: Any, topic: str) -> dict[MessageQueue, int]:
     return {o.message_queue: o.max_offset for o in admin.topic_offsets(topic)}
 
 
+def settled_queue_ends(
+    backend: Backend, admin: Any, topic: str, total: int
+) -> dict[MessageQueue, int]:
+    """:func:`queue_ends` once the consume queues hold all ``total`` messages sent (a
+    broker dispatches a stored message to its consume queue a moment later)."""
+
+    def ends() -> dict[MessageQueue, int] | None:
+        found = queue_ends(admin, topic)
+        return found if sum(found.values()) == total else None
+
+    settled: dict[MessageQueue, int] = backend.wait_for(ends, 20, f"{total} messages in {topic}")
+    return settled
+
+
 def send_all(
     backend: Backend,
     producer: Any,
@@ -910,7 +924,7 @@ def test_a_handler_returning_none_consumes_each_message_once(
     n = 40
     messages = [Message(topic, b"none-%d" % i) for i in range(n)]
     send_all(backend, producer, messages)
-    ends = queue_ends(admin, topic)
+    ends = settled_queue_ends(backend, admin, topic, n)
     want = {m.body.decode() for m in messages}
     with running(
         backend,
@@ -949,8 +963,7 @@ def test_restart_resumes_exactly_after_the_committed_offset(
     recorder = Recorder(backend)
     n = 400
     send_all(backend, producer, [Message(topic, b"off-%d" % i) for i in range(n)])
-    ends = queue_ends(admin, topic)
-    assert sum(ends.values()) == n
+    ends = settled_queue_ends(backend, admin, topic, n)
     with running(
         backend,
         ns,
@@ -996,7 +1009,7 @@ def test_close_lets_running_handlers_finish_and_commits_their_work(
     recorder = Recorder(backend)
     n = 24
     send_all(backend, producer, [Message(topic, b"close-%d" % i) for i in range(n)])
-    ends = queue_ends(admin, topic)
+    ends = settled_queue_ends(backend, admin, topic, n)
     with running(
         backend,
         ns,
