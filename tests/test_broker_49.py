@@ -3,7 +3,9 @@
 The module runs on the shared 4.x cluster (name server and brokers of that release,
 started by ``scripts/cluster.py``) with short delay levels (level n waits n s), and
 checks the main producer paths there: send and read back, batch, ordered sends,
-delay levels, transactions with check-back, and topic creation by ``Admin``.
+delay levels, transactions with check-back, and topic creation by ``Admin``; and
+that a timer message (4.x brokers have no timers) is refused before it is sent,
+or sent with the nearest delay level when the producer asks for that fallback.
 
 The release is 4.9.7: the newest 4.x whose name server and broker jars Maven
 Central serves (4.9.8's ``rocketmq-namesrv``/``rocketmq-broker`` jars are missing
@@ -19,7 +21,14 @@ from typing import Any
 
 import pytest
 
-from rocketmq_proto import Message, MessageExt, SendStatus, TransactionState
+from rocketmq_proto import (
+    Message,
+    MessageExt,
+    MessageQueue,
+    SendStatus,
+    TimerUnsupportedError,
+    TransactionState,
+)
 
 from .backends import Backend
 from .cluster_fixture import V4_VERSION, launcher  # type: ignore[attr-defined]
@@ -140,6 +149,54 @@ def test_delay_level(backend: Backend, producer: Any, admin: Any, topic: str) ->
     stored = found[0]
     assert stored.body == b"later"
     assert stored.store_timestamp - stored.born_timestamp >= 2000
+
+
+def test_timer_message_is_refused_before_it_is_sent(
+    cluster: launcher.LocalCluster, backend: Backend, admin: Any
+) -> None:
+    name = unique(f"V4Timer_{backend.name}")
+    admin.create_topic(name, read_queue_nums=2, write_queue_nums=2)
+    # A new producer has had no answer from the brokers: it asks them first.
+    with backend.open("Producer", cluster.namesrv_addr, group=unique("v4tg"), **LIMITS) as made:
+        deliver_at = int(time.time() * 1000) + 5000
+        with pytest.raises(TimerUnsupportedError, match=r"4\.9\.7.*timer_fallback"):
+            made.send(Message(name, b"at a time", deliver_at=deliver_at))
+        made.send(Message(name, b"now"))
+        # Each broker is refused, its version asked once or read from a send's answer.
+        for broker in sorted(cluster.brokers):
+            queue = MessageQueue(name, broker, 0)
+            with pytest.raises(TimerUnsupportedError, match=cluster.brokers[broker]):
+                made.send(Message(name, b"at a time", deliver_at=deliver_at), queue=queue)
+    # Only the plain message was stored.
+    assert sum(o.max_offset for o in admin.topic_offsets(name)) == 1
+
+
+def test_timer_fallback_sends_the_nearest_of_the_brokers_delay_levels(
+    cluster: launcher.LocalCluster, backend: Backend, admin: Any, topic: str
+) -> None:
+    key = unique("timerlevel")
+    with backend.open(
+        "Producer",
+        cluster.namesrv_addr,
+        group=unique("v4fg"),
+        timer_fallback="delay_level",
+        **LIMITS,
+    ) as made:
+        made.send(Message(topic, b"warm-up"))  # the route, so the timer goes at once
+        # 3.4 s from now: level 3 of this cluster's table (1s 2s 3s ...); the default
+        # table's nearest (5 s, level 2) would wait 2 s here.
+        made.send(
+            Message(topic, b"about then", keys=[key], deliver_at=int(time.time() * 1000) + 3400)
+        )
+    found = backend.wait_for(
+        lambda: [m for m in admin.query_messages(topic, key) if m.topic == topic],
+        40,
+        "the delayed message",
+    )
+    stored = found[0]
+    assert stored.body == b"about then"
+    assert "TIMER_DELIVER_MS" not in stored.properties
+    assert stored.store_timestamp - stored.born_timestamp >= 3000
 
 
 @pytest.mark.parametrize(

@@ -183,7 +183,7 @@ def test_each_timer_property_is_refused_oneway_and_ordered_too(key: str) -> None
         msg = Message("T", b"later")
         msg.properties[key] = "5000"
         with pytest.raises(TimerUnsupportedError):
-            sim.run(core.send_flow(msg, **kwargs))  # type: ignore[arg-type]
+            sim.run(core.send_flow(msg, **kwargs))
     assert RequestCode.SEND_MESSAGE_V2 not in brokers.codes()
     assert not sim.oneways
 
@@ -306,5 +306,7 @@ def test_timer_fallback_option_is_validated() -> None:
     with pytest.raises(ConfigError, match="timer_fallback"):
         ProducerConfig(timer_fallback="nearest")  # type: ignore[arg-type]
     assert ProducerConfig().timer_fallback is TimerFallback.REFUSE
-    _, config = producer_settings("127.0.0.1:9876", timer_fallback="delay_level")
+    _, config = producer_settings(
+        "127.0.0.1:9876", {"timer_fallback": "delay_level"}, pid=1, nonce=2
+    )
     assert config.timer_fallback is TimerFallback.DELAY_LEVEL
