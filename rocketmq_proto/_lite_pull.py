@@ -6,6 +6,11 @@ Queues come from ``subscribe`` (with rebalance, like a push consumer) or from
 ``poll`` takes from it. Offsets follow what was polled: ``commit`` (or the
 automatic commit every 5 s) stores them. ``seek`` moves a queue; ``pause`` and
 ``resume`` stop and restart its prefetching.
+
+A pull long-polls (the broker holds it up to 15 s; the client waits 30 s). A
+failed pull is retried ``pull_time_delay_when_exception`` after it was sent, so
+a pull that timed out is followed by the next at once: a queue delivers within
+one pull timeout of its broker answering again.
 """
 
 from __future__ import annotations
@@ -246,6 +251,7 @@ class PullConsumerCore:
             sub = self.subscriptions.get(mq.topic)
             if sub is None:
                 return
+            sent: float = yield Now()
             try:
                 addr, slave = yield from subscribe_addr_flow(self.client, mq, request.broker_id)
                 # Like Java's lite pull consumer, every pull carries its
@@ -259,8 +265,21 @@ class PullConsumerCore:
             except RocketMQError as exc:
                 if self.closed:
                     return
-                log.info("pull of %s failed: %s", mq, exc)
-                yield Sleep(pull_error_delay(exc, config))
+                # The back-off counts from when the pull was sent: after a pull
+                # that timed out (a broker that stalled for the whole long poll)
+                # the queue is pulled again at once, so it delivers within one
+                # pull timeout of the broker answering again.
+                failed: float = yield Now()
+                delay = pull_error_delay(exc, config, failed - sent)
+                log.info(
+                    "pull of %s failed after %.3fs: %s; pulling again in %.3fs",
+                    mq,
+                    failed - sent,
+                    exc,
+                    delay,
+                )
+                if delay > 0:
+                    yield Sleep(delay)
                 continue
             queue = self.queues.get(mq)
             if queue is None or queue.generation != generation:

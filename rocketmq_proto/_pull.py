@@ -338,11 +338,20 @@ def plan_pull_result(result: PullResult, config: PullConfig) -> PullPlan:
     return PullPlan(PullAction.PULL_AGAIN, next_offset, 0.0, correct_offset=True)
 
 
-def pull_error_delay(exc: BaseException, config: PullConfig | None = None) -> float:
-    """Seconds before pulling again after a failed pull (Java's ``onException``)."""
+def pull_error_delay(
+    exc: BaseException, config: PullConfig | None = None, elapsed: float = 0.0
+) -> float:
+    """Seconds before pulling again after a failed pull (Java's ``onException``).
+
+    ``elapsed`` is how long the failed pull took: the back-off counts from when
+    it was sent, so a pull that timed out (it already waited longer than the
+    back-off) is followed by the next one at once, not a back-off later.
+    """
     if getattr(exc, "code", None) == ResponseCode.FLOW_CONTROL:
-        return PULL_TIME_DELAY_WHEN_BROKER_FLOW_CONTROL
-    return config.pull_time_delay_when_exception if config else PULL_TIME_DELAY_WHEN_EXCEPTION
+        delay = PULL_TIME_DELAY_WHEN_BROKER_FLOW_CONTROL
+    else:
+        delay = config.pull_time_delay_when_exception if config else PULL_TIME_DELAY_WHEN_EXCEPTION
+    return max(0.0, delay - elapsed)
 
 
 # -------------------------------------------------------------------- the step
@@ -481,7 +490,11 @@ def pull_step_flow(
         response: RemotingCommand = yield Call(addr, command, config.consumer_timeout_when_suspend)
         result = parse_pull_response(response, mq, subscription)
     except RocketMQError as exc:
-        return PullOutcome(pull_error_delay(exc, config), reason=f"pull failed: {exc}")
+        # Counted from when the pull began: after a pull that timed out (a broker
+        # that stalled through the long poll) the queue is pulled again at once.
+        failed: float = yield Now()
+        delay = pull_error_delay(exc, config, failed - now)
+        return PullOutcome(delay, reason=f"pull failed after {failed - now:.3f}s: {exc}")
     request.broker_id = result.suggest_which_broker_id
     if pq.dropped:
         return PullOutcome(None, result=result, reason="dropped")

@@ -43,9 +43,11 @@ from rocketmq_proto._consume import (
 from rocketmq_proto._effects import Flow, Spawn
 from rocketmq_proto._errors import (
     BrokerSystemError,
+    ConnectionClosedError,
     InvalidArgumentError,
     RemoteProtocolError,
     RequestTimeoutError,
+    RocketMQError,
     SubscriptionNotLatestError,
 )
 from rocketmq_proto._message import (
@@ -865,17 +867,33 @@ def test_pull_step_fixes_an_illegal_offset() -> None:
 
 
 def test_pull_step_waits_on_errors_flow_control_and_locks() -> None:
+    # The back-off counts from when the pull began (each simulated call costs 1 ms).
     sim, client, request, store = _pull_setup(lambda a, c: reply(ResponseCode.FLOW_CONTROL))
     sub = build_subscription("T")
-    assert sim.run(pull_step_flow(client, request, sub, PullConfig(), store)).delay == 0.02
+    delay = sim.run(pull_step_flow(client, request, sub, PullConfig(), store)).delay
+    assert delay == pytest.approx(0.02, abs=0.005)
     sim, client, request, store = _pull_setup(lambda a, c: reply(ResponseCode.SYSTEM_ERROR))
-    assert sim.run(pull_step_flow(client, request, sub, PullConfig(), store)).delay == 3.0
+    delay = sim.run(pull_step_flow(client, request, sub, PullConfig(), store)).delay
+    assert delay == pytest.approx(3.0, abs=0.005)
     request.process_queue.put([ext(i) for i in range(1001)])
     outcome = sim.run(pull_step_flow(client, request, sub, PullConfig(), store))
     assert outcome.delay == 0.05 and "count" in outcome.reason
     sim, client, request, store = _pull_setup(lambda a, c: pull_response(19), orderly_locked=False)
     outcome = sim.run(pull_step_flow(client, request, sub, PullConfig(), store, orderly=True))
     assert outcome.delay == 3.0 and sim.calls == sim.calls[:1]  # only the route lookup
+
+
+def test_pull_step_after_a_timed_out_pull_pulls_again_at_once() -> None:
+    """A broker that stalled through a whole long poll: the next pull goes at once,
+    so the queue delivers within one pull timeout of the broker answering again."""
+
+    def stalled(addr: str, command: RemotingCommand) -> RemotingCommand:
+        sim.now += PullConfig().consumer_timeout_when_suspend
+        raise RequestTimeoutError("PULL_MESSAGE timed out")
+
+    sim, client, request, store = _pull_setup(stalled)
+    outcome = sim.run(pull_step_flow(client, request, build_subscription("T"), PullConfig(), store))
+    assert outcome.delay == 0.0 and "timed out" in outcome.reason
 
 
 def test_pull_step_orderly_rereads_the_offset_once_locked() -> None:
@@ -1449,6 +1467,55 @@ def test_lite_pull_subscribing_while_running_heartbeats_before_it_rebalances() -
     sim.run(core.maintenance_flow())
     assert order[0] == "heartbeat T"
     assert order[-1] == "consumer list"
+
+
+def _lite_pull_after_a_failed_pull(first_failure: RocketMQError, took: float) -> list[float]:
+    """An assigned queue whose first pull fails after ``took`` seconds and whose
+    second finds a message: the times (Sim clock) at which the pulls were sent."""
+    from rocketmq_proto._lite_pull import PullConsumerConfig, PullConsumerCore, _Queue
+
+    client = make_client()
+    core = PullConsumerCore(client, PullConsumerConfig("G"))
+    core.subscriptions["T"] = build_subscription("T")
+    queue = mq(1)
+    core.queues[queue] = _Queue(PullRequest("G", queue, ProcessQueue(0.0), 0), generation=1)
+    sent: list[float] = []
+
+    def on_pull(addr: str, cmd: RemotingCommand) -> RemotingCommand:
+        sent.append(sim.now)
+        if len(sent) == 1:
+            sim.now += took
+            raise first_failure
+        core.closed = True  # one delivery is enough
+        return pull_response(0, [ext(0)], next_begin=1)
+
+    sim = Sim(Cluster(PULL_MESSAGE=on_pull))
+    with_routes(client, sim, "T")
+    sim.run(core.pull_loop_flow(queue, 1))
+    assert [m.queue_offset for m in core.buffer] == [0]
+    return sent
+
+
+def test_lite_pull_after_a_timed_out_pull_pulls_again_at_once() -> None:
+    """A broker that stalls through a whole long poll: the client's pull times out
+    (after ``consumer_timeout_when_suspend``, 30 s). The broker answers again just
+    after that pull was sent; the queue must deliver within one pull timeout of
+    that, so no back-off is added on top of the 30 s already waited (it used to
+    be 3 s more: 33 s of silence after ``assign``, longer than the tests' 30 s)."""
+    config = PullConfig()
+    timeout = config.consumer_timeout_when_suspend
+    first, second = _lite_pull_after_a_failed_pull(RequestTimeoutError("no answer"), timeout)
+    broker_back = first + 0.5
+    assert second - first >= timeout
+    assert second <= broker_back + timeout
+
+
+def test_lite_pull_after_a_fast_failure_still_backs_off() -> None:
+    """A pull refused at once (a broker restarting) is retried after the back-off,
+    counted from when it was sent: no busy loop of failing pulls."""
+    config = PullConfig()
+    first, second = _lite_pull_after_a_failed_pull(ConnectionClosedError("refused"), 0.2)
+    assert second - first == pytest.approx(config.pull_time_delay_when_exception, abs=0.01)
 
 
 # ------------------------------------------------- handler results and errors

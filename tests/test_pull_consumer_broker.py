@@ -15,6 +15,9 @@ from .backends import Backend
 pytestmark = pytest.mark.broker
 
 COUNT = 60
+#: How long a test waits for an assigned queue to deliver: more than one pull
+#: timeout (30 s), as one pull lost to a stalled broker delays it by that much.
+DELIVERY = 45.0
 
 
 def unique(prefix: str) -> str:
@@ -82,18 +85,18 @@ def test_assign_seek_commit_and_resume_after_restart(
         assert len(queues) == 4
         mq = queues[0]
         consumer.assign([mq])
-        first = poll_until(backend, consumer, 1, 30)
+        first = poll_until(backend, consumer, 1, DELIVERY)
         assert first and all(m.queue_id == mq.queue_id for m in first)
         total = len(first) + len(poll_until(backend, consumer, 100, 2))
         # Seek back to offset 2: the same messages again, from there.
         consumer.seek(mq, 2)
-        again = poll_until(backend, consumer, total - 2, 30)
+        again = poll_until(backend, consumer, total - 2, DELIVERY)
         assert [m.queue_offset for m in again][: total - 2] == list(range(2, total))
         consumer.commit({mq: 5})
         assert consumer.committed(mq) == 5
     with backend.open("PullConsumer", ns, group=group, consume_from_where="first") as consumer:
         consumer.assign([mq])
-        resumed = poll_until(backend, consumer, 1, 30)
+        resumed = poll_until(backend, consumer, 1, DELIVERY)
         assert resumed[0].queue_offset == 5
 
 
@@ -117,7 +120,7 @@ def test_pause_and_resume_a_queue(
             m.queue_id == paused.queue_id and m.broker_name == paused.broker_name for m in got
         )
         consumer.resume([paused])
-        later = poll_until(backend, consumer, 1, 20)
+        later = poll_until(backend, consumer, 1, DELIVERY)
         assert later and all(
             m.queue_id == paused.queue_id and m.broker_name == paused.broker_name for m in later
         )
