@@ -20,6 +20,7 @@ from collections.abc import Iterator  # noqa: E402
 import pytest  # noqa: E402
 
 from .backends import BACKENDS, Backend  # noqa: E402
+from .background import start_background_runs, stop_background_runs  # noqa: E402
 from .cluster_fixture import (  # noqa: E402
     group_extra_cluster_users,
     rocketmq_cluster,  # noqa: F401
@@ -33,6 +34,12 @@ from .cluster_fixture import (  # noqa: E402
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # Tests sharing an extra cluster run together, so it is started once, briefly.
     group_extra_cluster_users(items)
+    # Scenarios that mostly wait run beside the other tests (see tests/background.py).
+    start_background_runs(items)
+
+
+def pytest_sessionfinish() -> None:
+    stop_background_runs()
 
 
 @pytest.hookimpl(trylast=True)
