@@ -18,7 +18,7 @@ from rocketmq_proto._client import ClientCore
 from rocketmq_proto._codes import Perm, TransactionState
 from rocketmq_proto._command import RemotingCommand
 from rocketmq_proto._connection import Reply
-from rocketmq_proto._effects import Flow
+from rocketmq_proto._effects import Flow, supervised
 from rocketmq_proto._errors import ConfigError, LocalProtocolError, RequestTimeoutError
 from rocketmq_proto._lite_pull import PullConsumerCore
 from rocketmq_proto._message import Message, MessageExt, UniqueIdGenerator
@@ -97,19 +97,18 @@ class _ClientBase:
             request_handler=self._on_server_request,
             logger=transport.logger,
         )
-        self._maintenance = asyncio.create_task(
-            self._run_maintenance(), name=f"rocketmq-maintenance-{self.client_id}"
+        self._maintenance = self._upkeep_of(
+            self._core.maintenance_flow, lambda: self._core.closed, "client upkeep"
         )
 
-    async def _run_maintenance(self) -> None:
-        while not self._core.closed:
-            try:
-                await self._run(self._core.maintenance_flow())
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                self._log.exception("client upkeep failed; restarting it in 1 s")
-                await asyncio.sleep(1.0)
+    def _upkeep_of(
+        self, make: Callable[[], Flow[None]], stopped: Callable[[], bool], what: str
+    ) -> asyncio.Task[None]:
+        """Start an upkeep flow under the core's supervisor (restarted if it fails)."""
+        return asyncio.create_task(
+            self._run(supervised(make, stopped, what, self._log)),
+            name=f"rocketmq-{what.replace(' ', '-')}-{self.client_id}",
+        )
 
     async def _run(self, flow: Flow[T]) -> T:
         remoting = self._remoting
@@ -576,17 +575,9 @@ class PushConsumer(_ClientBase):
         )
         await super().start()
         await self._run(self._consumer.start_flow())
-        self._consumer_task = asyncio.create_task(self._run_consumer_upkeep())
-
-    async def _run_consumer_upkeep(self) -> None:
-        while not self._consumer.closed:
-            try:
-                await self._run(self._consumer.maintenance_flow())
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                self._log.exception("consumer upkeep failed; restarting it in 1 s")
-                await asyncio.sleep(1.0)
+        self._consumer_task = self._upkeep_of(
+            self._consumer.maintenance_flow, lambda: self._consumer.closed, "consumer upkeep"
+        )
 
     async def close(self) -> None:
         """Stop pulling, let running handlers finish, commit offsets, unregister, close."""
@@ -666,7 +657,9 @@ class PullConsumer(_ClientBase):
         await self._run(self._consumer.start_flow())
         if self._pending_assign is not None:
             await self._run(self._consumer.assign_flow(self._pending_assign))
-        self._upkeep = asyncio.create_task(self._run(self._consumer.maintenance_flow()))
+        self._upkeep = self._upkeep_of(
+            self._consumer.maintenance_flow, lambda: self._consumer.closed, "pull consumer upkeep"
+        )
 
     async def poll(self, timeout: float = 1.0, max_records: int | None = None) -> list[MessageExt]:
         """Messages that arrived, waiting up to ``timeout`` seconds for the first.

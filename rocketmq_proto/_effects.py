@@ -23,6 +23,7 @@ never reads the clock itself.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -191,3 +192,28 @@ def within(flow: Flow[T], deadline: float, what: str) -> Flow[T]:
                 error = exc
     finally:
         flow.close()  # a no-op once it returned or raised; else (we are closed) its cleanup
+
+
+#: Seconds before a failed upkeep flow is started again (see :func:`supervised`).
+UPKEEP_RESTART_DELAY = 1.0
+
+
+def supervised(
+    make: Callable[[], Flow[None]], stopped: Callable[[], bool], what: str, log: logging.Logger
+) -> Flow[None]:
+    """Run ``make()`` (a client's upkeep) until ``stopped()``, starting it again
+    :data:`UPKEEP_RESTART_DELAY` seconds after it failed (logged with its traceback)
+    or ended while not stopped. Every driver runs each upkeep flow of its clients
+    under this one supervisor, so none ends unseen."""
+    while not stopped():
+        try:
+            yield from make()
+        except Exception:
+            if stopped():
+                return
+            log.exception("%s failed; restarting it in %g s", what, UPKEEP_RESTART_DELAY)
+        else:
+            if stopped():
+                return
+            log.error("%s ended unasked; restarting it in %g s", what, UPKEEP_RESTART_DELAY)
+        yield Sleep(UPKEEP_RESTART_DELAY)

@@ -21,7 +21,7 @@ from rocketmq_proto._client import ClientCore
 from rocketmq_proto._codes import Perm, TransactionState
 from rocketmq_proto._command import RemotingCommand
 from rocketmq_proto._connection import Reply
-from rocketmq_proto._effects import Flow
+from rocketmq_proto._effects import Flow, supervised
 from rocketmq_proto._errors import ConfigError, LocalProtocolError, RequestTimeoutError
 from rocketmq_proto._lite_pull import PullConsumerCore
 from rocketmq_proto._message import Message, MessageExt, UniqueIdGenerator
@@ -116,21 +116,15 @@ class _ClientBase:
             self._start_maintenance()
 
     def _start_maintenance(self) -> None:
-        if self._core.closed or self._remoting is None:
-            return
-        future = start_flow(
-            self._remoting, self._runtime, self._core.maintenance_flow(), core_lock=self._core_lock
+        self._maintenance = self._upkeep_of(
+            self._core.maintenance_flow, lambda: self._core.closed, "client upkeep"
         )
-        future.add_done_callback(self._maintenance_done)
-        self._maintenance = future
 
-    def _maintenance_done(self, future: Future[None]) -> None:
-        if self._core.closed or future.cancelled():
-            return
-        error = future.exception()
-        if error is not None:
-            self._log.error("client upkeep failed; restarting it in 1 s: %r", error)
-        self._runtime.call_later(1.0, self._start_maintenance)
+    def _upkeep_of(
+        self, make: Callable[[], Flow[None]], stopped: Callable[[], bool], what: str
+    ) -> Future[None]:
+        """Start an upkeep flow under the core's supervisor (restarted if it fails)."""
+        return self._start(supervised(make, stopped, what, self._log))
 
     def _remoting_or_fail(self) -> RemotingClient:
         remoting = self._remoting
@@ -579,20 +573,9 @@ class PushConsumer(_ClientBase):
             return
         super().start()
         self._run(self._consumer.start_flow())
-        self._start_consumer_upkeep()
-
-    def _start_consumer_upkeep(self) -> None:
-        if self._consumer.closed:
-            return
-        future = self._start(self._consumer.maintenance_flow())
-        future.add_done_callback(self._consumer_upkeep_done)
-        self._consumer_upkeep = future
-
-    def _consumer_upkeep_done(self, future: Future[None]) -> None:
-        if self._consumer.closed or future.cancelled():
-            return
-        self._log.error("consumer upkeep failed; restarting it in 1 s: %r", future.exception())
-        self._runtime.call_later(1.0, self._start_consumer_upkeep)
+        self._consumer_upkeep = self._upkeep_of(
+            self._consumer.maintenance_flow, lambda: self._consumer.closed, "consumer upkeep"
+        )
 
     def close(self) -> None:
         """Stop pulling, let running handlers finish, commit offsets, unregister, close."""
@@ -670,7 +653,9 @@ class PullConsumer(_ClientBase):
         self._run(self._consumer.start_flow())
         if self._pending_assign is not None:
             self._run(self._consumer.assign_flow(self._pending_assign))
-        self._upkeep = self._start(self._consumer.maintenance_flow())
+        self._upkeep = self._upkeep_of(
+            self._consumer.maintenance_flow, lambda: self._consumer.closed, "pull consumer upkeep"
+        )
 
     def poll(self, timeout: float = 1.0, max_records: int | None = None) -> list[MessageExt]:
         """Messages that arrived, waiting up to ``timeout`` seconds for the first.

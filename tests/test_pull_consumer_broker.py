@@ -141,3 +141,43 @@ def test_offset_for_timestamp_and_seek_to_end(
         assert consumer.offset_for_timestamp(mq, 0) == 0
         consumer.seek_to_end(mq)
         assert poll_until(backend, consumer, 1, 3) == []
+
+
+def test_a_failed_upkeep_is_logged_and_restarted(
+    rocketmq_cluster: Any,
+    backend: Backend,
+    filled_topic: tuple[str, list[str]],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The pull consumer's upkeep (rebalance, announcements, commits) fails once: it
+    is logged and started again, and the consumer goes on to get every message."""
+    from rocketmq_proto._effects import Flow
+    from rocketmq_proto._lite_pull import PullConsumerCore
+
+    topic, bodies = filled_topic
+    original = PullConsumerCore.maintenance_flow
+    calls: list[int] = []
+
+    def fails_once(self: PullConsumerCore) -> Flow[None]:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("an injected upkeep failure")
+        return (yield from original(self))
+
+    monkeypatch.setattr(PullConsumerCore, "maintenance_flow", fails_once)
+    with (
+        caplog.at_level("ERROR"),
+        backend.open(
+            "PullConsumer",
+            rocketmq_cluster.namesrv_addr,
+            group=unique("supervised"),
+            consume_from_where="first",
+        ) as consumer,
+    ):
+        consumer.subscribe(topic)
+        got = poll_until(backend, consumer, COUNT, DELIVERY)
+    assert sorted(m.body.decode() for m in got) == sorted(bodies)
+    assert len(calls) >= 2
+    failures = [r for r in caplog.records if "pull consumer upkeep failed" in r.getMessage()]
+    assert failures and isinstance(failures[0].exc_info[1], RuntimeError)  # type: ignore[index]
