@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from . import _requests as rq
 from ._bodies import ConsumerData, HeartbeatData, encode_heartbeat
@@ -31,6 +31,7 @@ from ._fault import LatencyFaultTolerance
 from ._namesrv_lookup import DEFAULT_LOOKUP_INTERVAL, NamesrvLookup, parse_lookup_url
 from ._route import (
     MASTER_ID,
+    BrokerData,
     ClusterInfo,
     MessageQueue,
     TopicRouteData,
@@ -323,7 +324,7 @@ class ClientCore:
             return entry.route
         if entry is not None and keep_known:
             try:
-                return (yield from self._fetch_route(topic, now))
+                return (yield from self._fetch_route(topic, now, known=entry.route))
             except RouteNotFoundError as exc:
                 if not self._brokers_alive(entry.route, now):
                     self._routes.pop(topic, None)
@@ -342,15 +343,54 @@ class ClientCore:
 
     def _brokers_alive(self, route: TopicRouteData, now: float) -> bool:
         """Whether a broker of ``route`` answered a heartbeat lately (two intervals)."""
+        return any(self._broker_alive(broker, now) for broker in route.broker_datas)
+
+    def _broker_alive(self, broker: BrokerData, now: float) -> bool:
         horizon = now - 2 * self.config.heartbeat_interval
         return any(
             self._broker_answered.get(addr, horizon - 1) >= horizon
-            for broker in route.broker_datas
             for addr in broker.broker_addrs.values()
         )
 
-    def _fetch_route(self, topic: str, now: float) -> Flow[TopicRouteData]:
-        """Ask the name servers for ``topic``'s route (sharing a request in flight)."""
+    def _with_live_brokers(
+        self, topic: str, known: TopicRouteData, fresh: TopicRouteData, now: float
+    ) -> TopicRouteData:
+        """``fresh``, plus the brokers of ``known`` it lacks that still answer heartbeats.
+
+        A name server restarted empty learns the brokers one by one, as each
+        registers again (every 30 s): a route it gives meanwhile lacks some. Their
+        queues are kept, so that consumers do not drop them for half a minute;
+        they go once the broker is silent for two heartbeat intervals too.
+        """
+        present = {broker.broker_name for broker in fresh.broker_datas}
+        kept = [
+            broker
+            for broker in known.broker_datas
+            if broker.broker_name not in present and self._broker_alive(broker, now)
+        ]
+        if not kept:
+            return fresh
+        names = {broker.broker_name for broker in kept}
+        log.warning(
+            "the name servers' route of %r lacks %s, which still answer: keeping their queues",
+            topic,
+            ", ".join(sorted(names)),
+        )
+        return replace(
+            fresh,
+            broker_datas=(*fresh.broker_datas, *kept),
+            queue_datas=(
+                *fresh.queue_datas,
+                *(queue for queue in known.queue_datas if queue.broker_name in names),
+            ),
+        )
+
+    def _fetch_route(
+        self, topic: str, now: float, *, known: TopicRouteData | None = None
+    ) -> Flow[TopicRouteData]:
+        """Ask the name servers for ``topic``'s route (sharing a request in flight);
+        with the ``known`` route, brokers missing from the answer but still alive
+        are kept (:meth:`_with_live_brokers`)."""
         if topic in self._fetching:
             started = now
             limit = started + 2 * self.config.request_timeout
@@ -378,6 +418,8 @@ class ClientCore:
                 )
             route = parse_topic_route(response.body)
             self._missing.discard(topic)
+            if known is not None:
+                route = self._with_live_brokers(topic, known, route, now)
             self.update_route(topic, route, now)
             return route
         finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from rocketmq_proto._message import Message, UniqueIdGenerator
 from rocketmq_proto._producer import ProducerConfig, ProducerCore
 
 from .flowsim import Sim
-from .test_producer_core import BROKERS, NAMESRV, Broker, make_producer, reply, wire
+from .test_producer_core import BROKERS, NAMESRV, Broker, make_producer, reply, route_body, wire
 
 SECOND_NAMESRV = "127.0.0.1:9877"
 
@@ -25,7 +26,7 @@ class Cluster(Broker):
     def __init__(self) -> None:
         super().__init__()
         #: Name server address -> "up", "down" (connection refused), "empty" (no topics),
-        #: "slow" (the request times out).
+        #: "slow" (the request times out), "partial" (only broker-a registered again).
         self.namesrv: dict[str, str] = {NAMESRV: "up", SECOND_NAMESRV: "up"}
         self.namesrv_calls: list[str] = []
 
@@ -39,9 +40,18 @@ class Cluster(Broker):
                 raise RequestTimeoutError(f"request to {addr} timed out")
             if state == "empty":
                 return reply(ResponseCode.TOPIC_NOT_EXIST)
+            if state == "partial":
+                route = json.loads(route_body(wire(command).ext_fields["topic"]))
+                route["brokerDatas"] = route["brokerDatas"][:1]
+                route["queueDatas"] = route["queueDatas"][:1]
+                return reply(ResponseCode.SUCCESS, body=json.dumps(route).encode())
             return super().__call__(NAMESRV, command)
         cmd = wire(command)
         if cmd.code == RequestCode.HEART_BEAT:
+            name = next(n for n, a in BROKERS.items() if a == addr)
+            failure = self.failing.get(name)
+            if isinstance(failure, Exception):
+                raise failure
             return reply(ResponseCode.SUCCESS)
         return super().__call__(addr, command)
 
@@ -154,3 +164,39 @@ def test_a_dead_name_server_costs_one_try_then_the_live_one_is_asked_first() -> 
     assert cluster.namesrv_calls == [NAMESRV, SECOND_NAMESRV]
     sim.run(core.send_flow(Message("U", b"second")))
     assert cluster.namesrv_calls == [NAMESRV, SECOND_NAMESRV, SECOND_NAMESRV]
+
+
+def brokers_of(route: Any) -> list[str]:
+    return sorted(broker.broker_name for broker in route.broker_datas)
+
+
+def test_a_route_from_a_name_server_that_knows_some_brokers_again_keeps_the_live_others(
+    caplog: Any,
+) -> None:
+    """A name server restarted empty learns the brokers one by one: a route it gives
+    meanwhile lacks some. Those still answering keep their queues, until silent."""
+    cluster = Cluster()
+    sim = Sim(cluster)
+    core = make_producer()
+    client = core.client
+    sends_ok(sim, core, 1)
+    sim.run(client.heartbeat_flow())
+    cluster.namesrv[NAMESRV] = "partial"
+    sim.now += client.config.route_refresh_interval
+    with caplog.at_level("WARNING", logger="rocketmq_proto.client"):
+        route = sim.run(client.route_flow("T", force=True))
+    assert brokers_of(route) == sorted(BROKERS)
+    assert len(route.queue_datas) == 2
+    assert "lacks broker-b, which still answer" in caplog.text
+    # broker-b falls silent (only broker-a answers heartbeats): after two intervals it goes.
+    cluster.failing["broker-b"] = ConnectionClosedError("cannot connect")
+    for _ in range(3):
+        sim.now += client.config.heartbeat_interval
+        sim.run(client.heartbeat_flow())
+    route = sim.run(client.route_flow("T", force=True))
+    assert brokers_of(route) == ["broker-a"]
+    # An administrator's question gets the name servers' answer as it is.
+    cluster.namesrv[NAMESRV] = "up"
+    sim.run(client.route_flow("T", force=True))
+    cluster.namesrv[NAMESRV] = "partial"
+    assert brokers_of(sim.run(client.route_flow("T", force=True, keep_known=False))) == ["broker-a"]
