@@ -13,17 +13,15 @@ import json
 import pytest
 
 from rocketmq_proto import TimerFallback, TimerUnsupportedError
-from rocketmq_proto._client import ClientConfig, ClientCore
 from rocketmq_proto._codes import FLAG_RESPONSE, RequestCode, ResponseCode, SendStatus
 from rocketmq_proto._command import FrameDecoder, RemotingCommand, encode_command
 from rocketmq_proto._errors import ConfigError, InvalidMessageError, RequestTimeoutError
-from rocketmq_proto._message import Message, UniqueIdGenerator, decode_properties
+from rocketmq_proto._message import Message, decode_properties
 from rocketmq_proto._options import producer_settings
 from rocketmq_proto._producer import (
     DEFAULT_DELAY_LEVELS,
     TIMER_MIN_BROKER_VERSION,
     ProducerConfig,
-    ProducerCore,
     broker_release,
     nearest_delay_level,
     parse_delay_levels,
@@ -31,8 +29,8 @@ from rocketmq_proto._producer import (
 from rocketmq_proto._route import MessageQueue
 
 from .flowsim import Sim
+from .test_producer_core import NAMESRV, make_producer
 
-NAMESRV = "127.0.0.1:9876"
 BROKERS = {"broker-a": "127.0.0.1:10911", "broker-b": "127.0.0.1:10921"}
 V4_9_7 = 407
 V5_5_0 = 513
@@ -105,17 +103,6 @@ class Brokers:
             for _, cmd in self.requests
             if cmd.code == RequestCode.SEND_MESSAGE_V2
         ]
-
-
-def make_producer(**config: object) -> ProducerCore:
-    client = ClientCore(ClientConfig((NAMESRV,), client_ip="10.0.0.1", instance_name="t"))
-    core = ProducerCore(
-        client,
-        ProducerConfig(group="G", **config),  # type: ignore[arg-type]
-        UniqueIdGenerator(bytes([10, 0, 0, 1]), 42, 7),
-    )
-    core.register()
-    return core
 
 
 def test_version_numbers_name_their_releases() -> None:
