@@ -532,6 +532,7 @@ def test_orderly_consumers_keep_per_key_order(
     group = unique("ord")
     keys = [f"key-{k}" for k in range(16)]
     per_key = 30
+    rounds = (range(0, 10), range(10, 20), range(20, per_key))
     lock = threading.Lock()
     seen: list[tuple[str, str, int]] = []  # (consumer, key, seq) in handler start order
 
@@ -564,19 +565,15 @@ def test_orderly_consumers_keep_per_key_order(
         c1.start()
         consumers.append(c1)
         backend.wait_for(lambda: len(owned(c1, topic)) == 16, WAIT, "c1 to lock every queue")
-        for seq in range(per_key // 2):
+        for seq in rounds[0]:
             send_round(seq)
         c2 = make_consumer(backend, ns, handler("c2"), group, [(topic, "*", False)], **options)
         c2.start()
         joined = time.monotonic()
         consumers.append(c2)
-        for seq in range(per_key // 2, per_key):
+        # These rounds race the hand-over: some may all go to c1 before c2 locks.
+        for seq in rounds[1]:
             send_round(seq)
-        backend.wait_for(
-            lambda: len({(k, s) for _, k, s in seen}) >= len(keys) * per_key,
-            WAIT,
-            "every ordered message",
-        )
         backend.wait_for(
             lambda: len(owned(c1, topic)) == 8 and len(owned(c2, topic)) == 8,
             WAIT,
@@ -585,6 +582,14 @@ def test_orderly_consumers_keep_per_key_order(
         waited = time.monotonic() - joined
         print(f"{backend.name}: c2 held its 8 locked queues {waited:.1f} s after joining")
         assert not set(owned(c1, topic)) & set(owned(c2, topic))
+        # Sent once the queues are split, so c2 must consume its share of these.
+        for seq in rounds[2]:
+            send_round(seq)
+        backend.wait_for(
+            lambda: len({(k, s) for _, k, s in seen}) >= len(keys) * per_key,
+            WAIT,
+            "every ordered message",
+        )
     finally:
         for c in consumers:
             c.close()
