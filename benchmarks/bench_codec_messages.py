@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rocketmq_proto._message import (
+from rocketmq_proto.message.model import (
     Message,
     MessageExt,
     UniqueIdGenerator,

@@ -17,10 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rocketmq_proto._codes import FLAG_RESPONSE, SerializeType
-from rocketmq_proto._command import FrameDecoder, RemotingCommand, encode_command
-from rocketmq_proto._connection import Connection, Response
-from rocketmq_proto._requests import SendTemplate, encode_properties_field
+from rocketmq_proto.connection.connection import Connection, Response
+from rocketmq_proto.wire.codes import FLAG_RESPONSE, SerializeType
+from rocketmq_proto.wire.command import FrameDecoder, RemotingCommand, encode_command
+from rocketmq_proto.wire.requests import SendTemplate, encode_properties_field
 
 BODY_1K = bytes(range(256)) * 4
 PROPERTIES = {

@@ -13,16 +13,21 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mappin
 from types import TracebackType
 from typing import Any, Self, TypeVar, Unpack
 
-from rocketmq_proto._admin import DEFAULT_CLUSTER, AdminCore, TopicOffset
-from rocketmq_proto._client import ClientCore
-from rocketmq_proto._codes import Perm, TransactionState
-from rocketmq_proto._command import RemotingCommand
-from rocketmq_proto._connection import Reply
-from rocketmq_proto._effects import Flow, supervised
-from rocketmq_proto._errors import ConfigError, LocalProtocolError, RequestTimeoutError
-from rocketmq_proto._lite_pull import PullConsumerCore
-from rocketmq_proto._message import Message, MessageExt, UniqueIdGenerator
-from rocketmq_proto._options import (
+from rocketmq_proto.connection.connection import Reply
+from rocketmq_proto.flows.admin import DEFAULT_CLUSTER, AdminCore, TopicOffset
+from rocketmq_proto.flows.consumer.lite_pull import PullConsumerCore
+from rocketmq_proto.flows.consumer.push import HANDLER_NOT_RUN, MessageHandler, PushConsumerCore
+from rocketmq_proto.flows.effects import Flow, supervised
+from rocketmq_proto.flows.producer import (
+    ProducerCore,
+    QueueSelector,
+    ReplyWaiters,
+    SendResult,
+    make_reply_message,
+)
+from rocketmq_proto.flows.session import ClientCore
+from rocketmq_proto.message.model import Message, MessageExt, UniqueIdGenerator
+from rocketmq_proto.options import (
     ClientOptions,
     ClientSettings,
     ConsumerOptions,
@@ -35,15 +40,10 @@ from rocketmq_proto._options import (
     producer_settings,
     pull_consumer_settings,
 )
-from rocketmq_proto._producer import (
-    ProducerCore,
-    QueueSelector,
-    ReplyWaiters,
-    SendResult,
-    make_reply_message,
-)
-from rocketmq_proto._push import HANDLER_NOT_RUN, MessageHandler, PushConsumerCore
-from rocketmq_proto._route import ClusterInfo, MessageQueue, TopicRouteData
+from rocketmq_proto.wire.codes import Perm, TransactionState
+from rocketmq_proto.wire.command import RemotingCommand
+from rocketmq_proto.wire.errors import ConfigError, LocalProtocolError, RequestTimeoutError
+from rocketmq_proto.wire.route import ClusterInfo, MessageQueue, TopicRouteData
 
 from ._host import local_ip
 from ._interpreter import cancel_spawned, run_flow

@@ -16,7 +16,7 @@ import socket
 import struct
 import sys
 
-from rocketmq_proto._options import choose_client_ip
+from rocketmq_proto.options import choose_client_ip
 
 _SIOCGIFFLAGS = 0x8913
 _SIOCGIFADDR = 0x8915

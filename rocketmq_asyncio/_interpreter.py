@@ -1,4 +1,4 @@
-"""The asyncio interpreter of the core's effects (see :mod:`rocketmq_proto._effects`)."""
+"""The asyncio interpreter of the core's effects (see :mod:`rocketmq_proto.flows.effects`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from rocketmq_proto._effects import (
+from rocketmq_proto.flows.effects import (
     Call,
     Flow,
     HttpGet,
@@ -25,13 +25,13 @@ from rocketmq_proto._effects import (
     WallTime,
     WriteFile,
 )
-from rocketmq_proto._errors import (
+from rocketmq_proto.flows.localfile import read_file, write_file
+from rocketmq_proto.wire.errors import (
     ConnectionClosedError,
     RequestTimeoutError,
     RocketMQError,
     UserCallbackError,
 )
-from rocketmq_proto._localfile import read_file, write_file
 
 from ._transport import RemotingClient
 

@@ -1,7 +1,7 @@
 """The asyncio transport: one multiplexed remoting connection per address.
 
 Every request to an address shares one TCP (or TLS) connection, pipelined by
-opaque: the core's :class:`~rocketmq_proto._connection.Connection` allocates the
+opaque: the core's :class:`~rocketmq_proto.connection.connection.Connection` allocates the
 opaques, matches answers and expires deadlines; this module only moves bytes,
 keeps one future per request and one timer per connection.
 
@@ -36,10 +36,7 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Any, cast
 
-from rocketmq_proto._backoff import ReconnectBackoff
-from rocketmq_proto._codes import ResponseCode, SerializeType, request_name
-from rocketmq_proto._command import DEFAULT_MAX_FRAME_SIZE, RemotingCommand
-from rocketmq_proto._connection import (
+from rocketmq_proto.connection.connection import (
     Connection,
     ConnectionClosed,
     ConnectionState,
@@ -50,7 +47,10 @@ from rocketmq_proto._connection import (
     ServerRequest,
     Signer,
 )
-from rocketmq_proto._errors import (
+from rocketmq_proto.connection.pool import ReconnectBackoff
+from rocketmq_proto.wire.codes import ResponseCode, SerializeType, request_name
+from rocketmq_proto.wire.command import DEFAULT_MAX_FRAME_SIZE, RemotingCommand
+from rocketmq_proto.wire.errors import (
     ConfigError,
     ConnectionClosedError,
     InvalidArgumentError,

@@ -15,9 +15,53 @@ errors, codes) is defined and exported here.
 
 import logging as _logging
 
-from ._acl import Credentials, sign_request
-from ._admin import TopicOffset
-from ._codes import (
+from rocketmq_proto.connection.connection import (
+    Connection,
+    ConnectionClosed,
+    ConnectionState,
+    Event,
+    Reply,
+    RequestFailed,
+    RequestTimedOut,
+    Response,
+    ServerRequest,
+)
+from rocketmq_proto.flows.admin import TopicOffset
+from rocketmq_proto.flows.consumer.consume import ConsumeResult
+from rocketmq_proto.flows.effects import Call, Effect, Flow, Now, Oneway, Sleep, UserCall, WallTime
+from rocketmq_proto.flows.producer import (
+    QueueSelection,
+    QueueSelector,
+    SendResult,
+    TimerFallback,
+    make_reply_message,
+    select_by_key,
+)
+from rocketmq_proto.message.model import (
+    CompressionType,
+    Message,
+    MessageConst,
+    MessageExt,
+    UniqueIdGenerator,
+    compress_body,
+    decode_message,
+    decode_messages,
+    decode_offset_msg_id,
+    decode_properties,
+    decompress_body,
+    encode_batch,
+    encode_offset_msg_id,
+    encode_properties,
+    validate_topic,
+)
+from rocketmq_proto.options import (
+    ClientOptions,
+    ConsumerOptions,
+    ProducerOptions,
+    PullConsumerOptions,
+)
+from rocketmq_proto.wire.acl import Credentials, sign_request
+from rocketmq_proto.wire.codes import (
     LanguageCode,
     MessageSysFlag,
     Perm,
@@ -29,27 +73,14 @@ from ._codes import (
     SerializeType,
     TransactionState,
 )
-from ._command import (
+from rocketmq_proto.wire.command import (
     DEFAULT_MAX_FRAME_SIZE,
     ExtTemplate,
     FrameDecoder,
     RemotingCommand,
     encode_command,
 )
-from ._connection import (
-    Connection,
-    ConnectionClosed,
-    ConnectionState,
-    Event,
-    Reply,
-    RequestFailed,
-    RequestTimedOut,
-    Response,
-    ServerRequest,
-)
-from ._consume import ConsumeResult
-from ._effects import Call, Effect, Flow, Now, Oneway, Sleep, UserCall, WallTime
-from ._errors import (
+from rocketmq_proto.wire.errors import (
     AuthenticationError,
     BrokerError,
     BrokerSystemError,
@@ -76,34 +107,14 @@ from ._errors import (
     UserCallbackError,
     error_for_response,
 )
-from ._message import (
-    CompressionType,
-    Message,
-    MessageConst,
-    MessageExt,
-    UniqueIdGenerator,
-    compress_body,
-    decode_message,
-    decode_messages,
-    decode_offset_msg_id,
-    decode_properties,
-    decompress_body,
-    encode_batch,
-    encode_offset_msg_id,
-    encode_properties,
-    java_string_hash,
-    validate_topic,
+from rocketmq_proto.wire.hashing import java_string_hash
+from rocketmq_proto.wire.route import (
+    BrokerData,
+    ClusterInfo,
+    MessageQueue,
+    QueueData,
+    TopicRouteData,
 )
-from ._options import ClientOptions, ConsumerOptions, ProducerOptions, PullConsumerOptions
-from ._producer import (
-    QueueSelection,
-    QueueSelector,
-    SendResult,
-    TimerFallback,
-    make_reply_message,
-    select_by_key,
-)
-from ._route import BrokerData, ClusterInfo, MessageQueue, QueueData, TopicRouteData
 
 _logging.getLogger(__name__).addHandler(_logging.NullHandler())
 

@@ -1,4 +1,4 @@
-"""The blocking driver's interpreter of the core's effects (see :mod:`rocketmq_proto._effects`).
+"""The blocking driver's interpreter of the core's effects (:mod:`rocketmq_proto.flows.effects`).
 
 Continuation-passing: no thread (or greenlet) waits for a flow. Each effect is
 started without blocking, and the flow resumes in whichever task completes it:
@@ -16,7 +16,7 @@ import logging
 import time
 from typing import Any, Final, Generic, TypeVar
 
-from rocketmq_proto._effects import (
+from rocketmq_proto.flows.effects import (
     Call,
     Effect,
     Flow,
@@ -30,13 +30,13 @@ from rocketmq_proto._effects import (
     WallTime,
     WriteFile,
 )
-from rocketmq_proto._errors import (
+from rocketmq_proto.flows.localfile import read_file, write_file
+from rocketmq_proto.wire.errors import (
     ConnectionClosedError,
     RequestTimeoutError,
     RocketMQError,
     UserCallbackError,
 )
-from rocketmq_proto._localfile import read_file, write_file
 
 from ._future import Future
 from ._runtime import LockLike, Runtime

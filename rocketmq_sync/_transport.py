@@ -4,7 +4,7 @@ Written once against :class:`~rocketmq_sync._runtime.Runtime`, so the same code
 runs on OS threads (``rocketmq_sync``) and on greenlets (``rocketmq_gevent``).
 
 Every request to an address shares one TCP (or TLS) connection, pipelined by
-opaque: the core's :class:`~rocketmq_proto._connection.Connection` allocates
+opaque: the core's :class:`~rocketmq_proto.connection.connection.Connection` allocates
 opaques, matches answers and expires deadlines; this module moves bytes, keeps
 one future per request, one reader task and one timer per connection.
 
@@ -45,10 +45,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Final
 
-from rocketmq_proto._backoff import ReconnectBackoff
-from rocketmq_proto._codes import ResponseCode, SerializeType, request_name
-from rocketmq_proto._command import DEFAULT_MAX_FRAME_SIZE, RemotingCommand
-from rocketmq_proto._connection import (
+from rocketmq_proto.connection.connection import (
     Connection,
     ConnectionClosed,
     Reply,
@@ -58,7 +55,10 @@ from rocketmq_proto._connection import (
     ServerRequest,
     Signer,
 )
-from rocketmq_proto._errors import (
+from rocketmq_proto.connection.pool import ReconnectBackoff
+from rocketmq_proto.wire.codes import ResponseCode, SerializeType, request_name
+from rocketmq_proto.wire.command import DEFAULT_MAX_FRAME_SIZE, RemotingCommand
+from rocketmq_proto.wire.errors import (
     ConfigError,
     ConnectionClosedError,
     InvalidArgumentError,

@@ -6,9 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from rocketmq_proto._command import RemotingCommand
-from rocketmq_proto._effects import Call, Flow, Now, Oneway, Sleep, UserCall, WallTime
-from rocketmq_proto._errors import RocketMQError, UserCallbackError
+from rocketmq_proto.flows.effects import Call, Flow, Now, Oneway, Sleep, UserCall, WallTime
+from rocketmq_proto.wire.command import RemotingCommand
+from rocketmq_proto.wire.errors import RocketMQError, UserCallbackError
 
 T = TypeVar("T")
 

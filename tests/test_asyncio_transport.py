@@ -25,12 +25,12 @@ import pytest
 
 from rocketmq_asyncio._interpreter import run_flow
 from rocketmq_asyncio._transport import RemotingClient
-from rocketmq_proto._backoff import ReconnectBackoff
-from rocketmq_proto._codes import FLAG_RESPONSE, ResponseCode
-from rocketmq_proto._command import FrameDecoder, RemotingCommand, encode_command
-from rocketmq_proto._connection import Reply
-from rocketmq_proto._effects import Call, Effect, Now, Oneway, Sleep, UserCall, WallTime
-from rocketmq_proto._errors import (
+from rocketmq_proto.connection.connection import Reply
+from rocketmq_proto.connection.pool import ReconnectBackoff
+from rocketmq_proto.flows.effects import Call, Effect, Now, Oneway, Sleep, UserCall, WallTime
+from rocketmq_proto.wire.codes import FLAG_RESPONSE, ResponseCode
+from rocketmq_proto.wire.command import FrameDecoder, RemotingCommand, encode_command
+from rocketmq_proto.wire.errors import (
     ConnectionClosedError,
     RemoteProtocolError,
     RequestTimeoutError,

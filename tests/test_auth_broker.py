@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from rocketmq_proto import AuthenticationError, Message, MessageExt, RocketMQError, SendStatus
-from rocketmq_proto._errors import QueryNotFoundError
+from rocketmq_proto.wire.errors import QueryNotFoundError
 
 from .backends import BACKENDS, Backend
 from .cluster_fixture import launcher  # type: ignore[attr-defined]

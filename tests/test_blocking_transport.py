@@ -33,12 +33,12 @@ from typing import Any
 
 import pytest
 
-from rocketmq_proto._backoff import ReconnectBackoff
-from rocketmq_proto._codes import FLAG_ONEWAY, FLAG_RESPONSE, LanguageCode, SerializeType
-from rocketmq_proto._command import FrameDecoder, RemotingCommand, encode_command
-from rocketmq_proto._connection import Reply
-from rocketmq_proto._effects import Call, Now, Oneway, Sleep, UserCall, WallTime
-from rocketmq_proto._errors import (
+from rocketmq_proto.connection.connection import Reply
+from rocketmq_proto.connection.pool import ReconnectBackoff
+from rocketmq_proto.flows.effects import Call, Now, Oneway, Sleep, UserCall, WallTime
+from rocketmq_proto.wire.codes import FLAG_ONEWAY, FLAG_RESPONSE, LanguageCode, SerializeType
+from rocketmq_proto.wire.command import FrameDecoder, RemotingCommand, encode_command
+from rocketmq_proto.wire.errors import (
     ConnectionClosedError,
     InvalidArgumentError,
     RemoteProtocolError,
@@ -1126,7 +1126,7 @@ def test_works_when_the_application_monkey_patched_everything() -> None:
         from rocketmq_sync._runtime import ThreadRuntime
         from rocketmq_sync._transport import RemotingClient
         from rocketmq_sync._interpreter import run_flow
-        from rocketmq_proto._effects import Call, Sleep, UserCall
+        from rocketmq_proto.flows.effects import Call, Sleep, UserCall
         from test_blocking_transport import FakeBroker, command
 
         broker = FakeBroker()

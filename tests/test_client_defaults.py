@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from rocketmq_proto import ConfigError, LocalProtocolError, Message, SendStatus
-from rocketmq_proto._options import (
+from rocketmq_proto.options import (
     RESERVED_CONSUMER_GROUPS,
     choose_client_ip,
     ip_bytes,

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rocketmq_proto._codes import LanguageCode, SerializeType
-from rocketmq_proto._command import (
+from rocketmq_proto.wire.codes import LanguageCode, SerializeType
+from rocketmq_proto.wire.command import (
     ExtTemplate,
     FrameDecoder,
     RemotingCommand,
@@ -20,7 +20,7 @@ from rocketmq_proto._command import (
     encode_command,
     encode_json_header,
 )
-from rocketmq_proto._errors import InvalidArgumentError, RemoteProtocolError
+from rocketmq_proto.wire.errors import InvalidArgumentError, RemoteProtocolError
 
 # ------------------------------------------------------------ exact layouts
 

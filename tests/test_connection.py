@@ -15,9 +15,7 @@ from hypothesis.stateful import (
     rule,
 )
 
-from rocketmq_proto._codes import FLAG_ONEWAY, FLAG_RESPONSE, SerializeType
-from rocketmq_proto._command import FrameDecoder, RemotingCommand, encode_command
-from rocketmq_proto._connection import (
+from rocketmq_proto.connection.connection import (
     Connection,
     ConnectionClosed,
     ConnectionState,
@@ -27,7 +25,9 @@ from rocketmq_proto._connection import (
     Response,
     ServerRequest,
 )
-from rocketmq_proto._errors import (
+from rocketmq_proto.wire.codes import FLAG_ONEWAY, FLAG_RESPONSE, SerializeType
+from rocketmq_proto.wire.command import FrameDecoder, RemotingCommand, encode_command
+from rocketmq_proto.wire.errors import (
     ConnectionClosedError,
     InvalidArgumentError,
     LocalProtocolError,

@@ -15,17 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rocketmq_proto._bodies import ConsumeFromWhere, MessageModel, build_subscription
-from rocketmq_proto._client import ClientConfig, ClientCore
-from rocketmq_proto._codes import (
-    FLAG_RESPONSE,
-    PullStatus,
-    PullSysFlag,
-    RequestCode,
-    ResponseCode,
-)
-from rocketmq_proto._command import FrameDecoder, RemotingCommand, encode_command
-from rocketmq_proto._consume import (
+from rocketmq_proto.flows.consumer.consume import (
     ConsumeResult,
     SendBackPath,
     clean_expired_flow,
@@ -40,25 +30,7 @@ from rocketmq_proto._consume import (
     send_back_flow,
     to_consume_result,
 )
-from rocketmq_proto._effects import Flow, Spawn
-from rocketmq_proto._errors import (
-    BrokerSystemError,
-    ConnectionClosedError,
-    InvalidArgumentError,
-    RemoteProtocolError,
-    RequestTimeoutError,
-    RocketMQError,
-    SubscriptionNotLatestError,
-)
-from rocketmq_proto._message import (
-    Message,
-    MessageExt,
-    UniqueIdGenerator,
-    decode_properties,
-    encode_batch,
-    encode_stored_message,
-)
-from rocketmq_proto._offsets import (
+from rocketmq_proto.flows.consumer.offsets import (
     OffsetStore,
     commit_offsets_flow,
     encode_local_offsets,
@@ -67,9 +39,8 @@ from rocketmq_proto._offsets import (
     parse_local_offsets,
     query_offset_flow,
 )
-from rocketmq_proto._process_queue import ProcessQueue
-from rocketmq_proto._producer import ProducerConfig, ProducerCore
-from rocketmq_proto._pull import (
+from rocketmq_proto.flows.consumer.process_queue import ProcessQueue
+from rocketmq_proto.flows.consumer.pull import (
     FlowControl,
     PullAction,
     PullConfig,
@@ -83,8 +54,8 @@ from rocketmq_proto._pull import (
     pull_step_flow,
     should_pause,
 )
-from rocketmq_proto._push import ConsumerConfig, PushConsumerCore, _QueueState
-from rocketmq_proto._rebalance import (
+from rocketmq_proto.flows.consumer.push import ConsumerConfig, PushConsumerCore, _QueueState
+from rocketmq_proto.flows.consumer.rebalance import (
     allocate_averagely,
     allocate_averagely_by_circle,
     allocate_by_config,
@@ -99,7 +70,36 @@ from rocketmq_proto._rebalance import (
     sort_for_rebalance,
     strategy_name,
 )
-from rocketmq_proto._route import MessageQueue
+from rocketmq_proto.flows.effects import Flow, Spawn
+from rocketmq_proto.flows.producer import ProducerConfig, ProducerCore
+from rocketmq_proto.flows.session import ClientConfig, ClientCore
+from rocketmq_proto.message.model import (
+    Message,
+    MessageExt,
+    UniqueIdGenerator,
+    decode_properties,
+    encode_batch,
+    encode_stored_message,
+)
+from rocketmq_proto.wire.bodies import ConsumeFromWhere, MessageModel, build_subscription
+from rocketmq_proto.wire.codes import (
+    FLAG_RESPONSE,
+    PullStatus,
+    PullSysFlag,
+    RequestCode,
+    ResponseCode,
+)
+from rocketmq_proto.wire.command import FrameDecoder, RemotingCommand, encode_command
+from rocketmq_proto.wire.errors import (
+    BrokerSystemError,
+    ConnectionClosedError,
+    InvalidArgumentError,
+    RemoteProtocolError,
+    RequestTimeoutError,
+    RocketMQError,
+    SubscriptionNotLatestError,
+)
+from rocketmq_proto.wire.route import MessageQueue
 
 from .flowsim import Sim
 
@@ -1312,8 +1312,8 @@ def test_a_queue_still_being_released_or_locked_elsewhere_is_retried_soon() -> N
 
 
 def test_reset_offsets_by_time_asks_each_master_and_reads_the_moved_offsets() -> None:
-    from rocketmq_proto._admin import AdminCore
-    from rocketmq_proto._bodies import encode_reset_offset_body
+    from rocketmq_proto.flows.admin import AdminCore
+    from rocketmq_proto.wire.bodies import encode_reset_offset_body
 
     def reset(addr: str, cmd: RemotingCommand) -> RemotingCommand:
         assert cmd.ext_fields["timestamp"] == "1234" and cmd.ext_fields["isForce"] == "true"
@@ -1333,7 +1333,7 @@ def test_reset_offsets_of_an_offline_group_writes_them_queue_by_queue(force: boo
     """A 4.x broker answers CONSUMER_NOT_ONLINE when no consumer of the group is
     connected: the offsets are then searched and written directly; without
     ``force`` an offset only moves back."""
-    from rocketmq_proto._admin import AdminCore
+    from rocketmq_proto.flows.admin import AdminCore
 
     written: dict[tuple[str, int], int] = {}
 
@@ -1356,7 +1356,7 @@ def test_reset_offsets_of_an_offline_group_writes_them_queue_by_queue(force: boo
 
 
 def test_reset_offsets_by_time_raises_the_brokers_error() -> None:
-    from rocketmq_proto._admin import AdminCore
+    from rocketmq_proto.flows.admin import AdminCore
 
     cluster = Cluster(INVOKE_BROKER_TO_RESET_OFFSET=lambda a, c: reply(ResponseCode.SYSTEM_ERROR))
     with pytest.raises(BrokerSystemError):
@@ -1416,7 +1416,7 @@ def test_lite_pull_posts_its_subscription_on_every_pull() -> None:
     """Like Java's lite pull consumer: the broker filters by the expression each
     pull carries, so a queue assigned between heartbeats pulls at once instead of
     being refused with SUBSCRIPTION_NOT_EXIST."""
-    from rocketmq_proto._lite_pull import PullConsumerConfig, PullConsumerCore, _Queue
+    from rocketmq_proto.flows.consumer.lite_pull import PullConsumerConfig, PullConsumerCore, _Queue
 
     client = make_client()
     core = PullConsumerCore(client, PullConsumerConfig("G"))
@@ -1443,7 +1443,7 @@ def test_lite_pull_subscribing_while_running_heartbeats_before_it_rebalances() -
     """A running pull consumer that subscribes tells the brokers at once (as Java's
     does); otherwise they do not list it in its group until the next periodic
     heartbeat, and its rebalance assigns nothing for up to 20 s."""
-    from rocketmq_proto._lite_pull import PullConsumerConfig, PullConsumerCore
+    from rocketmq_proto.flows.consumer.lite_pull import PullConsumerConfig, PullConsumerCore
 
     client = make_client()
     core = PullConsumerCore(client, PullConsumerConfig("G"))
@@ -1472,7 +1472,7 @@ def test_lite_pull_subscribing_while_running_heartbeats_before_it_rebalances() -
 def _lite_pull_after_a_failed_pull(first_failure: RocketMQError, took: float) -> list[float]:
     """An assigned queue whose first pull fails after ``took`` seconds and whose
     second finds a message: the times (Sim clock) at which the pulls were sent."""
-    from rocketmq_proto._lite_pull import PullConsumerConfig, PullConsumerCore, _Queue
+    from rocketmq_proto.flows.consumer.lite_pull import PullConsumerConfig, PullConsumerCore, _Queue
 
     client = make_client()
     core = PullConsumerCore(client, PullConsumerConfig("G"))
@@ -1603,7 +1603,7 @@ def test_broadcasting_offsets_file_does_not_depend_on_the_generated_instance_nam
     name) of one broadcasting group use one offsets file, named as Java's
     broadcasting consumers name it (``ip@DEFAULT``); a configured instance name
     (and unit name) is kept in it."""
-    from rocketmq_proto._options import consumer_settings
+    from rocketmq_proto.options import consumer_settings
 
     def local_file(pid: int, nonce: int, **options: object) -> tuple[str, str]:
         settings, config = consumer_settings(

@@ -24,7 +24,7 @@ FORBIDDEN_MODULES = {
 CLOCK_CALLS = {"now", "utcnow", "today", "monotonic", "perf_counter", "sleep"}
 
 
-@pytest.mark.parametrize("path", sorted(CORE.glob("*.py")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(CORE.rglob("*.py")), ids=lambda p: str(p.relative_to(CORE)))
 def test_core_module_imports_no_io_and_reads_no_clock(path: Path) -> None:
     tree = ast.parse(path.read_text(), str(path))
     for node in ast.walk(tree):

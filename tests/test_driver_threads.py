@@ -15,8 +15,8 @@ import pytest
 import rocketmq_asyncio._interpreter as aio_interpreter
 import rocketmq_sync
 from rocketmq_asyncio._transport import RemotingClient
-from rocketmq_proto._effects import Flow, ReadFile, WriteFile
-from rocketmq_proto._localfile import read_file, write_file
+from rocketmq_proto.flows.effects import Flow, ReadFile, WriteFile
+from rocketmq_proto.flows.localfile import read_file, write_file
 
 NAMESRV = "127.0.0.1:1"  # never contacted: the consumers are not started
 

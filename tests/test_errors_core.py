@@ -6,10 +6,11 @@ import pickle
 
 import pytest
 
-from rocketmq_proto._client import ClientConfig, ClientCore
-from rocketmq_proto._codes import FLAG_RESPONSE, RequestCode, ResponseCode, request_name
-from rocketmq_proto._command import RemotingCommand
-from rocketmq_proto._errors import (
+from rocketmq_proto.flows.session import ClientConfig, ClientCore
+from rocketmq_proto.message.model import Message
+from rocketmq_proto.wire.codes import FLAG_RESPONSE, RequestCode, ResponseCode, request_name
+from rocketmq_proto.wire.command import RemotingCommand
+from rocketmq_proto.wire.errors import (
     MAX_REMARK_IN_MESSAGE,
     AuthenticationError,
     BrokerError,
@@ -20,8 +21,7 @@ from rocketmq_proto._errors import (
     UserCallbackError,
     error_for_response,
 )
-from rocketmq_proto._message import Message
-from rocketmq_proto._route import MessageQueue
+from rocketmq_proto.wire.route import MessageQueue
 
 from .flowsim import Sim
 from .test_producer_core import Broker, make_producer

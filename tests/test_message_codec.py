@@ -12,15 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rocketmq_proto._errors import (
-    CompressionUnavailableError,
-    InvalidArgumentError,
-    InvalidMessageError,
-    InvalidPropertyError,
-    InvalidTopicError,
-    RemoteProtocolError,
-)
-from rocketmq_proto._message import (
+from rocketmq_proto.message.model import (
     RESERVED_PROPERTY_KEYS,
     CompressionType,
     Message,
@@ -38,11 +30,19 @@ from rocketmq_proto._message import (
     encode_offset_msg_id,
     encode_properties,
     encode_stored_message,
-    java_string_hash,
     parse_unique_id,
     unwrap_inner_batch,
     validate_topic,
 )
+from rocketmq_proto.wire.errors import (
+    CompressionUnavailableError,
+    InvalidArgumentError,
+    InvalidMessageError,
+    InvalidPropertyError,
+    InvalidTopicError,
+    RemoteProtocolError,
+)
+from rocketmq_proto.wire.hashing import java_string_hash
 
 HAVE_LZ4 = importlib.util.find_spec("lz4") is not None
 HAVE_ZSTD = importlib.util.find_spec("zstandard") is not None

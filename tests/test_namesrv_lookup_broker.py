@@ -28,8 +28,8 @@ from rocketmq_proto import (
     RocketMQError,
     SendStatus,
 )
-from rocketmq_proto._effects import HttpGet
-from rocketmq_proto._namesrv_lookup import parse_lookup_answer, parse_lookup_url
+from rocketmq_proto.flows.effects import HttpGet
+from rocketmq_proto.flows.namesrv_lookup import parse_lookup_answer, parse_lookup_url
 
 from .backends import Backend
 

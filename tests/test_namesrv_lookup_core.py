@@ -9,25 +9,25 @@ from typing import Any
 
 import pytest
 
-from rocketmq_proto._client import ClientConfig, ClientCore
-from rocketmq_proto._codes import RequestCode
-from rocketmq_proto._command import RemotingCommand
-from rocketmq_proto._effects import Call, HttpGet, Now, Sleep
-from rocketmq_proto._errors import (
-    ConfigError,
-    ConnectionClosedError,
-    RequestTimeoutError,
-    RocketMQError,
-)
-from rocketmq_proto._message import Message, UniqueIdGenerator
-from rocketmq_proto._namesrv_lookup import (
+from rocketmq_proto.flows.effects import Call, HttpGet, Now, Sleep
+from rocketmq_proto.flows.namesrv_lookup import (
     LOOKUP_RETRY_INTERVAL,
     LookupAnswerError,
     parse_lookup_answer,
     parse_lookup_url,
 )
-from rocketmq_proto._options import client_settings, namesrv_source
-from rocketmq_proto._producer import ProducerConfig, ProducerCore
+from rocketmq_proto.flows.producer import ProducerConfig, ProducerCore
+from rocketmq_proto.flows.session import ClientConfig, ClientCore
+from rocketmq_proto.message.model import Message, UniqueIdGenerator
+from rocketmq_proto.options import client_settings, namesrv_source
+from rocketmq_proto.wire.codes import RequestCode
+from rocketmq_proto.wire.command import RemotingCommand
+from rocketmq_proto.wire.errors import (
+    ConfigError,
+    ConnectionClosedError,
+    RequestTimeoutError,
+    RocketMQError,
+)
 
 from .flowsim import Sim
 from .test_producer_core import NAMESRV, Broker, wire

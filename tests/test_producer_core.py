@@ -7,25 +7,14 @@ import sys
 
 import pytest
 
-from rocketmq_proto._client import ClientConfig, ClientCore
-from rocketmq_proto._codes import (
-    FLAG_RESPONSE,
-    RequestCode,
-    ResponseCode,
-    SendStatus,
-    TransactionState,
+from rocketmq_proto.flows.producer import (
+    ProducerConfig,
+    ProducerCore,
+    make_reply_message,
+    select_by_key,
 )
-from rocketmq_proto._command import FrameDecoder, RemotingCommand, encode_command
-from rocketmq_proto._errors import (
-    ConfigError,
-    ConnectionClosedError,
-    InvalidMessageError,
-    InvalidPropertyError,
-    MessageTooLargeError,
-    NoPermissionError,
-    RouteNotFoundError,
-)
-from rocketmq_proto._message import (
+from rocketmq_proto.flows.session import ClientConfig, ClientCore
+from rocketmq_proto.message.model import (
     CompressionType,
     Message,
     MessageExt,
@@ -36,14 +25,25 @@ from rocketmq_proto._message import (
     encode_offset_msg_id,
     encode_stored_message,
 )
-from rocketmq_proto._options import producer_settings
-from rocketmq_proto._producer import (
-    ProducerConfig,
-    ProducerCore,
-    make_reply_message,
-    select_by_key,
+from rocketmq_proto.options import producer_settings
+from rocketmq_proto.wire.codes import (
+    FLAG_RESPONSE,
+    RequestCode,
+    ResponseCode,
+    SendStatus,
+    TransactionState,
 )
-from rocketmq_proto._route import MessageQueue
+from rocketmq_proto.wire.command import FrameDecoder, RemotingCommand, encode_command
+from rocketmq_proto.wire.errors import (
+    ConfigError,
+    ConnectionClosedError,
+    InvalidMessageError,
+    InvalidPropertyError,
+    MessageTooLargeError,
+    NoPermissionError,
+    RouteNotFoundError,
+)
+from rocketmq_proto.wire.route import MessageQueue
 
 from .flowsim import Sim
 
@@ -399,7 +399,7 @@ def test_config_is_validated() -> None:
 
 
 def test_concurrent_route_lookups_share_one_name_server_request() -> None:
-    from rocketmq_proto._effects import Call, Now, Sleep
+    from rocketmq_proto.flows.effects import Call, Now, Sleep
 
     core = make_producer().client
     first = core.route_flow("T")

@@ -152,8 +152,8 @@ def test_a_failed_upkeep_is_logged_and_restarted(
 ) -> None:
     """The pull consumer's upkeep (rebalance, announcements, commits) fails once: it
     is logged and started again, and the consumer goes on to get every message."""
-    from rocketmq_proto._effects import Flow
-    from rocketmq_proto._lite_pull import PullConsumerCore
+    from rocketmq_proto.flows.consumer.lite_pull import PullConsumerCore
+    from rocketmq_proto.flows.effects import Flow
 
     topic, bodies = filled_topic
     original = PullConsumerCore.maintenance_flow

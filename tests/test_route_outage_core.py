@@ -7,12 +7,16 @@ from typing import Any
 
 import pytest
 
-from rocketmq_proto._client import ClientConfig, ClientCore
-from rocketmq_proto._codes import RequestCode, ResponseCode
-from rocketmq_proto._command import RemotingCommand
-from rocketmq_proto._errors import ConnectionClosedError, RequestTimeoutError, RouteNotFoundError
-from rocketmq_proto._message import Message, UniqueIdGenerator
-from rocketmq_proto._producer import ProducerConfig, ProducerCore
+from rocketmq_proto.flows.producer import ProducerConfig, ProducerCore
+from rocketmq_proto.flows.session import ClientConfig, ClientCore
+from rocketmq_proto.message.model import Message, UniqueIdGenerator
+from rocketmq_proto.wire.codes import RequestCode, ResponseCode
+from rocketmq_proto.wire.command import RemotingCommand
+from rocketmq_proto.wire.errors import (
+    ConnectionClosedError,
+    RequestTimeoutError,
+    RouteNotFoundError,
+)
 
 from .flowsim import Sim
 from .test_producer_core import BROKERS, NAMESRV, Broker, make_producer, reply, route_body, wire

@@ -14,13 +14,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rocketmq_proto._acl import (
+from rocketmq_proto.wire.acl import (
     UNIQUE_MSG_QUERY_FLAG,
     Credentials,
     sign_request,
     signing_content,
 )
-from rocketmq_proto._bodies import (
+from rocketmq_proto.wire.bodies import (
     ConsumerData,
     ConsumeStatus,
     HeartbeatData,
@@ -42,9 +42,9 @@ from rocketmq_proto._bodies import (
     parse_topic_stats,
     running_info_properties,
 )
-from rocketmq_proto._errors import ConfigError, InvalidArgumentError, RemoteProtocolError
-from rocketmq_proto._jsonlenient import MAX_DEPTH, FrozenObject, _parse_fallback, dumps, loads
-from rocketmq_proto._route import (
+from rocketmq_proto.wire.errors import ConfigError, InvalidArgumentError, RemoteProtocolError
+from rocketmq_proto.wire.jsonlenient import MAX_DEPTH, FrozenObject, _parse_fallback, dumps, loads
+from rocketmq_proto.wire.route import (
     LOGICAL_QUEUE_MOCK_BROKER_NAME_NOT_EXIST,
     MAX_QUEUE_NUMS,
     BrokerData,

@@ -6,13 +6,13 @@ from typing import Any
 
 import pytest
 
-from rocketmq_proto._client import ClientConfig, ClientCore
-from rocketmq_proto._codes import RequestCode
-from rocketmq_proto._command import RemotingCommand
-from rocketmq_proto._effects import Call, Flow, Now, Sleep, within
-from rocketmq_proto._errors import RequestTimeoutError
-from rocketmq_proto._message import Message, UniqueIdGenerator
-from rocketmq_proto._producer import ProducerConfig, ProducerCore
+from rocketmq_proto.flows.effects import Call, Flow, Now, Sleep, within
+from rocketmq_proto.flows.producer import ProducerConfig, ProducerCore
+from rocketmq_proto.flows.session import ClientConfig, ClientCore
+from rocketmq_proto.message.model import Message, UniqueIdGenerator
+from rocketmq_proto.wire.codes import RequestCode
+from rocketmq_proto.wire.command import RemotingCommand
+from rocketmq_proto.wire.errors import RequestTimeoutError
 
 from .flowsim import Sim
 from .test_producer_core import Broker

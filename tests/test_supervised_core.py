@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from rocketmq_proto._effects import UPKEEP_RESTART_DELAY, Flow, Sleep, supervised
+from rocketmq_proto.flows.effects import UPKEEP_RESTART_DELAY, Flow, Sleep, supervised
 
 from .flowsim import Sim
 

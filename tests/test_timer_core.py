@@ -13,12 +13,7 @@ import json
 import pytest
 
 from rocketmq_proto import TimerFallback, TimerUnsupportedError
-from rocketmq_proto._codes import FLAG_RESPONSE, RequestCode, ResponseCode, SendStatus
-from rocketmq_proto._command import FrameDecoder, RemotingCommand, encode_command
-from rocketmq_proto._errors import ConfigError, InvalidMessageError, RequestTimeoutError
-from rocketmq_proto._message import Message, decode_properties
-from rocketmq_proto._options import producer_settings
-from rocketmq_proto._producer import (
+from rocketmq_proto.flows.producer import (
     DEFAULT_DELAY_LEVELS,
     TIMER_MIN_BROKER_VERSION,
     ProducerConfig,
@@ -26,7 +21,12 @@ from rocketmq_proto._producer import (
     nearest_delay_level,
     parse_delay_levels,
 )
-from rocketmq_proto._route import MessageQueue
+from rocketmq_proto.message.model import Message, decode_properties
+from rocketmq_proto.options import producer_settings
+from rocketmq_proto.wire.codes import FLAG_RESPONSE, RequestCode, ResponseCode, SendStatus
+from rocketmq_proto.wire.command import FrameDecoder, RemotingCommand, encode_command
+from rocketmq_proto.wire.errors import ConfigError, InvalidMessageError, RequestTimeoutError
+from rocketmq_proto.wire.route import MessageQueue
 
 from .flowsim import Sim
 from .test_producer_core import NAMESRV, make_producer

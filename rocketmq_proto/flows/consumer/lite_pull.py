@@ -20,29 +20,8 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from . import _namespace as ns
-from . import _requests as rq
-from ._bodies import (
-    ConsumeFromWhere,
-    ConsumerData,
-    ConsumeType,
-    MessageModel,
-    SubscriptionData,
-    build_subscription,
-)
-from ._client import ClientCore
-from ._codes import PullStatus, ResponseCode
-from ._consume import initial_offset_flow, reset_retry_topic
-from ._effects import Call, Flow, Now, Sleep, Spawn, WallTime
-from ._errors import (
-    ConfigError,
-    InvalidArgumentError,
-    LocalProtocolError,
-    RocketMQError,
-    error_for_response,
-)
-from ._message import MessageExt
-from ._offsets import (
+from rocketmq_proto.flows.consumer.consume import initial_offset_flow, reset_retry_topic
+from rocketmq_proto.flows.consumer.offsets import (
     OffsetStore,
     commit_offsets_flow,
     max_offset_flow,
@@ -50,10 +29,41 @@ from ._offsets import (
     search_offset_flow,
     subscribe_addr_flow,
 )
-from ._process_queue import ProcessQueue
-from ._pull import PullConfig, PullRequest, parse_pull_response, pull_command, pull_error_delay
-from ._rebalance import AllocateStrategy, allocate_averagely, rebalance_topic_flow
-from ._route import MessageQueue, subscribe_queues
+from rocketmq_proto.flows.consumer.process_queue import ProcessQueue
+from rocketmq_proto.flows.consumer.pull import (
+    PullConfig,
+    PullRequest,
+    parse_pull_response,
+    pull_command,
+    pull_error_delay,
+)
+from rocketmq_proto.flows.consumer.rebalance import (
+    AllocateStrategy,
+    allocate_averagely,
+    rebalance_topic_flow,
+)
+from rocketmq_proto.flows.effects import Call, Flow, Now, Sleep, Spawn, WallTime
+from rocketmq_proto.flows.session import ClientCore
+from rocketmq_proto.message import namespace as ns
+from rocketmq_proto.message.model import MessageExt
+from rocketmq_proto.wire import requests as rq
+from rocketmq_proto.wire.bodies import (
+    ConsumeFromWhere,
+    ConsumerData,
+    ConsumeType,
+    MessageModel,
+    SubscriptionData,
+    build_subscription,
+)
+from rocketmq_proto.wire.codes import PullStatus, ResponseCode
+from rocketmq_proto.wire.errors import (
+    ConfigError,
+    InvalidArgumentError,
+    LocalProtocolError,
+    RocketMQError,
+    error_for_response,
+)
+from rocketmq_proto.wire.route import MessageQueue, subscribe_queues
 
 log = logging.getLogger("rocketmq_proto.pull_consumer")
 

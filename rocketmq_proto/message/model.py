@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final, NamedTuple
 
-from ._errors import (
+from rocketmq_proto.wire.errors import (
     CompressionUnavailableError,
     InvalidArgumentError,
     InvalidMessageError,
@@ -66,7 +66,6 @@ __all__ = [
     "encode_offset_msg_id",
     "encode_properties",
     "encode_stored_message",
-    "java_string_hash",
     "parse_unique_id",
     "properties_string",
     "unwrap_inner_batch",
@@ -741,25 +740,6 @@ def parse_unique_id(msg_id: str, now_ms: int) -> UniqueIdInfo:
     if start + span > now_ms and start > 0:
         start = _previous_month_start(start)
     return UniqueIdInfo(ip, pid, start + span)
-
-
-# ------------------------------------------------------------------ Java String.hashCode
-
-
-def java_string_hash(s: str) -> int:
-    """Java's ``String.hashCode``: 31·h + each UTF-16 code unit, as a signed 32-bit int.
-
-    Characters outside the BMP count as their two surrogate units, as in Java.
-    """
-    if s.isascii():
-        units: Iterable[int] = s.encode("ascii")
-    else:
-        raw = s.encode("utf-16-be", "surrogatepass")
-        units = struct.unpack(f">{len(raw) // 2}H", raw)
-    h = 0
-    for unit in units:
-        h = (31 * h + unit) & 0xFFFFFFFF
-    return h - (1 << 32) if h & 0x80000000 else h
 
 
 # ------------------------------------------------------------------ message classes

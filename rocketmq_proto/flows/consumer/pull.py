@@ -18,17 +18,32 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
-from . import _requests as rq
-from ._bodies import SubscriptionData
-from ._client import ClientCore
-from ._codes import PullStatus, PullSysFlag, RequestCode, ResponseCode
-from ._command import RemotingCommand
-from ._effects import Call, Flow, Now
-from ._errors import ConfigError, RemoteProtocolError, RocketMQError, error_for_response
-from ._message import MessageConst, MessageExt, decode_message, decode_messages, unwrap_inner_batch
-from ._offsets import OffsetStore, persist_offset_flow, subscribe_addr_flow
-from ._process_queue import ProcessQueue
-from ._route import MASTER_ID, MessageQueue
+from rocketmq_proto.flows.consumer.offsets import (
+    OffsetStore,
+    persist_offset_flow,
+    subscribe_addr_flow,
+)
+from rocketmq_proto.flows.consumer.process_queue import ProcessQueue
+from rocketmq_proto.flows.effects import Call, Flow, Now
+from rocketmq_proto.flows.session import ClientCore
+from rocketmq_proto.message.model import (
+    MessageConst,
+    MessageExt,
+    decode_message,
+    decode_messages,
+    unwrap_inner_batch,
+)
+from rocketmq_proto.wire import requests as rq
+from rocketmq_proto.wire.bodies import SubscriptionData
+from rocketmq_proto.wire.codes import PullStatus, PullSysFlag, RequestCode, ResponseCode
+from rocketmq_proto.wire.command import RemotingCommand
+from rocketmq_proto.wire.errors import (
+    ConfigError,
+    RemoteProtocolError,
+    RocketMQError,
+    error_for_response,
+)
+from rocketmq_proto.wire.route import MASTER_ID, MessageQueue
 
 log = logging.getLogger("rocketmq_proto.consumer")
 
@@ -450,7 +465,7 @@ def pull_step_flow(
     The driver runs it, hands :attr:`PullOutcome.messages` to consumption and
     runs it again after :attr:`PullOutcome.delay` (until ``None``). Orderly
     consumers pull only a locked queue, and re-read its offset with
-    ``recompute_offset`` (:func:`rocketmq_proto._consume.initial_offset_flow`)
+    ``recompute_offset`` (:func:`rocketmq_proto.flows.consumer.consume.initial_offset_flow`)
     on the first pull after it got locked. After OFFSET_ILLEGAL the fixed offset
     is committed here for clustering; a broadcasting driver writes its file.
     """

@@ -31,7 +31,7 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
-from ._errors import RemoteProtocolError
+from rocketmq_proto.wire.errors import RemoteProtocolError
 
 #: Deepest nesting the fallback parser accepts. RocketMQ bodies nest four to six
 #: levels; the bound keeps a hostile body from exhausting the Python stack.

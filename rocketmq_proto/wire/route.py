@@ -21,9 +21,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from . import _jsonlenient as jl
-from ._codes import Perm
-from ._errors import RemoteProtocolError
+from rocketmq_proto.wire import jsonlenient as jl
+from rocketmq_proto.wire.codes import Perm
+from rocketmq_proto.wire.errors import RemoteProtocolError
 
 #: Broker id of a master in ``brokerAddrs``.
 MASTER_ID: Final = 0

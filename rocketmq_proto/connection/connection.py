@@ -21,15 +21,21 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ._codes import FLAG_ONEWAY, FLAG_RESPONSE, LanguageCode, SerializeType, request_name
-from ._command import (
+from rocketmq_proto.wire.codes import (
+    FLAG_ONEWAY,
+    FLAG_RESPONSE,
+    LanguageCode,
+    SerializeType,
+    request_name,
+)
+from rocketmq_proto.wire.command import (
     DEFAULT_MAX_FRAME_SIZE,
     DEFAULT_VERSION,
     FrameDecoder,
     RemotingCommand,
     encode_command,
 )
-from ._errors import (
+from rocketmq_proto.wire.errors import (
     ConnectionClosedError,
     InvalidArgumentError,
     LocalProtocolError,

@@ -14,8 +14,8 @@ import json
 import struct
 from collections.abc import Mapping
 
-from ._codes import LanguageCode, RequestCode, SerializeType, TransactionState
-from ._command import DEFAULT_VERSION, ExtTemplate, RemotingCommand, json_head
+from rocketmq_proto.wire.codes import LanguageCode, RequestCode, SerializeType, TransactionState
+from rocketmq_proto.wire.command import DEFAULT_VERSION, ExtTemplate, RemotingCommand, json_head
 
 _escape = json.encoder.encode_basestring
 

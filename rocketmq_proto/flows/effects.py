@@ -28,8 +28,8 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ._command import RemotingCommand
-from ._errors import RequestTimeoutError
+from rocketmq_proto.wire.command import RemotingCommand
+from rocketmq_proto.wire.errors import RequestTimeoutError
 
 T = TypeVar("T")
 
@@ -118,7 +118,7 @@ class WriteFile:
 
     Missing directories are created. An OS error is thrown into the flow as
     :class:`LocalStorageError`. Drivers perform both file effects with
-    :mod:`rocketmq_proto._localfile`, and never on an event loop's thread.
+    :mod:`rocketmq_proto.flows.localfile`, and never on an event loop's thread.
     """
 
     path: str
@@ -135,7 +135,7 @@ class HttpGet:
     :class:`RequestTimeoutError` when time runs out, :class:`ConnectionClosedError`
     when the connection cannot be made or fails, or the answer exceeds
     ``max_size`` bytes. Used for the name server lookup
-    (:mod:`rocketmq_proto._namesrv_lookup`); a driver performs it without
+    (:mod:`rocketmq_proto.flows.namesrv_lookup`); a driver performs it without
     blocking its event loop or its timer thread.
     """
 

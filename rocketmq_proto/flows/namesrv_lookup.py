@@ -12,7 +12,7 @@ This client has no default endpoint: the URL is given explicitly
 (``namesrv_lookup_url``, or the ``NAMESRV_LOOKUP_URL`` environment variable).
 Here are the decisions: the URL's validation, the request's bytes, the
 answer's parsing, when to ask again. The driver only moves bytes (the
-:class:`~rocketmq_proto._effects.HttpGet` effect).
+:class:`~rocketmq_proto.flows.effects.HttpGet` effect).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from ._effects import Flow, HttpGet, Now, Sleep
-from ._errors import ConfigError, ConnectionClosedError, RequestTimeoutError
+from rocketmq_proto.flows.effects import Flow, HttpGet, Now, Sleep
+from rocketmq_proto.wire.errors import ConfigError, ConnectionClosedError, RequestTimeoutError
 
 __all__ = [
     "DEFAULT_LOOKUP_INTERVAL",
@@ -111,7 +111,7 @@ def parse_lookup_answer(raw: bytes) -> tuple[str, ...]:
     ``host:port;host:port`` (as Java's ``TopAddressing`` reads it). Raises
     :class:`LookupAnswerError` otherwise.
     """
-    from ._client import parse_addrs
+    from rocketmq_proto.flows.session import parse_addrs
 
     head, sep, body = raw.partition(b"\r\n\r\n")
     if not sep:

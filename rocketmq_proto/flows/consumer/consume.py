@@ -24,23 +24,28 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from . import _namespace as ns
-from . import _requests as rq
-from ._bodies import ConsumeFromWhere
-from ._client import ClientCore
-from ._codes import ResponseCode
-from ._effects import Call, Flow, Now
-from ._errors import (
+from rocketmq_proto.flows.consumer.offsets import (
+    OffsetStore,
+    max_offset_flow,
+    query_offset_flow,
+    search_offset_flow,
+)
+from rocketmq_proto.flows.consumer.process_queue import ProcessQueue
+from rocketmq_proto.flows.effects import Call, Flow, Now
+from rocketmq_proto.flows.session import ClientCore
+from rocketmq_proto.message import namespace as ns
+from rocketmq_proto.message.model import Message, MessageConst, MessageExt
+from rocketmq_proto.wire import requests as rq
+from rocketmq_proto.wire.bodies import ConsumeFromWhere
+from rocketmq_proto.wire.codes import ResponseCode
+from rocketmq_proto.wire.errors import (
     InvalidArgumentError,
     RemoteProtocolError,
     RocketMQError,
     RouteNotFoundError,
     error_for_response,
 )
-from ._message import Message, MessageConst, MessageExt
-from ._offsets import OffsetStore, max_offset_flow, query_offset_flow, search_offset_flow
-from ._process_queue import ProcessQueue
-from ._route import LOGICAL_QUEUE_MOCK_BROKER_PREFIX, MessageQueue
+from rocketmq_proto.wire.route import LOGICAL_QUEUE_MOCK_BROKER_PREFIX, MessageQueue
 
 log = logging.getLogger("rocketmq_proto.consumer")
 

@@ -18,10 +18,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from . import _jsonlenient as jl
-from ._errors import InvalidArgumentError, RemoteProtocolError
-from ._message import java_string_hash
-from ._route import MessageQueue, java_order_key
+from rocketmq_proto.wire import jsonlenient as jl
+from rocketmq_proto.wire.errors import InvalidArgumentError, RemoteProtocolError
+from rocketmq_proto.wire.hashing import java_string_hash
+from rocketmq_proto.wire.route import MessageQueue, java_order_key
 
 # --------------------------------------------------------------- vocabulary
 

@@ -19,8 +19,8 @@ import bisect
 from collections.abc import Iterable, Sequence
 from typing import Final
 
-from ._bodies import ProcessQueueInfo
-from ._message import MessageConst, MessageExt
+from rocketmq_proto.message.model import MessageConst, MessageExt
+from rocketmq_proto.wire.bodies import ProcessQueueInfo
 
 __all__ = [
     "PULL_MAX_IDLE_TIME",
@@ -269,7 +269,7 @@ class ProcessQueue:
         (CONSUME_START_TIME) more than ``consume_timeout_ms`` ago, at most ``limit``.
 
         Java's ``cleanExpiredMsg`` sends each back with delay level 3 and removes
-        it (see :func:`rocketmq_proto._consume.clean_expired_flow`).
+        it (see :func:`rocketmq_proto.flows.consumer.consume.clean_expired_flow`).
         """
         out = []
         for offset in self._offsets[: max(limit, 0)]:

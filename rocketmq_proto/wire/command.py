@@ -19,8 +19,8 @@ import json
 import struct
 from typing import Any, Final
 
-from ._codes import FLAG_ONEWAY, FLAG_RESPONSE, LanguageCode, SerializeType
-from ._errors import InvalidArgumentError, RemoteProtocolError
+from rocketmq_proto.wire.codes import FLAG_ONEWAY, FLAG_RESPONSE, LanguageCode, SerializeType
+from rocketmq_proto.wire.errors import InvalidArgumentError, RemoteProtocolError
 
 #: The ``version`` we announce: the ordinal of Java client release 5.3.3. Versions of
 #: 401 and above make name servers answer routes in standard JSON, and keep ACL

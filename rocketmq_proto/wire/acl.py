@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
-from ._errors import ConfigError
+from rocketmq_proto.wire.errors import ConfigError
 
 ACCESS_KEY: Final = "AccessKey"
 SECRET_KEY: Final = "SecretKey"

@@ -20,15 +20,20 @@ import logging
 from collections.abc import Collection, Mapping
 from typing import Final
 
-from . import _jsonlenient as jl
-from . import _requests as rq
-from ._bodies import _mq_keyed, _mq_table
-from ._client import ClientCore
-from ._codes import ResponseCode
-from ._command import RemotingCommand
-from ._effects import Call, Flow, Oneway
-from ._errors import RemoteProtocolError, RocketMQError, RouteNotFoundError, error_for_response
-from ._route import MASTER_ID, MessageQueue
+from rocketmq_proto.flows.effects import Call, Flow, Oneway
+from rocketmq_proto.flows.session import ClientCore
+from rocketmq_proto.wire import jsonlenient as jl
+from rocketmq_proto.wire import requests as rq
+from rocketmq_proto.wire.bodies import _mq_keyed, _mq_table
+from rocketmq_proto.wire.codes import ResponseCode
+from rocketmq_proto.wire.command import RemotingCommand
+from rocketmq_proto.wire.errors import (
+    RemoteProtocolError,
+    RocketMQError,
+    RouteNotFoundError,
+    error_for_response,
+)
+from rocketmq_proto.wire.route import MASTER_ID, MessageQueue
 
 log = logging.getLogger("rocketmq_proto.consumer")
 

@@ -14,18 +14,18 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
-from ._acl import Credentials, sign_request
-from ._client import ClientConfig
-from ._codes import SerializeType
-from ._command import DEFAULT_MAX_FRAME_SIZE
-from ._connection import Signer
-from ._errors import ConfigError
-from ._lite_pull import PullConsumerConfig
-from ._message import CompressionType
-from ._namesrv_lookup import DEFAULT_LOOKUP_INTERVAL
-from ._producer import ProducerConfig, QueueSelection, TimerFallback
-from ._pull import PullConfig
-from ._push import ConsumerConfig
+from rocketmq_proto.connection.connection import Signer
+from rocketmq_proto.flows.consumer.lite_pull import PullConsumerConfig
+from rocketmq_proto.flows.consumer.pull import PullConfig
+from rocketmq_proto.flows.consumer.push import ConsumerConfig
+from rocketmq_proto.flows.namesrv_lookup import DEFAULT_LOOKUP_INTERVAL
+from rocketmq_proto.flows.producer import ProducerConfig, QueueSelection, TimerFallback
+from rocketmq_proto.flows.session import ClientConfig
+from rocketmq_proto.message.model import CompressionType
+from rocketmq_proto.wire.acl import Credentials, sign_request
+from rocketmq_proto.wire.codes import SerializeType
+from rocketmq_proto.wire.command import DEFAULT_MAX_FRAME_SIZE
+from rocketmq_proto.wire.errors import ConfigError
 
 
 class ClientOptions(TypedDict, total=False):

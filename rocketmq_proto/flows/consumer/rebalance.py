@@ -24,21 +24,21 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from . import _requests as rq
-from ._bodies import MessageModel, parse_consumer_id_list
-from ._client import ClientCore
-from ._codes import ResponseCode
-from ._effects import Call, Flow, Now
-from ._errors import (
+from rocketmq_proto.flows.consumer.process_queue import ProcessQueue
+from rocketmq_proto.flows.effects import Call, Flow, Now
+from rocketmq_proto.flows.session import ClientCore
+from rocketmq_proto.message.namespace import RETRY_PREFIX
+from rocketmq_proto.wire import requests as rq
+from rocketmq_proto.wire.bodies import MessageModel, parse_consumer_id_list
+from rocketmq_proto.wire.codes import ResponseCode
+from rocketmq_proto.wire.errors import (
     ConnectionClosedError,
     InvalidArgumentError,
     RequestTimeoutError,
     RocketMQError,
     error_for_response,
 )
-from ._namespace import RETRY_PREFIX
-from ._process_queue import ProcessQueue
-from ._route import MessageQueue, TopicRouteData, java_order_key, subscribe_queues
+from rocketmq_proto.wire.route import MessageQueue, TopicRouteData, java_order_key, subscribe_queues
 
 log = logging.getLogger("rocketmq_proto.consumer")
 

@@ -6,14 +6,20 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from . import _namespace as ns
-from . import _requests as rq
-from ._bodies import encode_subscription_group_config, parse_reset_offset_body
-from ._client import ClientCore
-from ._codes import Perm, RequestCode, ResponseCode
-from ._command import RemotingCommand
-from ._effects import Call, Flow
-from ._errors import (
+from rocketmq_proto.flows.effects import Call, Flow
+from rocketmq_proto.flows.session import ClientCore
+from rocketmq_proto.message import namespace as ns
+from rocketmq_proto.message.model import (
+    MessageExt,
+    decode_messages,
+    decode_offset_msg_id,
+    validate_topic,
+)
+from rocketmq_proto.wire import requests as rq
+from rocketmq_proto.wire.bodies import encode_subscription_group_config, parse_reset_offset_body
+from rocketmq_proto.wire.codes import Perm, RequestCode, ResponseCode
+from rocketmq_proto.wire.command import RemotingCommand
+from rocketmq_proto.wire.errors import (
     InvalidArgumentError,
     QueryNotFoundError,
     RemoteProtocolError,
@@ -21,8 +27,7 @@ from ._errors import (
     RouteNotFoundError,
     error_for_response,
 )
-from ._message import MessageExt, decode_messages, decode_offset_msg_id, validate_topic
-from ._route import MASTER_ID, MessageQueue, TopicRouteData, subscribe_queues
+from rocketmq_proto.wire.route import MASTER_ID, MessageQueue, TopicRouteData, subscribe_queues
 
 log = logging.getLogger("rocketmq_proto.admin")
 

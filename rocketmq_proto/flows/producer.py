@@ -18,14 +18,37 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import _namespace as ns
-from . import _requests as rq
-from ._client import ClientCore, TopicPublishInfo
-from ._codes import RETRIABLE_SEND_CODES, RequestCode, ResponseCode, SendStatus, TransactionState
-from ._command import RemotingCommand
-from ._connection import Reply
-from ._effects import Call, Flow, Now, Oneway, UserCall, WallTime, within
-from ._errors import (
+from rocketmq_proto.connection.connection import Reply
+from rocketmq_proto.flows.effects import Call, Flow, Now, Oneway, UserCall, WallTime, within
+from rocketmq_proto.flows.session import ClientCore, TopicPublishInfo
+from rocketmq_proto.message import namespace as ns
+from rocketmq_proto.message.model import (
+    RETRY_GROUP_TOPIC_PREFIX,
+    CompressionType,
+    MessageConst,
+    MessageExt,
+    UniqueIdGenerator,
+    compress_body,
+    compression_available,
+    decode_message,
+    decode_offset_msg_id,
+    decode_properties,
+    decompress_body,
+    encode_batch,
+    properties_string,
+    validate_tags,
+)
+from rocketmq_proto.message.model import Message as Message
+from rocketmq_proto.wire import requests as rq
+from rocketmq_proto.wire.codes import (
+    RETRIABLE_SEND_CODES,
+    RequestCode,
+    ResponseCode,
+    SendStatus,
+    TransactionState,
+)
+from rocketmq_proto.wire.command import RemotingCommand
+from rocketmq_proto.wire.errors import (
     BrokerError,
     CompressionUnavailableError,
     ConfigError,
@@ -39,25 +62,8 @@ from ._errors import (
     UserCallbackError,
     error_for_response,
 )
-from ._message import (
-    RETRY_GROUP_TOPIC_PREFIX,
-    CompressionType,
-    MessageConst,
-    MessageExt,
-    UniqueIdGenerator,
-    compress_body,
-    compression_available,
-    decode_message,
-    decode_offset_msg_id,
-    decode_properties,
-    decompress_body,
-    encode_batch,
-    java_string_hash,
-    properties_string,
-    validate_tags,
-)
-from ._message import Message as Message
-from ._route import MessageQueue
+from rocketmq_proto.wire.hashing import java_string_hash
+from rocketmq_proto.wire.route import MessageQueue
 
 log = logging.getLogger("rocketmq_proto.producer")
 

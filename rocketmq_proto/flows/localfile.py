@@ -1,7 +1,7 @@
 """Small local files (broadcasting offsets), read whole and replaced atomically.
 
-The blocking operations behind the :class:`~rocketmq_proto._effects.ReadFile`
-and :class:`~rocketmq_proto._effects.WriteFile` effects, written once for every
+The blocking operations behind the :class:`~rocketmq_proto.flows.effects.ReadFile`
+and :class:`~rocketmq_proto.flows.effects.WriteFile` effects, written once for every
 driver. No core flow calls them (flows yield the effects); a driver runs them
 where blocking is harmless: the blocking driver in its own thread, the asyncio
 driver in a worker thread, never on its event loop.
@@ -13,7 +13,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from ._errors import LocalStorageError
+from rocketmq_proto.wire.errors import LocalStorageError
 
 __all__ = ["read_file", "write_file"]
 

@@ -22,9 +22,57 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from . import _namespace as ns
-from . import _requests as rq
-from ._bodies import (
+from rocketmq_proto.connection.connection import Reply
+from rocketmq_proto.flows.consumer.consume import (
+    CONSUME_REQUEST_RETRY_DELAY,
+    ConsumeResult,
+    clean_expired_flow,
+    consume_directly_result,
+    initial_offset_flow,
+    mark_consume_start,
+    max_reconsume_times,
+    process_concurrent_result_flow,
+    process_orderly_result_flow,
+    reset_retry_topic,
+    to_consume_result,
+)
+from rocketmq_proto.flows.consumer.offsets import (
+    OffsetStore,
+    commit_offsets_flow,
+    encode_local_offsets,
+    load_local_offsets,
+    local_offsets_client_id,
+    local_offsets_path,
+    persist_offset_flow,
+)
+from rocketmq_proto.flows.consumer.process_queue import REBALANCE_LOCK_INTERVAL, ProcessQueue
+from rocketmq_proto.flows.consumer.pull import PullConfig, PullRequest, pull_step_flow
+from rocketmq_proto.flows.consumer.rebalance import (
+    AllocateStrategy,
+    allocate_averagely,
+    allocate_averagely_by_circle,
+    allocate_consistent_hash,
+    queues_not_subscribed,
+    rebalance_topic_flow,
+)
+from rocketmq_proto.flows.effects import (
+    Call,
+    Flow,
+    Now,
+    Oneway,
+    ReadFile,
+    Sleep,
+    Spawn,
+    UserCall,
+    WallTime,
+    WriteFile,
+)
+from rocketmq_proto.flows.producer import ProducerConfig, ProducerCore
+from rocketmq_proto.flows.session import ClientCore
+from rocketmq_proto.message import namespace as ns
+from rocketmq_proto.message.model import Message, MessageExt, UniqueIdGenerator, decode_message
+from rocketmq_proto.wire import requests as rq
+from rocketmq_proto.wire.bodies import (
     ConsumeFromWhere,
     ConsumerData,
     ConsumeType,
@@ -39,47 +87,15 @@ from ._bodies import (
     parse_reset_offset_body,
     running_info_properties,
 )
-from ._client import ClientCore
-from ._codes import RequestCode, ResponseCode
-from ._command import RemotingCommand
-from ._connection import Reply
-from ._consume import (
-    CONSUME_REQUEST_RETRY_DELAY,
-    ConsumeResult,
-    clean_expired_flow,
-    consume_directly_result,
-    initial_offset_flow,
-    mark_consume_start,
-    max_reconsume_times,
-    process_concurrent_result_flow,
-    process_orderly_result_flow,
-    reset_retry_topic,
-    to_consume_result,
+from rocketmq_proto.wire.codes import RequestCode, ResponseCode
+from rocketmq_proto.wire.command import RemotingCommand
+from rocketmq_proto.wire.errors import (
+    ConfigError,
+    RemoteProtocolError,
+    RocketMQError,
+    UserCallbackError,
 )
-from ._effects import Call, Flow, Now, Oneway, ReadFile, Sleep, Spawn, UserCall, WallTime, WriteFile
-from ._errors import ConfigError, RemoteProtocolError, RocketMQError, UserCallbackError
-from ._message import Message, MessageExt, UniqueIdGenerator, decode_message
-from ._offsets import (
-    OffsetStore,
-    commit_offsets_flow,
-    encode_local_offsets,
-    load_local_offsets,
-    local_offsets_client_id,
-    local_offsets_path,
-    persist_offset_flow,
-)
-from ._process_queue import REBALANCE_LOCK_INTERVAL, ProcessQueue
-from ._producer import ProducerConfig, ProducerCore
-from ._pull import PullConfig, PullRequest, pull_step_flow
-from ._rebalance import (
-    AllocateStrategy,
-    allocate_averagely,
-    allocate_averagely_by_circle,
-    allocate_consistent_hash,
-    queues_not_subscribed,
-    rebalance_topic_flow,
-)
-from ._route import MessageQueue
+from rocketmq_proto.wire.route import MessageQueue
 
 log = logging.getLogger("rocketmq_proto.consumer")
 

@@ -3,7 +3,7 @@
 One :class:`ClientCore` is shared by the producers and consumers of one client
 object. It holds what they share (routes, broker addresses, the fault table,
 who to heartbeat for) and the flows that maintain it. It performs no IO: its
-flows yield effects (see :mod:`rocketmq_proto._effects`).
+flows yield effects (see :mod:`rocketmq_proto.flows.effects`).
 """
 
 from __future__ import annotations
@@ -13,13 +13,19 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
-from . import _requests as rq
-from ._bodies import ConsumerData, HeartbeatData, encode_heartbeat
-from ._codes import RequestCode, ResponseCode
-from ._command import RemotingCommand
-from ._connection import Reply
-from ._effects import Call, Flow, Now, Sleep
-from ._errors import (
+from rocketmq_proto.connection.connection import Reply
+from rocketmq_proto.flows.effects import Call, Flow, Now, Sleep
+from rocketmq_proto.flows.fault import LatencyFaultTolerance
+from rocketmq_proto.flows.namesrv_lookup import (
+    DEFAULT_LOOKUP_INTERVAL,
+    NamesrvLookup,
+    parse_lookup_url,
+)
+from rocketmq_proto.wire import requests as rq
+from rocketmq_proto.wire.bodies import ConsumerData, HeartbeatData, encode_heartbeat
+from rocketmq_proto.wire.codes import RequestCode, ResponseCode
+from rocketmq_proto.wire.command import RemotingCommand
+from rocketmq_proto.wire.errors import (
     ConfigError,
     ConnectionClosedError,
     RequestTimeoutError,
@@ -27,9 +33,7 @@ from ._errors import (
     RouteNotFoundError,
     error_for_response,
 )
-from ._fault import LatencyFaultTolerance
-from ._namesrv_lookup import DEFAULT_LOOKUP_INTERVAL, NamesrvLookup, parse_lookup_url
-from ._route import (
+from rocketmq_proto.wire.route import (
     MASTER_ID,
     BrokerData,
     ClusterInfo,
@@ -70,7 +74,7 @@ class ClientConfig:
     """What every client object shares. Times are seconds.
 
     ``namesrv_addrs`` may be empty only with ``namesrv_lookup_url``: the list is
-    then asked from that URL (see :mod:`rocketmq_proto._namesrv_lookup`), at
+    then asked from that URL (see :mod:`rocketmq_proto.flows.namesrv_lookup`), at
     start and every ``namesrv_lookup_interval`` seconds; with both, the
     addresses are the list used until the first lookup answers.
     """

@@ -9,7 +9,7 @@ exception escaping the core is a bug.
 
 from __future__ import annotations
 
-from ._codes import ResponseCode, request_name
+from rocketmq_proto.wire.codes import ResponseCode, request_name
 
 #: How much of a server's remark an error's message quotes; ``remark`` keeps it whole.
 MAX_REMARK_IN_MESSAGE = 4096
