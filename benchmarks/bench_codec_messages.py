@@ -13,15 +13,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rocketmq_proto.message.model import (
-    Message,
-    MessageExt,
-    UniqueIdGenerator,
-    decode_messages,
-    encode_batch,
-    encode_properties,
-    encode_stored_message,
-)
+from rocketmq_proto.message.codec import decode_messages, encode_batch, encode_stored_message
+from rocketmq_proto.message.ids import UniqueIdGenerator
+from rocketmq_proto.message.model import Message, MessageExt
+from rocketmq_proto.message.properties import encode_properties
 
 PULL_BATCH = 32
 BODY_SIZE = 1024

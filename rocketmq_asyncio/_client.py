@@ -1,53 +1,79 @@
-"""The asyncio client classes: each a thin shell running core flows on the transport."""
+"""The client classes, written once: each a thin shell running core flows.
+
+This module is the source of both drivers' classes. ``rocketmq_sync._client`` is
+generated from it by ``scripts/unasync.py`` (``async``/``await`` removed, the
+names of the table there replaced); what differs between the drivers lives in
+their ``_shell`` modules, behind the same names. Edit this file, then run
+``python scripts/unasync.py``; lint checks the two agree.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import contextlib
-import inspect
 import logging
 import os
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+import warnings
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Self, TypeVar, Unpack
+from typing import Any, ClassVar, Self, TypeVar, Unpack
 
-from rocketmq_proto.connection.connection import Reply
-from rocketmq_proto.flows.admin import DEFAULT_CLUSTER, AdminCore, TopicOffset
-from rocketmq_proto.flows.consumer.lite_pull import PullConsumerCore
-from rocketmq_proto.flows.consumer.push import HANDLER_NOT_RUN, MessageHandler, PushConsumerCore
-from rocketmq_proto.flows.effects import Flow, supervised
-from rocketmq_proto.flows.producer import (
-    ProducerCore,
-    QueueSelector,
-    ReplyWaiters,
-    SendResult,
-    make_reply_message,
-)
-from rocketmq_proto.flows.session import ClientCore
-from rocketmq_proto.message.model import Message, MessageExt, UniqueIdGenerator
-from rocketmq_proto.options import (
+from rocketmq_proto.driver import (
+    DEFAULT_CLUSTER,
+    AdminCore,
+    ClientCore,
     ClientOptions,
     ClientSettings,
+    ClusterInfo,
+    ConfigError,
     ConsumerOptions,
+    Flow,
+    LocalProtocolError,
+    Message,
+    MessageExt,
+    MessageHandler,
+    MessageQueue,
+    Perm,
+    ProducerCore,
     ProducerOptions,
+    PullConsumerCore,
     PullConsumerOptions,
+    PushConsumerCore,
+    QueueSelector,
+    RemotingCommand,
+    ReplyWaiters,
+    RequestTimeoutError,
+    SendResult,
+    TopicOffset,
+    TopicRouteData,
+    TransactionState,
+    UniqueIdGenerator,
     check_transaction_group,
     client_settings,
     consumer_settings,
     ip_bytes,
+    make_reply_message,
     producer_settings,
     pull_consumer_settings,
+    supervised,
 )
-from rocketmq_proto.wire.codes import Perm, TransactionState
-from rocketmq_proto.wire.command import RemotingCommand
-from rocketmq_proto.wire.errors import ConfigError, LocalProtocolError, RequestTimeoutError
-from rocketmq_proto.wire.route import ClusterInfo, MessageQueue, TopicRouteData
 
 from ._host import local_ip
-from ._interpreter import cancel_spawned, run_flow
-from ._transport import RemotingClient
+from ._shell import (
+    DefaultRuntime,
+    Engine,
+    LocalTransaction,
+    Runtime,
+    Signal,
+    Task,
+    TransactionChecker,
+    bounded_handler,
+    cancel_and_wait,
+    deliver,
+    monotonic,
+    new_waiter,
+    wait_all,
+    wait_waiter,
+)
 
 T = TypeVar("T")
 
@@ -67,14 +93,25 @@ DEFAULT_CLOSE_TIMEOUT = 5.0
 
 
 class _ClientBase:
-    """What every client object has: settings, the session core, a transport, upkeep."""
+    """What every client object has: settings, the session core, a runtime, an
+    engine running flows on connections, upkeep."""
 
-    def __init__(self, settings: ClientSettings) -> None:
+    #: The runtime the class runs on; ``rocketmq_gevent`` binds its own.
+    runtime_factory: ClassVar[Callable[..., Runtime]] = DefaultRuntime
+
+    def __init__(self, settings: ClientSettings, runtime: Runtime | None = None) -> None:
         self._settings = settings
         self._core = ClientCore(settings.client)
-        self._log = settings.transport.logger or logging.getLogger("rocketmq_asyncio")
-        self._remoting: RemotingClient | None = None
-        self._maintenance: asyncio.Task[None] | None = None
+        self._log = settings.transport.logger or logging.getLogger(__package__)
+        #: This client's own runtime (made here, or by a subclass for it): closed with it.
+        self._runtime = runtime if runtime is not None else type(self).runtime_factory()
+        self._lock = self._runtime.Lock()
+        #: Held while a flow of this client takes a step, and by methods that touch
+        #: core state directly (blocking drivers: flows resume on reader threads,
+        #: users call from theirs; asyncio: a lock that is never needed).
+        self._core_lock = self._runtime.Lock()
+        self._engine: Engine | None = None
+        self._maintenance: Task[None] | None = None
         self._closing = False
 
     @property
@@ -83,65 +120,68 @@ class _ClientBase:
 
     async def start(self) -> None:
         """Open the client (connections are made on first use)."""
-        if self._remoting is not None:
-            return
-        if self._closing:
-            raise LocalProtocolError("a closed client cannot be started again")
-        transport = self._settings.transport
-        self._remoting = RemotingClient(
-            serialize_type=transport.serialize_type,
-            ssl_context=transport.ssl_context,
-            signer=transport.signer,
-            connect_timeout=transport.connect_timeout,
-            max_frame_size=transport.max_frame_size,
-            request_handler=self._on_server_request,
-            logger=transport.logger,
-        )
-        self._maintenance = self._upkeep_of(
-            self._core.maintenance_flow, lambda: self._core.closed, "client upkeep"
-        )
+        with self._lock:
+            if self._engine is not None:
+                return
+            if self._closing:
+                raise LocalProtocolError("a closed client cannot be started again")
+            self._core.start()
+            self._engine = Engine(
+                self._runtime, self._settings.transport, self._on_server_request, self._core_lock
+            )
+            self._maintenance = self._upkeep_of(
+                self._core.maintenance_flow, lambda: self._core.closed, "client upkeep"
+            )
 
     def _upkeep_of(
         self, make: Callable[[], Flow[None]], stopped: Callable[[], bool], what: str
-    ) -> asyncio.Task[None]:
+    ) -> Task[None]:
         """Start an upkeep flow under the core's supervisor (restarted if it fails)."""
-        return asyncio.create_task(
-            self._run(supervised(make, stopped, what, self._log)),
+        return self._start(
+            supervised(make, stopped, what, self._log),
             name=f"rocketmq-{what.replace(' ', '-')}-{self.client_id}",
         )
 
-    async def _run(self, flow: Flow[T]) -> T:
-        remoting = self._remoting
-        if remoting is None:
+    def _engine_or_fail(self, flow: Flow[Any]) -> Engine:
+        engine = self._engine
+        if engine is None:
             flow.close()
             raise LocalProtocolError(
                 f"{type(self).__name__} is not started (use 'async with' or await start())"
             )
-        return await run_flow(remoting, flow)
+        return engine
 
-    async def _on_server_request(self, addr: str, command: RemotingCommand) -> Reply | None:
-        return await self._run(self._core.handle_server_request(addr, command))
+    async def _run(self, flow: Flow[T]) -> T:
+        return await self._engine_or_fail(flow).run(flow)
+
+    def _start(self, flow: Flow[T], name: str | None = None) -> Task[T]:
+        return self._engine_or_fail(flow).start(flow, name)
+
+    def _on_server_request(self, addr: str, command: RemotingCommand) -> Task[Any]:
+        # Started, not waited for: the transport answers when the flow ends, so
+        # nothing is held while the flow waits for a user callable.
+        return self._start(self._core.handle_server_request(addr, command))
 
     async def _unregister(self) -> None:
         """Hook: tell brokers this client's groups are gone."""
 
     async def close(self) -> None:
         """Stop upkeep, unregister from brokers, close connections."""
-        if self._closing:
-            return
-        self._closing = True
-        self._core.closed = True
+        with self._lock:
+            if self._closing:
+                return
+            self._closing = True
+            self._core.begin_close()
         if self._maintenance is not None:
-            self._maintenance.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._maintenance
-        if self._remoting is not None:
+            await cancel_and_wait(self._maintenance)
+        if self._engine is not None:
             try:
                 await self._unregister()
             except Exception as exc:  # closing must finish whatever the brokers say
                 self._log.info("unregister failed while closing: %s", exc)
-            await cancel_spawned(self._remoting)
-            await self._remoting.close()
+            await self._engine.close()
+        self._core.finish_close()
+        self._runtime.close()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -155,11 +195,20 @@ class _ClientBase:
     ) -> None:
         await self.close()
 
+    def __del__(self) -> None:
+        if getattr(self, "_engine", None) is not None and not getattr(self, "_closing", True):
+            warnings.warn(
+                f"unclosed {type(self).__name__} {self.client_id}",
+                ResourceWarning,
+                stacklevel=1,
+            )
+
 
 class Producer(_ClientBase):
-    """Sends messages. ``async with Producer("127.0.0.1:9876", group="g") as p: ...``
+    """Sends messages. ``async with Producer("127.0.0.1:9876", group="g") as p: await p.send(m)``.
 
-    Options (all keyword, Java's defaults): see :class:`rocketmq_proto.ProducerOptions`.
+    Safe to share between the tasks (blocking drivers: threads, greenlets) of its
+    runtime. Options (all keyword, Java's defaults): :class:`rocketmq_proto.ProducerOptions`.
     """
 
     def __init__(
@@ -177,8 +226,9 @@ class Producer(_ClientBase):
         self._producer.register()
         self._replies = ReplyWaiters(self._deliver_reply)
         self._replies.register(self._core)
-        #: Tasks of send_async() not yet done, for flush() and close().
-        self._sends: set[asyncio.Task[SendResult]] = set()
+        #: Sends started and not yet done, for flush() and close(). Only set.add,
+        #: set.discard and set.copy touch it: each is atomic under the GIL.
+        self._sends: set[Task[Any]] = set()
 
     @property
     def group(self) -> str:
@@ -189,21 +239,19 @@ class Producer(_ClientBase):
         await self._run(self._core.unregister_flow(producer_group=self._producer.group))
 
     async def flush(self, timeout: float | None = None) -> None:
-        """Wait until every send started by :meth:`send_async` before this call is
-        done, succeeded or failed (their outcome is read from their tasks).
+        """Wait until every send started before this call by :meth:`send_async` (in
+        the blocking drivers, also by :meth:`send` in other threads) is done,
+        succeeded or failed (their outcome is read from their futures).
 
         Raises the builtin :class:`TimeoutError` if some are still in flight after
         ``timeout`` seconds (``None``: as long as they take; each send is bounded
         by its own timeout anyway). The sends are not cancelled.
         """
-        pending = set(self._sends)
-        if not pending:
-            return
-        _, not_done = await asyncio.wait(pending, timeout=timeout)
-        if not_done:
+        pending = self._sends.copy()
+        left = await wait_all(pending, timeout)
+        if left:
             raise TimeoutError(
-                f"flush: {len(not_done)} of {len(pending)} sends still in flight "
-                f"after {timeout:g} s"
+                f"flush: {left} of {len(pending)} sends still in flight after {timeout:g} s"
             )
 
     async def close(self, timeout: float | None = DEFAULT_CLOSE_TIMEOUT) -> None:
@@ -212,7 +260,7 @@ class Producer(_ClientBase):
 
         Sends still in flight after ``timeout`` fail with :class:`ConnectionClosedError`.
         """
-        if not self._closing and self._remoting is not None:
+        if not self._closing and self._engine is not None:
             try:
                 await self.flush(timeout)
             except TimeoutError as exc:
@@ -238,13 +286,10 @@ class Producer(_ClientBase):
         ``send_timeout`` option) bounds the whole send, route lookups and retries
         included (:class:`RequestTimeoutError`).
         """
-        result = await self._run(
-            self._producer.send_flow(
-                message, timeout, queue=queue, sharding_key=sharding_key, selector=selector, arg=arg
-            )
+        flow = self._producer.send_flow(
+            message, timeout, queue=queue, sharding_key=sharding_key, selector=selector, arg=arg
         )
-        assert result is not None
-        return result
+        return await self._engine_or_fail(flow).run_send(flow, self._sends)
 
     def send_async(
         self,
@@ -255,20 +300,20 @@ class Producer(_ClientBase):
         sharding_key: str | None = None,
         selector: QueueSelector | None = None,
         arg: Any = None,
-    ) -> asyncio.Task[SendResult]:
-        """Start a send and return at once: a task to await later (pipelined sends).
+    ) -> Task[SendResult]:
+        """Start a send and return at once: a :class:`Task` of its result (pipelined
+        sends). In the blocking drivers, a :class:`concurrent.futures.Future`.
 
         :meth:`flush` waits for the sends started so far; :meth:`close` finishes them.
         """
-        task = asyncio.ensure_future(
-            self.send(
-                message, timeout, queue=queue, sharding_key=sharding_key, selector=selector, arg=arg
-            )
+        flow = self._producer.send_flow(
+            message, timeout, queue=queue, sharding_key=sharding_key, selector=selector, arg=arg
         )
+        future = self._start(flow)
         sends = self._sends
-        sends.add(task)
-        task.add_done_callback(sends.discard)
-        return task
+        sends.add(future)
+        future.add_done_callback(sends.discard)
+        return future
 
     async def send_oneway(
         self,
@@ -303,17 +348,16 @@ class Producer(_ClientBase):
 
     async def request(self, message: Message, timeout: float = 3.0) -> MessageExt:
         """Send a request message and wait for its reply (request-reply)."""
-        loop = asyncio.get_running_loop()
-        start = loop.time()
+        start = monotonic()
         correlation_id = await self._run(self._producer.prepare_request(message, timeout))
-        waiter: asyncio.Future[MessageExt] = loop.create_future()
+        waiter = new_waiter(self._runtime)
         self._replies.expect(correlation_id, waiter)
         try:
-            remaining = timeout - (loop.time() - start)
-            await self.send(message, max(remaining, 0.001))
-            remaining = timeout - (loop.time() - start)
+            await self.send(message, max(timeout - (monotonic() - start), 0.001))
+            remaining = max(timeout - (monotonic() - start), 0.0)
             try:
-                return await asyncio.wait_for(waiter, max(remaining, 0.0))
+                reply: MessageExt = await wait_waiter(waiter, remaining)
+                return reply
             except TimeoutError:
                 raise RequestTimeoutError(
                     f"no reply to request {correlation_id} on {message.topic!r} within {timeout} s"
@@ -329,25 +373,15 @@ class Producer(_ClientBase):
 
     @staticmethod
     def _deliver_reply(token: Any, message: MessageExt) -> None:
-        waiter: asyncio.Future[MessageExt] = token
-        if not waiter.done():
-            waiter.get_loop().call_soon_threadsafe(_set_if_pending, waiter, message)
-
-
-def _set_if_pending(waiter: asyncio.Future[MessageExt], message: MessageExt) -> None:
-    if not waiter.done():
-        waiter.set_result(message)
-
-
-LocalTransaction = Callable[[Message, Any], "TransactionState | bool | Awaitable[Any] | None"]
-TransactionChecker = Callable[[MessageExt], "TransactionState | bool | Awaitable[Any] | None"]
+        deliver(token, message)
 
 
 class TransactionProducer(Producer):
     """A producer of transactional messages.
 
     ``checker(message)`` answers the broker's check-back for a transaction whose
-    outcome it does not know (a coroutine function or a plain callable). The
+    outcome it does not know (in asyncio, a coroutine function or a plain
+    callable). The
     ``group`` option is required and may not be ``DEFAULT_PRODUCER``: the broker
     sends its check-back to a producer of the group.
     """
@@ -362,7 +396,7 @@ class TransactionProducer(Producer):
             raise ConfigError("checker must be callable: (message) -> TransactionState")
         check_transaction_group(options)
         super().__init__(namesrv_addr, **options)
-        self._producer.transaction_checker = checker
+        self._producer.set_transaction_checker(checker)
 
     async def send_in_transaction(
         self,
@@ -494,10 +528,12 @@ class PushConsumer(_ClientBase):
     ``consume_message_batch_max_size``). Returning ``None`` (nothing), ``True``
     or ``ConsumeResult.SUCCESS`` means consumed; a failure is explicit:
     ``RETRY_LATER`` (or ``False``; orderly: ``SUSPEND_CURRENT_QUEUE_A_MOMENT``)
-    or an exception, which is logged with its traceback. A coroutine function
-    is awaited; a plain function runs in a thread pool of ``consume_thread_max``
-    threads, so it may block. Options:
-    :class:`rocketmq_proto.ConsumerOptions` (``group`` is required)::
+    or an exception, which is logged with its traceback. At most
+    ``consume_thread_max`` handlers run at once. In asyncio a coroutine function
+    is awaited and a plain function runs in a thread pool, so it may block; the
+    blocking drivers run handlers on their worker threads (greenlets under
+    gevent). Options: :class:`rocketmq_proto.ConsumerOptions` (``group`` is
+    required)::
 
         consumer = PushConsumer("127.0.0.1:9876", handle, group="g")
         consumer.subscribe("Orders", "paid || shipped")
@@ -519,17 +555,15 @@ class PushConsumer(_ClientBase):
             options,
             **_host_facts(pid),
         )
-        super().__init__(settings)
+        # The runtime runs the handlers (at most consume_thread_max at once); the
+        # flows answering broker requests only pass through it without waiting.
+        runtime = type(self).runtime_factory(max_user_workers=config.consume_thread_max)
+        super().__init__(settings, runtime)
         ids = UniqueIdGenerator(ip_bytes(settings.client.client_ip), pid, random.getrandbits(32))
-        self._semaphore: asyncio.Semaphore | None = None
-        self._user_handler = handler
-        self._user_handler_is_async = inspect.iscoroutinefunction(
-            handler
-        ) or inspect.iscoroutinefunction(getattr(handler, "__call__", None))  # noqa: B004
-        self._consumer = PushConsumerCore(self._core, config, self._bounded_handler, ids)
+        bounded = bounded_handler(runtime, handler, lambda: self._consumer.closed)
+        self._consumer = PushConsumerCore(self._core, config, bounded, ids)
         self._consumer.register()
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
-        self._consumer_task: asyncio.Task[None] | None = None
+        self._consumer_upkeep: Task[None] | None = None
 
     @property
     def group(self) -> str:
@@ -538,44 +572,25 @@ class PushConsumer(_ClientBase):
     def subscribe(self, topic: str, expression: str = "*", *, sql: bool = False) -> None:
         """Subscribe to ``topic``: tags (``*``, ``"a || b"``) or, with ``sql``, an SQL92 filter.
 
-        Safe on a running consumer when called on its event loop's thread: flows
-        run only on that thread, and each step of one (its code between two
-        effects) ends before anything else runs there, so no lock is needed (the
-        blocking driver takes its core lock here). From another thread (a plain
-        handler runs in a worker thread), use
-        ``loop.call_soon_threadsafe(consumer.subscribe, ...)``.
+        Safe on a running consumer: the next rebalance takes it up. In asyncio,
+        call it on the loop's thread (from a handler's worker thread, use
+        ``loop.call_soon_threadsafe``); the blocking drivers take any thread.
         """
-        self._consumer.subscribe(topic, expression, "SQL92" if sql else "TAG")
+        with self._core_lock:  # flows of this consumer read the subscriptions meanwhile
+            self._consumer.subscribe(topic, expression, "SQL92" if sql else "TAG")
 
     def unsubscribe(self, topic: str) -> None:
-        """Stop consuming ``topic`` (its queues go at the next rebalance); on the
-        loop's thread, as :meth:`subscribe`."""
-        self._consumer.unsubscribe(topic)
-
-    async def _bounded_handler(self, messages: list[MessageExt]) -> Any:
-        assert self._semaphore is not None
-        async with self._semaphore:
-            if self._consumer.closed:
-                return HANDLER_NOT_RUN  # closed while this call waited for a slot
-            handler = self._user_handler
-            if self._user_handler_is_async:
-                return await handler(messages)
-            loop = asyncio.get_running_loop()
-            result = await loop.run_in_executor(self._executor, handler, messages)
-            if inspect.isawaitable(result):
-                result = await result
-            return result
+        """Stop consuming ``topic`` (its queues go at the next rebalance); called
+        as :meth:`subscribe`."""
+        with self._core_lock:
+            self._consumer.unsubscribe(topic)
 
     async def start(self) -> None:
-        if self._remoting is not None:
+        if self._engine is not None:
             return
-        self._semaphore = asyncio.Semaphore(self._consumer.config.consume_thread_max)
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            self._consumer.config.consume_thread_max, thread_name_prefix="rocketmq-consume"
-        )
         await super().start()
         await self._run(self._consumer.start_flow())
-        self._consumer_task = self._upkeep_of(
+        self._consumer_upkeep = self._upkeep_of(
             self._consumer.maintenance_flow, lambda: self._consumer.closed, "consumer upkeep"
         )
 
@@ -583,19 +598,17 @@ class PushConsumer(_ClientBase):
         """Stop pulling, let running handlers finish, commit offsets, unregister, close."""
         if self._closing:
             return
-        if self._remoting is not None and not self._consumer.closed:
+        if self._engine is not None and not self._consumer.closed:
             try:
                 await self._run(self._consumer.shutdown_flow())
             except Exception as exc:
                 self._log.warning("consumer shutdown incomplete: %s", exc)
-        self._consumer.closed = True
-        if self._consumer_task is not None:
-            self._consumer_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._consumer_task
+        if not self._consumer.closed:  # never started: no shutdown flow ran
+            self._consumer.begin_close()
+            self._consumer.finish_close()
+        if self._consumer_upkeep is not None:
+            await cancel_and_wait(self._consumer_upkeep)
         await super().close()
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
 
     @property
     def consumed(self) -> int:
@@ -604,14 +617,17 @@ class PushConsumer(_ClientBase):
 
     def assigned_queues(self) -> list[MessageQueue]:
         """The queues this consumer pulls now (its share after the last rebalance)."""
-        return sorted(self._consumer.queues)
+        with self._core_lock:
+            return sorted(self._consumer.queues)
 
 
 class PullConsumer(_ClientBase):
-    """Messages on demand: ``await poll(timeout)``, or ``async for``.
+    """Messages on demand: ``await poll(timeout)``, or ``async for message in consumer``.
 
-    ``subscribe`` (rebalance shares queues out) or ``assign`` queues yourself.
-    Polled offsets are committed every 5 s (``auto_commit``) or by :meth:`commit`.
+    ``subscribe`` (queues shared out by rebalance, like a push consumer) or
+    ``assign`` queues yourself. Polled offsets are committed every 5 s
+    (``auto_commit``) or by :meth:`commit`. Options:
+    :class:`rocketmq_proto.PullConsumerOptions` (``group`` is required).
     """
 
     def __init__(
@@ -625,34 +641,29 @@ class PullConsumer(_ClientBase):
             **_host_facts(os.getpid()),
         )
         super().__init__(settings)
-        self._arrived: asyncio.Event | None = None
-        self._consumer = PullConsumerCore(self._core, config, notify=self._notify)
+        self._arrived = Signal(self._runtime)
+        self._consumer = PullConsumerCore(self._core, config, notify=self._arrived.set)
         self._consumer.register()
         self._pending_assign: list[MessageQueue] | None = None
-        self._upkeep: asyncio.Task[None] | None = None
-
-    def _notify(self) -> None:
-        if self._arrived is not None:
-            self._arrived.set()
+        self._upkeep: Task[None] | None = None
 
     def subscribe(self, topic: str, expression: str = "*", *, sql: bool = False) -> None:
-        """Subscribe to ``topic`` (tags, or with ``sql`` an SQL92 filter); rebalance assigns.
-
-        On the loop's thread, as :meth:`PushConsumer.subscribe` (no lock needed)."""
-        self._consumer.subscribe(topic, expression, "SQL92" if sql else "TAG")
+        """Subscribe to ``topic`` (tags, or with ``sql`` an SQL92 filter); rebalance
+        assigns. Called as :meth:`PushConsumer.subscribe`."""
+        with self._core_lock:  # flows of this consumer read the subscriptions meanwhile
+            self._consumer.subscribe(topic, expression, "SQL92" if sql else "TAG")
 
     async def assign(self, queues: Iterable[MessageQueue]) -> None:
         """Consume exactly ``queues`` (no rebalance)."""
         queues = list(queues)
-        if self._remoting is None:
+        if self._engine is None:
             self._pending_assign = queues
             return
         await self._run(self._consumer.assign_flow(queues))
 
     async def start(self) -> None:
-        if self._remoting is not None:
+        if self._engine is not None:
             return
-        self._arrived = asyncio.Event()
         await super().start()
         await self._run(self._consumer.start_flow())
         if self._pending_assign is not None:
@@ -667,21 +678,20 @@ class PullConsumer(_ClientBase):
         Raises :class:`LocalProtocolError` before :meth:`start`.
         """
         self._consumer.check_started()
-        assert self._arrived is not None  # made by start()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = monotonic() + timeout
         while True:
-            self._arrived.clear()
-            messages = self._consumer.take(max_records)
+            with self._core_lock:
+                self._arrived.clear()
+                messages = self._consumer.take(max_records)
             if messages:
                 return messages
-            remaining = deadline - loop.time()
+            remaining = deadline - monotonic()
             if remaining <= 0:
                 return []
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._arrived.wait(), remaining)
+            await self._arrived.wait(remaining)
 
     def __aiter__(self) -> AsyncIterator[MessageExt]:
+        """Every message, as it arrives (ends when the consumer is closed)."""
         return self._iterate()
 
     async def _iterate(self) -> AsyncIterator[MessageExt]:
@@ -702,19 +712,23 @@ class PullConsumer(_ClientBase):
         return await self._run(self._consumer.offset_for_timestamp_flow(queue, timestamp_ms))
 
     async def commit(self, offsets: dict[MessageQueue, int] | None = None) -> None:
+        """Store the polled offsets (or ``offsets``) on the brokers now."""
         await self._run(self._consumer.commit_flow(offsets))
 
     async def committed(self, queue: MessageQueue) -> int | None:
         return await self._run(self._consumer.committed_flow(queue))
 
     def pause(self, queues: Iterable[MessageQueue]) -> None:
-        self._consumer.pause(queues, True)
+        with self._core_lock:
+            self._consumer.pause(queues, True)
 
     def resume(self, queues: Iterable[MessageQueue]) -> None:
-        self._consumer.pause(queues, False)
+        with self._core_lock:
+            self._consumer.pause(queues, False)
 
     def assignment(self) -> list[MessageQueue]:
-        return self._consumer.assignment()
+        with self._core_lock:
+            return self._consumer.assignment()
 
     async def queues_of(self, topic: str) -> list[MessageQueue]:
         return await self._run(self._consumer.queues_of_flow(topic))
@@ -722,14 +736,15 @@ class PullConsumer(_ClientBase):
     async def close(self) -> None:
         if self._closing:
             return
-        if self._remoting is not None and not self._consumer.closed:
+        if self._engine is not None and not self._consumer.closed:
             try:
                 await self._run(self._consumer.shutdown_flow())
             except Exception as exc:
                 self._log.warning("pull consumer shutdown incomplete: %s", exc)
-        self._consumer.closed = True
+        if not self._consumer.closed:  # never started: no shutdown flow ran
+            self._consumer.begin_close()
+            self._consumer.finish_close()
         if self._upkeep is not None:
-            self._upkeep.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._upkeep
+            await cancel_and_wait(self._upkeep)
+        self._arrived.set()
         await super().close()

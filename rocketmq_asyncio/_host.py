@@ -4,8 +4,9 @@ Read once per process, without sending anything: on Linux each interface's IPv4
 address by the ``SIOCGIFADDR`` ioctl on a socket that is never connected, and the
 IPv6 addresses from ``/proc/net/if_inet6``; elsewhere what the host name resolves
 to. The choice among them is the core's (:func:`choose_client_ip`, as Java's).
-A copy of ``rocketmq_sync``'s (drivers do not import each other); it runs once per
-process, at the first client's construction, and takes microseconds.
+``rocketmq_sync``'s copy is generated from this one (drivers do not import each
+other). It runs once per process, at the first client's construction, and takes
+microseconds.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import socket
 import struct
 import sys
 
-from rocketmq_proto.options import choose_client_ip
+from rocketmq_proto.driver import choose_client_ip
 
 _SIOCGIFFLAGS = 0x8913
 _SIOCGIFADDR = 0x8915

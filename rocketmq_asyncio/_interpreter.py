@@ -7,31 +7,29 @@ import contextlib
 import inspect
 import logging
 import time
-import weakref
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, Never, NoReturn, TypeVar
 
-from rocketmq_proto.flows.effects import (
+from rocketmq_proto.driver import (
     Call,
+    ConnectionClosedError,
     Flow,
     HttpGet,
     Now,
     Oneway,
     ReadFile,
+    RequestTimeoutError,
+    RocketMQError,
     Sleep,
     Spawn,
     UserCall,
+    UserCallbackError,
     WallTime,
     WriteFile,
 )
-from rocketmq_proto.flows.localfile import read_file, write_file
-from rocketmq_proto.wire.errors import (
-    ConnectionClosedError,
-    RequestTimeoutError,
-    RocketMQError,
-    UserCallbackError,
-)
+from rocketmq_proto.driver import perform_read_file as read_file
+from rocketmq_proto.driver import perform_write_file as write_file
 
 from ._transport import RemotingClient
 
@@ -110,14 +108,22 @@ async def _http_get(effect: HttpGet) -> bytes:
 
 
 async def run_flow(
-    client: RemotingClient, flow: Flow[T], *, user_executor: Executor | None = None
+    client: RemotingClient,
+    flow: Flow[T],
+    *,
+    user_executor: Executor | None = None,
+    spawned: set[asyncio.Task[Any]] | None = None,
 ) -> T:
     """Drive ``flow`` to its end, performing each effect it yields; return its value.
 
     A :class:`RocketMQError` of an effect is thrown into the flow (an exception of
     a user's callable as :class:`UserCallbackError`); whatever the flow raises
-    propagates. If this coroutine is cancelled, the flow is closed.
+    propagates. If this coroutine is cancelled, the flow is closed. The flows it
+    spawns run as tasks kept in ``spawned`` (the client's, which cancels them
+    when it closes: :func:`cancel_spawned`) while they run.
     """
+    if spawned is None:
+        spawned = set()
     send = flow.send
     result: Any = None
     error: RocketMQError | None = None
@@ -132,50 +138,57 @@ async def run_flow(
                 value: T = stop.value
                 return value
             try:
-                # Most frequent first: a flow is mostly calls.
-                if type(effect) is Call:
-                    result = await client.request(effect.addr, effect.command, effect.timeout)
-                elif type(effect) is Oneway:
-                    await client.oneway(effect.addr, effect.command)
-                    result = None
-                elif type(effect) is Sleep:
-                    await asyncio.sleep(effect.seconds)
-                    result = None
-                elif type(effect) is Now:
-                    result = asyncio.get_running_loop().time()
-                elif type(effect) is WallTime:
-                    result = int(time.time() * 1000)
-                elif type(effect) is UserCall:
-                    result = await _user_call(effect, user_executor)
-                elif type(effect) is Spawn:
-                    _spawn(client, effect, user_executor)
-                    result = None
-                elif type(effect) is ReadFile:
-                    result = await _off_loop(read_file, effect.path)
-                elif type(effect) is WriteFile:
-                    await _off_loop(write_file, effect.path, effect.data)
-                    result = None
-                elif type(effect) is HttpGet:
-                    result = await _http_get(effect)
-                else:
-                    raise TypeError(f"not an effect: {effect!r}")
+                # Most frequent first: a flow is mostly calls. (Fields are read as
+                # attributes: capturing them in the patterns is slower.)
+                match effect:
+                    case Call():
+                        result = await client.request(effect.addr, effect.command, effect.timeout)
+                    case Oneway():
+                        await client.oneway(effect.addr, effect.command)
+                        result = None
+                    case Sleep():
+                        await asyncio.sleep(effect.seconds)
+                        result = None
+                    case Now():
+                        result = asyncio.get_running_loop().time()
+                    case WallTime():
+                        result = int(time.time() * 1000)
+                    case UserCall():
+                        result = await _user_call(effect, user_executor)
+                    case Spawn():
+                        _spawn(client, effect, user_executor, spawned)
+                        result = None
+                    case ReadFile():
+                        result = await _off_loop(read_file, effect.path)
+                    case WriteFile():
+                        await _off_loop(write_file, effect.path, effect.data)
+                        result = None
+                    case HttpGet():
+                        result = await _http_get(effect)
+                    case _:
+                        _not_an_effect(effect)
             except RocketMQError as exc:
                 result, error = None, exc
     finally:
         flow.close()
 
 
-_spawned: weakref.WeakKeyDictionary[RemotingClient, set[asyncio.Task[Any]]] = (
-    weakref.WeakKeyDictionary()
-)
+def _not_an_effect(effect: Never) -> NoReturn:
+    """Raise for what a flow yielded that is no effect. Typed ``Never``: mypy reports
+    a member of :data:`Effect` that :func:`run_flow` has no case for."""
+    raise TypeError(f"not an effect: {effect!r}")
 
 
-def _spawn(client: RemotingClient, effect: Spawn, executor: Executor | None) -> None:
+def _spawn(
+    client: RemotingClient,
+    effect: Spawn,
+    executor: Executor | None,
+    tasks: set[asyncio.Task[Any]],
+) -> None:
     """Run a spawned flow as a task of its own; log how it failed, if it does."""
     task = asyncio.get_running_loop().create_task(
-        run_flow(client, effect.flow, user_executor=executor), name=effect.name
+        run_flow(client, effect.flow, user_executor=executor, spawned=tasks), name=effect.name
     )
-    tasks = _spawned.setdefault(client, set())
     tasks.add(task)
     task.add_done_callback(tasks.discard)
     task.add_done_callback(_spawn_done)
@@ -186,9 +199,10 @@ def _spawn_done(task: asyncio.Task[Any]) -> None:
         _log.error("flow %s failed", task.get_name(), exc_info=task.exception())
 
 
-async def cancel_spawned(client: RemotingClient) -> None:
-    """Cancel the flows spawned on ``client`` that still run (when it closes)."""
-    tasks = _spawned.pop(client, set())
+async def cancel_spawned(spawned: set[asyncio.Task[Any]]) -> None:
+    """Cancel the spawned flows that still run (when their client closes)."""
+    tasks = set(spawned)
+    spawned.clear()
     for task in tasks:
         task.cancel()
     if tasks:

@@ -32,30 +32,35 @@ import inspect
 import logging
 import ssl
 import warnings
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any, cast
 
-from rocketmq_proto.connection.connection import (
+from rocketmq_proto.driver import (
+    DEFAULT_MAX_FRAME_SIZE,
+    ConfigError,
     Connection,
     ConnectionClosed,
+    ConnectionClosedError,
     ConnectionState,
+    Fail,
+    InvalidArgumentError,
+    PoolPolicy,
+    ReconnectBackoff,
+    RemoteProtocolError,
+    RemotingCommand,
     Reply,
     RequestFailed,
     RequestTimedOut,
+    RequestTimeoutError,
     Response,
+    ResponseCode,
+    SerializeType,
     ServerRequest,
     Signer,
-)
-from rocketmq_proto.connection.pool import ReconnectBackoff
-from rocketmq_proto.wire.codes import ResponseCode, SerializeType, request_name
-from rocketmq_proto.wire.command import DEFAULT_MAX_FRAME_SIZE, RemotingCommand
-from rocketmq_proto.wire.errors import (
-    ConfigError,
-    ConnectionClosedError,
-    InvalidArgumentError,
-    RemoteProtocolError,
-    RequestTimeoutError,
+    Use,
+    Wait,
+    request_name,
 )
 
 __all__ = ["RemotingClient", "RequestHandler"]
@@ -80,8 +85,8 @@ class _RemotingProtocol(asyncio.Protocol):
     """One connection: feeds the core, resolves futures, owns the timer and the flush.
 
     It holds no reference to the :class:`RemotingClient` (only to the client's
-    table of connections), so that an unclosed client can be garbage-collected
-    and warn while its sockets are still registered with the loop.
+    pool, which it tells when it closes), so that an unclosed client can be
+    garbage-collected and warn while its sockets are still registered with the loop.
     """
 
     def __init__(
@@ -89,7 +94,7 @@ class _RemotingProtocol(asyncio.Protocol):
         addr: str,
         conn: Connection,
         loop: asyncio.AbstractEventLoop,
-        registry: dict[str, _RemotingProtocol],
+        pool: PoolPolicy[_RemotingProtocol],
         handler: RequestHandler | None,
         handler_tasks: set[asyncio.Task[None]],
         log: logging.Logger,
@@ -97,7 +102,7 @@ class _RemotingProtocol(asyncio.Protocol):
         self.addr = addr
         self.conn = conn
         self._loop = loop
-        self._registry = registry
+        self._pool = pool
         self._handler = handler
         self._handler_tasks = handler_tasks
         self._log = log
@@ -277,8 +282,7 @@ class _RemotingProtocol(asyncio.Protocol):
         if self.closed:
             return
         self.closed = True
-        if self._registry.get(self.addr) is self:
-            del self._registry[self.addr]
+        self._pool.on_closed(self.addr, self)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -404,8 +408,9 @@ class RemotingClient:
         self._max_frame_size = max_frame_size
         self._request_handler = request_handler
         self._log = logger or logging.getLogger(__name__)
-        self._backoff = backoff if backoff is not None else ReconnectBackoff()
-        self._protocols: dict[str, _RemotingProtocol] = {}
+        self._pool: PoolPolicy[_RemotingProtocol] = PoolPolicy(backoff)
+        # The open connections (the pool's view): the fast path of every request.
+        self._protocols: Mapping[str, _RemotingProtocol] = self._pool.open
         self._connecting: dict[str, asyncio.Task[_RemotingProtocol]] = {}
         self._handler_tasks: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -488,17 +493,33 @@ class RemotingClient:
     async def _connect(self, addr: str) -> _RemotingProtocol:
         if self._closed:
             raise ConnectionClosedError(f"cannot connect to {addr}: the client is closed")
-        task = self._connecting.get(addr)
-        if task is None:
-            loop = asyncio.get_running_loop()
-            now = loop.time()
-            if not self._backoff.may_connect(addr, now):
-                raise ConnectionClosedError(
-                    f"not connecting to {addr}: backing off for "
-                    f"{self._backoff.retry_in(addr, now):.3f}s more after a failed connect"
-                )
+        loop = asyncio.get_running_loop()
+        decision = self._pool.on_need(addr, loop.time())
+        if isinstance(decision, Use):
+            return decision.conn
+        if isinstance(decision, Fail):
+            raise decision.error
+        if isinstance(decision, Wait):
+            task = self._connecting[addr]
+        else:
+            host, port = _split_addr(addr)
+            proto = _RemotingProtocol(
+                addr,
+                Connection(
+                    serialize_type=self._serialize_type,
+                    max_frame_size=self._max_frame_size,
+                    signer=self._signer,
+                    logger=self._log,
+                ),
+                loop,
+                self._pool,
+                self._request_handler,
+                self._handler_tasks,
+                self._log,
+            )
+            self._pool.on_dial(addr, proto)
             self._used = True
-            task = loop.create_task(self._open(addr))
+            task = loop.create_task(self._open(proto, host, port))
             self._connecting[addr] = task
             task.add_done_callback(functools.partial(self._connect_done, addr))
         try:
@@ -518,59 +539,47 @@ class RemotingClient:
         if not task.cancelled():
             task.exception()  # retrieved even if every waiter gave up
 
-    async def _open(self, addr: str) -> _RemotingProtocol:
-        host, port = _split_addr(addr)
+    async def _open(self, proto: _RemotingProtocol, host: str, port: int) -> _RemotingProtocol:
+        addr = proto.addr
+        pool = self._pool
         loop = asyncio.get_running_loop()
-        conn = Connection(
-            serialize_type=self._serialize_type,
-            max_frame_size=self._max_frame_size,
-            signer=self._signer,
-            logger=self._log,
-        )
-
-        def factory() -> _RemotingProtocol:
-            return _RemotingProtocol(
-                addr,
-                conn,
-                loop,
-                self._protocols,
-                self._request_handler,
-                self._handler_tasks,
-                self._log,
-            )
-
         ssl_context = self._ssl_context
         try:
             async with asyncio.timeout(self._connect_timeout):
-                _, proto = await loop.create_connection(
-                    factory,
+                await loop.create_connection(
+                    lambda: proto,
                     host,
                     port,
                     ssl=ssl_context,
                     server_hostname=host if ssl_context is not None else None,
                 )
         except TimeoutError:
-            delay = self._backoff.failed(addr, loop.time())
-            self._log.warning(
-                "connecting to %s timed out after %gs; retry in %.3fs",
-                addr,
-                self._connect_timeout,
-                delay,
-            )
-            raise ConnectionClosedError(
+            error = ConnectionClosedError(
                 f"cannot connect to {addr}: timed out after {self._connect_timeout:g}s"
-            ) from None
+            )
+            delay = pool.on_connect_failed(addr, proto, str(error), loop.time())
+            if delay is not None:
+                self._log.warning(
+                    "connecting to %s timed out after %gs; retry in %.3fs",
+                    addr,
+                    self._connect_timeout,
+                    delay,
+                )
+            raise error from None
         except OSError as exc:
-            delay = self._backoff.failed(addr, loop.time())
-            self._log.warning("cannot connect to %s: %s; retry in %.3fs", addr, exc, delay)
+            delay = pool.on_connect_failed(addr, proto, str(exc), loop.time())
+            if delay is not None:
+                self._log.warning("cannot connect to %s: %s; retry in %.3fs", addr, exc, delay)
             raise ConnectionClosedError(f"cannot connect to {addr}: {exc}") from exc
-        self._backoff.succeeded(addr)
+        except BaseException:
+            pool.on_closed(addr, proto)  # cancelled (the client closed): no back-off
+            raise
+        open_now = pool.on_connected(addr, proto)
         if self._closed:
             proto.close("the client was closed while connecting")
             raise ConnectionClosedError(f"cannot connect to {addr}: the client was closed")
-        if proto.closed:  # the peer hung up at once
+        if not open_now:  # the peer hung up at once: the protocol reported it closed
             raise ConnectionClosedError(f"connection to {addr} closed as soon as it opened")
-        self._protocols[addr] = proto
         self._log.debug("connected to %s", addr)
         return proto
 
@@ -593,6 +602,7 @@ class RemotingClient:
         protos = list(self._protocols.values())
         for proto in protos:
             proto.close("the client was closed")
+        self._pool.forget_all()  # the connections being dialled: their tasks are cancelled
         handlers = list(self._handler_tasks)
         for handler_task in handlers:
             handler_task.cancel()

@@ -37,23 +37,11 @@ from rocketmq_proto.flows.producer import (
     make_reply_message,
     select_by_key,
 )
-from rocketmq_proto.message.model import (
-    CompressionType,
-    Message,
-    MessageConst,
-    MessageExt,
-    UniqueIdGenerator,
-    compress_body,
-    decode_message,
-    decode_messages,
-    decode_offset_msg_id,
-    decode_properties,
-    decompress_body,
-    encode_batch,
-    encode_offset_msg_id,
-    encode_properties,
-    validate_topic,
-)
+from rocketmq_proto.message.codec import decode_message, decode_messages, encode_batch
+from rocketmq_proto.message.compression import CompressionType, compress_body, decompress_body
+from rocketmq_proto.message.ids import UniqueIdGenerator, decode_offset_msg_id, encode_offset_msg_id
+from rocketmq_proto.message.model import Message, MessageExt, validate_topic
+from rocketmq_proto.message.properties import MessageConst, decode_properties, encode_properties
 from rocketmq_proto.options import (
     ClientOptions,
     ConsumerOptions,

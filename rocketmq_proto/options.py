@@ -4,15 +4,21 @@ Each driver's ``Producer`` (and the other client classes) takes
 ``namesrv_addr`` and keyword options typed by the TypedDicts here, and turns
 them into configs with :func:`producer_settings`. So option names, defaults
 (Java's) and validation are written once.
+
+One scheme for every name: snake_case, no unit in the name, times in seconds
+(``float``), sizes in bytes. Older names (Java's, some in ms, minutes or MiB)
+are still accepted: see :data:`OPTION_ALIASES`. The builders convert to the
+configs' own fields and units.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
-from collections.abc import Iterable, Mapping
+import math
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, TypedDict
+from typing import Any, Final, TypedDict
 
 from rocketmq_proto.connection.connection import Signer
 from rocketmq_proto.flows.consumer.lite_pull import PullConsumerConfig
@@ -21,7 +27,7 @@ from rocketmq_proto.flows.consumer.push import ConsumerConfig
 from rocketmq_proto.flows.namesrv_lookup import DEFAULT_LOOKUP_INTERVAL
 from rocketmq_proto.flows.producer import ProducerConfig, QueueSelection, TimerFallback
 from rocketmq_proto.flows.session import ClientConfig
-from rocketmq_proto.message.model import CompressionType
+from rocketmq_proto.message.compression import CompressionType
 from rocketmq_proto.wire.acl import Credentials, sign_request
 from rocketmq_proto.wire.codes import SerializeType
 from rocketmq_proto.wire.command import DEFAULT_MAX_FRAME_SIZE
@@ -29,7 +35,13 @@ from rocketmq_proto.wire.errors import ConfigError
 
 
 class ClientOptions(TypedDict, total=False):
-    """Options every client object takes (times in seconds)."""
+    """Options every client object takes.
+
+    Times are seconds (``float``), sizes bytes; no name carries a unit. The
+    TypedDicts list the current names only: an older name from
+    :data:`OPTION_ALIASES` still works at run time, but a type checker reports
+    it as an unexpected keyword, to point at the current name.
+    """
 
     namespace: str | None
     instance_name: str | None
@@ -51,13 +63,18 @@ class ClientOptions(TypedDict, total=False):
 
 
 class ProducerOptions(ClientOptions, total=False):
-    """Options of ``Producer`` and ``TransactionProducer``."""
+    """Options of ``Producer`` and ``TransactionProducer``.
+
+    ``compress_over``: a body larger than this many bytes is compressed (sent so
+    only if that makes it smaller); 4096 by default. Alias:
+    ``compress_msg_body_over_howmuch`` (Java's name, bytes too).
+    """
 
     group: str
     send_timeout: float
     retry_times_when_send_failed: int
     retry_another_broker_when_not_store_ok: bool
-    compress_msg_body_over_howmuch: int
+    compress_over: int
     compress_level: int
     compress_type: str | CompressionType
     max_message_size: int
@@ -68,7 +85,21 @@ class ProducerOptions(ClientOptions, total=False):
 
 
 class ConsumerOptions(ClientOptions, total=False):
-    """Options of ``PushConsumer`` (Java's names, snake_case; times in seconds)."""
+    """Options of ``PushConsumer`` (Java's names in snake_case; times in seconds).
+
+    ``suspend_current_queue_time``: how long an orderly queue pauses when its
+    handler asks for a pause without a time (1.0; kept within 0.01..30 as
+    Java's client does). ``consume_timeout``: a message whose handler has run
+    longer is sent back for a retry (900.0; looked for every 15 minutes).
+    ``pull_threshold_bytes_for_queue``: cached bytes per queue above which
+    pulling pauses (100 MiB; 1 MiB..1 GiB, counted in whole MiB as Java's).
+    ``consume_timestamp`` is a point in time, not a duration: epoch
+    milliseconds, as message timestamps.
+
+    Aliases (Java's names, still accepted): ``suspend_current_queue_time_millis``
+    (milliseconds), ``consume_timeout_minutes`` (minutes) and
+    ``pull_threshold_size_for_queue`` (MiB).
+    """
 
     group: str
     message_model: str
@@ -80,21 +111,24 @@ class ConsumerOptions(ClientOptions, total=False):
     consume_message_batch_max_size: int
     max_reconsume_times: int
     delay_level_when_next_consume: int
-    suspend_current_queue_time_millis: int
-    consume_timeout_minutes: int
+    suspend_current_queue_time: float
+    consume_timeout: float
     persist_consumer_offset_interval: float
     rebalance_interval: float
     offset_store_dir: str | None
     await_termination: float
     pull_batch_size: int
     pull_threshold_for_queue: int
-    pull_threshold_size_for_queue: int
+    pull_threshold_bytes_for_queue: int
     pull_interval: float
     post_subscription_when_pull: bool
 
 
 class PullConsumerOptions(ClientOptions, total=False):
-    """Options of ``PullConsumer`` (times in seconds)."""
+    """Options of ``PullConsumer`` (times in seconds).
+
+    ``consume_timestamp`` is epoch milliseconds, as in :class:`ConsumerOptions`.
+    """
 
     group: str
     message_model: str
@@ -115,12 +149,125 @@ _PULL_KEYS = frozenset(
     {
         "pull_batch_size",
         "pull_threshold_for_queue",
-        "pull_threshold_size_for_queue",
+        "pull_threshold_bytes_for_queue",
         "pull_interval",
         "post_subscription_when_pull",
     }
 )
 _CONSUMER_KEYS = frozenset(ConsumerOptions.__annotations__) - _CLIENT_KEYS - _PULL_KEYS
+
+_MIB: Final = 1024 * 1024
+
+#: The time options (seconds), each with whether 0 is allowed.
+_TIMES: Final[Mapping[str, bool]] = {
+    "request_timeout": False,
+    "connect_timeout": False,
+    "route_refresh_interval": False,
+    "heartbeat_interval": False,
+    "namesrv_lookup_interval": False,
+    "send_timeout": False,
+    "suspend_current_queue_time": False,
+    "consume_timeout": False,
+    "persist_consumer_offset_interval": False,
+    "rebalance_interval": False,
+    "await_termination": False,
+    "pull_interval": True,
+    "auto_commit_interval": False,
+}
+
+#: Older names (Java's, in snake_case), each with the option it sets, its unit and
+#: the conversion of its value to the option's unit.
+_ALIASES: Final[Mapping[str, tuple[str, str, Callable[[Any], Any]]]] = {
+    "suspend_current_queue_time_millis": (
+        "suspend_current_queue_time",
+        "milliseconds",
+        lambda ms: ms / 1000,
+    ),
+    "consume_timeout_minutes": ("consume_timeout", "minutes", lambda minutes: minutes * 60),
+    "compress_msg_body_over_howmuch": ("compress_over", "bytes", lambda size: size),
+    "pull_threshold_size_for_queue": (
+        "pull_threshold_bytes_for_queue",
+        "MiB",
+        lambda mib: round(mib * _MIB),
+    ),
+}
+
+#: Older option names still accepted, and the option each one sets: a value in
+#: milliseconds or minutes becomes seconds, one in MiB bytes. Giving an alias
+#: and its option together is a :class:`ConfigError`.
+OPTION_ALIASES: Final[Mapping[str, str]] = {alias: new[0] for alias, new in _ALIASES.items()}
+
+
+def _whole(minutes: float) -> float:
+    return int(minutes) if minutes == int(minutes) else minutes
+
+
+#: Options whose config field has another name or unit (Java's): the field and
+#: the conversion from the option's unit.
+_FIELDS: Final[Mapping[str, tuple[str, Callable[[Any], Any]]]] = {
+    "suspend_current_queue_time": (
+        "suspend_current_queue_time_millis",
+        lambda seconds: round(seconds * 1000),
+    ),
+    "consume_timeout": ("consume_timeout_minutes", lambda seconds: _whole(seconds / 60)),
+    "compress_over": ("compress_msg_body_over_howmuch", lambda size: size),
+    "pull_threshold_bytes_for_queue": ("pull_threshold_size_for_queue", lambda size: size // _MIB),
+}
+
+
+def _check_option(name: str, value: Any) -> None:
+    """Raise :class:`ConfigError` if a time or size option has a wrong type or
+    range (the configs the options go to check the rest)."""
+    whole = isinstance(value, int) and not isinstance(value, bool)
+    if name in _TIMES:
+        zero_ok = _TIMES[name]
+        number = whole or isinstance(value, float)
+        if not number or not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
+            kind = "a number of seconds >= 0" if zero_ok else "a positive number of seconds"
+            raise ConfigError(f"{name} must be {kind}, got {value!r}")
+    elif name == "compress_over" and not (whole and value >= 0):
+        raise ConfigError(f"compress_over must be a number of bytes >= 0, got {value!r}")
+    elif name == "pull_threshold_bytes_for_queue" and not (whole and _MIB <= value <= 1024 * _MIB):
+        raise ConfigError(
+            "pull_threshold_bytes_for_queue must be a number of bytes from 1 MiB to "
+            f"1 GiB ({_MIB}..{1024 * _MIB}), got {value!r}"
+        )
+
+
+def _resolve_aliases(options: Mapping[str, Any], allowed: frozenset[str]) -> dict[str, Any]:
+    """``options`` with each alias of an ``allowed`` option replaced by that
+    option, its value converted (other aliases are left, as unknown options)."""
+    resolved = dict(options)
+    for alias, (name, unit, convert) in _ALIASES.items():
+        if alias not in options or name not in allowed:
+            continue
+        if name in options:
+            raise ConfigError(
+                f"{name} and {alias} set the same option ({alias} is its older name, "
+                f"in {unit}): give only {name}"
+            )
+        value = resolved.pop(alias)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{alias} must be a number of {unit}, got {value!r}")
+        converted = convert(value)
+        try:
+            _check_option(name, converted)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} (from {alias}={value!r}, in {unit})") from None
+        resolved[name] = converted
+    return resolved
+
+
+def _fields(options: Mapping[str, Any]) -> dict[str, Any]:
+    """Options as a config's fields: names and units converted where they differ."""
+    fields = {}
+    for name, value in options.items():
+        if name in _FIELDS:
+            field, convert = _FIELDS[name]
+            fields[field] = convert(value)
+        else:
+            fields[name] = value
+    return fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,8 +492,13 @@ def _split_options(
     default_ip: str,
     environ: Mapping[str, str] | None,
 ) -> tuple[ClientSettings, dict[str, Any]]:
-    """Client settings from the shared options, and the class's own options apart."""
-    _check_keys(options, _CLIENT_KEYS | own_keys, what)
+    """Client settings from the shared options, and the class's own options apart
+    (aliases resolved, times and sizes checked)."""
+    allowed = _CLIENT_KEYS | own_keys
+    options = _resolve_aliases(options, allowed)
+    _check_keys(options, allowed, what)
+    for name, value in options.items():
+        _check_option(name, value)
     settings = client_settings(
         namesrv_addr,
         {k: v for k, v in options.items() if k in _CLIENT_KEYS},
@@ -377,7 +529,7 @@ def producer_settings(
         default_ip=default_ip,
         environ=environ,
     )
-    return settings, ProducerConfig(**own)
+    return settings, ProducerConfig(**_fields(own))
 
 
 def consumer_settings(
@@ -402,11 +554,13 @@ def consumer_settings(
         default_ip=default_ip,
         environ=environ,
     )
-    pull = PullConfig(**{k: v for k, v in own.items() if k in _PULL_KEYS})
+    pull = PullConfig(**_fields({k: v for k, v in own.items() if k in _PULL_KEYS}))
     consumer_options = _consumer_enum_options({k: v for k, v in own.items() if k in _CONSUMER_KEYS})
     try:
         config = ConsumerConfig(
-            pull=pull, configured_instance_name=options.get("instance_name"), **consumer_options
+            pull=pull,
+            configured_instance_name=options.get("instance_name"),
+            **_fields(consumer_options),
         )
     except ValueError as exc:
         if isinstance(exc, ConfigError):
@@ -453,7 +607,7 @@ def pull_consumer_settings(
         default_ip=default_ip,
         environ=environ,
     )
-    pull = PullConfig(**{k: v for k, v in mine.items() if k in _PULL_KEYS})
+    pull = PullConfig(**_fields({k: v for k, v in mine.items() if k in _PULL_KEYS}))
     own = _consumer_enum_options({k: v for k, v in mine.items() if k in _PULL_CONSUMER_KEYS})
     strategy = own.pop("allocate_strategy", "averagely")
     if isinstance(strategy, str):

@@ -1,8 +1,12 @@
-"""The blocking client classes, written once for any runtime (threads or gevent).
+# Generated from rocketmq_asyncio/_client.py by scripts/unasync.py: do not edit.
+# Edit rocketmq_asyncio/_client.py, then run: python scripts/unasync.py
+"""The client classes, written once: each a thin shell running core flows.
 
-Each class is a thin shell: it builds the core objects from validated options and
-runs core flows on the runtime's transport. ``rocketmq_sync`` binds them to
-:class:`ThreadRuntime`, ``rocketmq_gevent`` to its gevent runtime.
+This module is the source of both drivers' classes. ``rocketmq_sync._client`` is
+generated from it by ``scripts/unasync.py`` (``async``/``await`` removed, the
+names of the table there replaced); what differs between the drivers lives in
+their ``_shell`` modules, behind the same names. Edit this file, then run
+``python scripts/unasync.py``; lint checks the two agree.
 """
 
 from __future__ import annotations
@@ -10,49 +14,68 @@ from __future__ import annotations
 import logging
 import os
 import random
-import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, ClassVar, Self, TypeVar, Unpack
 
-from rocketmq_proto.connection.connection import Reply
-from rocketmq_proto.flows.admin import DEFAULT_CLUSTER, AdminCore, TopicOffset
-from rocketmq_proto.flows.consumer.lite_pull import PullConsumerCore
-from rocketmq_proto.flows.consumer.push import MessageHandler, PushConsumerCore
-from rocketmq_proto.flows.effects import Flow, supervised
-from rocketmq_proto.flows.producer import (
-    ProducerCore,
-    QueueSelector,
-    ReplyWaiters,
-    SendResult,
-    make_reply_message,
-)
-from rocketmq_proto.flows.session import ClientCore
-from rocketmq_proto.message.model import Message, MessageExt, UniqueIdGenerator
-from rocketmq_proto.options import (
+from rocketmq_proto.driver import (
+    DEFAULT_CLUSTER,
+    AdminCore,
+    ClientCore,
     ClientOptions,
     ClientSettings,
+    ClusterInfo,
+    ConfigError,
     ConsumerOptions,
+    Flow,
+    LocalProtocolError,
+    Message,
+    MessageExt,
+    MessageHandler,
+    MessageQueue,
+    Perm,
+    ProducerCore,
     ProducerOptions,
+    PullConsumerCore,
     PullConsumerOptions,
+    PushConsumerCore,
+    QueueSelector,
+    RemotingCommand,
+    ReplyWaiters,
+    RequestTimeoutError,
+    SendResult,
+    TopicOffset,
+    TopicRouteData,
+    TransactionState,
+    UniqueIdGenerator,
     check_transaction_group,
     client_settings,
     consumer_settings,
     ip_bytes,
+    make_reply_message,
     producer_settings,
     pull_consumer_settings,
+    supervised,
 )
-from rocketmq_proto.wire.codes import Perm, TransactionState
-from rocketmq_proto.wire.command import RemotingCommand
-from rocketmq_proto.wire.errors import ConfigError, LocalProtocolError, RequestTimeoutError
-from rocketmq_proto.wire.route import ClusterInfo, MessageQueue, TopicRouteData
 
-from ._future import CancelledError, Future
 from ._host import local_ip
-from ._interpreter import run_flow, start_flow
-from ._runtime import Runtime, ThreadRuntime
-from ._transport import RemotingClient
+from ._shell import (
+    DefaultRuntime,
+    Engine,
+    Future,
+    LocalTransaction,
+    Runtime,
+    Signal,
+    TransactionChecker,
+    bounded_handler,
+    cancel_and_wait,
+    deliver,
+    monotonic,
+    new_waiter,
+    wait_all,
+    wait_waiter,
+)
 
 T = TypeVar("T")
 
@@ -72,22 +95,24 @@ DEFAULT_CLOSE_TIMEOUT = 5.0
 
 
 class _ClientBase:
-    """What every client object has: settings, the session core, a transport, upkeep."""
+    """What every client object has: settings, the session core, a runtime, an
+    engine running flows on connections, upkeep."""
 
     #: The runtime the class runs on; ``rocketmq_gevent`` binds its own.
-    runtime_factory: ClassVar[Callable[[], Runtime]] = ThreadRuntime
+    runtime_factory: ClassVar[Callable[..., Runtime]] = DefaultRuntime
 
     def __init__(self, settings: ClientSettings, runtime: Runtime | None = None) -> None:
         self._settings = settings
         self._core = ClientCore(settings.client)
-        self._log = settings.transport.logger or logging.getLogger("rocketmq_sync")
+        self._log = settings.transport.logger or logging.getLogger(__package__)
         #: This client's own runtime (made here, or by a subclass for it): closed with it.
         self._runtime = runtime if runtime is not None else type(self).runtime_factory()
         self._lock = self._runtime.Lock()
         #: Held while a flow of this client takes a step, and by methods that touch
-        #: core state directly: flows resume on reader threads, users call from theirs.
+        #: core state directly (blocking drivers: flows resume on reader threads,
+        #: users call from theirs; asyncio: a lock that is never needed).
         self._core_lock = self._runtime.Lock()
-        self._remoting: RemotingClient | None = None
+        self._engine: Engine | None = None
         self._maintenance: Future[None] | None = None
         self._closing = False
 
@@ -98,61 +123,45 @@ class _ClientBase:
     def start(self) -> None:
         """Open the client (connections are made on first use)."""
         with self._lock:
-            if self._remoting is not None:
+            if self._engine is not None:
                 return
             if self._closing:
                 raise LocalProtocolError("a closed client cannot be started again")
-            transport = self._settings.transport
-            self._remoting = RemotingClient(
-                self._runtime,
-                serialize_type=transport.serialize_type,
-                ssl_context=transport.ssl_context,
-                signer=transport.signer,
-                connect_timeout=transport.connect_timeout,
-                max_frame_size=transport.max_frame_size,
-                request_handler=self._on_server_request,
-                logger=transport.logger,
+            self._core.start()
+            self._engine = Engine(
+                self._runtime, self._settings.transport, self._on_server_request, self._core_lock
             )
-            self._start_maintenance()
-
-    def _start_maintenance(self) -> None:
-        self._maintenance = self._upkeep_of(
-            self._core.maintenance_flow, lambda: self._core.closed, "client upkeep"
-        )
+            self._maintenance = self._upkeep_of(
+                self._core.maintenance_flow, lambda: self._core.closed, "client upkeep"
+            )
 
     def _upkeep_of(
         self, make: Callable[[], Flow[None]], stopped: Callable[[], bool], what: str
     ) -> Future[None]:
         """Start an upkeep flow under the core's supervisor (restarted if it fails)."""
-        return self._start(supervised(make, stopped, what, self._log))
+        return self._start(
+            supervised(make, stopped, what, self._log),
+            name=f"rocketmq-{what.replace(' ', '-')}-{self.client_id}",
+        )
 
-    def _remoting_or_fail(self) -> RemotingClient:
-        remoting = self._remoting
-        if remoting is None:
+    def _engine_or_fail(self, flow: Flow[Any]) -> Engine:
+        engine = self._engine
+        if engine is None:
+            flow.close()
             raise LocalProtocolError(
-                f"{type(self).__name__} is not started (use 'with' or call start())"
+                f"{type(self).__name__} is not started (use 'async with' or start())"
             )
-        return remoting
+        return engine
 
     def _run(self, flow: Flow[T]) -> T:
-        try:
-            remoting = self._remoting_or_fail()
-        except LocalProtocolError:
-            flow.close()
-            raise
-        return run_flow(remoting, self._runtime, flow, core_lock=self._core_lock)
+        return self._engine_or_fail(flow).run(flow)
 
-    def _start(self, flow: Flow[T]) -> Future[T]:
-        try:
-            remoting = self._remoting_or_fail()
-        except LocalProtocolError:
-            flow.close()
-            raise
-        return start_flow(remoting, self._runtime, flow, core_lock=self._core_lock)
+    def _start(self, flow: Flow[T], name: str | None = None) -> Future[T]:
+        return self._engine_or_fail(flow).start(flow, name)
 
-    def _on_server_request(self, addr: str, command: RemotingCommand) -> Future[Reply | None]:
-        # Started, not waited for: the transport answers when the flow ends, so no
-        # worker is held while the flow waits for a user callable on the same pool.
+    def _on_server_request(self, addr: str, command: RemotingCommand) -> Future[Any]:
+        # Started, not waited for: the transport answers when the flow ends, so
+        # nothing is held while the flow waits for a user callable.
         return self._start(self._core.handle_server_request(addr, command))
 
     def _unregister(self) -> None:
@@ -164,15 +173,16 @@ class _ClientBase:
             if self._closing:
                 return
             self._closing = True
-            self._core.closed = True
+            self._core.begin_close()
         if self._maintenance is not None:
-            self._maintenance.cancel()
-        if self._remoting is not None:
+            cancel_and_wait(self._maintenance)
+        if self._engine is not None:
             try:
                 self._unregister()
             except Exception as exc:  # closing must finish whatever the brokers say
                 self._log.info("unregister failed while closing: %s", exc)
-            self._remoting.close()
+            self._engine.close()
+        self._core.finish_close()
         self._runtime.close()
 
     def __enter__(self) -> Self:
@@ -188,7 +198,7 @@ class _ClientBase:
         self.close()
 
     def __del__(self) -> None:
-        if getattr(self, "_remoting", None) is not None and not getattr(self, "_closing", True):
+        if getattr(self, "_engine", None) is not None and not getattr(self, "_closing", True):
             warnings.warn(
                 f"unclosed {type(self).__name__} {self.client_id}",
                 ResourceWarning,
@@ -197,9 +207,10 @@ class _ClientBase:
 
 
 class Producer(_ClientBase):
-    """Sends messages. ``with Producer("127.0.0.1:9876", group="g") as p: p.send(msg)``.
+    """Sends messages. ``with Producer("127.0.0.1:9876", group="g") as p: p.send(m)``.
 
-    Thread-safe (greenlet-safe under gevent). Options: :class:`rocketmq_proto.ProducerOptions`.
+    Safe to share between the tasks (blocking drivers: threads, greenlets) of its
+    runtime. Options (all keyword, Java's defaults): :class:`rocketmq_proto.ProducerOptions`.
     """
 
     def __init__(
@@ -230,26 +241,20 @@ class Producer(_ClientBase):
         self._run(self._core.unregister_flow(producer_group=self._producer.group))
 
     def flush(self, timeout: float | None = None) -> None:
-        """Wait until every send started before this call (by :meth:`send_async`, or
-        :meth:`send` in other threads) is done, succeeded or failed.
+        """Wait until every send started before this call by :meth:`send_async` (in
+        the blocking drivers, also by :meth:`send` in other threads) is done,
+        succeeded or failed (their outcome is read from their futures).
 
         Raises the builtin :class:`TimeoutError` if some are still in flight after
         ``timeout`` seconds (``None``: as long as they take; each send is bounded
-        by its own timeout anyway). Their outcome is read from their futures.
+        by its own timeout anyway). The sends are not cancelled.
         """
         pending = self._sends.copy()
-        deadline = None if timeout is None else self._runtime.monotonic() + timeout
-        for future in pending:
-            remaining = None if deadline is None else max(0.0, deadline - self._runtime.monotonic())
-            try:
-                future.exception(remaining)
-            except TimeoutError:
-                left = sum(1 for f in pending if not f.done())
-                raise TimeoutError(
-                    f"flush: {left} of {len(pending)} sends still in flight after {timeout:g} s"
-                ) from None
-            except CancelledError:
-                pass
+        left = wait_all(pending, timeout)
+        if left:
+            raise TimeoutError(
+                f"flush: {left} of {len(pending)} sends still in flight after {timeout:g} s"
+            )
 
     def close(self, timeout: float | None = DEFAULT_CLOSE_TIMEOUT) -> None:
         """Finish the sends in flight (as :meth:`flush`, up to ``timeout`` seconds:
@@ -257,7 +262,7 @@ class Producer(_ClientBase):
 
         Sends still in flight after ``timeout`` fail with :class:`ConnectionClosedError`.
         """
-        if not self._closing and self._remoting is not None:
+        if not self._closing and self._engine is not None:
             try:
                 self.flush(timeout)
             except TimeoutError as exc:
@@ -283,9 +288,10 @@ class Producer(_ClientBase):
         ``send_timeout`` option) bounds the whole send, route lookups and retries
         included (:class:`RequestTimeoutError`).
         """
-        return self.send_async(
+        flow = self._producer.send_flow(
             message, timeout, queue=queue, sharding_key=sharding_key, selector=selector, arg=arg
-        ).result()
+        )
+        return self._engine_or_fail(flow).run_send(flow, self._sends)
 
     def send_async(
         self,
@@ -297,17 +303,15 @@ class Producer(_ClientBase):
         selector: QueueSelector | None = None,
         arg: Any = None,
     ) -> Future[SendResult]:
-        """Start a send and return at once: a future of its result (pipelined sends).
+        """Start a send and return at once: a :class:`Future` of its result (pipelined
+        sends). In the blocking drivers, a :class:`concurrent.futures.Future`.
 
-        A :class:`concurrent.futures.Future` (``concurrent.futures.wait``,
-        ``as_completed`` and ``asyncio.wrap_future`` accept it; under gevent the
-        first two only if threading is monkey-patched). :meth:`flush`
-        waits for the sends started so far; :meth:`close` finishes them.
+        :meth:`flush` waits for the sends started so far; :meth:`close` finishes them.
         """
         flow = self._producer.send_flow(
             message, timeout, queue=queue, sharding_key=sharding_key, selector=selector, arg=arg
         )
-        future: Future[SendResult] = self._start(flow)  # type: ignore[arg-type]
+        future = self._start(flow)
         sends = self._sends
         sends.add(future)
         future.add_done_callback(sends.discard)
@@ -346,15 +350,16 @@ class Producer(_ClientBase):
 
     def request(self, message: Message, timeout: float = 3.0) -> MessageExt:
         """Send a request message and wait for its reply (request-reply)."""
-        start = time.monotonic()
+        start = monotonic()
         correlation_id = self._run(self._producer.prepare_request(message, timeout))
-        waiter: Future[MessageExt] = Future(self._runtime)
+        waiter = new_waiter(self._runtime)
         self._replies.expect(correlation_id, waiter)
         try:
-            self.send(message, max(timeout - (time.monotonic() - start), 0.001))
-            remaining = max(timeout - (time.monotonic() - start), 0.0)
+            self.send(message, max(timeout - (monotonic() - start), 0.001))
+            remaining = max(timeout - (monotonic() - start), 0.0)
             try:
-                return waiter.result(remaining)
+                reply: MessageExt = wait_waiter(waiter, remaining)
+                return reply
             except TimeoutError:
                 raise RequestTimeoutError(
                     f"no reply to request {correlation_id} on {message.topic!r} within {timeout} s"
@@ -370,19 +375,16 @@ class Producer(_ClientBase):
 
     @staticmethod
     def _deliver_reply(token: Any, message: MessageExt) -> None:
-        waiter: Future[MessageExt] = token
-        if not waiter.done():
-            waiter.set_result(message)
-
-
-LocalTransaction = Callable[[Message, Any], "TransactionState | bool | None"]
-TransactionChecker = Callable[[MessageExt], "TransactionState | bool | None"]
+        deliver(token, message)
 
 
 class TransactionProducer(Producer):
-    """A producer of transactional messages; ``checker(message)`` answers check-backs.
+    """A producer of transactional messages.
 
-    The ``group`` option is required and may not be ``DEFAULT_PRODUCER``: the broker
+    ``checker(message)`` answers the broker's check-back for a transaction whose
+    outcome it does not know (in asyncio, a coroutine function or a plain
+    callable). The
+    ``group`` option is required and may not be ``DEFAULT_PRODUCER``: the broker
     sends its check-back to a producer of the group.
     """
 
@@ -396,7 +398,7 @@ class TransactionProducer(Producer):
             raise ConfigError("checker must be callable: (message) -> TransactionState")
         check_transaction_group(options)
         super().__init__(namesrv_addr, **options)
-        self._producer.transaction_checker = checker
+        self._producer.set_transaction_checker(checker)
 
     def send_in_transaction(
         self,
@@ -520,13 +522,21 @@ class Admin(_ClientBase):
 class PushConsumer(_ClientBase):
     """Receives messages pushed to ``handler(messages) -> ConsumeResult``.
 
-    ``handler`` gets a list of :class:`MessageExt` (one by default). Returning
-    ``None`` (nothing), ``True`` or ``ConsumeResult.SUCCESS`` means consumed; a
-    failure is explicit: ``RETRY_LATER`` (or ``False``; orderly:
-    ``SUSPEND_CURRENT_QUEUE_A_MOMENT``) or an exception, which is logged with its
-    traceback. Handlers run on a pool of ``consume_thread_max`` threads
-    (greenlets under gevent). Options:
-    :class:`rocketmq_proto.ConsumerOptions` (``group`` is required).
+    ``handler`` gets a list of :class:`MessageExt` (one by default, up to
+    ``consume_message_batch_max_size``). Returning ``None`` (nothing), ``True``
+    or ``ConsumeResult.SUCCESS`` means consumed; a failure is explicit:
+    ``RETRY_LATER`` (or ``False``; orderly: ``SUSPEND_CURRENT_QUEUE_A_MOMENT``)
+    or an exception, which is logged with its traceback. At most
+    ``consume_thread_max`` handlers run at once. In asyncio a coroutine function
+    is awaited and a plain function runs in a thread pool, so it may block; the
+    blocking drivers run handlers on their worker threads (greenlets under
+    gevent). Options: :class:`rocketmq_proto.ConsumerOptions` (``group`` is
+    required)::
+
+        consumer = PushConsumer("127.0.0.1:9876", handle, group="g")
+        consumer.subscribe("Orders", "paid || shipped")
+        with consumer:
+            ...
     """
 
     def __init__(
@@ -543,12 +553,13 @@ class PushConsumer(_ClientBase):
             options,
             **_host_facts(pid),
         )
-        factory: Any = type(self).runtime_factory
-        # The pool runs the handlers (at most consume_thread_max at once); the flows
-        # answering broker requests only pass through it without waiting.
-        super().__init__(settings, factory(max_user_workers=config.consume_thread_max))
+        # The runtime runs the handlers (at most consume_thread_max at once); the
+        # flows answering broker requests only pass through it without waiting.
+        runtime = type(self).runtime_factory(max_user_workers=config.consume_thread_max)
+        super().__init__(settings, runtime)
         ids = UniqueIdGenerator(ip_bytes(settings.client.client_ip), pid, random.getrandbits(32))
-        self._consumer = PushConsumerCore(self._core, config, handler, ids)
+        bounded = bounded_handler(runtime, handler, lambda: self._consumer.closed)
+        self._consumer = PushConsumerCore(self._core, config, bounded, ids)
         self._consumer.register()
         self._consumer_upkeep: Future[None] | None = None
 
@@ -559,17 +570,21 @@ class PushConsumer(_ClientBase):
     def subscribe(self, topic: str, expression: str = "*", *, sql: bool = False) -> None:
         """Subscribe to ``topic``: tags (``*``, ``"a || b"``) or, with ``sql``, an SQL92 filter.
 
-        Safe on a running consumer, from any thread: the next rebalance takes it up."""
+        Safe on a running consumer: the next rebalance takes it up. In asyncio,
+        call it on the loop's thread (from a handler's worker thread, use
+        ``loop.call_soon_threadsafe``); the blocking drivers take any thread.
+        """
         with self._core_lock:  # flows of this consumer read the subscriptions meanwhile
             self._consumer.subscribe(topic, expression, "SQL92" if sql else "TAG")
 
     def unsubscribe(self, topic: str) -> None:
-        """Stop consuming ``topic`` (its queues go at the next rebalance); any thread."""
+        """Stop consuming ``topic`` (its queues go at the next rebalance); called
+        as :meth:`subscribe`."""
         with self._core_lock:
             self._consumer.unsubscribe(topic)
 
     def start(self) -> None:
-        if self._remoting is not None:
+        if self._engine is not None:
             return
         super().start()
         self._run(self._consumer.start_flow())
@@ -581,14 +596,16 @@ class PushConsumer(_ClientBase):
         """Stop pulling, let running handlers finish, commit offsets, unregister, close."""
         if self._closing:
             return
-        if self._remoting is not None and not self._consumer.closed:
+        if self._engine is not None and not self._consumer.closed:
             try:
                 self._run(self._consumer.shutdown_flow())
             except Exception as exc:
                 self._log.warning("consumer shutdown incomplete: %s", exc)
-        self._consumer.closed = True
+        if not self._consumer.closed:  # never started: no shutdown flow ran
+            self._consumer.begin_close()
+            self._consumer.finish_close()
         if self._consumer_upkeep is not None:
-            self._consumer_upkeep.cancel()
+            cancel_and_wait(self._consumer_upkeep)
         super().close()
 
     @property
@@ -603,7 +620,7 @@ class PushConsumer(_ClientBase):
 
 
 class PullConsumer(_ClientBase):
-    """Messages on demand: ``poll(timeout)``, or iterate.
+    """Messages on demand: ``poll(timeout)``, or ``for message in consumer``.
 
     ``subscribe`` (queues shared out by rebalance, like a push consumer) or
     ``assign`` queues yourself. Polled offsets are committed every 5 s
@@ -622,32 +639,28 @@ class PullConsumer(_ClientBase):
             **_host_facts(os.getpid()),
         )
         super().__init__(settings)
-        self._arrived = self._runtime.Event()
-        self._consumer = PullConsumerCore(self._core, config, notify=self._notify)
+        self._arrived = Signal(self._runtime)
+        self._consumer = PullConsumerCore(self._core, config, notify=self._arrived.set)
         self._consumer.register()
         self._pending_assign: list[MessageQueue] | None = None
         self._upkeep: Future[None] | None = None
 
-    def _notify(self) -> None:
-        self._arrived.set()
-
     def subscribe(self, topic: str, expression: str = "*", *, sql: bool = False) -> None:
-        """Subscribe to ``topic`` (tags, or with ``sql`` an SQL92 filter); rebalance assigns.
-
-        Safe on a running consumer, from any thread."""
+        """Subscribe to ``topic`` (tags, or with ``sql`` an SQL92 filter); rebalance
+        assigns. Called as :meth:`PushConsumer.subscribe`."""
         with self._core_lock:  # flows of this consumer read the subscriptions meanwhile
             self._consumer.subscribe(topic, expression, "SQL92" if sql else "TAG")
 
     def assign(self, queues: Iterable[MessageQueue]) -> None:
         """Consume exactly ``queues`` (no rebalance)."""
         queues = list(queues)
-        if self._remoting is None:
+        if self._engine is None:
             self._pending_assign = queues
             return
         self._run(self._consumer.assign_flow(queues))
 
     def start(self) -> None:
-        if self._remoting is not None:
+        if self._engine is not None:
             return
         super().start()
         self._run(self._consumer.start_flow())
@@ -663,20 +676,23 @@ class PullConsumer(_ClientBase):
         Raises :class:`LocalProtocolError` before :meth:`start`.
         """
         self._consumer.check_started()
-        deadline = time.monotonic() + timeout
+        deadline = monotonic() + timeout
         while True:
             with self._core_lock:
                 self._arrived.clear()
                 messages = self._consumer.take(max_records)
             if messages:
                 return messages
-            remaining = deadline - time.monotonic()
+            remaining = deadline - monotonic()
             if remaining <= 0:
                 return []
-            self._arrived.wait(min(remaining, 0.5))
+            self._arrived.wait(remaining)
 
     def __iter__(self) -> Iterator[MessageExt]:
         """Every message, as it arrives (ends when the consumer is closed)."""
+        return self._iterate()
+
+    def _iterate(self) -> Iterator[MessageExt]:
         while not self._consumer.closed:
             yield from self.poll(1.0)
 
@@ -717,13 +733,15 @@ class PullConsumer(_ClientBase):
     def close(self) -> None:
         if self._closing:
             return
-        if self._remoting is not None and not self._consumer.closed:
+        if self._engine is not None and not self._consumer.closed:
             try:
                 self._run(self._consumer.shutdown_flow())
             except Exception as exc:
                 self._log.warning("pull consumer shutdown incomplete: %s", exc)
-        self._consumer.closed = True
+        if not self._consumer.closed:  # never started: no shutdown flow ran
+            self._consumer.begin_close()
+            self._consumer.finish_close()
         if self._upkeep is not None:
-            self._upkeep.cancel()
+            cancel_and_wait(self._upkeep)
         self._arrived.set()
         super().close()

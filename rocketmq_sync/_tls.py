@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ssl
 
-from rocketmq_proto.wire.errors import ConnectionClosedError
+from rocketmq_proto.driver import ConnectionClosedError
 
 from ._runtime import SocketLike
 

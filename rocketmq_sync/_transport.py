@@ -45,27 +45,31 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Final
 
-from rocketmq_proto.connection.connection import (
+from rocketmq_proto.driver import (
+    DEFAULT_MAX_FRAME_SIZE,
+    ConfigError,
     Connection,
     ConnectionClosed,
+    ConnectionClosedError,
+    Dial,
+    Fail,
+    InvalidArgumentError,
+    LocalProtocolError,
+    PoolPolicy,
+    ReconnectBackoff,
+    RemoteProtocolError,
+    RemotingCommand,
     Reply,
     RequestFailed,
     RequestTimedOut,
+    RequestTimeoutError,
     Response,
+    ResponseCode,
+    RocketMQError,
+    SerializeType,
     ServerRequest,
     Signer,
-)
-from rocketmq_proto.connection.pool import ReconnectBackoff
-from rocketmq_proto.wire.codes import ResponseCode, SerializeType, request_name
-from rocketmq_proto.wire.command import DEFAULT_MAX_FRAME_SIZE, RemotingCommand
-from rocketmq_proto.wire.errors import (
-    ConfigError,
-    ConnectionClosedError,
-    InvalidArgumentError,
-    LocalProtocolError,
-    RemoteProtocolError,
-    RequestTimeoutError,
-    RocketMQError,
+    request_name,
 )
 
 from ._future import Future
@@ -627,35 +631,33 @@ class _Core:
         self.max_frame_size = max_frame_size
         self.request_handler = request_handler
         self.log = log
-        self.backoff = backoff
         self._lock = runtime.Lock()
-        self.channels: dict[str, _Channel] = {}
-        self._connect_errors: dict[str, str] = {}
+        # Under _lock. Its ``conns`` are read without it, for a quick look.
+        self.pool: PoolPolicy[_Channel] = PoolPolicy(backoff)
         self.closed = False
         self.used = False
         _live_cores.add(self)
 
     def channel(self, addr: str) -> _Channel:
         """The connection to ``addr``, opening one if there is none (without waiting)."""
-        channel = self.channels.get(addr)
+        pool = self.pool
+        channel = pool.conns.get(addr)
         if channel is not None and channel.usable:
             return channel
         with self._lock:
             if self.closed:
                 raise ConnectionClosedError(f"cannot send to {addr}: the client is closed")
-            channel = self.channels.get(addr)
-            if channel is not None and channel.usable:
-                return channel
+            channel = pool.conns.get(addr)
+            if channel is not None and not channel.usable:
+                pool.on_closed(addr, channel)  # it closed; its own report is on its way
+            decision = pool.on_need(addr, self.runtime.monotonic())
+            if isinstance(decision, Fail):
+                raise decision.error
+            if not isinstance(decision, Dial):
+                return decision.conn  # open, or connecting: the request queues on it
             host, port = _split_addr(addr)
-            now = self.runtime.monotonic()
-            if not self.backoff.may_connect(addr, now):
-                raise ConnectionClosedError(
-                    f"not connecting to {addr}: backing off for "
-                    f"{self.backoff.retry_in(addr, now):.3f}s more after a failed connect "
-                    f"({self._connect_errors.get(addr, 'unknown error')})"
-                )
             channel = _Channel(self, addr, host, port)
-            self.channels[addr] = channel
+            pool.on_dial(addr, channel)
             self.used = True
         # Not connecting yet: the caller queues its request first, then starts it, so
         # that a connect failing at once still fails that request (not with "backing off").
@@ -665,26 +667,23 @@ class _Core:
 
     def on_connected(self, channel: _Channel) -> None:
         with self._lock:
-            self.backoff.succeeded(channel.addr)
-            self._connect_errors.pop(channel.addr, None)
+            self.pool.on_connected(channel.addr, channel)
         self.log.debug("connected to %s", channel.addr)
 
     def on_connect_failed(self, channel: _Channel, error: ConnectionClosedError) -> None:
         addr = channel.addr
         with self._lock:
-            if self.channels.get(addr) is channel:
-                del self.channels[addr]
-            if channel._abandoned or self.closed:
-                return
-            delay = self.backoff.failed(addr, self.runtime.monotonic())
-            self._connect_errors[addr] = str(error.__cause__ or error)
+            delay = self.pool.on_connect_failed(
+                addr, channel, str(error.__cause__ or error), self.runtime.monotonic()
+            )
+        if delay is None:  # forgotten: the client closed it, or forked
+            return
         self.log.warning("%s; retry in %.3fs", error, delay)
 
     def on_closed(self, channel: _Channel, error: RocketMQError | None, on_purpose: bool) -> None:
         addr = channel.addr
         with self._lock:
-            if self.channels.get(addr) is channel:
-                del self.channels[addr]
+            self.pool.on_closed(addr, channel)
         if channel._abandoned or on_purpose or not channel.was_open:
             return
         if error is None or isinstance(error, ConnectionClosedError):
@@ -759,7 +758,7 @@ class _Core:
 
     def close_addr(self, addr: str) -> _Channel | None:
         with self._lock:
-            channel = self.channels.pop(addr, None)
+            channel = self.pool.forget(addr)
         if channel is not None:
             channel.close(f"connection to {addr} closed by the client")
         return channel
@@ -769,8 +768,7 @@ class _Core:
             if self.closed:
                 return []
             self.closed = True
-            channels = list(self.channels.values())
-            self.channels.clear()
+            channels = self.pool.forget_all()
         for channel in channels:
             channel.close("the client was closed")
         return channels
@@ -779,9 +777,7 @@ class _Core:
         # Locks may be held by threads of the parent that do not exist here, and
         # every socket is shared with the parent: start with none of them.
         self._lock = self.runtime.Lock()
-        channels = list(self.channels.values())
-        self.channels = {}
-        for channel in channels:
+        for channel in self.pool.forget_all():
             channel.abandon()
 
 
@@ -858,7 +854,7 @@ class RemotingClient:
 
     def __repr__(self) -> str:
         core = self._core
-        state = "closed" if core.closed else f"connected to {sorted(core.channels)}"
+        state = "closed" if core.closed else f"connected to {sorted(core.pool.conns)}"
         return f"<RemotingClient ({self._runtime.name}) {state}>"
 
     @property
@@ -871,7 +867,7 @@ class RemotingClient:
 
     def connected(self, addr: str) -> bool:
         """Whether a connection to ``addr`` is open now."""
-        channel = self._core.channels.get(addr)
+        channel = self._core.pool.conns.get(addr)
         return channel is not None and channel.is_open
 
     # ----------------------------------------------------------------- requests

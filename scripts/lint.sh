@@ -6,3 +6,4 @@ bash scripts/bootstrap.sh
 .venv/bin/python -m ruff check rocketmq_proto rocketmq_asyncio rocketmq_gevent rocketmq_sync tests benchmarks scripts examples
 .venv/bin/python -m ruff format --check rocketmq_proto rocketmq_asyncio rocketmq_gevent rocketmq_sync
 .venv/bin/python -m mypy --strict rocketmq_proto rocketmq_asyncio rocketmq_gevent rocketmq_sync
+.venv/bin/python scripts/unasync.py --check

@@ -1,5 +1,6 @@
 """Defaults a Python user expects, in every driver: host address, NAMESRV_ADDR,
-reserved group names, a clear error for poll() before start()."""
+reserved group names, options in seconds (older names too), a clear error for
+poll() before start()."""
 
 from __future__ import annotations
 
@@ -155,6 +156,48 @@ def test_a_transaction_producer_needs_a_group_of_its_own(backend: Backend) -> No
         backend.make("TransactionProducer", NAMESRV, handler, group="DEFAULT_PRODUCER")
     made = backend.make("TransactionProducer", NAMESRV, handler, group=unique("txown"))
     made.close()
+
+
+# ------------------------------------------------------------------------ options
+
+
+def test_every_driver_takes_times_in_seconds_and_the_older_names(backend: Backend) -> None:
+    current = backend.make(
+        "PushConsumer",
+        NAMESRV,
+        handler,
+        group=unique("opts"),
+        suspend_current_queue_time=0.5,
+        consume_timeout=120.0,
+    )
+    older = backend.make(
+        "PushConsumer",
+        NAMESRV,
+        handler,
+        group=unique("opts"),
+        suspend_current_queue_time_millis=500,
+        consume_timeout_minutes=2,
+    )
+    producer = backend.make("Producer", NAMESRV, group=unique("opts"), compress_over=8192)
+    try:
+        for consumer in (current, older):
+            assert consumer._consumer.config.suspend_current_queue_time_millis == 500
+            assert consumer._consumer.config.consume_timeout_minutes == 2
+        assert producer._producer.config.compress_msg_body_over_howmuch == 8192
+    finally:
+        for client in (current, older, producer):
+            client.close()
+    with pytest.raises(ConfigError, match="consume_timeout and consume_timeout_minutes"):
+        backend.make(
+            "PushConsumer",
+            NAMESRV,
+            handler,
+            group=unique("opts"),
+            consume_timeout=60.0,
+            consume_timeout_minutes=1,
+        )
+    with pytest.raises(ConfigError, match="send_timeout must be a positive number of seconds"):
+        backend.make("Producer", NAMESRV, group=unique("opts"), send_timeout=-1)
 
 
 # ------------------------------------------------------------------------- misuse

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from rocketmq_proto.strategies import remoting_commands
 from rocketmq_proto.wire.codes import LanguageCode, SerializeType
 from rocketmq_proto.wire.command import (
     ExtTemplate,
@@ -211,25 +212,8 @@ def test_partial_frame_waits_and_buffer_is_released() -> None:
 
 # --------------------------------------------------------------- properties
 
-_text = st.text(st.characters(codec="utf-8"), max_size=30)
-_fields = st.dictionaries(_text.filter(lambda s: len(s.encode()) < 0x7FFF), _text, max_size=8)
 
-
-@st.composite
-def commands(draw: st.DrawFn) -> RemotingCommand:
-    return RemotingCommand(
-        draw(st.integers(-0x8000, 0x7FFF)),
-        draw(_fields),
-        draw(st.binary(max_size=64)),
-        remark=draw(st.none() | _text.filter(bool)),
-        flag=draw(st.integers(0, 3)),
-        opaque=draw(st.integers(-(2**31), 2**31 - 1)),
-        language=draw(st.sampled_from(list(LanguageCode))),
-        version=draw(st.integers(0, 0x7FFF)),
-    )
-
-
-@given(commands(), st.sampled_from(list(SerializeType)))
+@given(remoting_commands(), st.sampled_from(list(SerializeType)))
 def test_command_round_trips(cmd: RemotingCommand, serialize_type: SerializeType) -> None:
     decoder = FrameDecoder()
     decoder.feed(encode_command(cmd, serialize_type))
@@ -252,7 +236,7 @@ def _decode_all(chunks: list[bytes]) -> list[RemotingCommand] | str:
     return out
 
 
-@given(st.lists(commands(), max_size=6), st.sampled_from(list(SerializeType)), st.data())
+@given(st.lists(remoting_commands(), max_size=6), st.sampled_from(list(SerializeType)), st.data())
 def test_any_chunking_gives_the_same_commands(
     cmds: list[RemotingCommand], serialize_type: SerializeType, data: st.DataObject
 ) -> None:

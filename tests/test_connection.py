@@ -25,6 +25,7 @@ from rocketmq_proto.connection.connection import (
     Response,
     ServerRequest,
 )
+from rocketmq_proto.strategies import remoting_commands
 from rocketmq_proto.wire.codes import FLAG_ONEWAY, FLAG_RESPONSE, SerializeType
 from rocketmq_proto.wire.command import FrameDecoder, RemotingCommand, encode_command
 from rocketmq_proto.wire.errors import (
@@ -257,32 +258,41 @@ class ConnectionMachine(RuleBasedStateMachine):
         assert self.seen_by_server[opaque].is_oneway
 
     @precondition(lambda self: not self.closed)
-    @rule(opaque=consumes(sent), body=st.binary(max_size=20), split=st.integers(0, 60))
-    def answer(self, opaque: int, body: bytes, split: int) -> None:
-        frame = self.server.answer(self.seen_by_server[opaque], body=body)
+    @rule(
+        opaque=consumes(sent),
+        reply=remoting_commands(kind="response"),
+        serialize_type=st.sampled_from(list(SerializeType)),
+        split=st.integers(0, 60),
+    )
+    def answer(
+        self, opaque: int, reply: RemotingCommand, serialize_type: SerializeType, split: int
+    ) -> None:
+        reply.opaque = self.seen_by_server[opaque].opaque
+        frame = encode_command(reply, serialize_type)
         for chunk in (frame[:split], frame[split:]):
             if chunk:  # an empty chunk means end of stream
                 self.conn.receive_data(chunk)
         events = drain(self.conn)
         if opaque in self.pending:
             code, _ = self.pending.pop(opaque)
-            assert events == [Response(opaque, code, events[0].command)]  # type: ignore[union-attr]
-            assert events[0].command.body == body  # type: ignore[union-attr]
+            assert events == [Response(opaque, code, reply)]
         else:
             assert events == []
 
     @precondition(lambda self: not self.closed)
-    @rule(code=st.integers(0, 400), oneway=st.booleans(), opaque=st.integers(0, 2**31 - 1))
-    def server_request(self, code: int, oneway: bool, opaque: int) -> None:
-        flag = FLAG_ONEWAY if oneway else 0
-        self.conn.receive_data(encode_command(RemotingCommand(code, flag=flag, opaque=opaque)))
+    @rule(
+        request=remoting_commands(kind="request"),
+        serialize_type=st.sampled_from(list(SerializeType)),
+    )
+    def server_request(self, request: RemotingCommand, serialize_type: SerializeType) -> None:
+        self.conn.receive_data(encode_command(request, serialize_type))
         (event,) = drain(self.conn)
         assert isinstance(event, ServerRequest)
-        assert event.command.code == code
-        if not oneway:
+        assert event.command == request
+        if not request.is_oneway:
             self.conn.send_response(event.command, 0)
             (answer,) = self.server.read(self.conn)
-            assert answer.is_response and answer.opaque == opaque
+            assert answer.is_response and answer.opaque == request.opaque
 
     @precondition(lambda self: not self.closed)
     @rule(dt=st.floats(0.0, 5.0))

@@ -30,6 +30,7 @@ from rocketmq_proto.flows.consumer.consume import (
     send_back_flow,
     to_consume_result,
 )
+from rocketmq_proto.flows.consumer.dispatch import ConcurrentConsumption
 from rocketmq_proto.flows.consumer.offsets import (
     OffsetStore,
     commit_offsets_flow,
@@ -39,6 +40,7 @@ from rocketmq_proto.flows.consumer.offsets import (
     parse_local_offsets,
     query_offset_flow,
 )
+from rocketmq_proto.flows.consumer.orderly import OrderlyConsumption
 from rocketmq_proto.flows.consumer.process_queue import ProcessQueue
 from rocketmq_proto.flows.consumer.pull import (
     FlowControl,
@@ -54,7 +56,8 @@ from rocketmq_proto.flows.consumer.pull import (
     pull_step_flow,
     should_pause,
 )
-from rocketmq_proto.flows.consumer.push import ConsumerConfig, PushConsumerCore, _QueueState
+from rocketmq_proto.flows.consumer.push import ConsumerConfig, PushConsumerCore
+from rocketmq_proto.flows.consumer.push_state import QueuePhase, QueueState
 from rocketmq_proto.flows.consumer.rebalance import (
     allocate_averagely,
     allocate_averagely_by_circle,
@@ -73,14 +76,11 @@ from rocketmq_proto.flows.consumer.rebalance import (
 from rocketmq_proto.flows.effects import Flow, Spawn
 from rocketmq_proto.flows.producer import ProducerConfig, ProducerCore
 from rocketmq_proto.flows.session import ClientConfig, ClientCore
-from rocketmq_proto.message.model import (
-    Message,
-    MessageExt,
-    UniqueIdGenerator,
-    decode_properties,
-    encode_batch,
-    encode_stored_message,
-)
+from rocketmq_proto.message.codec import encode_batch, encode_stored_message
+from rocketmq_proto.message.ids import UniqueIdGenerator
+from rocketmq_proto.message.model import Message, MessageExt
+from rocketmq_proto.message.properties import decode_properties
+from rocketmq_proto.strategies import message_queues
 from rocketmq_proto.wire.bodies import ConsumeFromWhere, MessageModel, build_subscription
 from rocketmq_proto.wire.codes import (
     FLAG_RESPONSE,
@@ -607,7 +607,7 @@ def test_local_offsets_round_trip() -> None:
 
 @given(
     st.dictionaries(
-        st.builds(MessageQueue, st.text(max_size=5), st.text(max_size=5), st.integers(0, 99)),
+        message_queues(),
         st.integers(0, 2**63 - 1),
         max_size=8,
     )
@@ -896,26 +896,49 @@ def test_pull_step_after_a_timed_out_pull_pulls_again_at_once() -> None:
     assert outcome.delay == 0.0 and "timed out" in outcome.reason
 
 
-def test_pull_step_orderly_rereads_the_offset_once_locked() -> None:
+def test_pull_step_orderly_asks_for_the_offset_again_once_locked() -> None:
+    """The first step after an orderly queue got locked makes no pull: its outcome
+    asks the caller to read the offset again; the next step pulls from there."""
     sim, client, request, store = _pull_setup(
         lambda a, c: pull_response(19, next_begin=int(c.ext_fields["queueOffset"])),
         orderly_locked=True,
     )
-    reads: list[MessageQueue] = []
-
-    def recompute(queue: MessageQueue) -> Flow[int]:
-        reads.append(queue)
-        return 33
-        yield  # a flow that needs no effect
-
     sub = build_subscription("T")
-    for _ in range(2):
-        sim.run(
-            pull_step_flow(
-                client, request, sub, PullConfig(), store, orderly=True, recompute_offset=recompute
-            )
-        )
-    assert reads == [mq(0)] and request.next_offset == 33 and request.previously_locked
+
+    def pulled_offsets() -> list[str]:
+        pulls = [c for _, c in sim.calls if c.code == RequestCode.PULL_MESSAGE]
+        return [c.ext_fields["queueOffset"] for c in pulls]
+
+    first = sim.run(pull_step_flow(client, request, sub, PullConfig(), store, orderly=True))
+    assert first.reread_offset and first.delay == 0.0 and pulled_offsets() == []
+    request.relocked(33)
+    second = sim.run(pull_step_flow(client, request, sub, PullConfig(), store, orderly=True))
+    assert not second.reread_offset and pulled_offsets() == ["33"]
+    assert request.previously_locked
+
+
+def test_orderly_pull_loop_reads_the_offset_of_a_newly_locked_queue_then_pulls() -> None:
+    """Another consumer may have moved a queue's offset before this one locked it:
+    the pull loop reads it from the broker and pulls from there."""
+    pulled: list[str] = []
+
+    def on_pull(addr: str, cmd: RemotingCommand) -> RemotingCommand:
+        pulled.append(cmd.ext_fields["queueOffset"])
+        core.begin_close()  # one pull is enough
+        return pull_response(19, next_begin=33)
+
+    cluster = Cluster(
+        QUERY_CONSUMER_OFFSET=lambda a, c: reply(0, {"offset": "33"}), PULL_MESSAGE=on_pull
+    )
+    sim = Sim(cluster)
+    client = make_client()
+    with_routes(client, sim, "T")
+    core = orderly_core(client)
+    core.subscribe("T")
+    state = hold_queue(core, mq(0), 10)
+    sim.run(core.pulls.loop_flow(state.request))
+    assert cluster.codes() == [RequestCode.QUERY_CONSUMER_OFFSET, RequestCode.PULL_MESSAGE]
+    assert pulled == ["33"] and state.request.previously_locked
 
 
 # ------------------------------------------------------------------ consume
@@ -950,7 +973,7 @@ def test_send_back_asks_the_broker_first() -> None:
     client = make_client()
     with_routes(client, sim, "T")
     producer = make_producer(client)
-    path = sim.run(send_back_flow(client, "G", failed_message(), send=producer.send_flow))
+    path = sim.run(send_back_flow(client, "G", failed_message(), producer=producer))
     assert path is SendBackPath.SENT_BACK
     addr, cmd = cluster.seen[-1]
     assert addr == MASTER_A and cmd.code == RequestCode.CONSUMER_SEND_MSG_BACK
@@ -980,7 +1003,7 @@ def test_send_back_falls_back_to_a_new_message_on_the_retry_topic(broker_fails: 
         with_routes(client, sim, "T")
     else:
         msg.broker_name = "unknown-broker"  # no master known: straight to the fallback
-    path = sim.run(send_back_flow(client, "G", msg, send=producer.send_flow))
+    path = sim.run(send_back_flow(client, "G", msg, producer=producer))
     assert path is SendBackPath.RESENT
     assert (RequestCode.CONSUMER_SEND_MSG_BACK in cluster.codes()) is broker_fails
     _, sent = cluster.seen[-1]
@@ -1057,7 +1080,7 @@ def test_concurrent_failure_sends_back_and_commits_past_the_batch() -> None:
             msgs,
             ConsumeResult.SUCCESS,
             offsets=store,
-            send=producer.send_flow,
+            producer=producer,
             ack_index=0,
         )
     )
@@ -1087,7 +1110,7 @@ def test_concurrent_send_back_failure_keeps_the_message_for_a_local_retry() -> N
             msgs,
             ConsumeResult.RETRY_LATER,
             offsets=store,
-            send=producer.send_flow,
+            producer=producer,
         )
     )
     assert retry_locally == msgs and all(m.reconsume_times == 1 for m in msgs)
@@ -1102,7 +1125,7 @@ def test_concurrent_send_back_failure_keeps_the_message_for_a_local_retry() -> N
             msgs,
             ConsumeResult.RETRY_LATER,
             offsets=store,
-            send=producer.send_flow,
+            producer=producer,
             clustering=False,
         )
     )
@@ -1110,17 +1133,12 @@ def test_concurrent_send_back_failure_keeps_the_message_for_a_local_retry() -> N
 
 
 def test_orderly_failure_suspends_then_dead_letters_past_max() -> None:
-    sent: list[Message] = []
-
-    def send(message: Message) -> Flow[None]:
-        sent.append(message)
-        return None
-        yield  # a flow that needs no effect
-
+    cluster = Cluster(SEND_MESSAGE_V2=stored_send)
+    producer = make_producer(make_client())
     pq, store = ProcessQueue(0.0), OffsetStore()
     pq.put([ext(1), ext(2)])
     taken = pq.take_messages(2)
-    sim = Sim(Cluster())
+    sim = Sim(cluster)
     outcome = sim.run(
         process_orderly_result_flow(
             pq,
@@ -1129,7 +1147,7 @@ def test_orderly_failure_suspends_then_dead_letters_past_max() -> None:
             ConsumeResult.SUSPEND_CURRENT_QUEUE_A_MOMENT,
             offsets=store,
             group="G",
-            send=send,
+            producer=producer,
             max_reconsume=1,
         )
     )
@@ -1144,13 +1162,14 @@ def test_orderly_failure_suspends_then_dead_letters_past_max() -> None:
             ConsumeResult.SUSPEND_CURRENT_QUEUE_A_MOMENT,
             offsets=store,
             group="G",
-            send=send,
+            producer=producer,
             max_reconsume=1,
         )
     )
     assert outcome.continue_consume and store.read(mq(0)) == 3
-    assert [m.topic for m in sent] == ["%RETRY%G", "%RETRY%G"]
-    assert sent[0].properties["RECONSUME_TIME"] == "2"
+    sent = [cmd for _, cmd in cluster.seen if cmd.code == RequestCode.SEND_MESSAGE_V2]
+    assert [cmd.ext_fields["b"] for cmd in sent] == ["%RETRY%G", "%RETRY%G"]
+    assert decode_properties(sent[0].ext_fields["i"].encode())["RECONSUME_TIME"] == "2"
 
 
 def test_clean_expired_sends_old_messages_back_at_level_3() -> None:
@@ -1162,7 +1181,7 @@ def test_clean_expired_sends_old_messages_back_at_level_3() -> None:
     pq.put([ext(1, CONSUME_START_TIME="0"), ext(2, CONSUME_START_TIME="0"), ext(3)])
     producer = make_producer(client)
     now_ms = 15 * 60_000 + 1
-    flow = clean_expired_flow(client, "G", pq, wall_ms=now_ms, send=producer.send_flow)
+    flow = clean_expired_flow(client, "G", pq, wall_ms=now_ms, producer=producer)
     assert sim.run(flow) == 2
     assert [c.ext_fields["delayLevel"] for _, c in cluster.seen] == ["3", "3"]
     assert [m.queue_offset for m in pq.messages()] == [3]
@@ -1238,10 +1257,10 @@ def orderly_core(client: ClientCore) -> PushConsumerCore:
     return core
 
 
-def hold_queue(core: PushConsumerCore, queue: MessageQueue, offset: int) -> _QueueState:
+def hold_queue(core: PushConsumerCore, queue: MessageQueue, offset: int) -> QueueState:
     pq = ProcessQueue(100.0)
     pq.set_locked(True, 100.0)
-    state = _QueueState(PullRequest("G", queue, pq, offset))
+    state = QueueState(PullRequest("G", queue, pq, offset))
     core.queues[queue] = state
     core.offsets.update(queue, offset)
     return state
@@ -1259,26 +1278,28 @@ def test_a_busy_orderly_queue_keeps_its_lock_until_its_consume_loop_ends() -> No
     busy, idle = mq(0), mq(1)
     busy_state = hold_queue(core, busy, 10)
     hold_queue(core, idle, 20)
-    busy_state.consuming = True
+    assert busy_state.begin_consuming()  # its consume loop runs
 
-    sim.run(core._drop_queue(busy))
-    sim.run(core._drop_queue(idle))
+    sim.run(core.upkeep._drop_queue_flow(busy))
+    sim.run(core.upkeep._drop_queue_flow(idle))
     sent = [wire(cmd) for _, cmd in sim.oneways]
     unlocked = [json.loads(c.body) for c in sent if c.code == RequestCode.UNLOCK_BATCH_MQ]
     assert [[q["queueId"] for q in body["mqSet"]] for body in unlocked] == [[1]]
-    assert busy in core.releasing and busy not in core.queues
+    assert busy in core.ctx.releasing and busy not in core.queues
+    assert busy_state.phase is QueuePhase.HANDING_OVER
     assert not busy_state.request.process_queue.dropped
     assert core.offsets.read(busy) == 10  # still ours: the running handler settles it
     # The queue stays locked: lock renewals include it.
-    assert busy in sorted([*core.queues, *core.releasing])
+    assert busy in core.ctx.held()
 
     core.offsets.update(busy, 11)  # the handler's message was consumed
     sim.oneways.clear()
-    sim.run(core._finish_releases())
-    assert busy in core.releasing  # the loop still runs
+    sim.run(core.upkeep.finish_releases_flow())
+    assert busy in core.ctx.releasing  # the loop still runs
     assert not sim.oneways
-    busy_state.consuming = False
-    sim.run(core._finish_releases())
+    busy_state.end_consuming()  # the loop ended
+    assert busy_state.phase is QueuePhase.HANDED_OVER
+    sim.run(core.upkeep.finish_releases_flow())
     sent = [wire(cmd) for _, cmd in sim.oneways]
     assert [c.code for c in sent] == [
         RequestCode.UPDATE_CONSUMER_OFFSET,
@@ -1286,7 +1307,7 @@ def test_a_busy_orderly_queue_keeps_its_lock_until_its_consume_loop_ends() -> No
     ]
     assert sent[0].ext_fields["commitOffset"] == "11"
     assert busy_state.request.process_queue.dropped
-    assert not core.releasing and core.offsets.read(busy) is None
+    assert not core.ctx.releasing and core.offsets.read(busy) is None
 
 
 def test_a_queue_still_being_released_or_locked_elsewhere_is_retried_soon() -> None:
@@ -1295,17 +1316,21 @@ def test_a_queue_still_being_released_or_locked_elsewhere_is_retried_soon() -> N
     client = make_client()
     with_routes(client, sim, "T")
     core = orderly_core(client)
-    sim.run(core._add_queue(mq(0)))
+    schedule = core.ctx.rebalance
+    schedule.begin()  # a rebalance round takes queues
+    sim.run(core.upkeep._add_queue_flow(mq(0)))
     assert mq(0) not in core.queues
-    assert core._rebalance_due == pytest.approx(sim.now + 0.5, abs=0.01)
+    assert schedule.due_at == pytest.approx(sim.now + 0.5, abs=0.01)
+    schedule.done(sim.now)  # the round ends: the next regular one is 20 s away
+    assert not schedule.due(sim.now) and schedule.due(sim.now + 0.5)
 
-    core._rebalance_due = None
-    core.releasing[mq(1)] = hold_queue(core, mq(1), 5)
+    schedule.begin()
+    core.ctx.releasing[mq(1)] = hold_queue(core, mq(1), 5)
     del core.queues[mq(1)]
     before = len(locked_elsewhere.seen)
-    sim.run(core._add_queue(mq(1)))
+    sim.run(core.upkeep._add_queue_flow(mq(1)))
     assert len(locked_elsewhere.seen) == before  # not even a lock request
-    assert mq(1) not in core.queues and core._rebalance_due is not None
+    assert mq(1) not in core.queues and schedule.due_at is not None
 
 
 # ------------------------------------------------------------ admin resets
@@ -1394,20 +1419,22 @@ def test_concurrent_batches_are_taken_by_at_most_consume_thread_max_workers() ->
     state = hold_queue(core, mq(0), 0)
     msgs = [ext(i) for i in range(50)]
     state.request.process_queue.put(msgs)
-    workers = spawned_by(core._dispatch(state, msgs, True))
-    assert len(workers) == 3 and core.workers == 3 and len(core.ready) == 50
+    pool = core.consumption
+    assert isinstance(pool, ConcurrentConsumption)
+    workers = spawned_by(pool.dispatch_flow(state, msgs, True))
+    assert len(workers) == 3 and pool.workers == 3 and len(pool.ready) == 50
     sim.run(workers[0].flow)  # the first worker takes every batch, one at a time
-    assert handled == list(range(50)) and not core.ready
-    assert core.workers == 2 and core.in_flight == 0
+    assert handled == list(range(50)) and not pool.ready
+    assert pool.workers == 2 and core.in_flight == 0
     for worker in workers[1:]:
         sim.run(worker.flow)  # nothing left for them
-    assert core.workers == 0 and handled == list(range(50))
+    assert pool.workers == 0 and handled == list(range(50))
     assert core.offsets.read(mq(0)) == 50
     # Closed: a new worker takes nothing; what waits is left unconsumed.
     more = [ext(i) for i in range(50, 55)]
     state.request.process_queue.put(more)
-    (worker,) = spawned_by(core._dispatch(state, more[:1], True))
-    core.closed = True
+    (worker,) = spawned_by(pool.dispatch_flow(state, more[:1], True))
+    core.begin_close()
     sim.run(worker.flow)
     assert handled == list(range(50)) and core.offsets.read(mq(0)) == 50
 
@@ -1425,7 +1452,7 @@ def test_lite_pull_posts_its_subscription_on_every_pull() -> None:
     core.queues[queue] = _Queue(PullRequest("G", queue, ProcessQueue(0.0), 7), generation=1)
 
     def on_pull(addr: str, cmd: RemotingCommand) -> RemotingCommand:
-        core.closed = True
+        core.begin_close()
         return pull_response(int(ResponseCode.PULL_NOT_FOUND), next_begin=7)
 
     cluster = Cluster(PULL_MESSAGE=on_pull)
@@ -1457,7 +1484,7 @@ def test_lite_pull_subscribing_while_running_heartbeats_before_it_rebalances() -
 
     def on_consumer_list(addr: str, cmd: RemotingCommand) -> RemotingCommand:
         order.append("consumer list")
-        core.closed = True  # one maintenance round is enough
+        core.begin_close()  # one maintenance round is enough
         return reply(0, body=json.dumps({"consumerIdList": []}).encode())
 
     cluster = Cluster(HEART_BEAT=on_heartbeat, GET_CONSUMER_LIST_BY_GROUP=on_consumer_list)
@@ -1486,7 +1513,7 @@ def _lite_pull_after_a_failed_pull(first_failure: RocketMQError, took: float) ->
         if len(sent) == 1:
             sim.now += took
             raise first_failure
-        core.closed = True  # one delivery is enough
+        core.begin_close()  # one delivery is enough
         return pull_response(0, [ext(0)], next_begin=1)
 
     sim = Sim(Cluster(PULL_MESSAGE=on_pull))
@@ -1530,6 +1557,16 @@ def push_core(handler: Callable[[list[MessageExt]], object], **config: object) -
     )
 
 
+def concurrent_of(core: PushConsumerCore) -> ConcurrentConsumption:
+    assert isinstance(core.consumption, ConcurrentConsumption)
+    return core.consumption
+
+
+def orderly_of(core: PushConsumerCore) -> OrderlyConsumption:
+    assert isinstance(core.consumption, OrderlyConsumption)
+    return core.consumption
+
+
 def test_a_handler_returning_none_consumed_its_messages() -> None:
     """Concurrent: the offset moves past the batch and nothing is sent back."""
     cluster = Cluster()
@@ -1539,7 +1576,7 @@ def test_a_handler_returning_none_consumed_its_messages() -> None:
     state = hold_queue(core, mq(0), 0)
     msgs = [ext(i) for i in range(4)]
     state.request.process_queue.put(msgs)
-    assert sim.run(core.consume_flow(state, msgs)) == []
+    assert sim.run(concurrent_of(core).consume_flow(state, msgs)) == []
     assert core.offsets.read(mq(0)) == 4
     assert RequestCode.CONSUMER_SEND_MSG_BACK not in cluster.codes()
     assert RequestCode.SEND_MESSAGE not in cluster.codes()
@@ -1560,11 +1597,11 @@ def test_an_orderly_handler_returning_none_commits_and_goes_on() -> None:
     with_routes(core.client, sim, "T")
     state = hold_queue(core, mq(0), 0)
     state.request.process_queue.put([ext(i) for i in range(3)])
-    state.consuming = True
-    sim.run(core.consume_orderly_flow(state))
+    assert state.begin_consuming()
+    sim.run(orderly_of(core).consume_flow(state))
     assert seen == [0, 1, 2]  # once each, no suspension and no second attempt
     assert core.offsets.read(mq(0)) == 3
-    assert not state.consuming and state.request.process_queue.msg_count == 0
+    assert state.phase is QueuePhase.IDLE and state.request.process_queue.msg_count == 0
 
 
 def test_a_handler_exception_is_logged_with_its_traceback_topic_group_and_ids(
@@ -1581,7 +1618,7 @@ def test_a_handler_exception_is_logged_with_its_traceback_topic_group_and_ids(
     msgs = [ext(i) for i in range(2)]
     state.request.process_queue.put(msgs)
     with caplog.at_level("WARNING", logger="rocketmq_proto.consumer"):
-        sim.run(core.consume_flow(state, msgs))
+        sim.run(concurrent_of(core).consume_flow(state, msgs))
     (record,) = [r for r in caplog.records if "handler raised" in r.getMessage()]
     text = record.getMessage()
     assert "topic T" in text and "group G" in text and "no such order" in text
@@ -1618,7 +1655,7 @@ def test_broadcasting_offsets_file_does_not_depend_on_the_generated_instance_nam
             handler=lambda msgs: None,
             ids=UniqueIdGenerator(b"\x0a\x00\x00\x01", pid, 0),
         )
-        return core.client.client_id, core._local_offsets_file()
+        return core.client.client_id, core.ctx.local_offsets_file()
 
     first_id, first = local_file(100, 1, client_ip="10.0.0.1")
     second_id, second = local_file(200, 2, client_ip="10.0.0.1")

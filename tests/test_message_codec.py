@@ -12,28 +12,29 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rocketmq_proto.message.model import (
-    RESERVED_PROPERTY_KEYS,
-    CompressionType,
-    Message,
-    MessageExt,
-    UniqueIdGenerator,
+from rocketmq_proto.message.codec import (
     body_crc32,
-    compress_body,
     decode_batch,
     decode_message,
     decode_messages,
-    decode_offset_msg_id,
-    decode_properties,
-    decompress_body,
     encode_batch,
-    encode_offset_msg_id,
-    encode_properties,
     encode_stored_message,
-    parse_unique_id,
     unwrap_inner_batch,
-    validate_topic,
 )
+from rocketmq_proto.message.compression import CompressionType, compress_body, decompress_body
+from rocketmq_proto.message.ids import (
+    UniqueIdGenerator,
+    decode_offset_msg_id,
+    encode_offset_msg_id,
+    parse_unique_id,
+)
+from rocketmq_proto.message.model import Message, MessageExt, validate_topic
+from rocketmq_proto.message.properties import (
+    RESERVED_PROPERTY_KEYS,
+    decode_properties,
+    encode_properties,
+)
+from rocketmq_proto.strategies import message_exts, messages
 from rocketmq_proto.wire.errors import (
     CompressionUnavailableError,
     InvalidArgumentError,
@@ -565,19 +566,7 @@ def test_message_rejects_bad_fields() -> None:
 # ------------------------------------------------------------ batches
 
 batch_messages = st.lists(
-    st.builds(
-        lambda body, flag, tags, user: Message(
-            "BatchTopic", body, flag=flag, tags=tags, properties=user
-        ),
-        st.binary(max_size=64),
-        st.integers(-(2**31), 2**31 - 1),
-        st.one_of(st.none(), prop_keys),
-        st.dictionaries(
-            prop_keys.filter(lambda k: k not in RESERVED_PROPERTY_KEYS and not k.isspace()),
-            prop_keys.filter(lambda v: not v.isspace()),
-            max_size=3,
-        ),
-    ),
+    messages(topics=st.just("BatchTopic"), max_body_size=64, timers=False),
     min_size=1,
     max_size=6,
 )
@@ -639,55 +628,8 @@ def test_decode_batch_truncated(cut: int) -> None:
 
 # ------------------------------------------------------------ stored messages
 
-ipv4_hosts = st.builds(
-    lambda ip, port: f"{ipaddress.IPv4Address(ip)}:{port}",
-    st.integers(0, 2**32 - 1),
-    st.integers(0, 65535),
-)
-ipv6_hosts = st.builds(
-    lambda ip, port: f"[{ipaddress.IPv6Address(ip)}]:{port}",
-    st.integers(0, 2**128 - 1),
-    st.integers(0, 65535),
-)
-hosts = st.one_of(ipv4_hosts, ipv6_hosts)
-int32 = st.integers(-(2**31), 2**31 - 1)
-int64 = st.integers(-(2**63), 2**63 - 1)
-topics = st.text(max_size=300)
 
-compressions = [None, CompressionType.ZLIB]
-if HAVE_LZ4:
-    compressions.append(CompressionType.LZ4)
-if HAVE_ZSTD:
-    compressions.append(CompressionType.ZSTD)
-
-
-@st.composite
-def stored_messages(draw: st.DrawFn) -> MessageExt:
-    compression = draw(st.sampled_from(compressions))
-    sys_flag = draw(st.integers(0, 0xFF)) & ~0x31 & ~0xC0  # V6 bits follow the hosts
-    if compression is not None:
-        sys_flag |= 0x1 | compression.sys_flag
-    topic = draw(topics)
-    return MessageExt(
-        topic,
-        draw(st.binary(max_size=300)),
-        flag=draw(int32),
-        properties=draw(st.dictionaries(prop_keys, prop_keys, max_size=8)),
-        queue_id=draw(int32),
-        queue_offset=draw(int64),
-        commit_log_offset=draw(int64),
-        sys_flag=sys_flag,
-        born_timestamp=draw(int64),
-        born_host=draw(hosts),
-        store_timestamp=draw(int64),
-        store_host=draw(hosts),
-        reconsume_times=draw(int32),
-        prepared_transaction_offset=draw(int64),
-        body_crc=draw(int32),
-    )
-
-
-@given(st.lists(stored_messages(), min_size=1, max_size=4), st.sampled_from([None, 2]))
+@given(st.lists(message_exts(), min_size=1, max_size=4), st.sampled_from([None, 2]))
 def test_stored_message_round_trip(messages: list[MessageExt], version: int | None) -> None:
     encoded = [encode_stored_message(m, version=version) for m in messages]
     body = b"".join(encoded)
@@ -716,7 +658,7 @@ def test_stored_message_round_trip(messages: list[MessageExt], version: int | No
         assert single.body == original.body
 
 
-@given(stored_messages())
+@given(message_exts())
 def test_stored_message_without_decompression_keeps_the_stored_body(msg: MessageExt) -> None:
     encoded = encode_stored_message(msg)
     (raw,) = decode_messages(encoded, decompress=False)

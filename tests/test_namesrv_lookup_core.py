@@ -18,7 +18,8 @@ from rocketmq_proto.flows.namesrv_lookup import (
 )
 from rocketmq_proto.flows.producer import ProducerConfig, ProducerCore
 from rocketmq_proto.flows.session import ClientConfig, ClientCore
-from rocketmq_proto.message.model import Message, UniqueIdGenerator
+from rocketmq_proto.message.ids import UniqueIdGenerator
+from rocketmq_proto.message.model import Message
 from rocketmq_proto.options import client_settings, namesrv_source
 from rocketmq_proto.wire.codes import RequestCode
 from rocketmq_proto.wire.command import RemotingCommand

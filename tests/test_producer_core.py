@@ -14,17 +14,11 @@ from rocketmq_proto.flows.producer import (
     select_by_key,
 )
 from rocketmq_proto.flows.session import ClientConfig, ClientCore
-from rocketmq_proto.message.model import (
-    CompressionType,
-    Message,
-    MessageExt,
-    UniqueIdGenerator,
-    decode_batch,
-    decode_properties,
-    decompress_body,
-    encode_offset_msg_id,
-    encode_stored_message,
-)
+from rocketmq_proto.message.codec import decode_batch, encode_stored_message
+from rocketmq_proto.message.compression import CompressionType, decompress_body
+from rocketmq_proto.message.ids import UniqueIdGenerator, encode_offset_msg_id
+from rocketmq_proto.message.model import Message, MessageExt
+from rocketmq_proto.message.properties import decode_properties
 from rocketmq_proto.options import producer_settings
 from rocketmq_proto.wire.codes import (
     FLAG_RESPONSE,

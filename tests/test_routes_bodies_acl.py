@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from rocketmq_proto.strategies import broker_datas, topic_routes
 from rocketmq_proto.wire.acl import (
     UNIQUE_MSG_QUERY_FLAG,
     Credentials,
@@ -494,32 +495,9 @@ def test_static_topic_logical_queues() -> None:
 
 
 names = st.text(st.characters(codec="utf-8"), min_size=1, max_size=6)
-broker_datas = st.builds(
-    BrokerData,
-    cluster=names,
-    broker_name=names,
-    broker_addrs=st.dictionaries(st.integers(0, 2**63 - 1), names, max_size=3),
-    zone_name=st.none() | names,
-    enable_acting_master=st.booleans(),
-)
-queue_datas = st.builds(
-    QueueData,
-    broker_name=names,
-    read_queue_nums=st.integers(0, 64),
-    write_queue_nums=st.integers(0, 64),
-    perm=st.integers(0, 15),
-    topic_sys_flag=st.integers(0, 3),
-)
-routes = st.builds(
-    TopicRouteData,
-    queue_datas=st.lists(queue_datas, max_size=4).map(tuple),
-    broker_datas=st.lists(broker_datas, max_size=4).map(tuple),
-    order_topic_conf=st.none(),
-    filter_server_table=st.dictionaries(names, st.lists(names, max_size=2).map(tuple), max_size=2),
-)
 
 
-@given(routes, st.booleans())
+@given(topic_routes(), st.booleans())
 def test_route_round_trips_in_both_json_forms(route: TopicRouteData, standard: bool) -> None:
     body = encode_topic_route(route, standard_json=standard)
     assert parse_topic_route(body) == route
@@ -527,7 +505,7 @@ def test_route_round_trips_in_both_json_forms(route: TopicRouteData, standard: b
         assert json.loads(body) == json.loads(encode_topic_route(parse_topic_route(body)))
 
 
-@given(routes)
+@given(topic_routes(order_topic_conf=False, queue_mappings=False))
 def test_publish_queues_invariants(route: TopicRouteData) -> None:
     queues = publish_queues("T", route)
     # Java looks a queue's broker up by name and takes the first match.
@@ -545,7 +523,7 @@ def test_publish_queues_invariants(route: TopicRouteData) -> None:
 
 
 @given(
-    st.dictionaries(names, broker_datas, max_size=3),
+    st.dictionaries(names, broker_datas(), max_size=3),
     st.dictionaries(names, st.frozensets(names, max_size=3), max_size=3),
 )
 def test_cluster_info_round_trips(

@@ -9,7 +9,8 @@ import pytest
 from rocketmq_proto.flows.effects import Call, Flow, Now, Sleep, within
 from rocketmq_proto.flows.producer import ProducerConfig, ProducerCore
 from rocketmq_proto.flows.session import ClientConfig, ClientCore
-from rocketmq_proto.message.model import Message, UniqueIdGenerator
+from rocketmq_proto.message.ids import UniqueIdGenerator
+from rocketmq_proto.message.model import Message
 from rocketmq_proto.wire.codes import RequestCode
 from rocketmq_proto.wire.command import RemotingCommand
 from rocketmq_proto.wire.errors import RequestTimeoutError

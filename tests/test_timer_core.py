@@ -21,7 +21,8 @@ from rocketmq_proto.flows.producer import (
     nearest_delay_level,
     parse_delay_levels,
 )
-from rocketmq_proto.message.model import Message, decode_properties
+from rocketmq_proto.message.model import Message
+from rocketmq_proto.message.properties import decode_properties
 from rocketmq_proto.options import producer_settings
 from rocketmq_proto.wire.codes import FLAG_RESPONSE, RequestCode, ResponseCode, SendStatus
 from rocketmq_proto.wire.command import FrameDecoder, RemotingCommand, encode_command

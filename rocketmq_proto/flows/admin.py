@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from rocketmq_proto.flows.effects import Call, Flow
+from rocketmq_proto.flows.effects import Flow, call
+from rocketmq_proto.flows.lifecycle import Lifecycle, LifecycleOwner
 from rocketmq_proto.flows.session import ClientCore
 from rocketmq_proto.message import namespace as ns
-from rocketmq_proto.message.model import (
-    MessageExt,
-    decode_messages,
-    decode_offset_msg_id,
-    validate_topic,
-)
+from rocketmq_proto.message.codec import decode_messages
+from rocketmq_proto.message.ids import decode_offset_msg_id
+from rocketmq_proto.message.model import MessageExt, validate_topic
 from rocketmq_proto.wire import requests as rq
 from rocketmq_proto.wire.bodies import encode_subscription_group_config, parse_reset_offset_body
 from rocketmq_proto.wire.codes import Perm, RequestCode, ResponseCode
@@ -63,8 +61,12 @@ class TopicOffset:
 
 
 @dataclass(slots=True)
-class AdminCore:
+class AdminCore(LifecycleOwner):
+    """Administration flows over a client session, and the admin client's
+    lifecycle (:class:`~rocketmq_proto.flows.lifecycle.LifecycleOwner`)."""
+
     client: ClientCore
+    _lifecycle: Lifecycle = field(default_factory=lambda: Lifecycle("admin client"), init=False)
 
     def _wrap(self, name: str) -> str:
         return ns.wrap(self.client.config.namespace, name)
@@ -108,7 +110,7 @@ class AdminCore:
                 order=order,
                 attributes=attributes,
             )
-            check_success((yield Call(addr, command, timeout)), command.code)
+            check_success((yield from call(addr, command, timeout)), command.code)
         self.client.forget_route(full)
         return [name for name, _ in masters]
 
@@ -119,12 +121,12 @@ class AdminCore:
         timeout = self.client.config.request_timeout
         for _, addr in masters:
             check_success(
-                (yield Call(addr, rq.delete_topic_in_broker(full), timeout)),
+                (yield from call(addr, rq.delete_topic_in_broker(full), timeout)),
                 RequestCode.DELETE_TOPIC_IN_BROKER,
             )
         for addr in (yield from self.client.namesrv_list_flow()):
             check_success(
-                (yield Call(addr, rq.delete_topic_in_namesrv(full), timeout)),
+                (yield from call(addr, rq.delete_topic_in_namesrv(full), timeout)),
                 RequestCode.DELETE_TOPIC_IN_NAMESRV,
             )
         self.client.forget_route(full)
@@ -138,7 +140,7 @@ class AdminCore:
         for _, addr in masters:
             command = rq.update_and_create_subscription_group(body)
             check_success(
-                (yield Call(addr, command, self.client.config.request_timeout)), command.code
+                (yield from call(addr, command, self.client.config.request_timeout)), command.code
             )
 
     def delete_group_flow(self, group: str, *, cluster: str = DEFAULT_CLUSTER) -> Flow[None]:
@@ -146,7 +148,7 @@ class AdminCore:
         for _, addr in masters:
             command = rq.delete_subscription_group(self._wrap(group))
             check_success(
-                (yield Call(addr, command, self.client.config.request_timeout)), command.code
+                (yield from call(addr, command, self.client.config.request_timeout)), command.code
             )
 
     def route_flow(self, topic: str) -> Flow[TopicRouteData]:
@@ -161,19 +163,19 @@ class AdminCore:
     def max_offset_flow(self, mq: MessageQueue) -> Flow[int]:
         topic, addr = yield from self._queue_addr(mq)
         command = rq.get_max_offset(topic, mq.queue_id, broker_name=mq.broker_name)
-        return offset_field((yield Call(addr, command, self.client.config.request_timeout)))
+        return offset_field((yield from call(addr, command, self.client.config.request_timeout)))
 
     def min_offset_flow(self, mq: MessageQueue) -> Flow[int]:
         topic, addr = yield from self._queue_addr(mq)
         command = rq.get_min_offset(topic, mq.queue_id, broker_name=mq.broker_name)
-        return offset_field((yield Call(addr, command, self.client.config.request_timeout)))
+        return offset_field((yield from call(addr, command, self.client.config.request_timeout)))
 
     def search_offset_flow(self, mq: MessageQueue, timestamp_ms: int) -> Flow[int]:
         topic, addr = yield from self._queue_addr(mq)
         command = rq.search_offset_by_timestamp(
             topic, mq.queue_id, timestamp_ms, broker_name=mq.broker_name
         )
-        return offset_field((yield Call(addr, command, self.client.config.request_timeout)))
+        return offset_field((yield from call(addr, command, self.client.config.request_timeout)))
 
     def topic_offsets_flow(self, topic: str) -> Flow[list[TopicOffset]]:
         """Min and max offsets of every queue of ``topic``."""
@@ -196,7 +198,7 @@ class AdminCore:
             queue_id=mq.queue_id,
             broker_name=mq.broker_name,
         )
-        response = yield Call(addr, command, self.client.config.request_timeout)
+        response = yield from call(addr, command, self.client.config.request_timeout)
         if response.code == ResponseCode.QUERY_NOT_FOUND:
             return None
         return offset_field(response)
@@ -225,7 +227,7 @@ class AdminCore:
             command = rq.invoke_broker_to_reset_offset(
                 topic=full_topic, group=full_group, timestamp_ms=timestamp_ms, force=force
             )
-            response = yield Call(addr, command, timeout)
+            response = yield from call(addr, command, timeout)
             if response.code == ResponseCode.SUCCESS:
                 table = parse_reset_offset_body(response.body) if response.body else {}
                 for mq, offset in table.items():
@@ -250,7 +252,7 @@ class AdminCore:
                     commit_offset=target,
                     broker_name=mq.broker_name,
                 )
-                check_success((yield Call(addr, update, timeout)), update.code)
+                check_success((yield from call(addr, update, timeout)), update.code)
                 moved[user_mq] = target
         return moved
 
@@ -284,7 +286,7 @@ class AdminCore:
                 end_timestamp=end_timestamp,
             )
             try:
-                response = yield Call(addr, command, self.client.config.request_timeout * 5)
+                response = yield from call(addr, command, self.client.config.request_timeout * 5)
             except RocketMQError as exc:
                 errors.append(exc)
                 continue
@@ -315,7 +317,7 @@ class AdminCore:
             addr = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
             command = rq.view_message_by_id(decoded.offset)
             try:
-                response = yield Call(addr, command, self.client.config.request_timeout)
+                response = yield from call(addr, command, self.client.config.request_timeout)
             except RocketMQError:
                 # A UNIQ_KEY also reads as an offset id, of a host that is not a broker.
                 if topic is None:

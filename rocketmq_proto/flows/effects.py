@@ -19,21 +19,65 @@ IO (asyncio, threads, gevent)::
 Errors of an effect are thrown into the flow (only :class:`RocketMQError`
 subclasses; anything else is a bug and propagates). A flow never blocks and
 never reads the clock itself.
+
+A flow asks through the typed helpers below, one per effect, rather than with a
+bare ``yield``: ``response = yield from call(addr, command, timeout)`` is a
+:class:`RemotingCommand` to the type checker, where ``yield Call(...)`` gives an
+``object``, nothing more (:data:`Flow`). Each helper yields its effect once
+and returns the driver's answer.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Generator
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar, TypeVarTuple, overload
 
 from rocketmq_proto.wire.command import RemotingCommand
 from rocketmq_proto.wire.errors import RequestTimeoutError
 
-T = TypeVar("T")
+__all__ = [
+    "UPKEEP_RESTART_DELAY",
+    "Ask",
+    "Call",
+    "Effect",
+    "Flow",
+    "HttpGet",
+    "Now",
+    "Oneway",
+    "ReadFile",
+    "Sleep",
+    "Spawn",
+    "UserCall",
+    "WallTime",
+    "WriteFile",
+    "call",
+    "http_get",
+    "now",
+    "oneway",
+    "read_file",
+    "sleep",
+    "spawn",
+    "supervised",
+    "user_call",
+    "wall_ms",
+    "within",
+    "write_file",
+]
 
-Flow = Generator["Effect", Any, T]
+T = TypeVar("T")
+R = TypeVar("R")
+Ts = TypeVarTuple("Ts")
+
+#: A flow returning ``T``: it yields effects and is sent their results. To the type
+#: checker a bare ``yield`` gives an ``object``, nothing more: a flow asks through
+#: the typed helpers (:func:`call`, :func:`now`...) instead.
+Flow: TypeAlias = Generator["Effect", object, T]
+
+#: What a typed helper returns: one effect yielded, its answer (``Any`` as sent by
+#: the driver) returned as ``T``.
+Ask: TypeAlias = Generator["Effect", Any, T]
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +190,81 @@ class HttpGet:
     max_size: int = 64 * 1024
 
 
-Effect = Call | Oneway | Sleep | Now | WallTime | UserCall | Spawn | ReadFile | WriteFile | HttpGet
+#: Every effect; each driver's interpreter has a case for each.
+Effect: TypeAlias = (
+    Call | Oneway | Sleep | Now | WallTime | UserCall | Spawn | ReadFile | WriteFile | HttpGet
+)
+
+
+# ------------------------------------------------------------------ typed helpers
+# Use as ``x = yield from helper(...)``: the effect's answer, typed.
+
+
+def call(addr: str, command: RemotingCommand, timeout: float) -> Ask[RemotingCommand]:
+    """:class:`Call`: the response command, whatever its code."""
+    response: RemotingCommand = yield Call(addr, command, timeout)
+    return response
+
+
+def oneway(addr: str, command: RemotingCommand) -> Ask[None]:
+    """:class:`Oneway`: returns once the command is written."""
+    yield Oneway(addr, command)
+
+
+def sleep(seconds: float) -> Ask[None]:
+    """:class:`Sleep`: returns after ``seconds``."""
+    yield Sleep(seconds)
+
+
+def now() -> Ask[float]:
+    """:class:`Now`: the driver's monotonic clock, in seconds."""
+    seconds: float = yield Now()
+    return seconds
+
+
+def wall_ms() -> Ask[int]:
+    """:class:`WallTime`: the wall clock, in milliseconds since the epoch."""
+    ms: int = yield WallTime()
+    return ms
+
+
+@overload
+def user_call(fn: Callable[[*Ts], Awaitable[R]], *args: *Ts) -> Ask[R]: ...
+
+
+@overload
+def user_call(fn: Callable[[*Ts], R], *args: *Ts) -> Ask[R]: ...
+
+
+def user_call(fn: Callable[[*Ts], Any], *args: *Ts) -> Ask[Any]:
+    """:class:`UserCall` of ``fn(*args)``: what it returned (a coroutine function's
+    result is awaited by the asyncio driver). Its exception is thrown in as
+    :class:`UserCallbackError`."""
+    return (yield UserCall(fn, args))
+
+
+def spawn(flow: Flow[Any], name: str = "flow") -> Ask[None]:
+    """:class:`Spawn`: returns once ``flow`` is started."""
+    yield Spawn(flow, name)
+
+
+def read_file(path: str) -> Ask[bytes | None]:
+    """:class:`ReadFile`: the file's bytes, or ``None`` if it does not exist."""
+    data: bytes | None = yield ReadFile(path)
+    return data
+
+
+def write_file(path: str, data: bytes) -> Ask[None]:
+    """:class:`WriteFile`: returns once the file is replaced."""
+    yield WriteFile(path, data)
+
+
+def http_get(
+    host: str, port: int, request: bytes, timeout: float, max_size: int = 64 * 1024
+) -> Ask[bytes]:
+    """:class:`HttpGet`: the bytes the server answered (status line, headers, body)."""
+    answer: bytes = yield HttpGet(host, port, request, timeout, max_size)
+    return answer
 
 
 def within(flow: Flow[T], deadline: float, what: str) -> Flow[T]:
@@ -169,20 +287,15 @@ def within(flow: Flow[T], deadline: float, what: str) -> Flow[T]:
                 result: T = stop.value
                 return result
             value, error = None, None
-            kind = type(effect)
-            if kind is Call or kind is Sleep:
-                now: float = yield Now()
-                left = deadline - now
+            if type(effect) is Call or type(effect) is Sleep:
+                left = deadline - (yield from now())
                 if left <= 0:
                     error = RequestTimeoutError(f"{what}: no time left for the next step")
                     continue
-                if kind is Call:
-                    assert isinstance(effect, Call)
-                    if effect.timeout > left:
-                        effect = Call(effect.addr, effect.command, left)
-                else:
-                    assert isinstance(effect, Sleep)
-                    if effect.seconds > left:
+                match effect:
+                    case Call(addr, command, timeout) if timeout > left:
+                        effect = Call(addr, command, left)
+                    case Sleep(seconds) if seconds > left:
                         effect = Sleep(left)
             try:
                 value = yield effect
@@ -216,4 +329,4 @@ def supervised(
             if stopped():
                 return
             log.error("%s ended unasked; restarting it in %g s", what, UPKEEP_RESTART_DELAY)
-        yield Sleep(UPKEEP_RESTART_DELAY)
+        yield from sleep(UPKEEP_RESTART_DELAY)

@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from rocketmq_proto.flows.effects import Flow, HttpGet, Now, Sleep
+from rocketmq_proto.flows.effects import Flow, http_get, now, sleep
 from rocketmq_proto.wire.errors import ConfigError, ConnectionClosedError, RequestTimeoutError
 
 __all__ = [
@@ -174,26 +173,28 @@ class NamesrvLookup:
         when = self.next_due(have_list)
         return when is None or now >= when
 
-    def fetch_flow(self, apply: Callable[[tuple[str, ...]], object]) -> Flow[bool]:
-        """Ask the endpoint once and ``apply`` the list it answers; ``False`` if it failed.
+    def fetch_flow(self) -> Flow[tuple[str, ...] | None]:
+        """Ask the endpoint once: the list it answers, for the caller to use;
+        ``None`` if it failed.
 
         A failure (no connection, a timeout, a status other than 200, a body that
         is not a valid list) is logged and changes nothing. A flow that finds a
-        lookup already running waits for it instead of sending a second request.
+        lookup already running waits for it instead of sending a second request
+        (and gets ``None``: the running one's caller applies the list).
         """
         if self._running:
-            now: float = yield Now()
-            limit = now + self.timeout + 1.0
-            while self._running and now < limit:
-                yield Sleep(0.005)
-                now = yield Now()
-            return False
+            now_s = yield from now()
+            limit = now_s + self.timeout + 1.0
+            while self._running and now_s < limit:
+                yield from sleep(0.005)
+                now_s = yield from now()
+            return None
         self._running = True
         try:
-            self.last_attempt = yield Now()
+            self.last_attempt = yield from now()
             url = self.url
             try:
-                raw: bytes = yield HttpGet(
+                raw = yield from http_get(
                     url.host, url.port, url.request(), self.timeout, MAX_ANSWER_SIZE
                 )
                 addrs = parse_lookup_answer(raw)
@@ -203,8 +204,7 @@ class NamesrvLookup:
                     url.url,
                     exc,
                 )
-                return False
-            apply(addrs)
-            return True
+                return None
+            return addrs
         finally:
             self._running = False

@@ -16,29 +16,25 @@ import random
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, overload
 
 from rocketmq_proto.connection.connection import Reply
-from rocketmq_proto.flows.effects import Call, Flow, Now, Oneway, UserCall, WallTime, within
+from rocketmq_proto.flows.effects import Flow, call, now, user_call, wall_ms, within
+from rocketmq_proto.flows.effects import oneway as send_oneway
+from rocketmq_proto.flows.lifecycle import Lifecycle, LifecycleOwner
 from rocketmq_proto.flows.session import ClientCore, TopicPublishInfo
 from rocketmq_proto.message import namespace as ns
-from rocketmq_proto.message.model import (
-    RETRY_GROUP_TOPIC_PREFIX,
+from rocketmq_proto.message.codec import decode_message, encode_batch
+from rocketmq_proto.message.compression import (
     CompressionType,
-    MessageConst,
-    MessageExt,
-    UniqueIdGenerator,
     compress_body,
     compression_available,
-    decode_message,
-    decode_offset_msg_id,
-    decode_properties,
     decompress_body,
-    encode_batch,
-    properties_string,
-    validate_tags,
 )
+from rocketmq_proto.message.ids import UniqueIdGenerator, decode_offset_msg_id
+from rocketmq_proto.message.model import RETRY_GROUP_TOPIC_PREFIX, MessageExt, validate_tags
 from rocketmq_proto.message.model import Message as Message
+from rocketmq_proto.message.properties import MessageConst, decode_properties, properties_string
 from rocketmq_proto.wire import requests as rq
 from rocketmq_proto.wire.codes import (
     RETRIABLE_SEND_CODES,
@@ -54,6 +50,7 @@ from rocketmq_proto.wire.errors import (
     ConfigError,
     ConnectionClosedError,
     InvalidMessageError,
+    LocalProtocolError,
     MessageTooLargeError,
     RemoteProtocolError,
     RequestTimeoutError,
@@ -74,6 +71,10 @@ _REPLY_MESSAGE_TYPE = "reply"
 
 #: A user's queue selector: (queues, message, arg) -> the queue to send to.
 QueueSelector = Callable[[list[MessageQueue], Message, Any], MessageQueue]
+
+#: Answers a broker's check-back: (half message) -> TransactionState, True/False or None
+#: (or a coroutine of one).
+TransactionChecker = Callable[[MessageExt], Any]
 
 
 class QueueSelection(enum.StrEnum):
@@ -342,14 +343,16 @@ class _Attempt:
 
 
 @dataclass(slots=True)
-class ProducerCore:
-    """One producer group's state: config, id generator, per-topic templates."""
+class ProducerCore(LifecycleOwner):
+    """One producer group's state: config, id generator, per-topic templates, and
+    its lifecycle (:class:`~rocketmq_proto.flows.lifecycle.LifecycleOwner`)."""
 
     client: ClientCore
     config: ProducerConfig
     ids: UniqueIdGenerator
     rng: random.Random = field(default_factory=random.Random)
-    transaction_checker: Callable[[MessageExt], Any] | None = None
+    _transaction_checker: TransactionChecker | None = field(default=None, init=False)
+    _lifecycle: Lifecycle = field(default_factory=lambda: Lifecycle("producer"), init=False)
     _templates: dict[tuple[str, int], rq.SendTemplate] = field(default_factory=dict)
     #: Each broker address's ``messageDelayLevel`` in ms per level (timer fallback).
     _delay_levels: dict[str, tuple[int, ...]] = field(default_factory=dict)
@@ -367,6 +370,36 @@ class ProducerCore:
 
     def unregister(self) -> None:
         self.client.producer_groups.discard(self.group)
+
+    # ------------------------------------------------------------- transactions
+
+    @property
+    def transaction_checker(self) -> TransactionChecker | None:
+        """What answers the brokers' check-backs (see :meth:`set_transaction_checker`)."""
+        return self._transaction_checker
+
+    @transaction_checker.setter
+    def transaction_checker(self, checker: TransactionChecker | None) -> None:
+        # Kept for drivers that still set the field.
+        if checker is None:
+            self._transaction_checker = None
+        else:
+            self.set_transaction_checker(checker)
+
+    def set_transaction_checker(self, checker: TransactionChecker) -> None:
+        """Answer the brokers' check-backs with ``checker(message)`` (a user callable
+        returning a :class:`TransactionState`, ``True``/``False`` or ``None``).
+
+        Raises :class:`ConfigError` if it is not callable, and
+        :class:`LocalProtocolError` once the producer is closing.
+        """
+        if not callable(checker):
+            raise ConfigError(
+                "a transaction checker must be callable: (message) -> TransactionState"
+            )
+        if self.closed:
+            raise LocalProtocolError(f"the producer is {self.state.value}: no checker can be set")
+        self._transaction_checker = checker
 
     # ------------------------------------------------------------ queue choice
 
@@ -519,7 +552,7 @@ class ProducerCore:
                 "delay level instead"
             )
         levels = yield from self._delay_levels_flow(addr)
-        now_ms: int = yield WallTime()
+        now_ms = yield from wall_ms()
         props, level, wanted = timer_to_delay_level(msg.properties, now_ms, levels)
         log.info(
             "broker %s is RocketMQ %s, without timers: timer message %s (due in %d ms) "
@@ -540,9 +573,7 @@ class ProducerCore:
         if known is not None:
             return known
         client = self.client
-        response: RemotingCommand = yield Call(
-            addr, rq.get_broker_config(), client.config.request_timeout
-        )
+        response = yield from call(addr, rq.get_broker_config(), client.config.request_timeout)
         client.note_broker_version(addr, response.version)
         levels: tuple[int, ...] | None = None
         if response.code == ResponseCode.SUCCESS:
@@ -567,6 +598,32 @@ class ProducerCore:
         return levels
 
     # ------------------------------------------------------------------- sends
+
+    @overload
+    def send_flow(
+        self,
+        msg: Message,
+        timeout: float | None = None,
+        *,
+        queue: MessageQueue | None = None,
+        sharding_key: str | None = None,
+        selector: QueueSelector | None = None,
+        arg: Any = None,
+        oneway: Literal[False] = False,
+    ) -> Flow[SendResult]: ...
+
+    @overload
+    def send_flow(
+        self,
+        msg: Message,
+        timeout: float | None = None,
+        *,
+        queue: MessageQueue | None = None,
+        sharding_key: str | None = None,
+        selector: QueueSelector | None = None,
+        arg: Any = None,
+        oneway: bool,
+    ) -> Flow[SendResult | None]: ...
 
     def send_flow(
         self,
@@ -595,9 +652,9 @@ class ProducerCore:
         """
         self.check_message(msg)
         timeout = self.config.send_timeout if timeout is None else timeout
-        start: float = yield Now()
+        start = yield from now()
         # Built (and its properties checked) before any request, the route lookup too.
-        now_ms: int = yield WallTime()
+        now_ms = yield from wall_ms()
         prepared = self.prepare(msg, now_ms)
         msg_id = prepared[3]
         namespace = self.client.config.namespace
@@ -637,11 +694,11 @@ class ProducerCore:
         last_error: RocketMQError | None = None
         last_broker: str | None = None
         for attempt in range(attempts):
-            now: float = yield Now()
-            remaining = timeout - (now - start)
+            now_s = yield from now()
+            remaining = timeout - (now_s - start)
             if remaining <= 0:
                 break
-            mq = fixed or self.select_queue(info, last_broker, now)
+            mq = fixed or self.select_queue(info, last_broker, now_s)
             try:
                 addr = yield from within(
                     self.client.master_addr_flow(mq.broker_name, topic), deadline, what
@@ -657,25 +714,25 @@ class ProducerCore:
                         self.timer_prepared_flow(addr, prepared, msg), deadline, what
                     )
                 except (RequestTimeoutError, ConnectionClosedError) as exc:
-                    after_probe: float = yield Now()
+                    after_probe = yield from now()
                     self.client.fault.update(mq.broker_name, 0, after_probe, failed=True)
                     last_error, last_broker = exc, mq.broker_name
                     continue
-                now = yield Now()
-                remaining = timeout - (now - start)
+                now_s = yield from now()
+                remaining = timeout - (now_s - start)
                 if remaining <= 0:
                     break
             command = self._send_command(topic, mq, sending, now_ms, msg, code)
             if oneway:
-                yield Oneway(addr, command)
+                yield from send_oneway(addr, command)
                 return None
             try:
-                response: RemotingCommand = yield Call(addr, command, remaining)
+                response = yield from call(addr, command, remaining)
             except (RequestTimeoutError, ConnectionClosedError) as exc:
-                after: float = yield Now()
+                after = yield from now()
                 self.client.fault.update(
                     mq.broker_name,
-                    (after - now) * 1000,
+                    (after - now_s) * 1000,
                     after,
                     failed=True,
                     isolate=isinstance(exc, ConnectionClosedError),
@@ -684,18 +741,18 @@ class ProducerCore:
                 last_error, last_broker = exc, mq.broker_name
                 continue
             self.client.note_broker_version(addr, response.version)
-            after = yield Now()
+            after = yield from now()
             try:
                 result = parse_send_response(response, mq, msg_id, user_topic=user_topic)
             except BrokerError as exc:
-                self.client.fault.update(mq.broker_name, (after - now) * 1000, after, failed=True)
+                self.client.fault.update(mq.broker_name, (after - now_s) * 1000, after, failed=True)
                 if exc.code in RETRIABLE_SEND_CODES:
                     if exc.code == ResponseCode.TOPIC_NOT_EXIST:
                         self.client.forget_route(topic)
                     last_error, last_broker = exc, mq.broker_name
                     continue
                 raise
-            self.client.fault.update(mq.broker_name, (after - now) * 1000, after)
+            self.client.fault.update(mq.broker_name, (after - now_s) * 1000, after)
             if (
                 result.status is not SendStatus.SEND_OK
                 and self.config.retry_another_broker_when_not_store_ok
@@ -723,10 +780,10 @@ class ProducerCore:
         for msg in messages:
             self.check_message(msg)
         timeout = self.config.send_timeout if timeout is None else timeout
-        start: float = yield Now()
+        start = yield from now()
         user_topic = messages[0].topic
         topic = ns.wrap(self.client.config.namespace, user_topic)
-        now_ms: int = yield WallTime()
+        now_ms = yield from wall_ms()
         ids = []
         for msg in messages:
             uid = msg.properties.get(_C.PROPERTY_UNIQ_CLIENT_MESSAGE_ID_KEYIDX)
@@ -752,14 +809,14 @@ class ProducerCore:
         last_error: RocketMQError | None = None
         last_broker: str | None = None
         for _ in range(attempts):
-            now: float = yield Now()
-            remaining = timeout - (now - start)
+            now_s = yield from now()
+            remaining = timeout - (now_s - start)
             if remaining <= 0:
                 break
             mq = (
                 MessageQueue(topic, queue.broker_name, queue.queue_id)
                 if queue is not None
-                else self.select_queue(info, last_broker, now)
+                else self.select_queue(info, last_broker, now_s)
             )
             try:
                 addr = yield from within(
@@ -772,9 +829,9 @@ class ProducerCore:
                 mq.queue_id, mq.broker_name, "", body, now_ms
             )
             try:
-                response: RemotingCommand = yield Call(addr, command, remaining)
+                response = yield from call(addr, command, remaining)
             except (RequestTimeoutError, ConnectionClosedError) as exc:
-                after: float = yield Now()
+                after = yield from now()
                 self.client.fault.update(mq.broker_name, 0, after, failed=True)
                 last_error, last_broker = exc, mq.broker_name
                 continue
@@ -810,13 +867,12 @@ class ProducerCore:
         msg.properties[_C.PROPERTY_TRANSACTION_PREPARED] = "true"
         msg.properties[_C.PROPERTY_PRODUCER_GROUP] = self.group
         result = yield from self.send_flow(msg, timeout)
-        assert result is not None
         remark: str | None = None
         if result.status is SendStatus.SEND_OK:
             if result.transaction_id:
                 msg.properties[_C.PROPERTY_TRANSACTION_ID] = result.transaction_id
             try:
-                outcome = yield UserCall(execute_local, (msg, arg))
+                outcome = yield from user_call(execute_local, msg, arg)
                 state = to_transaction_state(outcome)
             except UserCallbackError as exc:
                 log.warning("local transaction of %s raised: %r", result.msg_id, exc.__cause__)
@@ -845,7 +901,7 @@ class ProducerCore:
             remark=remark,
             broker_name=result.message_queue.broker_name,
         )
-        yield Oneway(addr, command)
+        yield from send_oneway(addr, command)
 
     def check_transaction_flow(self, addr: str, request: RemotingCommand) -> Flow[Reply | None]:
         """Answer CHECK_TRANSACTION_STATE: ask the user's checker, then END_TRANSACTION.
@@ -863,7 +919,7 @@ class ProducerCore:
         except RemoteProtocolError as exc:
             log.warning("check-back from %s with an undecodable message: %s", addr, exc)
             return None
-        checker = self.transaction_checker
+        checker = self._transaction_checker
         if checker is None:
             log.warning("check-back for %s but no transaction checker is set", msg.msg_id)
             return None
@@ -874,7 +930,7 @@ class ProducerCore:
         msg.topic = ns.unwrap(self.client.config.namespace, msg.topic)
         remark: str | None = None
         try:
-            outcome = yield UserCall(checker, (msg,))
+            outcome = yield from user_call(checker, msg)
             state = to_transaction_state(outcome)
         except UserCallbackError as exc:
             log.warning("transaction checker raised for %s: %r", msg.msg_id, exc.__cause__)
@@ -899,7 +955,7 @@ class ProducerCore:
             remark=remark,
             broker_name=fields.get("bname"),
         )
-        yield Oneway(addr, command)
+        yield from send_oneway(addr, command)
         return None
 
     # ----------------------------------------------------------- request-reply

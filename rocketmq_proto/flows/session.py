@@ -14,8 +14,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from rocketmq_proto.connection.connection import Reply
-from rocketmq_proto.flows.effects import Call, Flow, Now, Sleep
+from rocketmq_proto.flows.effects import Flow, call, now, sleep
 from rocketmq_proto.flows.fault import LatencyFaultTolerance
+from rocketmq_proto.flows.lifecycle import Lifecycle, LifecycleOwner
 from rocketmq_proto.flows.namesrv_lookup import (
     DEFAULT_LOOKUP_INTERVAL,
     NamesrvLookup,
@@ -142,12 +143,16 @@ class _RouteEntry:
 
 
 @dataclass(slots=True)
-class ClientCore:
-    """Routes, broker addresses and session upkeep shared by a client's producers/consumers."""
+class ClientCore(LifecycleOwner):
+    """Routes, broker addresses and session upkeep shared by a client's producers/consumers.
+
+    Its lifecycle (:class:`~rocketmq_proto.flows.lifecycle.LifecycleOwner`): the
+    upkeep flow runs until closing begins.
+    """
 
     config: ClientConfig
     fault: LatencyFaultTolerance = field(default_factory=LatencyFaultTolerance)
-    closed: bool = False
+    _lifecycle: Lifecycle = field(default_factory=lambda: Lifecycle("client"), init=False)
     #: Producer groups and consumer data providers to announce in heartbeats.
     producer_groups: set[str] = field(default_factory=set)
     consumer_data: dict[str, Callable[[], ConsumerData]] = field(default_factory=dict)
@@ -221,14 +226,8 @@ class ClientCore:
         lookup = self._namesrv_lookup
         if lookup is None:
             return False
-        changed = False
-
-        def apply(addrs: tuple[str, ...]) -> None:
-            nonlocal changed
-            changed = self.set_namesrv_addrs(addrs)
-
-        yield from lookup.fetch_flow(apply)
-        return changed
+        addrs = yield from lookup.fetch_flow()
+        return addrs is not None and self.set_namesrv_addrs(addrs)
 
     def namesrv_list_flow(self) -> Flow[tuple[str, ...]]:
         """The name servers in use; with none known yet, the lookup URL is asked first
@@ -267,7 +266,7 @@ class ClientCore:
         slow: list[str] = []
         for addr in self.namesrv_order():
             try:
-                response: RemotingCommand = yield Call(addr, make(), first_try)
+                response = yield from call(addr, make(), first_try)
             except (RequestTimeoutError, ConnectionClosedError) as exc:
                 log.warning("name server %s failed: %s", addr, exc)
                 last = exc
@@ -277,14 +276,15 @@ class ClientCore:
             return self._namesrv_answered(addr, response)
         for addr in slow:
             try:
-                response = yield Call(addr, make(), timeout)
+                response = yield from call(addr, make(), timeout)
             except (RequestTimeoutError, ConnectionClosedError) as exc:
                 log.warning("name server %s failed again: %s", addr, exc)
                 last = exc
                 continue
             return self._namesrv_answered(addr, response)
         self._namesrv_unreachable = True
-        assert last is not None
+        if last is None:  # no name server was tried: the list is empty
+            raise ConnectionClosedError("no name server address to call")
         raise last
 
     def _namesrv_answered(self, addr: str, response: RemotingCommand) -> RemotingCommand:
@@ -318,19 +318,19 @@ class ClientCore:
         ``keep_known=False`` (an administrator's question) always asks the name
         servers and raises what they answer.
         """
-        now: float = yield Now()
+        now_s = yield from now()
         entry = self._routes.get(topic)
         if (
             entry is not None
             and not force
-            and now - entry.fetched_at < self.config.route_refresh_interval
+            and now_s - entry.fetched_at < self.config.route_refresh_interval
         ):
             return entry.route
         if entry is not None and keep_known:
             try:
-                return (yield from self._fetch_route(topic, now, known=entry.route))
+                return (yield from self._fetch_route(topic, now_s, known=entry.route))
             except RouteNotFoundError as exc:
-                if not self._brokers_alive(entry.route, now):
+                if not self._brokers_alive(entry.route, now_s):
                     self._routes.pop(topic, None)
                     raise
                 log.warning(
@@ -340,7 +340,7 @@ class ClientCore:
                 log.warning("keeping the known route of %r: %s", topic, exc)
             return entry.route
         try:
-            return (yield from self._fetch_route(topic, now))
+            return (yield from self._fetch_route(topic, now_s))
         except RouteNotFoundError:
             self._routes.pop(topic, None)
             raise
@@ -390,17 +390,17 @@ class ClientCore:
         )
 
     def _fetch_route(
-        self, topic: str, now: float, *, known: TopicRouteData | None = None
+        self, topic: str, now_s: float, *, known: TopicRouteData | None = None
     ) -> Flow[TopicRouteData]:
         """Ask the name servers for ``topic``'s route (sharing a request in flight);
         with the ``known`` route, brokers missing from the answer but still alive
         are kept (:meth:`_with_live_brokers`)."""
         if topic in self._fetching:
-            started = now
+            started = now_s
             limit = started + 2 * self.config.request_timeout
-            while topic in self._fetching and now < limit:
-                yield Sleep(0.005)
-                now = yield Now()
+            while topic in self._fetching and now_s < limit:
+                yield from sleep(0.005)
+                now_s = yield from now()
             entry = self._routes.get(topic)
             if entry is not None and entry.fetched_at >= started:
                 return entry.route
@@ -423,8 +423,8 @@ class ClientCore:
             route = parse_topic_route(response.body)
             self._missing.discard(topic)
             if known is not None:
-                route = self._with_live_brokers(topic, known, route, now)
-            self.update_route(topic, route, now)
+                route = self._with_live_brokers(topic, known, route, now_s)
+            self.update_route(topic, route, now_s)
             return route
         finally:
             self._fetching.discard(topic)
@@ -550,10 +550,10 @@ class ClientCore:
         known = self._broker_versions.get(addr)
         if known is not None:
             return known
-        response: RemotingCommand = yield Call(addr, rq.heart_beat(self.heartbeat_body()), timeout)
+        response = yield from call(addr, rq.heart_beat(self.heartbeat_body()), timeout)
         self.note_broker_version(addr, response.version)
         if response.code == ResponseCode.SUCCESS:
-            self._broker_answered[addr] = yield Now()
+            self._broker_answered[addr] = yield from now()
         return response.version
 
     # --------------------------------------------------------------- heartbeat
@@ -578,7 +578,9 @@ class ClientCore:
                 if broker_id != MASTER_ID and not self.consumer_data:
                     continue
                 try:
-                    response = yield Call(addr, rq.heart_beat(body), self.config.request_timeout)
+                    response = yield from call(
+                        addr, rq.heart_beat(body), self.config.request_timeout
+                    )
                 except RocketMQError as exc:
                     log.warning("heartbeat to %s (%s) failed: %s", name, addr, exc)
                     continue
@@ -593,8 +595,8 @@ class ClientCore:
                     )
                     continue
                 answered += 1
-                self._broker_answered[addr] = yield Now()
-        self._last_heartbeat = yield Now()
+                self._broker_answered[addr] = yield from now()
+        self._last_heartbeat = yield from now()
         return answered
 
     def unregister_flow(
@@ -607,15 +609,16 @@ class ClientCore:
                     self.client_id, producer_group=producer_group, consumer_group=consumer_group
                 )
                 try:
-                    yield Call(addr, command, self.config.request_timeout)
+                    yield from call(addr, command, self.config.request_timeout)
                 except RocketMQError as exc:
                     log.info("unregister from %s (%s) failed: %s", name, addr, exc)
 
-    def refresh_routes_flow(self) -> Flow[None]:
+    def refresh_routes_flow(self) -> Flow[float]:
         """Refresh every route in use; known routes outlive failures (see :meth:`route_flow`).
 
         When no name server can be reached, the other topics are not tried this
-        round: each try would wait for the same failure.
+        round: each try would wait for the same failure. Returns the time it
+        ended (the driver's clock).
         """
         topics = sorted(self.topics_in_use)
         for index, topic in enumerate(topics):
@@ -629,7 +632,8 @@ class ClientCore:
                     len(topics) - index - 1,
                 )
                 break
-        self._last_refresh = yield Now()
+        self._last_refresh = ended = yield from now()
+        return ended
 
     def maintenance_flow(self) -> Flow[None]:
         """Runs until :attr:`closed`: routes refreshed and heartbeats sent on their intervals.
@@ -640,32 +644,30 @@ class ClientCore:
         config = self.config
         lookup = self._namesrv_lookup
         while not self.closed:
-            now: float = yield Now()
-            if lookup is not None and lookup.due(now, bool(self._namesrv_addrs)):
+            now_s = yield from now()
+            if lookup is not None and lookup.due(now_s, bool(self._namesrv_addrs)):
                 yield from self.lookup_namesrv_flow()
-                now = yield Now()
+                now_s = yield from now()
             # Compared as ``due`` is computed below: ``now - last >= interval`` can be
             # false (rounding) at the very time ``due`` says, and the loop would spin.
-            if self._last_refresh is None or now >= (
-                self._last_refresh + config.route_refresh_interval
-            ):
-                yield from self.refresh_routes_flow()
+            last_refresh = self._last_refresh
+            if last_refresh is None or now_s >= last_refresh + config.route_refresh_interval:
+                last_refresh = yield from self.refresh_routes_flow()
             if (
                 self._new_broker
                 or self._last_heartbeat is None
-                or now >= self._last_heartbeat + config.heartbeat_interval
+                or now_s >= self._last_heartbeat + config.heartbeat_interval
             ):
                 yield from self.heartbeat_flow()
-            now = yield Now()
-            assert self._last_refresh is not None
+            now_s = yield from now()
             due = min(
-                self._last_refresh + config.route_refresh_interval,
-                (self._last_heartbeat or now) + config.heartbeat_interval,
+                last_refresh + config.route_refresh_interval,
+                (self._last_heartbeat or now_s) + config.heartbeat_interval,
             )
             if lookup is not None:
-                due = min(due, lookup.next_due(bool(self._namesrv_addrs)) or now)
+                due = min(due, lookup.next_due(bool(self._namesrv_addrs)) or now_s)
             # Wake at least once a second so that closing is noticed promptly.
-            yield Sleep(min(1.0, max(0.0, due - now)))
+            yield from sleep(min(1.0, max(0.0, due - now_s)))
 
     # -------------------------------------------------- broker-initiated requests
 

@@ -211,8 +211,8 @@ class _Parser:
 
     def skip_ws(self) -> None:
         match = _WS.match(self.text, self.pos)
-        assert match is not None  # the pattern matches the empty string
-        self.pos = match.end()
+        if match is not None:  # always: the pattern matches the empty string
+            self.pos = match.end()
 
     def parse_document(self) -> Any:
         self.skip_ws()

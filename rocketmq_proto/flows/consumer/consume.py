@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -31,10 +31,12 @@ from rocketmq_proto.flows.consumer.offsets import (
     search_offset_flow,
 )
 from rocketmq_proto.flows.consumer.process_queue import ProcessQueue
-from rocketmq_proto.flows.effects import Call, Flow, Now
+from rocketmq_proto.flows.effects import Flow, call, now
+from rocketmq_proto.flows.producer import ProducerCore
 from rocketmq_proto.flows.session import ClientCore
 from rocketmq_proto.message import namespace as ns
-from rocketmq_proto.message.model import Message, MessageConst, MessageExt
+from rocketmq_proto.message.model import Message, MessageExt
+from rocketmq_proto.message.properties import MessageConst
 from rocketmq_proto.wire import requests as rq
 from rocketmq_proto.wire.bodies import ConsumeFromWhere
 from rocketmq_proto.wire.codes import ResponseCode
@@ -60,7 +62,6 @@ __all__ = [
     "ConsumeResult",
     "OrderlyOutcome",
     "SendBackPath",
-    "SendFlow",
     "clean_expired_flow",
     "consume_directly_result",
     "initial_offset_flow",
@@ -229,10 +230,6 @@ def retry_message(
     return new
 
 
-#: Sends a message (a producer's ``send_flow``), raising :class:`RocketMQError` on failure.
-SendFlow = Callable[[Message], Flow[Any]]
-
-
 class SendBackPath(enum.Enum):
     """How a failed message was returned for a retry."""
 
@@ -249,7 +246,7 @@ def send_back_flow(
     delay_level: int = 0,
     max_reconsume: int = DEFAULT_MAX_RECONSUME_TIMES,
     *,
-    send: SendFlow,
+    producer: ProducerCore,
     timeout: float = SEND_BACK_TIMEOUT,
 ) -> Flow[SendBackPath]:
     """Return a failed message for a later retry (Java's ``sendMessageBack``).
@@ -258,7 +255,7 @@ def send_back_flow(
     from (its store host if the broker is unknown): the broker re-stores it in
     the retry topic with a delay, or in the DLQ past ``max_reconsume``. If that
     fails (no master, an error answer, a timeout), :func:`retry_message` is sent
-    with ``send`` (a producer's send flow); its error, if it fails too, is
+    by ``producer`` (the consumer's inner producer); its error, if it fails too, is
     raised. Messages of a static topic's logical queue go that way directly.
     ``group`` and the message's topic may carry the namespace or not.
     """
@@ -280,7 +277,7 @@ def send_back_flow(
                 max_reconsume_times=max_reconsume,
                 broker_name=broker_name or None,
             )
-            response = yield Call(addr, command, timeout)
+            response = yield from call(addr, command, timeout)
             if response.code != ResponseCode.SUCCESS:
                 raise error_for_response(response.code, response.remark)
             return SendBackPath.SENT_BACK
@@ -292,7 +289,7 @@ def send_back_flow(
                 broker_name,
                 exc,
             )
-    yield from send(retry_message(msg, group, max_reconsume, topic=topic))
+    yield from producer.send_flow(retry_message(msg, group, max_reconsume, topic=topic))
     return SendBackPath.RESENT
 
 
@@ -308,7 +305,7 @@ def process_concurrent_result_flow(
     result: ConsumeResult,
     *,
     offsets: OffsetStore,
-    send: SendFlow,
+    producer: ProducerCore,
     clustering: bool = True,
     ack_index: int | None = None,
     delay_level: int = 0,
@@ -341,7 +338,9 @@ def process_concurrent_result_flow(
             if not pq.contains(msg):
                 continue  # expired and already sent back
             try:
-                yield from send_back_flow(client, group, msg, delay_level, max_reconsume, send=send)
+                yield from send_back_flow(
+                    client, group, msg, delay_level, max_reconsume, producer=producer
+                )
             except RocketMQError as exc:
                 log.warning("send back of %s failed, consuming it again later: %s", msg.msg_id, exc)
                 msg.reconsume_times += 1
@@ -351,8 +350,8 @@ def process_concurrent_result_flow(
         done = [m for m in msgs if id(m) not in kept]
     else:
         done = list(msgs)
-    now: float = yield Now()
-    offset = pq.remove(done, now)
+    now_s = yield from now()
+    offset = pq.remove(done, now_s)
     if offset >= 0 and not pq.dropped:
         offsets.update(mq, offset, increase_only=True)
     return back_failed
@@ -376,7 +375,7 @@ def process_orderly_result_flow(
     *,
     offsets: OffsetStore,
     group: str,
-    send: SendFlow,
+    producer: ProducerCore,
     max_reconsume: int = ORDERLY_MAX_RECONSUME_TIMES,
     suspend_millis: int = -1,
     default_suspend_millis: int = 1000,
@@ -398,7 +397,7 @@ def process_orderly_result_flow(
             if msg.reconsume_times >= max_reconsume:
                 msg.properties[_C.PROPERTY_RECONSUME_TIME] = str(msg.reconsume_times)
                 try:
-                    yield from send(retry_message(msg, group, max_reconsume))
+                    yield from producer.send_flow(retry_message(msg, group, max_reconsume))
                     continue
                 except RocketMQError as exc:
                     log.warning("dead-lettering %s failed: %s", msg.msg_id, exc)
@@ -421,7 +420,7 @@ def clean_expired_flow(
     pq: ProcessQueue,
     *,
     wall_ms: int,
-    send: SendFlow,
+    producer: ProducerCore,
     consume_timeout_minutes: int = DEFAULT_CONSUME_TIMEOUT_MINUTES,
     max_reconsume: int = DEFAULT_MAX_RECONSUME_TIMES,
 ) -> Flow[int]:
@@ -432,7 +431,7 @@ def clean_expired_flow(
     for msg in pq.expired_messages(wall_ms, consume_timeout_minutes * 60_000):
         try:
             yield from send_back_flow(
-                client, group, msg, EXPIRED_MESSAGE_DELAY_LEVEL, max_reconsume, send=send
+                client, group, msg, EXPIRED_MESSAGE_DELAY_LEVEL, max_reconsume, producer=producer
             )
         except RocketMQError as exc:
             log.warning("send back of expired %s failed: %s", msg.msg_id, exc)

@@ -42,7 +42,8 @@ from rocketmq_proto.flows.consumer.rebalance import (
     allocate_averagely,
     rebalance_topic_flow,
 )
-from rocketmq_proto.flows.effects import Call, Flow, Now, Sleep, Spawn, WallTime
+from rocketmq_proto.flows.effects import Flow, call, now, sleep, spawn, wall_ms
+from rocketmq_proto.flows.lifecycle import Lifecycle, LifecycleOwner, LifecycleState
 from rocketmq_proto.flows.session import ClientCore
 from rocketmq_proto.message import namespace as ns
 from rocketmq_proto.message.model import MessageExt
@@ -101,7 +102,11 @@ class _Queue:
 
 
 @dataclass(slots=True)
-class PullConsumerCore:
+class PullConsumerCore(LifecycleOwner):
+    """A pull consumer: prefetching pull loops, the buffer ``poll`` takes from,
+    offsets, and its lifecycle (:meth:`start_flow` starts it, :meth:`shutdown_flow`
+    closes it; see :class:`~rocketmq_proto.flows.lifecycle.LifecycleOwner`)."""
+
     client: ClientCore
     config: PullConsumerConfig
     #: Called (from whatever runs the flows) when the buffer gets messages.
@@ -111,9 +116,7 @@ class PullConsumerCore:
     queues: dict[MessageQueue, _Queue] = field(default_factory=dict)
     offsets: OffsetStore = field(default_factory=OffsetStore)
     buffer: deque[MessageExt] = field(default_factory=deque)
-    closed: bool = False
-    #: ``start_flow`` ran: polling before it is a mistake in the caller.
-    started: bool = False
+    _lifecycle: Lifecycle = field(default_factory=lambda: Lifecycle("pull consumer"), init=False)
     _generation: int = 0
     _rebalance_now: bool = True
     #: Subscriptions or assigned queues changed since the brokers last heard of them.
@@ -184,7 +187,7 @@ class PullConsumerCore:
         self.buffer = deque(m for m in self.buffer if not _same_queue(m, mq))
 
     def _add(self, mq: MessageQueue, offset: int | None = None) -> Flow[None]:
-        now: float = yield Now()
+        now_s = yield from now()
         if offset is None:
             timestamp = self.config.consume_timestamp or self._start_ms - 30 * 60 * 1000
             offset = yield from initial_offset_flow(
@@ -196,13 +199,22 @@ class PullConsumerCore:
                 offsets=self.offsets,
             )
         self._generation += 1
-        request = PullRequest(self.group, mq, ProcessQueue(now), offset)
+        request = PullRequest(self.group, mq, ProcessQueue(now_s), offset)
         self.queues[mq] = _Queue(request, self._generation, polled_offset=offset)
-        yield Spawn(self.pull_loop_flow(mq, self._generation), f"lite pull {mq}")
+        yield from spawn(self.pull_loop_flow(mq, self._generation), f"lite pull {mq}")
+
+    @property
+    def started(self) -> bool:
+        """Whether it was started (polling before that is a mistake in the caller)."""
+        return self.state is not LifecycleState.CREATED
 
     def start_flow(self) -> Flow[None]:
-        self.started = True
-        self._start_ms = yield WallTime()
+        """Start (created -> running, unless the driver called :meth:`start` first):
+        routes of the subscribed topics, then a heartbeat. Raises
+        :class:`LocalProtocolError` once it is closing or closed."""
+        if self.state is not LifecycleState.RUNNING:
+            self.start()
+        self._start_ms = yield from wall_ms()
         yield from self._announce_flow()
 
     def _announce_flow(self) -> Flow[None]:
@@ -241,7 +253,7 @@ class PullConsumerCore:
                 except RocketMQError as exc:
                     log.warning("start offset of %s unavailable: %s", mq, exc)
                     self._rebalance_now = True
-        self._last_rebalance = yield Now()
+        self._last_rebalance = yield from now()
 
     # ------------------------------------------------------------------- pull
 
@@ -253,15 +265,15 @@ class PullConsumerCore:
                 return
             request = queue.request
             if queue.paused:
-                yield Sleep(0.1)
+                yield from sleep(0.1)
                 continue
             if request.process_queue.msg_count >= config.pull_threshold_for_queue:
-                yield Sleep(0.05)
+                yield from sleep(0.05)
                 continue
             sub = self.subscriptions.get(mq.topic)
             if sub is None:
                 return
-            sent: float = yield Now()
+            sent = yield from now()
             try:
                 addr, slave = yield from subscribe_addr_flow(self.client, mq, request.broker_id)
                 # Like Java's lite pull consumer, every pull carries its
@@ -270,7 +282,7 @@ class PullConsumerCore:
                 command = pull_command(
                     request, sub, config, -1, to_slave=slave, post_subscription=True
                 )
-                response = yield Call(addr, command, config.consumer_timeout_when_suspend)
+                response = yield from call(addr, command, config.consumer_timeout_when_suspend)
                 result = parse_pull_response(response, mq, sub)
             except RocketMQError as exc:
                 if self.closed:
@@ -279,7 +291,7 @@ class PullConsumerCore:
                 # that timed out (a broker that stalled for the whole long poll)
                 # the queue is pulled again at once, so it delivers within one
                 # pull timeout of the broker answering again.
-                failed: float = yield Now()
+                failed = yield from now()
                 delay = pull_error_delay(exc, config, failed - sent)
                 log.info(
                     "pull of %s failed after %.3fs: %s; pulling again in %.3fs",
@@ -289,7 +301,7 @@ class PullConsumerCore:
                     delay,
                 )
                 if delay > 0:
-                    yield Sleep(delay)
+                    yield from sleep(delay)
                 continue
             queue = self.queues.get(mq)
             if queue is None or queue.generation != generation:
@@ -389,11 +401,11 @@ class PullConsumerCore:
                 commit_offset=offset,
                 broker_name=mq.broker_name,
             )
-            response = yield Call(addr, command, timeout)
+            response = yield from call(addr, command, timeout)
             if response.code != ResponseCode.SUCCESS:
                 raise error_for_response(response.code, response.remark, request=command.code)
         self.offsets.mark_committed(table)
-        self._last_commit = yield Now()
+        self._last_commit = yield from now()
 
     def committed_flow(self, mq: MessageQueue) -> Flow[int | None]:
         return (yield from query_offset_flow(self.client, self.group, self._wire_mq(mq)))
@@ -418,14 +430,14 @@ class PullConsumerCore:
         while not self.closed:
             if self._announce:
                 yield from self._announce_flow()
-            now: float = yield Now()
+            now_s = yield from now()
             if (
                 not self.assigned_only
                 and self.subscriptions
                 and (
                     self._rebalance_now
                     or self._last_rebalance is None
-                    or now - self._last_rebalance >= self.config.rebalance_interval
+                    or now_s - self._last_rebalance >= self.config.rebalance_interval
                 )
             ):
                 try:
@@ -434,7 +446,7 @@ class PullConsumerCore:
                     log.warning("rebalance of %s failed: %s", self.group, exc)
             if self.config.auto_commit and (
                 self._last_commit is None
-                or now - self._last_commit >= self.config.auto_commit_interval
+                or now_s - self._last_commit >= self.config.auto_commit_interval
             ):
                 try:
                     yield from commit_offsets_flow(
@@ -442,11 +454,23 @@ class PullConsumerCore:
                     )
                 except RocketMQError as exc:
                     log.warning("offset commit of %s failed: %s", self.group, exc)
-                self._last_commit = now
-            yield Sleep(0.2)
+                self._last_commit = now_s
+            yield from sleep(0.2)
 
     def shutdown_flow(self) -> Flow[None]:
-        self.closed = True
+        """Close: commit (with ``auto_commit``), drop the queues, unregister.
+
+        Begins the close (running -> closing) unless the driver called
+        :meth:`begin_close` first, and ends closed even when a step fails.
+        """
+        if self.state is not LifecycleState.CLOSING:
+            self.begin_close()
+        try:
+            yield from self._wind_down_flow()
+        finally:
+            self.finish_close()
+
+    def _wind_down_flow(self) -> Flow[None]:
         if self.config.auto_commit:
             try:
                 yield from commit_offsets_flow(

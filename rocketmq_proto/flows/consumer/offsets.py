@@ -20,7 +20,7 @@ import logging
 from collections.abc import Collection, Mapping
 from typing import Final
 
-from rocketmq_proto.flows.effects import Call, Flow, Oneway
+from rocketmq_proto.flows.effects import Flow, call, oneway
 from rocketmq_proto.flows.session import ClientCore
 from rocketmq_proto.wire import jsonlenient as jl
 from rocketmq_proto.wire import requests as rq
@@ -293,7 +293,7 @@ def query_offset_flow(
     command = rq.query_consumer_offset(
         consumer_group=group, topic=mq.topic, queue_id=mq.queue_id, broker_name=mq.broker_name
     )
-    response: RemotingCommand = yield Call(addr, command, timeout)
+    response = yield from call(addr, command, timeout)
     if response.code == ResponseCode.QUERY_NOT_FOUND:
         return None
     return _offset(response)
@@ -305,7 +305,7 @@ def max_offset_flow(
     """The offset the next message of ``mq`` will get (GET_MAX_OFFSET, to the master)."""
     addr = yield from client.master_addr_flow(mq.broker_name, mq.topic)
     command = rq.get_max_offset(mq.topic, mq.queue_id, broker_name=mq.broker_name)
-    return _offset((yield Call(addr, command, timeout or client.config.request_timeout)))
+    return _offset((yield from call(addr, command, timeout or client.config.request_timeout)))
 
 
 def search_offset_flow(
@@ -317,7 +317,7 @@ def search_offset_flow(
     command = rq.search_offset_by_timestamp(
         mq.topic, mq.queue_id, timestamp_ms, broker_name=mq.broker_name
     )
-    return _offset((yield Call(addr, command, timeout or client.config.request_timeout)))
+    return _offset((yield from call(addr, command, timeout or client.config.request_timeout)))
 
 
 def _update_command(group: str, mq: MessageQueue, offset: int) -> RemotingCommand:
@@ -346,7 +346,7 @@ def commit_offsets_flow(
     for mq, offset in store.to_commit(assigned).items():
         try:
             addr, _ = yield from subscribe_addr_flow(client, mq)
-            yield Oneway(addr, _update_command(group, mq, offset))
+            yield from oneway(addr, _update_command(group, mq, offset))
         except RocketMQError as exc:
             log.warning("commit of %s offset %d for %s failed: %s", mq, offset, group, exc)
             continue
@@ -365,7 +365,7 @@ def persist_offset_flow(
         return False
     try:
         addr, _ = yield from subscribe_addr_flow(client, mq)
-        yield Oneway(addr, _update_command(group, mq, offset))
+        yield from oneway(addr, _update_command(group, mq, offset))
     except RocketMQError as exc:
         log.warning("commit of %s offset %d for %s failed: %s", mq, offset, group, exc)
         return False

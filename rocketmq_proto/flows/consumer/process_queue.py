@@ -19,7 +19,8 @@ import bisect
 from collections.abc import Iterable, Sequence
 from typing import Final
 
-from rocketmq_proto.message.model import MessageConst, MessageExt
+from rocketmq_proto.message.model import MessageExt
+from rocketmq_proto.message.properties import MessageConst
 from rocketmq_proto.wire.bodies import ProcessQueueInfo
 
 __all__ = [

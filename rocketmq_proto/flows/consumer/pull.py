@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -24,15 +23,11 @@ from rocketmq_proto.flows.consumer.offsets import (
     subscribe_addr_flow,
 )
 from rocketmq_proto.flows.consumer.process_queue import ProcessQueue
-from rocketmq_proto.flows.effects import Call, Flow, Now
+from rocketmq_proto.flows.effects import Flow, call, now
 from rocketmq_proto.flows.session import ClientCore
-from rocketmq_proto.message.model import (
-    MessageConst,
-    MessageExt,
-    decode_message,
-    decode_messages,
-    unwrap_inner_batch,
-)
+from rocketmq_proto.message.codec import decode_message, decode_messages, unwrap_inner_batch
+from rocketmq_proto.message.model import MessageExt
+from rocketmq_proto.message.properties import MessageConst
 from rocketmq_proto.wire import requests as rq
 from rocketmq_proto.wire.bodies import SubscriptionData
 from rocketmq_proto.wire.codes import PullStatus, PullSysFlag, RequestCode, ResponseCode
@@ -233,11 +228,16 @@ class PullResult:
     offset_delta: int | None = None
 
 
-def _long_field(fields: dict[str, str], name: str, *, required: bool = True) -> int | None:
+def _long_field(fields: dict[str, str], name: str) -> int:
+    value = _optional_long_field(fields, name)
+    if value is None:
+        raise RemoteProtocolError(f"pull response lacks {name!r}: {fields!r}")
+    return value
+
+
+def _optional_long_field(fields: dict[str, str], name: str) -> int | None:
     value = fields.get(name)
     if value is None:
-        if required:
-            raise RemoteProtocolError(f"pull response lacks {name!r}: {fields!r}")
         return None
     try:
         return int(value)
@@ -290,9 +290,7 @@ def parse_pull_response(
     min_offset = _long_field(fields, "minOffset")
     max_offset = _long_field(fields, "maxOffset")
     suggest = _long_field(fields, "suggestWhichBrokerId")
-    delta = _long_field(fields, "offsetDelta", required=False)
-    assert next_begin is not None and min_offset is not None and max_offset is not None
-    assert suggest is not None
+    delta = _optional_long_field(fields, "offsetDelta")
     result = PullResult(status, next_begin, min_offset, max_offset, [], suggest, delta)
     if status is not PullStatus.FOUND or not response.body:
         return result
@@ -385,6 +383,11 @@ class PullRequest:
     #: The broker member to pull from, as the last answer suggested.
     broker_id: int = MASTER_ID
 
+    def relocked(self, offset: int) -> None:
+        """Orderly: the offset was read again after the queue got locked: pull from it."""
+        self.previously_locked = True
+        self.next_offset = offset
+
 
 def pull_command(
     request: PullRequest,
@@ -445,6 +448,10 @@ class PullOutcome:
     reason: str = ""
     #: OFFSET_ILLEGAL: the offset store holds the fixed offset (frozen).
     offset_fixed: bool = False
+    #: Orderly: the queue was just locked and no pull was made; the caller reads
+    #: its offset again (:func:`~rocketmq_proto.flows.consumer.consume.initial_offset_flow`),
+    #: sets it with :meth:`PullRequest.relocked` and steps again.
+    reread_offset: bool = False
 
 
 def pull_step_flow(
@@ -458,23 +465,22 @@ def pull_step_flow(
     orderly: bool = False,
     paused: bool = False,
     queue_count: int = 0,
-    recompute_offset: Callable[[MessageQueue], Flow[int]] | None = None,
 ) -> Flow[PullOutcome]:
     """One step of a queue's pull loop (Java's ``DefaultMQPushConsumerImpl.pullMessage``).
 
-    The driver runs it, hands :attr:`PullOutcome.messages` to consumption and
-    runs it again after :attr:`PullOutcome.delay` (until ``None``). Orderly
-    consumers pull only a locked queue, and re-read its offset with
-    ``recompute_offset`` (:func:`rocketmq_proto.flows.consumer.consume.initial_offset_flow`)
-    on the first pull after it got locked. After OFFSET_ILLEGAL the fixed offset
-    is committed here for clustering; a broadcasting driver writes its file.
+    The caller hands :attr:`PullOutcome.messages` to consumption and runs it
+    again after :attr:`PullOutcome.delay` (until ``None``). Orderly consumers
+    pull only a locked queue; on the first step after it got locked no pull is
+    made: the outcome asks the caller to read its offset again
+    (:attr:`PullOutcome.reread_offset`). After OFFSET_ILLEGAL the fixed offset
+    is committed here for clustering; a broadcasting caller writes its file.
     """
     pq = request.process_queue
     mq = request.message_queue
     if pq.dropped:
         return PullOutcome(None, reason="dropped")
-    now: float = yield Now()
-    pq.last_pull_time = now
+    now_s = yield from now()
+    pq.last_pull_time = now_s
     if paused:
         return PullOutcome(PULL_TIME_DELAY_WHEN_SUSPEND, reason="paused")
     control = should_pause(pq, config, orderly=orderly, queue_count=queue_count)
@@ -484,13 +490,8 @@ def pull_step_flow(
     if orderly:
         if not pq.locked:
             return PullOutcome(error_delay, reason="not locked in broker")
-        if not request.previously_locked and recompute_offset is not None:
-            try:
-                offset = yield from recompute_offset(mq)
-            except RocketMQError as exc:
-                return PullOutcome(error_delay, reason=f"offset of locked queue: {exc}")
-            request.previously_locked = True
-            request.next_offset = offset
+        if not request.previously_locked:
+            return PullOutcome(0.0, reason="locked: offset to read again", reread_offset=True)
     if subscription is None:
         return PullOutcome(error_delay, reason="no subscription for the topic")
     commit_offset = -1
@@ -502,14 +503,14 @@ def pull_step_flow(
     try:
         addr, slave = yield from subscribe_addr_flow(client, mq, request.broker_id)
         command = pull_command(request, subscription, config, commit_offset, to_slave=slave)
-        response: RemotingCommand = yield Call(addr, command, config.consumer_timeout_when_suspend)
+        response = yield from call(addr, command, config.consumer_timeout_when_suspend)
         result = parse_pull_response(response, mq, subscription)
     except RocketMQError as exc:
         # Counted from when the pull began: after a pull that timed out (a broker
         # that stalled through the long poll) the queue is pulled again at once.
-        failed: float = yield Now()
-        delay = pull_error_delay(exc, config, failed - now)
-        return PullOutcome(delay, reason=f"pull failed after {failed - now:.3f}s: {exc}")
+        failed = yield from now()
+        delay = pull_error_delay(exc, config, failed - now_s)
+        return PullOutcome(delay, reason=f"pull failed after {failed - now_s:.3f}s: {exc}")
     request.broker_id = result.suggest_which_broker_id
     if pq.dropped:
         return PullOutcome(None, result=result, reason="dropped")

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from rocketmq_proto.flows.consumer.process_queue import ProcessQueue
-from rocketmq_proto.flows.effects import Call, Flow, Now
+from rocketmq_proto.flows.effects import Flow, call, now
 from rocketmq_proto.flows.session import ClientCore
 from rocketmq_proto.message.namespace import RETRY_PREFIX
 from rocketmq_proto.wire import requests as rq
@@ -348,7 +348,7 @@ def consumer_ids_flow(client: ClientCore, topic: str, group: str) -> Flow[list[s
         if addr is None:
             continue
         try:
-            response = yield Call(addr, rq.get_consumer_list_by_group(group), timeout)
+            response = yield from call(addr, rq.get_consumer_list_by_group(group), timeout)
         except (RequestTimeoutError, ConnectionClosedError) as exc:
             log.warning("consumer list of %s from %s failed: %s", group, addr, exc)
             continue
@@ -385,7 +385,7 @@ def rebalance_topic_flow(
     inputs), leaves the current assignment as it is. When the route cannot be
     fetched, the last one known is used.
     """
-    now: float = yield Now()
+    now_s = yield from now()
     route: TopicRouteData | None
     try:
         route = yield from client.route_flow(topic)
@@ -397,7 +397,7 @@ def rebalance_topic_flow(
         return None
     queues = subscribe_queues(topic, route)
     if message_model == MessageModel.BROADCASTING:
-        return decide_rebalance(topic, current, queues, now=now, push=push)
+        return decide_rebalance(topic, current, queues, now=now_s, push=push)
     try:
         cids = yield from consumer_ids_flow(client, topic, group)
     except RocketMQError as exc:
@@ -414,4 +414,4 @@ def rebalance_topic_flow(
             "allocation by %s failed for %s/%s: %s", strategy_name(strategy), group, topic, exc
         )
         return None
-    return decide_rebalance(topic, current, mine or (), now=now, push=push)
+    return decide_rebalance(topic, current, mine or (), now=now_s, push=push)

@@ -1,0 +1,219 @@
+"""The driver contract: everything a driver (an IO backend) takes from the core.
+
+A driver runs the core on one kind of IO (``rocketmq_asyncio``: an event loop;
+``rocketmq_sync``: threads; ``rocketmq_gevent``: greenlets; a fourth, e.g. for
+trio, would do the same). It imports only this module and :mod:`rocketmq_proto`
+(the user's names); a test holds the three drivers to that. What it must do:
+
+1. **Connections.** Keep one :class:`Connection` per broker or name-server
+   address: feed it the bytes read (``receive_data``), write what it returns,
+   hand its events to the waiters, and call ``handle_timer`` at
+   ``next_deadline()``. Ask a :class:`PoolPolicy` whether to use, wait for or
+   dial a connection, or fail at once while a failed address backs off.
+2. **Effects.** Run a :data:`Flow` (a generator) to its end: send each
+   :data:`Effect` it yields back to it performed (:class:`Call` answered by the
+   response, :class:`Now` by a monotonic clock in seconds, :class:`WallTime` by
+   epoch milliseconds, ...), throw a :class:`RocketMQError` of an effect into
+   it, and turn an exception of a user's callable into
+   :class:`UserCallbackError`. Every class of the :data:`Effect` union is here.
+3. **Clients.** Build the client cores from the options (the
+   ``*_settings`` builders validate them once for every driver), run their
+   upkeep flows under :func:`supervised`, answer the server's requests with
+   ``ClientCore.handle_server_request``, and close them in order.
+"""
+
+from __future__ import annotations
+
+from rocketmq_proto.connection.connection import (
+    Connection,
+    ConnectionClosed,
+    ConnectionState,
+    Event,
+    Reply,
+    RequestFailed,
+    RequestTimedOut,
+    Response,
+    ServerRequest,
+    Signer,
+)
+from rocketmq_proto.connection.pool import Dial, Fail, PoolPolicy, ReconnectBackoff, Use, Wait
+from rocketmq_proto.flows.admin import DEFAULT_CLUSTER, AdminCore, TopicOffset
+from rocketmq_proto.flows.consumer.lite_pull import PullConsumerCore
+from rocketmq_proto.flows.consumer.push import HANDLER_NOT_RUN, MessageHandler, PushConsumerCore
+from rocketmq_proto.flows.effects import (
+    Call,
+    Effect,
+    Flow,
+    HttpGet,
+    Now,
+    Oneway,
+    ReadFile,
+    Sleep,
+    Spawn,
+    UserCall,
+    WallTime,
+    WriteFile,
+    supervised,
+)
+from rocketmq_proto.flows.localfile import read_file as perform_read_file
+from rocketmq_proto.flows.localfile import write_file as perform_write_file
+from rocketmq_proto.flows.producer import (
+    ProducerCore,
+    QueueSelector,
+    ReplyWaiters,
+    SendResult,
+    make_reply_message,
+)
+from rocketmq_proto.flows.session import ClientCore
+from rocketmq_proto.message.ids import UniqueIdGenerator
+from rocketmq_proto.message.model import Message, MessageExt
+from rocketmq_proto.options import (
+    ClientOptions,
+    ClientSettings,
+    ConsumerOptions,
+    ProducerOptions,
+    PullConsumerOptions,
+    TransportSettings,
+    check_transaction_group,
+    choose_client_ip,
+    client_settings,
+    consumer_settings,
+    ip_bytes,
+    producer_settings,
+    pull_consumer_settings,
+)
+from rocketmq_proto.wire.codes import (
+    Perm,
+    ResponseCode,
+    SerializeType,
+    TransactionState,
+    request_name,
+)
+from rocketmq_proto.wire.command import DEFAULT_MAX_FRAME_SIZE, RemotingCommand
+from rocketmq_proto.wire.errors import (
+    ConfigError,
+    ConnectionClosedError,
+    InvalidArgumentError,
+    LocalProtocolError,
+    RemoteProtocolError,
+    RequestTimeoutError,
+    RocketMQError,
+    UserCallbackError,
+)
+from rocketmq_proto.wire.route import ClusterInfo, MessageQueue, TopicRouteData
+
+__all__ = [
+    "CLIENT_CLASSES",
+    "DEFAULT_CLUSTER",
+    "DEFAULT_MAX_FRAME_SIZE",
+    "HANDLER_NOT_RUN",
+    "SHARED_EXPORTS",
+    "AdminCore",
+    "Call",
+    "ClientCore",
+    "ClientOptions",
+    "ClientSettings",
+    "ClusterInfo",
+    "ConfigError",
+    "Connection",
+    "ConnectionClosed",
+    "ConnectionClosedError",
+    "ConnectionState",
+    "ConsumerOptions",
+    "Dial",
+    "Effect",
+    "Event",
+    "Fail",
+    "Flow",
+    "HttpGet",
+    "InvalidArgumentError",
+    "LocalProtocolError",
+    "Message",
+    "MessageExt",
+    "MessageHandler",
+    "MessageQueue",
+    "Now",
+    "Oneway",
+    "Perm",
+    "PoolPolicy",
+    "ProducerCore",
+    "ProducerOptions",
+    "PullConsumerCore",
+    "PullConsumerOptions",
+    "PushConsumerCore",
+    "QueueSelector",
+    "ReadFile",
+    "ReconnectBackoff",
+    "RemoteProtocolError",
+    "RemotingCommand",
+    "Reply",
+    "ReplyWaiters",
+    "RequestFailed",
+    "RequestTimedOut",
+    "RequestTimeoutError",
+    "Response",
+    "ResponseCode",
+    "RocketMQError",
+    "SendResult",
+    "SerializeType",
+    "ServerRequest",
+    "Signer",
+    "Sleep",
+    "Spawn",
+    "TopicOffset",
+    "TopicRouteData",
+    "TransactionState",
+    "TransportSettings",
+    "UniqueIdGenerator",
+    "Use",
+    "UserCall",
+    "UserCallbackError",
+    "Wait",
+    "WallTime",
+    "WriteFile",
+    "check_transaction_group",
+    "choose_client_ip",
+    "client_settings",
+    "consumer_settings",
+    "ip_bytes",
+    "make_reply_message",
+    "perform_read_file",
+    "perform_write_file",
+    "producer_settings",
+    "pull_consumer_settings",
+    "request_name",
+    "supervised",
+]
+
+#: The user's names every driver package exports besides its client classes
+#: (all defined in :mod:`rocketmq_proto`): one list, which a test holds each
+#: driver's ``__all__`` to.
+SHARED_EXPORTS = (
+    "AuthenticationError",
+    "BrokerError",
+    "ClusterInfo",
+    "ConfigError",
+    "ConnectionClosedError",
+    "ConsumeResult",
+    "InvalidMessageError",
+    "Message",
+    "MessageExt",
+    "MessageQueue",
+    "MessageTooLargeError",
+    "ProtocolError",
+    "QueueSelection",
+    "RemoteProtocolError",
+    "RequestTimeoutError",
+    "RocketMQError",
+    "RouteNotFoundError",
+    "SendResult",
+    "SendStatus",
+    "TimerFallback",
+    "TimerUnsupportedError",
+    "TopicOffset",
+    "TopicRouteData",
+    "TransactionState",
+)
+
+#: The client classes every driver package exports.
+CLIENT_CLASSES = ("Admin", "Producer", "PullConsumer", "PushConsumer", "TransactionProducer")

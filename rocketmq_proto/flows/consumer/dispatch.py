@@ -1,0 +1,215 @@
+"""Handing pulled messages to the user's handler, and settling what it answered.
+
+:class:`Handler` runs the handler (where the driver runs user callables) and
+reads its answer; :class:`ConcurrentConsumption` is Java's
+``ConsumeMessageConcurrentlyService``: batches wait for one of at most
+``consume_thread_max`` workers, each batch's result is settled (offsets move,
+failed messages are sent back). Orderly consumption is in
+:mod:`rocketmq_proto.flows.consumer.orderly`.
+"""
+
+from __future__ import annotations
+
+import collections
+import inspect
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from rocketmq_proto.flows.consumer.consume import (
+    CONSUME_REQUEST_RETRY_DELAY,
+    ConsumeResult,
+    mark_consume_start,
+    process_concurrent_result_flow,
+    reset_retry_topic,
+    to_consume_result,
+)
+from rocketmq_proto.flows.consumer.push_state import PushContext, QueueState
+from rocketmq_proto.flows.effects import Flow, sleep, spawn, user_call, wall_ms
+from rocketmq_proto.flows.producer import ProducerCore
+from rocketmq_proto.message.model import MessageExt
+from rocketmq_proto.wire.errors import RocketMQError, UserCallbackError
+
+__all__ = [
+    "HANDLER_NOT_RUN",
+    "ConcurrentConsumption",
+    "Consumption",
+    "Handler",
+    "MessageHandler",
+]
+
+log = logging.getLogger("rocketmq_proto.consumer")
+
+#: What a gated handler answers when the consumer closed before it could start.
+HANDLER_NOT_RUN: Any = object()
+
+#: A message handler: (messages) -> ConsumeResult, True/False or None (or a coroutine
+#: of one). ``None`` is success: a handler fails by saying so, or by raising.
+MessageHandler = Callable[[list[MessageExt]], Any]
+
+
+class Consumption(Protocol):
+    """Where a pull loop hands the messages it cached (concurrent or orderly)."""
+
+    def dispatch_flow(
+        self, state: QueueState, msgs: list[MessageExt], start_loop: bool
+    ) -> Flow[None]:
+        """Consume ``msgs``, just cached in ``state``'s process queue; ``start_loop``:
+        the process queue asks for an orderly consume loop to be started."""
+        ...
+
+
+@dataclass(slots=True)
+class Handler:
+    """The user's message handler, run through the driver, and its verdicts."""
+
+    ctx: PushContext
+    handler: MessageHandler
+    #: Handlers running now, with the settling of their results (a graceful close
+    #: waits for them).
+    in_flight: int = 0
+    #: Messages handed to the handler in all (for running info and tests).
+    consumed: int = 0
+    #: A coroutine handler is gated by the driver (after its concurrency limit).
+    _is_async: bool = False
+
+    def __post_init__(self) -> None:
+        self._is_async = inspect.iscoroutinefunction(self.handler)
+
+    def _gate(self, msgs: list[MessageExt]) -> Any:
+        """Runs the handler where the driver runs user callables, unless the consumer
+        closed while the call waited for a worker: then :data:`HANDLER_NOT_RUN`."""
+        if self.ctx.closed:
+            return HANDLER_NOT_RUN
+        return self.handler(msgs)
+
+    def call_flow(self, msgs: list[MessageExt]) -> Flow[ConsumeResult | None]:
+        """The handler's verdict on ``msgs``, or ``None`` if it did not run (the
+        consumer closed). Messages of the retry topic show their original topic."""
+        ctx = self.ctx
+        namespace = ctx.client.config.namespace
+        for msg in msgs:
+            reset_retry_topic(msg, ctx.group, namespace)
+        handler = self.handler if self._is_async else self._gate
+        try:
+            value = yield from user_call(handler, msgs)
+        except UserCallbackError as exc:
+            self._log_error(msgs, exc)
+            value = False
+        if value is HANDLER_NOT_RUN:
+            return None
+        self.consumed += len(msgs)
+        try:
+            return to_consume_result(value, orderly=ctx.orderly)
+        except RocketMQError as exc:  # a handler's return value we cannot read
+            log.warning("message handler answer unusable: %s", exc)
+            return to_consume_result(False, orderly=ctx.orderly)
+
+    def _log_error(self, msgs: list[MessageExt], exc: UserCallbackError) -> None:
+        """Log a handler's exception: its traceback, the topic, group and message ids
+        (in the text, and as ``rocketmq_topic``/``rocketmq_group``/``rocketmq_msg_ids``
+        fields of the record). The batch then counts as failed."""
+        error = exc.__cause__ if exc.__cause__ is not None else exc
+        topic = ",".join(sorted({m.topic for m in msgs}))
+        group = self.ctx.group
+        msg_ids = [m.msg_id for m in msgs]
+        log.warning(
+            "message handler raised consuming topic %s, group %s, message id(s) %s: %r",
+            topic,
+            group,
+            ", ".join(msg_ids),
+            error,
+            exc_info=error,
+            extra={
+                "rocketmq_topic": topic,
+                "rocketmq_group": group,
+                "rocketmq_msg_ids": msg_ids,
+            },
+        )
+
+
+@dataclass(slots=True)
+class ConcurrentConsumption:
+    """Concurrent consumption: batches wait, in arrival order, for one of at most
+    ``consume_thread_max`` workers (Java's consume thread pool)."""
+
+    ctx: PushContext
+    handler: Handler
+    #: Sends the messages the brokers would not take back to the retry topic.
+    producer: ProducerCore
+    #: Batches waiting for a consume worker, in arrival order.
+    ready: collections.deque[tuple[QueueState, list[MessageExt]]] = field(
+        default_factory=collections.deque
+    )
+    #: Consume workers running (at most ``consume_thread_max``).
+    workers: int = 0
+
+    def dispatch_flow(
+        self, state: QueueState, msgs: list[MessageExt], start_loop: bool = True
+    ) -> Flow[None]:
+        """Cut ``msgs`` into batches of ``consume_message_batch_max_size``, queue them,
+        start workers for them."""
+        size = self.ctx.config.consume_message_batch_max_size
+        for i in range(0, len(msgs), size):
+            self.ready.append((state, msgs[i : i + size]))
+        yield from self._start_workers()
+
+    def _start_workers(self) -> Flow[None]:
+        """Enough consume workers for the waiting batches, up to ``consume_thread_max``
+        (Java's consume thread pool: each takes batches until none waits)."""
+        limit = self.ctx.config.consume_thread_max
+        while self.workers < limit and self.workers < len(self.ready):
+            self.workers += 1
+            yield from spawn(self.worker_flow(), "consume")
+
+    def worker_flow(self) -> Flow[None]:
+        """A consume worker: takes waiting batches until none is left (or the
+        consumer closes); for each, the handler, then settle its result."""
+        handler = self.handler
+        try:
+            while self.ready and not self.ctx.closed:
+                state, msgs = self.ready.popleft()
+                handler.in_flight += 1
+                try:
+                    left = yield from self.consume_flow(state, msgs)
+                finally:
+                    handler.in_flight -= 1
+                if left:  # to be consumed again here, later (a worker is not held meanwhile)
+                    yield from spawn(self._consume_later_flow(state, left), "consume later")
+        finally:
+            self.workers -= 1
+
+    def _consume_later_flow(self, state: QueueState, msgs: list[MessageExt]) -> Flow[None]:
+        yield from sleep(CONSUME_REQUEST_RETRY_DELAY)
+        if not self.ctx.closed and not state.request.process_queue.dropped:
+            self.ready.append((state, msgs))
+            yield from self._start_workers()
+
+    def consume_flow(self, state: QueueState, msgs: list[MessageExt]) -> Flow[list[MessageExt]]:
+        """One concurrent consume request: the handler, then settle its result; the
+        messages to consume again locally (their send-back failed)."""
+        ctx = self.ctx
+        request = state.request
+        pq = request.process_queue
+        if not msgs or pq.dropped:
+            return []
+        mark_consume_start(msgs, (yield from wall_ms()))
+        result = yield from self.handler.call_flow(msgs)
+        if result is None or pq.dropped:
+            return []
+        return (
+            yield from process_concurrent_result_flow(
+                ctx.client,
+                ctx.group,
+                pq,
+                request.message_queue,
+                msgs,
+                result,
+                offsets=ctx.offsets,
+                producer=self.producer,
+                clustering=ctx.config.clustering,
+                delay_level=ctx.config.delay_level_when_next_consume,
+                max_reconsume=ctx.config.max_reconsume,
+            )
+        )

@@ -1,0 +1,156 @@
+"""What the client classes need from a blocking runtime (threads, or gevent), under
+the names ``rocketmq_asyncio._shell`` gives asyncio's: this driver's
+``_client.py`` is generated from the asyncio one (``scripts/unasync.py``), and
+everything that differs between the drivers lives in the two ``_shell`` modules.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from rocketmq_proto.driver import (
+    Flow,
+    Message,
+    MessageExt,
+    MessageHandler,
+    TransactionState,
+    TransportSettings,
+)
+
+from ._future import CancelledError, Future
+from ._interpreter import run_flow, start_flow
+from ._runtime import LockLike, Runtime, ThreadRuntime
+from ._transport import RemotingClient, RequestHandler
+
+__all__ = [
+    "DefaultRuntime",
+    "Engine",
+    "Future",
+    "LocalTransaction",
+    "Runtime",
+    "Signal",
+    "TransactionChecker",
+    "bounded_handler",
+    "cancel_and_wait",
+    "deliver",
+    "monotonic",
+    "new_waiter",
+    "wait_all",
+    "wait_waiter",
+]
+
+T = TypeVar("T")
+
+LocalTransaction = Callable[[Message, Any], "TransactionState | bool | None"]
+TransactionChecker = Callable[[MessageExt], "TransactionState | bool | None"]
+
+monotonic = time.monotonic
+
+
+#: The runtime a client makes for itself (``rocketmq_gevent`` binds its own).
+DefaultRuntime = ThreadRuntime
+
+
+def bounded_handler(
+    runtime: Runtime, handler: MessageHandler, closed: Callable[[], bool]
+) -> MessageHandler:
+    """The handler as it is: the runtime's worker pool bounds how many run."""
+    return handler
+
+
+class Engine:
+    """Runs one client's core flows on its connections and its runtime."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        transport: TransportSettings,
+        request_handler: RequestHandler,
+        core_lock: LockLike,
+    ) -> None:
+        self.remoting = RemotingClient(
+            runtime,
+            serialize_type=transport.serialize_type,
+            ssl_context=transport.ssl_context,
+            signer=transport.signer,
+            connect_timeout=transport.connect_timeout,
+            max_frame_size=transport.max_frame_size,
+            request_handler=request_handler,
+            logger=transport.logger,
+        )
+        self._runtime = runtime
+        self._core_lock = core_lock
+
+    def run(self, flow: Flow[T]) -> T:
+        """Drive ``flow`` to its end; its value."""
+        return run_flow(self.remoting, self._runtime, flow, core_lock=self._core_lock)
+
+    def run_send(self, flow: Flow[T], sends: set[Any]) -> T:
+        """A send the caller waits for, counted in ``sends`` meanwhile: ``flush``
+        in another thread waits for it too."""
+        future = self.start(flow)
+        sends.add(future)
+        future.add_done_callback(sends.discard)
+        return future.result()
+
+    def start(self, flow: Flow[T], name: str | None = None) -> Future[T]:
+        """Start ``flow``; a future of its value."""
+        return start_flow(self.remoting, self._runtime, flow, core_lock=self._core_lock)
+
+    def close(self) -> None:
+        self.remoting.close()
+
+
+def cancel_and_wait(future: Future[Any]) -> None:
+    """Cancel ``future``: its flow is closed at its next step."""
+    future.cancel()
+
+
+def wait_all(pending: set[Future[Any]], timeout: float | None) -> int:
+    """Wait up to ``timeout`` seconds for every one of ``pending`` to end; how
+    many have not."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    for future in pending:
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            future.exception(remaining)
+        except TimeoutError:
+            return sum(1 for f in pending if not f.done())
+        except CancelledError:
+            pass
+    return 0
+
+
+class Signal:
+    """Wakes a waiter when something arrived (set from any thread)."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._event = runtime.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def clear(self) -> None:
+        self._event.clear()
+
+    def wait(self, timeout: float) -> None:
+        """Until set, or ``timeout`` seconds (waking at least every 0.5 s)."""
+        self._event.wait(min(timeout, 0.5))
+
+
+def new_waiter(runtime: Runtime) -> Future[Any]:
+    """A future a reply is delivered to, from any thread."""
+    return Future(runtime)
+
+
+def wait_waiter(waiter: Future[T], timeout: float) -> T:
+    """The waiter's value; the builtin :class:`TimeoutError` after ``timeout`` s."""
+    return waiter.result(timeout)
+
+
+def deliver(waiter: Future[T], value: T) -> None:
+    """Give ``waiter`` its value unless it has one (safe from any thread)."""
+    if not waiter.done():
+        waiter.set_result(value)
