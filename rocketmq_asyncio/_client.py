@@ -1,10 +1,11 @@
 """The client classes, written once: each a thin shell running core flows.
 
-This module is the source of both drivers' classes. ``rocketmq_sync._client`` is
-generated from it by ``scripts/unasync.py`` (``async``/``await`` removed, the
-names of the table there replaced); what differs between the drivers lives in
-their ``_shell`` modules, behind the same names. Edit this file, then run
-``python scripts/unasync.py``; lint checks the two agree.
+``rocketmq_asyncio/_client.py`` is the source of every driver's classes;
+``rocketmq_sync/_client.py`` is generated from it by ``scripts/unasync.py``
+(coroutine syntax removed, the names of the table there replaced). What differs
+between the drivers lives in their ``_shell`` modules, behind the same names.
+Edit the asyncio source, then run ``python scripts/unasync.py``; lint checks the
+two agree.
 """
 
 from __future__ import annotations
@@ -119,19 +120,33 @@ class _ClientBase:
         return self._core.client_id
 
     async def start(self) -> None:
-        """Open the client (connections are made on first use)."""
+        """Open the client (connections are made on first use).
+
+        A start that fails (a consumer with no subscription, brokers refusing
+        its group...) closes the client and raises: a closed client cannot be
+        started again. Starting a started client does nothing.
+        """
         with self._lock:
-            if self._engine is not None:
-                return
             if self._closing:
                 raise LocalProtocolError("a closed client cannot be started again")
-            self._core.start()
-            self._engine = Engine(
+            if self._engine is not None:
+                return
+            engine = Engine(
                 self._runtime, self._settings.transport, self._on_server_request, self._core_lock
             )
+            self._core.start()  # once the engine is made: a failure there leaves it created
+            self._engine = engine
             self._maintenance = self._upkeep_of(
                 self._core.maintenance_flow, lambda: self._core.closed, "client upkeep"
             )
+        try:
+            await self._on_started()
+        except BaseException:
+            await self.close()
+            raise
+
+    async def _on_started(self) -> None:
+        """Hook: what a client starts once its engine runs (a consumer's start)."""
 
     def _upkeep_of(
         self, make: Callable[[], Flow[None]], stopped: Callable[[], bool], what: str
@@ -165,13 +180,21 @@ class _ClientBase:
     async def _unregister(self) -> None:
         """Hook: tell brokers this client's groups are gone."""
 
+    async def _wind_down(self, timeout: float | None) -> None:
+        """Hook: finish this client's own work before it closes (sends in flight,
+        a consumer's handlers and offsets); once, even when closes race."""
+
     async def close(self) -> None:
         """Stop upkeep, unregister from brokers, close connections."""
+        await self._close(None)
+
+    async def _close(self, timeout: float | None) -> None:
         with self._lock:
             if self._closing:
                 return
             self._closing = True
-            self._core.begin_close()
+        await self._wind_down(timeout)
+        self._core.begin_close()
         if self._maintenance is not None:
             await cancel_and_wait(self._maintenance)
         if self._engine is not None:
@@ -260,12 +283,14 @@ class Producer(_ClientBase):
 
         Sends still in flight after ``timeout`` fail with :class:`ConnectionClosedError`.
         """
-        if not self._closing and self._engine is not None:
+        await self._close(timeout)
+
+    async def _wind_down(self, timeout: float | None) -> None:
+        if self._engine is not None:
             try:
                 await self.flush(timeout)
             except TimeoutError as exc:
                 self._log.warning("closing with sends in flight, which fail: %s", exc)
-        await super().close()
 
     async def send(
         self,
@@ -585,10 +610,7 @@ class PushConsumer(_ClientBase):
         with self._core_lock:
             self._consumer.unsubscribe(topic)
 
-    async def start(self) -> None:
-        if self._engine is not None:
-            return
-        await super().start()
+    async def _on_started(self) -> None:
         await self._run(self._consumer.start_flow())
         self._consumer_upkeep = self._upkeep_of(
             self._consumer.maintenance_flow, lambda: self._consumer.closed, "consumer upkeep"
@@ -596,19 +618,17 @@ class PushConsumer(_ClientBase):
 
     async def close(self) -> None:
         """Stop pulling, let running handlers finish, commit offsets, unregister, close."""
-        if self._closing:
-            return
+        await self._close(None)
+
+    async def _wind_down(self, timeout: float | None) -> None:
         if self._engine is not None and not self._consumer.closed:
             try:
                 await self._run(self._consumer.shutdown_flow())
             except Exception as exc:
                 self._log.warning("consumer shutdown incomplete: %s", exc)
-        if not self._consumer.closed:  # never started: no shutdown flow ran
-            self._consumer.begin_close()
-            self._consumer.finish_close()
+        self._consumer.close_at_once()  # closed already unless no shutdown flow ran
         if self._consumer_upkeep is not None:
             await cancel_and_wait(self._consumer_upkeep)
-        await super().close()
 
     @property
     def consumed(self) -> int:
@@ -661,10 +681,7 @@ class PullConsumer(_ClientBase):
             return
         await self._run(self._consumer.assign_flow(queues))
 
-    async def start(self) -> None:
-        if self._engine is not None:
-            return
-        await super().start()
+    async def _on_started(self) -> None:
         await self._run(self._consumer.start_flow())
         if self._pending_assign is not None:
             await self._run(self._consumer.assign_flow(self._pending_assign))
@@ -734,17 +751,16 @@ class PullConsumer(_ClientBase):
         return await self._run(self._consumer.queues_of_flow(topic))
 
     async def close(self) -> None:
-        if self._closing:
-            return
+        """Stop fetching, commit the polled offsets, unregister, close."""
+        await self._close(None)
+
+    async def _wind_down(self, timeout: float | None) -> None:
         if self._engine is not None and not self._consumer.closed:
             try:
                 await self._run(self._consumer.shutdown_flow())
             except Exception as exc:
                 self._log.warning("pull consumer shutdown incomplete: %s", exc)
-        if not self._consumer.closed:  # never started: no shutdown flow ran
-            self._consumer.begin_close()
-            self._consumer.finish_close()
+        self._consumer.close_at_once()  # closed already unless no shutdown flow ran
         if self._upkeep is not None:
             await cancel_and_wait(self._upkeep)
         self._arrived.set()
-        await super().close()

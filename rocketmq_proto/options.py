@@ -166,7 +166,7 @@ _TIMES: Final[Mapping[str, bool]] = {
     "heartbeat_interval": False,
     "namesrv_lookup_interval": False,
     "send_timeout": False,
-    "suspend_current_queue_time": False,
+    "suspend_current_queue_time": True,  # the core waits at least 10 ms anyway
     "consume_timeout": False,
     "persist_consumer_offset_interval": False,
     "rebalance_interval": False,

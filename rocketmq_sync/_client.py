@@ -2,11 +2,12 @@
 # Edit rocketmq_asyncio/_client.py, then run: python scripts/unasync.py
 """The client classes, written once: each a thin shell running core flows.
 
-This module is the source of both drivers' classes. ``rocketmq_sync._client`` is
-generated from it by ``scripts/unasync.py`` (``async``/``await`` removed, the
-names of the table there replaced); what differs between the drivers lives in
-their ``_shell`` modules, behind the same names. Edit this file, then run
-``python scripts/unasync.py``; lint checks the two agree.
+``rocketmq_sync/_client.py`` is the source of every driver's classes;
+``rocketmq_sync/_client.py`` is generated from it by ``scripts/unasync.py``
+(coroutine syntax removed, the names of the table there replaced). What differs
+between the drivers lives in their ``_shell`` modules, behind the same names.
+Edit the asyncio source, then run ``python scripts/unasync.py``; lint checks the
+two agree.
 """
 
 from __future__ import annotations
@@ -121,19 +122,33 @@ class _ClientBase:
         return self._core.client_id
 
     def start(self) -> None:
-        """Open the client (connections are made on first use)."""
+        """Open the client (connections are made on first use).
+
+        A start that fails (a consumer with no subscription, brokers refusing
+        its group...) closes the client and raises: a closed client cannot be
+        started again. Starting a started client does nothing.
+        """
         with self._lock:
-            if self._engine is not None:
-                return
             if self._closing:
                 raise LocalProtocolError("a closed client cannot be started again")
-            self._core.start()
-            self._engine = Engine(
+            if self._engine is not None:
+                return
+            engine = Engine(
                 self._runtime, self._settings.transport, self._on_server_request, self._core_lock
             )
+            self._core.start()  # once the engine is made: a failure there leaves it created
+            self._engine = engine
             self._maintenance = self._upkeep_of(
                 self._core.maintenance_flow, lambda: self._core.closed, "client upkeep"
             )
+        try:
+            self._on_started()
+        except BaseException:
+            self.close()
+            raise
+
+    def _on_started(self) -> None:
+        """Hook: what a client starts once its engine runs (a consumer's start)."""
 
     def _upkeep_of(
         self, make: Callable[[], Flow[None]], stopped: Callable[[], bool], what: str
@@ -149,7 +164,7 @@ class _ClientBase:
         if engine is None:
             flow.close()
             raise LocalProtocolError(
-                f"{type(self).__name__} is not started (use 'async with' or start())"
+                f"{type(self).__name__} is not started (use 'with' or start())"
             )
         return engine
 
@@ -167,13 +182,21 @@ class _ClientBase:
     def _unregister(self) -> None:
         """Hook: tell brokers this client's groups are gone."""
 
+    def _wind_down(self, timeout: float | None) -> None:
+        """Hook: finish this client's own work before it closes (sends in flight,
+        a consumer's handlers and offsets); once, even when closes race."""
+
     def close(self) -> None:
         """Stop upkeep, unregister from brokers, close connections."""
+        self._close(None)
+
+    def _close(self, timeout: float | None) -> None:
         with self._lock:
             if self._closing:
                 return
             self._closing = True
-            self._core.begin_close()
+        self._wind_down(timeout)
+        self._core.begin_close()
         if self._maintenance is not None:
             cancel_and_wait(self._maintenance)
         if self._engine is not None:
@@ -262,12 +285,14 @@ class Producer(_ClientBase):
 
         Sends still in flight after ``timeout`` fail with :class:`ConnectionClosedError`.
         """
-        if not self._closing and self._engine is not None:
+        self._close(timeout)
+
+    def _wind_down(self, timeout: float | None) -> None:
+        if self._engine is not None:
             try:
                 self.flush(timeout)
             except TimeoutError as exc:
                 self._log.warning("closing with sends in flight, which fail: %s", exc)
-        super().close()
 
     def send(
         self,
@@ -583,10 +608,7 @@ class PushConsumer(_ClientBase):
         with self._core_lock:
             self._consumer.unsubscribe(topic)
 
-    def start(self) -> None:
-        if self._engine is not None:
-            return
-        super().start()
+    def _on_started(self) -> None:
         self._run(self._consumer.start_flow())
         self._consumer_upkeep = self._upkeep_of(
             self._consumer.maintenance_flow, lambda: self._consumer.closed, "consumer upkeep"
@@ -594,19 +616,17 @@ class PushConsumer(_ClientBase):
 
     def close(self) -> None:
         """Stop pulling, let running handlers finish, commit offsets, unregister, close."""
-        if self._closing:
-            return
+        self._close(None)
+
+    def _wind_down(self, timeout: float | None) -> None:
         if self._engine is not None and not self._consumer.closed:
             try:
                 self._run(self._consumer.shutdown_flow())
             except Exception as exc:
                 self._log.warning("consumer shutdown incomplete: %s", exc)
-        if not self._consumer.closed:  # never started: no shutdown flow ran
-            self._consumer.begin_close()
-            self._consumer.finish_close()
+        self._consumer.close_at_once()  # closed already unless no shutdown flow ran
         if self._consumer_upkeep is not None:
             cancel_and_wait(self._consumer_upkeep)
-        super().close()
 
     @property
     def consumed(self) -> int:
@@ -659,10 +679,7 @@ class PullConsumer(_ClientBase):
             return
         self._run(self._consumer.assign_flow(queues))
 
-    def start(self) -> None:
-        if self._engine is not None:
-            return
-        super().start()
+    def _on_started(self) -> None:
         self._run(self._consumer.start_flow())
         if self._pending_assign is not None:
             self._run(self._consumer.assign_flow(self._pending_assign))
@@ -731,17 +748,16 @@ class PullConsumer(_ClientBase):
         return self._run(self._consumer.queues_of_flow(topic))
 
     def close(self) -> None:
-        if self._closing:
-            return
+        """Stop fetching, commit the polled offsets, unregister, close."""
+        self._close(None)
+
+    def _wind_down(self, timeout: float | None) -> None:
         if self._engine is not None and not self._consumer.closed:
             try:
                 self._run(self._consumer.shutdown_flow())
             except Exception as exc:
                 self._log.warning("pull consumer shutdown incomplete: %s", exc)
-        if not self._consumer.closed:  # never started: no shutdown flow ran
-            self._consumer.begin_close()
-            self._consumer.finish_close()
+        self._consumer.close_at_once()  # closed already unless no shutdown flow ran
         if self._upkeep is not None:
             cancel_and_wait(self._upkeep)
         self._arrived.set()
-        super().close()

@@ -37,7 +37,7 @@ REPLACEMENTS = {
 }
 
 #: Coroutine syntax removed: ``async def``, ``async with``, ``async for``, ``await``.
-_SYNTAX = re.compile(r"\basync (?=def |with |for )|\bawait ")
+_SYNTAX = re.compile(r"\basync (?=(?:def|with|for)\b)|\bawait ")
 _WORDS = re.compile(r"\b(" + "|".join(map(re.escape, REPLACEMENTS)) + r")\b")
 
 HEADER = (

@@ -4,6 +4,7 @@ poll() before start()."""
 
 from __future__ import annotations
 
+import threading
 import uuid
 from typing import Any
 
@@ -210,3 +211,67 @@ def test_poll_before_start_raises_the_same_clear_error(backend: Backend) -> None
             consumer.poll(0.01)
     finally:
         consumer.close()
+
+
+def test_a_failed_start_closes_the_client_and_the_next_start_says_so(backend: Backend) -> None:
+    """A start that fails releases what it opened; starting again is refused
+    clearly rather than half-running the client."""
+    consumer = backend.make("PushConsumer", NAMESRV, lambda msgs: None, group=unique("nosub"))
+    with pytest.raises(ConfigError, match="subscribe to at least one topic"):
+        consumer.start()
+    with pytest.raises(LocalProtocolError, match="closed client cannot be started again"):
+        consumer.start()
+    consumer.close()  # closing a closed client does nothing
+
+
+def test_poll_on_a_consumer_closed_before_it_started_raises(backend: Backend) -> None:
+    consumer = backend.make("PullConsumer", NAMESRV, group=unique("early"))
+    consumer.close()
+    with pytest.raises(LocalProtocolError, match=r"poll\(\) before start\(\)"):
+        consumer.poll(0.01)
+
+
+def test_a_start_whose_transport_refuses_its_settings_fails_the_same_way_again(
+    backend: Backend,
+) -> None:
+    """The options let an object with ``wrap_socket`` through; the transport wants
+    an ``ssl.SSLContext``. Each start says so (the client is not left running)."""
+
+    class NotAnSSLContext:
+        def wrap_socket(self, *args: object, **kwargs: object) -> None:
+            return None
+
+    producer = backend.make("Producer", NAMESRV, group=unique("tls"), ssl_context=NotAnSSLContext())
+    try:
+        for _ in range(2):
+            with pytest.raises(ConfigError, match=r"ssl\.SSLContext"):
+                producer.start()
+    finally:
+        producer.close()
+
+
+def test_closes_racing_on_a_consumer_close_it_once(backend: Backend) -> None:
+    """Several threads closing one consumer (never started, and started): one
+    winds it down, the others return; none raises."""
+    if backend.name != "sync":
+        pytest.skip("only the threads driver's clients are shared between OS threads")
+    for started in (False, True):
+        consumer = backend.make("PullConsumer", NAMESRV, group=unique("race"))
+        if started:
+            consumer.assign([])
+            consumer.start()
+        errors: list[BaseException] = []
+
+        def close(consumer: Any = consumer, errors: list[BaseException] = errors) -> None:
+            try:
+                consumer.close()
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=close) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert errors == []
+        assert consumer._consumer.closed

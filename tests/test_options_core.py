@@ -178,7 +178,18 @@ def test_a_time_option_of_a_wrong_type_or_sign_is_a_clear_error(name: str, bad: 
 
 def test_zero_is_refused_for_a_time_option_unless_it_means_no_pause() -> None:
     assert config(consumer_settings, pull_interval=0).pull.pull_interval == 0
-    for name in sorted(set(TIMES) - {"pull_interval"}):
+    # Java's suspendCurrentQueueTimeMillis=0 was accepted: the core waits 10 ms anyway.
+    assert (
+        config(consumer_settings, suspend_current_queue_time=0).suspend_current_queue_time_millis
+        == 0
+    )
+    assert (
+        config(
+            consumer_settings, suspend_current_queue_time_millis=0
+        ).suspend_current_queue_time_millis
+        == 0
+    )
+    for name in sorted(set(TIMES) - {"pull_interval", "suspend_current_queue_time"}):
         with pytest.raises(ConfigError, match=rf"^{name} must be a positive number of seconds"):
             config(TIMES[name][0], **{name: 0})
 

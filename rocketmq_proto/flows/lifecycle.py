@@ -8,7 +8,10 @@ consumer) moves through the same four states, one way only::
 
 A driver moves them with these methods; a wrong move (starting a closed client,
 closing one twice) raises :class:`LocalProtocolError` naming the client and its
-state. The flows that must stop when a client closes poll :attr:`closed`, which
+state. The drivers move the session core (:class:`ClientCore`) and the push and
+pull consumer cores (whose start and shutdown flows move them too); the producer
+and admin cores have the same methods, which the drivers do not call yet, so
+those two stay created. The flows that must stop when a client closes poll :attr:`closed`, which
 is true from the moment closing begins.
 """
 
@@ -50,6 +53,7 @@ class Lifecycle:
 
     what: str
     _state: LifecycleState = _CREATED
+    _started: bool = False
 
     @property
     def state(self) -> LifecycleState:
@@ -71,6 +75,7 @@ class Lifecycle:
             why = f"{self._state.value} (a closed {self.what} cannot be started again)"
             raise self._refuse("start", why)
         self._state = _RUNNING
+        self._started = True
 
     def begin_close(self) -> None:
         """created or running -> closing."""
@@ -90,6 +95,11 @@ class Lifecycle:
         """Any state -> closed, for a client closed without winding down (a driver
         that could not run its close flow). Closed stays closed."""
         self._state = _CLOSED
+
+    @property
+    def was_started(self) -> bool:
+        """Whether it ever ran (it may be closing or closed now)."""
+        return self._started
 
 
 class LifecycleOwner:
@@ -125,6 +135,11 @@ class LifecycleOwner:
     def start(self) -> None:
         """created -> running; :class:`LocalProtocolError` from any other state."""
         self._lifecycle.start()
+
+    def close_at_once(self) -> None:
+        """Any state -> closed (idempotent): for a driver closing a client that ran
+        no close flow, e.g. one never started."""
+        self._lifecycle.close_at_once()
 
     def begin_close(self) -> None:
         """created or running -> closing (the flows that poll :attr:`closed` stop);

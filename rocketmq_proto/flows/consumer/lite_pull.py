@@ -205,8 +205,9 @@ class PullConsumerCore(LifecycleOwner):
 
     @property
     def started(self) -> bool:
-        """Whether it was started (polling before that is a mistake in the caller)."""
-        return self.state is not LifecycleState.CREATED
+        """Whether it was ever started (polling before that is a mistake in the
+        caller; a consumer closed before it started never was)."""
+        return self._lifecycle.was_started
 
     def start_flow(self) -> Flow[None]:
         """Start (created -> running, unless the driver called :meth:`start` first):
