@@ -64,15 +64,16 @@ from ._shell import (
     Engine,
     LocalTransaction,
     Runtime,
-    Signal,
     Task,
     TransactionChecker,
     bounded_handler,
     cancel_and_wait,
     deliver,
     monotonic,
+    new_signal,
     new_waiter,
     wait_all,
+    wait_signal,
     wait_waiter,
 )
 
@@ -661,7 +662,7 @@ class PullConsumer(_ClientBase):
             **_host_facts(os.getpid()),
         )
         super().__init__(settings)
-        self._arrived = Signal(self._runtime)
+        self._arrived = new_signal(self._runtime)
         self._consumer = PullConsumerCore(self._core, config, notify=self._arrived.set)
         self._consumer.register()
         self._pending_assign: list[MessageQueue] | None = None
@@ -705,7 +706,7 @@ class PullConsumer(_ClientBase):
             remaining = deadline - monotonic()
             if remaining <= 0:
                 return []
-            await self._arrived.wait(remaining)
+            await wait_signal(self._arrived, remaining)
 
     def __aiter__(self) -> AsyncIterator[MessageExt]:
         """Every message, as it arrives (ends when the consumer is closed)."""

@@ -11,29 +11,14 @@ from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Any, Never, NoReturn, TypeVar
 
-from rocketmq_proto.driver import (
-    Call,
-    ConnectionClosedError,
-    Flow,
-    HttpGet,
-    Now,
-    Oneway,
-    ReadFile,
-    RequestTimeoutError,
-    RocketMQError,
-    Sleep,
-    Spawn,
-    UserCall,
-    UserCallbackError,
-    WallTime,
-    WriteFile,
-)
+from rocketmq_proto import driver
+from rocketmq_proto.driver import Flow, HttpAnswer, RocketMQError, user_callback_error
 from rocketmq_proto.driver import perform_read_file as read_file
 from rocketmq_proto.driver import perform_write_file as write_file
 
 from ._transport import RemotingClient
 
-__all__ = ["cancel_spawned", "run_flow"]
+__all__ = ["FlowTasks", "run_flow"]
 
 _log = logging.getLogger("rocketmq_asyncio")
 
@@ -48,7 +33,7 @@ def _is_async_callable(fn: Callable[..., Any]) -> bool:
     )
 
 
-async def _user_call(effect: UserCall, executor: Executor | None) -> Any:
+async def _user_call(effect: driver.UserCall, executor: Executor | None) -> Any:
     fn = effect.fn
     try:
         if _is_async_callable(fn):
@@ -59,52 +44,59 @@ async def _user_call(effect: UserCall, executor: Executor | None) -> Any:
             result = await result
         return result
     except Exception as exc:
-        name = getattr(fn, "__qualname__", None) or repr(fn)
-        raise UserCallbackError(f"{name} raised {type(exc).__name__}: {exc}") from exc
+        raise user_callback_error(fn, exc) from exc
 
 
-#: File effects (broadcasting offsets: a read, an ``fsync``ed write) run here, never
-#: on the event loop. One worker: the writes of a file land in the order the flows
-#: asked for them (a newer offsets table is never overwritten by an older one).
-_file_executor: ThreadPoolExecutor | None = None
+class FlowTasks:
+    """One client's share of the loop: the flows its flows spawned, while they run,
+    and the thread its file effects run in."""
+
+    def __init__(self) -> None:
+        self.spawned: set[asyncio.Task[Any]] = set()
+        #: File effects (broadcasting offsets: a read, an ``fsync``ed write) run
+        #: here, never on the event loop. One worker: the writes of a file land in
+        #: the order the flows asked for them (a newer offsets table is never
+        #: overwritten by an older one). Made on first use.
+        self._files: ThreadPoolExecutor | None = None
+
+    def off_loop(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        if self._files is None:
+            self._files = ThreadPoolExecutor(1, thread_name_prefix="rocketmq-files")
+        return asyncio.get_running_loop().run_in_executor(self._files, fn, *args)
+
+    async def close(self) -> None:
+        """Cancel the spawned flows that still run; let the file thread end once
+        its writes are done (when the client closes)."""
+        tasks = set(self.spawned)
+        self.spawned.clear()
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if self._files is not None:
+            self._files.shutdown(wait=False)
 
 
-def _off_loop(fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
-    global _file_executor
-    if _file_executor is None:
-        _file_executor = ThreadPoolExecutor(1, thread_name_prefix="rocketmq-files")
-    return asyncio.get_running_loop().run_in_executor(_file_executor, fn, *args)
-
-
-async def _http_get(effect: HttpGet) -> bytes:
+async def _http_get(effect: driver.HttpGet) -> bytes:
     """Send the request on a new connection and read until the server closes it."""
-    where = f"{effect.host}:{effect.port}"
+    answer = HttpAnswer(effect)
     try:
         async with asyncio.timeout(effect.timeout):
             reader, writer = await asyncio.open_connection(effect.host, effect.port)
             try:
                 writer.write(effect.request)
                 await writer.drain()
-                answer = bytearray()
                 while chunk := await reader.read(65536):
-                    answer += chunk
-                    if len(answer) > effect.max_size:
-                        raise ConnectionClosedError(
-                            f"HTTP answer from {where} exceeds {effect.max_size} bytes"
-                        )
-                return bytes(answer)
+                    answer.add(chunk)
+                return answer.value()
             finally:
                 writer.close()
                 with contextlib.suppress(OSError):
                     await writer.wait_closed()
     except RocketMQError:
         raise
-    except TimeoutError:
-        raise RequestTimeoutError(
-            f"no HTTP answer from {where} within {effect.timeout} s"
-        ) from None
-    except OSError as exc:
-        raise ConnectionClosedError(f"HTTP request to {where} failed: {exc}") from exc
+    except OSError as exc:  # a TimeoutError too: the effect's timeout ran out
+        answer.fail(exc)
 
 
 async def run_flow(
@@ -112,18 +104,17 @@ async def run_flow(
     flow: Flow[T],
     *,
     user_executor: Executor | None = None,
-    spawned: set[asyncio.Task[Any]] | None = None,
+    tasks: FlowTasks | None = None,
 ) -> T:
     """Drive ``flow`` to its end, performing each effect it yields; return its value.
 
     A :class:`RocketMQError` of an effect is thrown into the flow (an exception of
     a user's callable as :class:`UserCallbackError`); whatever the flow raises
     propagates. If this coroutine is cancelled, the flow is closed. The flows it
-    spawns run as tasks kept in ``spawned`` (the client's, which cancels them
-    when it closes: :func:`cancel_spawned`) while they run.
+    spawns, and its file effects, run in ``tasks`` (the client's, closed with it).
     """
-    if spawned is None:
-        spawned = set()
+    if tasks is None:
+        tasks = FlowTasks()
     send = flow.send
     result: Any = None
     error: RocketMQError | None = None
@@ -141,29 +132,29 @@ async def run_flow(
                 # Most frequent first: a flow is mostly calls. (Fields are read as
                 # attributes: capturing them in the patterns is slower.)
                 match effect:
-                    case Call():
+                    case driver.Call():
                         result = await client.request(effect.addr, effect.command, effect.timeout)
-                    case Oneway():
+                    case driver.Oneway():
                         await client.oneway(effect.addr, effect.command)
                         result = None
-                    case Sleep():
+                    case driver.Sleep():
                         await asyncio.sleep(effect.seconds)
                         result = None
-                    case Now():
+                    case driver.Now():
                         result = asyncio.get_running_loop().time()
-                    case WallTime():
+                    case driver.WallTime():
                         result = int(time.time() * 1000)
-                    case UserCall():
+                    case driver.UserCall():
                         result = await _user_call(effect, user_executor)
-                    case Spawn():
-                        _spawn(client, effect, user_executor, spawned)
+                    case driver.Spawn():
+                        _spawn(client, effect, user_executor, tasks)
                         result = None
-                    case ReadFile():
-                        result = await _off_loop(read_file, effect.path)
-                    case WriteFile():
-                        await _off_loop(write_file, effect.path, effect.data)
+                    case driver.ReadFile():
+                        result = await tasks.off_loop(read_file, effect.path)
+                    case driver.WriteFile():
+                        await tasks.off_loop(write_file, effect.path, effect.data)
                         result = None
-                    case HttpGet():
+                    case driver.HttpGet():
                         result = await _http_get(effect)
                     case _:
                         _not_an_effect(effect)
@@ -181,29 +172,19 @@ def _not_an_effect(effect: Never) -> NoReturn:
 
 def _spawn(
     client: RemotingClient,
-    effect: Spawn,
+    effect: driver.Spawn,
     executor: Executor | None,
-    tasks: set[asyncio.Task[Any]],
+    tasks: FlowTasks,
 ) -> None:
     """Run a spawned flow as a task of its own; log how it failed, if it does."""
     task = asyncio.get_running_loop().create_task(
-        run_flow(client, effect.flow, user_executor=executor, spawned=tasks), name=effect.name
+        run_flow(client, effect.flow, user_executor=executor, tasks=tasks), name=effect.name
     )
-    tasks.add(task)
-    task.add_done_callback(tasks.discard)
+    tasks.spawned.add(task)
+    task.add_done_callback(tasks.spawned.discard)
     task.add_done_callback(_spawn_done)
 
 
 def _spawn_done(task: asyncio.Task[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
         _log.error("flow %s failed", task.get_name(), exc_info=task.exception())
-
-
-async def cancel_spawned(spawned: set[asyncio.Task[Any]]) -> None:
-    """Cancel the spawned flows that still run (when their client closes)."""
-    tasks = set(spawned)
-    spawned.clear()
-    for task in tasks:
-        task.cancel()
-    if tasks:
-        await asyncio.gather(*tasks, return_exceptions=True)

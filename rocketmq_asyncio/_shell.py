@@ -15,35 +15,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from rocketmq_proto.driver import (
-    HANDLER_NOT_RUN,
-    Flow,
-    Message,
-    MessageExt,
-    MessageHandler,
-    TransactionState,
-    TransportSettings,
-)
+from rocketmq_proto import Message, MessageExt, TransactionState
+from rocketmq_proto.driver import HANDLER_NOT_RUN, Flow, MessageHandler, TransportSettings
 
-from ._interpreter import cancel_spawned, run_flow
+from ._interpreter import FlowTasks, run_flow
 from ._transport import RemotingClient, RequestHandler
-
-__all__ = [
-    "DefaultRuntime",
-    "Engine",
-    "LocalTransaction",
-    "Runtime",
-    "Signal",
-    "Task",
-    "TransactionChecker",
-    "bounded_handler",
-    "cancel_and_wait",
-    "deliver",
-    "monotonic",
-    "new_waiter",
-    "wait_all",
-    "wait_waiter",
-]
 
 T = TypeVar("T")
 
@@ -141,33 +117,25 @@ class Engine:
         request_handler: RequestHandler,
         core_lock: object,
     ) -> None:
-        self.remoting = RemotingClient(
-            serialize_type=transport.serialize_type,
-            ssl_context=transport.ssl_context,
-            signer=transport.signer,
-            connect_timeout=transport.connect_timeout,
-            max_frame_size=transport.max_frame_size,
-            request_handler=request_handler,
-            logger=transport.logger,
-        )
-        #: The flows this client's flows spawned, while they run.
-        self.spawned: set[asyncio.Task[Any]] = set()
+        self.remoting = RemotingClient(transport, request_handler=request_handler)
+        #: The flows this client's flows spawned, and its file thread.
+        self.tasks = FlowTasks()
 
     async def run(self, flow: Flow[T]) -> T:
         """Drive ``flow`` to its end; its value."""
-        return await run_flow(self.remoting, flow, spawned=self.spawned)
+        return await run_flow(self.remoting, flow, tasks=self.tasks)
 
     async def run_send(self, flow: Flow[T], sends: set[Any]) -> T:
         """A send the caller awaits: run as it is (``flush`` covers the sends of
         ``send_async``; an awaited send is its caller's own)."""
-        return await run_flow(self.remoting, flow, spawned=self.spawned)
+        return await run_flow(self.remoting, flow, tasks=self.tasks)
 
     def start(self, flow: Flow[T], name: str | None = None) -> asyncio.Task[T]:
         """Start ``flow`` as a task of its own."""
-        return asyncio.create_task(run_flow(self.remoting, flow, spawned=self.spawned), name=name)
+        return asyncio.create_task(run_flow(self.remoting, flow, tasks=self.tasks), name=name)
 
     async def close(self) -> None:
-        await cancel_spawned(self.spawned)
+        await self.tasks.close()
         await self.remoting.close()
 
 
@@ -187,22 +155,15 @@ async def wait_all(pending: set[asyncio.Task[Any]], timeout: float | None) -> in
     return len(not_done)
 
 
-class Signal:
-    """Wakes a waiter when something arrived (set by flows, on the loop)."""
+def new_signal(runtime: Runtime) -> asyncio.Event:
+    """What wakes a waiter when something arrived (set by flows, on the loop)."""
+    return asyncio.Event()
 
-    def __init__(self, runtime: Runtime) -> None:
-        self._event = asyncio.Event()
 
-    def set(self) -> None:
-        self._event.set()
-
-    def clear(self) -> None:
-        self._event.clear()
-
-    async def wait(self, timeout: float) -> None:
-        """Until set, or ``timeout`` seconds."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._event.wait(), timeout)
+async def wait_signal(signal: asyncio.Event, timeout: float) -> None:
+    """Until ``signal`` is set, or ``timeout`` seconds."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(signal.wait(), timeout)
 
 
 def new_waiter(runtime: Runtime) -> asyncio.Future[Any]:

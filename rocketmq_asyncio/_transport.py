@@ -19,9 +19,9 @@ Three things keep the hot path cheap:
   (``pause_writing``), new requests wait for ``resume_writing`` instead of
   growing its buffer without bound.
 
-No protocol decision is made here, except the two answers Java's remoting layer
-gives to a request from the server nobody can handle: ``REQUEST_CODE_NOT_SUPPORTED``
-when no handler is installed, ``SYSTEM_ERROR`` when the handler raised.
+No protocol decision is made here: the errors and the answers to a request
+from the server that no handler takes are the core's
+(:class:`~rocketmq_proto.connection.endpoint.Endpoint`), as in every driver.
 """
 
 from __future__ import annotations
@@ -36,31 +36,19 @@ from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any, cast
 
+from rocketmq_proto import driver
 from rocketmq_proto.driver import (
-    DEFAULT_MAX_FRAME_SIZE,
     ConfigError,
     Connection,
-    ConnectionClosed,
     ConnectionClosedError,
     ConnectionState,
-    Fail,
+    Endpoint,
     InvalidArgumentError,
-    PoolPolicy,
-    ReconnectBackoff,
-    RemoteProtocolError,
     RemotingCommand,
     Reply,
-    RequestFailed,
-    RequestTimedOut,
-    RequestTimeoutError,
-    Response,
-    ResponseCode,
-    SerializeType,
-    ServerRequest,
-    Signer,
-    Use,
-    Wait,
-    request_name,
+    TransportSettings,
+    request_timeout_error,
+    transport_settings,
 )
 
 __all__ = ["RemotingClient", "RequestHandler"]
@@ -70,15 +58,6 @@ __all__ = ["RemotingClient", "RequestHandler"]
 RequestHandler = Callable[[str, RemotingCommand], Awaitable[Reply | None] | Reply | None]
 
 _OPEN = ConnectionState.OPEN
-
-
-def _split_addr(addr: str) -> tuple[str, int]:
-    host, sep, port = addr.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise InvalidArgumentError(f"address {addr!r} is not host:port")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    return host, int(port)
 
 
 class _RemotingProtocol(asyncio.Protocol):
@@ -91,15 +70,16 @@ class _RemotingProtocol(asyncio.Protocol):
 
     def __init__(
         self,
-        addr: str,
+        endpoint: Endpoint,
         conn: Connection,
         loop: asyncio.AbstractEventLoop,
-        pool: PoolPolicy[_RemotingProtocol],
+        pool: driver.PoolPolicy[_RemotingProtocol],
         handler: RequestHandler | None,
         handler_tasks: set[asyncio.Task[None]],
         log: logging.Logger,
     ) -> None:
-        self.addr = addr
+        self.endpoint = endpoint
+        self.addr = endpoint.addr
         self.conn = conn
         self._loop = loop
         self._pool = pool
@@ -233,7 +213,7 @@ class _RemotingProtocol(asyncio.Protocol):
         while True:
             try:
                 event = conn.next_event()
-            except RemoteProtocolError as exc:
+            except driver.RemoteProtocolError as exc:
                 # The stream lost its framing: nothing more can be read from it. The
                 # connection reports the requests in flight as failed next.
                 self._log.error(
@@ -244,38 +224,20 @@ class _RemotingProtocol(asyncio.Protocol):
                 continue
             if event is None:
                 return
-            if isinstance(event, Response):
+            if isinstance(event, driver.Response):
                 entry = waiters.pop(event.opaque, None)
                 if entry is not None and not entry[0].done():
                     entry[0].set_result(event.command)
-            elif isinstance(event, RequestTimedOut):
-                entry = waiters.pop(event.opaque, None)
-                if entry is not None and not entry[0].done():
-                    entry[0].set_exception(
-                        RequestTimeoutError(
-                            f"{request_name(event.request_code)} to {self.addr} timed out "
-                            f"after {entry[1]:g}s"
-                        )
-                    )
-            elif isinstance(event, ServerRequest):
+            elif isinstance(event, driver.ServerRequest):
                 self._dispatch(event.command)
-            elif isinstance(event, RequestFailed):
-                entry = waiters.pop(event.opaque, None)
-                if entry is not None and not entry[0].done():
-                    # A fresh exception per request: one instance raised in many tasks
-                    # would have its traceback rewritten by each of them.
-                    error = ConnectionClosedError(
-                        f"{request_name(event.request_code)} to {self.addr} failed: {event.error}"
-                    )
-                    error.__cause__ = event.error
-                    entry[0].set_exception(error)
-            elif isinstance(event, ConnectionClosed):
+            elif isinstance(event, driver.ConnectionClosed):
                 if event.error is not None and not self._closing_on_purpose:
-                    if isinstance(event.error, ConnectionClosedError):
-                        self._log.info("connection to %s closed: %s", self.addr, event.error)
-                    else:
-                        self._log.warning("connection to %s failed: %s", self.addr, event.error)
+                    self.endpoint.log_closed(event.error)
                 self._finish()
+            else:  # a request timed out, or failed with the connection
+                failed = self.endpoint.request_failure(event, waiters)
+                if failed is not None and not failed[0].done():
+                    failed[0].set_exception(failed[1])
 
     def _finish(self) -> None:
         """The connection is over: forget it, so that the next request reconnects."""
@@ -315,19 +277,7 @@ class _RemotingProtocol(asyncio.Protocol):
     def _dispatch(self, command: RemotingCommand) -> None:
         handler = self._handler
         if handler is None:
-            self._log.warning(
-                "no handler for request code %d from %s; answering not supported",
-                command.code,
-                self.addr,
-            )
-            if not command.is_oneway:
-                self._reply(
-                    command,
-                    Reply(
-                        ResponseCode.REQUEST_CODE_NOT_SUPPORTED,
-                        remark=f"request type {command.code} not supported",
-                    ),
-                )
+            self._reply(command, self.endpoint.unhandled(command))
             return
         # A task of its own: a slow handler must not hold up the responses behind it.
         task = self._loop.create_task(self._handle(handler, command))
@@ -335,37 +285,18 @@ class _RemotingProtocol(asyncio.Protocol):
         task.add_done_callback(self._handler_tasks.discard)
 
     async def _handle(self, handler: RequestHandler, command: RemotingCommand) -> None:
-        reply: object
+        outcome: object = None
+        error: Exception | None = None
         try:
             result = handler(self.addr, command)
-            reply = await result if inspect.isawaitable(result) else result
+            outcome = await result if inspect.isawaitable(result) else result
         except Exception as exc:
-            self._log.exception(
-                "handler for request code %d from %s raised", command.code, self.addr
-            )
-            reply = Reply(ResponseCode.SYSTEM_ERROR, remark=f"{type(exc).__name__}: {exc}")
-        if reply is None or command.is_oneway:
-            return
-        if not isinstance(reply, Reply):
-            self._log.error(
-                "handler for request code %d returned %r, not a Reply; not answering",
-                command.code,
-                reply,
-            )
-            return
-        self._reply(command, reply)
+            error = exc
+        self._reply(command, self.endpoint.answer(command, outcome, error))
 
-    def _reply(self, command: RemotingCommand, reply: Reply) -> None:
-        if self.conn.state is not _OPEN:
-            self._log.debug(
-                "not answering request code %d (opaque %d) from %s: connection closed",
-                command.code,
-                command.opaque,
-                self.addr,
-            )
-            return
-        self.conn.send_reply(command, reply)
-        self._schedule_flush()
+    def _reply(self, command: RemotingCommand, reply: Reply | None) -> None:
+        if self.endpoint.queue_reply(self.conn, command, reply):
+            self._schedule_flush()
 
 
 class RemotingClient:
@@ -377,38 +308,29 @@ class RemotingClient:
     requests to it meanwhile fail at once. A connection that closes or breaks is
     dropped, failing its requests in flight, and the next request reconnects.
 
-    ``request_handler`` answers requests the server sends (see :data:`RequestHandler`);
-    each runs in its own task.
+    ``settings`` (header type, TLS, signing, limits) default to
+    :func:`~rocketmq_proto.driver.transport_settings`'s. ``request_handler``
+    answers requests the server sends (see :data:`RequestHandler`); each runs in
+    its own task.
     """
 
     def __init__(
         self,
+        settings: TransportSettings | None = None,
         *,
-        serialize_type: SerializeType = SerializeType.JSON,
-        ssl_context: ssl.SSLContext | None = None,
-        signer: Signer | None = None,
-        connect_timeout: float = 3.0,
-        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         request_handler: RequestHandler | None = None,
-        logger: logging.Logger | None = None,
-        backoff: ReconnectBackoff | None = None,
+        backoff: driver.ReconnectBackoff | None = None,
     ) -> None:
         self._closed = True  # until constructed: __del__ must not warn about a failed init
         self._used = False
-        if not connect_timeout > 0:
-            raise ConfigError(f"connect_timeout must be positive, got {connect_timeout!r}")
-        if max_frame_size < 8:
-            raise ConfigError(f"max_frame_size must be at least 8, got {max_frame_size!r}")
+        self._settings = settings = settings or transport_settings()
+        ssl_context = settings.ssl_context  # the core does not import ssl: checked here
         if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
             raise ConfigError(f"ssl_context must be an ssl.SSLContext, got {ssl_context!r}")
-        self._serialize_type = SerializeType(serialize_type)
-        self._ssl_context = ssl_context
-        self._signer = signer
-        self._connect_timeout = connect_timeout
-        self._max_frame_size = max_frame_size
+        self._connect_timeout = settings.connect_timeout
         self._request_handler = request_handler
-        self._log = logger or logging.getLogger(__name__)
-        self._pool: PoolPolicy[_RemotingProtocol] = PoolPolicy(backoff)
+        self._log = settings.logger or logging.getLogger(__name__)
+        self._pool: driver.PoolPolicy[_RemotingProtocol] = driver.PoolPolicy(backoff)
         # The open connections (the pool's view): the fast path of every request.
         self._protocols: Mapping[str, _RemotingProtocol] = self._pool.open
         self._connecting: dict[str, asyncio.Task[_RemotingProtocol]] = {}
@@ -478,14 +400,10 @@ class RemotingClient:
                         await proto.wait_writable()
                     proto = self._protocols.get(addr)
         except TimeoutError:
-            raise RequestTimeoutError(
-                f"{request_name(command.code)} to {addr} timed out after {timeout:g}s ({doing})"
-            ) from None
+            raise request_timeout_error(command.code, addr, timeout, doing) from None
         remaining = deadline - loop.time()
         if remaining <= 0:
-            raise RequestTimeoutError(
-                f"{request_name(command.code)} to {addr} timed out after {timeout:g}s ({doing})"
-            )
+            raise request_timeout_error(command.code, addr, timeout, doing)
         return proto, remaining
 
     # ---------------------------------------------------------------- connecting
@@ -495,20 +413,21 @@ class RemotingClient:
             raise ConnectionClosedError(f"cannot connect to {addr}: the client is closed")
         loop = asyncio.get_running_loop()
         decision = self._pool.on_need(addr, loop.time())
-        if isinstance(decision, Use):
+        if isinstance(decision, driver.Use):
             return decision.conn
-        if isinstance(decision, Fail):
+        if isinstance(decision, driver.Fail):
             raise decision.error
-        if isinstance(decision, Wait):
+        if isinstance(decision, driver.Wait):
             task = self._connecting[addr]
         else:
-            host, port = _split_addr(addr)
+            endpoint = Endpoint(addr, self._log)
+            settings = self._settings
             proto = _RemotingProtocol(
-                addr,
+                endpoint,
                 Connection(
-                    serialize_type=self._serialize_type,
-                    max_frame_size=self._max_frame_size,
-                    signer=self._signer,
+                    serialize_type=settings.serialize_type,
+                    max_frame_size=settings.max_frame_size,
+                    signer=settings.signer,
                     logger=self._log,
                 ),
                 loop,
@@ -519,7 +438,7 @@ class RemotingClient:
             )
             self._pool.on_dial(addr, proto)
             self._used = True
-            task = loop.create_task(self._open(proto, host, port))
+            task = loop.create_task(self._open(proto))
             self._connecting[addr] = task
             task.add_done_callback(functools.partial(self._connect_done, addr))
         try:
@@ -539,38 +458,28 @@ class RemotingClient:
         if not task.cancelled():
             task.exception()  # retrieved even if every waiter gave up
 
-    async def _open(self, proto: _RemotingProtocol, host: str, port: int) -> _RemotingProtocol:
-        addr = proto.addr
+    async def _open(self, proto: _RemotingProtocol) -> _RemotingProtocol:
+        endpoint = proto.endpoint
+        addr = endpoint.addr
+        host = endpoint.host
         pool = self._pool
         loop = asyncio.get_running_loop()
-        ssl_context = self._ssl_context
+        ssl_context = self._settings.ssl_context
         try:
             async with asyncio.timeout(self._connect_timeout):
                 await loop.create_connection(
                     lambda: proto,
                     host,
-                    port,
+                    endpoint.port,
                     ssl=ssl_context,
                     server_hostname=host if ssl_context is not None else None,
                 )
-        except TimeoutError:
-            error = ConnectionClosedError(
-                f"cannot connect to {addr}: timed out after {self._connect_timeout:g}s"
-            )
+        except OSError as exc:  # a TimeoutError too: the connect timeout ran out
+            error = endpoint.connect_error(exc, self._connect_timeout)
             delay = pool.on_connect_failed(addr, proto, str(error), loop.time())
             if delay is not None:
-                self._log.warning(
-                    "connecting to %s timed out after %gs; retry in %.3fs",
-                    addr,
-                    self._connect_timeout,
-                    delay,
-                )
-            raise error from None
-        except OSError as exc:
-            delay = pool.on_connect_failed(addr, proto, str(exc), loop.time())
-            if delay is not None:
-                self._log.warning("cannot connect to %s: %s; retry in %.3fs", addr, exc, delay)
-            raise ConnectionClosedError(f"cannot connect to {addr}: {exc}") from exc
+                self._log.warning("%s; retry in %.3fs", error, delay)
+            raise error from exc
         except BaseException:
             pool.on_closed(addr, proto)  # cancelled (the client closed): no back-off
             raise

@@ -1,3 +1,5 @@
+# Generated from rocketmq_asyncio/__init__.py by scripts/unasync.py: do not edit.
+# Edit rocketmq_asyncio/__init__.py, then run: python scripts/unasync.py
 """RocketMQ for gevent: the blocking API on greenlets and gevent sockets.
 
 No monkey-patching is needed (and patching is not harmful): every socket, lock,

@@ -9,13 +9,18 @@ from gevent: the driver runs it over memory buffers on top of these sockets
 
 Use it from the thread that runs the hub (gevent's usual model): sockets and
 timers belong to the hub of the thread that created them.
+
+After ``os.fork()`` a runtime made in the parent starts afresh on its first use
+in the child (see :meth:`GeventRuntime._start_afresh` for the hub), and its
+sockets do no IO there (see :class:`_Socket`).
 """
 
 from __future__ import annotations
 
-import os
+import _socket
+import errno
+import math
 import time
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -29,11 +34,12 @@ import gevent.socket
 from rocketmq_sync._runtime import (
     Cancellable,
     EventLike,
+    ForkCheck,
     LockLike,
+    PooledRuntime,
     QueueLike,
     SocketLike,
     TaskHandle,
-    UserDone,
     WorkerPool,
 )
 
@@ -70,10 +76,97 @@ class _Timer:
         self._watcher.close()
 
 
-_gevent_runtimes: weakref.WeakSet[GeventRuntime] = weakref.WeakSet()
+class _Socket:
+    """A connected socket that waits on the hub and does no IO in a forked child.
+
+    A ``gevent.socket`` waits inside ``recv`` and ``sendall`` and, once woken,
+    reads or writes at once. Greenlets live on in a child after ``os.fork()``: a
+    reader waiting at the fork would, as soon as the child's hub runs, read data
+    meant for the parent (a writer would write into the parent's stream), before
+    anything in the child used the runtime. So this socket waits itself and, before
+    each read or write, checks that it is in the process it was made in (or began
+    connecting in): in a child it raises ``OSError(EBADF)`` instead, and never shuts
+    the connection down (it is the parent's). ``close`` closes the child's
+    descriptor only.
+    """
+
+    __slots__ = ("_fork", "_hub", "_read", "_sock", "_timeout", "_write")
+
+    def __init__(self, sock: _socket.socket, fork: ForkCheck) -> None:
+        sock.setblocking(False)
+        self._sock = sock
+        self._fork = fork
+        self._timeout: float | None = None
+        self._hub = gevent.get_hub()
+        loop = self._hub.loop
+        self._read: Any = loop.io(sock.fileno(), 1)
+        self._write: Any = loop.io(sock.fileno(), 2)
+
+    def _check(self) -> None:
+        if self._read is None:
+            raise OSError(errno.EBADF, "the socket is closed")
+        if self._fork.forked():
+            raise OSError(errno.EBADF, "the connection belongs to the parent process")
+
+    def _deadline(self) -> float:
+        return math.inf if self._timeout is None else time.monotonic() + self._timeout
+
+    def _wait(self, watcher: Any, deadline: float) -> None:
+        if deadline == math.inf:
+            gevent.socket.wait(watcher)
+            return
+        timeout = deadline - time.monotonic()
+        if timeout <= 0:
+            raise TimeoutError("timed out")
+        gevent.socket.wait(watcher, timeout, TimeoutError("timed out"))
+
+    def recv(self, bufsize: int, /) -> bytes:
+        deadline = None  # from the first wait on
+        while True:
+            self._check()
+            try:
+                return self._sock.recv(bufsize)
+            except BlockingIOError:
+                if deadline is None:
+                    deadline = self._deadline()
+            self._wait(self._read, deadline)
+
+    def sendall(self, data: bytes, /) -> None:
+        view = memoryview(data)
+        deadline = None  # from the first wait on: the timeout bounds the whole call
+        while view:
+            self._check()
+            try:
+                view = view[self._sock.send(view) :]
+                continue
+            except BlockingIOError:
+                if deadline is None:
+                    deadline = self._deadline()
+            self._wait(self._write, deadline)
+
+    def settimeout(self, value: float | None, /) -> None:
+        self._timeout = value
+
+    def setsockopt(self, level: int, optname: int, value: int, /) -> None:
+        self._sock.setsockopt(level, optname, value)
+
+    def shutdown(self, how: int, /) -> None:
+        self._check()
+        self._sock.shutdown(how)
+
+    def close(self) -> None:
+        read, write = self._read, self._write
+        if read is None:
+            return
+        self._read = self._write = None
+        # As gevent's own sockets do: a greenlet waiting on the socket gets an error,
+        # then the descriptor closes (not under a watcher still in the loop).
+        self._hub.cancel_waits_close_and_then(
+            [read, write], gevent.socket.cancel_wait_ex, self._sock.close
+        )
 
 
-class GeventRuntime:
+class GeventRuntime(PooledRuntime):
     """Greenlets, gevent locks, events, queues, sockets and hub timers.
 
     User callables run on at most ``max_user_workers`` greenlets; a callable that
@@ -86,8 +179,8 @@ class GeventRuntime:
 
     def __init__(self, *, max_user_workers: int = 64) -> None:
         self._max_user_workers = max_user_workers
+        self._fork = ForkCheck()
         self._pool = WorkerPool(self, max_user_workers)
-        _gevent_runtimes.add(self)
 
     def __repr__(self) -> str:
         return f"<GeventRuntime max_user_workers={self._max_user_workers}>"
@@ -99,6 +192,7 @@ class GeventRuntime:
         return bool(gevent.monkey.is_module_patched("threading"))
 
     def spawn(self, fn: Callable[..., object], /, *args: Any) -> TaskHandle:
+        self._fork.check(self._start_afresh)
         greenlet: TaskHandle = gevent.spawn(fn, *args)
         return greenlet
 
@@ -106,55 +200,61 @@ class GeventRuntime:
         return gevent.getcurrent()
 
     def Lock(self) -> LockLike:
+        self._fork.check(self._start_afresh)
         lock: LockLike = gevent.lock.Semaphore(1)
         return lock
 
     def Event(self) -> EventLike:
+        self._fork.check(self._start_afresh)
         event: EventLike = gevent.event.Event()
         return event
 
     def Queue(self) -> QueueLike:
+        self._fork.check(self._start_afresh)
         q: QueueLike = gevent.queue.SimpleQueue()
         return q
 
     def create_connection(self, addr: tuple[str, int], timeout: float) -> SocketLike:
-        sock: SocketLike = gevent.socket.create_connection(addr, timeout)
-        return sock
+        self._fork.check(self._start_afresh)
+        fork = ForkCheck()  # before connecting: a fork meanwhile leaves it to the parent
+        conn = gevent.socket.create_connection(addr, timeout)
+        return _Socket(_socket.socket(fileno=conn.detach()), fork)
 
     def sleep(self, seconds: float) -> None:
+        self._fork.check(self._start_afresh)
         gevent.sleep(seconds)
 
     def monotonic(self) -> float:
         return time.monotonic()
 
     def call_later(self, delay: float, fn: Callable[[], object]) -> Cancellable:
+        self._fork.check(self._start_afresh)
         return _Timer(delay, fn)
 
-    def run_user(self, fn: Callable[..., Any], args: tuple[Any, ...], on_done: UserDone) -> None:
-        self._pool.submit(fn, args, on_done)
-
-    def run_user_here(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[bool, Any]:
-        return self._pool.run_here(fn, args)
-
     def close(self) -> None:
+        self._fork.check(self._start_afresh)
         # Hub timers belong to their owners (each cancels its own); only the
         # workers waiting for users' callables are this runtime's to end.
         self._pool.close()
 
-    def _after_fork_in_child(self) -> None:
+    def _start_afresh(self) -> None:
+        """Start afresh in a child after ``os.fork()``, on the runtime's first use there.
+
+        The child gets a worker pool of its own: the calls queued in the parent are
+        the parent's work.
+
+        And the library calls ``gevent.reinit()``. After a plain ``os.fork()`` the
+        child's hub still polls with the parent's epoll descriptor, one kernel object
+        shared by both processes: the sockets the child opens would join the parent's
+        set, and each process would be woken for the other's events. gevent asks
+        whoever forks to call ``gevent.reinit()`` in the child at once; ``gevent.fork()``,
+        gevent's patched ``os.fork`` and gunicorn's gevent worker do, a plain
+        ``os.fork()`` (``multiprocessing``, a supervisor that knows nothing of gevent)
+        does not. It is called here, before the runtime's first IO in the child, not in
+        an at-fork hook: a hook would run in every child of the process, gevent used
+        there or not, and would need a registry of runtimes. If the child called it
+        already, calling it again is harmless: the loop makes a new descriptor and
+        registers its watchers there again.
+        """
+        gevent.reinit()
         self._pool = WorkerPool(self, self._max_user_workers)
-
-
-def _after_fork_in_child() -> None:
-    runtimes = list(_gevent_runtimes)
-    if not runtimes:
-        return
-    # A plain os.fork() (gunicorn's, multiprocessing's) leaves the child sharing the
-    # parent's epoll descriptor until the loop is reinitialised; gevent.os.fork does
-    # this itself, and doing it twice is harmless.
-    gevent.reinit()
-    for runtime in runtimes:
-        runtime._after_fork_in_child()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -9,13 +9,18 @@ trio, would do the same). It imports only this module and :mod:`rocketmq_proto`
    address: feed it the bytes read (``receive_data``), write what it returns,
    hand its events to the waiters, and call ``handle_timer`` at
    ``next_deadline()``. Ask a :class:`PoolPolicy` whether to use, wait for or
-   dial a connection, or fail at once while a failed address backs off.
+   dial a connection, or fail at once while a failed address backs off. An
+   :class:`Endpoint` per address splits it and words the errors, the log and
+   the answers to a server's requests that nobody handles; a transport made
+   on its own takes its :class:`TransportSettings` from :func:`transport_settings`.
 2. **Effects.** Run a :data:`Flow` (a generator) to its end: send each
    :data:`Effect` it yields back to it performed (:class:`Call` answered by the
    response, :class:`Now` by a monotonic clock in seconds, :class:`WallTime` by
    epoch milliseconds, ...), throw a :class:`RocketMQError` of an effect into
    it, and turn an exception of a user's callable into
-   :class:`UserCallbackError`. Every class of the :data:`Effect` union is here.
+   :class:`UserCallbackError` (:func:`user_callback_error`); :class:`HttpAnswer`
+   bounds an :class:`HttpGet`'s answer and words its errors. Every class of the
+   :data:`Effect` union is here.
 3. **Clients.** Build the client cores from the options (the
    ``*_settings`` builders validate them once for every driver), run their
    upkeep flows under :func:`supervised`, answer the server's requests with
@@ -23,6 +28,9 @@ trio, would do the same). It imports only this module and :mod:`rocketmq_proto`
 """
 
 from __future__ import annotations
+
+import logging
+from typing import Any
 
 from rocketmq_proto.connection.connection import (
     Connection,
@@ -36,6 +44,7 @@ from rocketmq_proto.connection.connection import (
     ServerRequest,
     Signer,
 )
+from rocketmq_proto.connection.endpoint import Endpoint, request_timeout_error
 from rocketmq_proto.connection.pool import Dial, Fail, PoolPolicy, ReconnectBackoff, Use, Wait
 from rocketmq_proto.flows.admin import DEFAULT_CLUSTER, AdminCore, TopicOffset
 from rocketmq_proto.flows.consumer.lite_pull import PullConsumerCore
@@ -57,6 +66,7 @@ from rocketmq_proto.flows.effects import (
 )
 from rocketmq_proto.flows.localfile import read_file as perform_read_file
 from rocketmq_proto.flows.localfile import write_file as perform_write_file
+from rocketmq_proto.flows.perform import HttpAnswer, user_callback_error
 from rocketmq_proto.flows.producer import (
     ProducerCore,
     QueueSelector,
@@ -122,9 +132,11 @@ __all__ = [
     "ConsumerOptions",
     "Dial",
     "Effect",
+    "Endpoint",
     "Event",
     "Fail",
     "Flow",
+    "HttpAnswer",
     "HttpGet",
     "InvalidArgumentError",
     "LocalProtocolError",
@@ -182,7 +194,10 @@ __all__ = [
     "producer_settings",
     "pull_consumer_settings",
     "request_name",
+    "request_timeout_error",
     "supervised",
+    "transport_settings",
+    "user_callback_error",
 ]
 
 #: The user's names every driver package exports besides its client classes
@@ -217,3 +232,32 @@ SHARED_EXPORTS = (
 
 #: The client classes every driver package exports.
 CLIENT_CLASSES = ("Admin", "Producer", "PullConsumer", "PushConsumer", "TransactionProducer")
+
+
+def transport_settings(
+    *,
+    serialize_type: SerializeType = SerializeType.JSON,
+    ssl_context: Any = None,
+    signer: Signer | None = None,
+    connect_timeout: float = 3.0,
+    max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+    logger: logging.Logger | None = None,
+) -> TransportSettings:
+    """The settings of a driver's transport made on its own (a client's come from
+    :func:`client_settings`), checked as far as the core can: ``ssl_context``
+    needs ``wrap_socket`` (a transport insists on an :class:`ssl.SSLContext`).
+    Raises :class:`ConfigError`."""
+    if not connect_timeout > 0:
+        raise ConfigError(f"connect_timeout must be positive, got {connect_timeout!r}")
+    if max_frame_size < 8:
+        raise ConfigError(f"max_frame_size must be at least 8, got {max_frame_size!r}")
+    if ssl_context is not None and not hasattr(ssl_context, "wrap_socket"):  # no ssl import here
+        raise ConfigError(f"ssl_context must be an ssl.SSLContext, got {ssl_context!r}")
+    return TransportSettings(
+        serialize_type=SerializeType(serialize_type),
+        ssl_context=ssl_context,
+        signer=signer,
+        connect_timeout=connect_timeout,
+        max_frame_size=max_frame_size,
+        logger=logger,
+    )

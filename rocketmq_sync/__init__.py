@@ -1,3 +1,5 @@
+# Generated from rocketmq_asyncio/__init__.py by scripts/unasync.py: do not edit.
+# Edit rocketmq_asyncio/__init__.py, then run: python scripts/unasync.py
 """RocketMQ for blocking code and threads: ``with Producer(...)``, thread-safe clients."""
 
 import logging as _logging

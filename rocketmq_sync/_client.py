@@ -67,14 +67,15 @@ from ._shell import (
     Future,
     LocalTransaction,
     Runtime,
-    Signal,
     TransactionChecker,
     bounded_handler,
     cancel_and_wait,
     deliver,
     monotonic,
+    new_signal,
     new_waiter,
     wait_all,
+    wait_signal,
     wait_waiter,
 )
 
@@ -659,7 +660,7 @@ class PullConsumer(_ClientBase):
             **_host_facts(os.getpid()),
         )
         super().__init__(settings)
-        self._arrived = Signal(self._runtime)
+        self._arrived = new_signal(self._runtime)
         self._consumer = PullConsumerCore(self._core, config, notify=self._arrived.set)
         self._consumer.register()
         self._pending_assign: list[MessageQueue] | None = None
@@ -703,7 +704,7 @@ class PullConsumer(_ClientBase):
             remaining = deadline - monotonic()
             if remaining <= 0:
                 return []
-            self._arrived.wait(remaining)
+            wait_signal(self._arrived, remaining)
 
     def __iter__(self) -> Iterator[MessageExt]:
         """Every message, as it arrives (ends when the consumer is closed)."""

@@ -16,24 +16,8 @@ import logging
 import time
 from typing import Any, Final, Generic, Never, NoReturn, TypeVar
 
-from rocketmq_proto.driver import (
-    Call,
-    ConnectionClosedError,
-    Effect,
-    Flow,
-    HttpGet,
-    Now,
-    Oneway,
-    ReadFile,
-    RequestTimeoutError,
-    RocketMQError,
-    Sleep,
-    Spawn,
-    UserCall,
-    UserCallbackError,
-    WallTime,
-    WriteFile,
-)
+from rocketmq_proto import driver
+from rocketmq_proto.driver import Flow, HttpAnswer, RocketMQError, user_callback_error
 from rocketmq_proto.driver import perform_read_file as read_file
 from rocketmq_proto.driver import perform_write_file as write_file
 
@@ -150,40 +134,40 @@ class _FlowRunner(Generic[T]):
                 if value is _ASYNC:
                     break
 
-    def _perform(self, effect: Effect) -> Any:
+    def _perform(self, effect: driver.Effect) -> Any:
         """The effect's result if it is known now, else :data:`_ASYNC` (and resume later)."""
         # Most frequent first. (Fields are read as attributes: capturing them in the
         # patterns is slower.)
         match effect:
-            case Call():
+            case driver.Call():
                 return self._await(
                     self._client.request_future(effect.addr, effect.command, effect.timeout)
                 )
-            case Now():
+            case driver.Now():
                 return self._runtime.monotonic()
-            case Oneway():
+            case driver.Oneway():
                 return self._await(self._client.oneway_future(effect.addr, effect.command))
-            case Sleep():
+            case driver.Sleep():
                 if effect.seconds <= 0:
                     return None
                 self._runtime.call_later(effect.seconds, self._woken)
                 return _ASYNC
-            case WallTime():
+            case driver.WallTime():
                 return int(time.time() * 1000)
-            case UserCall():
+            case driver.UserCall():
                 return self._user_call(effect)
-            case Spawn():
+            case driver.Spawn():
                 spawned = start_flow(
                     self._client, self._runtime, effect.flow, core_lock=self._core_lock
                 )
                 spawned.add_done_callback(functools.partial(_spawn_done, effect.name))
                 return None
-            case ReadFile():
+            case driver.ReadFile():
                 return read_file(effect.path)
-            case WriteFile():
+            case driver.WriteFile():
                 write_file(effect.path, effect.data)
                 return None
-            case HttpGet():
+            case driver.HttpGet():
                 # Its own task (thread or greenlet): the flow may be running on the
                 # timer or a connection's reader, which must not wait for a web server.
                 self._runtime.spawn(self._http_get, effect)
@@ -191,12 +175,12 @@ class _FlowRunner(Generic[T]):
             case _:
                 _not_an_effect(effect)
 
-    def _user_call(self, effect: UserCall) -> Any:
+    def _user_call(self, effect: driver.UserCall) -> Any:
         if self._in_a_row < _CALLS_IN_A_ROW:
             try:
                 ran, value = self._runtime.run_user_here(effect.fn, effect.args)
             except Exception as exc:
-                raise _user_error(effect.fn, exc) from exc
+                raise user_callback_error(effect.fn, exc) from exc
             if ran:
                 self._in_a_row += 1
                 return value
@@ -206,7 +190,7 @@ class _FlowRunner(Generic[T]):
         )
         return _ASYNC
 
-    def _http_get(self, effect: HttpGet) -> None:
+    def _http_get(self, effect: driver.HttpGet) -> None:
         try:
             answer = http_get(self._runtime, effect)
         except RocketMQError as exc:
@@ -239,54 +223,38 @@ class _FlowRunner(Generic[T]):
         if exc is None:
             self.resume(value, None)
         elif isinstance(exc, Exception):
-            error = _user_error(fn, exc)
-            error.__cause__ = exc
-            self.resume(None, error)
+            self.resume(None, user_callback_error(fn, exc))
         else:
             self.resume(None, _Fatal(exc))
 
 
-def http_get(runtime: Runtime, effect: HttpGet) -> bytes:
+def http_get(runtime: Runtime, effect: driver.HttpGet) -> bytes:
     """Perform :class:`HttpGet` with the runtime's socket (blocking this task only)."""
-    where = f"{effect.host}:{effect.port}"
+    answer = HttpAnswer(effect)
     deadline = runtime.monotonic() + effect.timeout
     try:
         sock = runtime.create_connection((effect.host, effect.port), effect.timeout)
         try:
             sock.settimeout(max(deadline - runtime.monotonic(), 0.001))
             sock.sendall(effect.request)
-            answer = bytearray()
             while True:
                 sock.settimeout(max(deadline - runtime.monotonic(), 0.001))
                 chunk = sock.recv(65536)
                 if not chunk:
-                    return bytes(answer)
-                answer += chunk
-                if len(answer) > effect.max_size:
-                    raise ConnectionClosedError(
-                        f"HTTP answer from {where} exceeds {effect.max_size} bytes"
-                    )
+                    return answer.value()
+                answer.add(chunk)
         finally:
             sock.close()
     except RocketMQError:
         raise
-    except TimeoutError:
-        raise RequestTimeoutError(
-            f"no HTTP answer from {where} within {effect.timeout} s"
-        ) from None
-    except OSError as exc:
-        raise ConnectionClosedError(f"HTTP request to {where} failed: {exc}") from exc
+    except OSError as exc:  # a TimeoutError too: the effect's timeout ran out
+        answer.fail(exc)
 
 
 def _not_an_effect(effect: Never) -> NoReturn:
     """Raise for what a flow yielded that is no effect. Typed ``Never``: mypy reports
     a member of :data:`Effect` that :meth:`_FlowRunner._perform` has no case for."""
     raise TypeError(f"not an effect: {effect!r}")
-
-
-def _user_error(fn: Any, exc: Exception) -> UserCallbackError:
-    name = getattr(fn, "__qualname__", None) or repr(fn)
-    return UserCallbackError(f"{name} raised {type(exc).__name__}: {exc}")
 
 
 def _spawn_done(name: str, future: Future[Any]) -> None:

@@ -20,7 +20,6 @@ import queue
 import socket
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Protocol
@@ -28,7 +27,9 @@ from typing import Any, Protocol
 __all__ = [
     "Cancellable",
     "EventLike",
+    "ForkCheck",
     "LockLike",
+    "PooledRuntime",
     "QueueLike",
     "Runtime",
     "SocketLike",
@@ -368,6 +369,75 @@ def _call_done(on_done: UserDone, result: Any, exc: BaseException | None) -> Non
         _log.exception("completion callback %r raised", on_done)
 
 
+# ------------------------------------------------------------------ forks
+
+#: How many ``os.fork()`` calls led to this process: the hook below adds one in
+#: each child. An object that recorded another value (:class:`ForkCheck`) was made
+#: before a fork and is now in the child. With ``_fork_lock`` (made afresh in each
+#: child), this is the drivers' only module-level state that changes: a count about
+#: the process, not about clients. The hook holds no object, so no registry of
+#: runtimes or connections is needed to reset them; each resets itself when used.
+#: (A fork made without ``os.fork()``, by C code, runs no hook: Python's own locks
+#: would not be reset there either.)
+_forks = 0
+#: Taken while an object resets itself in a child. Reentrant: a reset may use
+#: another object that resets itself first (a transport its runtime).
+_fork_lock = threading.RLock()
+
+
+def _count_fork() -> None:
+    global _forks, _fork_lock
+    _forks += 1
+    _fork_lock = threading.RLock()  # a thread of the parent may have held the old one
+
+
+os.register_at_fork(after_in_child=_count_fork)
+
+
+class ForkCheck:
+    """Part of an object that notices, when used, that it is in a child after ``os.fork()``.
+
+    In the child only the thread that forked runs: the parent's other threads, and
+    any lock they held, do not exist there, while every socket is shared with the
+    parent. An object holding such things calls :meth:`forked` where it is used
+    (one comparison) and, if it returns true, :meth:`renew` with what starts it afresh.
+    """
+
+    __slots__ = ("_generation", "_renewing")
+
+    def __init__(self) -> None:
+        self._generation = _forks
+        #: The value of ``_forks`` while a thread renews the object (a thread that
+        #: a further fork left behind never finishes: its value is then outdated).
+        self._renewing = -1
+
+    def forked(self) -> bool:
+        """Whether the process forked since this object was made (or last renewed)."""
+        return self._generation != _forks
+
+    def check(self, reset: Callable[[], object]) -> None:
+        """:meth:`renew` with ``reset`` if the process forked since (one comparison
+        otherwise)."""
+        if self._generation != _forks:
+            self.renew(reset)
+
+    def renew(self, reset: Callable[[], object]) -> None:
+        """Run ``reset()`` once in this process, however many threads find the object
+        stale at once (the others wait for it). Returns at once when called again
+        from within ``reset`` (the object's own methods may serve it). If ``reset``
+        raises, the next use tries again."""
+        with _fork_lock:
+            generation = _forks
+            if self._generation == generation or self._renewing == generation:
+                return  # another thread of the child did it, or this one is doing it
+            self._renewing = generation
+            try:
+                reset()
+            finally:
+                self._renewing = -1
+            self._generation = generation
+
+
 # ------------------------------------------------------------------ thread runtime
 
 
@@ -461,15 +531,33 @@ class _Scheduler:
             del fn, timer
 
 
-_thread_runtimes: weakref.WeakSet[ThreadRuntime] = weakref.WeakSet()
+class PooledRuntime:
+    """What a runtime that runs users' callables on a :class:`WorkerPool` has in
+    common (the thread runtime's and the gevent runtime's): both hand the calls
+    to the pool, after starting afresh if the process forked."""
+
+    _fork: ForkCheck
+    _pool: WorkerPool
+
+    def _start_afresh(self) -> None:
+        raise NotImplementedError
+
+    def run_user(self, fn: Callable[..., Any], args: tuple[Any, ...], on_done: UserDone) -> None:
+        self._fork.check(self._start_afresh)
+        self._pool.submit(fn, args, on_done)
+
+    def run_user_here(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[bool, Any]:
+        self._fork.check(self._start_afresh)
+        return self._pool.run_here(fn, args)
 
 
-class ThreadRuntime:
+class ThreadRuntime(PooledRuntime):
     """The blocking driver's runtime on OS threads and stdlib sockets.
 
     Timers share one scheduler thread; user callables run on at most
-    ``max_user_workers`` threads. Both start on first use and are replaced in
-    a child process after ``os.fork()`` (the parent's threads do not exist there).
+    ``max_user_workers`` threads. Both start on first use, and on the first use in
+    a child process after ``os.fork()`` they are replaced (the parent's threads do
+    not exist there).
     """
 
     name = "threads"
@@ -477,9 +565,9 @@ class ThreadRuntime:
 
     def __init__(self, *, max_user_workers: int = 16) -> None:
         self._max_user_workers = max_user_workers
+        self._fork = ForkCheck()
         self._scheduler = _Scheduler()
         self._pool = WorkerPool(self, max_user_workers, adaptive=True)
-        _thread_runtimes.add(self)
 
     def __repr__(self) -> str:
         return f"<ThreadRuntime max_user_workers={self._max_user_workers}>"
@@ -512,29 +600,17 @@ class ThreadRuntime:
         return time.monotonic()
 
     def call_later(self, delay: float, fn: Callable[[], object]) -> Cancellable:
+        self._fork.check(self._start_afresh)
         return self._scheduler.call_later(delay, fn)
 
-    def run_user(self, fn: Callable[..., Any], args: tuple[Any, ...], on_done: UserDone) -> None:
-        self._pool.submit(fn, args, on_done)
-
-    def run_user_here(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[bool, Any]:
-        return self._pool.run_here(fn, args)
-
     def close(self) -> None:
+        self._fork.check(self._start_afresh)
         self._scheduler.close()
         self._pool.close()
 
-    def _after_fork_in_child(self) -> None:
-        # The parent's scheduler and workers are not running here, and their locks
-        # may be held by threads that do not exist: start afresh. Timers and calls
-        # queued in the parent are the parent's work, not the child's.
+    def _start_afresh(self) -> None:
+        # In a child after os.fork(): the parent's scheduler and workers are not
+        # running here, and their locks may be held by threads that do not exist.
+        # Timers and calls queued in the parent are the parent's work, not the child's.
         self._scheduler = _Scheduler()
         self._pool = WorkerPool(self, self._max_user_workers, adaptive=True)
-
-
-def _after_fork_in_child() -> None:
-    for runtime in list(_thread_runtimes):
-        runtime._after_fork_in_child()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)

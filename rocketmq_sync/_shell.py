@@ -10,36 +10,16 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from rocketmq_proto.driver import (
-    Flow,
-    Message,
-    MessageExt,
-    MessageHandler,
-    TransactionState,
-    TransportSettings,
-)
+from rocketmq_proto import Message, MessageExt, TransactionState
+from rocketmq_proto.driver import Flow, MessageHandler, TransportSettings
 
-from ._future import CancelledError, Future
+# ``X as X``: names the client classes take from here (explicit re-exports).
+from ._future import CancelledError
+from ._future import Future as Future
 from ._interpreter import run_flow, start_flow
-from ._runtime import LockLike, Runtime, ThreadRuntime
+from ._runtime import EventLike, LockLike, ThreadRuntime
+from ._runtime import Runtime as Runtime
 from ._transport import RemotingClient, RequestHandler
-
-__all__ = [
-    "DefaultRuntime",
-    "Engine",
-    "Future",
-    "LocalTransaction",
-    "Runtime",
-    "Signal",
-    "TransactionChecker",
-    "bounded_handler",
-    "cancel_and_wait",
-    "deliver",
-    "monotonic",
-    "new_waiter",
-    "wait_all",
-    "wait_waiter",
-]
 
 T = TypeVar("T")
 
@@ -70,16 +50,7 @@ class Engine:
         request_handler: RequestHandler,
         core_lock: LockLike,
     ) -> None:
-        self.remoting = RemotingClient(
-            runtime,
-            serialize_type=transport.serialize_type,
-            ssl_context=transport.ssl_context,
-            signer=transport.signer,
-            connect_timeout=transport.connect_timeout,
-            max_frame_size=transport.max_frame_size,
-            request_handler=request_handler,
-            logger=transport.logger,
-        )
+        self.remoting = RemotingClient(runtime, transport, request_handler=request_handler)
         self._runtime = runtime
         self._core_lock = core_lock
 
@@ -123,21 +94,14 @@ def wait_all(pending: set[Future[Any]], timeout: float | None) -> int:
     return 0
 
 
-class Signal:
-    """Wakes a waiter when something arrived (set from any thread)."""
+def new_signal(runtime: Runtime) -> EventLike:
+    """What wakes a waiter when something arrived (set from any thread)."""
+    return runtime.Event()
 
-    def __init__(self, runtime: Runtime) -> None:
-        self._event = runtime.Event()
 
-    def set(self) -> None:
-        self._event.set()
-
-    def clear(self) -> None:
-        self._event.clear()
-
-    def wait(self, timeout: float) -> None:
-        """Until set, or ``timeout`` seconds (waking at least every 0.5 s)."""
-        self._event.wait(min(timeout, 0.5))
+def wait_signal(signal: EventLike, timeout: float) -> None:
+    """Until ``signal`` is set, or ``timeout`` seconds (waking at least every 0.5 s)."""
+    signal.wait(min(timeout, 0.5))
 
 
 def new_waiter(runtime: Runtime) -> Future[Any]:

@@ -26,9 +26,9 @@ one future per request, one reader task and one timer per connection.
   milliseconds would cut short a concurrent write. The socket's timeout is the
   write timeout; a ``recv`` that times out on an idle connection is not an error.
 
-No protocol decision is made here, except the two answers Java's remoting layer
-gives to a request from the server nobody can handle: ``REQUEST_CODE_NOT_SUPPORTED``
-when no handler is installed, ``SYSTEM_ERROR`` when the handler raised.
+Nothing here decides for the protocol: the errors, and the answer to a request
+from the server that no handler takes, come from the core's
+:class:`~rocketmq_proto.connection.endpoint.Endpoint`, alike for every driver.
 """
 
 from __future__ import annotations
@@ -36,44 +36,31 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import os
 import socket
 import ssl
 import warnings
-import weakref
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Final
 
+from rocketmq_proto import driver
 from rocketmq_proto.driver import (
-    DEFAULT_MAX_FRAME_SIZE,
     ConfigError,
     Connection,
-    ConnectionClosed,
     ConnectionClosedError,
-    Dial,
-    Fail,
+    Endpoint,
     InvalidArgumentError,
-    LocalProtocolError,
-    PoolPolicy,
-    ReconnectBackoff,
-    RemoteProtocolError,
     RemotingCommand,
     Reply,
-    RequestFailed,
-    RequestTimedOut,
-    RequestTimeoutError,
-    Response,
-    ResponseCode,
     RocketMQError,
-    SerializeType,
-    ServerRequest,
-    Signer,
+    TransportSettings,
     request_name,
+    request_timeout_error,
+    transport_settings,
 )
 
 from ._future import Future
-from ._runtime import Cancellable, Runtime, SocketLike, TaskHandle
+from ._runtime import Cancellable, ForkCheck, Runtime, SocketLike, TaskHandle
 from ._tls import TlsSession
 
 __all__ = ["RemotingClient", "RequestHandler"]
@@ -100,23 +87,7 @@ _OPEN: Final = 1
 _CLOSED: Final = 2
 
 _Completion = tuple[Future[Any], Any, BaseException | None]
-_Actions = tuple[list[_Completion], list[RemotingCommand], ConnectionClosed | None]
-
-
-def _split_addr(addr: str) -> tuple[str, int]:
-    host, sep, port = addr.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise InvalidArgumentError(f"address {addr!r} is not host:port")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    return host, int(port)
-
-
-def _describe(exc: BaseException, timeout: float) -> str:
-    if isinstance(exc, TimeoutError):
-        return f"timed out after {timeout:g}s"
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+_Actions = tuple[list[_Completion], list[RemotingCommand], driver.ConnectionClosed | None]
 
 
 class _Channel:
@@ -127,17 +98,17 @@ class _Channel:
     so that frames leave in the order the core queued them.
     """
 
-    def __init__(self, core: _Core, addr: str, host: str, port: int) -> None:
-        self.addr = addr
-        self._host = host
-        self._port = port
+    def __init__(self, core: _Core, endpoint: Endpoint) -> None:
+        self.endpoint = endpoint
+        self.addr = endpoint.addr
         self._core = core
         self._rt = core.runtime
         self._log = core.log
+        settings = core.settings
         self._conn = Connection(
-            serialize_type=core.serialize_type,
-            max_frame_size=core.max_frame_size,
-            signer=core.signer,
+            serialize_type=settings.serialize_type,
+            max_frame_size=settings.max_frame_size,
+            signer=settings.signer,
             logger=core.log,
         )
         self._lock = self._rt.Lock()
@@ -239,22 +210,10 @@ class _Channel:
             )
         return Future.completed(rt, None)
 
-    def send_reply(self, request: RemotingCommand, reply: Reply) -> None:
+    def send_reply(self, request: RemotingCommand, reply: Reply | None) -> None:
+        """Answer ``request`` (a request from the server) with ``reply``, if any."""
         with self._lock:
-            if self._status == _CLOSED:
-                self._log.debug(
-                    "not answering request code %d (opaque %d) from %s: connection closed",
-                    request.code,
-                    request.opaque,
-                    self.addr,
-                )
-                return
-            try:
-                self._conn.send_reply(request, reply)
-            except (LocalProtocolError, InvalidArgumentError) as exc:
-                self._log.error(
-                    "cannot answer request code %d from %s: %s", request.code, self.addr, exc
-                )
+            if not self.endpoint.queue_reply(self._conn, request, reply):
                 return
             self._dirty = True
             is_open = self._status == _OPEN
@@ -370,13 +329,15 @@ class _Channel:
         rt = self._rt
         timeout = core.connect_timeout
         deadline = rt.monotonic() + timeout
-        sock = rt.create_connection((self._host, self._port), timeout)
+        endpoint = self.endpoint
+        sock = rt.create_connection((endpoint.host, endpoint.port), timeout)
         tls: TlsSession | None = None
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-            if core.ssl_context is not None:
-                tls = TlsSession(core.ssl_context, self._host)
+            ssl_context = core.settings.ssl_context
+            if ssl_context is not None:
+                tls = TlsSession(ssl_context, endpoint.host)
                 sock.settimeout(max(0.001, deadline - rt.monotonic()))
                 tls.handshake(sock)
             sock.settimeout(core.write_timeout)
@@ -396,17 +357,17 @@ class _Channel:
         return sock
 
     def _connect_failed(self, exc: BaseException) -> None:
-        error = ConnectionClosedError(
-            f"cannot connect to {self.addr}: {_describe(exc, self._core.connect_timeout)}"
-        )
-        error.__cause__ = exc
+        error = self.endpoint.connect_error(exc, self._core.connect_timeout)
+        # Back off first, while this channel still counts as connecting: once it is
+        # marked closed, a request in another thread drops it from the pool and
+        # dials again, and the failure would come too late to back off. Before
+        # failing the requests too: one retried from a callback fails fast.
+        self._core.on_connect_failed(self, error)
         with self._lock:
             if self._status == _CLOSED:
                 return
             self._conn.connection_lost(error)
             actions = self._drain()
-        # Back off before failing the requests: one retried from a callback fails fast.
-        self._core.on_connect_failed(self, error)
         self._dispatch(actions)
 
     def _read_loop(self, sock: SocketLike) -> None:
@@ -466,11 +427,7 @@ class _Channel:
         with self._lock:
             if self._status == _CLOSED:
                 return
-            error = ConnectionClosedError(
-                f"connection to {self.addr} broke while {doing}: "
-                f"{_describe(exc, self._core.write_timeout)}"
-            )
-            error.__cause__ = exc
+            error = self.endpoint.broken_error(exc, doing, self._core.write_timeout)
             self._conn.connection_lost(error)
             actions = self._drain()
         self._dispatch(actions)
@@ -484,44 +441,28 @@ class _Channel:
         addr = self.addr
         done: list[_Completion] = []
         requests: list[RemotingCommand] = []
-        closed: ConnectionClosed | None = None
+        closed: driver.ConnectionClosed | None = None
         while True:
             try:
                 event = conn.next_event()
-            except RemoteProtocolError as exc:
+            except driver.RemoteProtocolError as exc:
                 # The stream lost its framing; the core reports what was in flight next.
                 self._log.error("protocol error from %s, dropping the connection: %s", addr, exc)
                 continue
             if event is None:
                 break
-            if isinstance(event, Response):  # the most frequent first
+            if isinstance(event, driver.Response):  # the most frequent first
                 entry = waiters.pop(event.opaque, None)
                 if entry is not None:
                     done.append((entry[0], event.command, None))
-            elif isinstance(event, RequestTimedOut):
-                entry = waiters.pop(event.opaque, None)
-                if entry is not None:
-                    error: RocketMQError = RequestTimeoutError(
-                        f"{request_name(event.request_code)} to {addr} "
-                        f"timed out after {entry[1]:g}s"
-                    )
-                    done.append((entry[0], None, error))
-            elif isinstance(event, ServerRequest):
+            elif isinstance(event, driver.ServerRequest):
                 requests.append(event.command)
-            elif isinstance(event, RequestFailed):
-                entry = waiters.pop(event.opaque, None)
-                if entry is not None:
-                    # A fresh exception per request: one instance raised in many threads
-                    # would have its traceback rewritten by each of them.
-                    error = ConnectionClosedError(
-                        f"{request_name(event.request_code)} to {addr} failed: {event.error}"
-                    )
-                    # Chain the root cause (a refused connect, a protocol error), not the
-                    # connection's own wrapper of it.
-                    error.__cause__ = event.error.__cause__ or event.error
-                    done.append((entry[0], None, error))
-            else:
+            elif isinstance(event, driver.ConnectionClosed):
                 closed = event
+            else:  # a request timed out, or failed with the connection
+                failed = self.endpoint.request_failure(event, waiters)
+                if failed is not None:
+                    done.append((failed[0], None, failed[1]))
         if closed is not None:
             self._status = _CLOSED
             if self._timer is not None:
@@ -611,35 +552,32 @@ class _Core:
     def __init__(
         self,
         runtime: Runtime,
-        *,
-        serialize_type: SerializeType,
-        ssl_context: ssl.SSLContext | None,
-        signer: Signer | None,
-        connect_timeout: float,
+        settings: TransportSettings,
         write_timeout: float,
-        max_frame_size: int,
         request_handler: RequestHandler | None,
-        log: logging.Logger,
-        backoff: ReconnectBackoff,
+        backoff: driver.ReconnectBackoff | None,
     ) -> None:
         self.runtime = runtime
-        self.serialize_type = serialize_type
-        self.ssl_context = ssl_context
-        self.signer = signer
-        self.connect_timeout = connect_timeout
+        self.settings = settings
+        self.connect_timeout = settings.connect_timeout
         self.write_timeout = write_timeout
-        self.max_frame_size = max_frame_size
         self.request_handler = request_handler
-        self.log = log
+        self.log = settings.logger or logging.getLogger(__name__)
         self._lock = runtime.Lock()
         # Under _lock. Its ``conns`` are read without it, for a quick look.
-        self.pool: PoolPolicy[_Channel] = PoolPolicy(backoff)
+        self.pool: driver.PoolPolicy[_Channel] = driver.PoolPolicy(backoff)
         self.closed = False
         self.used = False
-        _live_cores.add(self)
+        #: Notices, on the core's next use, that it is in a child after os.fork().
+        self._fork = ForkCheck()
+
+    def check_fork(self) -> None:
+        """Start afresh if this is a child after ``os.fork()`` and nothing did yet."""
+        self._fork.check(self._start_afresh)
 
     def channel(self, addr: str) -> _Channel:
         """The connection to ``addr``, opening one if there is none (without waiting)."""
+        self._fork.check(self._start_afresh)
         pool = self.pool
         channel = pool.conns.get(addr)
         if channel is not None and channel.usable:
@@ -651,12 +589,11 @@ class _Core:
             if channel is not None and not channel.usable:
                 pool.on_closed(addr, channel)  # it closed; its own report is on its way
             decision = pool.on_need(addr, self.runtime.monotonic())
-            if isinstance(decision, Fail):
+            if isinstance(decision, driver.Fail):
                 raise decision.error
-            if not isinstance(decision, Dial):
+            if not isinstance(decision, driver.Dial):
                 return decision.conn  # open, or connecting: the request queues on it
-            host, port = _split_addr(addr)
-            channel = _Channel(self, addr, host, port)
+            channel = _Channel(self, Endpoint(addr, self.log))
             pool.on_dial(addr, channel)
             self.used = True
         # Not connecting yet: the caller queues its request first, then starts it, so
@@ -664,49 +601,40 @@ class _Core:
         return channel
 
     # ------------------------------------------------------ called by channels
+    # In a child after os.fork(), a greenlet of the parent's may still run a channel
+    # of the parent's: its first report makes the core start afresh, which forgets
+    # that channel, so nothing more of it is logged or kept.
 
     def on_connected(self, channel: _Channel) -> None:
+        self.check_fork()
+        if channel._abandoned:
+            return
         with self._lock:
             self.pool.on_connected(channel.addr, channel)
         self.log.debug("connected to %s", channel.addr)
 
     def on_connect_failed(self, channel: _Channel, error: ConnectionClosedError) -> None:
+        self.check_fork()
         addr = channel.addr
         with self._lock:
-            delay = self.pool.on_connect_failed(
-                addr, channel, str(error.__cause__ or error), self.runtime.monotonic()
-            )
+            delay = self.pool.on_connect_failed(addr, channel, str(error), self.runtime.monotonic())
         if delay is None:  # forgotten: the client closed it, or forked
             return
         self.log.warning("%s; retry in %.3fs", error, delay)
 
     def on_closed(self, channel: _Channel, error: RocketMQError | None, on_purpose: bool) -> None:
+        self.check_fork()
         addr = channel.addr
         with self._lock:
             self.pool.on_closed(addr, channel)
         if channel._abandoned or on_purpose or not channel.was_open:
             return
-        if error is None or isinstance(error, ConnectionClosedError):
-            self.log.info("connection to %s closed: %s", addr, error or "by us")
-        else:
-            self.log.warning("connection to %s failed: %s", addr, error)
+        channel.endpoint.log_closed(error)
 
     def on_server_request(self, channel: _Channel, command: RemotingCommand) -> None:
         handler = self.request_handler
         if handler is None:
-            self.log.warning(
-                "no handler for request code %d from %s; answering not supported",
-                command.code,
-                channel.addr,
-            )
-            if not command.is_oneway:
-                channel.send_reply(
-                    command,
-                    Reply(
-                        ResponseCode.REQUEST_CODE_NOT_SUPPORTED,
-                        remark=f"request type {command.code} not supported",
-                    ),
-                )
+            channel.send_reply(command, channel.endpoint.unhandled(command))
             return
         # Never on the reader: a slow handler must not hold up the responses behind it.
         self.runtime.run_user(
@@ -722,28 +650,12 @@ class _Core:
         reply: object,
         exc: BaseException | None,
     ) -> None:
-        if exc is not None:
-            self.log.error(
-                "handler for request code %d from %s raised",
-                command.code,
-                channel.addr,
-                exc_info=exc,
-            )
-            reply = Reply(ResponseCode.SYSTEM_ERROR, remark=f"{type(exc).__name__}: {exc}")
-        if isinstance(reply, Future):
+        self.check_fork()  # a reply of the parent's handler is not the child's to send
+        if exc is None and isinstance(reply, Future):
             # The handler started a flow and answers when it ends: no worker waits for it.
             reply.add_done_callback(functools.partial(self._reply_done, channel, command))
             return
-        if reply is None or command.is_oneway:
-            return
-        if not isinstance(reply, Reply):
-            self.log.error(
-                "handler for request code %d returned %r, not a Reply; not answering",
-                command.code,
-                reply,
-            )
-            return
-        channel.send_reply(command, reply)
+        channel.send_reply(command, channel.endpoint.answer(command, reply, exc))
 
     def _reply_done(
         self, channel: _Channel, command: RemotingCommand, done: Future[Reply | None]
@@ -757,6 +669,7 @@ class _Core:
     # ------------------------------------------------------------------ closing
 
     def close_addr(self, addr: str) -> _Channel | None:
+        self.check_fork()
         with self._lock:
             channel = self.pool.forget(addr)
         if channel is not None:
@@ -764,6 +677,7 @@ class _Core:
         return channel
 
     def close(self) -> list[_Channel]:
+        self.check_fork()
         with self._lock:
             if self.closed:
                 return []
@@ -773,26 +687,15 @@ class _Core:
             channel.close("the client was closed")
         return channels
 
-    def after_fork_in_child(self) -> None:
-        # Locks may be held by threads of the parent that do not exist here, and
-        # every socket is shared with the parent: start with none of them.
+    def _start_afresh(self) -> None:
+        # In a child after os.fork(). Locks may be held by threads of the parent
+        # that do not exist here, and every socket is shared with the parent: start
+        # with none of them. The new lock comes first: a runtime that checks for a
+        # fork there (gevent's, which reinitialises the hub) starts afresh before
+        # the sockets are let go.
         self._lock = self.runtime.Lock()
         for channel in self.pool.forget_all():
             channel.abandon()
-
-
-_live_cores: weakref.WeakSet[_Core] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for core in list(_live_cores):
-        try:
-            core.after_fork_in_child()
-        except Exception:  # never let a hook break the child
-            logging.getLogger(__name__).exception("resetting %r after fork failed", core)
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class RemotingClient:
@@ -807,7 +710,9 @@ class RemotingClient:
     connection that closes or breaks is dropped, failing its requests in flight
     with :class:`ConnectionClosedError`, and the next request reconnects.
 
-    ``request_handler`` answers requests the server sends (see
+    ``settings`` (header type, TLS, signing, limits) default to
+    :func:`~rocketmq_proto.driver.transport_settings`'s; ``write_timeout`` bounds
+    a write. ``request_handler`` answers requests the server sends (see
     :data:`RequestHandler`); it runs on the runtime's pool for user callables.
     Callbacks added to the futures run in the connection's reader (or timer)
     and must not block.
@@ -819,38 +724,20 @@ class RemotingClient:
     def __init__(
         self,
         runtime: Runtime,
+        settings: TransportSettings | None = None,
         *,
-        serialize_type: SerializeType = SerializeType.JSON,
-        ssl_context: ssl.SSLContext | None = None,
-        signer: Signer | None = None,
-        connect_timeout: float = 3.0,
         write_timeout: float = 30.0,
-        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         request_handler: RequestHandler | None = None,
-        logger: logging.Logger | None = None,
-        backoff: ReconnectBackoff | None = None,
+        backoff: driver.ReconnectBackoff | None = None,
     ) -> None:
-        if not connect_timeout > 0:
-            raise ConfigError(f"connect_timeout must be positive, got {connect_timeout!r}")
-        if not write_timeout > 0:
-            raise ConfigError(f"write_timeout must be positive, got {write_timeout!r}")
-        if max_frame_size < 8:
-            raise ConfigError(f"max_frame_size must be at least 8, got {max_frame_size!r}")
+        settings = settings or transport_settings()
+        ssl_context = settings.ssl_context  # the core does not import ssl: checked here
         if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
             raise ConfigError(f"ssl_context must be an ssl.SSLContext, got {ssl_context!r}")
+        if not write_timeout > 0:
+            raise ConfigError(f"write_timeout must be positive, got {write_timeout!r}")
         self._runtime = runtime
-        self._core = _Core(
-            runtime,
-            serialize_type=SerializeType(serialize_type),
-            ssl_context=ssl_context,
-            signer=signer,
-            connect_timeout=connect_timeout,
-            write_timeout=write_timeout,
-            max_frame_size=max_frame_size,
-            request_handler=request_handler,
-            log=logger or logging.getLogger(__name__),
-            backoff=backoff if backoff is not None else ReconnectBackoff(),
-        )
+        self._core = _Core(runtime, settings, write_timeout, request_handler, backoff)
 
     def __repr__(self) -> str:
         core = self._core
@@ -867,6 +754,7 @@ class RemotingClient:
 
     def connected(self, addr: str) -> bool:
         """Whether a connection to ``addr`` is open now."""
+        self._core.check_fork()
         channel = self._core.pool.conns.get(addr)
         return channel is not None and channel.is_open
 
@@ -905,9 +793,7 @@ class RemotingClient:
         except RocketMQError:
             raise  # the request's own failure (a RequestTimeoutError is a TimeoutError too)
         except TimeoutError:
-            raise RequestTimeoutError(
-                f"{request_name(command.code)} to {addr} timed out after {timeout:g}s"
-            ) from None
+            raise request_timeout_error(command.code, addr, timeout) from None
 
     def oneway_future(self, addr: str, command: RemotingCommand) -> Future[None]:
         """Send ``command`` with the oneway flag (no answer comes); never blocks.

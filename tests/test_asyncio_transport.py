@@ -27,6 +27,7 @@ from rocketmq_asyncio._interpreter import run_flow
 from rocketmq_asyncio._transport import RemotingClient
 from rocketmq_proto.connection.connection import Reply
 from rocketmq_proto.connection.pool import ReconnectBackoff
+from rocketmq_proto.driver import transport_settings
 from rocketmq_proto.flows.effects import Call, Effect, Now, Oneway, Sleep, UserCall, WallTime
 from rocketmq_proto.wire.codes import FLAG_RESPONSE, ResponseCode
 from rocketmq_proto.wire.command import FrameDecoder, RemotingCommand, encode_command
@@ -676,7 +677,7 @@ def test_tls_request_to_a_server_with_a_trusted_self_signed_certificate(tmp_path
     async def main() -> None:
         async with (
             FakeBroker(ssl_context=server_ctx) as broker,
-            RemotingClient(ssl_context=client_ctx) as client,
+            RemotingClient(transport_settings(ssl_context=client_ctx)) as client,
         ):
             responses = await asyncio.gather(
                 *(
@@ -689,7 +690,8 @@ def test_tls_request_to_a_server_with_a_trusted_self_signed_certificate(tmp_path
             assert proto._transport is not None
             assert proto._transport.get_extra_info("ssl_object") is not None
 
-            async with RemotingClient(ssl_context=ssl.create_default_context()) as untrusting:
+            untrusting_settings = transport_settings(ssl_context=ssl.create_default_context())
+            async with RemotingClient(untrusting_settings) as untrusting:
                 with pytest.raises(ConnectionClosedError, match="cannot connect"):
                     await untrusting.request(broker.addr, request(ECHO), LONG)
 

@@ -35,6 +35,7 @@ import pytest
 
 from rocketmq_proto.connection.connection import Reply
 from rocketmq_proto.connection.pool import ReconnectBackoff
+from rocketmq_proto.driver import transport_settings
 from rocketmq_proto.flows.effects import Call, Now, Oneway, Sleep, UserCall, WallTime
 from rocketmq_proto.wire.codes import FLAG_ONEWAY, FLAG_RESPONSE, LanguageCode, SerializeType
 from rocketmq_proto.wire.command import FrameDecoder, RemotingCommand, encode_command
@@ -248,8 +249,20 @@ class Env:
         self.runtime: Runtime = ThreadRuntime() if kind == "threads" else GeventRuntime()
         self.clients: list[RemotingClient] = []
 
-    def client(self, **kwargs: Any) -> RemotingClient:
-        client = RemotingClient(self.runtime, **kwargs)
+    def client(
+        self,
+        *,
+        request_handler: Any = None,
+        backoff: ReconnectBackoff | None = None,
+        **options: Any,
+    ) -> RemotingClient:
+        """A client on this runtime; ``options`` are :func:`transport_settings`'s."""
+        client = RemotingClient(
+            self.runtime,
+            transport_settings(**options),
+            request_handler=request_handler,
+            backoff=backoff,
+        )
         self.clients.append(client)
         return client
 
@@ -572,6 +585,36 @@ def test_connect_refused_fails_then_fails_fast_while_backing_off(env: Env) -> No
             assert client.request(addr, command(k="up"), 2.0).get("k") == "up"
         finally:
             broker.close()
+
+    env.run(body)
+
+
+def test_a_failed_connect_backs_off_before_its_channel_counts_as_closed(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A request from another thread may look at the pool while a failed connect is
+    # reported. It must still find the failing channel (and fail with it), not drop
+    # it as closed and dial again: that dial would leave the failure unrecorded
+    # (no back-off), as the pool ignores a report about a channel it dropped.
+    addr = f"127.0.0.1:{free_port()}"
+    client = env.client(backoff=ReconnectBackoff(initial=60.0))
+    core = client._core
+    report = core.on_connect_failed
+    found_the_failing_channel: list[bool] = []
+
+    def report_while_a_request_looks(channel: Any, error: ConnectionClosedError) -> None:
+        if not found_the_failing_channel:
+            found_the_failing_channel.append(core.channel(addr) is channel)
+        report(channel, error)
+
+    monkeypatch.setattr(core, "on_connect_failed", report_while_a_request_looks)
+
+    def body() -> None:
+        with pytest.raises(ConnectionClosedError, match="cannot connect"):
+            client.request(addr, command(), 2.0)
+        assert found_the_failing_channel == [True]
+        with pytest.raises(ConnectionClosedError, match="backing off"):
+            client.request(addr, command(), 2.0)
 
     env.run(body)
 
@@ -1051,7 +1094,7 @@ def test_gevent_hub_keeps_running_during_requests_without_monkey_patching(
     runtime = GeventRuntime()
     client = RemotingClient(runtime)
     tls_client = RemotingClient(
-        runtime, ssl_context=ssl.create_default_context(cafile=str(cert_file))
+        runtime, transport_settings(ssl_context=ssl.create_default_context(cafile=str(cert_file)))
     )
     ticks: list[float] = []
     waiting: list[tuple[float, float]] = []  # phases in which the body only waits for IO
@@ -1180,6 +1223,114 @@ def test_a_forked_child_reconnects_and_leaves_the_parent_connection_alone(kind: 
         assert len(broker.conns) == 2, len(broker.conns)  # the child's own connection
         client.close()
         broker.close()
+        print("ok")
+        """
+    )
+    assert out.strip() == "ok"
+
+
+@pytest.mark.parametrize("kind", ["threads", "gevent"])
+def test_a_runtime_and_client_made_before_a_fork_serve_the_child(kind: str) -> None:
+    """Made and used in the parent (connection, timers, user pool), then used in
+    the child only after it ran a while on its own: the child's timers and user
+    pool work, and the parent's answers stay the parent's (under gevent the
+    parent's reader greenlet lives on in the child, where the hub runs it)."""
+    out = run_script(
+        f"""
+        import os, sys, threading, time
+        import gevent
+        from rocketmq_gevent._runtime import GeventRuntime
+        from rocketmq_sync._runtime import ThreadRuntime
+        from rocketmq_sync._transport import RemotingClient
+        from rocketmq_proto.wire.errors import RequestTimeoutError
+        from test_blocking_transport import FakeBroker, command
+
+        gevent_kind = {kind!r} == "gevent"
+        broker = FakeBroker()
+        runtime = GeventRuntime() if gevent_kind else ThreadRuntime()
+        client = RemotingClient(runtime)
+
+        def use_timers_and_pool():
+            done = []
+            runtime.call_later(0.01, lambda: done.append("timer"))
+            runtime.run_user(str.upper, ("pool",), lambda result, exc: done.append(result))
+            deadline = time.monotonic() + 2
+            while len(done) < 2 and time.monotonic() < deadline:
+                runtime.sleep(0.01)
+            assert sorted(done) == ["POOL", "timer"], done
+
+        use_timers_and_pool()
+        assert client.request(broker.addr, command(k="parent"), 2).get("k") == "parent"
+        pending = client.request_future(broker.addr, command("delay", delay="0.2", k="p2"), 5)
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                if gevent_kind:
+                    gevent.reinit()  # as gevent asks of whoever forks
+                    gevent.sleep(0.5)  # the hub runs; the parent's answer arrives meanwhile
+                else:
+                    time.sleep(0.5)
+                use_timers_and_pool()
+                assert client.request(broker.addr, command(k="child"), 3).get("k") == "child"
+                began = time.monotonic()
+                try:
+                    client.request(broker.addr, command("never"), 0.2)
+                except RequestTimeoutError:
+                    assert time.monotonic() - began < 1.0
+                else:
+                    raise AssertionError("no timeout")
+                code = 0
+            except BaseException as exc:
+                print("child failed:", repr(exc), file=sys.stderr)
+            os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, "the child failed"
+        assert pending.result(3).get("k") == "p2"
+        assert client.request(broker.addr, command(k="again"), 2).get("k") == "again"
+        use_timers_and_pool()
+        client.close()
+        runtime.close()
+        broker.close()
+        print("ok")
+        """
+    )
+    assert out.strip() == "ok"
+
+
+def test_a_fork_check_renews_once_however_many_threads_find_it_stale() -> None:
+    out = run_script(
+        """
+        import os, threading, time
+        from rocketmq_sync._runtime import ForkCheck
+
+        check = ForkCheck()
+        assert not check.forked()
+        pid = os.fork()
+        if pid == 0:
+            calls = []
+
+            def reset():
+                calls.append(threading.current_thread().name)
+                time.sleep(0.1)  # the other threads find it stale meanwhile
+                check.renew(reset)  # from within: returns at once
+
+            stale_after = []
+
+            def use():
+                if check.forked():
+                    check.renew(reset)
+                stale_after.append(check.forked())
+
+            threads = [threading.Thread(target=use) for _ in range(4)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            os._exit(0 if len(calls) == 1 and stale_after == [False] * 4 else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, "renewed more than once"
+        assert not check.forked()
         print("ok")
         """
     )

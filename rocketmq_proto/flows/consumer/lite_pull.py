@@ -110,7 +110,7 @@ class PullConsumerCore(LifecycleOwner):
     client: ClientCore
     config: PullConsumerConfig
     #: Called (from whatever runs the flows) when the buffer gets messages.
-    notify: Callable[[], None] = lambda: None
+    notify: Callable[[], object] = lambda: None
     subscriptions: dict[str, SubscriptionData] = field(default_factory=dict)
     assigned_only: bool = False
     queues: dict[MessageQueue, _Queue] = field(default_factory=dict)
