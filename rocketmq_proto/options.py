@@ -510,6 +510,30 @@ def _split_options(
     return settings, {k: v for k, v in options.items() if k in own_keys}
 
 
+def admin_settings(
+    namesrv_addr: str | Iterable[str] | None,
+    options: Mapping[str, Any],
+    *,
+    pid: int,
+    nonce: int,
+    default_ip: str = "127.0.0.1",
+    environ: Mapping[str, str] | None = None,
+) -> ClientSettings:
+    """:func:`client_settings` for ``Admin``, which takes only the shared options:
+    an unknown one is a :class:`ConfigError` naming it, as for the other classes."""
+    settings, _ = _split_options(
+        namesrv_addr,
+        options,
+        frozenset(),
+        "admin",
+        pid=pid,
+        nonce=nonce,
+        default_ip=default_ip,
+        environ=environ,
+    )
+    return settings
+
+
 def producer_settings(
     namesrv_addr: str | Iterable[str] | None,
     options: Mapping[str, Any],

@@ -50,8 +50,8 @@ from rocketmq_proto.driver import (
     TopicRouteData,
     TransactionState,
     UniqueIdGenerator,
+    admin_settings,
     check_transaction_group,
-    client_settings,
     consumer_settings,
     ip_bytes,
     make_reply_message,
@@ -450,7 +450,7 @@ class Admin(_ClientBase):
         # Administration waits longer by default: a broker may take seconds to
         # create its first topic (its stores start lazily).
         options.setdefault("request_timeout", 15.0)
-        settings = client_settings(
+        settings = admin_settings(
             namesrv_addr,
             options,
             **_host_facts(os.getpid()),

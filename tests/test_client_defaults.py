@@ -250,13 +250,14 @@ def test_a_start_whose_transport_refuses_its_settings_fails_the_same_way_again(
         producer.close()
 
 
-def test_closes_racing_on_a_consumer_close_it_once(backend: Backend) -> None:
-    """Several threads closing one consumer (never started, and started): one
-    winds it down, the others return; none raises."""
-    if backend.name != "sync":
-        pytest.skip("only the threads driver's clients are shared between OS threads")
+def test_closes_racing_on_a_consumer_close_it_once() -> None:
+    """Several threads closing one threads-driver consumer (never started, and
+    started): one winds it down, the others return; none raises. (asyncio clients
+    are used from their loop's thread, gevent's from greenlets.)"""
+    import rocketmq_sync
+
     for started in (False, True):
-        consumer = backend.make("PullConsumer", NAMESRV, group=unique("race"))
+        consumer = rocketmq_sync.PullConsumer(NAMESRV, group=unique("race"))
         if started:
             consumer.assign([])
             consumer.start()
@@ -275,3 +276,12 @@ def test_closes_racing_on_a_consumer_close_it_once(backend: Backend) -> None:
             t.join(30)
         assert errors == []
         assert consumer._consumer.closed
+
+
+def test_admin_refuses_an_unknown_option_by_name(backend: Backend) -> None:
+    with pytest.raises(ConfigError, match=r"unknown admin option.*: bogus_option"):
+        backend.make("Admin", NAMESRV, bogus_option=1)
+    with pytest.raises(ConfigError, match=r"unknown admin option.*: group"):
+        backend.make("Admin", NAMESRV, group="g")  # a producer's or consumer's option
+    admin = backend.make("Admin", NAMESRV, request_timeout=2.0)
+    admin.close()
