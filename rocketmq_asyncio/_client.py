@@ -28,6 +28,7 @@ from rocketmq_proto.driver import (
     ConfigError,
     ConsumerOptions,
     Flow,
+    LifecycleOwner,
     LocalProtocolError,
     Message,
     MessageExt,
@@ -113,6 +114,9 @@ class _ClientBase:
         #: users call from theirs; asyncio: a lock that is never needed).
         self._core_lock = self._runtime.Lock()
         self._engine: Engine | None = None
+        #: The class's own cores whose lifecycle this shell moves (a producer's, an
+        #: admin's); a consumer's core is moved by its start and shutdown flows.
+        self._own_cores: tuple[LifecycleOwner, ...] = ()
         self._maintenance: Task[None] | None = None
         self._closing = False
 
@@ -136,6 +140,8 @@ class _ClientBase:
                 self._runtime, self._settings.transport, self._on_server_request, self._core_lock
             )
             self._core.start()  # once the engine is made: a failure there leaves it created
+            for core in self._own_cores:
+                core.start()
             self._engine = engine
             self._maintenance = self._upkeep_of(
                 self._core.maintenance_flow, lambda: self._core.closed, "client upkeep"
@@ -196,6 +202,8 @@ class _ClientBase:
             self._closing = True
         await self._wind_down(timeout)
         self._core.begin_close()
+        for core in self._own_cores:
+            core.begin_close()
         if self._maintenance is not None:
             await cancel_and_wait(self._maintenance)
         if self._engine is not None:
@@ -205,6 +213,8 @@ class _ClientBase:
                 self._log.info("unregister failed while closing: %s", exc)
             await self._engine.close()
         self._core.finish_close()
+        for core in self._own_cores:
+            core.finish_close()
         self._runtime.close()
 
     async def __aenter__(self) -> Self:
@@ -248,6 +258,7 @@ class Producer(_ClientBase):
         ids = UniqueIdGenerator(ip_bytes(settings.client.client_ip), pid, random.getrandbits(32))
         self._producer = ProducerCore(self._core, config, ids)
         self._producer.register()
+        self._own_cores = (self._producer,)
         self._replies = ReplyWaiters(self._deliver_reply)
         self._replies.register(self._core)
         #: Sends started and not yet done, for flush() and close(). Only set.add,
@@ -457,6 +468,7 @@ class Admin(_ClientBase):
         )
         super().__init__(settings)
         self._admin = AdminCore(self._core)
+        self._own_cores = (self._admin,)
 
     async def create_topic(
         self,

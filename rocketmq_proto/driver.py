@@ -64,6 +64,7 @@ from rocketmq_proto.flows.effects import (
     WriteFile,
     supervised,
 )
+from rocketmq_proto.flows.lifecycle import LifecycleOwner, LifecycleState
 from rocketmq_proto.flows.localfile import read_file as perform_read_file
 from rocketmq_proto.flows.localfile import write_file as perform_write_file
 from rocketmq_proto.flows.perform import HttpAnswer, user_callback_error
@@ -140,6 +141,8 @@ __all__ = [
     "HttpAnswer",
     "HttpGet",
     "InvalidArgumentError",
+    "LifecycleOwner",
+    "LifecycleState",
     "LocalProtocolError",
     "Message",
     "MessageExt",

@@ -285,3 +285,23 @@ def test_admin_refuses_an_unknown_option_by_name(backend: Backend) -> None:
         backend.make("Admin", NAMESRV, group="g")  # a producer's or consumer's option
     admin = backend.make("Admin", NAMESRV, request_timeout=2.0)
     admin.close()
+
+
+def test_the_shell_moves_the_producer_and_admin_cores_through_their_lives(
+    backend: Backend,
+) -> None:
+    from rocketmq_proto.driver import LifecycleState
+
+    producer = backend.make("Producer", NAMESRV, group=unique("life"))
+    admin = backend.make("Admin", NAMESRV)
+    cores = [producer._producer, admin._admin, producer._core, admin._core]
+    assert [c.state for c in cores] == [LifecycleState.CREATED] * 4
+    producer.start()
+    admin.start()
+    assert [c.state for c in cores] == [LifecycleState.RUNNING] * 4
+    producer.close()
+    admin.close()
+    assert [c.state for c in cores] == [LifecycleState.CLOSED] * 4
+    never = backend.make("Producer", NAMESRV, group=unique("life"))
+    never.close()
+    assert never._producer.state is LifecycleState.CLOSED

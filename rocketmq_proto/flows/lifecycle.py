@@ -8,11 +8,11 @@ consumer) moves through the same four states, one way only::
 
 A driver moves them with these methods; a wrong move (starting a closed client,
 closing one twice) raises :class:`LocalProtocolError` naming the client and its
-state. The drivers move the session core (:class:`ClientCore`) and the push and
-pull consumer cores (whose start and shutdown flows move them too); the producer
-and admin cores have the same methods, which the drivers do not call yet, so
-those two stay created. The flows that must stop when a client closes poll :attr:`closed`, which
-is true from the moment closing begins.
+state. The drivers move the session core (:class:`ClientCore`), the producer's
+and the admin's with these methods when their client starts and closes; the
+push and pull consumer cores move in their own start and shutdown flows. The
+flows that must stop when a client closes poll :attr:`closed`, which is true
+from the moment closing begins.
 """
 
 from __future__ import annotations
