@@ -18,7 +18,7 @@ import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, TypedDict
+from typing import Any, Final, TypedDict, TypeVar
 
 from rocketmq_proto.connection.connection import Signer
 from rocketmq_proto.flows.consumer.lite_pull import PullConsumerConfig
@@ -155,6 +155,8 @@ _PULL_KEYS = frozenset(
     }
 )
 _CONSUMER_KEYS = frozenset(ConsumerOptions.__annotations__) - _CLIENT_KEYS - _PULL_KEYS
+
+T = TypeVar("T")
 
 _MIB: Final = 1024 * 1024
 
@@ -565,35 +567,58 @@ def consumer_settings(
     default_ip: str = "127.0.0.1",
     environ: Mapping[str, str] | None = None,
 ) -> tuple[ClientSettings, ConsumerConfig]:
-    if "group" not in options:
-        raise ConfigError("a consumer needs a group: PushConsumer(..., group='my-group')")
-    check_consumer_group(options["group"])
-    settings, own = _split_options(
+    settings, pull, own = _consumer_split(
         namesrv_addr,
         options,
-        _CONSUMER_KEYS | _PULL_KEYS,
+        _CONSUMER_KEYS,
         "consumer",
+        "PushConsumer",
         pid=pid,
         nonce=nonce,
         default_ip=default_ip,
         environ=environ,
     )
-    pull = PullConfig(**_fields({k: v for k, v in own.items() if k in _PULL_KEYS}))
-    consumer_options = _consumer_enum_options({k: v for k, v in own.items() if k in _CONSUMER_KEYS})
-    try:
-        config = ConsumerConfig(
-            pull=pull,
-            configured_instance_name=options.get("instance_name"),
-            **_fields(consumer_options),
-        )
-    except ValueError as exc:
-        if isinstance(exc, ConfigError):
-            raise
-        raise ConfigError(f"invalid consumer option: {exc}") from None
+    config = _built(
+        "consumer",
+        lambda: ConsumerConfig(
+            pull=pull, configured_instance_name=options.get("instance_name"), **_fields(own)
+        ),
+    )
     return settings, config
 
 
 _PULL_CONSUMER_KEYS = frozenset(PullConsumerOptions.__annotations__) - _CLIENT_KEYS - _PULL_KEYS
+
+
+def _consumer_split(
+    namesrv_addr: str | Iterable[str] | None,
+    options: Mapping[str, Any],
+    own_keys: frozenset[str],
+    what: str,
+    class_name: str,
+    **host: Any,
+) -> tuple[ClientSettings, PullConfig, dict[str, Any]]:
+    """What both consumers' settings start with: the group checked, the client
+    settings, the pull options as a :class:`PullConfig`, and the class's own
+    options (``own_keys``) apart, short enum names spelled out."""
+    if "group" not in options:
+        raise ConfigError(f"a consumer needs a group: {class_name}(..., group='my-group')")
+    check_consumer_group(options["group"])
+    settings, mine = _split_options(namesrv_addr, options, own_keys | _PULL_KEYS, what, **host)
+    pull = PullConfig(**_fields({k: v for k, v in mine.items() if k in _PULL_KEYS}))
+    own = _consumer_enum_options({k: v for k, v in mine.items() if k in own_keys})
+    return settings, pull, own
+
+
+def _built(what: str, make: Callable[[], T]) -> T:
+    """``make()``, a config whose own checks raise :class:`ValueError`: as a
+    :class:`ConfigError` naming the class's options."""
+    try:
+        return make()
+    except ConfigError:
+        raise
+    except ValueError as exc:
+        raise ConfigError(f"invalid {what} option: {exc}") from None
 
 
 def _consumer_enum_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -618,30 +643,23 @@ def pull_consumer_settings(
     default_ip: str = "127.0.0.1",
     environ: Mapping[str, str] | None = None,
 ) -> tuple[ClientSettings, PullConsumerConfig]:
-    if "group" not in options:
-        raise ConfigError("a consumer needs a group: PullConsumer(..., group='my-group')")
-    check_consumer_group(options["group"])
-    settings, mine = _split_options(
+    settings, pull, own = _consumer_split(
         namesrv_addr,
         options,
-        _PULL_CONSUMER_KEYS | _PULL_KEYS,
+        _PULL_CONSUMER_KEYS,
         "pull consumer",
+        "PullConsumer",
         pid=pid,
         nonce=nonce,
         default_ip=default_ip,
         environ=environ,
     )
-    pull = PullConfig(**_fields({k: v for k, v in mine.items() if k in _PULL_KEYS}))
-    own = _consumer_enum_options({k: v for k, v in mine.items() if k in _PULL_CONSUMER_KEYS})
     strategy = own.pop("allocate_strategy", "averagely")
     if isinstance(strategy, str):
         strategy = ConsumerConfig(group=own["group"], allocate_strategy=strategy).strategy
-    try:
-        config = PullConsumerConfig(pull=pull, strategy=strategy, **own)
-    except ValueError as exc:
-        if isinstance(exc, ConfigError):
-            raise
-        raise ConfigError(f"invalid pull consumer option: {exc}") from None
+    config = _built(
+        "pull consumer", lambda: PullConsumerConfig(pull=pull, strategy=strategy, **own)
+    )
     return settings, config
 
 
