@@ -32,21 +32,10 @@ TransactionChecker = Callable[[MessageExt], "TransactionState | bool | Awaitable
 monotonic = time.monotonic
 
 
-class _NoLock:
-    """A lock that is never needed: flows and methods all run on the loop's thread,
-    and a step of a flow (its code between two effects) ends before anything else
-    runs there."""
-
-    __slots__ = ()
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-_NO_LOCK = _NoLock()
+#: The core lock of an asyncio client, which is never needed: flows and methods
+#: all run on the loop's thread, and a step of a flow (its code between two
+#: effects) ends before anything else runs there.
+_NO_LOCK: contextlib.nullcontext[None] = contextlib.nullcontext()
 
 
 class Runtime:
@@ -58,7 +47,7 @@ class Runtime:
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._slots: asyncio.Semaphore | None = None
 
-    def Lock(self) -> _NoLock:  # named like the blocking runtime's factory
+    def Lock(self) -> contextlib.nullcontext[None]:  # named like the blocking runtime's factory
         return _NO_LOCK
 
     def bounded_handler(
