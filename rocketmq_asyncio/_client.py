@@ -20,14 +20,13 @@ from typing import Any, ClassVar, Self, TypeVar, Unpack
 
 from rocketmq_proto.driver import (
     DEFAULT_CLUSTER,
-    AdminCore,
-    ClientCore,
+    Built,
     ClientOptions,
-    ClientSettings,
     ClusterInfo,
-    ConfigError,
+    ConsumerConfig,
     ConsumerOptions,
     Flow,
+    Host,
     LifecycleOwner,
     LocalProtocolError,
     Message,
@@ -48,14 +47,12 @@ from rocketmq_proto.driver import (
     TopicOffset,
     TopicRouteData,
     TransactionState,
-    UniqueIdGenerator,
-    admin_settings,
-    check_transaction_group,
-    consumer_settings,
-    ip_bytes,
+    build_admin,
+    build_producer,
+    build_pull_consumer,
+    build_push_consumer,
+    build_transaction_producer,
     make_reply_message,
-    producer_settings,
-    pull_consumer_settings,
     supervised,
 )
 
@@ -81,14 +78,15 @@ from ._shell import (
 T = TypeVar("T")
 
 
-def _host_facts(pid: int) -> dict[str, Any]:
-    """What the settings builders take from this process and host."""
-    return {
-        "pid": pid,
-        "nonce": random.getrandbits(48),
-        "default_ip": local_ip(),
-        "environ": os.environ,
-    }
+def _host() -> Host:
+    """What the core's builders take from this process and host."""
+    return Host(
+        pid=os.getpid(),
+        nonce=random.getrandbits(48),
+        id_seed=random.getrandbits(32),
+        default_ip=local_ip(),
+        environ=os.environ,
+    )
 
 
 #: Seconds :meth:`Producer.close` waits by default for the sends in flight.
@@ -102,17 +100,15 @@ class _ClientBase:
     #: The runtime the class runs on; ``rocketmq_gevent`` binds its own.
     runtime_factory: ClassVar[Callable[..., Runtime]] = DefaultRuntime
 
-    def __init__(self, settings: ClientSettings, runtime: Runtime | None = None) -> None:
-        self._settings = settings
-        self._core = ClientCore(settings.client)
-        self._log = settings.transport.logger or logging.getLogger(__package__)
+    def __init__(self, built: Built[Any], runtime: Runtime | None = None) -> None:
+        self._settings = built.settings
+        self._core = built.session
+        self._log = self._settings.transport.logger or logging.getLogger(__package__)
         #: This client's own runtime (made here, or by a subclass for it): closed with it.
         self._runtime = runtime if runtime is not None else type(self).runtime_factory()
         self._lock = self._runtime.Lock()
-        #: Held while a flow of this client takes a step, and by methods that touch
-        #: core state directly (blocking drivers: flows resume on reader threads,
-        #: users call from theirs; asyncio: a lock that is never needed).
-        self._core_lock = self._runtime.Lock()
+        #: Held by methods that touch core state directly (see ``Runtime.core_lock``).
+        self._core_lock = self._runtime.core_lock
         self._engine: Engine | None = None
         #: The class's own cores whose lifecycle this shell moves (a producer's, an
         #: admin's); a consumer's core is moved by its start and shutdown flows.
@@ -136,9 +132,7 @@ class _ClientBase:
                 raise LocalProtocolError("a closed client cannot be started again")
             if self._engine is not None:
                 return
-            engine = Engine(
-                self._runtime, self._settings.transport, self._on_server_request, self._core_lock
-            )
+            engine = Engine(self._settings.transport, self._on_server_request, self._runtime)
             self._core.start()  # once the engine is made: a failure there leaves it created
             for core in self._own_cores:
                 core.start()
@@ -248,16 +242,11 @@ class Producer(_ClientBase):
     def __init__(
         self, namesrv_addr: str | Iterable[str] | None = None, **options: Unpack[ProducerOptions]
     ):
-        pid = os.getpid()
-        settings, config = producer_settings(
-            namesrv_addr,
-            options,
-            **_host_facts(pid),
-        )
-        super().__init__(settings)
-        ids = UniqueIdGenerator(ip_bytes(settings.client.client_ip), pid, random.getrandbits(32))
-        self._producer = ProducerCore(self._core, config, ids)
-        self._producer.register()
+        self._init_from(build_producer(namesrv_addr, options, _host()))
+
+    def _init_from(self, built: Built[ProducerCore]) -> None:
+        super().__init__(built)
+        self._producer = built.core
         self._own_cores = (self._producer,)
         self._replies = ReplyWaiters(self._deliver_reply)
         self._replies.register(self._core)
@@ -429,11 +418,7 @@ class TransactionProducer(Producer):
         checker: TransactionChecker | None = None,
         **options: Unpack[ProducerOptions],
     ) -> None:
-        if not callable(checker):
-            raise ConfigError("checker must be callable: (message) -> TransactionState")
-        check_transaction_group(options)
-        super().__init__(namesrv_addr, **options)
-        self._producer.set_transaction_checker(checker)
+        self._init_from(build_transaction_producer(namesrv_addr, options, _host(), checker))
 
     async def send_in_transaction(
         self,
@@ -458,16 +443,9 @@ class Admin(_ClientBase):
     def __init__(
         self, namesrv_addr: str | Iterable[str] | None = None, **options: Unpack[ClientOptions]
     ):
-        # Administration waits longer by default: a broker may take seconds to
-        # create its first topic (its stores start lazily).
-        options.setdefault("request_timeout", 15.0)
-        settings = admin_settings(
-            namesrv_addr,
-            options,
-            **_host_facts(os.getpid()),
-        )
-        super().__init__(settings)
-        self._admin = AdminCore(self._core)
+        built = build_admin(namesrv_addr, options, _host())
+        super().__init__(built)
+        self._admin = built.core
         self._own_cores = (self._admin,)
 
     async def create_topic(
@@ -559,7 +537,52 @@ class Admin(_ClientBase):
         return await self._run(self._admin.view_message_flow(msg_id, topic))
 
 
-class PushConsumer(_ClientBase):
+class _ConsumerBase(_ClientBase):
+    """What both consumers share: a group, subscriptions, the consumer core's
+    start and shutdown flows, and its supervised upkeep."""
+
+    #: Names the consumer in logs and in its upkeep task's name.
+    _kind: ClassVar[str]
+    _consumer: PushConsumerCore | PullConsumerCore
+    _consumer_upkeep: Task[None] | None = None
+
+    @property
+    def group(self) -> str:
+        return self._consumer.config.group
+
+    def subscribe(self, topic: str, expression: str = "*", *, sql: bool = False) -> None:
+        """Subscribe to ``topic``: tags (``*``, ``"a || b"``) or, with ``sql``, an SQL92
+        filter. Rebalance shares the topic's queues out among the group.
+
+        Safe on a running consumer: the next rebalance takes it up. In asyncio,
+        call it on the loop's thread (from a handler's worker thread, use
+        ``loop.call_soon_threadsafe``); the blocking drivers take any thread.
+        """
+        with self._core_lock:  # flows of this consumer read the subscriptions meanwhile
+            self._consumer.subscribe(topic, expression, "SQL92" if sql else "TAG")
+
+    async def _on_started(self) -> None:
+        await self._run(self._consumer.start_flow())
+        await self._on_consumer_started()
+        self._consumer_upkeep = self._upkeep_of(
+            self._consumer.maintenance_flow, lambda: self._consumer.closed, f"{self._kind} upkeep"
+        )
+
+    async def _on_consumer_started(self) -> None:
+        """Hook: what follows the consumer core's start, before its upkeep starts."""
+
+    async def _wind_down(self, timeout: float | None) -> None:
+        if self._engine is not None and not self._consumer.closed:
+            try:
+                await self._run(self._consumer.shutdown_flow())
+            except Exception as exc:
+                self._log.warning("%s shutdown incomplete: %s", self._kind, exc)
+        self._consumer.close_at_once()  # closed already unless no shutdown flow ran
+        if self._consumer_upkeep is not None:
+            await cancel_and_wait(self._consumer_upkeep)
+
+
+class PushConsumer(_ConsumerBase):
     """Receives messages pushed to ``handler(messages) -> ConsumeResult``.
 
     ``handler`` gets a list of :class:`MessageExt` (one by default, up to
@@ -579,43 +602,26 @@ class PushConsumer(_ClientBase):
             ...
     """
 
+    _kind = "consumer"
+
     def __init__(
         self,
         namesrv_addr: str | Iterable[str] | None = None,
         handler: MessageHandler | None = None,
         **options: Unpack[ConsumerOptions],
     ) -> None:
-        if not callable(handler):
-            raise ConfigError("handler must be callable: (messages) -> ConsumeResult")
-        pid = os.getpid()
-        settings, config = consumer_settings(
-            namesrv_addr,
-            options,
-            **_host_facts(pid),
-        )
-        # The runtime runs the handlers (at most consume_thread_max at once); the
-        # flows answering broker requests only pass through it without waiting.
-        runtime = type(self).runtime_factory(max_user_workers=config.consume_thread_max)
-        super().__init__(settings, runtime)
-        ids = UniqueIdGenerator(ip_bytes(settings.client.client_ip), pid, random.getrandbits(32))
-        bounded = bounded_handler(runtime, handler, lambda: self._consumer.closed)
-        self._consumer = PushConsumerCore(self._core, config, bounded, ids)
-        self._consumer.register()
-        self._consumer_upkeep: Task[None] | None = None
+        runtime: Runtime | None = None
 
-    @property
-    def group(self) -> str:
-        return self._consumer.config.group
+        def run_handler(config: ConsumerConfig, handler: MessageHandler) -> MessageHandler:
+            # The runtime runs the handlers (at most consume_thread_max at once); the
+            # flows answering broker requests only pass through it without waiting.
+            nonlocal runtime
+            runtime = type(self).runtime_factory(max_user_workers=config.consume_thread_max)
+            return bounded_handler(runtime, handler, lambda: self._consumer.closed)
 
-    def subscribe(self, topic: str, expression: str = "*", *, sql: bool = False) -> None:
-        """Subscribe to ``topic``: tags (``*``, ``"a || b"``) or, with ``sql``, an SQL92 filter.
-
-        Safe on a running consumer: the next rebalance takes it up. In asyncio,
-        call it on the loop's thread (from a handler's worker thread, use
-        ``loop.call_soon_threadsafe``); the blocking drivers take any thread.
-        """
-        with self._core_lock:  # flows of this consumer read the subscriptions meanwhile
-            self._consumer.subscribe(topic, expression, "SQL92" if sql else "TAG")
+        built = build_push_consumer(namesrv_addr, options, _host(), handler, run_handler)
+        super().__init__(built, runtime)
+        self._consumer: PushConsumerCore = built.core
 
     def unsubscribe(self, topic: str) -> None:
         """Stop consuming ``topic`` (its queues go at the next rebalance); called
@@ -623,25 +629,9 @@ class PushConsumer(_ClientBase):
         with self._core_lock:
             self._consumer.unsubscribe(topic)
 
-    async def _on_started(self) -> None:
-        await self._run(self._consumer.start_flow())
-        self._consumer_upkeep = self._upkeep_of(
-            self._consumer.maintenance_flow, lambda: self._consumer.closed, "consumer upkeep"
-        )
-
     async def close(self) -> None:
         """Stop pulling, let running handlers finish, commit offsets, unregister, close."""
         await self._close(None)
-
-    async def _wind_down(self, timeout: float | None) -> None:
-        if self._engine is not None and not self._consumer.closed:
-            try:
-                await self._run(self._consumer.shutdown_flow())
-            except Exception as exc:
-                self._log.warning("consumer shutdown incomplete: %s", exc)
-        self._consumer.close_at_once()  # closed already unless no shutdown flow ran
-        if self._consumer_upkeep is not None:
-            await cancel_and_wait(self._consumer_upkeep)
 
     @property
     def consumed(self) -> int:
@@ -654,7 +644,7 @@ class PushConsumer(_ClientBase):
             return sorted(self._consumer.queues)
 
 
-class PullConsumer(_ClientBase):
+class PullConsumer(_ConsumerBase):
     """Messages on demand: ``await poll(timeout)``, or ``async for message in consumer``.
 
     ``subscribe`` (queues shared out by rebalance, like a push consumer) or
@@ -663,28 +653,20 @@ class PullConsumer(_ClientBase):
     :class:`rocketmq_proto.PullConsumerOptions` (``group`` is required).
     """
 
+    _kind = "pull consumer"
+
     def __init__(
         self,
         namesrv_addr: str | Iterable[str] | None = None,
         **options: Unpack[PullConsumerOptions],
     ) -> None:
-        settings, config = pull_consumer_settings(
-            namesrv_addr,
-            options,
-            **_host_facts(os.getpid()),
+        built = build_pull_consumer(
+            namesrv_addr, options, _host(), notify=lambda: self._arrived.set()
         )
-        super().__init__(settings)
+        super().__init__(built)
         self._arrived = new_signal(self._runtime)
-        self._consumer = PullConsumerCore(self._core, config, notify=self._arrived.set)
-        self._consumer.register()
+        self._consumer: PullConsumerCore = built.core
         self._pending_assign: list[MessageQueue] | None = None
-        self._upkeep: Task[None] | None = None
-
-    def subscribe(self, topic: str, expression: str = "*", *, sql: bool = False) -> None:
-        """Subscribe to ``topic`` (tags, or with ``sql`` an SQL92 filter); rebalance
-        assigns. Called as :meth:`PushConsumer.subscribe`."""
-        with self._core_lock:  # flows of this consumer read the subscriptions meanwhile
-            self._consumer.subscribe(topic, expression, "SQL92" if sql else "TAG")
 
     async def assign(self, queues: Iterable[MessageQueue]) -> None:
         """Consume exactly ``queues`` (no rebalance)."""
@@ -694,13 +676,9 @@ class PullConsumer(_ClientBase):
             return
         await self._run(self._consumer.assign_flow(queues))
 
-    async def _on_started(self) -> None:
-        await self._run(self._consumer.start_flow())
+    async def _on_consumer_started(self) -> None:
         if self._pending_assign is not None:
             await self._run(self._consumer.assign_flow(self._pending_assign))
-        self._upkeep = self._upkeep_of(
-            self._consumer.maintenance_flow, lambda: self._consumer.closed, "pull consumer upkeep"
-        )
 
     async def poll(self, timeout: float = 1.0, max_records: int | None = None) -> list[MessageExt]:
         """Messages that arrived, waiting up to ``timeout`` seconds for the first.
@@ -768,12 +746,5 @@ class PullConsumer(_ClientBase):
         await self._close(None)
 
     async def _wind_down(self, timeout: float | None) -> None:
-        if self._engine is not None and not self._consumer.closed:
-            try:
-                await self._run(self._consumer.shutdown_flow())
-            except Exception as exc:
-                self._log.warning("pull consumer shutdown incomplete: %s", exc)
-        self._consumer.close_at_once()  # closed already unless no shutdown flow ran
-        if self._upkeep is not None:
-            await cancel_and_wait(self._upkeep)
-        self._arrived.set()
+        await super()._wind_down(timeout)
+        self._arrived.set()  # polls waiting now return

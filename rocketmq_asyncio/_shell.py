@@ -32,9 +32,9 @@ TransactionChecker = Callable[[MessageExt], "TransactionState | bool | Awaitable
 monotonic = time.monotonic
 
 
-#: The core lock of an asyncio client, which is never needed: flows and methods
-#: all run on the loop's thread, and a step of a flow (its code between two
-#: effects) ends before anything else runs there.
+#: A lock that is never needed: flows and methods all run on the loop's thread,
+#: and a step of a flow (its code between two effects) ends before anything else
+#: runs there.
 _NO_LOCK: contextlib.nullcontext[None] = contextlib.nullcontext()
 
 
@@ -46,6 +46,9 @@ class Runtime:
         self._max_user_workers = max_user_workers
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._slots: asyncio.Semaphore | None = None
+
+    #: The client's core lock (see the blocking runtime's): never needed here.
+    core_lock = _NO_LOCK
 
     def Lock(self) -> contextlib.nullcontext[None]:  # named like the blocking runtime's factory
         return _NO_LOCK
@@ -100,12 +103,9 @@ class Engine:
     """Runs one client's core flows on its connections."""
 
     def __init__(
-        self,
-        runtime: Runtime,
-        transport: TransportSettings,
-        request_handler: RequestHandler,
-        core_lock: object,
+        self, transport: TransportSettings, request_handler: RequestHandler, runtime: Runtime
     ) -> None:
+        # ``runtime`` runs the flows in the blocking driver; here the loop does.
         self.remoting = RemotingClient(transport, request_handler=request_handler)
         #: The flows this client's flows spawned, and its file thread.
         self.tasks = FlowTasks()

@@ -181,6 +181,7 @@ class GeventRuntime(PooledRuntime):
         self._max_user_workers = max_user_workers
         self._fork = ForkCheck()
         self._pool = WorkerPool(self, max_user_workers)
+        self.core_lock = self.Lock()
 
     def __repr__(self) -> str:
         return f"<GeventRuntime max_user_workers={self._max_user_workers}>"

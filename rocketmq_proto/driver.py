@@ -21,10 +21,11 @@ trio, would do the same). It imports only this module and :mod:`rocketmq_proto`
    :class:`UserCallbackError` (:func:`user_callback_error`); :class:`HttpAnswer`
    bounds an :class:`HttpGet`'s answer and words its errors. Every class of the
    :data:`Effect` union is here.
-3. **Clients.** Build the client cores from the options (the
-   ``*_settings`` builders validate them once for every driver), run their
-   upkeep flows under :func:`supervised`, answer the server's requests with
-   ``ClientCore.handle_server_request``, and close them in order.
+3. **Clients.** Build each client's cores with a ``build_*`` builder (it
+   validates the options once for every driver, from the process's
+   :class:`Host` facts), run their upkeep flows under :func:`supervised`,
+   answer the server's requests with ``ClientCore.handle_server_request``,
+   and move them through their lifecycle (:class:`LifecycleOwner`) in order.
 """
 
 from __future__ import annotations
@@ -32,6 +33,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from rocketmq_proto.build import (
+    Built,
+    Host,
+    build_admin,
+    build_producer,
+    build_pull_consumer,
+    build_push_consumer,
+    build_transaction_producer,
+)
 from rocketmq_proto.connection.connection import (
     Connection,
     ConnectionClosed,
@@ -48,7 +58,12 @@ from rocketmq_proto.connection.endpoint import Endpoint, request_timeout_error
 from rocketmq_proto.connection.pool import Dial, Fail, PoolPolicy, ReconnectBackoff, Use, Wait
 from rocketmq_proto.flows.admin import DEFAULT_CLUSTER, AdminCore, TopicOffset
 from rocketmq_proto.flows.consumer.lite_pull import PullConsumerCore
-from rocketmq_proto.flows.consumer.push import HANDLER_NOT_RUN, MessageHandler, PushConsumerCore
+from rocketmq_proto.flows.consumer.push import (
+    HANDLER_NOT_RUN,
+    ConsumerConfig,
+    MessageHandler,
+    PushConsumerCore,
+)
 from rocketmq_proto.flows.effects import (
     Call,
     Effect,
@@ -76,7 +91,6 @@ from rocketmq_proto.flows.producer import (
     make_reply_message,
 )
 from rocketmq_proto.flows.session import ClientCore
-from rocketmq_proto.message.ids import UniqueIdGenerator
 from rocketmq_proto.message.model import Message, MessageExt
 from rocketmq_proto.options import (
     ClientOptions,
@@ -85,14 +99,7 @@ from rocketmq_proto.options import (
     ProducerOptions,
     PullConsumerOptions,
     TransportSettings,
-    admin_settings,
-    check_transaction_group,
     choose_client_ip,
-    client_settings,
-    consumer_settings,
-    ip_bytes,
-    producer_settings,
-    pull_consumer_settings,
 )
 from rocketmq_proto.wire.codes import (
     Perm,
@@ -121,6 +128,7 @@ __all__ = [
     "HANDLER_NOT_RUN",
     "SHARED_EXPORTS",
     "AdminCore",
+    "Built",
     "Call",
     "ClientCore",
     "ClientOptions",
@@ -131,6 +139,7 @@ __all__ = [
     "ConnectionClosed",
     "ConnectionClosedError",
     "ConnectionState",
+    "ConsumerConfig",
     "ConsumerOptions",
     "Dial",
     "Effect",
@@ -138,6 +147,7 @@ __all__ = [
     "Event",
     "Fail",
     "Flow",
+    "Host",
     "HttpAnswer",
     "HttpGet",
     "InvalidArgumentError",
@@ -180,24 +190,21 @@ __all__ = [
     "TopicRouteData",
     "TransactionState",
     "TransportSettings",
-    "UniqueIdGenerator",
     "Use",
     "UserCall",
     "UserCallbackError",
     "Wait",
     "WallTime",
     "WriteFile",
-    "admin_settings",
-    "check_transaction_group",
+    "build_admin",
+    "build_producer",
+    "build_pull_consumer",
+    "build_push_consumer",
+    "build_transaction_producer",
     "choose_client_ip",
-    "client_settings",
-    "consumer_settings",
-    "ip_bytes",
     "make_reply_message",
     "perform_read_file",
     "perform_write_file",
-    "producer_settings",
-    "pull_consumer_settings",
     "request_name",
     "request_timeout_error",
     "supervised",
@@ -249,7 +256,7 @@ def transport_settings(
     logger: logging.Logger | None = None,
 ) -> TransportSettings:
     """The settings of a driver's transport made on its own (a client's come from
-    :func:`client_settings`), checked as far as the core can: ``ssl_context``
+    its builder), checked as far as the core can: ``ssl_context``
     needs ``wrap_socket`` (a transport insists on an :class:`ssl.SSLContext`).
     Raises :class:`ConfigError`."""
     if not connect_timeout > 0:

@@ -129,6 +129,11 @@ class Runtime(Protocol):
         """The running task (thread or greenlet), comparable by identity to a handle."""
         ...
 
+    #: Held while a step of one of its client's flows runs (flows resume on reader
+    #: threads, users call from theirs), and by the client's methods that touch
+    #: core state directly: one per client, as the runtime is.
+    core_lock: LockLike
+
     def Lock(self) -> LockLike: ...
 
     def Event(self) -> EventLike: ...
@@ -568,6 +573,7 @@ class ThreadRuntime(PooledRuntime):
         self._fork = ForkCheck()
         self._scheduler = _Scheduler()
         self._pool = WorkerPool(self, max_user_workers, adaptive=True)
+        self.core_lock = self.Lock()
 
     def __repr__(self) -> str:
         return f"<ThreadRuntime max_user_workers={self._max_user_workers}>"

@@ -17,7 +17,7 @@ from rocketmq_proto.driver import Flow, MessageHandler, TransportSettings
 from ._future import CancelledError
 from ._future import Future as Future
 from ._interpreter import run_flow, start_flow
-from ._runtime import EventLike, LockLike, ThreadRuntime
+from ._runtime import EventLike, ThreadRuntime
 from ._runtime import Runtime as Runtime
 from ._transport import RemotingClient, RequestHandler
 
@@ -44,15 +44,11 @@ class Engine:
     """Runs one client's core flows on its connections and its runtime."""
 
     def __init__(
-        self,
-        runtime: Runtime,
-        transport: TransportSettings,
-        request_handler: RequestHandler,
-        core_lock: LockLike,
+        self, transport: TransportSettings, request_handler: RequestHandler, runtime: Runtime
     ) -> None:
         self.remoting = RemotingClient(runtime, transport, request_handler=request_handler)
         self._runtime = runtime
-        self._core_lock = core_lock
+        self._core_lock = runtime.core_lock
 
     def run(self, flow: Flow[T]) -> T:
         """Drive ``flow`` to its end; its value."""
