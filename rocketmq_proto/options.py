@@ -94,7 +94,11 @@ class ConsumerOptions(ClientOptions, total=False):
     ``pull_threshold_bytes_for_queue``: cached bytes per queue above which
     pulling pauses (100 MiB; 1 MiB..1 GiB, counted in whole MiB as Java's).
     ``consume_timestamp`` is a point in time, not a duration: epoch
-    milliseconds, as message timestamps.
+    milliseconds, as message timestamps. ``broker_suspend_max_time``: how long
+    the broker holds a pull that finds nothing (the long poll, 15.0);
+    ``consumer_timeout_when_suspend``: how long the client waits for such a
+    pull's answer (30.0, at least the former). A pull that times out is
+    followed by the next at once; a pull that fails fast, 3 s later.
 
     Aliases (Java's names, still accepted): ``suspend_current_queue_time_millis``
     (milliseconds), ``consume_timeout_minutes`` (minutes) and
@@ -122,12 +126,16 @@ class ConsumerOptions(ClientOptions, total=False):
     pull_threshold_bytes_for_queue: int
     pull_interval: float
     post_subscription_when_pull: bool
+    broker_suspend_max_time: float
+    consumer_timeout_when_suspend: float
 
 
 class PullConsumerOptions(ClientOptions, total=False):
     """Options of ``PullConsumer`` (times in seconds).
 
-    ``consume_timestamp`` is epoch milliseconds, as in :class:`ConsumerOptions`.
+    ``consume_timestamp`` is epoch milliseconds, and ``broker_suspend_max_time``
+    and ``consumer_timeout_when_suspend`` are the long poll and pull timeout,
+    as in :class:`ConsumerOptions`.
     """
 
     group: str
@@ -141,6 +149,8 @@ class PullConsumerOptions(ClientOptions, total=False):
     rebalance_interval: float
     pull_batch_size: int
     pull_threshold_for_queue: int
+    broker_suspend_max_time: float
+    consumer_timeout_when_suspend: float
 
 
 _CLIENT_KEYS = frozenset(ClientOptions.__annotations__)
@@ -152,6 +162,8 @@ _PULL_KEYS = frozenset(
         "pull_threshold_bytes_for_queue",
         "pull_interval",
         "post_subscription_when_pull",
+        "broker_suspend_max_time",
+        "consumer_timeout_when_suspend",
     }
 )
 _CONSUMER_KEYS = frozenset(ConsumerOptions.__annotations__) - _CLIENT_KEYS - _PULL_KEYS
@@ -175,6 +187,8 @@ _TIMES: Final[Mapping[str, bool]] = {
     "await_termination": False,
     "pull_interval": True,
     "auto_commit_interval": False,
+    "broker_suspend_max_time": True,
+    "consumer_timeout_when_suspend": False,
 }
 
 #: Older names (Java's, in snake_case), each with the option it sets, its unit and

@@ -982,6 +982,15 @@ class LocalCluster:
             _stop_servers([server], 5.0)
             raise ClusterError(f"broker {name} failed to restart: {exc}\n{report}") from exc
 
+    def pause_broker(self, name: str) -> None:
+        """Freeze one broker (SIGSTOP): its connections stay open and nothing
+        answers, as a broker stalled by a long pause or an overloaded host."""
+        self._broker(name).send(signal.SIGSTOP)
+
+    def resume_broker(self, name: str) -> None:
+        """Let a paused broker run again (SIGCONT)."""
+        self._broker(name).send(signal.SIGCONT)
+
     def stop_namesrv(self, index: int = 0, *, kill: bool = False) -> None:
         """Stop the ``index``-th name server (SIGKILL at once when ``kill``); its port
         is kept for :meth:`start_namesrv`. Brokers keep running and keep trying it."""

@@ -1060,6 +1060,54 @@ def test_close_lets_running_handlers_finish_and_commits_their_work(
     assert not again, f"consumed before close, delivered again: {sorted(again)[:5]}"
 
 
+def test_close_waits_for_a_stuck_handler_no_longer_than_await_termination(
+    backend: Backend, ns: str, admin: Any, producer: Any
+) -> None:
+    """A handler that outlasts ``await_termination`` bounds close() by that time,
+    not by the handler; its message is not committed, so the group's next
+    consumer receives it again (nothing is lost)."""
+    topic = new_topic(backend, admin, "StuckT", queues=1)
+    group = unique("stuck")
+    released: list[bool] = []
+    entered: list[str] = []
+
+    bound = 2.0
+
+    def stuck(msgs: list[MessageExt]) -> None:
+        entered.extend(m.body.decode() for m in msgs)
+        # Released once close() returned; a close that waited for it would
+        # take the 10 s more this gives it, and fail below instead of hanging.
+        give_up = time.monotonic() + bound + 10.0
+        while not released and time.monotonic() < give_up:
+            backend.sleep(0.05)
+
+    send_all(backend, producer, [Message(topic, b"stuck-0")])
+    consumer = make_consumer(
+        backend,
+        ns,
+        stuck,
+        group,
+        [(topic, "*", False)],
+        consume_from_where="first",
+        await_termination=bound,
+    )
+    consumer.start()
+    try:
+        backend.wait_for(lambda: entered, WAIT, "the handler to start")
+        began = time.monotonic()
+        consumer.close()
+        took = time.monotonic() - began
+    finally:
+        released.append(True)
+    # The wait for the handler, plus the commit, unlock and unregister requests.
+    assert bound <= took < bound + 5.0, f"close took {took:.1f} s with await_termination={bound}"
+    again: list[str] = []
+    with running(
+        backend, ns, lambda msgs: again.extend(m.body.decode() for m in msgs), group, topic
+    ):
+        backend.wait_for(lambda: "stuck-0" in again, WAIT, "the unfinished message again")
+
+
 def test_reset_offsets_to_a_timestamp_while_consuming(
     backend: Backend, ns: str, admin: Any, producer: Any
 ) -> None:

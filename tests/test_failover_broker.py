@@ -237,3 +237,53 @@ def test_sends_survive_a_broker_stop_and_restart(
             assert stored.queue_offset == result.queue_offset
             assert stored.topic == topic
         assert not missing, missing
+
+
+#: The pull consumer's pull timeout in the stall test (and the broker's long poll).
+PULL_TIMEOUT = 5.0
+BROKER_SUSPEND = 2.0
+
+
+def test_an_assigned_queue_delivers_within_one_pull_timeout_once_a_stalled_broker_answers(
+    healthy_cluster: launcher.LocalCluster, backend: Backend
+) -> None:
+    """A broker frozen (SIGSTOP) for longer than the pull timeout makes the pulls
+    of an assigned queue time out; once it answers again (SIGCONT), a message
+    sent there reaches ``poll`` within one pull timeout. A pull that timed out
+    is followed by the next at once: it already waited longer than the
+    error back-off (3 s), which would otherwise come on top."""
+    ns = healthy_cluster.namesrv_addr
+    topic = unique(f"Stall_{backend.name}")
+    with (
+        backend.open("Admin", ns) as admin,
+        backend.open("Producer", ns, group=unique("stall_p")) as producer,
+        backend.open(
+            "PullConsumer",
+            ns,
+            group=unique("stall_c"),
+            consumer_timeout_when_suspend=PULL_TIMEOUT,
+            broker_suspend_max_time=BROKER_SUSPEND,
+        ) as consumer,
+    ):
+        admin.create_topic(topic, read_queue_nums=1, write_queue_nums=1)
+        backend.wait_for(lambda: len(admin.topic_route(topic).queue_datas) == 2, 30, "the route")
+        queue = next(q for q in consumer.queues_of(topic) if q.broker_name == STOPPED)
+        consumer.assign([queue])
+        producer.send(Message(topic, b"before"), queue=queue)
+        backend.wait_for(lambda: consumer.poll(0.5), 30, "the message sent before the stall")
+
+        off_the_hub(backend, healthy_cluster.pause_broker, STOPPED)
+        try:
+            # Long enough for the pull in flight, and the one after it, to time out.
+            backend.sleep(2 * PULL_TIMEOUT + 1.0)
+        finally:
+            off_the_hub(backend, healthy_cluster.resume_broker, STOPPED)
+        producer.send(Message(topic, b"after"), queue=queue)  # answered: the broker is back
+        answered = time.monotonic()
+        got: list[bytes] = []
+        while not got and time.monotonic() - answered < 3 * PULL_TIMEOUT:
+            got = [m.body for m in consumer.poll(0.2)]
+        took = time.monotonic() - answered
+        assert got == [b"after"], f"nothing polled {took:.1f} s after the broker answered again"
+        print(f"\n[{backend.name}] delivered {took:.2f} s after the stalled broker answered")
+        assert took < PULL_TIMEOUT, f"delivered {took:.1f} s after the broker answered again"

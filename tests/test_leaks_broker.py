@@ -99,13 +99,29 @@ def _use_transaction_producer(backend: Backend, ns: str, topic: str) -> None:
         )
 
 
+#: Every this many cycles, a push consumer also runs its handler on a message (so
+#: the handlers' worker threads, greenlets or executor are made and closed too).
+HANDLER_EVERY = 25
+_push_cycles = [0]
+
+
 def _use_push_consumer(backend: Backend, ns: str, topic: str) -> None:
+    handled: list[int] = []
     consumer = backend.make(
-        "PushConsumer", ns, lambda messages: None, group="leak_push", consume_from_where="last"
+        "PushConsumer",
+        ns,
+        lambda messages: handled.append(len(messages)),
+        group="leak_push",
+        consume_from_where="last",
     )
     consumer.subscribe(topic)
     with consumer:
-        pass
+        _push_cycles[0] += 1
+        if _push_cycles[0] % HANDLER_EVERY == 1:
+            backend.wait_for(consumer.assigned_queues, 20, "the consumer's queue")
+            with backend.open("Producer", ns, group="leak_push_producer") as producer:
+                producer.send(Message(topic, b"leak"))
+            backend.wait_for(lambda: handled, 20, "the handler to run")
 
 
 def _use_pull_consumer(backend: Backend, ns: str, topic: str) -> None:
@@ -140,6 +156,7 @@ def test_open_use_close_leaves_nothing_behind(
     for _ in range(cycles):
         use(backend, ns, leak_topic)
     after = _settled(backend, baseline)
+    print(f"\n[{backend.name}] {client}: {cycles} cycles, before {baseline}, after {after}")
     grown = {
         key: f"{baseline[key]} -> {after[key]}" for key in baseline if after[key] > baseline[key]
     }

@@ -121,7 +121,14 @@ def test_the_documented_defaults_are_the_configs_defaults() -> None:
 
 # --------------------------------------------------------------------- time options
 
+
 # Each time option: a builder that takes it, and where its value lands, in seconds.
+def short_poll_settings(namesrv: Any, options: dict[str, Any], **host: Any) -> tuple[Any, Any]:
+    """A push consumer's settings with a long poll shorter than any pull timeout
+    tried (the pull timeout must be at least the long poll, as in Java)."""
+    return consumer_settings(namesrv, {"broker_suspend_max_time": 0.1, **options}, **host)
+
+
 TIMES: dict[str, tuple[Builder, Callable[[Any, Any], float]]] = {
     "request_timeout": (producer_settings, lambda s, c: s.client.request_timeout),
     "connect_timeout": (producer_settings, lambda s, c: s.transport.connect_timeout),
@@ -142,6 +149,14 @@ TIMES: dict[str, tuple[Builder, Callable[[Any, Any], float]]] = {
     "await_termination": (consumer_settings, lambda s, c: c.await_termination),
     "pull_interval": (consumer_settings, lambda s, c: c.pull.pull_interval),
     "auto_commit_interval": (pull_consumer_settings, lambda s, c: c.auto_commit_interval),
+    "broker_suspend_max_time": (
+        pull_consumer_settings,
+        lambda s, c: c.pull.broker_suspend_max_time,
+    ),
+    "consumer_timeout_when_suspend": (
+        short_poll_settings,
+        lambda s, c: c.pull.consumer_timeout_when_suspend,
+    ),
 }
 
 
@@ -189,7 +204,10 @@ def test_zero_is_refused_for_a_time_option_unless_it_means_no_pause() -> None:
         ).suspend_current_queue_time_millis
         == 0
     )
-    for name in sorted(set(TIMES) - {"pull_interval", "suspend_current_queue_time"}):
+    # A long poll of 0: the broker answers a pull that finds nothing at once.
+    assert config(consumer_settings, broker_suspend_max_time=0).pull.broker_suspend_max_time == 0
+    zero_ok = {"pull_interval", "suspend_current_queue_time", "broker_suspend_max_time"}
+    for name in sorted(set(TIMES) - zero_ok):
         with pytest.raises(ConfigError, match=rf"^{name} must be a positive number of seconds"):
             config(TIMES[name][0], **{name: 0})
 

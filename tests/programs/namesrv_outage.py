@@ -3,7 +3,8 @@
     python namesrv_outage.py OUTAGE_SECONDS AFTER_RESTART_SECONDS
 
 Starts its own cluster (two name servers, two brokers); in one thread per driver
-runs a Producer sending a message every 0.25 s and a PushConsumer of the topic;
+runs a Producer sending a message every 0.25 s, a PushConsumer and a PullConsumer
+of the topic (each in a group of its own);
 once each has consumed a few, kills both name servers (SIGKILL), waits
 OUTAGE_SECONDS, restarts them empty (the brokers register again within 30 s),
 keeps sending AFTER_RESTART_SECONDS more, then waits for every message sent to
@@ -48,6 +49,8 @@ class Run:
     name: str
     sent: dict[str, float] = field(default_factory=dict)
     received: dict[str, float] = field(default_factory=dict)
+    #: What the pull consumer polled, and when.
+    pulled: dict[str, float] = field(default_factory=dict)
     failures: list[tuple[float, str]] = field(default_factory=list)
     error: str | None = None
 
@@ -70,7 +73,23 @@ def drive(
             consume_from_where="first",
         )
         consumer.subscribe(topic)
-        with consumer, backend.open("Producer", namesrv, group=unique("outage_p")) as producer:
+        puller = backend.make(
+            "PullConsumer",
+            namesrv,
+            group=unique(f"outage_pull_{run.name}"),
+            consume_from_where="first",
+        )
+        puller.subscribe(topic)
+
+        def poll(timeout: float) -> None:
+            for message in puller.poll(timeout):
+                run.pulled.setdefault(message.body.decode(), time.monotonic())
+
+        with (
+            consumer,
+            puller,
+            backend.open("Producer", namesrv, group=unique("outage_p")) as producer,
+        ):
             count = 0
             while not stop.is_set():
                 body = f"{run.name}-{count}"
@@ -82,12 +101,16 @@ def drive(
                     run.failures.append((began, repr(exc)))
                 else:
                     run.sent[body] = began
-                if len(run.received) >= 5:
+                poll(0.0)
+                if len(run.received) >= 5 and len(run.pulled) >= 5:
                     ready.set()
                 backend.sleep(SEND_EVERY)
             backend.wait_for(
                 lambda: set(run.sent) <= set(run.received), 60, "every message to arrive"
             )
+            deadline = time.monotonic() + 60
+            while not set(run.sent) <= set(run.pulled) and time.monotonic() < deadline:
+                poll(1.0)
     except BaseException as exc:
         run.error = repr(exc)
     finally:
