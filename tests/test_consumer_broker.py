@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import itertools
+import logging
 import threading
 import time
 import uuid
@@ -839,11 +840,12 @@ def test_tag_and_sql92_filters(backend: Backend, ns: str, admin: Any, producer: 
 
 
 def test_failed_message_is_retried_with_growing_reconsume_times(
-    backend: Backend, ns: str, admin: Any, producer: Any
+    backend: Backend, ns: str, admin: Any, producer: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Fails (an exception), fails (RETRY_LATER), then succeeds: three deliveries
     with reconsume_times 0, 1, 2, under the original topic, after delay levels
-    3 and 4 (3 s and 4 s on the test cluster); never a fourth."""
+    3 and 4 (3 s and 4 s on the test cluster); never a fourth. The exception is
+    logged with its traceback, the topic, the group and the message id."""
     topic = new_topic(backend, admin, "RetT", queues=1)
     group = unique("ret")
     recorder = Recorder(backend)
@@ -871,6 +873,14 @@ def test_failed_message_is_retried_with_growing_reconsume_times(
     assert ds[0].queue.topic == topic and ds[0].offset == sent.queue_offset
     gaps = [b.at - a.at for a, b in itertools.pairwise(ds)]
     assert gaps[0] >= 2.5 and gaps[1] >= 3.5, gaps
+    raised = [r for r in caplog.records if "message handler raised" in r.getMessage()]
+    assert len(raised) == 1, [r.getMessage() for r in raised]
+    record = raised[0]
+    assert record.levelno == logging.WARNING and record.exc_info is not None
+    assert "first attempt fails" in record.getMessage()
+    assert all(part in record.getMessage() for part in (topic, group, sent.msg_id))
+    fields = [getattr(record, f"rocketmq_{name}") for name in ("topic", "group", "msg_ids")]
+    assert fields == [topic, group, [sent.msg_id]]
 
 
 def test_always_failing_message_goes_to_the_dead_letter_queue(

@@ -169,3 +169,19 @@ def test_transport_settings_are_checked() -> None:
         transport_settings(max_frame_size=4)
     with pytest.raises(ConfigError, match=r"ssl_context must be an ssl\.SSLContext"):
         transport_settings(ssl_context="tls please")
+
+
+def test_logs_about_a_servers_request_name_it(caplog: pytest.LogCaptureFixture) -> None:
+    e = endpoint()
+    with caplog.at_level(logging.DEBUG, logger=LOG.name):
+        e.unhandled(server_request(39))
+        e.answer(server_request(39), None, KeyError("x"))
+        e.answer(server_request(39), "not a reply", None)
+        closed = Connection(serialize_type=SerializeType.JSON)
+        closed.connection_lost()
+        e.queue_reply(closed, server_request(39), Reply(ResponseCode.SUCCESS))
+        e.unhandled(server_request(999_999))
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 5, messages
+    assert all("CHECK_TRANSACTION_STATE" in m for m in messages[:4]), messages
+    assert "request code 999999" in messages[4]

@@ -139,15 +139,15 @@ class Endpoint:
         """The answer to a request from the server when no handler is installed
         (logged): ``REQUEST_CODE_NOT_SUPPORTED``, or ``None`` for a oneway request."""
         self._log.warning(
-            "no handler for request code %d from %s; answering not supported",
-            command.code,
+            "no handler for %s from %s; answering not supported",
+            request_name(command.code),
             self.addr,
         )
         if command.is_oneway:
             return None
         return Reply(
             ResponseCode.REQUEST_CODE_NOT_SUPPORTED,
-            remark=f"request type {command.code} not supported",
+            remark=f"request type {command.code} not supported",  # Java's words
         )
 
     def answer(
@@ -159,8 +159,8 @@ class Endpoint:
         ``None``, the request is oneway, or it returned something else: logged)."""
         if error is not None:
             self._log.error(
-                "handler for request code %d from %s raised",
-                command.code,
+                "handler for %s from %s raised",
+                request_name(command.code),
                 self.addr,
                 exc_info=error,
             )
@@ -169,8 +169,8 @@ class Endpoint:
             return None
         if not isinstance(outcome, Reply):
             self._log.error(
-                "handler for request code %d returned %r, not a Reply; not answering",
-                command.code,
+                "handler for %s returned %r, not a Reply; not answering",
+                request_name(command.code),
                 outcome,
             )
             return None
@@ -185,8 +185,8 @@ class Endpoint:
             return False
         if conn.state is not ConnectionState.OPEN:
             self._log.debug(
-                "not answering request code %d (opaque %d) from %s: connection closed",
-                command.code,
+                "not answering %s (opaque %d) from %s: connection closed",
+                request_name(command.code),
                 command.opaque,
                 self.addr,
             )
@@ -195,7 +195,7 @@ class Endpoint:
             conn.send_reply(command, reply)
         except (LocalProtocolError, InvalidArgumentError) as exc:
             self._log.error(
-                "cannot answer request code %d from %s: %s", command.code, self.addr, exc
+                "cannot answer %s from %s: %s", request_name(command.code), self.addr, exc
             )
             return False
         return True
