@@ -29,7 +29,14 @@ from rocketmq_proto import (
     TransactionState,
 )
 
-from ._client import Admin, Producer, PullConsumer, PushConsumer, TransactionProducer
+from ._client import (
+    Admin,
+    Producer,
+    PullConsumer,
+    PushConsumer,
+    SimpleConsumer,
+    TransactionProducer,
+)
 
 _logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
@@ -57,6 +64,7 @@ __all__ = [
     "RouteNotFoundError",
     "SendResult",
     "SendStatus",
+    "SimpleConsumer",
     "TimerFallback",
     "TimerUnsupportedError",
     "TopicOffset",

@@ -44,6 +44,7 @@ from rocketmq_proto.driver import (
     ReplyWaiters,
     RequestTimeoutError,
     SendResult,
+    SimpleConsumerOptions,
     TopicOffset,
     TopicRouteData,
     TransactionState,
@@ -51,6 +52,7 @@ from rocketmq_proto.driver import (
     build_producer,
     build_pull_consumer,
     build_push_consumer,
+    build_simple_consumer,
     build_transaction_producer,
     make_reply_message,
     supervised,
@@ -748,3 +750,99 @@ class PullConsumer(_ConsumerBase):
     async def _wind_down(self, timeout: float | None) -> None:
         await super()._wind_down(timeout)
         self._arrived.set()  # polls waiting now return
+
+
+class SimpleConsumer(_ClientBase):
+    """RocketMQ 5.x POP consumption: ``await receive()`` messages, ``await ack()`` each.
+
+    The brokers hand a received message to no other consumer of the group for
+    an invisible duration; one not acked by then is delivered again (its
+    ``reconsume_times`` raised), and after ``max_reconsume_times`` deliveries
+    it goes to the group's dead-letter queue. Any number of consumers of a
+    group share all queues: there is no rebalance. Needs RocketMQ 5 brokers
+    (not the proxy's remoting port, which does not serve POP). Options:
+    :class:`rocketmq_proto.SimpleConsumerOptions` (``group`` is required)::
+
+        consumer = SimpleConsumer("127.0.0.1:9876", group="workers")
+        consumer.subscribe("Orders")
+        async with consumer:
+            for message in await consumer.receive(16, invisible_duration=30):
+                handle(message)
+                await consumer.ack(message)
+    """
+
+    def __init__(
+        self,
+        namesrv_addr: str | Iterable[str] | None = None,
+        **options: Unpack[SimpleConsumerOptions],
+    ) -> None:
+        built = build_simple_consumer(namesrv_addr, options, _host())
+        super().__init__(built)
+        self._consumer = built.core
+        self._own_cores = (self._consumer,)
+
+    @property
+    def group(self) -> str:
+        return self._consumer.config.group
+
+    def subscribe(self, topic: str, expression: str = "*", *, sql: bool = False) -> None:
+        """Receive from ``topic``: tags (``*``, ``"a || b"``) or, with ``sql``, an
+        SQL92 filter. Safe on a running consumer: the next receive takes it up."""
+        with self._core_lock:
+            self._consumer.subscribe(topic, expression, "SQL92" if sql else "TAG")
+
+    def unsubscribe(self, topic: str) -> None:
+        """Receive from ``topic`` no more."""
+        with self._core_lock:
+            self._consumer.unsubscribe(topic)
+
+    async def _on_started(self) -> None:
+        await self._run(self._consumer.start_flow())
+
+    async def _unregister(self) -> None:
+        self._consumer.unregister()
+        await self._run(self._core.unregister_flow(consumer_group=self._consumer.group))
+
+    async def receive(
+        self,
+        max_messages: int = 16,
+        invisible_duration: float | None = None,
+        *,
+        wait: float | None = None,
+    ) -> list[MessageExt]:
+        """Up to ``max_messages`` (1..32) messages, hidden from the group's other
+        receives for ``invisible_duration`` seconds (default: the option, 60),
+        waiting up to ``wait`` seconds for the first (default: the
+        ``await_duration`` option, 15). ``[]`` if none came meanwhile.
+
+        Ack each message once processed; one not acked in time is delivered again.
+        """
+        return await self._run(self._consumer.receive_flow(max_messages, invisible_duration, wait))
+
+    async def ack(self, messages: MessageExt | Iterable[MessageExt]) -> None:
+        """Ack a received message (or several: one batch ack per broker): the
+        group never gets it again. Raises the broker's error if it refused (for
+        example a receipt handle made invalid by :meth:`change_invisible_duration`)."""
+        batch = [messages] if isinstance(messages, MessageExt) else list(messages)
+        await self._run(self._consumer.ack_flow(batch))
+
+    async def change_invisible_duration(self, message: MessageExt, duration: float) -> None:
+        """Hide ``message`` for ``duration`` seconds from now (to process it longer,
+        or to have it back sooner). Its receipt handle changes: ``message`` gets
+        the new one, and only that one acks it."""
+        await self._run(self._consumer.change_invisible_flow(message, duration))
+
+    def __aiter__(self) -> AsyncIterator[MessageExt]:
+        """Every message, as received (ends when the consumer is closed); ack each."""
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[MessageExt]:
+        while not self._consumer.closed:
+            try:
+                messages = await self.receive()
+            except LocalProtocolError:
+                if self._consumer.closed:
+                    return
+                raise
+            for message in messages:
+                yield message

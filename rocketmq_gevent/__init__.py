@@ -36,7 +36,14 @@ from rocketmq_proto import (
 )
 from rocketmq_sync._future import Future
 
-from ._client import Admin, Producer, PullConsumer, PushConsumer, TransactionProducer
+from ._client import (
+    Admin,
+    Producer,
+    PullConsumer,
+    PushConsumer,
+    SimpleConsumer,
+    TransactionProducer,
+)
 
 _logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
@@ -65,6 +72,7 @@ __all__ = [
     "RouteNotFoundError",
     "SendResult",
     "SendStatus",
+    "SimpleConsumer",
     "TimerFallback",
     "TimerUnsupportedError",
     "TopicOffset",

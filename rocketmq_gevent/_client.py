@@ -34,3 +34,8 @@ class PushConsumer(blocking.PushConsumer):
 class PullConsumer(blocking.PullConsumer):
     __doc__ = blocking.PullConsumer.__doc__
     runtime_factory: ClassVar[Callable[[], Runtime]] = GeventRuntime
+
+
+class SimpleConsumer(blocking.SimpleConsumer):
+    __doc__ = blocking.SimpleConsumer.__doc__
+    runtime_factory: ClassVar[Callable[[], Runtime]] = GeventRuntime

@@ -47,6 +47,7 @@ from rocketmq_proto.options import (
     ConsumerOptions,
     ProducerOptions,
     PullConsumerOptions,
+    SimpleConsumerOptions,
 )
 from rocketmq_proto.wire.acl import Credentials, sign_request
 from rocketmq_proto.wire.codes import (
@@ -171,6 +172,7 @@ __all__ = [
     "SerializeType",
     "ServerRequest",
     "ServiceNotAvailableError",
+    "SimpleConsumerOptions",
     "Sleep",
     "SystemBusyError",
     "TimerFallback",

@@ -19,6 +19,7 @@ from typing import Any, Generic, TypeVar
 from rocketmq_proto.flows.admin import AdminCore
 from rocketmq_proto.flows.consumer.lite_pull import PullConsumerCore
 from rocketmq_proto.flows.consumer.push import ConsumerConfig, MessageHandler, PushConsumerCore
+from rocketmq_proto.flows.consumer.simple import SimpleConsumerCore
 from rocketmq_proto.flows.producer import ProducerCore, TransactionChecker
 from rocketmq_proto.flows.session import ClientCore
 from rocketmq_proto.message.ids import UniqueIdGenerator
@@ -30,6 +31,7 @@ from rocketmq_proto.options import (
     ip_bytes,
     producer_settings,
     pull_consumer_settings,
+    simple_consumer_settings,
 )
 from rocketmq_proto.wire.errors import ConfigError
 
@@ -40,6 +42,7 @@ __all__ = [
     "build_producer",
     "build_pull_consumer",
     "build_push_consumer",
+    "build_simple_consumer",
     "build_transaction_producer",
 ]
 
@@ -166,5 +169,16 @@ def build_pull_consumer(
     settings, config = pull_consumer_settings(namesrv_addr, options, **host.settings_args())
     session = ClientCore(settings.client)
     consumer = PullConsumerCore(session, config, notify=notify)
+    consumer.register()
+    return Built(settings, session, consumer)
+
+
+def build_simple_consumer(
+    namesrv_addr: NamesrvAddr, options: Mapping[str, Any], host: Host
+) -> Built[SimpleConsumerCore]:
+    """A simple (POP) consumer's cores."""
+    settings, config = simple_consumer_settings(namesrv_addr, options, **host.settings_args())
+    session = ClientCore(settings.client)
+    consumer = SimpleConsumerCore(session, config)
     consumer.register()
     return Built(settings, session, consumer)

@@ -40,6 +40,7 @@ from rocketmq_proto.build import (
     build_producer,
     build_pull_consumer,
     build_push_consumer,
+    build_simple_consumer,
     build_transaction_producer,
 )
 from rocketmq_proto.connection.connection import (
@@ -64,6 +65,7 @@ from rocketmq_proto.flows.consumer.push import (
     MessageHandler,
     PushConsumerCore,
 )
+from rocketmq_proto.flows.consumer.simple import SimpleConsumerCore
 from rocketmq_proto.flows.effects import (
     Call,
     Effect,
@@ -98,6 +100,7 @@ from rocketmq_proto.options import (
     ConsumerOptions,
     ProducerOptions,
     PullConsumerOptions,
+    SimpleConsumerOptions,
     TransportSettings,
     choose_client_ip,
 )
@@ -184,6 +187,8 @@ __all__ = [
     "SerializeType",
     "ServerRequest",
     "Signer",
+    "SimpleConsumerCore",
+    "SimpleConsumerOptions",
     "Sleep",
     "Spawn",
     "TopicOffset",
@@ -200,6 +205,7 @@ __all__ = [
     "build_producer",
     "build_pull_consumer",
     "build_push_consumer",
+    "build_simple_consumer",
     "build_transaction_producer",
     "choose_client_ip",
     "make_reply_message",
@@ -243,7 +249,14 @@ SHARED_EXPORTS = (
 )
 
 #: The client classes every driver package exports.
-CLIENT_CLASSES = ("Admin", "Producer", "PullConsumer", "PushConsumer", "TransactionProducer")
+CLIENT_CLASSES = (
+    "Admin",
+    "Producer",
+    "PullConsumer",
+    "PushConsumer",
+    "SimpleConsumer",
+    "TransactionProducer",
+)
 
 
 def transport_settings(

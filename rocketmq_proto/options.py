@@ -24,6 +24,7 @@ from rocketmq_proto.connection.connection import Signer
 from rocketmq_proto.flows.consumer.lite_pull import PullConsumerConfig
 from rocketmq_proto.flows.consumer.pull import PullConfig
 from rocketmq_proto.flows.consumer.push import ConsumerConfig
+from rocketmq_proto.flows.consumer.simple import SimpleConsumerConfig
 from rocketmq_proto.flows.namesrv_lookup import DEFAULT_LOOKUP_INTERVAL
 from rocketmq_proto.flows.producer import ProducerConfig, QueueSelection, TimerFallback
 from rocketmq_proto.flows.session import ClientConfig
@@ -153,6 +154,26 @@ class PullConsumerOptions(ClientOptions, total=False):
     consumer_timeout_when_suspend: float
 
 
+class SimpleConsumerOptions(ClientOptions, total=False):
+    """Options of ``SimpleConsumer`` (times in seconds).
+
+    ``await_duration``: how long a ``receive`` waits for a message (15.0);
+    ``invisible_duration``: how long received messages stay hidden unless
+    ``receive`` says (60.0); ``max_reconsume_times``: a message delivered this
+    many times before goes to the group's dead-letter queue (16);
+    ``consume_from_where``: ``"last"`` (the default) or ``"first"``, for a group
+    with no offset yet; ``fifo``: orderly pops (a queue's messages in order,
+    the next held until the previous is acked).
+    """
+
+    group: str
+    await_duration: float
+    invisible_duration: float
+    max_reconsume_times: int
+    consume_from_where: str
+    fifo: bool
+
+
 _CLIENT_KEYS = frozenset(ClientOptions.__annotations__)
 _PRODUCER_KEYS = frozenset(ProducerOptions.__annotations__) - _CLIENT_KEYS
 _PULL_KEYS = frozenset(
@@ -189,6 +210,8 @@ _TIMES: Final[Mapping[str, bool]] = {
     "auto_commit_interval": False,
     "broker_suspend_max_time": True,
     "consumer_timeout_when_suspend": False,
+    "await_duration": True,
+    "invisible_duration": False,
 }
 
 #: Older names (Java's, in snake_case), each with the option it sets, its unit and
@@ -675,6 +698,35 @@ def pull_consumer_settings(
         "pull consumer", lambda: PullConsumerConfig(pull=pull, strategy=strategy, **own)
     )
     return settings, config
+
+
+_SIMPLE_CONSUMER_KEYS = frozenset(SimpleConsumerOptions.__annotations__) - _CLIENT_KEYS
+
+
+def simple_consumer_settings(
+    namesrv_addr: str | Iterable[str] | None,
+    options: Mapping[str, Any],
+    *,
+    pid: int,
+    nonce: int,
+    default_ip: str = "127.0.0.1",
+    environ: Mapping[str, str] | None = None,
+) -> tuple[ClientSettings, SimpleConsumerConfig]:
+    if "group" not in options:
+        raise ConfigError("a consumer needs a group: SimpleConsumer(..., group='my-group')")
+    check_consumer_group(options["group"])
+    settings, own = _split_options(
+        namesrv_addr,
+        options,
+        _SIMPLE_CONSUMER_KEYS,
+        "simple consumer",
+        pid=pid,
+        nonce=nonce,
+        default_ip=default_ip,
+        environ=environ,
+    )
+    own = _consumer_enum_options(own)
+    return settings, _built("simple consumer", lambda: SimpleConsumerConfig(**own))
 
 
 def choose_client_ip(addresses: Iterable[str]) -> str:

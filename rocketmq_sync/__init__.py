@@ -31,7 +31,14 @@ from rocketmq_proto import (
     TransactionState,
 )
 
-from ._client import Admin, Producer, PullConsumer, PushConsumer, TransactionProducer
+from ._client import (
+    Admin,
+    Producer,
+    PullConsumer,
+    PushConsumer,
+    SimpleConsumer,
+    TransactionProducer,
+)
 from ._future import Future
 
 _logging.getLogger(__name__).addHandler(_logging.NullHandler())
@@ -61,6 +68,7 @@ __all__ = [
     "RouteNotFoundError",
     "SendResult",
     "SendStatus",
+    "SimpleConsumer",
     "TimerFallback",
     "TimerUnsupportedError",
     "TopicOffset",

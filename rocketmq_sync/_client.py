@@ -46,6 +46,7 @@ from rocketmq_proto.driver import (
     ReplyWaiters,
     RequestTimeoutError,
     SendResult,
+    SimpleConsumerOptions,
     TopicOffset,
     TopicRouteData,
     TransactionState,
@@ -53,6 +54,7 @@ from rocketmq_proto.driver import (
     build_producer,
     build_pull_consumer,
     build_push_consumer,
+    build_simple_consumer,
     build_transaction_producer,
     make_reply_message,
     supervised,
@@ -745,3 +747,98 @@ class PullConsumer(_ConsumerBase):
     def _wind_down(self, timeout: float | None) -> None:
         super()._wind_down(timeout)
         self._arrived.set()  # polls waiting now return
+
+
+class SimpleConsumer(_ClientBase):
+    """RocketMQ 5.x POP consumption: ``receive()`` messages, ``ack()`` each.
+
+    The brokers hand a received message to no other consumer of the group for
+    an invisible duration; one not acked by then is delivered again (its
+    ``reconsume_times`` raised), and after ``max_reconsume_times`` deliveries
+    it goes to the group's dead-letter queue. Any number of consumers of a
+    group share all queues: there is no rebalance. Needs RocketMQ 5 brokers
+    (not the proxy's remoting port, which does not serve POP). Options:
+    :class:`rocketmq_proto.SimpleConsumerOptions` (``group`` is required)::
+
+        consumer = SimpleConsumer("127.0.0.1:9876", group="workers")
+        consumer.subscribe("Orders")
+        with consumer:
+            for message in consumer.receive(16, invisible_duration=30):
+                handle(message)
+                consumer.ack(message)
+    """
+
+    def __init__(
+        self,
+        namesrv_addr: str | Iterable[str] | None = None,
+        **options: Unpack[SimpleConsumerOptions],
+    ) -> None:
+        built = build_simple_consumer(namesrv_addr, options, _host())
+        super().__init__(built)
+        self._consumer = built.core
+        self._own_cores = (self._consumer,)
+
+    @property
+    def group(self) -> str:
+        return self._consumer.config.group
+
+    def subscribe(self, topic: str, expression: str = "*", *, sql: bool = False) -> None:
+        """Receive from ``topic``: tags (``*``, ``"a || b"``) or, with ``sql``, an
+        SQL92 filter. Safe on a running consumer: the next receive takes it up."""
+        with self._core_lock:
+            self._consumer.subscribe(topic, expression, "SQL92" if sql else "TAG")
+
+    def unsubscribe(self, topic: str) -> None:
+        """Receive from ``topic`` no more."""
+        with self._core_lock:
+            self._consumer.unsubscribe(topic)
+
+    def _on_started(self) -> None:
+        self._run(self._consumer.start_flow())
+
+    def _unregister(self) -> None:
+        self._consumer.unregister()
+        self._run(self._core.unregister_flow(consumer_group=self._consumer.group))
+
+    def receive(
+        self,
+        max_messages: int = 16,
+        invisible_duration: float | None = None,
+        *,
+        wait: float | None = None,
+    ) -> list[MessageExt]:
+        """Up to ``max_messages`` (1..32) messages, hidden from the group's other
+        receives for ``invisible_duration`` seconds (default: the option, 60),
+        waiting up to ``wait`` seconds for the first (default: the
+        ``await_duration`` option, 15). ``[]`` if none came meanwhile.
+
+        Ack each message once processed; one not acked in time is delivered again.
+        """
+        return self._run(self._consumer.receive_flow(max_messages, invisible_duration, wait))
+
+    def ack(self, messages: MessageExt | Iterable[MessageExt]) -> None:
+        """Ack a received message (or several: one batch ack per broker): the
+        group never gets it again. Raises the broker's error if it refused (for
+        example a receipt handle made invalid by :meth:`change_invisible_duration`)."""
+        batch = [messages] if isinstance(messages, MessageExt) else list(messages)
+        self._run(self._consumer.ack_flow(batch))
+
+    def change_invisible_duration(self, message: MessageExt, duration: float) -> None:
+        """Hide ``message`` for ``duration`` seconds from now (to process it longer,
+        or to have it back sooner). Its receipt handle changes: ``message`` gets
+        the new one, and only that one acks it."""
+        self._run(self._consumer.change_invisible_flow(message, duration))
+
+    def __iter__(self) -> Iterator[MessageExt]:
+        """Every message, as received (ends when the consumer is closed); ack each."""
+        return self._iterate()
+
+    def _iterate(self) -> Iterator[MessageExt]:
+        while not self._consumer.closed:
+            try:
+                messages = self.receive()
+            except LocalProtocolError:
+                if self._consumer.closed:
+                    return
+                raise
+            yield from messages

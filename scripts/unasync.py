@@ -39,9 +39,7 @@ REPLACEMENTS = {
     "rocketmq_asyncio": "rocketmq_sync",
 }
 
-_CLIENT_IMPORT = (
-    "from ._client import Admin, Producer, PullConsumer, PushConsumer, TransactionProducer"
-)
+_CLIENT_IMPORT = "from ._client import ("
 
 #: Whole lines replaced, per module: each asyncio line (found exactly once) becomes
 #: the lines given, as they are (no word is replaced in them).
@@ -53,7 +51,7 @@ LINES: dict[str, dict[str, str]] = {
         ),
         # The blocking driver also exports its Future (the result of the
         # ``*_async`` methods); ruff sorts ``__all__`` afterwards.
-        _CLIENT_IMPORT: _CLIENT_IMPORT + "\nfrom ._future import Future",
+        _CLIENT_IMPORT: "from ._future import Future\n" + _CLIENT_IMPORT,
         "__all__ = [": '__all__ = [\n    "Future",',
     },
 }

@@ -18,15 +18,23 @@ from rocketmq_proto.options import (
     ConsumerOptions,
     ProducerOptions,
     PullConsumerOptions,
+    SimpleConsumerOptions,
     consumer_settings,
     producer_settings,
     pull_consumer_settings,
+    simple_consumer_settings,
 )
 from rocketmq_proto.wire.errors import ConfigError
 
 NAMESRV = "127.0.0.1:9876"
 MIB = 1024 * 1024
-TYPED_DICTS = (ClientOptions, ProducerOptions, ConsumerOptions, PullConsumerOptions)
+TYPED_DICTS = (
+    ClientOptions,
+    ProducerOptions,
+    ConsumerOptions,
+    PullConsumerOptions,
+    SimpleConsumerOptions,
+)
 
 Builder = Callable[..., tuple[Any, Any]]
 
@@ -157,6 +165,8 @@ TIMES: dict[str, tuple[Builder, Callable[[Any, Any], float]]] = {
         short_poll_settings,
         lambda s, c: c.pull.consumer_timeout_when_suspend,
     ),
+    "await_duration": (simple_consumer_settings, lambda s, c: c.await_duration),
+    "invisible_duration": (simple_consumer_settings, lambda s, c: c.invisible_duration),
 }
 
 
@@ -181,6 +191,10 @@ def test_every_time_option_is_a_float_of_seconds_with_no_unit_in_its_name() -> N
 @pytest.mark.parametrize("value", [7, 7.5, 0.25])
 def test_a_time_option_takes_seconds_as_int_or_float(name: str, value: float) -> None:
     builder, where = TIMES[name]
+    if name == "invisible_duration" and value < 1:  # the broker revives in whole seconds
+        with pytest.raises(ConfigError, match="invisible_duration must be 1 s to 43200 s"):
+            built(builder, **{name: value})
+        return
     assert where(*built(builder, **{name: value})) == value
 
 
@@ -206,7 +220,12 @@ def test_zero_is_refused_for_a_time_option_unless_it_means_no_pause() -> None:
     )
     # A long poll of 0: the broker answers a pull that finds nothing at once.
     assert config(consumer_settings, broker_suspend_max_time=0).pull.broker_suspend_max_time == 0
-    zero_ok = {"pull_interval", "suspend_current_queue_time", "broker_suspend_max_time"}
+    zero_ok = {
+        "pull_interval",
+        "suspend_current_queue_time",
+        "broker_suspend_max_time",
+        "await_duration",
+    }
     for name in sorted(set(TIMES) - zero_ok):
         with pytest.raises(ConfigError, match=rf"^{name} must be a positive number of seconds"):
             config(TIMES[name][0], **{name: 0})

@@ -598,6 +598,12 @@ class MessageExt(_PropertyView):
         return self.offset_msg_id if uniq is None else uniq
 
     @property
+    def receipt_handle(self) -> str | None:
+        """A message a ``SimpleConsumer`` received: what acks it (the ``POP_CK``
+        property), as the broker's answer made it; ``None`` for other messages."""
+        return self.properties.get(_C.PROPERTY_POP_CK)
+
+    @property
     def transaction_id(self) -> str | None:
         """``__transactionId__`` if present, else UNIQ_KEY for a transactional message."""
         props = self.properties

@@ -399,6 +399,103 @@ def consumer_send_msg_back(
     return RemotingCommand(RequestCode.CONSUMER_SEND_MSG_BACK, _with_bname(fields, broker_name))
 
 
+# ------------------------------------------------------------------ POP (5.x)
+
+
+def pop_message(
+    *,
+    consumer_group: str,
+    topic: str,
+    queue_id: int,
+    max_msg_nums: int,
+    invisible_time_ms: int,
+    poll_time_ms: int,
+    born_time_ms: int,
+    init_mode: int,
+    expression_type: str | None = None,
+    expression: str | None = None,
+    order: bool = False,
+    attempt_id: str | None = None,
+    broker_name: str | None = None,
+) -> RemotingCommand:
+    """POP_MESSAGE (200050): up to ``max_msg_nums`` (at most 32) messages, hidden
+    for ``invisible_time_ms`` until acked. ``queue_id`` -1: any of the broker's
+    read queues. ``poll_time_ms`` 0 answers at once; the broker answers
+    POLLING_TIMEOUT at once unless ``born_time_ms`` (the client's wall clock)
+    is within 500 ms of its own. ``init_mode``: 0 from the queue's first
+    message, 1 from its last, for a group with no offset yet."""
+    fields = {
+        "consumerGroup": consumer_group,
+        "topic": topic,
+        "queueId": str(queue_id),
+        "maxMsgNums": str(max_msg_nums),
+        "invisibleTime": str(invisible_time_ms),
+        "pollTime": str(poll_time_ms),
+        "bornTime": str(born_time_ms),
+        "initMode": str(init_mode),
+        "order": _bool(order),
+    }
+    if expression is not None:
+        fields["expType"] = expression_type or "TAG"
+        fields["exp"] = expression
+    if attempt_id is not None:
+        fields["attemptId"] = attempt_id
+    return RemotingCommand(RequestCode.POP_MESSAGE, _with_bname(fields, broker_name))
+
+
+def ack_message(
+    *,
+    consumer_group: str,
+    topic: str,
+    queue_id: int,
+    extra_info: str,
+    offset: int,
+    broker_name: str | None = None,
+) -> RemotingCommand:
+    """ACK_MESSAGE (200051): a popped message is consumed. ``topic`` is the real
+    topic (the pop retry topic for a retried message), ``extra_info`` its receipt
+    handle (``POP_CK``) and ``offset`` its queue offset."""
+    fields = {
+        "consumerGroup": consumer_group,
+        "topic": topic,
+        "queueId": str(queue_id),
+        "extraInfo": extra_info,
+        "offset": str(offset),
+    }
+    return RemotingCommand(RequestCode.ACK_MESSAGE, _with_bname(fields, broker_name))
+
+
+def batch_ack_message(body: bytes) -> RemotingCommand:
+    """BATCH_ACK_MESSAGE (200151): no header; ``body`` a ``BatchAckMessageRequestBody``."""
+    return RemotingCommand(RequestCode.BATCH_ACK_MESSAGE, None, body)
+
+
+def change_invisible_time(
+    *,
+    consumer_group: str,
+    topic: str,
+    queue_id: int,
+    extra_info: str,
+    offset: int,
+    invisible_time_ms: int,
+    broker_name: str | None = None,
+) -> RemotingCommand:
+    """CHANGE_MESSAGE_INVISIBLETIME (200053): hide a popped message for
+    ``invisible_time_ms`` from now. The answer's ``popTime``, ``invisibleTime``
+    and ``reviveQid`` make its new receipt handle (the old one is acked)."""
+    fields = {
+        "consumerGroup": consumer_group,
+        "topic": topic,
+        "queueId": str(queue_id),
+        "extraInfo": extra_info,
+        "offset": str(offset),
+        "invisibleTime": str(invisible_time_ms),
+    }
+    return RemotingCommand(
+        RequestCode.CHANGE_MESSAGE_INVISIBLETIME, _with_bname(fields, broker_name)
+    )
+
+
 def get_consumer_list_by_group(consumer_group: str) -> RemotingCommand:
     """GET_CONSUMER_LIST_BY_GROUP (38); the body lists the group's client ids."""
     return RemotingCommand(

@@ -57,6 +57,7 @@ __all__ = [
     "PullRequest",
     "PullResult",
     "build_pull_sys_flag",
+    "decode_pull_body",
     "parse_pull_response",
     "plan_pull_result",
     "pull_command",
@@ -247,7 +248,10 @@ def _optional_long_field(fields: dict[str, str], name: str) -> int | None:
         ) from None
 
 
-def _decode_pull_body(body: bytes, mq: MessageQueue) -> list[MessageExt]:
+def decode_pull_body(body: bytes, source: object) -> list[MessageExt]:
+    """The stored messages of a PULL (or POP) answer's body, inner batches
+    unwrapped; a corrupt record ends the list (logged, naming ``source``)."""
+    mq = source
     try:
         msgs = decode_messages(body, unwrap_batches=False)
     except RemoteProtocolError as exc:
@@ -294,7 +298,7 @@ def parse_pull_response(
     result = PullResult(status, next_begin, min_offset, max_offset, [], suggest, delta)
     if status is not PullStatus.FOUND or not response.body:
         return result
-    msgs = _decode_pull_body(response.body, mq)
+    msgs = decode_pull_body(response.body, mq)
     if subscription.tags_set and not subscription.class_filter_mode:
         tags = subscription.tags_set
         msgs = [m for m in msgs if m.properties.get(MessageConst.PROPERTY_TAGS) in tags]

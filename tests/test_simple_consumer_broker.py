@@ -1,0 +1,312 @@
+"""The SimpleConsumer (RocketMQ 5.x POP) against the real cluster, for each driver."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from rocketmq_proto import (
+    ConfigError,
+    InvalidArgumentError,
+    LocalProtocolError,
+    Message,
+    MessageExt,
+)
+from rocketmq_proto.wire.pop import ReceiptHandle
+
+from .backends import Backend
+
+pytestmark = pytest.mark.broker
+
+#: How long a test waits for messages it expects (revive of an unacked message
+#: adds a few seconds to its invisible time on the broker's side).
+WAIT = 60.0
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+def new_topic(backend: Backend, admin: Any, prefix: str, queues: int = 2) -> str:
+    topic = unique(f"{prefix}_{backend.name}")
+    admin.create_topic(topic, read_queue_nums=queues, write_queue_nums=queues)
+    backend.wait_for(lambda: len(admin.topic_route(topic).queue_datas) == 2, 30, "the route")
+    return topic
+
+
+@pytest.fixture
+def admin(rocketmq_cluster: Any, backend: Backend) -> Any:
+    with backend.open("Admin", rocketmq_cluster.namesrv_addr) as made:
+        yield made
+
+
+@pytest.fixture
+def producer(rocketmq_cluster: Any, backend: Backend) -> Any:
+    with backend.open("Producer", rocketmq_cluster.namesrv_addr, group=unique("sp")) as made:
+        yield made
+
+
+def simple(
+    backend: Backend,
+    ns: str,
+    topic: str,
+    expression: str = "*",
+    *,
+    sql: bool = False,
+    **options: Any,
+) -> Any:
+    options.setdefault("group", unique("simple"))
+    options.setdefault("consume_from_where", "first")
+    options.setdefault("await_duration", 2.0)
+    consumer = backend.make("SimpleConsumer", ns, **options)
+    consumer.subscribe(topic, expression, sql=sql)
+    return consumer
+
+
+def receive_until(
+    consumer: Any, count: int, timeout: float = WAIT, **kwargs: Any
+) -> list[MessageExt]:
+    got: list[MessageExt] = []
+    deadline = time.monotonic() + timeout
+    while len(got) < count and time.monotonic() < deadline:
+        got += consumer.receive(16, **kwargs)
+    return got
+
+
+def bodies(messages: list[MessageExt]) -> list[str]:
+    return sorted(m.body.decode() for m in messages)
+
+
+def test_receive_and_ack_each_message_once(
+    rocketmq_cluster: Any, backend: Backend, admin: Any, producer: Any
+) -> None:
+    """Every message of every broker and queue is received once, with a receipt
+    handle naming its broker, queue and offset; acked, none comes back."""
+    topic = new_topic(backend, admin, "PopAck")
+    sent = [f"pop-{i}" for i in range(40)]
+    for body in sent:
+        producer.send(Message(topic, body.encode(), tags="t", keys=[body]))
+    with simple(backend, rocketmq_cluster.namesrv_addr, topic) as consumer:
+        got = receive_until(consumer, len(sent), invisible_duration=20)
+        assert bodies(got) == sorted(sent)
+        assert {m.broker_name for m in got} == {"broker-a", "broker-b"}
+        for message in got:
+            assert message.topic == topic and message.reconsume_times == 0
+            handle = ReceiptHandle.parse(message.receipt_handle or "")
+            assert message.receipt_handle == handle.text
+            assert (handle.broker_name, handle.queue_id, handle.offset) == (
+                message.broker_name,
+                message.queue_id,
+                message.queue_offset,
+            )
+            assert handle.invisible_time == 20_000 and handle.retry == "0"
+        consumer.ack(got[0])  # one at a time
+        consumer.ack(got[1:])  # the rest in batches, one per broker
+        # Acked: nothing comes back, even after the invisible time would have ended.
+        assert receive_until(consumer, 1, timeout=25.0, invisible_duration=5) == []
+
+
+def test_an_unacked_message_comes_back_with_its_reconsume_count_raised(
+    rocketmq_cluster: Any, backend: Backend, admin: Any, producer: Any
+) -> None:
+    topic = new_topic(backend, admin, "PopBack", queues=1)
+    producer.send(Message(topic, b"again"))
+    with simple(backend, rocketmq_cluster.namesrv_addr, topic) as consumer:
+        (first,) = receive_until(consumer, 1, invisible_duration=2)
+        received_at = time.monotonic()
+        assert first.reconsume_times == 0
+        (second,) = receive_until(consumer, 1, invisible_duration=30)
+        assert time.monotonic() - received_at >= 1.5  # not before its invisible time
+        assert second.body == b"again" and second.msg_id == first.msg_id
+        assert second.topic == topic  # the original topic, not the pop retry topic
+        assert second.reconsume_times == 1
+        handle = ReceiptHandle.parse(second.receipt_handle or "")
+        assert handle.retry in ("1", "2")  # read from the group's pop retry topic
+        consumer.ack(second)
+        assert receive_until(consumer, 1, timeout=10.0) == []
+
+
+def test_change_invisible_duration_renews_the_receipt_handle(
+    rocketmq_cluster: Any, backend: Backend, admin: Any, producer: Any
+) -> None:
+    topic = new_topic(backend, admin, "PopInvis", queues=1)
+    producer.send(Message(topic, b"longer"))
+    producer.send(Message(topic, b"sooner"))
+    with simple(backend, rocketmq_cluster.namesrv_addr, topic) as consumer:
+        got = {m.body: m for m in receive_until(consumer, 2, invisible_duration=4)}
+        longer, sooner = got[b"longer"], got[b"sooner"]
+        old = longer.receipt_handle
+        consumer.change_invisible_duration(longer, 60)
+        assert longer.receipt_handle != old
+        renewed = ReceiptHandle.parse(longer.receipt_handle or "")
+        assert renewed.invisible_time == 60_000 and renewed.offset == longer.queue_offset
+        consumer.change_invisible_duration(sooner, 1)
+        # "sooner" comes back; "longer", hidden for a minute now, does not.
+        back = receive_until(consumer, 1, timeout=30.0, invisible_duration=60)
+        assert [m.body for m in back] == [b"sooner"]
+        assert receive_until(consumer, 1, timeout=8.0) == []
+        consumer.ack([longer, back[0]])  # the renewed handle acks it
+
+
+def test_a_message_redelivered_too_often_goes_to_the_dead_letter_queue(
+    rocketmq_cluster: Any, backend: Backend, admin: Any, producer: Any
+) -> None:
+    """After ``max_reconsume_times`` deliveries the message is not delivered
+    again but moved to ``%DLQ%<group>`` (where the Java remoting POP consumer
+    would ack and drop it)."""
+    topic = new_topic(backend, admin, "PopDlq", queues=1)
+    group = unique("dlq")
+    sent = producer.send(Message(topic, b"poison", keys=["poison-key"]))
+    deliveries: list[int] = []
+    with simple(
+        backend, rocketmq_cluster.namesrv_addr, topic, group=group, max_reconsume_times=2
+    ) as consumer:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and len(deliveries) < 3:
+            for message in consumer.receive(16, invisible_duration=1, wait=2):
+                deliveries.append(message.reconsume_times)  # never acked
+        assert deliveries == [0, 1]
+        dlq = f"%DLQ%{group}"
+        offsets = backend.wait_for(
+            lambda: [o for o in admin.topic_offsets(dlq) if o.max_offset > 0], 30, "the DLQ"
+        )
+        assert sum(o.max_offset for o in offsets) == 1
+        with backend.open(
+            "PullConsumer",
+            rocketmq_cluster.namesrv_addr,
+            group=unique("dlqreader"),
+            consume_from_where="first",
+        ) as reader:
+            reader.subscribe(dlq)
+            stored: list[MessageExt] = []
+            deadline = time.monotonic() + WAIT
+            while not stored and time.monotonic() < deadline:
+                stored = reader.poll(1.0)
+        assert [m.body for m in stored] == [b"poison"]
+        assert stored[0].msg_id == sent.msg_id
+        # Moved and acked: it is not delivered again.
+        assert consumer.receive(16, invisible_duration=1, wait=6) == []
+
+
+def test_tag_and_sql_filters(
+    rocketmq_cluster: Any, backend: Backend, admin: Any, producer: Any
+) -> None:
+    topic = new_topic(backend, admin, "PopFilter")
+    for i in range(12):
+        message = Message(topic, b"f%d" % i, tags="abc"[i % 3])
+        message.properties["n"] = str(i)
+        producer.send(message)
+    ns = rocketmq_cluster.namesrv_addr
+    with simple(backend, ns, topic, "a || c") as by_tag:
+        got = receive_until(by_tag, 8)
+        by_tag.ack(got)
+        assert bodies(got) == sorted(f"f{i}" for i in range(12) if i % 3 != 1)
+        assert receive_until(by_tag, 1, timeout=4.0) == []
+    with simple(backend, ns, topic, "n >= 9", sql=True) as by_sql:
+        got = receive_until(by_sql, 3)
+        by_sql.ack(got)
+        assert bodies(got) == ["f10", "f11", "f9"]
+
+
+def test_consumers_of_one_group_share_the_messages(
+    rocketmq_cluster: Any, backend: Backend, admin: Any, producer: Any
+) -> None:
+    topic = new_topic(backend, admin, "PopShare")
+    sent = [f"share-{i}" for i in range(60)]
+    for body in sent:
+        producer.send(Message(topic, body.encode()))
+    group = unique("share")
+    ns = rocketmq_cluster.namesrv_addr
+    with (
+        simple(backend, ns, topic, group=group) as one,
+        simple(backend, ns, topic, group=group) as two,
+    ):
+        got: dict[str, list[MessageExt]] = {"one": [], "two": []}
+        deadline = time.monotonic() + WAIT
+        while sum(map(len, got.values())) < len(sent) and time.monotonic() < deadline:
+            for name, consumer in (("one", one), ("two", two)):
+                batch = consumer.receive(8, invisible_duration=30, wait=0.5)
+                if batch:
+                    consumer.ack(batch)
+                got[name] += batch
+        everything = got["one"] + got["two"]
+        assert bodies(everything) == sorted(sent)  # each exactly once
+        assert got["one"] and got["two"]
+
+
+def test_fifo_pops_hold_a_queue_until_its_message_is_acked(
+    rocketmq_cluster: Any, backend: Backend, admin: Any, producer: Any
+) -> None:
+    topic = new_topic(backend, admin, "PopFifo", queues=1)
+    for i in range(5):  # one sharding key: one queue, in order
+        producer.send(Message(topic, b"o%d" % i), sharding_key="k")
+    with simple(backend, rocketmq_cluster.namesrv_addr, topic, fifo=True) as consumer:
+        order: list[str] = []
+        deadline = time.monotonic() + WAIT
+        while len(order) < 5 and time.monotonic() < deadline:
+            batch = consumer.receive(1, invisible_duration=20, wait=1)
+            if not batch:
+                continue
+            order += [m.body.decode() for m in batch]
+            # While it is unacked, its queue gives nothing more.
+            assert consumer.receive(1, invisible_duration=20, wait=0.5) == []
+            consumer.ack(batch)
+        assert order == [f"o{i}" for i in range(5)]
+
+
+def test_bad_calls_are_clear_errors(
+    rocketmq_cluster: Any, backend: Backend, admin: Any, producer: Any
+) -> None:
+    topic = new_topic(backend, admin, "PopBad", queues=1)
+    consumer = simple(backend, rocketmq_cluster.namesrv_addr, topic)
+    with pytest.raises(LocalProtocolError, match="is not started"):
+        consumer.receive()
+    with consumer:
+        with pytest.raises(InvalidArgumentError, match=r"max_messages must be 1\.\.32"):
+            consumer.receive(33)
+        with pytest.raises(InvalidArgumentError, match="invisible_duration"):
+            consumer.receive(1, invisible_duration=0)
+        not_popped = MessageExt(topic, b"x")
+        with pytest.raises(InvalidArgumentError, match="no receipt handle"):
+            consumer.ack(not_popped)
+    with pytest.raises(ConfigError, match="needs a group"):
+        backend.make("SimpleConsumer", rocketmq_cluster.namesrv_addr)
+
+
+def test_asyncio_consumer_iterates_with_async_for(rocketmq_cluster: Any) -> None:
+    """``async for message in consumer`` (asyncio only; the topic is set up with
+    the blocking driver)."""
+    import asyncio
+
+    import rocketmq_asyncio
+    import rocketmq_sync
+
+    ns = rocketmq_cluster.namesrv_addr
+    topic = unique("PopIter")
+    with rocketmq_sync.Admin(ns) as admin:
+        admin.create_topic(topic, read_queue_nums=1, write_queue_nums=1)
+        deadline = time.monotonic() + 30
+        while len(admin.topic_route(topic).queue_datas) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+    with rocketmq_sync.Producer(ns, group=unique("sp")) as producer:
+        for i in range(3):
+            producer.send(Message(topic, b"it%d" % i))
+
+    async def iterate() -> list[bytes]:
+        consumer = rocketmq_asyncio.SimpleConsumer(
+            ns, group=unique("iter"), consume_from_where="first", await_duration=1.0
+        )
+        consumer.subscribe(topic)
+        seen: list[bytes] = []
+        async with consumer:
+            async for message in consumer:
+                seen.append(message.body)
+                await consumer.ack(message)
+                if len(seen) == 3:
+                    break
+        return seen
+
+    assert sorted(asyncio.run(asyncio.wait_for(iterate(), WAIT))) == [b"it0", b"it1", b"it2"]
