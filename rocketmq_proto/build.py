@@ -18,6 +18,7 @@ from typing import Any, Generic, TypeVar
 
 from rocketmq_proto.flows.admin import AdminCore
 from rocketmq_proto.flows.consumer.lite_pull import PullConsumerCore
+from rocketmq_proto.flows.consumer.pop_push import PopPushConsumerCore
 from rocketmq_proto.flows.consumer.push import ConsumerConfig, MessageHandler, PushConsumerCore
 from rocketmq_proto.flows.consumer.simple import SimpleConsumerCore
 from rocketmq_proto.flows.producer import ProducerCore, TransactionChecker
@@ -140,19 +141,24 @@ def build_push_consumer(
     host: Host,
     handler: MessageHandler | None,
     run_handler: Callable[[ConsumerConfig, MessageHandler], MessageHandler],
-) -> Built[PushConsumerCore]:
+) -> Built[PushConsumerCore | PopPushConsumerCore]:
     """A push consumer's cores, consuming with the user's ``handler``.
 
     ``run_handler(config, handler)`` is the handler as the driver runs it for
     this configuration (at most ``config.consume_thread_max`` at once): the core
-    calls that one. It is asked once the options are valid.
+    calls that one. It is asked once the options are valid. With
+    ``consume_mode="pop"`` the core pops (:class:`PopPushConsumerCore`).
     """
     if not callable(handler):
         raise ConfigError("handler must be callable: (messages) -> ConsumeResult")
     settings, config = consumer_settings(namesrv_addr, options, **host.settings_args())
     session = ClientCore(settings.client)
     run = run_handler(config, handler)
-    consumer = PushConsumerCore(session, config, run, host.id_generator(settings))
+    consumer: PushConsumerCore | PopPushConsumerCore
+    if config.consume_mode == "pop":
+        consumer = PopPushConsumerCore(session, config, run)
+    else:
+        consumer = PushConsumerCore(session, config, run, host.id_generator(settings))
     consumer.register()
     return Built(settings, session, consumer)
 

@@ -59,6 +59,7 @@ from rocketmq_proto.connection.endpoint import Endpoint, request_timeout_error
 from rocketmq_proto.connection.pool import Dial, Fail, PoolPolicy, ReconnectBackoff, Use, Wait
 from rocketmq_proto.flows.admin import DEFAULT_CLUSTER, AdminCore, TopicOffset
 from rocketmq_proto.flows.consumer.lite_pull import PullConsumerCore
+from rocketmq_proto.flows.consumer.pop_push import PopPushConsumerCore
 from rocketmq_proto.flows.consumer.push import (
     HANDLER_NOT_RUN,
     ConsumerConfig,
@@ -165,6 +166,7 @@ __all__ = [
     "Oneway",
     "Perm",
     "PoolPolicy",
+    "PopPushConsumerCore",
     "ProducerCore",
     "ProducerOptions",
     "PullConsumerCore",

@@ -100,6 +100,11 @@ class ConsumerOptions(ClientOptions, total=False):
     ``consumer_timeout_when_suspend``: how long the client waits for such a
     pull's answer (30.0, at least the former). A pull that times out is
     followed by the next at once; a pull that fails fast, 3 s later.
+    ``consume_mode``: ``"pull"`` (client rebalance, the default) or ``"pop"``
+    (RocketMQ 5.x POP: every consumer pops from every queue and acks; a failed
+    message comes back after the broker's retry delay for its attempt);
+    ``pop_invisible_duration`` (60.0): how long popped messages stay hidden
+    while their handler runs.
 
     Aliases (Java's names, still accepted): ``suspend_current_queue_time_millis``
     (milliseconds), ``consume_timeout_minutes`` (minutes) and
@@ -129,6 +134,8 @@ class ConsumerOptions(ClientOptions, total=False):
     post_subscription_when_pull: bool
     broker_suspend_max_time: float
     consumer_timeout_when_suspend: float
+    consume_mode: str
+    pop_invisible_duration: float
 
 
 class PullConsumerOptions(ClientOptions, total=False):
@@ -212,6 +219,7 @@ _TIMES: Final[Mapping[str, bool]] = {
     "consumer_timeout_when_suspend": False,
     "await_duration": True,
     "invisible_duration": False,
+    "pop_invisible_duration": False,
 }
 
 #: Older names (Java's, in snake_case), each with the option it sets, its unit and

@@ -36,6 +36,7 @@ from rocketmq_proto.driver import (
     MessageHandler,
     MessageQueue,
     Perm,
+    PopPushConsumerCore,
     ProducerCore,
     ProducerOptions,
     PullConsumerCore,
@@ -543,7 +544,7 @@ class _ConsumerBase(_ClientBase):
 
     #: Names the consumer in logs and in its upkeep task's name.
     _kind: ClassVar[str]
-    _consumer: PushConsumerCore | PullConsumerCore
+    _consumer: PushConsumerCore | PopPushConsumerCore | PullConsumerCore
     _consumer_upkeep: Future[None] | None = None
 
     @property
@@ -621,7 +622,7 @@ class PushConsumer(_ConsumerBase):
 
         built = build_push_consumer(namesrv_addr, options, _host(), handler, run_handler)
         super().__init__(built, runtime)
-        self._consumer: PushConsumerCore = built.core
+        self._consumer: PushConsumerCore | PopPushConsumerCore = built.core
 
     def unsubscribe(self, topic: str) -> None:
         """Stop consuming ``topic`` (its queues go at the next rebalance); called

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from typing import Any
@@ -310,3 +311,89 @@ def test_asyncio_consumer_iterates_with_async_for(rocketmq_cluster: Any) -> None
         return seen
 
     assert sorted(asyncio.run(asyncio.wait_for(iterate(), WAIT))) == [b"it0", b"it1", b"it2"]
+
+
+# ----------------------------------------------------------- PushConsumer, POP mode
+
+
+def test_push_consumers_in_pop_mode_share_a_group_and_retry_through_invisibility(
+    rocketmq_cluster: Any, backend: Backend, admin: Any, producer: Any
+) -> None:
+    """Two POP-mode push consumers of one group: every message consumed, none
+    lost; a batch the handler failed comes back (reconsume count 1) after its
+    retry delay, and once handled is not delivered again."""
+    topic = new_topic(backend, admin, "PopPush")
+    sent = [f"pp-{i}" for i in range(200)]
+    for body in sent:
+        producer.send(Message(topic, body.encode()))
+    group = unique("poppush")
+    lock = threading.Lock()
+    done: dict[str, list[int]] = {}
+    failed_once: set[str] = set()
+
+    def handler(messages: list[MessageExt]) -> bool:
+        with lock:
+            for message in messages:
+                body = message.body.decode()
+                if body.endswith("7") and body not in failed_once:
+                    failed_once.add(body)
+                    return False  # comes back later
+                done.setdefault(body, []).append(message.reconsume_times)
+        return True
+
+    consumers = [
+        backend.make(
+            "PushConsumer",
+            rocketmq_cluster.namesrv_addr,
+            handler,
+            group=group,
+            consume_mode="pop",
+            consume_from_where="first",
+        )
+        for _ in range(2)
+    ]
+    for consumer in consumers:
+        consumer.subscribe(topic)
+        consumer.start()
+    try:
+        backend.wait_for(lambda: set(done) >= set(sent), WAIT, "every message consumed")
+        backend.sleep(4.0)  # nothing comes back once consumed
+        assert all(consumer.consumed > 0 for consumer in consumers)
+        assert consumers[0].assigned_queues() == []  # POP: no queues held
+    finally:
+        for consumer in consumers:
+            consumer.close()
+    with lock:
+        assert failed_once == {b for b in sent if b.endswith("7")}
+        assert all(done[b] == [1] for b in failed_once), {b: done[b] for b in failed_once}
+        assert all(len(times) == 1 for times in done.values())
+
+
+def test_an_orderly_push_consumer_in_pop_mode_keeps_a_queues_order(
+    rocketmq_cluster: Any, backend: Backend, admin: Any, producer: Any
+) -> None:
+    topic = new_topic(backend, admin, "PopPushFifo")
+    keys = ["k1", "k2", "k3"]
+    for i in range(30):
+        producer.send(Message(topic, f"{keys[i % 3]}:{i}".encode()), sharding_key=keys[i % 3])
+    lock = threading.Lock()
+    seen: list[str] = []
+
+    def handler(messages: list[MessageExt]) -> None:
+        with lock:
+            seen.extend(m.body.decode() for m in messages)
+
+    with backend.open(
+        "PushConsumer",
+        rocketmq_cluster.namesrv_addr,
+        handler,
+        group=unique("poppushfifo"),
+        consume_mode="pop",
+        orderly=True,
+        consume_from_where="first",
+    ) as consumer:
+        consumer.subscribe(topic)
+        backend.wait_for(lambda: len(set(seen)) >= 30, WAIT, "every message")
+    for key in keys:
+        numbers = [int(b.split(":")[1]) for b in seen if b.startswith(key + ":")]
+        assert numbers == sorted(numbers), (key, numbers)

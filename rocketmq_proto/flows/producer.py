@@ -150,6 +150,40 @@ def parse_delay_levels(text: str) -> tuple[int, ...]:
     return tuple(levels)
 
 
+def delay_levels_flow(
+    client: ClientCore, addr: str, known: dict[str, tuple[int, ...]]
+) -> Flow[tuple[int, ...]]:
+    """The broker's ``messageDelayLevel`` (ms per level, level 1 first), asked
+    with GET_BROKER_CONFIG once per address and kept in ``known``; Java's
+    default table if the broker does not tell."""
+    cached = known.get(addr)
+    if cached is not None:
+        return cached
+    response = yield from call(addr, rq.get_broker_config(), client.config.request_timeout)
+    client.note_broker_version(addr, response.version)
+    levels: tuple[int, ...] | None = None
+    if response.code == ResponseCode.SUCCESS:
+        for line in response.body.decode("utf-8", "replace").splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() == "messageDelayLevel":
+                try:
+                    levels = parse_delay_levels(value)
+                except ValueError as exc:
+                    log.warning("broker %s: messageDelayLevel unusable: %s", addr, exc)
+                break
+    if levels is None:
+        log.warning(
+            "broker %s did not tell its delay levels (GET_BROKER_CONFIG answered %s): "
+            "using the default table %r",
+            addr,
+            response.code,
+            DEFAULT_DELAY_LEVELS,
+        )
+        levels = parse_delay_levels(DEFAULT_DELAY_LEVELS)
+    known[addr] = levels
+    return levels
+
+
 def nearest_delay_level(delay_ms: int, levels: Sequence[int]) -> int:
     """The delay level whose wait is nearest to ``delay_ms`` (0, no delay, is a
     candidate too); between two as near, the longer (it never delivers earlier)."""
@@ -569,33 +603,7 @@ class ProducerCore(LifecycleOwner):
 
     def _delay_levels_flow(self, addr: str) -> Flow[tuple[int, ...]]:
         """The broker's ``messageDelayLevel`` (ms per level), asked once per address."""
-        known = self._delay_levels.get(addr)
-        if known is not None:
-            return known
-        client = self.client
-        response = yield from call(addr, rq.get_broker_config(), client.config.request_timeout)
-        client.note_broker_version(addr, response.version)
-        levels: tuple[int, ...] | None = None
-        if response.code == ResponseCode.SUCCESS:
-            for line in response.body.decode("utf-8", "replace").splitlines():
-                key, _, value = line.partition("=")
-                if key.strip() == "messageDelayLevel":
-                    try:
-                        levels = parse_delay_levels(value)
-                    except ValueError as exc:
-                        log.warning("broker %s: messageDelayLevel unusable: %s", addr, exc)
-                    break
-        if levels is None:
-            log.warning(
-                "broker %s did not tell its delay levels (GET_BROKER_CONFIG answered %s): "
-                "using the default table %r",
-                addr,
-                response.code,
-                DEFAULT_DELAY_LEVELS,
-            )
-            levels = parse_delay_levels(DEFAULT_DELAY_LEVELS)
-        self._delay_levels[addr] = levels
-        return levels
+        return delay_levels_flow(self.client, addr, self._delay_levels)
 
     # ------------------------------------------------------------------- sends
 

@@ -61,6 +61,12 @@ class ConsumerConfig:
     configured_instance_name: str | None = None
     #: Graceful close: how long in-flight handlers may run on.
     await_termination: float = 30.0
+    #: ``"pull"``: queues shared out by client rebalance and pulled (classic);
+    #: ``"pop"``: RocketMQ 5.x POP, every consumer pops from every queue and acks.
+    consume_mode: str = "pull"
+    #: POP mode: how long popped messages stay hidden from the group's other
+    #: consumers (a failed message comes back after its retry delay instead).
+    pop_invisible_duration: float = 60.0
     pull: PullConfig = field(default_factory=PullConfig)
 
     def __post_init__(self) -> None:
@@ -88,6 +94,15 @@ class ConsumerConfig:
             )
         if self.max_reconsume_times < -1:
             raise ConfigError(f"max_reconsume_times must be >= -1, got {self.max_reconsume_times}")
+        if self.consume_mode not in ("pull", "pop"):
+            raise ConfigError(f"consume_mode must be 'pull' or 'pop', got {self.consume_mode!r}")
+        if self.consume_mode != "pull" and self.message_model != MessageModel.CLUSTERING:
+            raise ConfigError("a broadcasting consumer pulls: consume_mode 'pop' needs clustering")
+        if not 1 <= self.pop_invisible_duration <= 12 * 3600:
+            raise ConfigError(
+                "pop_invisible_duration must be 1 s to 43200 s, "
+                f"got {self.pop_invisible_duration!r}"
+            )
         for name in ("persist_consumer_offset_interval", "rebalance_interval", "await_termination"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive")

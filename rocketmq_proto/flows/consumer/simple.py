@@ -226,7 +226,7 @@ class SimpleConsumerCore(LifecycleOwner):
         if not self.subscriptions:
             raise LocalProtocolError("SimpleConsumer.receive(): subscribe to a topic first")
         began = yield from now()
-        targets = yield from self._targets_flow()
+        targets = yield from self.targets_flow()
         if not targets:
             raise RouteNotFoundError(
                 "no broker serves a subscribed topic: "
@@ -242,7 +242,7 @@ class SimpleConsumerCore(LifecycleOwner):
         failure: RocketMQError | None = None
         for topic, broker in order:
             try:
-                msgs = yield from self._pop_flow(topic, broker, max_messages, invisible_ms, 0)
+                msgs = yield from self.pop_flow(topic, broker, max_messages, invisible_ms, 0)
             except RocketMQError as exc:
                 # Another broker may have messages: a receive fails only when
                 # every broker failed.
@@ -258,9 +258,9 @@ class SimpleConsumerCore(LifecycleOwner):
         if left <= 0.05:
             return []
         topic, broker = answered[0]
-        return (yield from self._pop_flow(topic, broker, max_messages, invisible_ms, left))
+        return (yield from self.pop_flow(topic, broker, max_messages, invisible_ms, left))
 
-    def _targets_flow(self) -> Flow[list[tuple[str, str]]]:
+    def targets_flow(self) -> Flow[list[tuple[str, str]]]:
         """(topic, broker name) of every readable broker of every subscription."""
         targets: list[tuple[str, str]] = []
         for topic in sorted(self.subscriptions):
@@ -276,9 +276,12 @@ class SimpleConsumerCore(LifecycleOwner):
             )
         return targets
 
-    def _pop_flow(
+    def pop_flow(
         self, topic: str, broker: str, max_messages: int, invisible_ms: int, wait: float
     ) -> Flow[list[MessageExt]]:
+        """One POP_MESSAGE of ``topic`` (as the broker knows it) from ``broker``'s
+        queues, held up to ``wait`` seconds: the messages the user gets (see
+        :meth:`_sift_flow`), each with its receipt handle."""
         sub = self.subscriptions.get(topic)
         if sub is None:
             return []  # unsubscribed meanwhile

@@ -1,0 +1,263 @@
+"""A push consumer in POP mode (RocketMQ 5.x; ``consume_mode="pop"``).
+
+No client rebalance: every consumer of the group pops from every queue of every
+broker of its topics (one long-polling pop loop per topic and broker), hands
+the messages to the handler and acks what it consumed. A batch the handler
+failed is hidden again for the broker's retry delay of its attempt
+(CHANGE_MESSAGE_INVISIBLETIME; delay level 3 + the times it was consumed
+before, as the broker's own retries), so it comes back, its reconsume count
+raised; after ``max_reconsume_times`` (16) it goes to the group's dead-letter
+queue instead of being dropped. An orderly consumer pops in FIFO mode: the
+broker hands a queue's messages in order and holds the next until the
+previous is acked; the loop consumes them one batch after another.
+
+It reuses the simple consumer's core for POP, acks and receipt handles.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from rocketmq_proto.flows.consumer.consume import ConsumeResult, to_consume_result
+from rocketmq_proto.flows.consumer.dispatch import HANDLER_NOT_RUN, MessageHandler
+from rocketmq_proto.flows.consumer.push_config import ConsumerConfig
+from rocketmq_proto.flows.consumer.simple import (
+    MAX_POP_BATCH,
+    SimpleConsumerConfig,
+    SimpleConsumerCore,
+)
+from rocketmq_proto.flows.effects import Flow, now, sleep, spawn, user_call
+from rocketmq_proto.flows.lifecycle import Lifecycle, LifecycleOwner, LifecycleState
+from rocketmq_proto.flows.producer import delay_levels_flow
+from rocketmq_proto.flows.session import ClientCore
+from rocketmq_proto.message import namespace as ns
+from rocketmq_proto.message.model import MessageExt
+from rocketmq_proto.wire.bodies import ConsumeFromWhere, SubscriptionData
+from rocketmq_proto.wire.errors import RocketMQError, UserCallbackError
+from rocketmq_proto.wire.route import MessageQueue
+
+__all__ = ["PopPushConsumerCore"]
+
+log = logging.getLogger("rocketmq_proto.consumer")
+
+#: Seconds a pop loop waits after a failed pop before popping again.
+POP_ERROR_DELAY = 1.0
+#: Seconds between two looks for new brokers or topics of the subscriptions.
+TARGETS_INTERVAL = 20.0
+#: Seconds a graceful close waits between two looks at the handlers still running.
+_CLOSE_POLL = 0.05
+#: Delay level of a message's first retry (the broker's retries start there too).
+_FIRST_RETRY_LEVEL = 3
+
+
+@dataclass(slots=True)
+class PopPushConsumerCore(LifecycleOwner):
+    """A push consumer of one group in POP mode: pop loops, the handler, acks."""
+
+    client: ClientCore
+    config: ConsumerConfig
+    #: The handler as the driver runs it (bounded to ``consume_thread_max``).
+    handler: MessageHandler
+    #: POP, acks and receipt handles.
+    pop: SimpleConsumerCore = field(init=False)
+    _lifecycle: Lifecycle = field(
+        default_factory=lambda: Lifecycle("push consumer (POP)"), init=False
+    )
+    #: Messages popped and not yet settled (acked or hidden for a retry).
+    in_flight: int = field(default=0, init=False)
+    #: Messages handed to the handler so far.
+    consumed: int = field(default=0, init=False)
+    #: The (topic, broker) pairs a pop loop runs for.
+    _loops: set[tuple[str, str]] = field(default_factory=set, init=False)
+    _delay_levels: dict[str, tuple[int, ...]] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        config = self.config
+        self.pop = SimpleConsumerCore(
+            self.client,
+            SimpleConsumerConfig(
+                config.group,
+                await_duration=config.pull.broker_suspend_max_time,
+                invisible_duration=config.pop_invisible_duration,
+                max_reconsume_times=16
+                if config.max_reconsume_times == -1
+                else config.max_reconsume_times,
+                consume_from_where=ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET
+                if config.consume_from_where == ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET
+                else ConsumeFromWhere.CONSUME_FROM_LAST_OFFSET,
+                fifo=config.orderly,
+            ),
+        )
+        self.pop.start()  # its lifecycle is this one's: only its checks look at it
+
+    @property
+    def group(self) -> str:
+        return self.pop.group
+
+    @property
+    def subscriptions(self) -> dict[str, SubscriptionData]:
+        return self.pop.subscriptions
+
+    @property
+    def queues(self) -> dict[MessageQueue, object]:
+        """POP mode holds no queues: every consumer pops from all of them."""
+        return {}
+
+    @property
+    def _limit(self) -> int:
+        """Messages popped and unsettled above which the pop loops pause."""
+        return max(MAX_POP_BATCH, 2 * self.config.consume_thread_max * self._batch)
+
+    @property
+    def _batch(self) -> int:
+        return self.config.consume_message_batch_max_size
+
+    def subscribe(self, topic: str, expression: str = "*", expression_type: str = "TAG") -> None:
+        self.pop.subscribe(topic, expression, expression_type)
+
+    def unsubscribe(self, topic: str) -> None:
+        self.pop.unsubscribe(topic)
+
+    def register(self) -> None:
+        self.pop.register()
+
+    # ------------------------------------------------------------------ life
+
+    def start_flow(self) -> Flow[None]:
+        """Routes and a heartbeat, then a pop loop per topic and broker."""
+        if self.state is not LifecycleState.RUNNING:
+            self.start()
+        yield from self.pop.start_flow()
+        yield from self._start_loops_flow()
+
+    def _start_loops_flow(self) -> Flow[None]:
+        for target in (yield from self.pop.targets_flow()):
+            if target not in self._loops:
+                self._loops.add(target)
+                yield from spawn(self._pop_loop_flow(*target), f"pop {target[0]}@{target[1]}")
+
+    def maintenance_flow(self) -> Flow[None]:
+        """Until closed: pop loops for new topics and brokers."""
+        while not self.closed:
+            yield from sleep(TARGETS_INTERVAL)
+            if self.closed:
+                return
+            try:
+                yield from self._start_loops_flow()
+            except RocketMQError as exc:
+                log.warning("pop targets of %s not refreshed: %s", self.group, exc)
+
+    def shutdown_flow(self) -> Flow[None]:
+        """Stop popping, let handlers finish and settle (up to ``await_termination``),
+        unregister. Messages not settled come back once their invisible time ends."""
+        if self.state is not LifecycleState.CLOSING:
+            self.begin_close()
+        try:
+            start = yield from now()
+            now_s = start
+            while self.in_flight and now_s - start < self.config.await_termination:
+                yield from sleep(_CLOSE_POLL)
+                now_s = yield from now()
+            self.pop.unregister()
+            yield from self.client.unregister_flow(consumer_group=self.group)
+        finally:
+            self.finish_close()
+
+    # ------------------------------------------------------------------- pop
+
+    def _pop_loop_flow(self, topic: str, broker: str) -> Flow[None]:
+        invisible_ms = round(self.config.pop_invisible_duration * 1000)
+        wait = self.config.pull.broker_suspend_max_time
+        try:
+            while not self.closed and topic in self.pop.subscriptions:
+                room = self._limit - self.in_flight
+                if room <= 0:
+                    yield from sleep(0.01)
+                    continue
+                try:
+                    msgs = yield from self.pop.pop_flow(
+                        topic, broker, min(MAX_POP_BATCH, room), invisible_ms, wait
+                    )
+                except RocketMQError as exc:
+                    if self.closed:
+                        return
+                    log.info("pop of %s from %s failed: %s; again in 1 s", topic, broker, exc)
+                    yield from sleep(POP_ERROR_DELAY)
+                    continue
+                if not msgs:
+                    continue
+                self.in_flight += len(msgs)
+                batches = [msgs[i : i + self._batch] for i in range(0, len(msgs), self._batch)]
+                for batch in batches:
+                    if self.config.orderly:
+                        yield from self._consume_flow(batch, broker)  # in order, one at a time
+                    else:
+                        yield from spawn(self._consume_flow(batch, broker), "pop consume")
+        finally:
+            self._loops.discard((topic, broker))
+
+    def _consume_flow(self, batch: list[MessageExt], broker: str) -> Flow[None]:
+        try:
+            if self.closed:
+                return  # not handed over: it comes back when its invisible time ends
+            result = yield from self._handle_flow(batch)
+            if result is None:
+                return
+            if result is ConsumeResult.SUCCESS:
+                yield from self.pop.ack_flow(batch)
+            else:
+                yield from self._retry_flow(batch, broker)
+        except RocketMQError as exc:
+            log.warning(
+                "settling %d message(s) of %s failed: %s; they come back later",
+                len(batch),
+                self.group,
+                exc,
+            )
+        finally:
+            self.in_flight -= len(batch)
+
+    def _handle_flow(self, batch: list[MessageExt]) -> Flow[ConsumeResult | None]:
+        try:
+            value = yield from user_call(self.handler, batch)
+        except UserCallbackError as exc:
+            error = exc.__cause__ if exc.__cause__ is not None else exc
+            ids = [m.msg_id for m in batch]
+            log.warning(
+                "message handler raised consuming topic %s, group %s, message id(s) %s: %r",
+                batch[0].topic,
+                self.group,
+                ", ".join(ids),
+                error,
+                exc_info=error,
+                extra={
+                    "rocketmq_topic": batch[0].topic,
+                    "rocketmq_group": self.group,
+                    "rocketmq_msg_ids": ids,
+                },
+            )
+            value = False
+        if value is HANDLER_NOT_RUN:
+            return None
+        self.consumed += len(batch)
+        try:
+            return to_consume_result(value, orderly=self.config.orderly)
+        except RocketMQError as exc:
+            log.warning("message handler answer unusable: %s", exc)
+            return ConsumeResult.RETRY_LATER
+
+    def _retry_flow(self, batch: list[MessageExt], broker: str) -> Flow[None]:
+        """Hide each failed message for its retry delay: the broker's delay level
+        ``3 + reconsume_times`` (or ``delay_level_when_next_consume``)."""
+        topic = ns.wrap(self.client.config.namespace, batch[0].topic)
+        addr = yield from self.client.master_addr_flow(broker, topic)
+        levels = yield from delay_levels_flow(self.client, addr, self._delay_levels)
+        for msg in batch:
+            level = self.config.delay_level_when_next_consume or (
+                _FIRST_RETRY_LEVEL + msg.reconsume_times
+            )
+            delay_ms = levels[min(max(level, 1), len(levels)) - 1]
+            if self.config.orderly:
+                delay_ms = self.config.suspend_current_queue_time_millis
+            yield from self.pop.change_invisible_flow(msg, max(1.0, delay_ms / 1000))
