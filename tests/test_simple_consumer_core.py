@@ -9,6 +9,8 @@ import json
 import pytest
 
 from rocketmq_proto import InvalidArgumentError, LocalProtocolError, RequestTimeoutError
+from rocketmq_proto.flows.consumer.pop_push import PopPushConsumerCore
+from rocketmq_proto.flows.consumer.push_config import ConsumerConfig
 from rocketmq_proto.flows.consumer.simple import SimpleConsumerConfig, SimpleConsumerCore
 from rocketmq_proto.message.codec import encode_stored_message
 from rocketmq_proto.message.model import MessageExt
@@ -402,3 +404,63 @@ def test_bad_arguments_and_states_are_clear_errors() -> None:
     for config in ({"group": ""}, {"group": "G", "consume_from_where": "CONSUME_FROM_TIMESTAMP"}):
         with pytest.raises(ConfigError):
             SimpleConsumerConfig(**config)  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------- PushConsumer, POP mode
+
+
+def pop_push(sim: Sim, handler: object, **config: object) -> PopPushConsumerCore:
+    core = PopPushConsumerCore(
+        make_client(),
+        ConsumerConfig(GROUP, consume_mode="pop", **config),  # type: ignore[arg-type]
+        handler,  # type: ignore[arg-type]
+    )
+    core.subscribe(TOPIC)
+    core.register()
+    core.start()
+    sim.run(core.pop.start_flow())
+    return core
+
+
+def test_a_pop_mode_batch_handled_is_acked_and_a_failed_one_hidden_for_its_retry_delay() -> None:
+    brokers = Brokers()
+    brokers.pops[A] = [pop_answer([(1, 100), (1, 101)])]
+
+    def answer(addr: str, command: RemotingCommand) -> RemotingCommand:
+        if command.code == RequestCode.GET_BROKER_CONFIG:
+            return reply(0, body=b"messageDelayLevel=1s 5s 10s 30s\n")
+        return brokers(addr, command)
+
+    sim = Sim(answer)
+    results = iter([True, False])
+    core = pop_push(sim, lambda msgs: next(results), consume_message_batch_max_size=1)
+    msgs = sim.run(core.pop.pop_flow(TOPIC, "broker-a", 32, 30000, 0))
+    core.in_flight = 2
+    sim.run(core._consume_flow(msgs[:1], "broker-a"))
+    sim.run(core._consume_flow(msgs[1:], "broker-a"))
+    assert core.in_flight == 0 and core.consumed == 2
+    (ack,) = brokers.of(RequestCode.ACK_MESSAGE)
+    assert ack[1].ext_fields["offset"] == "100"
+    (hide,) = brokers.of(RequestCode.CHANGE_MESSAGE_INVISIBLETIME)
+    # First retry: delay level 3 of the broker's table (10 s), as its own retries.
+    assert hide[1].ext_fields["offset"] == "101" and hide[1].ext_fields["invisibleTime"] == "10000"
+
+
+def test_a_pop_mode_handler_that_raises_is_logged_and_its_batch_retried(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    brokers = Brokers()
+    brokers.pops[A] = [pop_answer([(1, 100)])]
+    sim = Sim(brokers)
+
+    def fails(msgs: list[MessageExt]) -> None:
+        raise RuntimeError("boom")
+
+    core = pop_push(sim, fails, delay_level_when_next_consume=1)
+    (msg,) = sim.run(core.pop.pop_flow(TOPIC, "broker-a", 32, 30000, 0))
+    core.in_flight = 1
+    sim.run(core._consume_flow([msg], "broker-a"))
+    assert "message handler raised" in caplog.text and "boom" in caplog.text
+    (hide,) = brokers.of(RequestCode.CHANGE_MESSAGE_INVISIBLETIME)
+    assert hide[1].ext_fields["invisibleTime"] == "1000"  # the broker's level 1 (Java's table)
+    assert brokers.of(RequestCode.ACK_MESSAGE) == []
