@@ -397,3 +397,49 @@ def test_an_orderly_push_consumer_in_pop_mode_keeps_a_queues_order(
     for key in keys:
         numbers = [int(b.split(":")[1]) for b in seen if b.startswith(key + ":")]
         assert numbers == sorted(numbers), (key, numbers)
+
+
+def test_consumer_processes_in_pop_mode_drain_20000_messages_losing_none(
+    rocketmq_cluster: Any,
+) -> None:
+    """Three consumer processes of one POP-mode group drain 20,000 messages: each
+    message handled at least once, every process doing a share."""
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    import rocketmq_sync
+
+    ns = rocketmq_cluster.namesrv_addr
+    topic = unique("PopDrain")
+    count = 20_000
+    with rocketmq_sync.Admin(ns) as admin:
+        admin.create_topic(topic, read_queue_nums=4, write_queue_nums=4)
+        deadline = time.monotonic() + 30
+        while len(admin.topic_route(topic).queue_datas) < 2 and time.monotonic() < deadline:
+            time.sleep(0.2)
+    with rocketmq_sync.Producer(ns, group=unique("drainp")) as producer:
+        for start in range(0, count, 100):
+            producer.send_batch([Message(topic, b"d%d" % i) for i in range(start, start + 100)])
+    program = Path(__file__).parent / "programs" / "pop_drain.py"
+    group = unique("drain")
+    with tempfile.TemporaryDirectory() as tmp:
+        outs = [Path(tmp) / f"member-{i}.txt" for i in range(3)]
+        members = [
+            subprocess.Popen(
+                [sys.executable, str(program), ns, topic, group, str(out), "5", "240"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for out in outs
+        ]
+        for member in members:
+            _, stderr = member.communicate(timeout=300)
+            assert member.returncode == 0, stderr[-3000:]
+        shares = [out.read_text().split() for out in outs]
+    got = [body for share in shares for body in share]
+    assert set(got) == {f"d{i}" for i in range(count)}, f"{count - len(set(got))} never handled"
+    assert all(shares), [len(share) for share in shares]
+    print(f"\nshares {[len(s) for s in shares]}, handled twice {len(got) - len(set(got))}")
