@@ -656,6 +656,12 @@ def peer_to_python(
             result = results.get(v.label)
             assert result is not None, f"the peer never finished {v.label}\n{run.stderr_tail()}"
             if result["rc"] != 0:
+                # Only a documented refusal is the tests' to check; any other
+                # failure of the peer fails the exchange, saying what it was.
+                assert refusal(v, ex.producer, ex.version) is not None, (
+                    f"the {ex.producer} peer failed to send {v.label!r}: {result['error']}\n"
+                    f"{run.stderr_tail()}"
+                )
                 ex.refused[v.label] = str(result["error"])
                 continue
             ex.sent[v.label] = sent_of_lines(v, run.produced(v.label))
