@@ -5,7 +5,8 @@ One name server and two master-only broker groups (``broker-a``, ``broker-b``) o
 cluster ``DefaultCluster``, run with the system ``java`` from the class path of
 ``org.apache.rocketmq:rocketmq-namesrv`` and ``rocketmq-broker``, which Maven resolves
 from Maven Central once per version into ``~/.cache/rocketmq-py-cluster/<version>/``
-(``ROCKETMQ_CLUSTER_CACHE`` moves it).
+(``ROCKETMQ_CLUSTER_CACHE`` moves it). On request, a slave for each group and the 5.x
+proxy (``rocketmq-proxy``, resolved into ``<version>/proxy/``) in cluster mode.
 
 From Python::
 
@@ -17,11 +18,17 @@ From Python::
 
     LocalCluster(namesrv_count=2)            # namesrv_addr is then "127.0.0.1:P1;127.0.0.1:P2"
 
+    with LocalCluster(proxy=True, slaves=True) as cluster:
+        cluster.proxy_addr                   # the 5.x proxy's remoting port: a client's namesrv
+        cluster.slaves                       # {"broker-a": "127.0.0.1:PORT", ...} (brokerId 1)
+        cluster.stop_broker("broker-a-slave")  # slaves are "<group>-slave"
+
     cluster_from_env()                       # the cluster named by ROCKETMQ_NAMESRV, or None
 
 From a shell::
 
     python scripts/cluster.py up [--version V] [--workdir DIR]   # prints the name server address
+    python scripts/cluster.py up --proxy --slaves   # ... and then the proxy's address
     python scripts/cluster.py status
     python scripts/cluster.py down
 
@@ -65,6 +72,7 @@ __all__ = [
     "DEFAULT_STATE_FILE",
     "DEFAULT_VERSION",
     "SHORT_MESSAGE_DELAY_LEVELS",
+    "SLAVE_SUFFIX",
     "AclUser",
     "ClusterError",
     "ClusterInfo",
@@ -74,6 +82,7 @@ __all__ = [
     "cluster_from_env",
     "main",
     "resolve_classpath",
+    "resolve_proxy_classpath",
 ]
 
 # The newest release whose modules Maven Central serves here complete: 5.5.1 lacks
@@ -107,12 +116,21 @@ _COMMON_JVM_FLAGS: Final = (
     "-XX:+ExitOnOutOfMemoryError",
 )
 NAMESRV_JVM_OPTIONS: Final = ("-Xms64m", "-Xmx256m")
-BROKER_JVM_OPTIONS: Final = ("-Xms128m", "-Xmx512m", "-XX:MaxDirectMemorySize=256m")
+BROKER_JVM_OPTIONS: Final = ("-Xms128m", "-Xmx512m", "-XX:MaxDirectMemorySize=1g")
+# The proxy's own start script asks for 4 GB; a test proxy needs far less.
+PROXY_JVM_OPTIONS: Final = ("-Xms64m", "-Xmx384m", "-XX:MaxDirectMemorySize=256m")
+#: A broker group's slave (brokerId 1) is the server "<group><SLAVE_SUFFIX>".
+SLAVE_SUFFIX: Final = "-slave"
 
 _NAMESRV_MAIN: Final = "org.apache.rocketmq.namesrv.NamesrvStartup"
 _BROKER_MAIN: Final = "org.apache.rocketmq.broker.BrokerStartup"
+_PROXY_MAIN: Final = "org.apache.rocketmq.proxy.ProxyStartup"
 _NAMESRV_BOOT: Final = re.compile(r"The Name Server boot success")
 _BROKER_BOOT: Final = re.compile(r"The broker\[(?P<name>[^,\]]+), (?P<addr>[^\]]+)\] boot success")
+_PROXY_BOOT: Final = re.compile(r"rocketmq-proxy startup successfully")
+# The proxy makes its system topic at start-up with 3 s name server calls and exits
+# if one times out, as it can on a loaded machine: it is started again, this often.
+_PROXY_ATTEMPTS: Final = 3
 
 # ACL 2.0 (5.x) plug-ins: the defaults load no metadata provider, so users could not be stored.
 _AUTHN_PROVIDER: Final = (
@@ -236,6 +254,41 @@ def resolve_classpath(
     """The jars of the name server and broker ``version``, fetched by Maven on first use."""
     _check_version(version)
     root = (cache_dir if cache_dir is not None else cache_root()) / version
+    pom = POM_TEMPLATE.read_text("utf-8")
+    wanted = {f"rocketmq-namesrv-{version}.jar", f"rocketmq-broker-{version}.jar"}
+    return _resolve_jars(root, pom, version, wanted, timeout)
+
+
+def resolve_proxy_classpath(
+    version: str = DEFAULT_VERSION, *, cache_dir: Path | None = None, timeout: float = 1800.0
+) -> list[Path]:
+    """The jars of the 5.x proxy ``version`` (``org.apache.rocketmq:rocketmq-proxy``),
+    fetched by Maven on first use into ``<cache>/<version>/proxy/``."""
+    _check_version(version)
+    if _major(version) < 5:
+        raise ClusterError(f"RocketMQ {version} has no proxy (it came with 5.0)")
+    root = (cache_dir if cache_dir is not None else cache_root()) / version / "proxy"
+    # The broker's template, naming the proxy artifact instead of the two servers.
+    template = POM_TEMPLATE.read_text("utf-8")
+    begin, end = template.find("<dependencies>"), template.find("</dependencies>")
+    if begin < 0 or end < begin:
+        raise ClusterError(f"{POM_TEMPLATE} has no <dependencies> element")
+    dependency = (
+        "<dependencies>\n    <dependency>\n"
+        "      <groupId>org.apache.rocketmq</groupId>\n"
+        "      <artifactId>rocketmq-proxy</artifactId>\n"
+        "      <version>${rocketmq.version}</version>\n"
+        "    </dependency>\n  "
+    )
+    pom = template[:begin] + dependency + template[end:]
+    return _resolve_jars(root, pom, version, {f"rocketmq-proxy-{version}.jar"}, timeout)
+
+
+def _resolve_jars(
+    root: Path, pom_text: str, version: str, wanted: set[str], timeout: float
+) -> list[Path]:
+    """The runtime class path of ``pom_text`` (with ``rocketmq.version`` = ``version``),
+    cached in ``root``; ``wanted``: jar names that must be among it."""
     root.mkdir(parents=True, exist_ok=True)
     with _file_lock(root / ".lock"):
         jars = _cached_jars(root)
@@ -245,7 +298,7 @@ def resolve_classpath(
         if mvn is None:
             raise ClusterError("Maven ('mvn') is not on PATH; it fetches the RocketMQ jars")
         pom = root / "pom.xml"
-        shutil.copyfile(POM_TEMPLATE, pom)
+        pom.write_text(pom_text, "utf-8")
         partial = root / "lib.partial"
         shutil.rmtree(partial, ignore_errors=True)
         command = [
@@ -276,7 +329,6 @@ def resolve_classpath(
             ) from exc
         output = done.stdout.decode("utf-8", "replace")
         names = sorted(p.name for p in partial.glob("*.jar")) if partial.is_dir() else []
-        wanted = {f"rocketmq-namesrv-{version}.jar", f"rocketmq-broker-{version}.jar"}
         if done.returncode != 0 or not wanted <= set(names):
             raise ClusterError(
                 f"Maven could not resolve RocketMQ {version} (exit {done.returncode}):\n"
@@ -296,6 +348,7 @@ def resolve_classpath(
 
 _GET_BROKER_RUNTIME_INFO: Final = 28
 _GET_BROKER_CLUSTER_INFO: Final = 106
+_GET_ROUTEINFO_BY_TOPIC: Final = 105
 _MAX_FRAME: Final = 16 * 1024 * 1024
 
 
@@ -326,7 +379,12 @@ def _client_tls_context() -> ssl.SSLContext:
 
 
 def _remoting_call(
-    addr: str, code: int, *, timeout: float = 3.0, use_tls: bool = False
+    addr: str,
+    code: int,
+    *,
+    timeout: float = 3.0,
+    use_tls: bool = False,
+    ext_fields: Mapping[str, str] | None = None,
 ) -> tuple[int, str, bytes]:
     """Send request ``code``; return the response's code, remark and body."""
     header = json.dumps(
@@ -336,7 +394,7 @@ def _remoting_call(
             "version": 401,
             "opaque": 1,
             "flag": 0,
-            "extFields": {},
+            "extFields": dict(ext_fields or {}),
         },
         separators=(",", ":"),
     ).encode()
@@ -377,21 +435,45 @@ def _query_cluster(
     namesrv_addr: str, *, timeout: float = 3.0, use_tls: bool = False
 ) -> dict[str, str]:
     """Broker name -> master address, as the name server knows them now."""
+    table = _query_cluster_table(namesrv_addr, timeout=timeout, use_tls=use_tls)
+    return {name: addrs[0] for name, addrs in table.items() if 0 in addrs}
+
+
+def _query_cluster_table(
+    namesrv_addr: str, *, timeout: float = 3.0, use_tls: bool = False
+) -> dict[str, dict[int, str]]:
+    """Broker name -> {broker id: address} (0 the master, 1... the slaves), as the
+    name server knows them now."""
     addr = namesrv_addr.split(";", 1)[0]
     code, remark, body = _remoting_call(
         addr, _GET_BROKER_CLUSTER_INFO, timeout=timeout, use_tls=use_tls
     )
     if code != 0:
         raise ClusterError(f"cluster info from {addr} failed: code {code} {remark}")
-    masters: dict[str, str] = {}
     if not body:
-        return masters
+        return {}
     table = _lenient_json(body).get("brokerAddrTable") or {}
-    for name, broker in table.items():
-        master = (broker.get("brokerAddrs") or {}).get("0")
-        if master:
-            masters[str(name)] = str(master)
-    return masters
+    return {str(name): _broker_addrs(broker) for name, broker in table.items()}
+
+
+def _broker_addrs(broker_data: Mapping[str, Any]) -> dict[int, str]:
+    addrs = broker_data.get("brokerAddrs") or {}
+    return {int(broker_id): str(addr) for broker_id, addr in addrs.items() if addr}
+
+
+def _query_route(addr: str, topic: str, *, timeout: float = 3.0) -> dict[str, dict[int, str]]:
+    """GET_ROUTEINFO_BY_TOPIC at ``addr`` (a name server or a 5.x proxy): broker name
+    -> {broker id: address} of the topic's route."""
+    code, remark, body = _remoting_call(
+        addr, _GET_ROUTEINFO_BY_TOPIC, timeout=timeout, ext_fields={"topic": topic}
+    )
+    if code != 0:
+        raise ClusterError(f"route of {topic!r} from {addr} failed: code {code} {remark}")
+    try:
+        datas = (_lenient_json(body).get("brokerDatas") or []) if body else []
+        return {str(data.get("brokerName")): _broker_addrs(data) for data in datas}
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise ClusterError(f"unreadable route of {topic!r} from {addr}: {exc!r}") from exc
 
 
 def _query_broker_version(broker_addr: str, *, timeout: float = 3.0) -> str | None:
@@ -445,9 +527,20 @@ def _port_is_free(port: int) -> bool:
 
 def _pick_ports(broker_count: int, namesrv_count: int = 1) -> tuple[list[int], list[int]]:
     """Name server ports and broker listen ports, with each broker's L-2 and L+1 free."""
+    namesrvs, listen, _ = _pick_port_layout(broker_count, namesrv_count)
+    return namesrvs, listen
+
+
+def _pick_port_layout(
+    broker_count: int, namesrv_count: int = 1, extra_count: int = 0
+) -> tuple[list[int], list[int], list[int]]:
+    """Name server ports, broker listen ports (each broker's L-2 and L+1 free too) and
+    ``extra_count`` more free ports (a proxy's), all from one block."""
     if not 1 <= namesrv_count <= 8:
         raise ClusterError(f"namesrv_count must be 1 to 8, not {namesrv_count}")
-    span = 10 * (broker_count + 1)
+    if not 0 <= extra_count <= 8:
+        raise ClusterError(f"extra_count must be 0 to 8, not {extra_count}")
+    span = 10 * (broker_count + 2)
     low = 10000
     high = _ephemeral_low() - span  # outgoing connections draw from the ephemeral range
     if high <= low + span:
@@ -457,9 +550,14 @@ def _pick_ports(broker_count: int, namesrv_count: int = 1) -> tuple[list[int], l
         base = rng.randrange(low, high)
         listen = [base + 10 * (index + 1) for index in range(broker_count)]
         namesrvs = [base + index for index in range(namesrv_count)]
-        needed = [*namesrvs, *(port + delta for port in listen for delta in (-2, 0, 1))]
+        extras = [base + 10 * (broker_count + 1) + index for index in range(extra_count)]
+        needed = [
+            *namesrvs,
+            *(port + delta for port in listen for delta in (-2, 0, 1)),
+            *extras,
+        ]
         if all(_port_is_free(port) for port in needed):
-            return namesrvs, listen
+            return namesrvs, listen, extras
     raise ClusterError("found no free block of ports on 127.0.0.1")
 
 
@@ -567,7 +665,7 @@ def _pid_runs(pid: int, marker: str) -> bool:
 
 
 class _Server:
-    """One JVM: the name server or one broker."""
+    """One JVM: a name server, a broker (master or slave) or the proxy."""
 
     def __init__(
         self,
@@ -603,7 +701,7 @@ class _Server:
 
     @property
     def log_path(self) -> Path:
-        name = "namesrv.log" if self.role == "namesrv" else "broker.log"
+        name = {"namesrv": "namesrv.log", "proxy": "proxy.log"}.get(self.role, "broker.log")
         return self.home / "logs" / "rocketmqlogs" / name
 
     def launch(
@@ -715,6 +813,60 @@ def _keep_workdir() -> bool:
     return _env_flag("ROCKETMQ_CLUSTER_KEEP", False)
 
 
+def _proxy_tls_pair(cache_dir: Path | None) -> tuple[Path, Path] | None:
+    """A self-signed certificate and its key (PEM) for the proxy's gRPC server, made
+    once by ``openssl`` into the cache; None without ``openssl``.
+
+    The gRPC server always builds a TLS context, even with TLS off; without files it
+    makes a new RSA key at every start, which costs a loaded two-core machine several
+    seconds (an EC key made once costs nothing)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        return None
+    root = (cache_dir if cache_dir is not None else cache_root()) / "proxy-tls"
+    cert, key = root / "cert.pem", root / "key.pem"
+    root.mkdir(parents=True, exist_ok=True)
+    with _file_lock(root / ".lock"):
+        if cert.is_file() and key.is_file():
+            return cert, key
+        new_cert, new_key = root / "cert.pem.tmp", root / "key.pem.tmp"
+        command = [
+            openssl,
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "36500",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            str(new_key),
+            "-out",
+            str(new_cert),
+        ]
+        try:
+            done = subprocess.run(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=60,
+                check=False,
+            )
+            # The proxy reads a PKCS#8 key only ("BEGIN PRIVATE KEY").
+            if done.returncode != 0 or b"BEGIN PRIVATE KEY" not in new_key.read_bytes():
+                return None
+            new_key.replace(key)
+            new_cert.replace(cert)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return cert, key
+
+
 # AppCDS: a JVM's first run dumps the classes it loaded (-XX:ArchiveClassesAtExit);
 # later runs map that archive (-XX:SharedArchiveFile) and boot with ~40% less CPU,
 # which matters on two shared cores. An archive only fits the JVM build and class
@@ -815,7 +967,8 @@ def _coerce_tls(tls: TlsOptions | tuple[str | Path, str | Path] | None) -> TlsOp
 
 
 class LocalCluster:
-    """A name server and master-only broker groups run as local JVMs.
+    """Name servers and broker groups (a master each, a slave too if asked), and a
+    5.x proxy if asked, run as local JVMs.
 
     ``version``: the RocketMQ release (5.x or 4.x). ``workdir``: where configs, stores
     and logs go (a temporary directory, removed on stop, when None). ``tls``: a
@@ -823,6 +976,15 @@ class LocalCluster:
     (or True for the default one). ``serialize_type``: the header format the servers
     answer in, ``"JSON"`` or ``"ROCKETMQ"``. ``extra_broker_props``: broker config
     entries that override or add to the launcher's (e.g. ``messageDelayLevel``).
+
+    ``proxy``: also run the 5.x proxy (``rocketmq-proxy``) in cluster mode against the
+    name servers; clients that take ``proxy_addr`` as their name server address reach
+    the brokers through it (routes name the proxy as every broker). ``slaves``: each
+    group gets a slave (brokerId 1, brokerRole SLAVE, server name
+    ``<group>-slave``) that replicates its master over HA. ``slave_read_enable``:
+    ``slaveReadEnable`` on every broker. ``slave_acting_master`` (5.x):
+    ``enableSlaveActingMaster`` on every broker and ``supportActingMaster`` on the
+    name servers, so a slave whose master is gone stands in for it (read-only).
     """
 
     def __init__(
@@ -841,12 +1003,24 @@ class LocalCluster:
         stop_timeout: float = 30.0,
         cache_dir: Path | None = None,
         die_with_parent: bool = True,
+        proxy: bool = False,
+        slaves: bool = False,
+        slave_read_enable: bool = False,
+        slave_acting_master: bool = False,
     ) -> None:
         _check_version(version)
         if serialize_type.upper() not in ("JSON", "ROCKETMQ"):
             raise ClusterError(f"serialize_type must be JSON or ROCKETMQ, not {serialize_type!r}")
         if not broker_names or len(set(broker_names)) != len(broker_names):
             raise ClusterError("broker_names must be distinct and not empty")
+        if any(name.endswith(SLAVE_SUFFIX) for name in broker_names):
+            raise ClusterError(f"a broker name must not end with {SLAVE_SUFFIX!r}")
+        if proxy and _major(version) < 5:
+            raise ClusterError(f"RocketMQ {version} has no proxy (it came with 5.0)")
+        if proxy and (tls is not None or acl not in (None, False)):
+            raise ClusterError("the launcher runs a proxy only without TLS and ACL")
+        if slave_acting_master and _major(version) < 5:
+            raise ClusterError(f"RocketMQ {version} has no slave acting master (5.x has)")
         self.version: str = version
         self.workdir: Path | None = Path(workdir).resolve() if workdir is not None else None
         self.tls = _coerce_tls(tls)
@@ -868,11 +1042,25 @@ class LocalCluster:
         self.namesrv_addrs: list[str] = []
         self.namesrv_addr = ""
         self.brokers: dict[str, str] = {}
+        self.with_proxy = proxy
+        self.with_slaves = slaves
+        self.slave_read_enable = slave_read_enable
+        self.slave_acting_master = slave_acting_master
+        #: Broker name -> its slave's address (``slaves=True``); the slave's server
+        #: name, for :meth:`stop_broker` and the like, is ``<broker name>-slave``.
+        self.slaves: dict[str, str] = {}
+        #: The proxy's remoting address (``proxy=True``): give it to clients as their
+        #: name server address. ``proxy_grpc_addr``: its gRPC port.
+        self.proxy_addr: str | None = None
+        self.proxy_grpc_addr: str | None = None
         self.startup_seconds: float | None = None
         self._owns_workdir = workdir is None
         self._namesrvs: list[_Server] = []
         self._brokers: dict[str, _Server] = {}
+        self._slaves: dict[str, _Server] = {}  # by broker name
+        self._proxy: _Server | None = None
         self._cds: Path | None = None
+        self._proxy_cds: Path | None = None
         self._exit_hook = False
 
     # ----- public API
@@ -892,21 +1080,30 @@ class LocalCluster:
     def __repr__(self) -> str:
         return (
             f"LocalCluster(version={self.version!r}, namesrv_addr={self.namesrv_addr!r}, "
-            f"brokers={self.brokers!r}, workdir={str(self.workdir)!r})"
+            f"brokers={self.brokers!r}, slaves={self.slaves!r}, "
+            f"proxy_addr={self.proxy_addr!r}, workdir={str(self.workdir)!r})"
         )
 
     def start(self) -> None:
-        """Start the name server and brokers; return once every broker is registered."""
+        """Start the name servers and masters, then (once the masters are registered,
+        so a slave finds its master in its first registration's answer) the slaves
+        and the proxy; return once every broker is registered and the proxy serves
+        routes."""
         if self._namesrvs:
             raise ClusterError("this cluster was already started")
         jars = resolve_classpath(self.version, cache_dir=self.cache_dir)
+        proxy_jars = (
+            resolve_proxy_classpath(self.version, cache_dir=self.cache_dir)
+            if self.with_proxy
+            else None
+        )
         if self.workdir is None:
             self.workdir = Path(tempfile.mkdtemp(prefix="rocketmq-py-cluster-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         began = time.monotonic()
         deadline = began + self.start_timeout
         try:
-            self._prepare(jars)
+            self._prepare(jars, proxy_jars)
             for server in self._namesrvs:
                 self._launch(server)
             for server in self._namesrvs:
@@ -916,9 +1113,16 @@ class LocalCluster:
             for server in self._brokers.values():
                 self._wait_boot(server, _BROKER_BOOT, deadline)
             self._wait_registered(self.brokers, deadline)
+            for server in [*self._slaves.values(), *([self._proxy] if self._proxy else [])]:
+                self._launch(server)
+            for server in self._slaves.values():
+                self._wait_boot(server, _BROKER_BOOT, deadline)
+            self._wait_registered({s.name: s.addr for s in self._slaves.values()}, deadline)
             if self.tls is not None and self.tls.broker_mode != "disabled":
-                for addr in self.brokers.values():
+                for addr in [*self.brokers.values(), *self.slaves.values()]:
                     _tls_handshake(addr)
+            if self._proxy is not None:
+                self._wait_proxy(self._proxy, deadline)
         except BaseException as exc:
             report = self._report()
             self._kill_all()
@@ -933,15 +1137,16 @@ class LocalCluster:
         self._exit_hook = True
 
     def stop(self, timeout: float | None = None) -> None:
-        """Stop brokers, then the name server (SIGTERM, SIGKILL after ``timeout``)."""
+        """Stop the proxy and brokers, then the name servers (SIGTERM, SIGKILL after
+        ``timeout``)."""
         limit = self.stop_timeout if timeout is None else timeout
         try:
-            _stop_servers(list(self._brokers.values()), limit)
+            _stop_servers(self._servers(namesrvs=False), limit)
             _stop_servers(self._namesrvs, limit)
         finally:
             self._drop_exit_hook()
-        for server in [*self._brokers.values(), *self._namesrvs]:
-            _keep_cds_dump(self._cds, server)
+        for server in self._servers():
+            _keep_cds_dump(self._cds_of(server), server)
         if self._owns_workdir and self.workdir is not None and not _keep_workdir():
             shutil.rmtree(self.workdir, ignore_errors=True)
 
@@ -950,9 +1155,11 @@ class LocalCluster:
         self._drop_exit_hook()
 
     def stop_broker(self, name: str, *, kill: bool = False, timeout: float | None = None) -> None:
-        """Stop one broker (SIGKILL at once when ``kill``) and wait for the name server
-        to drop it; its port and store are kept for :meth:`start_broker`."""
+        """Stop one broker, a master (``"broker-a"``) or a slave (``"broker-a-slave"``),
+        (SIGKILL at once when ``kill``) and wait for the name server to drop it; its
+        port and store are kept for :meth:`start_broker`."""
         server = self._broker(name)
+        group, _ = self._slot(name)
         if kill:
             server.send(signal.SIGKILL)
             if not server.wait_gone(time.monotonic() + 10.0):
@@ -963,12 +1170,12 @@ class LocalCluster:
         deadline = time.monotonic() + 15.0
         while time.monotonic() < deadline:
             with contextlib.suppress(OSError, ClusterError, ValueError):
-                if name not in self._query():
+                if server.addr not in self._query_table().get(group, {}).values():
                     return
             time.sleep(0.2)
 
     def start_broker(self, name: str) -> None:
-        """Start a stopped broker again, on the same port and store."""
+        """Start a stopped broker (master or slave) again, on the same port and store."""
         server = self._broker(name)
         if server.alive():
             return
@@ -983,13 +1190,22 @@ class LocalCluster:
             raise ClusterError(f"broker {name} failed to restart: {exc}\n{report}") from exc
 
     def pause_broker(self, name: str) -> None:
-        """Freeze one broker (SIGSTOP): its connections stay open and nothing
-        answers, as a broker stalled by a long pause or an overloaded host."""
+        """Freeze one broker, master or slave (SIGSTOP): its connections stay open and
+        nothing answers, as a broker stalled by a long pause or an overloaded host."""
         self._broker(name).send(signal.SIGSTOP)
 
     def resume_broker(self, name: str) -> None:
         """Let a paused broker run again (SIGCONT)."""
         self._broker(name).send(signal.SIGCONT)
+
+    def pause_namesrv(self, index: int = 0) -> None:
+        """Freeze the ``index``-th name server (SIGSTOP): it accepts connections and
+        never answers, as a hung server."""
+        self._namesrv_server(index).send(signal.SIGSTOP)
+
+    def resume_namesrv(self, index: int = 0) -> None:
+        """Let a paused name server run again (SIGCONT)."""
+        self._namesrv_server(index).send(signal.SIGCONT)
 
     def stop_namesrv(self, index: int = 0, *, kill: bool = False) -> None:
         """Stop the ``index``-th name server (SIGKILL at once when ``kill``); its port
@@ -1014,18 +1230,25 @@ class LocalCluster:
             self._launch(server)
             self._wait_boot(server, _NAMESRV_BOOT, deadline)
             if wait_registered:
-                self._wait_registered(self.brokers, deadline, namesrv=server.addr)
+                brokers = {s.name: s.addr for s in self._servers(namesrvs=False, proxy=False)}
+                self._wait_registered(brokers, deadline, namesrv=server.addr)
         except Exception as exc:
             report = server.report()
             _stop_servers([server], 5.0)
             raise ClusterError(f"{server.name} failed to restart: {exc}\n{report}") from exc
 
     def is_running(self, name: str) -> bool:
-        """Whether the broker ``name`` (or ``"namesrv"``, ``"namesrv-2"``...) is alive."""
-        for server in self._namesrvs:
+        """Whether the broker ``name`` (a master, or ``"<name>-slave"``), ``"namesrv"``
+        (``"namesrv-2"``...) or ``"proxy"`` is alive."""
+        for server in [*self._namesrvs, *([self._proxy] if self._proxy else [])]:
             if server.name == name:
                 return server.alive()
         return self._broker(name).alive()
+
+    def server_names(self) -> list[str]:
+        """Every server of the cluster, for :meth:`is_running`: name servers, masters,
+        slaves and the proxy."""
+        return [server.name for server in self._servers()]
 
     def logs(self) -> str:
         """The tail of every server's stdout and log, for a failing test's report."""
@@ -1034,18 +1257,22 @@ class LocalCluster:
     # ----- state for the command line
 
     def to_state(self) -> dict[str, Any]:
-        servers = [*self._namesrvs, *self._brokers.values()] if self._namesrvs else []
+        servers = self._servers() if self._namesrvs else []
         return {
             "version": self.version,
             "workdir": str(self.workdir),
             "owns_workdir": self._owns_workdir,
             "namesrv_addr": self.namesrv_addr,
             "brokers": dict(self.brokers),
+            "slaves": dict(self.slaves),
+            "proxy_addr": self.proxy_addr,
+            "proxy_grpc_addr": self.proxy_grpc_addr,
             "serialize_type": self.serialize_type,
             "tls": self.tls is not None,
             "acl_access_key": self.acl.access_key if self.acl else None,
             "startup_seconds": self.startup_seconds,
             "cds_dir": str(self._cds) if self._cds is not None else None,
+            "proxy_cds_dir": str(self._proxy_cds) if self._proxy_cds is not None else None,
             "servers": {
                 server.name: {
                     "role": server.role,
@@ -1069,7 +1296,15 @@ class LocalCluster:
         cluster.namesrv_addr = str(state["namesrv_addr"])
         cluster.namesrv_addrs = cluster.namesrv_addr.split(";")
         cluster.brokers = {str(k): str(v) for k, v in state["brokers"].items()}
+        cluster.slaves = {str(k): str(v) for k, v in (state.get("slaves") or {}).items()}
+        cluster.with_slaves = bool(cluster.slaves)
+        cluster.proxy_addr = str(state["proxy_addr"]) if state.get("proxy_addr") else None
+        cluster.proxy_grpc_addr = (
+            str(state["proxy_grpc_addr"]) if state.get("proxy_grpc_addr") else None
+        )
+        cluster.with_proxy = cluster.proxy_addr is not None
         cluster._cds = Path(state["cds_dir"]) if state.get("cds_dir") else None
+        cluster._proxy_cds = Path(state["proxy_cds_dir"]) if state.get("proxy_cds_dir") else None
         for name, entry in state["servers"].items():
             server = _Server(
                 name=str(name),
@@ -1079,8 +1314,13 @@ class LocalCluster:
                 command=[str(part) for part in entry["command"]],
                 pid=int(entry["pid"]) if entry.get("pid") else None,
             )
+            group = server.name.removesuffix(SLAVE_SUFFIX)
             if server.role == "namesrv":
                 cluster._namesrvs.append(server)
+            elif server.role == "proxy":
+                cluster._proxy = server
+            elif server.name != group and group in cluster.slaves:
+                cluster._slaves[group] = server
             else:
                 cluster._brokers[server.name] = server
         return cluster
@@ -1097,10 +1337,30 @@ class LocalCluster:
         return self._namesrvs[index]
 
     def _broker(self, name: str) -> _Server:
-        try:
-            return self._brokers[name]
-        except KeyError:
-            raise ClusterError(f"no broker named {name!r} in this cluster") from None
+        """The master ``name`` or the slave ``"<group>-slave"``."""
+        group, broker_id = self._slot(name)
+        return self._brokers[group] if broker_id == 0 else self._slaves[group]
+
+    def _slot(self, name: str) -> tuple[str, int]:
+        """The broker group and broker id of the broker server ``name``."""
+        if name in self._brokers:
+            return name, 0
+        group = name.removesuffix(SLAVE_SUFFIX)
+        if group != name and group in self._slaves:
+            return group, 1
+        raise ClusterError(f"no broker named {name!r} in this cluster")
+
+    def _servers(self, *, namesrvs: bool = True, proxy: bool = True) -> list[_Server]:
+        """The proxy, masters, slaves and name servers, in the order they stop."""
+        return [
+            *([self._proxy] if proxy and self._proxy is not None else []),
+            *self._brokers.values(),
+            *self._slaves.values(),
+            *(self._namesrvs if namesrvs else []),
+        ]
+
+    def _cds_of(self, server: _Server) -> Path | None:
+        return self._proxy_cds if server.role == "proxy" else self._cds
 
     def _rocketmq_home(self) -> Path:
         assert self.workdir is not None
@@ -1110,27 +1370,33 @@ class LocalCluster:
         env = {
             key: value
             for key, value in os.environ.items()
-            if key not in ("ROCKETMQ_SERIALIZE_TYPE", "NAMESRV_ADDR", "ROCKETMQ_HOME")
+            if key
+            not in ("ROCKETMQ_SERIALIZE_TYPE", "NAMESRV_ADDR", "ROCKETMQ_HOME", "RMQ_PROXY_HOME")
         }
         env["ROCKETMQ_HOME"] = str(self._rocketmq_home())
         return env
 
     def _launch(self, server: _Server) -> None:
-        server.launch(self._env(), _cds_flags(self._cds, server), tied=self.die_with_parent)
+        server.launch(
+            self._env(), _cds_flags(self._cds_of(server), server), tied=self.die_with_parent
+        )
 
-    def _query(self, namesrv: str | None = None) -> dict[str, str]:
-        """The brokers registered with ``namesrv`` (default: the first one running)."""
+    def _query_table(self, namesrv: str | None = None) -> dict[str, dict[int, str]]:
+        """Broker name -> {broker id: address} as ``namesrv`` (default: the first one
+        running) has them registered."""
         use_tls = self.tls is not None and self.tls.namesrv_mode == "enforcing"
         if namesrv is None:
             alive = [server.addr for server in self._namesrvs if server.alive()]
             namesrv = alive[0] if alive else self.namesrv_addrs[0]
-        return _query_cluster(namesrv, use_tls=use_tls)
+        return _query_cluster_table(namesrv, use_tls=use_tls)
 
     def _jvm_flags(self, role: str, home: Path) -> list[str]:
         flags = [
             *_JDK17_FLAGS,
             *_COMMON_JVM_FLAGS,
-            *(NAMESRV_JVM_OPTIONS if role == "namesrv" else BROKER_JVM_OPTIONS),
+            *{"namesrv": NAMESRV_JVM_OPTIONS, "proxy": PROXY_JVM_OPTIONS}.get(
+                role, BROKER_JVM_OPTIONS
+            ),
             f"-Duser.home={home}",
             f"-Drocketmq.home.dir={self._rocketmq_home()}",
             f"-Drocketmq.serialize.type={self.serialize_type}",
@@ -1158,15 +1424,22 @@ class LocalCluster:
                 flags += ["-Dtls.enable=true", "-Dtls.client.authServer=false"]
         return [*flags, *self.jvm_options]
 
-    def _broker_props(self, name: str, port: int, store: Path) -> dict[str, str]:
+    def _broker_props(
+        self, name: str, port: int, store: Path, *, slave: bool = False
+    ) -> dict[str, str]:
+        """The config of the master of group ``name`` or (``slave``) of its slave.
+
+        A slave learns its master's address and HA address (brokerIP2:haListenPort)
+        from the name server's answer to its registration."""
         props = {
             "brokerClusterName": CLUSTER_NAME,
             "brokerName": name,
-            "brokerId": "0",
-            "brokerRole": "ASYNC_MASTER",
+            "brokerId": "1" if slave else "0",
+            "brokerRole": "SLAVE" if slave else "ASYNC_MASTER",
             "flushDiskType": "ASYNC_FLUSH",
             "namesrvAddr": self.namesrv_addr,
             "listenPort": str(port),
+            "haListenPort": str(port + 1),
             "brokerIP1": _HOST,
             "brokerIP2": _HOST,
             "storePathRootDir": str(store),
@@ -1192,6 +1465,10 @@ class LocalCluster:
         if self._v5:
             props["bindAddress"] = _HOST
             props["timerWheelEnable"] = "true"
+        if self.slave_read_enable:
+            props["slaveReadEnable"] = "true"
+        if self.slave_acting_master:
+            props["enableSlaveActingMaster"] = "true"
         if self.acl is not None:
             if self._v5:
                 user = json.dumps(
@@ -1217,7 +1494,7 @@ class LocalCluster:
         props.update(self.extra_broker_props)
         return props
 
-    def _prepare(self, jars: Sequence[Path]) -> None:
+    def _prepare(self, jars: Sequence[Path], proxy_jars: Sequence[Path] | None = None) -> None:
         assert self.workdir is not None
         conf = self._rocketmq_home() / "conf"
         conf.mkdir(parents=True, exist_ok=True)
@@ -1229,7 +1506,12 @@ class LocalCluster:
         java = _java_executable()
         classpath = os.pathsep.join(str(jar) for jar in jars)
         self._cds = _cds_dir(self.version, self.cache_dir, java, jars)
-        namesrv_ports, broker_ports = _pick_ports(len(self.broker_names), self.namesrv_count)
+        groups = len(self.broker_names)
+        namesrv_ports, broker_ports, proxy_ports = _pick_port_layout(
+            2 * groups if self.with_slaves else groups,
+            self.namesrv_count,
+            2 if proxy_jars is not None else 0,
+        )
         self.namesrv_addrs = [f"{_HOST}:{port}" for port in namesrv_ports]
         self.namesrv_addr = ";".join(self.namesrv_addrs)
 
@@ -1244,6 +1526,8 @@ class LocalCluster:
                 # 5.x points the name server's own client at <first non-loopback IP>:port
                 # and probes it every few seconds; keep every connection on 127.0.0.1.
                 namesrv_props["scanAvailableNameSrv"] = "false"
+            if self.slave_acting_master:
+                namesrv_props["supportActingMaster"] = "true"
             _write_properties(home / "namesrv.properties", namesrv_props)
             command = [
                 java,
@@ -1256,11 +1540,15 @@ class LocalCluster:
             ]
             self._namesrvs.append(_Server(name, "namesrv", port, home, command))
 
-        for name, port in zip(self.broker_names, broker_ports, strict=True):
+        for index, port in enumerate(broker_ports):
+            group = self.broker_names[index % groups]
+            slave = index >= groups
+            name = group + SLAVE_SUFFIX if slave else group
             home = self.workdir / name
             home.mkdir(parents=True, exist_ok=True)
             config = home / "broker.properties"
-            _write_properties(config, self._broker_props(name, port, home / "store"))
+            props = self._broker_props(group, port, home / "store", slave=slave)
+            _write_properties(config, props)
             command = [
                 java,
                 *self._jvm_flags("broker", home),
@@ -1270,8 +1558,57 @@ class LocalCluster:
                 "-c",
                 str(config),
             ]
-            self._brokers[name] = _Server(name, "broker", port, home, command)
-            self.brokers[name] = f"{_HOST}:{port}"
+            server = _Server(name, "broker", port, home, command)
+            if slave:
+                self._slaves[group] = server
+                self.slaves[group] = server.addr
+            else:
+                self._brokers[group] = server
+                self.brokers[group] = server.addr
+
+        if proxy_jars is not None:
+            self._prepare_proxy(java, proxy_jars, *proxy_ports)
+
+    def _prepare_proxy(
+        self, java: str, jars: Sequence[Path], remoting_port: int, grpc_port: int
+    ) -> None:
+        """The proxy in cluster mode: its remoting port (the one clients use, and the
+        address its routes name for every broker) and gRPC port on 127.0.0.1."""
+        assert self.workdir is not None
+        self._proxy_cds = _cds_dir(self.version, self.cache_dir, java, jars)
+        home = self.workdir / "proxy"
+        home.mkdir(parents=True, exist_ok=True)
+        config = {
+            "rocketMQClusterName": CLUSTER_NAME,
+            "proxyMode": "cluster",
+            "proxyName": "local-proxy",
+            "namesrvAddr": self.namesrv_addr,
+            "remotingListenPort": remoting_port,
+            "grpcServerPort": grpc_port,
+            "remotingAccessAddr": _HOST,
+            "localServeAddr": _HOST,
+            # No jstack dump into the log every minute; stop in seconds, not 30.
+            "enablePrintJstack": False,
+            "grpcShutdownTimeSeconds": 3,
+        }
+        tls_pair = _proxy_tls_pair(self.cache_dir)
+        if tls_pair is not None:
+            config["tlsTestModeEnable"] = False
+            config["tlsCertPath"], config["tlsKeyPath"] = (str(path) for path in tls_pair)
+        path = home / "rmq-proxy.json"
+        path.write_text(json.dumps(config, indent=2) + "\n", "utf-8")
+        command = [
+            java,
+            *self._jvm_flags("proxy", home),
+            "-cp",
+            os.pathsep.join(str(jar) for jar in jars),
+            _PROXY_MAIN,
+            "-pc",
+            str(path),
+        ]
+        self._proxy = _Server("proxy", "proxy", remoting_port, home, command)
+        self.proxy_addr = self._proxy.addr
+        self.proxy_grpc_addr = f"{_HOST}:{grpc_port}"
 
     def _wait_boot(self, server: _Server, pattern: re.Pattern[str], deadline: float) -> None:
         while True:
@@ -1294,13 +1631,17 @@ class LocalCluster:
     def _wait_registered_with(
         self, namesrv: str, expected: Mapping[str, str], deadline: float
     ) -> None:
-        seen: dict[str, str] = {}
+        """``expected``: broker server name (a master, or ``<group>-slave``) -> address."""
+        slots = {name: self._slot(name) for name in expected}
         problem = "no answer yet"
         while True:
             try:
-                seen = self._query(namesrv)
+                seen = self._query_table(namesrv)
                 problem = f"registered: {seen}"
-                if all(seen.get(name) == addr for name, addr in expected.items()):
+                if all(
+                    seen.get(group, {}).get(broker_id) == expected[name]
+                    for name, (group, broker_id) in slots.items()
+                ):
                     return
             except (OSError, ClusterError, ValueError) as exc:
                 problem = f"cluster info failed: {exc!r}"
@@ -1310,13 +1651,42 @@ class LocalCluster:
                 )
             time.sleep(0.2)
 
+    def _wait_proxy(self, proxy: _Server, deadline: float) -> None:
+        """Wait for the proxy's boot line, then until it answers a route lookup (of the
+        cluster's own topic, which every master registers) naming itself as every
+        broker of every group."""
+        for attempt in range(1, _PROXY_ATTEMPTS + 1):
+            try:
+                self._wait_boot(proxy, _PROXY_BOOT, deadline)
+                break
+            except ClusterError as exc:
+                if proxy.alive() or attempt == _PROXY_ATTEMPTS:
+                    raise ClusterError(f"{exc} (start {attempt} of {_PROXY_ATTEMPTS})") from exc
+                self._launch(proxy)
+        groups = set(self.brokers)
+        problem = "no answer yet"
+        while True:
+            try:
+                route = _query_route(proxy.addr, CLUSTER_NAME)
+                problem = f"route of {CLUSTER_NAME!r}: {route}"
+                addrs = {addr for broker in route.values() for addr in broker.values()}
+                if set(route) == groups and addrs == {proxy.addr}:
+                    return
+            except (OSError, ClusterError, ValueError) as exc:
+                problem = f"route lookup failed: {exc!r}"
+            if not proxy.alive():
+                raise ClusterError(f"{proxy.name} exited (code {proxy.exit_code()})")
+            if time.monotonic() > deadline:
+                raise ClusterError(f"the proxy at {proxy.addr} serves no route; {problem}")
+            time.sleep(0.2)
+
     def _report(self) -> str:
-        servers = [*self._namesrvs, *self._brokers.values()]
+        servers = [*self._namesrvs, *self._servers(namesrvs=False)]
         return "\n".join(server.report() for server in servers)
 
     def _kill_all(self) -> None:
         with contextlib.suppress(ClusterError):
-            _stop_servers([*self._brokers.values(), *self._namesrvs], 0.0)
+            _stop_servers(self._servers(), 0.0)
         self._drop_exit_hook()
 
     def _stop_at_exit(self) -> None:
@@ -1449,7 +1819,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
     old = _load_state(state_path)
     if old is not None:
         attached = LocalCluster.attach(old)
-        if any(attached.is_running(name) for name in ["namesrv", *attached.brokers]):
+        if any(attached.is_running(name) for name in attached.server_names()):
             print(
                 f"a cluster is already up ({old['namesrv_addr']}); run 'down' first",
                 file=sys.stderr,
@@ -1472,16 +1842,26 @@ def _cmd_up(args: argparse.Namespace) -> int:
         namesrv_count=args.namesrv_count,
         start_timeout=args.timeout,
         die_with_parent=False,  # it outlives this command
+        proxy=args.proxy,
+        slaves=args.slaves,
+        slave_read_enable=args.slave_read,
+        slave_acting_master=args.slave_acting_master,
     )
     cluster.start()
     cluster.detach()
     _write_state(state_path, cluster.to_state())
+    extras = f", slaves {cluster.slaves}" if cluster.slaves else ""
+    if cluster.proxy_addr:
+        extras += f", proxy {cluster.proxy_addr} (gRPC {cluster.proxy_grpc_addr})"
     print(
         f"RocketMQ {cluster.version} up in {cluster.startup_seconds:.1f}s: "
-        f"brokers {cluster.brokers}, work directory {cluster.workdir}, state {state_path}",
+        f"brokers {cluster.brokers}{extras}, work directory {cluster.workdir}, "
+        f"state {state_path}",
         file=sys.stderr,
     )
     print(cluster.namesrv_addr)
+    if cluster.proxy_addr:
+        print(cluster.proxy_addr)
     return 0
 
 
@@ -1498,17 +1878,26 @@ def _cmd_status(args: argparse.Namespace) -> int:
         answers = _port_answers(str(entry["addr"]))
         healthy = healthy and alive and answers
         print(
-            f"{name:10} {entry['addr']:22} pid {entry['pid']:<8} "
+            f"{name:15} {entry['addr']:22} pid {entry['pid']:<8} "
             f"{'alive' if alive else 'DEAD'}, port {'answers' if answers else 'SILENT'}"
         )
     try:
-        registered = _query_cluster(cluster.namesrv_addr)
+        table = _query_cluster_table(cluster.namesrv_addr)
     except (OSError, ClusterError, ValueError) as exc:
-        registered = {}
+        table = {}
         print(f"cluster info: failed ({exc!r})")
     else:
-        print(f"registered brokers: {registered}")
-    healthy = healthy and all(registered.get(k) == v for k, v in cluster.brokers.items())
+        print(f"registered brokers: {table}")
+    healthy = healthy and all(table.get(k, {}).get(0) == v for k, v in cluster.brokers.items())
+    healthy = healthy and all(table.get(k, {}).get(1) == v for k, v in cluster.slaves.items())
+    if cluster.proxy_addr:
+        try:
+            route = _query_route(cluster.proxy_addr, CLUSTER_NAME)
+        except (OSError, ClusterError, ValueError) as exc:
+            healthy = False
+            print(f"proxy {cluster.proxy_addr}: route lookup failed ({exc!r})")
+        else:
+            print(f"proxy {cluster.proxy_addr}: route of {CLUSTER_NAME!r} {route}")
     print(f"namesrv {cluster.namesrv_addr}: {'up' if healthy else 'NOT healthy'}")
     return 0 if healthy else 1
 
@@ -1552,6 +1941,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="append",
         metavar="KEY=VALUE",
         help="extra broker config entry (repeatable)",
+    )
+    up.add_argument(
+        "--proxy",
+        action="store_true",
+        help="also run the 5.x proxy (cluster mode); its remoting address is printed second",
+    )
+    up.add_argument("--slaves", action="store_true", help="a slave (brokerId 1) for each group")
+    up.add_argument("--slave-read", action="store_true", help="slaveReadEnable=true on brokers")
+    up.add_argument(
+        "--slave-acting-master",
+        action="store_true",
+        help="enableSlaveActingMaster on brokers, supportActingMaster on the name servers",
     )
     up.add_argument(
         "--short-delay-levels",

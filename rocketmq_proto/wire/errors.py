@@ -308,6 +308,13 @@ def error_for_response(
     return cls(code, remark, request=request)
 
 
+class PopNotServedError(RocketMQError):
+    """The server does not serve POP consumption, although it answers other requests:
+    the RocketMQ 5.x proxy's remoting port handles POP_MESSAGE as a pull (and fails),
+    and never answers ACK_MESSAGE. A SimpleConsumer (or a POP-mode PushConsumer)
+    must be given the name servers, and reach the brokers themselves."""
+
+
 class UserCallbackError(RocketMQError):
     """A user's callable (handler, local transaction, checker) raised; see ``__cause__``."""
 

@@ -34,7 +34,7 @@ from rocketmq_proto.flows.session import ClientCore
 from rocketmq_proto.message import namespace as ns
 from rocketmq_proto.message.model import MessageExt
 from rocketmq_proto.wire.bodies import ConsumeFromWhere, SubscriptionData
-from rocketmq_proto.wire.errors import RocketMQError, UserCallbackError
+from rocketmq_proto.wire.errors import PopNotServedError, RocketMQError, UserCallbackError
 from rocketmq_proto.wire.route import MessageQueue
 
 __all__ = ["PopPushConsumerCore"]
@@ -179,6 +179,9 @@ class PopPushConsumerCore(LifecycleOwner):
                     msgs = yield from self.pop.pop_flow(
                         topic, broker, min(MAX_POP_BATCH, room), invisible_ms, wait
                     )
+                except PopNotServedError as exc:
+                    log.error("%s: no pop loop for %s", exc, topic)
+                    return
                 except RocketMQError as exc:
                     if self.closed:
                         return

@@ -44,6 +44,7 @@ from rocketmq_proto.wire.errors import (
     ConfigError,
     InvalidArgumentError,
     LocalProtocolError,
+    PopNotServedError,
     RemoteProtocolError,
     RocketMQError,
     RouteNotFoundError,
@@ -320,7 +321,17 @@ class SimpleConsumerCore(LifecycleOwner):
             log.info("broker %s holds too many waiting receives; none taken for %s", broker, topic)
             return []
         if code != ResponseCode.SUCCESS:
-            raise error_for_response(code, response.remark, request=RequestCode.POP_MESSAGE)
+            remark = response.remark or ""
+            if (
+                code == ResponseCode.SYSTEM_ERROR and "PullMessageRequestHeader" in remark
+            ) or code == ResponseCode.SUBSCRIPTION_NOT_LATEST:
+                raise PopNotServedError(
+                    f"{addr} ({broker}) does not serve POP: it took POP_MESSAGE for a pull "
+                    f"(it answered {code}: {remark[:200]}), as the RocketMQ 5.x proxy's "
+                    "remoting port does, which never answers ACK_MESSAGE either. Give the "
+                    "consumer the name servers (the brokers must be reachable), not the proxy"
+                )
+            raise error_for_response(code, remark, request=RequestCode.POP_MESSAGE)
         msgs = self._read_popped(response.ext_fields, response.body, topic, broker)
         return (yield from self._sift_flow(msgs, topic, sub))
 

@@ -1,0 +1,432 @@
+"""Deployments other than master-only brokers: the 5.x proxy and master/slave groups.
+
+One cluster for the whole module (started by ``scripts/cluster.py`` with
+``proxy=True, slaves=True``): a name server, masters ``broker-a`` and ``broker-b``, a
+slave for each (brokerId 1, ``broker-a-slave``...), and the proxy in cluster mode.
+
+The proxy: it answers route lookups naming itself as every broker, and the sync
+driver's clients, given the proxy's remoting address as their name server, send,
+pull and push through it. The slaves: they are registered beside their masters,
+hold what was sent to their master, and serve reads once the master is gone.
+
+The brokers run with ``slaveReadEnable=true``: without it a slave rejects every
+PULL_MESSAGE (SYSTEM_BUSY, "[REJECTREQUEST]system busy", from
+``PullMessageProcessor.rejectRequest``), so no read is served with the master gone.
+A slave copies its master's topic configs once a minute (hard-coded in 5.x; the
+first copy a minute after it starts) and answers TOPIC_NOT_EXIST for a topic it has
+not copied yet. So the read from a slave uses the topic named after the group
+(``broker-a``), which every broker of the group, the slave too, makes when it starts.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import rocketmq_sync
+from rocketmq_proto import (
+    ConsumeResult,
+    Message,
+    MessageExt,
+    MessageQueue,
+    PopNotServedError,
+    RequestTimeoutError,
+    SendStatus,
+)
+from rocketmq_proto.message.ids import decode_offset_msg_id, encode_offset_msg_id
+
+from .cluster_fixture import launcher  # type: ignore[attr-defined]
+
+pytestmark = pytest.mark.broker
+
+GROUPS = ("broker-a", "broker-b")
+#: How long a test waits for something the cluster should do (the machine may be busy).
+WAIT = 90.0
+#: Options of every client here: generous, the machine may be busy.
+CLIENT: dict[str, Any] = {"request_timeout": 10.0}
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:10]}"
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def deployment() -> Iterator[launcher.LocalCluster]:
+    local = launcher.LocalCluster(
+        version=launcher.DEFAULT_VERSION,
+        namesrv_count=2,
+        proxy=True,
+        slaves=True,
+        slave_read_enable=True,
+    )
+    began = time.monotonic()
+    try:
+        local.start()
+    except launcher.ClusterError as exc:
+        pytest.fail(f"could not start the proxy + slaves cluster: {exc}", pytrace=False)
+    print(f"\n[deployments] cluster up in {time.monotonic() - began:.1f} s")
+    try:
+        yield local
+    finally:
+        local.stop()
+
+
+@pytest.fixture
+def cluster(deployment: launcher.LocalCluster) -> launcher.LocalCluster:
+    """The cluster with every broker up and registered (a failed test may have left one
+    down)."""
+    for name in deployment.server_names():
+        if not deployment.is_running(name) and name != "proxy" and "namesrv" not in name:
+            deployment.start_broker(name)
+    wait_for(lambda: registered(deployment) == expected_table(deployment), WAIT, "every broker")
+    return deployment
+
+
+def registered(cluster: launcher.LocalCluster) -> dict[str, dict[int, str]]:
+    return launcher._query_cluster_table(cluster.namesrv_addrs[0])  # type: ignore[no-any-return]
+
+
+def expected_table(cluster: launcher.LocalCluster) -> dict[str, dict[int, str]]:
+    return {name: {0: cluster.brokers[name], 1: cluster.slaves[name]} for name in GROUPS}
+
+
+def new_topic(cluster: launcher.LocalCluster, prefix: str, queues: int = 2) -> str:
+    """A topic on both masters, with its route known to the name server."""
+    topic = unique(prefix)
+    with rocketmq_sync.Admin(cluster.namesrv_addr, **CLIENT) as admin:
+        assert sorted(admin.create_topic(topic, read_queue_nums=queues, write_queue_nums=queues))
+        wait_for(
+            lambda: len(admin.topic_route(topic).queue_datas) == len(GROUPS), WAIT, "the route"
+        )
+    return topic
+
+
+# ----------------------------------------------------------------- the launcher
+
+
+def test_the_cluster_reports_its_proxy_and_slaves(cluster: launcher.LocalCluster) -> None:
+    assert sorted(cluster.slaves) == sorted(GROUPS)
+    assert cluster.proxy_addr is not None and cluster.proxy_addr.startswith("127.0.0.1:")
+    assert cluster.proxy_grpc_addr is not None
+    assert launcher._port_answers(cluster.proxy_grpc_addr)
+    names = set(cluster.server_names())
+    assert {
+        "namesrv",
+        "namesrv-2",
+        "proxy",
+        *GROUPS,
+        *(g + launcher.SLAVE_SUFFIX for g in GROUPS),
+    } == names
+    # What `cluster.py up` writes; `status` and `down` attach to it.
+    state = cluster.to_state()
+    assert state["proxy_addr"] == cluster.proxy_addr
+    assert state["slaves"] == cluster.slaves
+    assert state["servers"]["proxy"]["role"] == "proxy"
+    attached = launcher.LocalCluster.attach(state)
+    assert attached.proxy_addr == cluster.proxy_addr
+    assert attached.slaves == cluster.slaves
+    assert all(attached.is_running(name) for name in names)
+
+
+def test_options_reach_the_server_configs(tmp_path: Path) -> None:
+    """slave_read_enable and slave_acting_master (configs only: no JVM is started)."""
+    local = launcher.LocalCluster(
+        workdir=tmp_path,
+        slaves=True,
+        slave_read_enable=True,
+        slave_acting_master=True,
+    )
+    local._prepare([tmp_path / "none.jar"])
+
+    def props(path: Path) -> dict[str, str]:
+        lines = path.read_text("latin-1").splitlines()
+        return dict(line.split("=", 1) for line in lines if "=" in line)
+
+    namesrv = props(tmp_path / "namesrv" / "namesrv.properties")
+    assert namesrv["supportActingMaster"] == "true"
+    master = props(tmp_path / "broker-a" / "broker.properties")
+    slave = props(tmp_path / "broker-a-slave" / "broker.properties")
+    assert (master["brokerId"], master["brokerRole"]) == ("0", "ASYNC_MASTER")
+    assert (slave["brokerId"], slave["brokerRole"]) == ("1", "SLAVE")
+    assert slave["brokerName"] == master["brokerName"] == "broker-a"
+    assert slave["brokerClusterName"] == master["brokerClusterName"]
+    assert slave["listenPort"] != master["listenPort"]
+    assert slave["storePathRootDir"] != master["storePathRootDir"]
+    assert master["haListenPort"] == str(int(master["listenPort"]) + 1)
+    for config in (master, slave):
+        assert config["slaveReadEnable"] == "true"
+        assert config["enableSlaveActingMaster"] == "true"
+    assert local.slaves["broker-a"] == f"127.0.0.1:{slave['listenPort']}"
+
+
+# ----------------------------------------------------------------- the proxy
+
+
+def test_the_proxy_answers_routes_naming_itself_as_every_broker(
+    cluster: launcher.LocalCluster,
+) -> None:
+    topic = new_topic(cluster, "ProxyRouteT")
+    proxy = cluster.proxy_addr
+    # The name server's route has each group's master and slave ...
+    assert launcher._query_route(cluster.namesrv_addrs[0], topic) == expected_table(cluster)
+    # ... the proxy's names the proxy for both ids of both groups.
+    routed = launcher._query_route(proxy, topic)
+    assert routed == {name: {0: proxy, 1: proxy} for name in GROUPS}
+    # And so does the client's route through the proxy (queue data kept).
+    with rocketmq_sync.Admin(proxy, **CLIENT) as admin:
+        route = admin.topic_route(topic)
+    assert {b.broker_name: b.broker_addrs for b in route.broker_datas} == routed
+    assert sorted(q.broker_name for q in route.queue_datas) == sorted(GROUPS)
+    assert all(q.write_queue_nums == 2 for q in route.queue_datas)
+
+
+def test_sync_producer_and_pull_consumer_through_the_proxy(
+    cluster: launcher.LocalCluster,
+) -> None:
+    topic = new_topic(cluster, "ProxyPullT")
+    proxy = cluster.proxy_addr
+    bodies = [f"proxy-pull-{i}".encode() for i in range(20)]
+    with rocketmq_sync.Producer(proxy, group=unique("proxy_p"), send_timeout=10.0) as producer:
+        results = [producer.send(Message(topic, body)) for body in bodies]
+    assert all(result.status is SendStatus.SEND_OK for result in results)
+    # The proxy forwards each send to the master of the queue's group (by the "n"
+    # field): both groups took messages, stored by their masters.
+    assert {result.message_queue.broker_name for result in results} == set(GROUPS)
+    for result in results:
+        stored = decode_offset_msg_id(result.offset_msg_id)
+        assert f"{stored.host}:{stored.port}" == cluster.brokers[result.message_queue.broker_name]
+
+    group = unique("proxy_pull")
+    with rocketmq_sync.PullConsumer(
+        proxy, group=group, consume_from_where="first", **CLIENT
+    ) as consumer:
+        consumer.subscribe(topic)
+        got: list[MessageExt] = []
+        deadline = time.monotonic() + WAIT
+        while len(got) < len(bodies) and time.monotonic() < deadline:
+            got += consumer.poll(0.5)
+        assert sorted(m.body for m in got) == sorted(bodies)
+        assert consumer.poll(0.5) == []
+        queues = consumer.assignment()
+        assert len(queues) == 2 * len(GROUPS)
+        consumer.commit()
+    # The offsets went through the proxy to the masters.
+    with rocketmq_sync.Admin(cluster.namesrv_addr, **CLIENT) as admin:
+        for queue in queues:
+            assert admin.consumer_offset(group, queue) == admin.max_offset(queue), queue
+
+
+def test_sync_push_consumer_through_the_proxy(cluster: launcher.LocalCluster) -> None:
+    topic = new_topic(cluster, "ProxyPushT")
+    proxy = cluster.proxy_addr
+    bodies = [f"proxy-push-{i}".encode() for i in range(20)]
+    with rocketmq_sync.Producer(proxy, group=unique("proxy_p"), send_timeout=10.0) as producer:
+        for body in bodies:
+            producer.send(Message(topic, body))
+    seen: list[bytes] = []
+    lock = threading.Lock()
+
+    def handler(messages: list[MessageExt]) -> ConsumeResult:
+        with lock:
+            seen.extend(m.body for m in messages)
+        return ConsumeResult.SUCCESS
+
+    consumer = rocketmq_sync.PushConsumer(
+        proxy, handler, group=unique("proxy_push"), consume_from_where="first", **CLIENT
+    )
+    consumer.subscribe(topic)
+    consumer.start()
+    try:
+        wait_for(lambda: len(seen) >= len(bodies), WAIT, "the pushed messages")
+        # A message sent while the consumer runs comes too.
+        with rocketmq_sync.Producer(proxy, group=unique("proxy_p")) as producer:
+            producer.send(Message(topic, b"proxy-push-late"))
+        wait_for(lambda: b"proxy-push-late" in seen, WAIT, "the late message")
+    finally:
+        consumer.close()
+    assert sorted(set(seen)) == sorted([*bodies, b"proxy-push-late"])
+
+
+# ----------------------------------------------------------------- the slaves
+
+
+def test_slaves_are_registered_beside_their_masters(cluster: launcher.LocalCluster) -> None:
+    with rocketmq_sync.Admin(cluster.namesrv_addr, **CLIENT) as admin:
+        info = admin.cluster_info()
+    table = {name: info.broker_addr_table[name].broker_addrs for name in GROUPS}
+    assert table == expected_table(cluster)
+    assert sorted(info.cluster_addr_table[launcher.CLUSTER_NAME]) == sorted(GROUPS)
+
+
+def read_from_slave(admin: Any, slave_addr: str, offset_msg_id: str) -> MessageExt:
+    """The message of ``offset_msg_id`` (a master's) as the slave's store holds it: its
+    commit log is the master's, byte for byte, at the same offsets."""
+    host, _, port = slave_addr.rpartition(":")
+    offset = decode_offset_msg_id(offset_msg_id).offset
+    return admin.view_message(encode_offset_msg_id(host, int(port), offset))  # type: ignore[no-any-return]
+
+
+def replicated(admin: Any, slave_addr: str, offset_msg_id: str) -> MessageExt | None:
+    try:
+        return read_from_slave(admin, slave_addr, offset_msg_id)
+    except Exception:  # not there yet
+        return None
+
+
+def test_what_a_master_stores_its_slave_stores(cluster: launcher.LocalCluster) -> None:
+    topic = new_topic(cluster, "SlaveStoreT")
+    with (
+        rocketmq_sync.Producer(cluster.namesrv_addr, group=unique("slave_p")) as producer,
+        rocketmq_sync.Admin(cluster.namesrv_addr, **CLIENT) as admin,
+    ):
+        sent = [(b"to-%s" % name.encode(), name) for name in GROUPS for _ in range(3)]
+        results = [
+            producer.send(Message(topic, body), queue=MessageQueue(topic, name, 0))
+            for body, name in sent
+        ]
+        for (body, name), result in zip(sent, results, strict=True):
+            slave = cluster.slaves[name]
+            copy = wait_for(
+                lambda r=result, s=slave: replicated(admin, s, r.offset_msg_id),  # type: ignore[misc]
+                WAIT,
+                f"{result.offset_msg_id} on {slave}",
+            )
+            assert copy.body == body
+            assert copy.msg_id == result.msg_id
+            assert copy.queue_offset == result.queue_offset
+
+
+def test_a_slave_stops_and_starts_by_its_name(cluster: launcher.LocalCluster) -> None:
+    name = "broker-b" + launcher.SLAVE_SUFFIX
+    pid = cluster._broker(name).pid
+    cluster.pause_broker(name)
+    try:
+        wait_for(lambda: launcher._proc_state(pid) == "T", 10, "SIGSTOP")
+    finally:
+        cluster.resume_broker(name)
+    wait_for(lambda: launcher._proc_state(pid) != "T", 10, "SIGCONT")
+    # SIGKILL: the name server drops the slave as its connection closes.
+    cluster.stop_broker(name, kill=True)
+    try:
+        assert not cluster.is_running(name)
+        assert cluster.is_running("broker-b")
+        assert registered(cluster)["broker-b"] == {0: cluster.brokers["broker-b"]}
+    finally:
+        cluster.start_broker(name)
+    assert cluster.is_running(name)
+    assert registered(cluster) == expected_table(cluster)
+
+
+def test_with_the_master_stopped_its_slave_serves_reads(cluster: launcher.LocalCluster) -> None:
+    topic = "broker-a"  # the group's own topic: one queue, known to the slave from its start
+    queue = MessageQueue(topic, "broker-a", 0)
+    tag = uuid.uuid4().hex[:8]
+    bodies = [f"slave-read-{tag}-{i}".encode() for i in range(5)]
+    with (
+        rocketmq_sync.Producer(cluster.namesrv_addr, group=unique("slave_p")) as producer,
+        rocketmq_sync.Admin(cluster.namesrv_addr, **CLIENT) as admin,
+    ):
+        results = [producer.send(Message(topic, body), queue=queue) for body in bodies]
+        last = results[-1].offset_msg_id
+        wait_for(lambda: replicated(admin, cluster.slaves["broker-a"], last), WAIT, "replication")
+
+    cluster.stop_broker("broker-a")
+    try:
+        # The group stays in the route, with only its slave.
+        route = launcher._query_route(cluster.namesrv_addrs[0], topic)
+        assert route == {"broker-a": {1: cluster.slaves["broker-a"]}}
+        with rocketmq_sync.PullConsumer(
+            cluster.namesrv_addr, group=unique("slave_read"), **CLIENT
+        ) as consumer:
+            consumer.assign([queue])
+            consumer.seek(queue, results[0].queue_offset)
+            got: list[MessageExt] = []
+            deadline = time.monotonic() + WAIT
+            while len(got) < len(bodies) and time.monotonic() < deadline:
+                got += consumer.poll(0.5)
+        assert [m.body for m in got] == bodies
+        assert [m.queue_offset for m in got] == [r.queue_offset for r in results]
+    finally:
+        cluster.start_broker("broker-a")
+    assert registered(cluster) == expected_table(cluster)
+
+
+# ------------------------------------------------------------------ POP and the proxy
+
+
+def test_pop_through_the_proxy_fails_clearly_and_works_against_the_brokers(
+    cluster: launcher.LocalCluster,
+) -> None:
+    """The proxy's remoting port takes POP_MESSAGE for a pull and fails (a
+    SYSTEM_ERROR naming PullMessageRequestHeader) and never answers ACK_MESSAGE:
+    a SimpleConsumer given the proxy says so at once; given the name servers it
+    pops from the brokers."""
+    topic = new_topic(cluster, "PopProxy", queues=1)
+    with rocketmq_sync.Producer(cluster.namesrv_addr, group=unique("pp"), **CLIENT) as producer:
+        producer.send(Message(topic, b"popped"))
+    via_proxy = rocketmq_sync.SimpleConsumer(
+        cluster.proxy_addr, group=unique("popproxy"), request_timeout=3.0
+    )
+    via_proxy.subscribe(topic)
+    with via_proxy:
+        began = time.monotonic()
+        with pytest.raises(PopNotServedError, match="does not serve POP"):
+            via_proxy.receive(1, wait=1.0)
+        assert time.monotonic() - began < 3.0  # an answer, not a timeout
+        # The evidence for the docs: an ACK through the proxy gets no answer at all.
+        handle = f"0 {int(time.time() * 1000)} 30000 0 0 broker-a 0 0"
+        with pytest.raises(RequestTimeoutError, match="ACK_MESSAGE"):
+            via_proxy.ack(MessageExt(topic, b"x", properties={"POP_CK": handle}))
+    direct = rocketmq_sync.SimpleConsumer(
+        cluster.namesrv_addr, group=unique("popdirect"), consume_from_where="first", **CLIENT
+    )
+    direct.subscribe(topic)
+    with direct:
+        got = wait_for(lambda: direct.receive(1, wait=1.0), WAIT, "the message, popped")
+        direct.ack(got)
+    assert [m.body for m in got] == [b"popped"]
+
+
+# ------------------------------------------------------------ several name servers
+
+
+def test_a_hung_name_server_costs_a_client_less_than_a_request_timeout(
+    cluster: launcher.LocalCluster,
+) -> None:
+    """Two name servers; each in turn hangs (SIGSTOP). A producer given both looks
+    up a new topic's route, and sends, within one request timeout."""
+    assert len(cluster.namesrv_addrs) == 2
+    timeout = 3.0
+    with rocketmq_sync.Producer(
+        cluster.namesrv_addr, group=unique("hang"), request_timeout=timeout
+    ) as producer:
+        producer.send(Message(new_topic(cluster, "Warm", queues=1), b"warm"))
+        for index in range(2):
+            topic = new_topic(cluster, f"Hang{index}", queues=1)
+            cluster.pause_namesrv(index)
+            try:
+                began = time.monotonic()
+                result = producer.send(Message(topic, b"through the other"))
+                took = time.monotonic() - began
+            finally:
+                cluster.resume_namesrv(index)
+            assert result.status is SendStatus.SEND_OK
+            print(f"\n[deployments] name server #{index} hung: the send took {took:.2f} s")
+            assert took < timeout, f"name server #{index} hung: the send took {took:.1f} s"
