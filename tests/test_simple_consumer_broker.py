@@ -91,7 +91,7 @@ def test_receive_and_ack_each_message_once(
     for body in sent:
         producer.send(Message(topic, body.encode(), tags="t", keys=[body]))
     with simple(backend, rocketmq_cluster.namesrv_addr, topic) as consumer:
-        got = receive_until(consumer, len(sent), invisible_duration=20)
+        got = receive_until(consumer, len(sent), invisible_duration=6)
         assert bodies(got) == sorted(sent)
         assert {m.broker_name for m in got} == {"broker-a", "broker-b"}
         for message in got:
@@ -103,11 +103,11 @@ def test_receive_and_ack_each_message_once(
                 message.queue_id,
                 message.queue_offset,
             )
-            assert handle.invisible_time == 20_000 and handle.retry == "0"
+            assert handle.invisible_time == 6_000 and handle.retry == "0"
         consumer.ack(got[0])  # one at a time
         consumer.ack(got[1:])  # the rest in batches, one per broker
         # Acked: nothing comes back, even after the invisible time would have ended.
-        assert receive_until(consumer, 1, timeout=25.0, invisible_duration=5) == []
+        assert receive_until(consumer, 1, timeout=14.0, invisible_duration=5) == []
 
 
 def test_an_unacked_message_comes_back_with_its_reconsume_count_raised(
