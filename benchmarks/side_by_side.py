@@ -12,6 +12,9 @@ bodies:
 - batch sends of 32 messages: msgs/s;
 - draining a backlog of 100,000 messages with a push consumer: msgs/s (this
   client's pull consumer is measured too);
+- draining the same backlog with RocketMQ 5.x POP: this client's SimpleConsumer
+  (receive 32, one ack call per batch) and PushConsumer(consume_mode="pop"), and
+  the Java client's push consumer in POP mode (no client rebalance);
 - client CPU time per message in each (the process's user + system time).
 
 Every producer first sends the same number of unmeasured warm-up messages (the
@@ -53,6 +56,7 @@ CLIENTS = (*OURS, *PEERS)
 SIZE = 1024
 RESULTS = ROOT / "benchmarks" / "results" / "side_by_side.json"
 BODY = bytes(ord("a") + i % 26 for i in range(SIZE))  # the peers' body
+POP_BATCH = 32  # messages per SimpleConsumer receive (the broker's most)
 
 
 def percentile(sorted_values: list[float], q: float) -> float:
@@ -226,6 +230,14 @@ class _Drain:
 
     def __post_init__(self) -> None:
         self.lock = threading.Lock()
+        self.ids: set[str] | None = None  # set by add_distinct: POP may redeliver
+        self.duplicates = 0
+
+    def arrived(self) -> None:
+        """The first messages arrived (counted later, once acked)."""
+        with self.lock:
+            if self.first_at is None:
+                self.first_at, self.first_cpu = time.perf_counter(), time.process_time()
 
     def add(self, n: int) -> None:
         with self.lock:
@@ -235,11 +247,27 @@ class _Drain:
             if self.seen >= self.count and self.done_at is None:
                 self.done_at = time.perf_counter()
 
+    def add_distinct(self, msgs: list[Any]) -> None:
+        """Counts the messages not seen before (by ``msg_id``) and the others as
+        duplicates: a POP delivery not acked within its invisible time comes again."""
+        fresh = 0
+        with self.lock:
+            if self.ids is None:
+                self.ids = set()
+            for msg in msgs:
+                key = msg.msg_id
+                if key in self.ids:
+                    self.duplicates += 1
+                else:
+                    self.ids.add(key)
+                    fresh += 1
+        self.add(fresh)
+
     def record(self, client: str, op: str, t0: float, cpu0: float) -> dict[str, Any]:
         end = self.done_at or time.perf_counter()
         cpu = time.process_time()
         first = self.first_at or end
-        return {
+        record: dict[str, Any] = {
             "client": client,
             "op": op,
             "count": self.count,
@@ -253,6 +281,9 @@ class _Drain:
             "cpuFromFirstUsPerMsg": (cpu - (self.first_cpu or cpu)) * 1e6 / max(1, self.seen),
             "timedOut": self.seen < self.count,
         }
+        if self.ids is not None:
+            record["duplicates"] = self.duplicates
+        return record
 
 
 async def _asyncio_consume(args: argparse.Namespace) -> dict[str, Any]:
@@ -277,6 +308,35 @@ async def _asyncio_consume(args: argparse.Namespace) -> dict[str, Any]:
         async with consumer:
             while drain.seen < args.count and time.perf_counter() < deadline:
                 await asyncio.sleep(0.01)
+    elif args.op == "pop":
+
+        async def pop_handler(msgs: list[MessageExt]) -> ConsumeResult:
+            drain.add_distinct(msgs)
+            return ConsumeResult.SUCCESS
+
+        popper = rocketmq_asyncio.PushConsumer(
+            args.namesrv,
+            pop_handler,
+            group=args.group,
+            consume_from_where="first",
+            consume_mode="pop",
+        )
+        popper.subscribe(args.topic)
+        async with popper:
+            while drain.seen < args.count and time.perf_counter() < deadline:
+                await asyncio.sleep(0.01)
+    elif args.op == "simple":
+        simple = rocketmq_asyncio.SimpleConsumer(
+            args.namesrv, group=args.group, consume_from_where="first"
+        )
+        simple.subscribe(args.topic)
+        async with simple:
+            while drain.seen < args.count and time.perf_counter() < deadline:
+                msgs = await simple.receive(POP_BATCH, wait=1.0)
+                if msgs:
+                    drain.arrived()
+                    await simple.ack(msgs)
+                    drain.add_distinct(msgs)
     else:
         pull = rocketmq_asyncio.PullConsumer(
             args.namesrv, group=args.group, consume_from_where="first"
@@ -313,6 +373,33 @@ def _blocking_consume(client: str, args: argparse.Namespace) -> dict[str, Any]:
         with consumer:
             while drain.seen < args.count and time.perf_counter() < deadline:
                 sleep(0.01)
+    elif args.op == "pop":
+
+        def pop_handler(msgs: list[MessageExt]) -> ConsumeResult:
+            drain.add_distinct(msgs)
+            return ConsumeResult.SUCCESS
+
+        popper = module.PushConsumer(
+            args.namesrv,
+            pop_handler,
+            group=args.group,
+            consume_from_where="first",
+            consume_mode="pop",
+        )
+        popper.subscribe(args.topic)
+        with popper:
+            while drain.seen < args.count and time.perf_counter() < deadline:
+                sleep(0.01)
+    elif args.op == "simple":
+        simple = module.SimpleConsumer(args.namesrv, group=args.group, consume_from_where="first")
+        simple.subscribe(args.topic)
+        with simple:
+            while drain.seen < args.count and time.perf_counter() < deadline:
+                msgs = simple.receive(POP_BATCH, wait=1.0)
+                if msgs:
+                    drain.arrived()
+                    simple.ack(msgs)
+                    drain.add_distinct(msgs)
     else:
         pull = module.PullConsumer(args.namesrv, group=args.group, consume_from_where="first")
         pull.subscribe(args.topic)
@@ -345,7 +432,7 @@ def run_worker(args: argparse.Namespace) -> None:
 class Scenario:
     key: str
     label: str
-    op: str  # produce | push | pull
+    op: str  # produce | push | pull | simple (SimpleConsumer) | pop (POP-mode push)
     mode: str = "sync"
     inflight: int = 0
     batch: int = 0
@@ -358,15 +445,30 @@ SCENARIOS = (
     Scenario("batch32", "batch send of 32", "produce", "batch", batch=32),
     Scenario("drain", "push consumer drain", "push"),
     Scenario("pull", "pull consumer drain", "pull"),
+    Scenario("pop_simple", "simple consumer (POP) drain", "simple"),
+    Scenario("pop_push", "push consumer (POP) drain", "pop"),
 )
+
+
+def runs(scenario: Scenario, client: str) -> bool:
+    """Whether ``client`` has this scenario: the peers have no pull-consumer
+    benchmark, no SimpleConsumer (the remoting Java and Go clients have none),
+    and the Go client no POP mode."""
+    if scenario.op in ("pull", "simple"):
+        return client in OURS
+    if scenario.op == "pop":
+        return client != "go"
+    return True
 
 
 def _counts(quick: bool) -> dict[str, int]:
     if quick:
         return {"sync": 2_000, "async16": 8_000, "async128": 8_000, "batch32": 16_000,
-                "drain": 20_000, "pull": 20_000, "warmup": 500}  # fmt: skip
+                "drain": 20_000, "pull": 20_000, "pop_simple": 20_000, "pop_push": 20_000,
+                "warmup": 500}  # fmt: skip
     return {"sync": 5_000, "async16": 30_000, "async128": 30_000, "batch32": 64_000,
-            "drain": 100_000, "pull": 100_000, "warmup": 2_000}  # fmt: skip
+            "drain": 100_000, "pull": 100_000, "pop_simple": 100_000, "pop_push": 100_000,
+            "warmup": 2_000}  # fmt: skip
 
 
 def build_peers() -> dict[str, list[str]]:
@@ -425,6 +527,8 @@ def command_for(
     else:
         cmd += ["bench-consume", "--namesrv", namesrv, "--topic", topic, "--group", group,
                 "--count", str(count), "--from", "first"]  # fmt: skip
+        if scenario.op == "pop":
+            cmd.append("--pop")  # the peer sets the group's request mode to POP first
     return cmd
 
 
@@ -507,6 +611,11 @@ def orchestrate(args: argparse.Namespace) -> int:
 
     counts = _counts(args.quick)
     clients = [c for c in args.clients.split(",") if c]
+    keys = [k for k in args.scenarios.split(",") if k] if args.scenarios else []
+    unknown = set(keys) - {s.key for s in SCENARIOS}
+    if unknown:
+        raise SystemExit(f"unknown --scenarios {sorted(unknown)}")
+    scenarios = [s for s in SCENARIOS if not keys or s.key in keys]
     peers = build_peers() if set(clients) & set(PEERS) else {}
     external = launcher.cluster_from_env()
     local = None if external is not None else launcher.LocalCluster()
@@ -527,10 +636,10 @@ def orchestrate(args: argparse.Namespace) -> int:
         seconds = fill_backlog(namesrv, drain_topic, drain_count)
         print(f"backlog of {drain_count:,} x 1 KiB filled in {seconds:.1f} s", flush=True)
         facts = machine_facts(cluster.version)
-        for scenario in SCENARIOS:
+        for scenario in scenarios:
             for client in clients:
-                if scenario.op == "pull" and client not in OURS:
-                    continue  # the peers have no pull-consumer benchmark
+                if not runs(scenario, client):
+                    continue
                 topic = send_topic if scenario.op == "produce" else drain_topic
                 cmd = command_for(
                     client,
@@ -553,8 +662,9 @@ def orchestrate(args: argparse.Namespace) -> int:
         if local is not None:
             local.stop()
     out = {"facts": facts, "counts": counts, "results": results}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(out, indent=2) + "\n")
+    results_path = Path(args.results)
+    results_path.parent.mkdir(parents=True, exist_ok=True)
+    results_path.write_text(json.dumps(out, indent=2) + "\n")
     table = render_table(results)
     print()
     print(table)
@@ -569,6 +679,8 @@ def describe(record: dict[str, Any], scenario: Scenario) -> str:
     text = f"{figure(record, scenario) or 0:10,.0f} msgs/s  cpu {record['cpuUsPerMsg']:7.1f} µs/msg"
     if scenario.key == "sync":
         text += f"  p50 {record['p50Ms']:.3f} ms  p99 {record['p99Ms']:.3f} ms"
+    if record.get("duplicates"):
+        text += f"  ({record['duplicates']:,} delivered again)"
     if record.get("timedOut"):
         text += "  (timed out)"
     return text
@@ -600,6 +712,8 @@ def render_table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
 
     for scenario in SCENARIOS:
         got = results.get(scenario.key, {})
+        if not got:
+            continue  # not run (--scenarios)
         row(
             f"{scenario.label} (msgs/s)",
             {c: figure(r, scenario) for c, r in got.items()},
@@ -687,6 +801,11 @@ def write_docs(out: dict[str, Any], table: str) -> None:
         "consumed from the first offset by a new group with default settings (20 "
         "handlers, pulls of 32); msgs/s counted from the first message received to "
         "the last, so client start-up and the first rebalance are left out.",
+        "- POP drains: the same backlog, consumed by a new group from the first offset "
+        "with RocketMQ 5.x POP: a SimpleConsumer receiving 32 at a time and acking each "
+        "batch with one ack call (one receive at a time), and push consumers with "
+        'consume_mode="pop" (this client) or setClientRebalance(false) and the group\'s '
+        "request mode set to POP (Java); messages counted once each (by message id).",
         "- CPU: the client process's user + system time during the measurement, per message.",
         "- Java: `rocketmq-client` "
         "(the broker's version) via `interop/java`; Go: `rocketmq-client-go/v2` via "
@@ -745,13 +864,26 @@ def main() -> int:
     parser.add_argument("--no-docs", action="store_true", help="do not rewrite docs/")
     parser.add_argument("--clients", default=",".join(CLIENTS))
     parser.add_argument(
+        "--scenarios",
+        default="",
+        help="comma-separated scenario keys to run (default: all): "
+        + ",".join(s.key for s in SCENARIOS),
+    )
+    parser.add_argument(
+        "--results",
+        default=str(RESULTS),
+        help="the run's JSON, written by a run, read by --render (default: %(default)s)",
+    )
+    parser.add_argument(
         "--render",
         action="store_true",
         help="only rewrite docs/ from benchmarks/results/side_by_side.json (no run)",
     )
     worker = parser.add_argument_group("worker (one scenario of this client)")
     worker.add_argument("--worker", choices=OURS)
-    worker.add_argument("--op", choices=("produce", "push", "pull"), default="produce")
+    worker.add_argument(
+        "--op", choices=("produce", "push", "pull", "simple", "pop"), default="produce"
+    )
     worker.add_argument("--namesrv")
     worker.add_argument("--topic")
     worker.add_argument("--group")
@@ -766,7 +898,7 @@ def main() -> int:
         run_worker(args)
         return 0
     if args.render:
-        out = json.loads(RESULTS.read_text())
+        out = json.loads(Path(args.results).read_text())
         write_docs(out, render_table(out["results"]))
         return 0
     return orchestrate(args)

@@ -81,7 +81,7 @@ public final class Peer {
         final java.util.Set<String> flags = new java.util.HashSet<>();
 
         private static final java.util.Set<String> FLAG_NAMES = new java.util.HashSet<>(
-                Arrays.asList("sql", "orderly", "broadcast"));
+                Arrays.asList("sql", "orderly", "broadcast", "pop"));
 
         Args(String[] argv) {
             if (argv.length == 0) {
@@ -1077,11 +1077,23 @@ public final class Peer {
         if (consumeBatch > 0) {
             c.setConsumeMessageBatchMaxSize(consumeBatch);
         }
+        // --pop: RocketMQ 5.x POP. A message not acked in its invisible time comes again, so
+        // messages are counted once each (by message id) and the others as duplicates.
+        boolean pop = a.flag("pop");
+        java.util.Set<String> seen = pop ? ConcurrentHashMap.newKeySet() : null;
+        AtomicLong duplicates = new AtomicLong();
+        if (pop) {
+            usePop(c, a, topic, group);
+        }
         c.registerMessageListener((MessageListenerConcurrently) (msgs, ctx) -> {
             if (firstAt.get() == 0 && firstAt.compareAndSet(0, System.nanoTime())) {
                 cpuAtFirst.set(cpuSeconds());
             }
             for (MessageExt m : msgs) {
+                if (seen != null && !seen.add(m.getMsgId())) {
+                    duplicates.incrementAndGet();
+                    continue;
+                }
                 bytes.addAndGet(m.getBody() == null ? 0 : m.getBody().length);
                 done.countDown();
             }
@@ -1106,8 +1118,57 @@ public final class Peer {
                 .put("cpuFromFirstUsPerMsg", cpuAtFirst.get() == null ? Double.NaN
                         : (cpu1 - cpuAtFirst.get()) * 1e6 / Math.max(1, received))
                 .put("processCpuSec", cpuSeconds()).put("startupSec", startup).put("timedOut", !finished);
+        if (pop) {
+            j.put("pop", true).put("duplicates", duplicates.get());
+        }
         emit(j);
         return finished ? 0 : 2;
+    }
+
+    /**
+     * Makes {@code c} a POP consumer (rocketmq-client 5.x): the group's request mode is set to
+     * POP on every master of {@code topic} (as {@code mqadmin setConsumeMode} does, every
+     * consumer popping from all queues), and the consumer asks the brokers for its queues
+     * instead of rebalancing itself. By reflection: 4.x clients have neither, and route types
+     * moved between packages.
+     */
+    static void usePop(DefaultMQPushConsumer c, Args a, String topic, String group) throws Exception {
+        Class<?> modeType;
+        try {
+            c.getClass().getMethod("setClientRebalance", boolean.class).invoke(c, false);
+            modeType = Class.forName("org.apache.rocketmq.common.message.MessageRequestMode");
+        } catch (ReflectiveOperationException e) {
+            throw new UsageError("--pop needs rocketmq-client 5.x (" + e + ")");
+        }
+        @SuppressWarnings({"unchecked", "rawtypes"})
+        Object popMode = Enum.valueOf((Class<? extends Enum>) modeType.asSubclass(Enum.class), "POP");
+        long timeoutMs = a.integer("api-timeout-ms", 10000);
+        DefaultMQProducer helper = new DefaultMQProducer(defaultGroup("popmode"));
+        configureClient(helper, a);
+        helper.start();
+        try {
+            Object impl = helper.getDefaultMQProducerImpl();
+            Object factory = impl.getClass().getMethod("getMqClientFactory").invoke(impl);
+            Object api = factory.getClass().getMethod("getMQClientAPIImpl").invoke(factory);
+            Object route = api.getClass().getMethod("getTopicRouteInfoFromNameServer", String.class, long.class)
+                    .invoke(api, topic, timeoutMs);
+            Method setMode = api.getClass().getMethod("setMessageRequestMode", String.class, String.class,
+                    String.class, modeType, int.class, long.class);
+            int masters = 0;
+            for (Object broker : (List<?>) route.getClass().getMethod("getBrokerDatas").invoke(route)) {
+                Map<?, ?> addrs = (Map<?, ?>) broker.getClass().getMethod("getBrokerAddrs").invoke(broker);
+                Object master = addrs.get(0L);
+                if (master != null) {
+                    setMode.invoke(api, master.toString(), topic, group, popMode, 0, timeoutMs);
+                    masters++;
+                }
+            }
+            if (masters == 0) {
+                throw new IllegalStateException("no master serves " + topic);
+            }
+        } finally {
+            helper.shutdown();
+        }
     }
 
     // ------------------------------------------------------------------ main
