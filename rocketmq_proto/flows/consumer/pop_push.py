@@ -41,6 +41,11 @@ __all__ = ["PopPushConsumerCore"]
 
 log = logging.getLogger("rocketmq_proto.consumer")
 
+#: Messages popped and not yet handled above which the pop loops pause, at least
+#: (Java's ``popThresholdForQueue``).
+POP_THRESHOLD = 96
+#: Acks unanswered (in multiples of that limit) at which the pops pause too.
+_SETTLING_LIMIT = 4
 #: Seconds a pop loop waits after a failed pop before popping again.
 POP_ERROR_DELAY = 1.0
 #: Seconds between two looks for new brokers or topics of the subscriptions.
@@ -64,8 +69,11 @@ class PopPushConsumerCore(LifecycleOwner):
     _lifecycle: Lifecycle = field(
         default_factory=lambda: Lifecycle("push consumer (POP)"), init=False
     )
-    #: Messages popped and not yet settled (acked or hidden for a retry).
+    #: Messages popped and not yet handled: the pop loops pause above a limit.
     in_flight: int = field(default=0, init=False)
+    #: Messages handled whose ack (or retry) is not answered yet: a graceful
+    #: close waits for them too. Like Java's, they no longer hold the pops back.
+    settling: int = field(default=0, init=False)
     #: Messages handed to the handler so far.
     consumed: int = field(default=0, init=False)
     #: The (topic, broker) pairs a pop loop runs for.
@@ -106,8 +114,9 @@ class PopPushConsumerCore(LifecycleOwner):
 
     @property
     def _limit(self) -> int:
-        """Messages popped and unsettled above which the pop loops pause."""
-        return max(MAX_POP_BATCH, 2 * self.config.consume_thread_max * self._batch)
+        """Messages popped and not yet handled above which the pop loops pause (at
+        least Java's ``popThresholdForQueue``, 96)."""
+        return max(POP_THRESHOLD, 2 * self.config.consume_thread_max * self._batch)
 
     @property
     def _batch(self) -> int:
@@ -156,7 +165,9 @@ class PopPushConsumerCore(LifecycleOwner):
         try:
             start = yield from now()
             now_s = start
-            while self.in_flight and now_s - start < self.config.await_termination:
+            while (
+                self.in_flight or self.settling
+            ) and now_s - start < self.config.await_termination:
                 yield from sleep(_CLOSE_POLL)
                 now_s = yield from now()
             self.pop.unregister()
@@ -172,7 +183,7 @@ class PopPushConsumerCore(LifecycleOwner):
         try:
             while not self.closed and topic in self.pop.subscriptions:
                 room = self._limit - self.in_flight
-                if room <= 0:
+                if room <= 0 or self.settling >= _SETTLING_LIMIT * self._limit:
                     yield from sleep(0.01)
                     continue
                 try:
@@ -201,12 +212,17 @@ class PopPushConsumerCore(LifecycleOwner):
             self._loops.discard((topic, broker))
 
     def _consume_flow(self, batch: list[MessageExt], broker: str) -> Flow[None]:
+        count = len(batch)
         try:
             if self.closed:
                 return  # not handed over: it comes back when its invisible time ends
             result = yield from self._handle_flow(batch)
-            if result is None:
-                return
+        finally:
+            self.in_flight -= count
+        if result is None:
+            return
+        self.settling += count
+        try:
             if result is ConsumeResult.SUCCESS:
                 yield from self.pop.ack_flow(batch)
             else:
@@ -219,7 +235,7 @@ class PopPushConsumerCore(LifecycleOwner):
                 exc,
             )
         finally:
-            self.in_flight -= len(batch)
+            self.settling -= count
 
     def _handle_flow(self, batch: list[MessageExt]) -> Flow[ConsumeResult | None]:
         try:
