@@ -44,6 +44,7 @@ from rocketmq_proto.driver import (
     RemotingCommand,
     ReplyWaiters,
     RequestTimeoutError,
+    RocketMQError,
     SendResult,
     SimpleConsumerOptions,
     TopicOffset,
@@ -758,9 +759,10 @@ class SimpleConsumer(_ClientBase):
 
     The brokers hand a received message to no other consumer of the group for
     an invisible duration; one not acked by then is delivered again (its
-    ``reconsume_times`` raised), and after ``max_reconsume_times`` deliveries
-    it goes to the group's dead-letter queue. Any number of consumers of a
-    group share all queues: there is no rebalance. Needs RocketMQ 5 brokers
+    ``reconsume_times`` raised), and once it was delivered again more than
+    ``max_reconsume_times`` times it goes to the group's dead-letter queue.
+    Any number of consumers of a group share all queues: there is no
+    rebalance. Needs RocketMQ 5 brokers
     (not the proxy's remoting port, which does not serve POP). Options:
     :class:`rocketmq_proto.SimpleConsumerOptions` (``group`` is required)::
 
@@ -821,9 +823,12 @@ class SimpleConsumer(_ClientBase):
         return await self._run(self._consumer.receive_flow(max_messages, invisible_duration, wait))
 
     async def ack(self, messages: MessageExt | Iterable[MessageExt]) -> None:
-        """Ack a received message (or several: one batch ack per broker): the
-        group never gets it again. Raises the broker's error if it refused (for
-        example a receipt handle made invalid by :meth:`change_invisible_duration`)."""
+        """Ack a received message (or several: one batch ack per broker and topic):
+        the group never gets it again. Raises the broker's error if one refused;
+        the batches before it were acked. Ack a message before its invisible
+        duration ends: after that it may be delivered again, even if the ack
+        succeeds. Only its latest receipt handle (after
+        :meth:`change_invisible_duration`) acks it."""
         batch = [messages] if isinstance(messages, MessageExt) else list(messages)
         await self._run(self._consumer.ack_flow(batch))
 
@@ -841,9 +846,9 @@ class SimpleConsumer(_ClientBase):
         while not self._consumer.closed:
             try:
                 messages = await self.receive()
-            except LocalProtocolError:
+            except RocketMQError:
                 if self._consumer.closed:
-                    return
+                    return  # closed meanwhile (a receive then fails): the end
                 raise
             for message in messages:
                 yield message

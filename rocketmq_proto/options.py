@@ -166,8 +166,9 @@ class SimpleConsumerOptions(ClientOptions, total=False):
 
     ``await_duration``: how long a ``receive`` waits for a message (15.0);
     ``invisible_duration``: how long received messages stay hidden unless
-    ``receive`` says (60.0); ``max_reconsume_times``: a message delivered this
-    many times before goes to the group's dead-letter queue (16);
+    ``receive`` says (60.0); ``max_reconsume_times``: a message delivered again
+    more often than this goes to the group's dead-letter queue (16: at most 17
+    deliveries);
     ``consume_from_where``: ``"last"`` (the default) or ``"first"``, for a group
     with no offset yet; ``fifo``: orderly pops (a queue's messages in order,
     the next held until the previous is acked).

@@ -310,7 +310,7 @@ def test_a_message_delivered_too_often_goes_to_the_dlq_and_is_acked() -> None:
         TOPIC,
         b"poison",
         queue_offset=3,
-        reconsume_times=2,
+        reconsume_times=3,  # one more than max_reconsume_times=2 allows
         properties={"UNIQ_KEY": "POISON", "POP_CK": f"3 {POP_TIME} 30000 4 1 broker-a 0 3"},
         commit_log_offset=5003,
         store_host="127.0.0.1:10911",
@@ -367,11 +367,16 @@ def test_fifo_pops_send_order_and_an_attempt_id_kept_after_a_lost_answer() -> No
     with pytest.raises(RequestTimeoutError):
         sim.run(core.receive_flow(1, 30.0, 0.0))
     sim.run(core.receive_flow(1, 30.0, 0.0))
-    ids = [cmd.ext_fields["attemptId"] for _, cmd in brokers.of(RequestCode.POP_MESSAGE)]
-    assert all(cmd.ext_fields["order"] == "true" for _, cmd in brokers.of(RequestCode.POP_MESSAGE))
-    assert len(set(ids[:3])) == 1  # the lost pops' id, sent again
+    pops = brokers.of(RequestCode.POP_MESSAGE)
+    assert all(cmd.ext_fields["order"] == "true" for _, cmd in pops)
+    ids = {(addr, n): cmd.ext_fields["attemptId"] for n, (addr, cmd) in enumerate(pops)}
+    # Each broker's lost pop id is sent again to that broker, and only there.
+    first_a, first_b, again_b, again_a = (ids[k] for k in sorted(ids, key=lambda k: k[1]))
+    assert first_a != first_b
+    assert (again_a, again_b) == (first_a, first_b)
     sim.run(core.receive_flow(1, 30.0, 0.0))
-    assert brokers.of(RequestCode.POP_MESSAGE)[-1][1].ext_fields["attemptId"] != ids[0]
+    fresh = {cmd.ext_fields["attemptId"] for _, cmd in brokers.of(RequestCode.POP_MESSAGE)[4:]}
+    assert not fresh & {first_a, first_b}
 
 
 def test_fifo_reconsume_counts_come_from_the_answer() -> None:
@@ -463,4 +468,67 @@ def test_a_pop_mode_handler_that_raises_is_logged_and_its_batch_retried(
     assert "message handler raised" in caplog.text and "boom" in caplog.text
     (hide,) = brokers.of(RequestCode.CHANGE_MESSAGE_INVISIBLETIME)
     assert hide[1].ext_fields["invisibleTime"] == "1000"  # the broker's level 1 (Java's table)
+    assert brokers.of(RequestCode.ACK_MESSAGE) == []
+
+
+def test_a_message_is_delivered_up_to_max_reconsume_times_again() -> None:
+    brokers = Brokers()
+    handle = f"3 {POP_TIME} 30000 4 1 broker-a 0 3"
+    last = MessageExt(
+        TOPIC,
+        b"last try",
+        queue_offset=3,
+        reconsume_times=2,
+        properties={"UNIQ_KEY": "LAST", "POP_CK": handle},
+        commit_log_offset=5003,
+        store_host="127.0.0.1:10911",
+        born_host="10.0.0.1:5000",
+    )
+    brokers.pops[A] = [
+        reply(ResponseCode.SUCCESS, pop_answer([(0, 9)]).ext_fields, encode_stored_message(last))
+    ]
+    sim = Sim(brokers)
+    got = sim.run(started(sim, max_reconsume_times=2).receive_flow(16, 30.0, 0.0))
+    assert [m.body for m in got] == [b"last try"]
+    assert brokers.of(RequestCode.CONSUMER_SEND_MSG_BACK) == []
+
+
+def test_an_orderly_pop_mode_queue_stops_at_a_failed_batch() -> None:
+    """After a failed message, the rest of its queue from that pop is not handled
+    (it would be acked before the failed one came back): it is hidden for the
+    same pause, and the queue's messages come again in order."""
+    brokers = Brokers()
+    brokers.pops[A] = [pop_answer([(0, 1), (0, 2), (0, 3), (1, 7)])]
+    sim = Sim(brokers)
+    handled: list[int] = []
+
+    def handler(msgs: list[MessageExt]) -> bool:
+        handled.extend(m.queue_offset for m in msgs)
+        return msgs[0].queue_offset != 2  # the second of queue 0 fails
+
+    core = pop_push(sim, handler, orderly=True, suspend_current_queue_time_millis=1000)
+    msgs = sim.run(core.pop.pop_flow(TOPIC, "broker-a", 32, 30000, 0))
+    core.in_flight = len(msgs)
+    sim.run(core._consume_in_order_flow(msgs, "broker-a"))
+    assert handled == [1, 2, 7]  # offset 3 waits for 2; queue 1 goes on
+    assert core.in_flight == 0 and core.settling == 0
+    assert [c.ext_fields["offset"] for _, c in brokers.of(RequestCode.ACK_MESSAGE)] == ["1", "7"]
+    hidden = brokers.of(RequestCode.CHANGE_MESSAGE_INVISIBLETIME)
+    assert [(c.ext_fields["offset"], c.ext_fields["invisibleTime"]) for _, c in hidden] == [
+        ("2", "1000"),
+        ("3", "1000"),
+    ]
+
+
+def test_a_pop_mode_batch_past_its_invisible_time_is_not_handled() -> None:
+    brokers = Brokers()
+    brokers.pops[A] = [pop_answer([(1, 100)])]
+    sim = Sim(brokers)
+    handled: list[object] = []
+    core = pop_push(sim, handled.append)
+    (msg,) = sim.run(core.pop.pop_flow(TOPIC, "broker-a", 32, 30000, 0))
+    sim.wall_ms = POP_TIME + 30_000  # its invisible time is over
+    core.in_flight = 1
+    assert sim.run(core._consume_flow([msg], "broker-a")) is None
+    assert handled == [] and core.in_flight == 0
     assert brokers.of(RequestCode.ACK_MESSAGE) == []

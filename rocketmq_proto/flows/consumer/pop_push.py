@@ -27,7 +27,7 @@ from rocketmq_proto.flows.consumer.simple import (
     SimpleConsumerConfig,
     SimpleConsumerCore,
 )
-from rocketmq_proto.flows.effects import Flow, now, sleep, spawn, user_call
+from rocketmq_proto.flows.effects import Flow, now, sleep, spawn, user_call, wall_ms
 from rocketmq_proto.flows.lifecycle import Lifecycle, LifecycleOwner, LifecycleState
 from rocketmq_proto.flows.producer import delay_levels_flow
 from rocketmq_proto.flows.session import ClientCore
@@ -35,6 +35,7 @@ from rocketmq_proto.message import namespace as ns
 from rocketmq_proto.message.model import MessageExt
 from rocketmq_proto.wire.bodies import ConsumeFromWhere, SubscriptionData
 from rocketmq_proto.wire.errors import PopNotServedError, RocketMQError, UserCallbackError
+from rocketmq_proto.wire.pop import ReceiptHandle
 from rocketmq_proto.wire.route import MessageQueue
 
 __all__ = ["PopPushConsumerCore"]
@@ -78,6 +79,9 @@ class PopPushConsumerCore(LifecycleOwner):
     consumed: int = field(default=0, init=False)
     #: The (topic, broker) pairs a pop loop runs for.
     _loops: set[tuple[str, str]] = field(default_factory=set, init=False)
+    #: The (topic, broker) pairs of the subscriptions' routes, as last looked up: a
+    #: loop whose pair is gone (a broker left, a topic unsubscribed) ends.
+    _targets: set[tuple[str, str]] = field(default_factory=set, init=False)
     _delay_levels: dict[str, tuple[int, ...]] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
@@ -88,9 +92,7 @@ class PopPushConsumerCore(LifecycleOwner):
                 config.group,
                 await_duration=config.pull.broker_suspend_max_time,
                 invisible_duration=config.pop_invisible_duration,
-                max_reconsume_times=16
-                if config.max_reconsume_times == -1
-                else config.max_reconsume_times,
+                max_reconsume_times=config.max_reconsume,
                 consume_from_where=ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET
                 if config.consume_from_where == ConsumeFromWhere.CONSUME_FROM_FIRST_OFFSET
                 else ConsumeFromWhere.CONSUME_FROM_LAST_OFFSET,
@@ -141,7 +143,9 @@ class PopPushConsumerCore(LifecycleOwner):
         yield from self._start_loops_flow()
 
     def _start_loops_flow(self) -> Flow[None]:
-        for target in (yield from self.pop.targets_flow()):
+        targets = yield from self.pop.targets_flow()
+        self._targets = set(targets)
+        for target in targets:
             if target not in self._loops:
                 self._loops.add(target)
                 yield from spawn(self._pop_loop_flow(*target), f"pop {target[0]}@{target[1]}")
@@ -181,11 +185,16 @@ class PopPushConsumerCore(LifecycleOwner):
         invisible_ms = round(self.config.pop_invisible_duration * 1000)
         wait = self.config.pull.broker_suspend_max_time
         try:
-            while not self.closed and topic in self.pop.subscriptions:
+            while (
+                not self.closed
+                and topic in self.pop.subscriptions
+                and (topic, broker) in self._targets
+            ):
                 room = self._limit - self.in_flight
                 if room <= 0 or self.settling >= _SETTLING_LIMIT * self._limit:
                     yield from sleep(0.01)
                     continue
+                popped = yield from now()
                 try:
                     msgs = yield from self.pop.pop_flow(
                         topic, broker, min(MAX_POP_BATCH, room), invisible_ms, wait
@@ -200,27 +209,60 @@ class PopPushConsumerCore(LifecycleOwner):
                     yield from sleep(POP_ERROR_DELAY)
                     continue
                 if not msgs:
+                    if (yield from now()) - popped < wait / 2:
+                        # Answered empty long before the wait: the broker holds too
+                        # many waiting pops, or the clocks differ. Not at once again.
+                        yield from sleep(POP_ERROR_DELAY)
                     continue
                 self.in_flight += len(msgs)
-                batches = [msgs[i : i + self._batch] for i in range(0, len(msgs), self._batch)]
-                for batch in batches:
-                    if self.config.orderly:
-                        yield from self._consume_flow(batch, broker)  # in order, one at a time
-                    else:
-                        yield from spawn(self._consume_flow(batch, broker), "pop consume")
+                if self.config.orderly:
+                    yield from self._consume_in_order_flow(msgs, broker)
+                    continue
+                for batch in self._batches(msgs):
+                    yield from spawn(self._consume_flow(batch, broker), "pop consume")
         finally:
             self._loops.discard((topic, broker))
 
-    def _consume_flow(self, batch: list[MessageExt], broker: str) -> Flow[None]:
+    def _batches(self, msgs: list[MessageExt]) -> list[list[MessageExt]]:
+        return [msgs[i : i + self._batch] for i in range(0, len(msgs), self._batch)]
+
+    def _consume_in_order_flow(self, msgs: list[MessageExt], broker: str) -> Flow[None]:
+        """An orderly pop's messages, queue by queue, one batch after another. After
+        a batch that failed, the rest of its queue is not handled now: hidden for
+        the same pause, it comes back after the failed one, in order."""
+        by_queue: dict[tuple[str, int], list[MessageExt]] = {}
+        for msg in msgs:
+            by_queue.setdefault((msg.topic, msg.queue_id), []).append(msg)
+        for queue_msgs in by_queue.values():
+            batches = self._batches(queue_msgs)
+            for index, batch in enumerate(batches):
+                result = yield from self._consume_flow(batch, broker)
+                if result is not ConsumeResult.SUCCESS:
+                    rest = [m for later in batches[index + 1 :] for m in later]
+                    self.in_flight -= len(rest)
+                    if rest:
+                        try:
+                            yield from self._retry_flow(rest, broker)
+                        except RocketMQError as exc:
+                            log.info("the rest of an orderly queue stays hidden: %s", exc)
+                    break
+
+    def _consume_flow(self, batch: list[MessageExt], broker: str) -> Flow[ConsumeResult | None]:
+        """Handle and settle one batch: its result (``None``: not handled)."""
         count = len(batch)
         try:
             if self.closed:
-                return  # not handed over: it comes back when its invisible time ends
+                return None  # not handed over: it comes back when its invisible time ends
+            if (yield from wall_ms()) >= _visible_at(batch[0]):
+                # Java's check too: its invisible time is over, another consumer of
+                # the group may have it by now.
+                log.info("%d message(s) of %s waited past their invisible time", count, self.group)
+                return None
             result = yield from self._handle_flow(batch)
         finally:
             self.in_flight -= count
         if result is None:
-            return
+            return None
         self.settling += count
         try:
             if result is ConsumeResult.SUCCESS:
@@ -236,6 +278,7 @@ class PopPushConsumerCore(LifecycleOwner):
             )
         finally:
             self.settling -= count
+        return result
 
     def _handle_flow(self, batch: list[MessageExt]) -> Flow[ConsumeResult | None]:
         try:
@@ -280,3 +323,8 @@ class PopPushConsumerCore(LifecycleOwner):
             if self.config.orderly:
                 delay_ms = self.config.suspend_current_queue_time_millis
             yield from self.pop.change_invisible_flow(msg, max(1.0, delay_ms / 1000))
+
+
+def _visible_at(msg: MessageExt) -> int:
+    """Epoch ms at which a popped message becomes visible to the group again."""
+    return ReceiptHandle.parse(msg.receipt_handle or "").visible_at

@@ -11,7 +11,7 @@ queue. Orderly (FIFO) pops deliver a queue's messages in order and hold the
 next until the previous one is acked.
 
 What the Java remoting POP consumer does differently: a message redelivered
-``max_reconsume_times`` times goes to the group's dead-letter queue
+more than ``max_reconsume_times`` times goes to the group's dead-letter queue
 (CONSUMER_SEND_MSG_BACK with delay level -1, then acked), as the 5.x proxy does
 for its gRPC clients, instead of being acked and dropped.
 """
@@ -42,10 +42,12 @@ from rocketmq_proto.wire.bodies import (
 from rocketmq_proto.wire.codes import RequestCode, ResponseCode
 from rocketmq_proto.wire.errors import (
     ConfigError,
+    ConnectionClosedError,
     InvalidArgumentError,
     LocalProtocolError,
     PopNotServedError,
     RemoteProtocolError,
+    RequestTimeoutError,
     RocketMQError,
     RouteNotFoundError,
     error_for_response,
@@ -65,6 +67,8 @@ __all__ = ["MAX_POP_BATCH", "SimpleConsumerConfig", "SimpleConsumerCore"]
 
 log = logging.getLogger("rocketmq_proto.consumer")
 
+#: No limit to redeliveries (an orderly push consumer's default, as Java's).
+_UNLIMITED = 2**31 - 1
 #: Most messages one POP_MESSAGE may ask for (the broker refuses more).
 MAX_POP_BATCH = 32
 #: Seconds a POP's answer may take beyond its long poll (Java's margin).
@@ -91,7 +95,8 @@ class SimpleConsumerConfig:
     await_duration: float = 15.0
     #: How long received messages stay hidden when ``receive`` is not told.
     invisible_duration: float = 60.0
-    #: A message delivered this many times before goes to the dead-letter queue.
+    #: A message delivered again more often than this goes to the dead-letter
+    #: queue (as Java's push consumer: 16 means up to 17 deliveries).
     max_reconsume_times: int = 16
     #: Where a group with no offset yet starts: the last message or the first.
     consume_from_where: str = ConsumeFromWhere.CONSUME_FROM_LAST_OFFSET
@@ -104,9 +109,9 @@ class SimpleConsumerConfig:
         if not self.await_duration >= 0:
             raise ConfigError(f"await_duration must be >= 0, got {self.await_duration!r}")
         check_invisible_duration(self.invisible_duration, ConfigError)
-        if not 0 <= self.max_reconsume_times <= 1000:
+        if not 0 <= self.max_reconsume_times <= _UNLIMITED:
             raise ConfigError(
-                f"max_reconsume_times must be 0..1000, got {self.max_reconsume_times!r}"
+                f"max_reconsume_times must be 0 or more, got {self.max_reconsume_times!r}"
             )
         if self.consume_from_where not in _INIT_MODE:
             raise ConfigError(
@@ -142,9 +147,10 @@ class SimpleConsumerCore(LifecycleOwner):
     _lifecycle: Lifecycle = field(default_factory=lambda: Lifecycle("simple consumer"), init=False)
     #: Where the next receive starts in the rotation of (topic, broker) pairs.
     _next: int = field(default=0, init=False)
-    #: Orderly pops: the attempt id of a pop whose answer was lost (timed out),
-    #: sent again so the broker hands the same messages over instead of blocking.
-    _attempt: str | None = field(default=None, init=False)
+    #: Orderly pops: per (topic, broker), the attempt id of a pop whose answer was
+    #: lost, sent again by the next pop there (and by no other at the same time)
+    #: so the broker hands the same messages over instead of holding the queues.
+    _lost_attempts: dict[tuple[str, str], str] = field(default_factory=dict, init=False)
     _attempts: int = field(default=0, init=False)
 
     @property
@@ -289,11 +295,12 @@ class SimpleConsumerCore(LifecycleOwner):
         addr = yield from self.client.master_addr_flow(broker, topic)
         attempt: str | None = None
         if self.config.fifo:
-            if self._attempt is None:
+            attempt = self._lost_attempts.pop((topic, broker), None)
+            if attempt is None:
                 self._attempts += 1
-                self._attempt = f"{self.client.client_id}-{self._attempts}"
-            attempt = self._attempt
+                attempt = f"{self.client.client_id}-{self._attempts}"
         born = yield from wall_ms()
+        began = yield from now()
         command = rq.pop_message(
             consumer_group=self.group,
             topic=topic,
@@ -309,13 +316,25 @@ class SimpleConsumerCore(LifecycleOwner):
             attempt_id=attempt,
             broker_name=broker,
         )
-        # As Java's: the long poll, and 10 s more for the broker to answer.
-        response = yield from call(addr, command, wait + POP_ANSWER_MARGIN)
-        # Answered: a new attempt id for the next orderly pop (a pop whose answer
-        # was lost keeps its id, so the broker hands the same messages over).
-        self._attempt = None
+        try:
+            # As Java's: the long poll, and 10 s more for the broker to answer.
+            response = yield from call(addr, command, wait + POP_ANSWER_MARGIN)
+        except (RequestTimeoutError, ConnectionClosedError):
+            if attempt is not None:
+                self._lost_attempts[(topic, broker)] = attempt
+            raise
         code = response.code
         if code in (ResponseCode.POLLING_TIMEOUT, ResponseCode.PULL_NOT_FOUND):
+            if wait >= 1.0 and (yield from now()) - began < 0.2:
+                # The broker answers a long poll at once if the request seems to
+                # have waited too long already: this host's clock is behind its.
+                log.warning(
+                    "broker %s ended a %.1f s wait for %s at once: is this host's clock "
+                    "more than 0.5 s behind the broker's?",
+                    broker,
+                    wait,
+                    topic,
+                )
             return []
         if code == ResponseCode.POLLING_FULL:
             log.info("broker %s holds too many waiting receives; none taken for %s", broker, topic)
@@ -393,12 +412,12 @@ class SimpleConsumerCore(LifecycleOwner):
     ) -> Flow[list[MessageExt]]:
         """What the user gets: a message whose tag the subscription does not name
         is acked (the broker filters on tag hashes only); one delivered
-        ``max_reconsume_times`` times before goes to the dead-letter queue."""
+        more than ``max_reconsume_times`` times before goes to the dead-letter queue."""
         keep: list[MessageExt] = []
         for msg in msgs:
             if not sub.matches_tag(msg.properties.get(_TAGS)):
                 yield from self._ack_quietly(msg, topic, "its tag is not subscribed")
-            elif msg.reconsume_times >= self.config.max_reconsume_times:
+            elif msg.reconsume_times > self.config.max_reconsume_times:
                 yield from self._dead_letter_flow(msg, topic)
             else:
                 msg.topic = ns.unwrap(self.client.config.namespace, topic)
