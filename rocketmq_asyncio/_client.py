@@ -597,8 +597,11 @@ class PushConsumer(_ConsumerBase):
     ``consume_thread_max`` handlers run at once. In asyncio a coroutine function
     is awaited and a plain function runs in a thread pool, so it may block; the
     blocking drivers run handlers on their worker threads (greenlets under
-    gevent). Options: :class:`rocketmq_proto.ConsumerOptions` (``group`` is
-    required)::
+    gevent). With ``consume_mode="pop"`` (RocketMQ 5.x brokers) it does not
+    rebalance and pull: every consumer of the group pops from all queues and acks
+    what its handler consumed (a failure comes back after the broker's retry
+    delay), and :meth:`assigned_queues` is empty. Options:
+    :class:`rocketmq_proto.ConsumerOptions` (``group`` is required)::
 
         consumer = PushConsumer("127.0.0.1:9876", handle, group="g")
         consumer.subscribe("Orders", "paid || shipped")
