@@ -167,6 +167,7 @@ TIMES: dict[str, tuple[Builder, Callable[[Any, Any], float]]] = {
     ),
     "await_duration": (simple_consumer_settings, lambda s, c: c.await_duration),
     "invisible_duration": (simple_consumer_settings, lambda s, c: c.invisible_duration),
+    "pop_invisible_duration": (consumer_settings, lambda s, c: c.pop_invisible_duration),
 }
 
 
@@ -191,8 +192,8 @@ def test_every_time_option_is_a_float_of_seconds_with_no_unit_in_its_name() -> N
 @pytest.mark.parametrize("value", [7, 7.5, 0.25])
 def test_a_time_option_takes_seconds_as_int_or_float(name: str, value: float) -> None:
     builder, where = TIMES[name]
-    if name == "invisible_duration" and value < 1:  # the broker revives in whole seconds
-        with pytest.raises(ConfigError, match="invisible_duration must be 1 s to 43200 s"):
+    if name.endswith("invisible_duration") and value < 1:  # the broker revives by seconds
+        with pytest.raises(ConfigError, match=f"{name} must be 1 s to 43200 s"):
             built(builder, **{name: value})
         return
     assert where(*built(builder, **{name: value})) == value
