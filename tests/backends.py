@@ -150,15 +150,27 @@ class Backend:
 
     def wait_for(self, check: Callable[[], Any], timeout: float, what: str) -> Any:
         """Poll ``check`` until it returns something true; fail after ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        while True:
-            value = check()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-            self.sleep(0.2)
+        return wait_for(check, timeout, what, sleep=self.sleep)
 
     def close(self) -> None:
         if self._loop is not None:
             self._loop.stop()
+
+
+def wait_for(
+    check: Callable[[], Any],
+    timeout: float,
+    what: str,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Any:
+    """Poll ``check`` until it returns something true (its value); fail after
+    ``timeout`` seconds. ``sleep`` waits between two polls (gevent's under gevent)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        sleep(0.2)

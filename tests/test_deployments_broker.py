@@ -23,7 +23,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ from rocketmq_proto import (
 )
 from rocketmq_proto.message.ids import decode_offset_msg_id, encode_offset_msg_id
 
+from .backends import wait_for
 from .cluster_fixture import launcher  # type: ignore[attr-defined]
 
 pytestmark = pytest.mark.broker
@@ -54,17 +55,6 @@ CLIENT: dict[str, Any] = {"request_timeout": 10.0}
 
 def unique(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
-
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")

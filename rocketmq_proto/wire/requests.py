@@ -443,6 +443,19 @@ def pop_message(
     return RemotingCommand(RequestCode.POP_MESSAGE, _with_bname(fields, broker_name))
 
 
+def _by_handle(
+    consumer_group: str, topic: str, queue_id: int, extra_info: str, offset: int
+) -> dict[str, str]:
+    """The fields that name a popped message by its receipt handle."""
+    return {
+        "consumerGroup": consumer_group,
+        "topic": topic,
+        "queueId": str(queue_id),
+        "extraInfo": extra_info,
+        "offset": str(offset),
+    }
+
+
 def ack_message(
     *,
     consumer_group: str,
@@ -455,13 +468,7 @@ def ack_message(
     """ACK_MESSAGE (200051): a popped message is consumed. ``topic`` is the real
     topic (the pop retry topic for a retried message), ``extra_info`` its receipt
     handle (``POP_CK``) and ``offset`` its queue offset."""
-    fields = {
-        "consumerGroup": consumer_group,
-        "topic": topic,
-        "queueId": str(queue_id),
-        "extraInfo": extra_info,
-        "offset": str(offset),
-    }
+    fields = _by_handle(consumer_group, topic, queue_id, extra_info, offset)
     return RemotingCommand(RequestCode.ACK_MESSAGE, _with_bname(fields, broker_name))
 
 
@@ -483,14 +490,8 @@ def change_invisible_time(
     """CHANGE_MESSAGE_INVISIBLETIME (200053): hide a popped message for
     ``invisible_time_ms`` from now. The answer's ``popTime``, ``invisibleTime``
     and ``reviveQid`` make its new receipt handle (the old one is acked)."""
-    fields = {
-        "consumerGroup": consumer_group,
-        "topic": topic,
-        "queueId": str(queue_id),
-        "extraInfo": extra_info,
-        "offset": str(offset),
-        "invisibleTime": str(invisible_time_ms),
-    }
+    fields = _by_handle(consumer_group, topic, queue_id, extra_info, offset)
+    fields["invisibleTime"] = str(invisible_time_ms)
     return RemotingCommand(
         RequestCode.CHANGE_MESSAGE_INVISIBLETIME, _with_bname(fields, broker_name)
     )

@@ -40,6 +40,7 @@ from rocketmq_proto.wire.bodies import (
     build_subscription,
 )
 from rocketmq_proto.wire.codes import RequestCode, ResponseCode
+from rocketmq_proto.wire.command import RemotingCommand
 from rocketmq_proto.wire.errors import (
     ConfigError,
     ConnectionClosedError,
@@ -482,8 +483,18 @@ class SimpleConsumerCore(LifecycleOwner):
             )
         return ReceiptHandle.parse(text), self._wrap(msg.topic)
 
-    def _ack_one_flow(self, handle: ReceiptHandle, topic: str) -> Flow[None]:
+    def _by_handle_flow(
+        self, handle: ReceiptHandle, topic: str, command: RemotingCommand
+    ) -> Flow[RemotingCommand]:
+        """``command`` (about the message of ``handle``) to that message's broker:
+        its answer, or the broker's error."""
         addr = yield from self.client.master_addr_flow(handle.broker_name, topic)
+        response = yield from call(addr, command, self.client.config.request_timeout)
+        if response.code != ResponseCode.SUCCESS:
+            raise error_for_response(response.code, response.remark, request=command.code)
+        return response
+
+    def _ack_one_flow(self, handle: ReceiptHandle, topic: str) -> Flow[None]:
         command = rq.ack_message(
             consumer_group=self.group,
             topic=handle.real_topic(topic, self.group),
@@ -492,11 +503,7 @@ class SimpleConsumerCore(LifecycleOwner):
             offset=handle.offset,
             broker_name=handle.broker_name,
         )
-        response = yield from call(addr, command, self.client.config.request_timeout)
-        if response.code != ResponseCode.SUCCESS:
-            raise error_for_response(
-                response.code, response.remark, request=RequestCode.ACK_MESSAGE
-            )
+        yield from self._by_handle_flow(handle, topic, command)
 
     def ack_flow(self, msgs: Iterable[MessageExt]) -> Flow[None]:
         """Ack ``msgs``: one ACK_MESSAGE for a single message, one
@@ -531,7 +538,6 @@ class SimpleConsumerCore(LifecycleOwner):
         self._check_running("change_invisible_duration")
         seconds = check_invisible_duration(invisible_duration, InvalidArgumentError)
         handle, topic = self._handle_of(msg)
-        addr = yield from self.client.master_addr_flow(handle.broker_name, topic)
         command = rq.change_invisible_time(
             consumer_group=self.group,
             topic=handle.real_topic(topic, self.group),
@@ -541,11 +547,7 @@ class SimpleConsumerCore(LifecycleOwner):
             invisible_time_ms=round(seconds * 1000),
             broker_name=handle.broker_name,
         )
-        response = yield from call(addr, command, self.client.config.request_timeout)
-        if response.code != ResponseCode.SUCCESS:
-            raise error_for_response(
-                response.code, response.remark, request=RequestCode.CHANGE_MESSAGE_INVISIBLETIME
-            )
+        response = yield from self._by_handle_flow(handle, topic, command)
         fields = response.ext_fields
         try:
             renewed = ReceiptHandle.build(
@@ -560,6 +562,7 @@ class SimpleConsumerCore(LifecycleOwner):
             )
         except (KeyError, ValueError):
             raise RemoteProtocolError(
-                f"CHANGE_MESSAGE_INVISIBLETIME answer from {addr} lacks its pop time fields"
+                f"CHANGE_MESSAGE_INVISIBLETIME answer from {handle.broker_name} lacks its "
+                "pop time fields"
             ) from None
         msg.properties[_POP_CK] = renewed.text
