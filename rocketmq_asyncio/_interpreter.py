@@ -6,9 +6,10 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import os
 import time
 from collections.abc import Callable
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Never, NoReturn, TypeVar
 
 from rocketmq_proto import driver
@@ -24,6 +25,10 @@ _log = logging.getLogger("rocketmq_asyncio")
 
 T = TypeVar("T")
 
+#: At most this many of one client's plain user callables run at once (as many
+#: as the loop's default executor would run).
+USER_THREADS = min(32, (os.cpu_count() or 1) + 4)
+
 
 def _is_async_callable(fn: Callable[..., Any]) -> bool:
     # inspect sees through functools.partial; an object with an ``async def __call__``
@@ -33,13 +38,13 @@ def _is_async_callable(fn: Callable[..., Any]) -> bool:
     )
 
 
-async def _user_call(effect: driver.UserCall, executor: Executor | None) -> Any:
+async def _user_call(effect: driver.UserCall, tasks: FlowTasks) -> Any:
     fn = effect.fn
     try:
         if _is_async_callable(fn):
             return await fn(*effect.args)
         # A plain callable may block (a database, an HTTP call): never on the loop.
-        result = await asyncio.get_running_loop().run_in_executor(executor, fn, *effect.args)
+        result = await tasks.in_user_thread(fn, *effect.args)
         if inspect.isawaitable(result):
             result = await result
         return result
@@ -49,7 +54,8 @@ async def _user_call(effect: driver.UserCall, executor: Executor | None) -> Any:
 
 class FlowTasks:
     """One client's share of the loop: the flows its flows spawned, while they run,
-    and the thread its file effects run in."""
+    the thread its file effects run in, and the threads its users' plain callables
+    (a local transaction, a transaction check) run in."""
 
     def __init__(self) -> None:
         self.spawned: set[asyncio.Task[Any]] = set()
@@ -58,6 +64,14 @@ class FlowTasks:
         #: the order the flows asked for them (a newer offsets table is never
         #: overwritten by an older one). Made on first use.
         self._files: ThreadPoolExecutor | None = None
+        #: Plain user callables run here, made on first use and shut down with the
+        #: client: never the loop's default executor, whose threads would outlive it.
+        self._users: ThreadPoolExecutor | None = None
+
+    def in_user_thread(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        if self._users is None:
+            self._users = ThreadPoolExecutor(USER_THREADS, thread_name_prefix="rocketmq-user")
+        return asyncio.get_running_loop().run_in_executor(self._users, fn, *args)
 
     def off_loop(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         if self._files is None:
@@ -66,7 +80,8 @@ class FlowTasks:
 
     async def close(self) -> None:
         """Cancel the spawned flows that still run; let the file thread end once
-        its writes are done (when the client closes)."""
+        its writes are done, and the user threads once their calls returned (when
+        the client closes)."""
         tasks = set(self.spawned)
         self.spawned.clear()
         for task in tasks:
@@ -75,6 +90,8 @@ class FlowTasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         if self._files is not None:
             self._files.shutdown(wait=False)
+        if self._users is not None:
+            self._users.shutdown(wait=False)
 
 
 async def _http_get(effect: driver.HttpGet) -> bytes:
@@ -103,18 +120,16 @@ async def run_flow(
     client: RemotingClient,
     flow: Flow[T],
     *,
-    user_executor: Executor | None = None,
-    tasks: FlowTasks | None = None,
+    tasks: FlowTasks,
 ) -> T:
     """Drive ``flow`` to its end, performing each effect it yields; return its value.
 
     A :class:`RocketMQError` of an effect is thrown into the flow (an exception of
     a user's callable as :class:`UserCallbackError`); whatever the flow raises
     propagates. If this coroutine is cancelled, the flow is closed. The flows it
-    spawns, and its file effects, run in ``tasks`` (the client's, closed with it).
+    spawns, its file effects and its users' plain callables run in ``tasks`` (the
+    client's, closed with it).
     """
-    if tasks is None:
-        tasks = FlowTasks()
     send = flow.send
     result: Any = None
     error: RocketMQError | None = None
@@ -145,9 +160,9 @@ async def run_flow(
                     case driver.WallTime():
                         result = int(time.time() * 1000)
                     case driver.UserCall():
-                        result = await _user_call(effect, user_executor)
+                        result = await _user_call(effect, tasks)
                     case driver.Spawn():
-                        _spawn(client, effect, user_executor, tasks)
+                        _spawn(client, effect, tasks)
                         result = None
                     case driver.ReadFile():
                         result = await tasks.off_loop(read_file, effect.path)
@@ -173,12 +188,11 @@ def _not_an_effect(effect: Never) -> NoReturn:
 def _spawn(
     client: RemotingClient,
     effect: driver.Spawn,
-    executor: Executor | None,
     tasks: FlowTasks,
 ) -> None:
     """Run a spawned flow as a task of its own; log how it failed, if it does."""
     task = asyncio.get_running_loop().create_task(
-        run_flow(client, effect.flow, user_executor=executor, tasks=tasks), name=effect.name
+        run_flow(client, effect.flow, tasks=tasks), name=effect.name
     )
     tasks.spawned.add(task)
     task.add_done_callback(tasks.spawned.discard)

@@ -60,10 +60,12 @@ def test_asyncio_file_effects_run_off_the_loop_thread(
 
         tick_task = asyncio.create_task(ticker())
         client = RemotingClient()
+        tasks = aio_interpreter.FlowTasks()
         try:
-            result = await aio_interpreter.run_flow(client, flow())
+            result = await aio_interpreter.run_flow(client, flow(), tasks=tasks)
         finally:
             tick_task.cancel()
+            await tasks.close()
             await client.close()
         return result, threading.get_ident(), ticks
 

@@ -166,3 +166,36 @@ def test_open_use_close_leaves_nothing_behind(
         key: f"{baseline[key]} -> {after[key]}" for key in baseline if after[key] > baseline[key]
     }
     assert not grown, f"{cycles} open/use/close cycles of {client} ({backend.name}) left {grown}"
+
+
+def test_concurrent_local_transactions_leave_no_thread_behind(
+    rocketmq_cluster: Any, backend: Backend, leak_topic: str
+) -> None:
+    """Local transactions that block, run many at once, need many workers; once the
+    producer is closed, none of them is left (the asyncio driver once ran them in the
+    loop's default executor, whose threads outlive every client)."""
+    ns = rocketmq_cluster.namesrv_addr
+    _use_transaction_producer(backend, ns, leak_topic)
+    backend.sleep(0.5)
+    baseline = _footprint(backend)
+
+    def slow_commit(message: Any, arg: Any) -> TransactionState:
+        backend.sleep(0.2)
+        return TransactionState.COMMIT
+
+    with backend.open(
+        "TransactionProducer", ns, lambda message: TransactionState.COMMIT, group="leak_tx"
+    ) as producer:
+        sends = [
+            backend.background(
+                producer.send_in_transaction, Message(leak_topic, b"slow"), slow_commit
+            )
+            for _ in range(12)
+        ]
+        states = [send.result(30)[1] for send in sends]
+    assert states == [TransactionState.COMMIT] * 12
+    after = _settled(backend, baseline)
+    grown = {
+        key: f"{baseline[key]} -> {after[key]}" for key in baseline if after[key] > baseline[key]
+    }
+    assert not grown, f"12 concurrent local transactions ({backend.name}) left {grown}"
