@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from rocketmq_proto.flows.admin import AdminCore
+from rocketmq_proto.flows.consumer.auto_push import AutoPushConsumerCore
 from rocketmq_proto.flows.consumer.lite_pull import PullConsumerCore
 from rocketmq_proto.flows.consumer.pop_push import PopPushConsumerCore
 from rocketmq_proto.flows.consumer.push import ConsumerConfig, MessageHandler, PushConsumerCore
@@ -39,6 +40,7 @@ from rocketmq_proto.wire.errors import ConfigError
 __all__ = [
     "Built",
     "Host",
+    "PushCore",
     "build_admin",
     "build_producer",
     "build_pull_consumer",
@@ -50,6 +52,9 @@ __all__ = [
 C = TypeVar("C")
 
 NamesrvAddr = str | Iterable[str] | None
+
+#: The core of a push consumer, by its ``consume_mode``: pull, pop or auto.
+PushCore = PushConsumerCore | PopPushConsumerCore | AutoPushConsumerCore
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,22 +146,25 @@ def build_push_consumer(
     host: Host,
     handler: MessageHandler | None,
     run_handler: Callable[[ConsumerConfig, MessageHandler], MessageHandler],
-) -> Built[PushConsumerCore | PopPushConsumerCore]:
+) -> Built[PushCore]:
     """A push consumer's cores, consuming with the user's ``handler``.
 
     ``run_handler(config, handler)`` is the handler as the driver runs it for
     this configuration (at most ``config.consume_thread_max`` at once): the core
     calls that one. It is asked once the options are valid. With
-    ``consume_mode="pop"`` the core pops (:class:`PopPushConsumerCore`).
+    ``consume_mode="pop"`` the core pops (:class:`PopPushConsumerCore`), with
+    ``"auto"`` it consumes each topic by the brokers' mode (:class:`AutoPushConsumerCore`).
     """
     if not callable(handler):
         raise ConfigError("handler must be callable: (messages) -> ConsumeResult")
     settings, config = consumer_settings(namesrv_addr, options, **host.settings_args())
     session = ClientCore(settings.client)
     run = run_handler(config, handler)
-    consumer: PushConsumerCore | PopPushConsumerCore
+    consumer: PushCore
     if config.consume_mode == "pop":
         consumer = PopPushConsumerCore(session, config, run)
+    elif config.consume_mode == "auto":
+        consumer = AutoPushConsumerCore(session, config, run, host.id_generator(settings))
     else:
         consumer = PushConsumerCore(session, config, run, host.id_generator(settings))
     consumer.register()

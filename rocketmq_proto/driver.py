@@ -36,6 +36,7 @@ from typing import Any
 from rocketmq_proto.build import (
     Built,
     Host,
+    PushCore,
     build_admin,
     build_producer,
     build_pull_consumer,
@@ -58,6 +59,7 @@ from rocketmq_proto.connection.connection import (
 from rocketmq_proto.connection.endpoint import Endpoint, request_timeout_error
 from rocketmq_proto.connection.pool import Dial, Fail, PoolPolicy, ReconnectBackoff, Use, Wait
 from rocketmq_proto.flows.admin import DEFAULT_CLUSTER, AdminCore, TopicOffset
+from rocketmq_proto.flows.consumer.auto_push import AutoPushConsumerCore
 from rocketmq_proto.flows.consumer.lite_pull import PullConsumerCore
 from rocketmq_proto.flows.consumer.pop_push import PopPushConsumerCore
 from rocketmq_proto.flows.consumer.push import (
@@ -132,6 +134,7 @@ __all__ = [
     "HANDLER_NOT_RUN",
     "SHARED_EXPORTS",
     "AdminCore",
+    "AutoPushConsumerCore",
     "Built",
     "Call",
     "ClientCore",
@@ -172,6 +175,7 @@ __all__ = [
     "PullConsumerCore",
     "PullConsumerOptions",
     "PushConsumerCore",
+    "PushCore",
     "QueueSelector",
     "ReadFile",
     "ReconnectBackoff",

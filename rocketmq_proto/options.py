@@ -102,8 +102,10 @@ class ConsumerOptions(ClientOptions, total=False):
     followed by the next at once; a pull that fails fast, 3 s later.
     ``consume_mode``: ``"pull"`` (client rebalance, the default) or ``"pop"``
     (RocketMQ 5.x POP: every consumer pops from every queue and acks; a failed
-    message comes back after the broker's retry delay for its attempt);
-    ``pop_invisible_duration`` (60.0): how long popped messages stay hidden
+    message comes back after the broker's retry delay for its attempt) or
+    ``"auto"`` (each topic as the group's request mode on the brokers says,
+    ``PULL`` or ``POP``: set it with ``Admin.set_consume_mode``; looked at again
+    every 20 s); ``pop_invisible_duration`` (60.0): how long popped messages stay hidden
     while their handler runs.
 
     Aliases (Java's names, still accepted): ``suspend_current_queue_time_millis``

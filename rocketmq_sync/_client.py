@@ -36,12 +36,11 @@ from rocketmq_proto.driver import (
     MessageHandler,
     MessageQueue,
     Perm,
-    PopPushConsumerCore,
     ProducerCore,
     ProducerOptions,
     PullConsumerCore,
     PullConsumerOptions,
-    PushConsumerCore,
+    PushCore,
     QueueSelector,
     RemotingCommand,
     ReplyWaiters,
@@ -482,6 +481,25 @@ class Admin(_ClientBase):
     def create_group(self, group: str, *, cluster: str = DEFAULT_CLUSTER, **settings: Any) -> None:
         self._run(self._admin.create_group_flow(group, cluster=cluster, **settings))
 
+    def set_consume_mode(
+        self,
+        topic: str,
+        group: str,
+        mode: str,
+        *,
+        pop_share_queue_num: int = -1,
+        cluster: str = DEFAULT_CLUSTER,
+    ) -> None:
+        """How ``group`` consumes ``topic``, on every master of ``cluster``:
+        ``"POP"`` or ``"PULL"`` (as ``mqadmin setConsumeMode``). Push consumers
+        with ``consume_mode="auto"`` follow it within 20 s. In POP mode each
+        consumer pops ``pop_share_queue_num`` queues beyond its share (-1: all)."""
+        self._run(
+            self._admin.set_consume_mode_flow(
+                topic, group, mode, pop_share_queue_num=pop_share_queue_num, cluster=cluster
+            )
+        )
+
     def delete_group(self, group: str, *, cluster: str = DEFAULT_CLUSTER) -> None:
         self._run(self._admin.delete_group_flow(group, cluster=cluster))
 
@@ -545,7 +563,7 @@ class _ConsumerBase(_ClientBase):
 
     #: Names the consumer in logs and in its upkeep task's name.
     _kind: ClassVar[str]
-    _consumer: PushConsumerCore | PopPushConsumerCore | PullConsumerCore
+    _consumer: PushCore | PullConsumerCore
     _consumer_upkeep: Future[None] | None = None
 
     @property
@@ -626,7 +644,7 @@ class PushConsumer(_ConsumerBase):
 
         built = build_push_consumer(namesrv_addr, options, _host(), handler, run_handler)
         super().__init__(built, runtime)
-        self._consumer: PushConsumerCore | PopPushConsumerCore = built.core
+        self._consumer: PushCore = built.core
 
     def unsubscribe(self, topic: str) -> None:
         """Stop consuming ``topic`` (its queues go at the next rebalance); called

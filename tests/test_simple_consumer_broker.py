@@ -408,6 +408,78 @@ def test_an_orderly_push_consumer_in_pop_mode_keeps_a_queues_order(
         assert numbers == sorted(numbers), (key, numbers)
 
 
+def test_an_auto_mode_push_consumer_follows_the_groups_request_mode(
+    rocketmq_cluster: Any,
+    backend: Backend,
+    admin: Any,
+    producer: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``consume_mode="auto"``: a topic the brokers say the group pops is popped
+    (messages carry receipt handles, no queue is held); switched to PULL by
+    ``Admin.set_consume_mode`` it is pulled from the next look on, nothing lost."""
+    from rocketmq_proto.flows.consumer import auto_push
+
+    monkeypatch.setattr(auto_push, "MODE_INTERVAL", 1.0)  # looks again every second
+    topic = new_topic(backend, admin, "AutoMode", queues=4)
+    group = unique("automode")
+    admin.create_group(group)
+    admin.set_consume_mode(topic, group, "pop")
+    lock = threading.Lock()
+    seen: dict[str, bool] = {}  # body -> consumed with a receipt handle (popped)
+
+    def handler(messages: list[MessageExt]) -> None:
+        with lock:
+            for message in messages:
+                seen[message.body.decode()] = bool(message.properties.get("POP_CK"))
+
+    def topic_queues(consumer: Any) -> list[Any]:
+        return [q for q in consumer.assigned_queues() if q.topic == topic]
+
+    consumer = backend.make(
+        "PushConsumer",
+        rocketmq_cluster.namesrv_addr,
+        handler,
+        group=group,
+        consume_mode="auto",
+        consume_from_where="first",
+        broker_suspend_max_time=2.0,  # the long polls of the pops, too
+    )
+    consumer.subscribe(topic)
+    with consumer:
+        popped = [f"pop-{i}" for i in range(8)]
+        for body in popped:
+            producer.send(Message(topic, body.encode()))
+        backend.wait_for(lambda: set(seen) >= set(popped), WAIT, "the popped messages")
+        with lock:
+            assert all(seen[b] for b in popped), seen
+        assert topic_queues(consumer) == []
+
+        admin.set_consume_mode(topic, group, "PULL")
+        queues = sum(q.read_queue_nums for q in admin.topic_route(topic).queue_datas)
+        backend.wait_for(lambda: len(topic_queues(consumer)) == queues, WAIT, "every queue pulled")
+        # A pop still held by the broker when the mode changed may yet return
+        # messages (they are handled and acked, not lost): let those polls end.
+        backend.sleep(3.0)
+        pulled = [f"pull-{i}" for i in range(8)]
+        for body in pulled:
+            producer.send(Message(topic, body.encode()))
+        backend.wait_for(lambda: set(seen) >= set(pulled), WAIT, "the pulled messages")
+        with lock:
+            assert not any(seen[b] for b in pulled), seen
+
+
+def test_consume_mode_is_checked_by_the_admin_and_the_consumer(
+    rocketmq_cluster: Any, backend: Backend, admin: Any
+) -> None:
+    with pytest.raises(InvalidArgumentError, match="mode must be one of"):
+        admin.set_consume_mode("AnyTopic", "any_group", "PUSH")
+    with pytest.raises(ConfigError, match="consume_mode must be 'pull', 'pop' or 'auto'"):
+        backend.make(
+            "PushConsumer", rocketmq_cluster.namesrv_addr, print, group="g", consume_mode="push"
+        )
+
+
 def test_consumer_processes_in_pop_mode_drain_20000_messages_losing_none(
     rocketmq_cluster: Any,
 ) -> None:

@@ -16,12 +16,16 @@ from rocketmq_proto.message.codec import encode_stored_message
 from rocketmq_proto.message.model import MessageExt
 from rocketmq_proto.wire.codes import RequestCode, ResponseCode
 from rocketmq_proto.wire.command import RemotingCommand
-from rocketmq_proto.wire.errors import ConfigError
+from rocketmq_proto.wire.errors import ConfigError, RemoteProtocolError
 from rocketmq_proto.wire.pop import (
+    QueueAssignment,
     ReceiptHandle,
     encode_batch_ack,
+    encode_query_assignment,
+    encode_set_request_mode,
     parse_offset_counts,
     parse_offset_lists,
+    parse_query_assignment,
     parse_start_offsets,
     pop_retry_topic,
     retry_flag,
@@ -83,6 +87,53 @@ def test_offset_infos_of_a_pop_answer_are_read() -> None:
     assert parse_start_offsets(None) == {} and parse_offset_lists("") == {}
     with pytest.raises(Exception, match="not 'flag id value'"):
         parse_start_offsets("0 1")
+
+
+def test_request_mode_bodies_have_javas_fields() -> None:
+    assert json.loads(encode_query_assignment("T", "G", "cid", "CLUSTERING")) == {
+        "topic": "T",
+        "consumerGroup": "G",
+        "clientId": "cid",
+        "messageModel": "CLUSTERING",
+        "strategyName": "AVG",
+    }
+    assert json.loads(encode_set_request_mode("T", "G", "POP", -1)) == {
+        "topic": "T",
+        "consumerGroup": "G",
+        "mode": "POP",
+        "popShareQueueNum": -1,
+    }
+    with pytest.raises(InvalidArgumentError, match="mode must be one of"):
+        encode_set_request_mode("T", "G", "pop", 0)
+
+
+def test_a_query_assignment_answer_is_read_with_its_modes() -> None:
+    body = json.dumps(
+        {
+            "messageQueueAssignments": [
+                {
+                    "messageQueue": {"topic": "T", "brokerName": "broker-a", "queueId": -1},
+                    "mode": "POP",
+                    "attachments": {},
+                },
+                {"messageQueue": {"topic": "T", "brokerName": "broker-b", "queueId": 3}},
+            ]
+        }
+    ).encode()
+    assert parse_query_assignment(body) == [
+        QueueAssignment("T", "broker-a", -1, "POP"),
+        QueueAssignment("T", "broker-b", 3, "PULL"),  # no mode: Java's default
+    ]
+    # No assignment to give (an unknown topic, a client not in the group): None.
+    assert parse_query_assignment(b'{"messageQueueAssignments":null}') is None
+    assert parse_query_assignment(b"{}") is None
+    assert parse_query_assignment(None) is None
+    assert parse_query_assignment(b'{"messageQueueAssignments":[]}') == []
+    bad = b'{"messageQueueAssignments":[{"messageQueue":{"topic":"T","brokerName":"b",'
+    with pytest.raises(RemoteProtocolError, match="unknown mode 'PUSH'"):
+        parse_query_assignment(bad + b'"queueId":0},"mode":"PUSH"}]}')
+    with pytest.raises(RemoteProtocolError, match="queueId"):
+        parse_query_assignment(bad + b'"queueId":"x"}}]}')
 
 
 def test_a_batch_ack_groups_by_checkpoint_with_javas_bitset() -> None:

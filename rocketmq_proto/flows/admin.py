@@ -25,6 +25,7 @@ from rocketmq_proto.wire.errors import (
     RouteNotFoundError,
     error_for_response,
 )
+from rocketmq_proto.wire.pop import encode_set_request_mode
 from rocketmq_proto.wire.route import MASTER_ID, MessageQueue, TopicRouteData, subscribe_queues
 
 log = logging.getLogger("rocketmq_proto.admin")
@@ -139,6 +140,29 @@ class AdminCore(LifecycleOwner):
         masters = yield from self._masters(cluster)
         for _, addr in masters:
             command = rq.update_and_create_subscription_group(body)
+            check_success(
+                (yield from call(addr, command, self.client.config.request_timeout)), command.code
+            )
+
+    def set_consume_mode_flow(
+        self,
+        topic: str,
+        group: str,
+        mode: str,
+        *,
+        pop_share_queue_num: int = -1,
+        cluster: str = DEFAULT_CLUSTER,
+    ) -> Flow[None]:
+        """SET_MESSAGE_REQUEST_MODE on every master of ``cluster``: ``group``
+        consumes ``topic`` by ``mode`` (``"PULL"`` or ``"POP"``, any case). The
+        topic and the group must exist on the brokers."""
+        wire_mode = mode.upper() if isinstance(mode, str) else mode
+        body = encode_set_request_mode(
+            self._wrap(topic), self._wrap(group), wire_mode, pop_share_queue_num
+        )
+        masters = yield from self._masters(cluster)
+        for _, addr in masters:
+            command = rq.set_message_request_mode(body)
             check_success(
                 (yield from call(addr, command, self.client.config.request_timeout)), command.code
             )

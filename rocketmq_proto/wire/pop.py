@@ -1,5 +1,6 @@
 """POP consumption on the wire (RocketMQ 5.x): receipt handles, the offset
-lists of a POP_MESSAGE answer, and the BATCH_ACK_MESSAGE body.
+lists of a POP_MESSAGE answer, the BATCH_ACK_MESSAGE body, and the bodies of
+QUERY_ASSIGNMENT and SET_MESSAGE_REQUEST_MODE (a group's mode per topic).
 
 A popped message is acked (or hidden longer) by its receipt handle, the
 ``POP_CK`` property: space-separated fields ``ckOffset popTime invisibleTime
@@ -18,18 +19,24 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from rocketmq_proto.wire import jsonlenient as jl
 from rocketmq_proto.wire.errors import InvalidArgumentError, RemoteProtocolError
 
 __all__ = [
     "NORMAL_TOPIC",
     "POP_ORDER_REVIVE_QUEUE",
+    "REQUEST_MODES",
     "RETRY_TOPIC_V1",
     "RETRY_TOPIC_V2",
+    "QueueAssignment",
     "ReceiptHandle",
     "encode_batch_ack",
+    "encode_query_assignment",
+    "encode_set_request_mode",
     "offset_key",
     "parse_offset_counts",
     "parse_offset_lists",
+    "parse_query_assignment",
     "parse_start_offsets",
     "pop_retry_topic",
     "queue_offset_key",
@@ -225,3 +232,80 @@ def encode_batch_ack(group: str, topic: str, handles: Iterable[ReceiptHandle]) -
         bits[key].add(bit)
     entries = [{**ack, "b": _bitset(bits[key])} for key, ack in acks.items()]
     return json.dumps({"acks": entries, "brokerName": broker_name}).encode()
+
+
+# ------------------------------------------------------- request modes
+
+#: A group's way of consuming a topic, as the brokers keep it (``MessageRequestMode``).
+REQUEST_MODES = ("PULL", "POP")
+
+
+def encode_query_assignment(
+    topic: str, group: str, client_id: str, message_model: str, strategy: str = "AVG"
+) -> bytes:
+    """QUERY_ASSIGNMENT's (400) body: which queues of ``topic`` this client
+    consumes, and how (the broker knows the strategies ``AVG`` and ``AVG_BY_CIRCLE``)."""
+    return jl.dumps(
+        {
+            "clientId": client_id,
+            "consumerGroup": group,
+            "messageModel": message_model,
+            "strategyName": strategy,
+            "topic": topic,
+        }
+    ).encode()
+
+
+@dataclass(frozen=True, slots=True)
+class QueueAssignment:
+    """One queue of QUERY_ASSIGNMENT's answer and its mode (``PULL`` or ``POP``);
+    a ``queue_id`` of -1 means every queue of that broker."""
+
+    topic: str
+    broker_name: str
+    queue_id: int
+    mode: str
+
+
+def parse_query_assignment(body: bytes | None) -> list[QueueAssignment] | None:
+    """QUERY_ASSIGNMENT's answer; ``None`` when the broker has none to give (the
+    topic unknown to it, or this client not yet in the group)."""
+    what = "query assignment response"
+    if not body:
+        return None
+    obj = jl.as_object(jl.loads(body, what=what), what)
+    if obj.get("messageQueueAssignments") is None:
+        return None
+    out = []
+    for i, entry in enumerate(jl.get_list(obj, "messageQueueAssignments", what)):
+        where = f"{what}: messageQueueAssignments[{i}]"
+        item = jl.as_object(entry, where)
+        queue = jl.get_object(item, "messageQueue", where)
+        mode = jl.get_opt_str(item, "mode", where) or "PULL"
+        if mode not in REQUEST_MODES:
+            raise RemoteProtocolError(f"{where}: unknown mode {mode!r}")
+        out.append(
+            QueueAssignment(
+                jl.get_str(queue, "topic", where),
+                jl.get_str(queue, "brokerName", where),
+                jl.get_int(queue, "queueId", where),
+                mode,
+            )
+        )
+    return out
+
+
+def encode_set_request_mode(topic: str, group: str, mode: str, pop_share_queue_num: int) -> bytes:
+    """SET_MESSAGE_REQUEST_MODE's (401) body: ``group`` consumes ``topic`` by
+    ``mode``; in POP mode each consumer pops ``pop_share_queue_num`` queues beyond
+    its own share (0 or less: every queue)."""
+    if mode not in REQUEST_MODES:
+        raise InvalidArgumentError(f"mode must be one of {REQUEST_MODES}, got {mode!r}")
+    return jl.dumps(
+        {
+            "consumerGroup": group,
+            "mode": mode,
+            "popShareQueueNum": pop_share_queue_num,
+            "topic": topic,
+        }
+    ).encode()

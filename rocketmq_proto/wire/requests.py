@@ -691,3 +691,14 @@ def consume_message_directly_result(
         },
         separators=(",", ":"),
     ).encode()
+
+
+def query_assignment(body: bytes) -> RemotingCommand:
+    """QUERY_ASSIGNMENT (400): no header; ``body`` a ``QueryAssignmentRequestBody``."""
+    return RemotingCommand(RequestCode.QUERY_ASSIGNMENT, None, body)
+
+
+def set_message_request_mode(body: bytes) -> RemotingCommand:
+    """SET_MESSAGE_REQUEST_MODE (401): no header; ``body`` a
+    ``SetMessageRequestModeRequestBody``."""
+    return RemotingCommand(RequestCode.SET_MESSAGE_REQUEST_MODE, None, body)

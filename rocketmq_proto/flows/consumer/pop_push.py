@@ -140,9 +140,10 @@ class PopPushConsumerCore(LifecycleOwner):
         if self.state is not LifecycleState.RUNNING:
             self.start()
         yield from self.pop.start_flow()
-        yield from self._start_loops_flow()
+        yield from self.refresh_loops_flow()
 
-    def _start_loops_flow(self) -> Flow[None]:
+    def refresh_loops_flow(self) -> Flow[None]:
+        """A pop loop for each topic and broker of the subscriptions not yet popped."""
         targets = yield from self.pop.targets_flow()
         self._targets = set(targets)
         for target in targets:
@@ -157,7 +158,7 @@ class PopPushConsumerCore(LifecycleOwner):
             if self.closed:
                 return
             try:
-                yield from self._start_loops_flow()
+                yield from self.refresh_loops_flow()
             except RocketMQError as exc:
                 log.warning("pop targets of %s not refreshed: %s", self.group, exc)
 

@@ -212,6 +212,11 @@ class PushConsumerCore(LifecycleOwner):
         """
         if not self.ctx.subscriptions:
             raise ConfigError("subscribe to at least one topic before starting the consumer")
+        yield from self.open_flow()
+
+    def open_flow(self) -> Flow[None]:
+        """:meth:`start_flow` with no subscription needed (a consumer in ``auto``
+        mode whose topics all pop still pulls its group's retry topic)."""
         if self.state is not LifecycleState.RUNNING:
             self.start()
         ctx = self.ctx

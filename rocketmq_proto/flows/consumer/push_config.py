@@ -62,7 +62,8 @@ class ConsumerConfig:
     #: Graceful close: how long in-flight handlers may run on.
     await_termination: float = 30.0
     #: ``"pull"``: queues shared out by client rebalance and pulled (classic);
-    #: ``"pop"``: RocketMQ 5.x POP, every consumer pops from every queue and acks.
+    #: ``"pop"``: RocketMQ 5.x POP, every consumer pops from every queue and acks;
+    #: ``"auto"``: each topic by the group's request mode on the brokers.
     consume_mode: str = "pull"
     #: POP mode: how long popped messages stay hidden from the group's other
     #: consumers (a failed message comes back after its retry delay instead).
@@ -94,10 +95,15 @@ class ConsumerConfig:
             )
         if self.max_reconsume_times < -1:
             raise ConfigError(f"max_reconsume_times must be >= -1, got {self.max_reconsume_times}")
-        if self.consume_mode not in ("pull", "pop"):
-            raise ConfigError(f"consume_mode must be 'pull' or 'pop', got {self.consume_mode!r}")
+        if self.consume_mode not in ("pull", "pop", "auto"):
+            raise ConfigError(
+                f"consume_mode must be 'pull', 'pop' or 'auto', got {self.consume_mode!r}"
+            )
         if self.consume_mode != "pull" and self.message_model != MessageModel.CLUSTERING:
-            raise ConfigError("a broadcasting consumer pulls: consume_mode 'pop' needs clustering")
+            raise ConfigError(
+                f"a broadcasting consumer pulls: consume_mode {self.consume_mode!r} "
+                "needs clustering"
+            )
         if not 1 <= self.pop_invisible_duration <= 12 * 3600:
             raise ConfigError(
                 "pop_invisible_duration must be 1 s to 43200 s, "
