@@ -796,6 +796,9 @@ public final class Peer {
         int failTimes = a.integer("fail-times", 0);
         CountDownLatch done = new CountDownLatch(Math.max(count, 0));
         DefaultMQPushConsumer c = newConsumer(a, topic, group);
+        if (a.flag("pop")) {
+            usePop(c, a, topic, group);
+        }
         if (a.flag("orderly")) {
             c.registerMessageListener((MessageListenerOrderly) (msgs, ctx) -> {
                 for (MessageExt m : msgs) {
