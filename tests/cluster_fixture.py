@@ -24,6 +24,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,7 +39,7 @@ import cluster as launcher  # type: ignore[import-not-found, unused-ignore]  # n
 V4_VERSION = os.environ.get("ROCKETMQ_V4_VERSION") or "4.9.7"
 
 #: The shared extra clusters (fixture names), started on first use, stopped after last use.
-EXTRA_CLUSTERS = ("rocketmq_v4_cluster", "rocketmq_headers_cluster")
+EXTRA_CLUSTERS = ("rocketmq_v4_cluster", "rocketmq_headers_cluster", "rocketmq_deployment_cluster")
 _running_extra: dict[str, launcher.LocalCluster] = {}
 _last_user: dict[str, str] = {}
 
@@ -125,3 +126,40 @@ def rocketmq_cluster() -> Iterator[launcher.ClusterInfo]:
         yield local
     finally:
         local.stop()
+
+
+@pytest.fixture(scope="session")
+def rocketmq_deployment_cluster() -> Iterator[launcher.LocalCluster]:
+    """A running cluster as deployed for real: two name servers, masters ``broker-a``
+    and ``broker-b`` with a slave each (``slaveReadEnable=true``), and the 5.x proxy
+    in cluster mode (``proxy_addr``, its remoting port)."""
+    local = launcher.LocalCluster(
+        version=launcher.DEFAULT_VERSION,
+        namesrv_count=2,
+        proxy=True,
+        slaves=True,
+        slave_read_enable=True,
+        extra_broker_props={"messageDelayLevel": launcher.SHORT_MESSAGE_DELAY_LEVELS},
+    )
+    yield from _extra_cluster(
+        "rocketmq_deployment_cluster", local, "proxy + slaves + two name servers cluster"
+    )
+
+
+def admin_addr(cluster: Any) -> str:
+    """Where a test's ``Admin`` finds the name servers: the cluster's own, even when
+    its other clients go through the proxy (which serves no admin requests)."""
+    return str(getattr(cluster, "admin_namesrv_addr", cluster.namesrv_addr))
+
+
+class ThroughProxy:
+    """``cluster`` as its clients see it through the proxy: the proxy's remoting
+    address is their name server (and every broker's address in the routes)."""
+
+    def __init__(self, cluster: launcher.LocalCluster) -> None:
+        assert cluster.proxy_addr is not None
+        self.cluster = cluster
+        self.namesrv_addr: str = cluster.proxy_addr
+        self.admin_namesrv_addr: str = cluster.namesrv_addr
+        self.brokers: dict[str, str] = dict(cluster.brokers)
+        self.version: str = cluster.version

@@ -24,14 +24,34 @@ from .background import start_background_runs, stop_background_runs  # noqa: E40
 from .cluster_fixture import (  # noqa: E402
     group_extra_cluster_users,
     rocketmq_cluster,  # noqa: F401
+    rocketmq_deployment_cluster,  # noqa: F401
     rocketmq_headers_cluster,  # noqa: F401
     rocketmq_v4_cluster,  # noqa: F401
     stop_extra_clusters_after,
 )
 
 
+def _not_through_proxy(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect (and report as deselected) the tests a module run through the proxy
+    names in ``NOT_THROUGH_PROXY``, each with the reason it cannot pass there."""
+    dropped = []
+    for item in items:
+        reasons = getattr(getattr(item, "module", None), "NOT_THROUGH_PROXY", None)
+        if not reasons:
+            continue
+        name = getattr(item, "originalname", item.name)
+        callspec = getattr(item, "callspec", None)
+        params = "-".join(p for p in callspec.id.split("-") if p != "sync") if callspec else ""
+        if name in reasons or f"{name}[{params}]" in reasons:
+            dropped.append(item)
+    if dropped:
+        items[:] = [item for item in items if item not in dropped]
+        config.hook.pytest_deselected(items=dropped)
+
+
 @pytest.hookimpl(trylast=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    _not_through_proxy(config, items)
     # Tests sharing an extra cluster run together, so it is started once, briefly.
     group_extra_cluster_users(items)
     # Scenarios that mostly wait run beside the other tests (see tests/background.py).

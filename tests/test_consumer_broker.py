@@ -40,6 +40,7 @@ from rocketmq_proto import (
 )
 
 from .backends import Backend
+from .cluster_fixture import admin_addr
 
 pytestmark = pytest.mark.broker
 
@@ -156,8 +157,8 @@ def ns(rocketmq_cluster: Any) -> str:
 
 
 @pytest.fixture(scope="module")
-def admin(ns: str, backend: Backend) -> Iterator[Any]:
-    with backend.open("Admin", ns, **CLIENT) as made:
+def admin(rocketmq_cluster: Any, backend: Backend) -> Iterator[Any]:
+    with backend.open("Admin", admin_addr(rocketmq_cluster), **CLIENT) as made:
         yield made
 
 

@@ -1,8 +1,9 @@
 """Deployments other than master-only brokers: the 5.x proxy and master/slave groups.
 
-One cluster for the whole module (started by ``scripts/cluster.py`` with
-``proxy=True, slaves=True``): a name server, masters ``broker-a`` and ``broker-b``, a
-slave for each (brokerId 1, ``broker-a-slave``...), and the proxy in cluster mode.
+One cluster (``rocketmq_deployment_cluster``, started by ``scripts/cluster.py``
+with ``namesrv_count=2, proxy=True, slaves=True``; the suites run through the proxy
+share it): two name servers, masters ``broker-a`` and ``broker-b``, a slave for each
+(brokerId 1, ``broker-a-slave``...), and the proxy in cluster mode.
 
 The proxy: it answers route lookups naming itself as every broker, and the sync
 driver's clients, given the proxy's remoting address as their name server, send,
@@ -23,7 +24,6 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,11 +37,13 @@ from rocketmq_proto import (
     MessageQueue,
     PopNotServedError,
     RequestTimeoutError,
+    RocketMQError,
     SendStatus,
+    TransactionState,
 )
 from rocketmq_proto.message.ids import decode_offset_msg_id, encode_offset_msg_id
 
-from .backends import wait_for
+from .backends import Backend, wait_for
 from .cluster_fixture import launcher  # type: ignore[attr-defined]
 
 pytestmark = pytest.mark.broker
@@ -58,24 +60,9 @@ def unique(prefix: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def deployment() -> Iterator[launcher.LocalCluster]:
-    local = launcher.LocalCluster(
-        version=launcher.DEFAULT_VERSION,
-        namesrv_count=2,
-        proxy=True,
-        slaves=True,
-        slave_read_enable=True,
-    )
-    began = time.monotonic()
-    try:
-        local.start()
-    except launcher.ClusterError as exc:
-        pytest.fail(f"could not start the proxy + slaves cluster: {exc}", pytrace=False)
-    print(f"\n[deployments] cluster up in {time.monotonic() - began:.1f} s")
-    try:
-        yield local
-    finally:
-        local.stop()
+def deployment(rocketmq_deployment_cluster: launcher.LocalCluster) -> launcher.LocalCluster:
+    """The session's deployment cluster (shared with the suites run through the proxy)."""
+    return rocketmq_deployment_cluster
 
 
 @pytest.fixture
@@ -254,6 +241,150 @@ def test_sync_push_consumer_through_the_proxy(cluster: launcher.LocalCluster) ->
     assert sorted(set(seen)) == sorted([*bodies, b"proxy-push-late"])
 
 
+def test_each_driver_sends_pulls_and_pushes_through_the_proxy(
+    cluster: launcher.LocalCluster, backend: Backend
+) -> None:
+    """The smoke test of every driver through the proxy (the sync driver also runs
+    the producer, push and pull suites through it: ``test_proxy_*_broker.py``)."""
+    topic = new_topic(cluster, f"ProxySmoke_{backend.name}")
+    proxy = cluster.proxy_addr
+    bodies = [f"smoke-{backend.name}-{i}".encode() for i in range(10)]
+    with backend.open("Producer", proxy, group=unique("smoke_p"), **CLIENT) as producer:
+        for body in bodies:
+            assert producer.send(Message(topic, body)).status is SendStatus.SEND_OK
+    with backend.open(
+        "PullConsumer", proxy, group=unique("smoke_pull"), consume_from_where="first", **CLIENT
+    ) as consumer:
+        consumer.subscribe(topic)
+        pulled: list[bytes] = []
+        deadline = time.monotonic() + WAIT
+        while len(pulled) < len(bodies) and time.monotonic() < deadline:
+            pulled += [m.body for m in consumer.poll(0.5)]
+    assert sorted(pulled) == sorted(bodies)
+    pushed: list[bytes] = []
+    lock = threading.Lock()
+
+    def handler(messages: list[MessageExt]) -> None:
+        with lock:
+            pushed.extend(m.body for m in messages)
+
+    consumer = backend.make(
+        "PushConsumer",
+        proxy,
+        handler,
+        group=unique("smoke_push"),
+        consume_from_where="first",
+        **CLIENT,
+    )
+    consumer.subscribe(topic)
+    with consumer:
+        backend.wait_for(lambda: len(set(pushed)) >= len(bodies), WAIT, "the pushed messages")
+    assert sorted(set(pushed)) == sorted(bodies)
+
+
+def test_a_failed_message_comes_back_through_the_proxy(cluster: launcher.LocalCluster) -> None:
+    """A message the handler failed is sent back through the proxy and comes again
+    (reconsume count 1). For a new group the first retry is late: the group's retry
+    topic is made by that first send-back (a heartbeat through the proxy makes none),
+    and the proxy's route cache learns of it within 20 s."""
+    topic = new_topic(cluster, "ProxyRetry", queues=1)
+    deliveries: list[tuple[float, int]] = []
+    lock = threading.Lock()
+
+    def handler(messages: list[MessageExt]) -> ConsumeResult:
+        with lock:
+            deliveries.extend((time.monotonic(), m.reconsume_times) for m in messages)
+        return ConsumeResult.SUCCESS if messages[0].reconsume_times else ConsumeResult.RETRY_LATER
+
+    consumer = rocketmq_sync.PushConsumer(
+        cluster.proxy_addr,
+        handler,
+        group=unique("proxy_retry"),
+        consume_from_where="first",
+        **CLIENT,
+    )
+    consumer.subscribe(topic)
+    with consumer:
+        with rocketmq_sync.Producer(cluster.proxy_addr, group=unique("proxy_p")) as producer:
+            producer.send(Message(topic, b"retry through the proxy"))
+        wait_for(lambda: len(deliveries) >= 2, WAIT, "the retried delivery")
+        time.sleep(2.0)
+    assert [times for _, times in deliveries] == [0, 1]
+    late = deliveries[1][0] - deliveries[0][0]
+    print(f"\n[deployments] the first retry through the proxy came after {late:.1f} s")
+
+
+def test_a_transaction_through_the_proxy_takes_effect_at_the_brokers_check_back(
+    cluster: launcher.LocalCluster,
+) -> None:
+    """Through the proxy's remoting port a topic must be of ``message.type``
+    TRANSACTION, and a commit takes effect only when the broker asks the producer
+    (CHECK_TRANSACTION_STATE, relayed by the proxy): the END_TRANSACTION right after
+    the send finds no transaction at the proxy, which answers SUCCESS and forwards
+    nothing. Given the name servers, the same commit is seen at once."""
+    proxy = cluster.proxy_addr
+    topic = unique("ProxyTx")
+    with rocketmq_sync.Admin(cluster.namesrv_addr, **CLIENT) as admin:
+        admin.create_topic(
+            topic,
+            read_queue_nums=1,
+            write_queue_nums=1,
+            attributes={"+message.type": "TRANSACTION"},
+        )
+        wait_for(lambda: admin.topic_route(topic).queue_datas, WAIT, "the route")
+        normal = new_topic(cluster, "ProxyTxNormal", queues=1)
+    asked: list[float] = []
+
+    def check(message: MessageExt) -> TransactionState:
+        asked.append(time.monotonic())
+        return TransactionState.COMMIT
+
+    def commit(message: Message, arg: object) -> TransactionState:
+        return TransactionState.COMMIT
+
+    def committed_after(namesrv: str, body: bytes) -> float:
+        """Seconds from the send until a consumer sees ``body``."""
+        with rocketmq_sync.TransactionProducer(
+            namesrv, check, group=unique("proxy_tx"), **CLIENT
+        ) as producer:
+            began = time.monotonic()
+            _, state = producer.send_in_transaction(Message(topic, body), commit)
+            assert state is TransactionState.COMMIT
+            with rocketmq_sync.PullConsumer(
+                cluster.namesrv_addr, group=unique("proxy_tx_c"), consume_from_where="first"
+            ) as consumer:
+                consumer.subscribe(topic)
+                deadline = began + 120.0
+                while time.monotonic() < deadline:
+                    if any(m.body == body for m in consumer.poll(0.5)):
+                        return time.monotonic() - began
+        raise AssertionError(f"{body!r} was not committed within 120 s")
+
+    direct = committed_after(cluster.namesrv_addr, b"tx-direct")
+    assert not asked  # committed by END_TRANSACTION: the broker never asked
+    through_proxy = committed_after(proxy, b"tx-proxy")
+    assert asked, "the broker asked the producer (through the proxy)"
+    print(
+        f"\n[deployments] commit seen after {direct:.2f} s given the name servers, "
+        f"{through_proxy:.1f} s through the proxy (the broker asked after "
+        f"{asked[0] - (time.monotonic() - through_proxy):.1f} s)"
+    )
+    assert direct < 5.0
+    # Not before the half message is transactionTimeOut old (1 s on the test cluster,
+    # 6 s by default), at the next check (every transactionCheckInterval: 1 s here,
+    # 30 s by default).
+    assert through_proxy >= 1.0
+    # A transactional message to a NORMAL topic is refused by the proxy.
+    with (
+        rocketmq_sync.TransactionProducer(
+            proxy, check, group=unique("proxy_tx"), **CLIENT
+        ) as producer,
+        pytest.raises(RocketMQError, match="MESSAGE_ILLEGAL"),
+    ):
+        producer.send_in_transaction(Message(normal, b"refused"), commit)
+
+
+# ----------------------------------------------------------------- the slaves
 # ----------------------------------------------------------------- the slaves
 
 
@@ -356,6 +487,80 @@ def test_with_the_master_stopped_its_slave_serves_reads(cluster: launcher.LocalC
     finally:
         cluster.start_broker("broker-a")
     assert registered(cluster) == expected_table(cluster)
+
+
+def test_with_the_master_stopped_this_client_and_java_both_read_the_slave(
+    cluster: launcher.LocalCluster,
+) -> None:
+    """The comparison with the Java client (5.x, the interop peer) on one cluster:
+    the master of a group is stopped with a backlog on it, and a new group of each
+    client's push consumer reads the whole backlog from the slave (the broker's
+    ``suggestWhichBrokerId`` and ``slaveReadEnable``)."""
+    import json
+    import subprocess
+
+    from .peers import build_peers
+
+    peer = build_peers("java")["java"]
+    topic = "broker-a"  # known to the slave from its start (see the module's notes)
+    queue = MessageQueue(topic, "broker-a", 0)
+    tag = f"cmp{uuid.uuid4().hex[:8]}"
+    bodies = [f"slave-cmp-{tag}-{i}".encode() for i in range(20)]
+    with (
+        rocketmq_sync.Producer(cluster.namesrv_addr, group=unique("cmp_p")) as producer,
+        rocketmq_sync.Admin(cluster.namesrv_addr, **CLIENT) as admin,
+    ):
+        results = [producer.send(Message(topic, body, tags=tag), queue=queue) for body in bodies]
+        last = results[-1].offset_msg_id
+        wait_for(lambda: replicated(admin, cluster.slaves["broker-a"], last), WAIT, "replication")
+    cluster.stop_broker("broker-a")
+    try:
+        began = time.monotonic()
+        done = subprocess.run(
+            [
+                *(peer, "consume", "--namesrv", cluster.namesrv_addr, "--topic", topic),
+                *("--group", unique("cmp_java"), "--expression", tag, "--from", "first"),
+                *("--count", str(len(bodies)), "--timeout-sec", str(int(WAIT))),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=WAIT + 60,
+            check=False,
+        )
+        java_took = time.monotonic() - began
+        java = [
+            bytes.fromhex(line["bodyHex"])
+            for line in map(json.loads, done.stdout.splitlines())
+            if "bodyHex" in line
+        ]
+        seen: list[bytes] = []
+        lock = threading.Lock()
+
+        def handler(messages: list[MessageExt]) -> None:
+            with lock:
+                seen.extend(m.body for m in messages)
+
+        consumer = rocketmq_sync.PushConsumer(
+            cluster.namesrv_addr,
+            handler,
+            group=unique("cmp_py"),
+            consume_from_where="first",
+            **CLIENT,
+        )
+        consumer.subscribe(topic, tag)
+        began = time.monotonic()
+        with consumer:
+            wait_for(lambda: len(set(seen)) >= len(bodies), WAIT, "the backlog, from the slave")
+        python_took = time.monotonic() - began
+    finally:
+        cluster.start_broker("broker-a")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert sorted(set(java)) == sorted(bodies)
+    assert sorted(set(seen)) == sorted(bodies)
+    print(
+        f"\n[deployments] master stopped: the Java consumer read the backlog from the slave "
+        f"in {java_took:.1f} s (JVM start included), this client in {python_took:.1f} s"
+    )
 
 
 # ------------------------------------------------------------------ POP and the proxy

@@ -25,6 +25,7 @@ from rocketmq_proto import (
 )
 
 from .backends import Backend
+from .cluster_fixture import admin_addr
 from .messages import assert_same, sample
 
 pytestmark = pytest.mark.broker
@@ -39,7 +40,7 @@ def unique(prefix: str) -> str:
 @pytest.fixture(scope="module")
 def topic(rocketmq_cluster: Any, backend: Backend) -> str:
     name = unique(f"ProducerT_{backend.name}")
-    with backend.open("Admin", rocketmq_cluster.namesrv_addr) as admin:
+    with backend.open("Admin", admin_addr(rocketmq_cluster)) as admin:
         created = admin.create_topic(name, read_queue_nums=4, write_queue_nums=4)
     assert sorted(created) == sorted(rocketmq_cluster.brokers)
     return name
@@ -47,7 +48,7 @@ def topic(rocketmq_cluster: Any, backend: Backend) -> str:
 
 @pytest.fixture(scope="module")
 def admin(rocketmq_cluster: Any, backend: Backend) -> Iterator[Any]:
-    with backend.open("Admin", rocketmq_cluster.namesrv_addr) as made:
+    with backend.open("Admin", admin_addr(rocketmq_cluster)) as made:
         yield made
 
 
@@ -354,7 +355,7 @@ def test_request_reply_round_trip(rocketmq_cluster: Any, backend: Backend, topic
     with (
         backend.open("Producer", ns, group=unique("req")) as requester,
         backend.open("Producer", ns, group=unique("rep")) as replier,
-        backend.open("Admin", ns) as admin,
+        backend.open("Admin", admin_addr(rocketmq_cluster)) as admin,
     ):
         key = unique("rr")
         pending = backend.background(requester.request, Message(topic, b"ping", keys=[key]), 20.0)

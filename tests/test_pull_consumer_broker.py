@@ -11,6 +11,7 @@ import pytest
 from rocketmq_proto import Message, MessageExt
 
 from .backends import Backend
+from .cluster_fixture import admin_addr
 
 pytestmark = pytest.mark.broker
 
@@ -28,7 +29,7 @@ def unique(prefix: str) -> str:
 def filled_topic(rocketmq_cluster: Any, backend: Backend) -> tuple[str, list[str]]:
     """A topic with 2 queues per broker holding COUNT messages; their bodies."""
     topic = unique(f"PullT_{backend.name}")
-    with backend.open("Admin", rocketmq_cluster.namesrv_addr) as admin:
+    with backend.open("Admin", admin_addr(rocketmq_cluster)) as admin:
         admin.create_topic(topic, read_queue_nums=2, write_queue_nums=2)
         backend.wait_for(lambda: admin.topic_route(topic).queue_datas, 20, "the topic's route")
     bodies = [f"pull-{i}" for i in range(COUNT)]

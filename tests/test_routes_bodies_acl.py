@@ -959,3 +959,16 @@ def test_signature_covers_sorted_values_then_body(ext: dict[str, str], body: byt
 def test_float_nan_is_written_as_null() -> None:
     assert math.isnan(float("nan"))
     assert dumps([float("inf"), float("-inf")]) == "[null,null]"
+
+
+def test_topic_attributes_are_written_with_their_sign_as_mqadmin_does() -> None:
+    from rocketmq_proto.wire.requests import update_and_create_topic
+
+    command = update_and_create_topic(
+        "T",
+        read_queue_nums=1,
+        write_queue_nums=1,
+        perm=6,
+        attributes={"message.type": "FIFO", "+queue.type": "BatchCQ", "-old.key": ""},
+    )
+    assert command.ext_fields["attributes"] == "+message.type=FIFO,+queue.type=BatchCQ,-old.key="

@@ -630,7 +630,8 @@ def update_and_create_topic(
     """UPDATE_AND_CREATE_TOPIC (17), to each broker that should hold the topic.
 
     ``attributes`` (5.x) are written as Java does: ``+key=value`` joined by commas,
-    e.g. ``{"message.type": "FIFO"}``.
+    e.g. ``{"message.type": "FIFO"}``. A key may carry its sign as in ``mqadmin
+    updateTopic -a +message.type=FIFO``: ``+`` (set, the default) or ``-`` (remove).
     """
     fields = {
         "topic": topic,
@@ -643,7 +644,9 @@ def update_and_create_topic(
         "order": _bool(order),
     }
     if attributes:
-        fields["attributes"] = ",".join(f"+{k}={v}" for k, v in attributes.items())
+        fields["attributes"] = ",".join(
+            f"{k if k[:1] in ('+', '-') else '+' + k}={v}" for k, v in attributes.items()
+        )
     return RemotingCommand(RequestCode.UPDATE_AND_CREATE_TOPIC, fields)
 
 
