@@ -157,6 +157,15 @@ class Backend:
             self._loop.stop()
 
 
+def opened(name: str) -> Iterator[Backend]:
+    """A fixture's body: the ``name`` driver's backend, closed after its tests."""
+    made = Backend(name)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
 def wait_for(
     check: Callable[[], Any],
     timeout: float,

@@ -139,7 +139,16 @@ def rocketmq_deployment_cluster() -> Iterator[launcher.LocalCluster]:
         proxy=True,
         slaves=True,
         slave_read_enable=True,
-        extra_broker_props={"messageDelayLevel": launcher.SHORT_MESSAGE_DELAY_LEVELS},
+        extra_broker_props={
+            "messageDelayLevel": launcher.SHORT_MESSAGE_DELAY_LEVELS,
+            # Topics of message.type MIXED (the proxy checks each message's type).
+            "enableMixedMessageType": "true",
+            # The launcher's brokers check a half message every second, and give up
+            # after transactionCheckMax checks (15 by default). Through the proxy a
+            # new producer group can be asked only after the proxy's transaction
+            # heartbeat names it to the brokers (every 20 s): 15 s is too short.
+            "transactionCheckMax": "100",
+        },
     )
     yield from _extra_cluster(
         "rocketmq_deployment_cluster", local, "proxy + slaves + two name servers cluster"
@@ -163,3 +172,22 @@ class ThroughProxy:
         self.admin_namesrv_addr: str = cluster.namesrv_addr
         self.brokers: dict[str, str] = dict(cluster.brokers)
         self.version: str = cluster.version
+
+
+def through_proxy_fixtures() -> tuple[Any, Any]:
+    """The two fixtures a suite's module run through the proxy overrides: its
+    ``rocketmq_cluster`` (:class:`ThroughProxy` of the deployment cluster) and its
+    ``backend`` (the sync driver only). Use: ``rocketmq_cluster, backend =
+    through_proxy_fixtures()``."""
+
+    @pytest.fixture(scope="module", name="rocketmq_cluster")
+    def cluster(rocketmq_deployment_cluster: launcher.LocalCluster) -> ThroughProxy:
+        return ThroughProxy(rocketmq_deployment_cluster)
+
+    @pytest.fixture(scope="module", name="backend")
+    def backend() -> Iterator[Any]:
+        from .backends import opened
+
+        yield from opened("sync")
+
+    return cluster, backend

@@ -19,7 +19,7 @@ from collections.abc import Iterator  # noqa: E402
 
 import pytest  # noqa: E402
 
-from .backends import BACKENDS, Backend  # noqa: E402
+from .backends import BACKENDS, Backend, opened  # noqa: E402
 from .background import start_background_runs, stop_background_runs  # noqa: E402
 from .cluster_fixture import (  # noqa: E402
     group_extra_cluster_users,
@@ -70,8 +70,4 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
 @pytest.fixture(scope="module", params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
     """Each driver in turn, with a blocking face (see tests/backends.py)."""
-    made = Backend(request.param)
-    try:
-        yield made
-    finally:
-        made.close()
+    yield from opened(request.param)

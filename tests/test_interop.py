@@ -1110,6 +1110,40 @@ def test_request_reply(exchange: Exchange) -> None:
 # ---------------------------------------------------------------------- one group, two clients
 
 
+def java_consumer(
+    peers: dict[str, str],
+    ns: str,
+    topic: str,
+    group: str,
+    workdir: Path,
+    backend: Backend,
+    **options: Any,
+) -> PeerRun:
+    """The Java peer's push consumer of ``group``, running in the background (``count=0``:
+    until the run is stopped), once it has started."""
+    ready = workdir / "ready"
+    run = PeerRun(
+        peers["java"],
+        ns,
+        [
+            step(
+                "consume",
+                background=True,
+                label="java",
+                topic=topic,
+                group=group,
+                count=0,
+                ready_file=ready,
+                **options,
+            )
+        ],
+        workdir,
+        sleep=backend.sleep,
+    )
+    run.wait_ready([ready])
+    return run
+
+
 def test_a_java_and_a_python_consumer_split_the_queues_of_one_group(
     peers: dict[str, str],
     rocketmq_cluster: Any,
@@ -1149,25 +1183,7 @@ def test_a_java_and_a_python_consumer_split_the_queues_of_one_group(
         backend.wait_for(
             lambda: owned() == all_queues, 60, "the python consumer to own every queue alone"
         )
-        ready = tmp_path / "ready"
-        run = PeerRun(
-            peers["java"],
-            ns,
-            [
-                step(
-                    "consume",
-                    background=True,
-                    label="java",
-                    topic=topic,
-                    group=group,
-                    count=0,
-                    ready_file=ready,
-                )
-            ],
-            tmp_path,
-            sleep=backend.sleep,
-        )
-        run.wait_ready([ready])
+        run = java_consumer(peers, ns, topic, group, tmp_path, backend)
         # Once the Java member is in, the Python member keeps half of the queues.
         backend.wait_for(
             lambda: len(owned()) == half, 60, "the python consumer to give up half of the queues"
@@ -1250,27 +1266,7 @@ def test_a_java_pop_consumer_and_this_client_share_a_pop_group(
     run = None
     count = 2000
     try:
-        ready = tmp_path / "ready"
-        run = PeerRun(
-            peers["java"],
-            ns,
-            [
-                step(
-                    "consume",
-                    background=True,
-                    label="java",
-                    topic=topic,
-                    group=group,
-                    count=0,
-                    pop=True,
-                    ready_file=ready,
-                    timeout_sec=600,
-                )
-            ],
-            tmp_path,
-            sleep=backend.sleep,
-        )
-        run.wait_ready([ready])
+        run = java_consumer(peers, ns, topic, group, tmp_path, backend, pop=True, timeout_sec=600)
         with backend.open("Producer", ns, group=unique("ipop_p"), **LIMITS) as producer:
             sent = set()
             for i in range(count):

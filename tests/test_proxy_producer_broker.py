@@ -4,13 +4,10 @@ The other drivers' smoke tests through the proxy are in ``test_deployments_broke
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
-
 import pytest
 
 from .backends import Backend
-from .cluster_fixture import ThroughProxy
+from .cluster_fixture import ThroughProxy, through_proxy_fixtures
 from .test_producer_broker import *  # noqa: F403
 from .test_producer_broker import unique
 
@@ -30,9 +27,7 @@ NOT_THROUGH_PROXY = {
 }
 
 
-@pytest.fixture(scope="module")
-def rocketmq_cluster(rocketmq_deployment_cluster: Any) -> ThroughProxy:
-    return ThroughProxy(rocketmq_deployment_cluster)
+rocketmq_cluster, backend = through_proxy_fixtures()
 
 
 @pytest.fixture(scope="module")
@@ -46,12 +41,3 @@ def topic(rocketmq_cluster: ThroughProxy, backend: Backend) -> str:
         )
     assert sorted(created) == sorted(rocketmq_cluster.brokers)
     return name
-
-
-@pytest.fixture(scope="module", params=["sync"])
-def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
-    made = Backend(request.param)
-    try:
-        yield made
-    finally:
-        made.close()
