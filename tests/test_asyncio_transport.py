@@ -23,7 +23,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from rocketmq_asyncio._interpreter import run_flow
+from rocketmq_asyncio._interpreter import FlowTasks
+from rocketmq_asyncio._interpreter import run_flow as run_flow_in
 from rocketmq_asyncio._transport import RemotingClient
 from rocketmq_proto.connection.connection import Reply
 from rocketmq_proto.connection.pool import ReconnectBackoff
@@ -699,6 +700,16 @@ def test_tls_request_to_a_server_with_a_trusted_self_signed_certificate(tmp_path
 
 
 # ----------------------------------------------------------------------- interpreter
+
+
+async def run_flow(client: RemotingClient, flow: Generator[Effect, Any, Any]) -> Any:
+    """The flow run as a client runs it: its user callables in threads of its own,
+    shut down after it."""
+    tasks = FlowTasks()
+    try:
+        return await run_flow_in(client, flow, tasks=tasks)
+    finally:
+        await tasks.close()
 
 
 def test_run_flow_performs_every_effect() -> None:

@@ -12,6 +12,7 @@ from typing import Any, assert_type, get_args
 import pytest
 
 import rocketmq_proto.flows.effects as fx
+from rocketmq_asyncio._interpreter import FlowTasks
 from rocketmq_asyncio._interpreter import run_flow as run_asyncio
 from rocketmq_asyncio._transport import RemotingClient as AsyncioClient
 from rocketmq_proto.flows.effects import (
@@ -138,9 +139,11 @@ def _check(result: tuple[float, int, str, bytes | None]) -> None:
 def test_a_flow_written_with_helpers_runs_on_the_asyncio_driver(tmp_path: Path) -> None:
     async def main() -> tuple[float, int, str, bytes | None]:
         client = AsyncioClient()
+        tasks = FlowTasks()
         try:
-            return await run_asyncio(client, _typed_flow(str(tmp_path / "a" / "f")))
+            return await run_asyncio(client, _typed_flow(str(tmp_path / "a" / "f")), tasks=tasks)
         finally:
+            await tasks.close()
             await client.close()
 
     _check(asyncio.run(main()))
