@@ -13,7 +13,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Never, NoReturn, TypeVar
 
 from rocketmq_proto import driver
-from rocketmq_proto.driver import Flow, HttpAnswer, RocketMQError, user_callback_error
+from rocketmq_proto.driver import (
+    Flow,
+    HttpAnswer,
+    LocalProtocolError,
+    RocketMQError,
+    user_callback_error,
+)
 from rocketmq_proto.driver import perform_read_file as read_file
 from rocketmq_proto.driver import perform_write_file as write_file
 
@@ -40,11 +46,16 @@ def _is_async_callable(fn: Callable[..., Any]) -> bool:
 
 async def _user_call(effect: driver.UserCall, tasks: FlowTasks) -> Any:
     fn = effect.fn
-    try:
-        if _is_async_callable(fn):
+    if _is_async_callable(fn):
+        try:
             return await fn(*effect.args)
-        # A plain callable may block (a database, an HTTP call): never on the loop.
-        result = await tasks.in_user_thread(fn, *effect.args)
+        except Exception as exc:
+            raise user_callback_error(fn, exc) from exc
+    # A plain callable may block (a database, an HTTP call): never on the loop. Once
+    # the client is closed this raises (no thread is made for it).
+    running = tasks.in_user_thread(fn, *effect.args)
+    try:
+        result = await running
         if inspect.isawaitable(result):
             result = await result
         return result
@@ -67,8 +78,13 @@ class FlowTasks:
         #: Plain user callables run here, made on first use and shut down with the
         #: client: never the loop's default executor, whose threads would outlive it.
         self._users: ThreadPoolExecutor | None = None
+        self._closed = False
 
     def in_user_thread(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        if self._closed:
+            # A broker's request answered after the client closed (a check-back):
+            # no thread is made for it any more.
+            raise LocalProtocolError("the client is closed: no user code runs any more")
         if self._users is None:
             self._users = ThreadPoolExecutor(USER_THREADS, thread_name_prefix="rocketmq-user")
         return asyncio.get_running_loop().run_in_executor(self._users, fn, *args)
@@ -82,6 +98,7 @@ class FlowTasks:
         """Cancel the spawned flows that still run; let the file thread end once
         its writes are done, and the user threads once their calls returned (when
         the client closes)."""
+        self._closed = True
         tasks = set(self.spawned)
         self.spawned.clear()
         for task in tasks:
@@ -91,7 +108,9 @@ class FlowTasks:
         if self._files is not None:
             self._files.shutdown(wait=False)
         if self._users is not None:
-            self._users.shutdown(wait=False)
+            # Calls queued and not started never run (a local transaction then stays
+            # unknown: the broker's check-back settles it).
+            self._users.shutdown(wait=False, cancel_futures=True)
 
 
 async def _http_get(effect: driver.HttpGet) -> bytes:

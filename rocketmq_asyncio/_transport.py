@@ -328,6 +328,7 @@ class RemotingClient:
         if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
             raise ConfigError(f"ssl_context must be an ssl.SSLContext, got {ssl_context!r}")
         self._connect_timeout = settings.connect_timeout
+        self._hooks = settings.hooks
         self._request_handler = request_handler
         self._log = settings.logger or logging.getLogger(__name__)
         self._pool: driver.PoolPolicy[_RemotingProtocol] = driver.PoolPolicy(backoff)
@@ -355,8 +356,26 @@ class RemotingClient:
         """Send ``command`` and return the response, whatever its code.
 
         ``timeout`` (seconds) covers connecting too. Raises
-        :class:`RequestTimeoutError` or :class:`ConnectionClosedError`.
+        :class:`RequestTimeoutError` or :class:`ConnectionClosedError`. The
+        settings' request hooks are called before and after.
         """
+        hooks = self._hooks
+        if not hooks:
+            return await self._request(addr, command, timeout)
+        ctx = driver.request_started(hooks, addr, command)
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        try:
+            response = await self._request(addr, command, timeout)
+        except BaseException as exc:
+            driver.request_ended(hooks, ctx, loop.time() - began, error=exc)
+            raise
+        driver.request_ended(hooks, ctx, loop.time() - began, response)
+        return response
+
+    async def _request(
+        self, addr: str, command: RemotingCommand, timeout: float
+    ) -> RemotingCommand:
         proto = self._protocols.get(addr)
         remaining = timeout
         if proto is None or proto.paused:
@@ -369,7 +388,22 @@ class RemotingClient:
             raise
 
     async def oneway(self, addr: str, command: RemotingCommand) -> None:
-        """Send ``command`` with the oneway flag; returns once it is queued for writing."""
+        """Send ``command`` with the oneway flag; returns once it is queued for writing
+        (between the settings' request hooks)."""
+        hooks = self._hooks
+        if not hooks:
+            return await self._oneway(addr, command)
+        ctx = driver.request_started(hooks, addr, command)
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        try:
+            await self._oneway(addr, command)
+        except BaseException as exc:
+            driver.request_ended(hooks, ctx, loop.time() - began, error=exc)
+            raise
+        driver.request_ended(hooks, ctx, loop.time() - began)
+
+    async def _oneway(self, addr: str, command: RemotingCommand) -> None:
         proto = self._protocols.get(addr)
         while proto is None or proto.paused:
             if proto is None:

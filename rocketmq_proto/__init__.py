@@ -29,6 +29,7 @@ from rocketmq_proto.connection.connection import (
 from rocketmq_proto.flows.admin import TopicOffset
 from rocketmq_proto.flows.consumer.consume import ConsumeResult
 from rocketmq_proto.flows.effects import Call, Effect, Flow, Now, Oneway, Sleep, UserCall, WallTime
+from rocketmq_proto.flows.hooks import ConsumeContext, Hook, RequestContext, SendContext
 from rocketmq_proto.flows.producer import (
     QueueSelection,
     QueueSelector,
@@ -124,6 +125,7 @@ __all__ = [
     "ConnectionClosed",
     "ConnectionClosedError",
     "ConnectionState",
+    "ConsumeContext",
     "ConsumeResult",
     "ConsumerOptions",
     "Credentials",
@@ -133,6 +135,7 @@ __all__ = [
     "Flow",
     "FlowControlError",
     "FrameDecoder",
+    "Hook",
     "InvalidArgumentError",
     "InvalidMessageError",
     "InvalidPropertyError",
@@ -162,6 +165,7 @@ __all__ = [
     "RemotingCommand",
     "Reply",
     "RequestCode",
+    "RequestContext",
     "RequestFailed",
     "RequestTimedOut",
     "RequestTimeoutError",
@@ -169,6 +173,7 @@ __all__ = [
     "ResponseCode",
     "RocketMQError",
     "RouteNotFoundError",
+    "SendContext",
     "SendResult",
     "SendStatus",
     "SerializeType",

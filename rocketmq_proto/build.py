@@ -104,7 +104,7 @@ def build_producer(
 ) -> Built[ProducerCore]:
     """A producer's cores."""
     settings, config = producer_settings(namesrv_addr, options, **host.settings_args())
-    session = ClientCore(settings.client)
+    session = ClientCore(settings.client, hooks=settings.transport.hooks)
     producer = ProducerCore(session, config, host.id_generator(settings))
     producer.register()
     return Built(settings, session, producer)
@@ -136,7 +136,7 @@ def build_admin(
     settings = admin_settings(
         namesrv_addr, {"request_timeout": 15.0, **options}, **host.settings_args()
     )
-    session = ClientCore(settings.client)
+    session = ClientCore(settings.client, hooks=settings.transport.hooks)
     return Built(settings, session, AdminCore(session))
 
 
@@ -158,7 +158,7 @@ def build_push_consumer(
     if not callable(handler):
         raise ConfigError("handler must be callable: (messages) -> ConsumeResult")
     settings, config = consumer_settings(namesrv_addr, options, **host.settings_args())
-    session = ClientCore(settings.client)
+    session = ClientCore(settings.client, hooks=settings.transport.hooks)
     run = run_handler(config, handler)
     consumer: PushCore
     if config.consume_mode == "pop":
@@ -181,7 +181,7 @@ def build_pull_consumer(
     """A pull consumer's cores. ``notify()`` is called when messages arrive for
     :meth:`~PullConsumerCore.take` (the driver wakes its polls)."""
     settings, config = pull_consumer_settings(namesrv_addr, options, **host.settings_args())
-    session = ClientCore(settings.client)
+    session = ClientCore(settings.client, hooks=settings.transport.hooks)
     consumer = PullConsumerCore(session, config, notify=notify)
     consumer.register()
     return Built(settings, session, consumer)
@@ -192,7 +192,7 @@ def build_simple_consumer(
 ) -> Built[SimpleConsumerCore]:
     """A simple (POP) consumer's cores."""
     settings, config = simple_consumer_settings(namesrv_addr, options, **host.settings_args())
-    session = ClientCore(settings.client)
+    session = ClientCore(settings.client, hooks=settings.transport.hooks)
     consumer = SimpleConsumerCore(session, config)
     consumer.register()
     return Built(settings, session, consumer)

@@ -84,6 +84,7 @@ from rocketmq_proto.flows.effects import (
     WriteFile,
     supervised,
 )
+from rocketmq_proto.flows.hooks import Hooks, request_ended, request_started
 from rocketmq_proto.flows.lifecycle import LifecycleOwner, LifecycleState
 from rocketmq_proto.flows.localfile import read_file as perform_read_file
 from rocketmq_proto.flows.localfile import write_file as perform_write_file
@@ -154,6 +155,7 @@ __all__ = [
     "Event",
     "Fail",
     "Flow",
+    "Hooks",
     "Host",
     "HttpAnswer",
     "HttpGet",
@@ -217,7 +219,9 @@ __all__ = [
     "make_reply_message",
     "perform_read_file",
     "perform_write_file",
+    "request_ended",
     "request_name",
+    "request_started",
     "request_timeout_error",
     "supervised",
     "transport_settings",
@@ -233,7 +237,9 @@ SHARED_EXPORTS = (
     "ClusterInfo",
     "ConfigError",
     "ConnectionClosedError",
+    "ConsumeContext",
     "ConsumeResult",
+    "Hook",
     "InvalidMessageError",
     "Message",
     "MessageExt",
@@ -242,9 +248,11 @@ SHARED_EXPORTS = (
     "ProtocolError",
     "QueueSelection",
     "RemoteProtocolError",
+    "RequestContext",
     "RequestTimeoutError",
     "RocketMQError",
     "RouteNotFoundError",
+    "SendContext",
     "SendResult",
     "SendStatus",
     "TimerFallback",

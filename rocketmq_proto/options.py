@@ -17,7 +17,7 @@ import ipaddress
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, TypedDict, TypeVar
 
 from rocketmq_proto.connection.connection import Signer
@@ -25,6 +25,7 @@ from rocketmq_proto.flows.consumer.lite_pull import PullConsumerConfig
 from rocketmq_proto.flows.consumer.pull import PullConfig
 from rocketmq_proto.flows.consumer.push import ConsumerConfig
 from rocketmq_proto.flows.consumer.simple import SimpleConsumerConfig
+from rocketmq_proto.flows.hooks import Hooks
 from rocketmq_proto.flows.namesrv_lookup import DEFAULT_LOOKUP_INTERVAL
 from rocketmq_proto.flows.producer import ProducerConfig, QueueSelection, TimerFallback
 from rocketmq_proto.flows.session import ClientConfig
@@ -61,6 +62,7 @@ class ClientOptions(TypedDict, total=False):
     logger: logging.Logger | None
     namesrv_lookup_url: str | None
     namesrv_lookup_interval: float
+    hooks: Iterable[object] | None
 
 
 class ProducerOptions(ClientOptions, total=False):
@@ -330,6 +332,9 @@ class TransportSettings:
     connect_timeout: float
     max_frame_size: int
     logger: logging.Logger | None
+    #: The client's hooks (its transport calls their ``before_request`` and
+    #: ``after_request``; its flows the others).
+    hooks: Hooks = field(default_factory=Hooks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -527,6 +532,7 @@ def client_settings(
         connect_timeout=float(connect_timeout),
         max_frame_size=max_frame_size,
         logger=options.get("logger"),
+        hooks=Hooks(options.get("hooks")),
     )
     return ClientSettings(client, transport, credentials)
 

@@ -125,6 +125,17 @@ class _ClientBase:
     def client_id(self) -> str:
         return self._core.client_id
 
+    def add_hook(self, hook: object) -> None:
+        """Call ``hook`` (a :class:`rocketmq_proto.Hook`, or any object with some of
+        its methods) before and after each send, consume and remoting request of
+        this client, from the next one on; hooks given as the ``hooks`` option
+        come first. A hook that raises is logged and changes nothing."""
+        self._core.hooks.add(hook)
+
+    def remove_hook(self, hook: object) -> None:
+        """Stop calling ``hook``."""
+        self._core.hooks.remove(hook)
+
     def start(self) -> None:
         """Open the client (connections are made on first use).
 
@@ -491,9 +502,10 @@ class Admin(_ClientBase):
         cluster: str = DEFAULT_CLUSTER,
     ) -> None:
         """How ``group`` consumes ``topic``, on every master of ``cluster``:
-        ``"POP"`` or ``"PULL"`` (as ``mqadmin setConsumeMode``). Push consumers
-        with ``consume_mode="auto"`` follow it within 20 s. In POP mode each
-        consumer pops ``pop_share_queue_num`` queues beyond its share (-1: all)."""
+        ``"POP"`` or ``"PULL"`` (as ``mqadmin setConsumeMode``); the topic and the
+        group must exist. Push consumers with ``consume_mode="auto"`` follow it
+        within 20 s. ``pop_share_queue_num`` is for Java's POP consumers, which pop
+        that many queues beyond their share (-1: all); this client's pop all."""
         self._run(
             self._admin.set_consume_mode_flow(
                 topic, group, mode, pop_share_queue_num=pop_share_queue_num, cluster=cluster

@@ -737,6 +737,7 @@ class RemotingClient:
         if not write_timeout > 0:
             raise ConfigError(f"write_timeout must be positive, got {write_timeout!r}")
         self._runtime = runtime
+        self._hooks = settings.hooks
         self._core = _Core(runtime, settings, write_timeout, request_handler, backoff)
 
     def __repr__(self) -> str:
@@ -768,8 +769,30 @@ class RemotingClient:
         Never blocks. ``timeout`` (seconds) runs from now and covers connecting.
         The future fails with :class:`RequestTimeoutError` or
         :class:`ConnectionClosedError` (or :class:`InvalidArgumentError` for a bad
-        address or timeout).
+        address or timeout). The settings' request hooks are called before, and
+        when the future completes (on the thread that completes it).
         """
+        future = self._request_future(addr, command, timeout)
+        if self._hooks:
+            self._hooked(future, addr, command)
+        return future
+
+    def _hooked(self, future: Future[Any], addr: str, command: RemotingCommand) -> None:
+        hooks = self._hooks
+        ctx = driver.request_started(hooks, addr, command)
+        began = self._runtime.monotonic()
+
+        def ended(done: Future[Any]) -> None:
+            error = done.exception()
+            response = None if error is not None else done.result()
+            elapsed = self._runtime.monotonic() - began
+            driver.request_ended(hooks, ctx, elapsed, response, error)
+
+        future.add_done_callback(ended)
+
+    def _request_future(
+        self, addr: str, command: RemotingCommand, timeout: float
+    ) -> Future[RemotingCommand]:
         core = self._core
         try:
             if not timeout > 0:
@@ -801,6 +824,12 @@ class RemotingClient:
         The future completes once the command is handed to the socket, or fails
         with :class:`ConnectionClosedError` if the connection cannot be opened.
         """
+        future = self._oneway_future(addr, command)
+        if self._hooks:
+            self._hooked(future, addr, command)
+        return future
+
+    def _oneway_future(self, addr: str, command: RemotingCommand) -> Future[None]:
         core = self._core
         try:
             for _ in range(3):

@@ -35,10 +35,17 @@ def _not_through_proxy(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Deselect (and report as deselected) the tests a module run through the proxy
     names in ``NOT_THROUGH_PROXY``, each with the reason it cannot pass there."""
     dropped = []
+    checked: set[object] = set()
     for item in items:
-        reasons = getattr(getattr(item, "module", None), "NOT_THROUGH_PROXY", None)
+        module = getattr(item, "module", None)
+        reasons = getattr(module, "NOT_THROUGH_PROXY", None)
         if not reasons:
             continue
+        if module not in checked:  # a name no test has is a stale entry: say so
+            checked.add(module)
+            for key in reasons:
+                if not callable(getattr(module, key.split("[")[0], None)):
+                    raise pytest.UsageError(f"{module.__name__}.NOT_THROUGH_PROXY: no test {key}")
         name = getattr(item, "originalname", item.name)
         callspec = getattr(item, "callspec", None)
         params = "-".join(p for p in callspec.id.split("-") if p != "sync") if callspec else ""

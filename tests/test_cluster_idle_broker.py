@@ -3,7 +3,8 @@
 A broker that keeps a core busy with no client connected halves what this 2-core
 machine gives every later test. The 5.5 brokers did after a single transaction:
 their op batch thread spun for good once ``transactionOpBatchInterval`` had passed
-after the last op record (see ``scripts/cluster.py``). This starts a cluster of
+after the last op record (see ``scripts/cluster.py``; the launcher's interval is now
+the largest int, so a session never lives to see it pass). This starts a cluster of
 its own (or takes the session's, when the launcher started it), ends transactions
 on both brokers, closes the client and measures the brokers' CPU time.
 """

@@ -1280,8 +1280,8 @@ def test_a_busy_orderly_queue_keeps_its_lock_until_its_consume_loop_ends() -> No
     hold_queue(core, idle, 20)
     assert busy_state.begin_consuming()  # its consume loop runs
 
-    sim.run(core.upkeep._drop_queue_flow(busy))
-    sim.run(core.upkeep._drop_queue_flow(idle))
+    sim.run(core.upkeep.drop_queue_flow(busy))
+    sim.run(core.upkeep.drop_queue_flow(idle))
     sent = [wire(cmd) for _, cmd in sim.oneways]
     unlocked = [json.loads(c.body) for c in sent if c.code == RequestCode.UNLOCK_BATCH_MQ]
     assert [[q["queueId"] for q in body["mqSet"]] for body in unlocked] == [[1]]

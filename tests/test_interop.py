@@ -1281,6 +1281,8 @@ def test_a_java_pop_consumer_and_this_client_share_a_pop_group(
         run.stop()
         assert run.finish() == 0
         java_got, python_got = java_ids(), inbox.ids()
+        # This client popped them: each carries its receipt handle.
+        assert all("POP_CK" in g.properties for g in inbox.snapshot())
     finally:
         consumer.close()
         if run is not None:

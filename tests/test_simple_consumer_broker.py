@@ -417,7 +417,9 @@ def test_an_auto_mode_push_consumer_follows_the_groups_request_mode(
 ) -> None:
     """``consume_mode="auto"``: a topic the brokers say the group pops is popped
     (messages carry receipt handles, no queue is held); switched to PULL by
-    ``Admin.set_consume_mode`` it is pulled from the next look on, nothing lost."""
+    ``Admin.set_consume_mode`` it is pulled once its pops ended, and switched back
+    it is popped once its queues are let go. Messages sent while the mode
+    changes are all consumed (some may come twice: at-least-once)."""
     from rocketmq_proto.flows.consumer import auto_push
 
     monkeypatch.setattr(auto_push, "MODE_INTERVAL", 1.0)  # looks again every second
@@ -426,15 +428,28 @@ def test_an_auto_mode_push_consumer_follows_the_groups_request_mode(
     admin.create_group(group)
     admin.set_consume_mode(topic, group, "pop")
     lock = threading.Lock()
-    seen: dict[str, bool] = {}  # body -> consumed with a receipt handle (popped)
+    seen: dict[str, list[bool]] = {}  # body -> popped (had a receipt handle), per delivery
 
     def handler(messages: list[MessageExt]) -> None:
         with lock:
             for message in messages:
-                seen[message.body.decode()] = bool(message.properties.get("POP_CK"))
+                popped = bool(message.properties.get("POP_CK"))
+                seen.setdefault(message.body.decode(), []).append(popped)
 
     def topic_queues(consumer: Any) -> list[Any]:
         return [q for q in consumer.assigned_queues() if q.topic == topic]
+
+    def send(prefix: str, count: int, pause: float = 0.0) -> list[str]:
+        bodies = [f"{prefix}-{i}" for i in range(count)]
+        for body in bodies:
+            producer.send(Message(topic, body.encode()))
+            if pause:
+                backend.sleep(pause)
+        return bodies
+
+    def consumed(bodies: list[str]) -> bool:
+        with lock:
+            return set(seen) >= set(bodies)
 
     consumer = backend.make(
         "PushConsumer",
@@ -446,27 +461,38 @@ def test_an_auto_mode_push_consumer_follows_the_groups_request_mode(
         broker_suspend_max_time=2.0,  # the long polls of the pops, too
     )
     consumer.subscribe(topic)
+    queues = sum(q.read_queue_nums for q in admin.topic_route(topic).queue_datas)
     with consumer:
-        popped = [f"pop-{i}" for i in range(8)]
-        for body in popped:
-            producer.send(Message(topic, body.encode()))
-        backend.wait_for(lambda: set(seen) >= set(popped), WAIT, "the popped messages")
+        popped = send("pop", 8)
+        backend.wait_for(lambda: consumed(popped), WAIT, "the popped messages")
         with lock:
-            assert all(seen[b] for b in popped), seen
+            assert all(all(seen[b]) for b in popped), seen
         assert topic_queues(consumer) == []
 
+        # To PULL while messages flow: none lost.
+        flowing = backend.background(send, "to-pull", 40, 0.05)
         admin.set_consume_mode(topic, group, "PULL")
-        queues = sum(q.read_queue_nums for q in admin.topic_route(topic).queue_datas)
         backend.wait_for(lambda: len(topic_queues(consumer)) == queues, WAIT, "every queue pulled")
-        # A pop still held by the broker when the mode changed may yet return
-        # messages (they are handled and acked, not lost): let those polls end.
-        backend.sleep(3.0)
-        pulled = [f"pull-{i}" for i in range(8)]
-        for body in pulled:
-            producer.send(Message(topic, body.encode()))
-        backend.wait_for(lambda: set(seen) >= set(pulled), WAIT, "the pulled messages")
+        to_pull = flowing.result(WAIT)
+        backend.wait_for(lambda: consumed(to_pull), WAIT, "what was sent during the switch")
+        # The pops ended before the pulls began: what comes now is pulled.
+        pulled = send("pull", 8)
+        backend.wait_for(lambda: consumed(pulled), WAIT, "the pulled messages")
         with lock:
-            assert not any(seen[b] for b in pulled), seen
+            assert not any(any(seen[b]) for b in pulled), seen
+
+        # Back to POP while messages flow: none lost, the queues let go.
+        flowing = backend.background(send, "to-pop", 40, 0.05)
+        admin.set_consume_mode(topic, group, "POP")
+        backend.wait_for(lambda: topic_queues(consumer) == [], WAIT, "the queues let go")
+        to_pop = flowing.result(WAIT)
+        backend.wait_for(lambda: consumed(to_pop), WAIT, "what was sent during the switch back")
+        popped_again = send("pop-again", 8)
+        backend.wait_for(lambda: consumed(popped_again), WAIT, "the popped messages")
+        with lock:
+            assert all(all(seen[b]) for b in popped_again), seen
+            twice = sorted(b for b, deliveries in seen.items() if len(deliveries) > 1)
+    print(f"\n[{backend.name}] auto mode: {len(seen)} messages, {len(twice)} delivered twice")
 
 
 def test_consume_mode_is_checked_by_the_admin_and_the_consumer(

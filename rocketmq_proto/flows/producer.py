@@ -21,6 +21,7 @@ from typing import Any, Literal, overload
 from rocketmq_proto.connection.connection import Reply
 from rocketmq_proto.flows.effects import Flow, call, now, user_call, wall_ms, within
 from rocketmq_proto.flows.effects import oneway as send_oneway
+from rocketmq_proto.flows.hooks import hooked_send
 from rocketmq_proto.flows.lifecycle import Lifecycle, LifecycleOwner
 from rocketmq_proto.flows.session import ClientCore, TopicPublishInfo
 from rocketmq_proto.message import namespace as ns
@@ -385,6 +386,9 @@ class ProducerCore(LifecycleOwner):
     config: ProducerConfig
     ids: UniqueIdGenerator
     rng: random.Random = field(default_factory=random.Random)
+    #: Whether the client's send hooks see this producer's sends (not those of a
+    #: consumer's inner producer, which resends failed messages for retry).
+    hooked: bool = True
     _transaction_checker: TransactionChecker | None = field(default=None, init=False)
     _lifecycle: Lifecycle = field(default_factory=lambda: Lifecycle("producer"), init=False)
     _templates: dict[tuple[str, int], rq.SendTemplate] = field(default_factory=dict)
@@ -644,6 +648,32 @@ class ProducerCore(LifecycleOwner):
         arg: Any = None,
         oneway: bool = False,
     ) -> Flow[SendResult | None]:
+        """Send one message (:meth:`_send_flow`), between the client's send hooks."""
+        flow = self._send_flow(
+            msg,
+            timeout,
+            queue=queue,
+            sharding_key=sharding_key,
+            selector=selector,
+            arg=arg,
+            oneway=oneway,
+        )
+        hooks = self.client.hooks
+        if hooks and self.hooked:
+            return hooked_send(hooks, self.group, [msg], oneway, flow)
+        return flow
+
+    def _send_flow(
+        self,
+        msg: Message,
+        timeout: float | None = None,
+        *,
+        queue: MessageQueue | None = None,
+        sharding_key: str | None = None,
+        selector: QueueSelector | None = None,
+        arg: Any = None,
+        oneway: bool = False,
+    ) -> Flow[SendResult | None]:
         """Send one message; ``None`` as result for oneway sends.
 
         With no queue given: up to 1 + ``retry_times_when_send_failed`` attempts
@@ -776,6 +806,20 @@ class ProducerCore(LifecycleOwner):
         raise last_error
 
     def send_batch_flow(
+        self,
+        messages: Sequence[Message],
+        timeout: float | None = None,
+        *,
+        queue: MessageQueue | None = None,
+    ) -> Flow[SendResult]:
+        """Send a batch (:meth:`_send_batch_flow`), between the client's send hooks."""
+        flow = self._send_batch_flow(messages, timeout, queue=queue)
+        hooks = self.client.hooks
+        if hooks and self.hooked:
+            return hooked_send(hooks, self.group, list(messages), False, flow)
+        return flow
+
+    def _send_batch_flow(
         self,
         messages: Sequence[Message],
         timeout: float | None = None,

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from rocketmq_proto.connection.connection import Reply
 from rocketmq_proto.flows.effects import Flow, call, now, sleep
 from rocketmq_proto.flows.fault import LatencyFaultTolerance
+from rocketmq_proto.flows.hooks import Hooks
 from rocketmq_proto.flows.lifecycle import Lifecycle, LifecycleOwner
 from rocketmq_proto.flows.namesrv_lookup import (
     DEFAULT_LOOKUP_INTERVAL,
@@ -152,6 +153,9 @@ class ClientCore(LifecycleOwner):
 
     config: ClientConfig
     fault: LatencyFaultTolerance = field(default_factory=LatencyFaultTolerance)
+    #: The user's hooks (see :mod:`rocketmq_proto.flows.hooks`): the flows call
+    #: the send and consume ones, the transport the request ones.
+    hooks: Hooks = field(default_factory=Hooks)
     _lifecycle: Lifecycle = field(default_factory=lambda: Lifecycle("client"), init=False)
     #: Producer groups and consumer data providers to announce in heartbeats.
     producer_groups: set[str] = field(default_factory=set)

@@ -13,8 +13,13 @@ As Java's consumer with client rebalance off, a topic in ``PULL`` mode also
 pulls the topic's pop retry topic (``%RETRY%<group>_<topic>``), so messages
 popped and not acked before a switch to ``PULL`` are still consumed; the
 group's own retry topic is pulled in both modes. A broker that knows no
-request modes (4.x), or an answer with no queue for this consumer, leaves a
-topic as it is: ``PULL`` until a broker has said ``POP``.
+request modes (4.x), or has no assignment to give (the topic unknown to it, this
+client not yet in the group), leaves a topic as it is: ``PULL`` until a broker
+has said ``POP``. Unlike Java's, a popping consumer pops every queue: it does not
+follow ``popShareQueueNum`` shares, and it rebalances pulled topics itself (the
+same average allocation the broker would make). A switch is at-least-once: a
+message may come twice across it. An orderly consumer always pulls (as Java's):
+``consume_mode="auto"`` with ``orderly=True`` is refused.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from rocketmq_proto.flows.consumer.dispatch import MessageHandler
 from rocketmq_proto.flows.consumer.pop_push import PopPushConsumerCore
 from rocketmq_proto.flows.consumer.push import PushConsumerCore
 from rocketmq_proto.flows.consumer.push_config import ConsumerConfig
-from rocketmq_proto.flows.effects import Flow, call, sleep, spawn
+from rocketmq_proto.flows.effects import Flow, call, now, sleep, spawn
 from rocketmq_proto.flows.lifecycle import Lifecycle, LifecycleOwner, LifecycleState
 from rocketmq_proto.flows.session import ClientCore
 from rocketmq_proto.message import namespace as ns
@@ -58,6 +63,10 @@ log = logging.getLogger("rocketmq_proto.consumer")
 MODE_INTERVAL = 20.0
 #: The allocation strategy named in QUERY_ASSIGNMENT (only its mode is used here).
 _STRATEGY = "AVG"
+#: Seconds a switch to PULL waits beyond a pop's answer timeout for the pops to end.
+_POP_END_MARGIN = 5.0
+#: Seconds between two looks at what a switch or a close waits for.
+_CLOSE_POLL = 0.05
 
 
 @dataclass(slots=True)
@@ -147,7 +156,8 @@ class AutoPushConsumerCore(LifecycleOwner):
     # ------------------------------------------------------------ lifecycle
 
     def start_flow(self) -> Flow[None]:
-        """Routes and a heartbeat, the topics' modes, then both parts."""
+        """Routes and a heartbeat, the topics' modes, then both parts; the popping
+        part's upkeep and the look at the modes run from then on, each once."""
         if not self._wanted:
             raise ConfigError("subscribe to at least one topic before starting the consumer")
         if self.state is not LifecycleState.RUNNING:
@@ -155,12 +165,12 @@ class AutoPushConsumerCore(LifecycleOwner):
         yield from self.pulling.open_flow()
         yield from self._modes_flow()
         yield from self.popping.start_flow()
-
-    def maintenance_flow(self) -> Flow[None]:
-        """Until closed: each part's upkeep, and the modes every :data:`MODE_INTERVAL`."""
         yield from spawn(self.popping.maintenance_flow(), f"pop upkeep {self.group}")
         yield from spawn(self._modes_loop_flow(), f"request modes {self.group}")
-        yield from self.pulling.maintenance_flow()
+
+    def maintenance_flow(self) -> Flow[None]:
+        """Until closed: the pulling part's upkeep (rebalance, offsets)."""
+        return self.pulling.maintenance_flow()
 
     def _modes_loop_flow(self) -> Flow[None]:
         while not self.closed:
@@ -173,18 +183,26 @@ class AutoPushConsumerCore(LifecycleOwner):
                 log.warning("request modes of %s not refreshed: %s", self.group, exc)
 
     def shutdown_flow(self) -> Flow[None]:
-        """Both parts stop fetching, then each closes gracefully (the popping part
-        waits for its handlers and acks, the pulling part commits offsets)."""
+        """As a pulling consumer closes: both parts stop fetching, the handlers of
+        both finish (and the popped messages are acked), up to ``await_termination``;
+        then the pulled offsets are committed and the group is unregistered, once."""
         if self.state is not LifecycleState.CLOSING:
             self.begin_close()
         try:
             for part in (self.popping, self.pulling):
                 if part.state is LifecycleState.RUNNING:
                     part.begin_close()
+            start = yield from now()
+            now_s = start
+            while (
+                self.pulling.in_flight or self.popping.in_flight or self.popping.settling
+            ) and now_s - start < self.config.await_termination:
+                yield from sleep(_CLOSE_POLL)
+                now_s = yield from now()
             if self.popping.state is LifecycleState.CLOSING:
-                yield from self.popping.shutdown_flow()
+                yield from self.popping.shutdown_flow(unregister=False)
             if self.pulling.state is LifecycleState.CLOSING:
-                yield from self.pulling.shutdown_flow()
+                yield from self.pulling.shutdown_flow()  # commits, then unregisters
         finally:
             self.popping.close_at_once()
             self.pulling.close_at_once()
@@ -205,14 +223,14 @@ class AutoPushConsumerCore(LifecycleOwner):
             except RocketMQError as exc:
                 log.warning("request mode of %s for %s unknown: %s", topic, self.group, exc)
                 continue
-            if mode is not None and topic in self._wanted:
-                self._set_mode(topic, mode)
+            if mode is not None and topic in self._wanted and mode != self.modes.get(topic):
+                yield from self._set_mode_flow(topic, mode)
         if self.popping.state is LifecycleState.RUNNING:
             yield from self.popping.refresh_loops_flow()
 
     def _query_mode_flow(self, topic: str) -> Flow[str | None]:
         """``POP`` or ``PULL`` as one broker of ``topic`` says, or ``None`` when it
-        cannot say (no request modes, or no queue for this consumer)."""
+        cannot say (it knows no request modes, or has no assignment to give)."""
         full = ns.wrap(self.client.config.namespace, topic)
         route = yield from self.client.route_flow(full)
         brokers = sorted(
@@ -234,29 +252,49 @@ class AutoPushConsumerCore(LifecycleOwner):
                 response.code, response.remark, request=RequestCode.QUERY_ASSIGNMENT
             )
         assignments = parse_query_assignment(response.body)
-        if not assignments:
+        if assignments is None:
             return None
+        # An empty answer: no queue for this consumer, which POP never leaves one
+        # without (every consumer pops every queue, or a share): PULL, as Java reads it.
         return "POP" if any(a.mode == "POP" for a in assignments) else "PULL"
 
-    def _set_mode(self, topic: str, mode: str) -> None:
+    def _set_mode_flow(self, topic: str, mode: str) -> Flow[None]:
+        """Consume ``topic`` by ``mode`` from now on. To POP: the topic's pulled
+        queues are let go first (their offsets committed), then popped. To PULL: the
+        pops of the topic end first (a pop held at a broker returns within its
+        long-poll time, its messages handled and acked), then it is pulled, with its
+        pop retry topic. Either way a message may come twice across the switch
+        (at-least-once: the pops and the pulls share the group's offsets, which a
+        broker commits for pops a little behind their acks)."""
         previous = self.mode_of(topic)
         self.modes[topic] = mode
         expression, expression_type = self._wanted[topic]
         retry = self._pop_retry(topic)
+        full = ns.wrap(self.client.config.namespace, topic)
         if mode == "POP":
             # As Java: a popped topic's pop retry topic is the broker's to read.
             self.pulling.ctx.subscriptions.pop(retry, None)
             if previous != "POP":
                 self.pulling.unsubscribe(topic)
+                yield from self.pulling.drop_topic_flow(full)
                 self.popping.subscribe(topic, expression, expression_type)
         else:
+            if previous == "POP":
+                self.popping.unsubscribe(topic)
+                start = yield from now()
+                limit = self.config.pull.consumer_timeout_when_suspend + _POP_END_MARGIN
+                while self.popping.pops_running(full) and not self.closed:
+                    if (yield from now()) - start > limit:
+                        log.warning("pops of %s still running after %g s", topic, limit)
+                        break
+                    yield from sleep(_CLOSE_POLL)
+                if topic not in self._wanted or self.modes.get(topic) != mode:
+                    return  # unsubscribed or switched again meanwhile
+                self.pulling.subscribe(topic, expression, expression_type)
             # Messages popped before a switch come back through the pop retry topic.
             if retry not in self.pulling.ctx.subscriptions:
                 self.pulling.ctx.subscriptions[retry] = build_subscription(retry, "*", "TAG")
                 self.pulling.ctx.rebalance.ask_now()
-            if previous == "POP":
-                self.popping.unsubscribe(topic)
-                self.pulling.subscribe(topic, expression, expression_type)
         if mode != previous:
             log.info(
                 "group %s consumes %s by %s now (the brokers' request mode)",

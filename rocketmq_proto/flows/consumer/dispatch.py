@@ -26,7 +26,8 @@ from rocketmq_proto.flows.consumer.consume import (
     to_consume_result,
 )
 from rocketmq_proto.flows.consumer.push_state import PushContext, QueueState
-from rocketmq_proto.flows.effects import Flow, sleep, spawn, user_call, wall_ms
+from rocketmq_proto.flows.effects import Flow, now, sleep, spawn, user_call, wall_ms
+from rocketmq_proto.flows.hooks import ConsumeContext
 from rocketmq_proto.flows.producer import ProducerCore
 from rocketmq_proto.message.model import MessageExt
 from rocketmq_proto.wire.errors import RocketMQError, UserCallbackError
@@ -92,19 +93,30 @@ class Handler:
         for msg in msgs:
             reset_retry_topic(msg, ctx.group, namespace)
         handler = self.handler if self._is_async else self._gate
+        hooks = ctx.client.hooks
+        hooked = ConsumeContext(ctx.group, msgs) if hooks else None
+        if hooked is not None:
+            hooks.fire("before_consume", hooked)
+            started = yield from now()
+        error: BaseException | None = None
         try:
             value = yield from user_call(handler, msgs)
         except UserCallbackError as exc:
             self._log_error(msgs, exc)
-            value = False
-        if value is HANDLER_NOT_RUN:
-            return None
-        self.consumed += len(msgs)
-        try:
-            return to_consume_result(value, orderly=ctx.orderly)
-        except RocketMQError as exc:  # a handler's return value we cannot read
-            log.warning("message handler answer unusable: %s", exc)
-            return to_consume_result(False, orderly=ctx.orderly)
+            value, error = False, exc.__cause__ or exc
+        result: ConsumeResult | None = None
+        if value is not HANDLER_NOT_RUN:
+            self.consumed += len(msgs)
+            try:
+                result = to_consume_result(value, orderly=ctx.orderly)
+            except RocketMQError as exc:  # a handler's return value we cannot read
+                log.warning("message handler answer unusable: %s", exc)
+                result = to_consume_result(False, orderly=ctx.orderly)
+        if hooked is not None:
+            hooked.result, hooked.error = result, error
+            hooked.elapsed = (yield from now()) - started
+            hooks.fire("after_consume", hooked)
+        return result
 
     def _log_error(self, msgs: list[MessageExt], exc: UserCallbackError) -> None:
         """Log a handler's exception: its traceback, the topic, group and message ids

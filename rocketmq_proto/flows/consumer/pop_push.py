@@ -28,6 +28,7 @@ from rocketmq_proto.flows.consumer.simple import (
     SimpleConsumerCore,
 )
 from rocketmq_proto.flows.effects import Flow, now, sleep, spawn, user_call, wall_ms
+from rocketmq_proto.flows.hooks import ConsumeContext
 from rocketmq_proto.flows.lifecycle import Lifecycle, LifecycleOwner, LifecycleState
 from rocketmq_proto.flows.producer import delay_levels_flow
 from rocketmq_proto.flows.session import ClientCore
@@ -82,6 +83,8 @@ class PopPushConsumerCore(LifecycleOwner):
     #: The (topic, broker) pairs of the subscriptions' routes, as last looked up: a
     #: loop whose pair is gone (a broker left, a topic unsubscribed) ends.
     _targets: set[tuple[str, str]] = field(default_factory=set, init=False)
+    #: A refresh of the targets is under way.
+    _refreshing: bool = field(default=False, init=False)
     _delay_levels: dict[str, tuple[int, ...]] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
@@ -143,8 +146,15 @@ class PopPushConsumerCore(LifecycleOwner):
         yield from self.refresh_loops_flow()
 
     def refresh_loops_flow(self) -> Flow[None]:
-        """A pop loop for each topic and broker of the subscriptions not yet popped."""
-        targets = yield from self.pop.targets_flow()
+        """A pop loop for each topic and broker of the subscriptions not yet popped
+        (one refresh at a time: a slower one must not leave older targets behind)."""
+        if self._refreshing:
+            return
+        self._refreshing = True
+        try:
+            targets = yield from self.pop.targets_flow()
+        finally:
+            self._refreshing = False
         self._targets = set(targets)
         for target in targets:
             if target not in self._loops:
@@ -162,9 +172,14 @@ class PopPushConsumerCore(LifecycleOwner):
             except RocketMQError as exc:
                 log.warning("pop targets of %s not refreshed: %s", self.group, exc)
 
-    def shutdown_flow(self) -> Flow[None]:
+    def pops_running(self, topic: str) -> bool:
+        """Whether a pop loop of ``topic`` (as the brokers know it) still runs."""
+        return any(target[0] == topic for target in self._loops)
+
+    def shutdown_flow(self, *, unregister: bool = True) -> Flow[None]:
         """Stop popping, let handlers finish and settle (up to ``await_termination``),
-        unregister. Messages not settled come back once their invisible time ends."""
+        unregister (unless told not to: a part of a consumer that does it once).
+        Messages not settled come back once their invisible time ends."""
         if self.state is not LifecycleState.CLOSING:
             self.begin_close()
         try:
@@ -175,8 +190,9 @@ class PopPushConsumerCore(LifecycleOwner):
             ) and now_s - start < self.config.await_termination:
                 yield from sleep(_CLOSE_POLL)
                 now_s = yield from now()
-            self.pop.unregister()
-            yield from self.client.unregister_flow(consumer_group=self.group)
+            if unregister:
+                self.pop.unregister()
+                yield from self.client.unregister_flow(consumer_group=self.group)
         finally:
             self.finish_close()
 
@@ -282,6 +298,25 @@ class PopPushConsumerCore(LifecycleOwner):
         return result
 
     def _handle_flow(self, batch: list[MessageExt]) -> Flow[ConsumeResult | None]:
+        """The handler's verdict on ``batch`` (``None``: it did not run), between
+        the client's consume hooks."""
+        hooks = self.client.hooks
+        if not hooks:
+            return (yield from self._run_handler_flow(batch))[0]
+        hooked = ConsumeContext(self.group, batch)
+        hooks.fire("before_consume", hooked)
+        started = yield from now()
+        result, hooked.error = yield from self._run_handler_flow(batch)
+        hooked.result = result
+        hooked.elapsed = (yield from now()) - started
+        hooks.fire("after_consume", hooked)
+        return result
+
+    def _run_handler_flow(
+        self, batch: list[MessageExt]
+    ) -> Flow[tuple[ConsumeResult | None, BaseException | None]]:
+        """The handler's verdict on ``batch`` and the exception it raised."""
+        error: BaseException | None = None
         try:
             value = yield from user_call(self.handler, batch)
         except UserCallbackError as exc:
@@ -302,13 +337,13 @@ class PopPushConsumerCore(LifecycleOwner):
             )
             value = False
         if value is HANDLER_NOT_RUN:
-            return None
+            return None, None
         self.consumed += len(batch)
         try:
-            return to_consume_result(value, orderly=self.config.orderly)
+            return to_consume_result(value, orderly=self.config.orderly), error
         except RocketMQError as exc:
             log.warning("message handler answer unusable: %s", exc)
-            return ConsumeResult.RETRY_LATER
+            return ConsumeResult.RETRY_LATER, error
 
     def _retry_flow(self, batch: list[MessageExt], broker: str) -> Flow[None]:
         """Hide each failed message for its retry delay: the broker's delay level

@@ -116,7 +116,7 @@ class PushConsumerCore(LifecycleOwner):
         ctx = PushContext(self.client, self.config, group, self._lifecycle)
         self.ctx = ctx
         self.producer = ProducerCore(
-            self.client, ProducerConfig(group="CLIENT_INNER_PRODUCER"), self.ids
+            self.client, ProducerConfig(group="CLIENT_INNER_PRODUCER"), self.ids, hooked=False
         )
         self.handling = Handler(ctx, self.handler)
         orderly: OrderlyConsumption | None = None
@@ -244,6 +244,12 @@ class PushConsumerCore(LifecycleOwner):
     def rebalance_flow(self) -> Flow[bool]:
         """One rebalance round over every subscribed topic; whether anything changed."""
         return self.upkeep.rebalance_flow()
+
+    def drop_topic_flow(self, topic: str) -> Flow[None]:
+        """Let go of the queues of ``topic`` (as the brokers know it) held now,
+        committing their offsets, as a rebalance does once it is unsubscribed."""
+        for mq in [mq for mq in self.ctx.queues if mq.topic == topic]:
+            yield from self.upkeep.drop_queue_flow(mq)
 
     def persist_flow(self) -> Flow[None]:
         """Commit offsets: to the brokers (clustering) or the local file (broadcasting)."""

@@ -99,6 +99,11 @@ class ConsumerConfig:
             raise ConfigError(
                 f"consume_mode must be 'pull', 'pop' or 'auto', got {self.consume_mode!r}"
             )
+        if self.consume_mode == "auto" and self.orderly:
+            raise ConfigError(
+                "an orderly consumer pulls, as Java's does: consume_mode 'auto' needs "
+                "orderly=False (consume_mode 'pop' pops in order)"
+            )
         if self.consume_mode != "pull" and self.message_model != MessageModel.CLUSTERING:
             raise ConfigError(
                 f"a broadcasting consumer pulls: consume_mode {self.consume_mode!r} "

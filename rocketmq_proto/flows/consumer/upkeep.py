@@ -101,7 +101,7 @@ class PushUpkeep:
         current = {mq: state.request.process_queue for mq, state in ctx.queues.items()}
         added: list[PullRequest] = []
         for mq in queues_not_subscribed(list(ctx.queues), subs):
-            yield from self._drop_queue_flow(mq)
+            yield from self.drop_queue_flow(mq)
             changed = True
         try:
             for topic in subs:
@@ -117,7 +117,7 @@ class PushUpkeep:
                     continue
                 changed = True
                 for mq in (*decision.to_drop, *decision.to_renew):
-                    yield from self._drop_queue_flow(mq)
+                    yield from self.drop_queue_flow(mq)
                 for mq in (*decision.to_add, *decision.to_renew):
                     request = yield from self._add_queue_flow(mq)
                     if request is not None:
@@ -137,7 +137,7 @@ class PushUpkeep:
         yield from self.pulls.start_flow(added)
         return changed
 
-    def _drop_queue_flow(self, mq: MessageQueue) -> Flow[None]:
+    def drop_queue_flow(self, mq: MessageQueue) -> Flow[None]:
         ctx = self.ctx
         state = ctx.queues.pop(mq, None)
         if state is None:
