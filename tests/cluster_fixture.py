@@ -114,14 +114,22 @@ def rocketmq_cluster() -> Iterator[launcher.ClusterInfo]:
     if external is not None:
         yield external
         return
-    local = launcher.LocalCluster(
-        version=os.environ.get("ROCKETMQ_VERSION") or launcher.DEFAULT_VERSION,
-        extra_broker_props={"messageDelayLevel": launcher.SHORT_MESSAGE_DELAY_LEVELS},
+    yield from running(
+        launcher.LocalCluster(
+            version=os.environ.get("ROCKETMQ_VERSION") or launcher.DEFAULT_VERSION,
+            extra_broker_props={"messageDelayLevel": launcher.SHORT_MESSAGE_DELAY_LEVELS},
+        ),
+        "local RocketMQ cluster",
     )
+
+
+def running(local: launcher.LocalCluster, what: str) -> Iterator[launcher.LocalCluster]:
+    """A fixture's body: ``local`` started (the test fails, saying so, if it cannot
+    be), and stopped after its tests."""
     try:
         local.start()
     except launcher.ClusterError as exc:
-        pytest.fail(f"could not start the local RocketMQ cluster: {exc}", pytrace=False)
+        pytest.fail(f"could not start the {what}: {exc}", pytrace=False)
     try:
         yield local
     finally:

@@ -20,7 +20,7 @@ import pytest
 import rocketmq_sync
 from rocketmq_proto import Message, TransactionState
 
-from .cluster_fixture import launcher  # type: ignore[attr-defined]
+from .cluster_fixture import launcher, running  # type: ignore[attr-defined]
 
 pytestmark = pytest.mark.broker
 
@@ -35,15 +35,7 @@ def cluster(rocketmq_cluster: object) -> Iterator[launcher.LocalCluster]:
     if isinstance(rocketmq_cluster, launcher.LocalCluster):
         yield rocketmq_cluster
         return
-    local = launcher.LocalCluster()
-    try:
-        local.start()
-    except launcher.ClusterError as exc:
-        pytest.fail(f"could not start the local RocketMQ cluster: {exc}", pytrace=False)
-    try:
-        yield local
-    finally:
-        local.stop()
+    yield from running(launcher.LocalCluster(), "local RocketMQ cluster")
 
 
 def cpu_seconds(pid: int) -> float:
