@@ -10,6 +10,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from functools import partial
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -73,7 +74,7 @@ from rocketmq_proto.flows.consumer.rebalance import (
     sort_for_rebalance,
     strategy_name,
 )
-from rocketmq_proto.flows.effects import Flow, Spawn
+from rocketmq_proto.flows.effects import Call, Flow, Oneway, Spawn
 from rocketmq_proto.flows.producer import ProducerConfig, ProducerCore
 from rocketmq_proto.flows.session import ClientConfig, ClientCore
 from rocketmq_proto.message.codec import encode_batch, encode_stored_message
@@ -92,6 +93,7 @@ from rocketmq_proto.wire.codes import (
 from rocketmq_proto.wire.command import FrameDecoder, RemotingCommand, encode_command
 from rocketmq_proto.wire.errors import (
     BrokerSystemError,
+    ConfigError,
     ConnectionClosedError,
     InvalidArgumentError,
     RemoteProtocolError,
@@ -1663,3 +1665,55 @@ def test_broadcasting_offsets_file_does_not_depend_on_the_generated_instance_nam
     assert first == second == "/d/10.0.0.1@DEFAULT/G/offsets.json"  # ...their file does not
     _, named = local_file(100, 1, client_ip="10.0.0.1", instance_name="edge", unit_name="u")
     assert named == "/d/10.0.0.1@edge@u/G/offsets.json"
+
+
+# ----------------------------------------------------- consume_mode="auto"
+
+
+class OrderedSim(Sim):
+    """A Sim that also keeps the requests and oneways in the order they went out."""
+
+    def __init__(self, on_call: Callable[[str, RemotingCommand], RemotingCommand]) -> None:
+        super().__init__(on_call)
+        self.sent: list[int] = []
+
+    def perform(self, effect: Any) -> Any:
+        if isinstance(effect, Call | Oneway):
+            self.sent.append(wire(effect.command).code)
+        return super().perform(effect)
+
+
+def test_an_auto_consumer_closes_as_a_pulling_one_commit_first_then_unregister_once() -> None:
+    """Its popping part must not unregister the group while the pulling part still
+    holds queues: the others would take them from offsets not yet committed."""
+    from rocketmq_proto.flows.consumer.auto_push import AutoPushConsumerCore
+
+    cluster = Cluster(UNREGISTER_CLIENT=lambda addr, cmd: reply(0))
+    sim = OrderedSim(cluster)
+    client = make_client()
+    with_routes(client, sim, "T")
+    core = AutoPushConsumerCore(
+        client,
+        ConsumerConfig(group="G", consume_mode="auto"),
+        handler=lambda msgs: None,
+        ids=UniqueIdGenerator(b"\x0a\x00\x00\x01", 1, 0),
+    )
+    core.subscribe("T")
+    core.register()
+    for part in (core, core.pulling, core.popping):
+        part.start()
+    hold_queue(core.pulling, mq(0), 10)
+    sim.sent.clear()
+    sim.run(core.shutdown_flow())
+    assert core.closed and core.pulling.closed and core.popping.closed
+    commits = [i for i, code in enumerate(sim.sent) if code == RequestCode.UPDATE_CONSUMER_OFFSET]
+    leaves = [i for i, code in enumerate(sim.sent) if code == RequestCode.UNREGISTER_CLIENT]
+    assert commits and leaves, sim.sent
+    assert max(commits) < min(leaves), sim.sent
+    assert len(leaves) == len({addr for addr, _ in cluster.seen if addr != NAMESRV}), sim.sent
+    assert "G" not in client.consumer_data
+
+
+def test_auto_with_orderly_is_refused_as_java_always_pulls_an_orderly_consumer() -> None:
+    with pytest.raises(ConfigError, match="an orderly consumer pulls"):
+        ConsumerConfig(group="G", consume_mode="auto", orderly=True)
