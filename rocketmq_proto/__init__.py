@@ -51,6 +51,12 @@ from rocketmq_proto.options import (
     SimpleConsumerOptions,
 )
 from rocketmq_proto.wire.acl import Credentials, sign_request
+from rocketmq_proto.wire.bodies import (
+    ClientConnection,
+    ConsumerConnection,
+    ConsumeStats,
+    OffsetWrapper,
+)
 from rocketmq_proto.wire.codes import (
     LanguageCode,
     MessageSysFlag,
@@ -116,6 +122,7 @@ __all__ = [
     "BrokerError",
     "BrokerSystemError",
     "Call",
+    "ClientConnection",
     "ClientOptions",
     "ClusterInfo",
     "CompressionType",
@@ -127,6 +134,8 @@ __all__ = [
     "ConnectionState",
     "ConsumeContext",
     "ConsumeResult",
+    "ConsumeStats",
+    "ConsumerConnection",
     "ConsumerOptions",
     "Credentials",
     "Effect",
@@ -150,6 +159,7 @@ __all__ = [
     "MessageTooLargeError",
     "NoPermissionError",
     "Now",
+    "OffsetWrapper",
     "Oneway",
     "Perm",
     "PopNotServedError",

@@ -108,6 +108,12 @@ from rocketmq_proto.options import (
     TransportSettings,
     choose_client_ip,
 )
+from rocketmq_proto.wire.bodies import (
+    ClientConnection,
+    ConsumerConnection,
+    ConsumeStats,
+    OffsetWrapper,
+)
 from rocketmq_proto.wire.codes import (
     Perm,
     ResponseCode,
@@ -138,6 +144,7 @@ __all__ = [
     "AutoPushConsumerCore",
     "Built",
     "Call",
+    "ClientConnection",
     "ClientCore",
     "ClientOptions",
     "ClientSettings",
@@ -147,7 +154,9 @@ __all__ = [
     "ConnectionClosed",
     "ConnectionClosedError",
     "ConnectionState",
+    "ConsumeStats",
     "ConsumerConfig",
+    "ConsumerConnection",
     "ConsumerOptions",
     "Dial",
     "Effect",
@@ -168,6 +177,7 @@ __all__ = [
     "MessageHandler",
     "MessageQueue",
     "Now",
+    "OffsetWrapper",
     "Oneway",
     "Perm",
     "PoolPolicy",

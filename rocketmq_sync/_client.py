@@ -26,7 +26,9 @@ from rocketmq_proto.driver import (
     ClientOptions,
     ClusterInfo,
     ConsumerConfig,
+    ConsumerConnection,
     ConsumerOptions,
+    ConsumeStats,
     Flow,
     Host,
     LifecycleOwner,
@@ -564,6 +566,19 @@ class Admin(_ClientBase):
                 end_timestamp=end_timestamp,
             )
         )
+
+    def consumer_progress(self, group: str, topic: str | None = None) -> ConsumeStats:
+        """``group``'s progress on each queue (of ``topic`` only, when given), as
+        ``mqadmin consumerProgress`` shows it: ``offset_table`` maps each
+        :class:`MessageQueue` to its broker offset, consumer offset, ``lag`` and
+        last consume time (``last_timestamp``, ms); ``total_lag`` sums the lags.
+        Raises :class:`RouteNotFoundError` for a group no broker knows."""
+        return self._run(self._admin.consumer_progress_flow(group, topic))
+
+    def consumer_connections(self, group: str) -> ConsumerConnection:
+        """``group``'s clients (client id, address, language, version) and
+        subscriptions, as ``mqadmin consumerConnection`` shows them."""
+        return self._run(self._admin.consumer_connections_flow(group))
 
     def view_message(self, msg_id: str, topic: str | None = None) -> MessageExt:
         return self._run(self._admin.view_message_flow(msg_id, topic))

@@ -972,3 +972,27 @@ def test_topic_attributes_are_written_with_their_sign_as_mqadmin_does() -> None:
         attributes={"message.type": "FIFO", "+queue.type": "BatchCQ", "-old.key": ""},
     )
     assert command.ext_fields["attributes"] == "+message.type=FIFO,+queue.type=BatchCQ,-old.key="
+
+
+def test_a_consumer_connection_answer_is_read() -> None:
+    from rocketmq_proto.wire.bodies import parse_consumer_connection
+
+    body = (
+        b'{"connectionSet":[{"clientAddr":"127.0.0.1:5","clientId":"b@1","language":"JAVA",'
+        b'"version":479},{"clientId":"a@2","language":"PYTHON"}],"consumeFromWhere":'
+        b'"CONSUME_FROM_LAST_OFFSET","consumeType":"CONSUME_PASSIVELY","messageModel":'
+        b'"CLUSTERING","subscriptionTable":{"T":{"subString":"a || b","topic":"T"}}}'
+    )
+    parsed = parse_consumer_connection(body)
+    assert [(c.client_id, c.language, c.version) for c in parsed.connections] == [
+        ("a@2", "PYTHON", 0),
+        ("b@1", "JAVA", 479),
+    ]
+    assert parsed.subscriptions == {"T": "a || b"}
+    assert (parsed.consume_type, parsed.message_model, parsed.consume_from_where) == (
+        "CONSUME_PASSIVELY",
+        "CLUSTERING",
+        "CONSUME_FROM_LAST_OFFSET",
+    )
+    with pytest.raises(RemoteProtocolError):
+        parse_consumer_connection(b'{"connectionSet":[{"language":"JAVA"}]}')

@@ -14,7 +14,15 @@ from rocketmq_proto.message.codec import decode_messages
 from rocketmq_proto.message.ids import decode_offset_msg_id
 from rocketmq_proto.message.model import MessageExt, validate_topic
 from rocketmq_proto.wire import requests as rq
-from rocketmq_proto.wire.bodies import encode_subscription_group_config, parse_reset_offset_body
+from rocketmq_proto.wire.bodies import (
+    ConsumerConnection,
+    ConsumeStats,
+    OffsetWrapper,
+    encode_subscription_group_config,
+    parse_consume_stats,
+    parse_consumer_connection,
+    parse_reset_offset_body,
+)
 from rocketmq_proto.wire.codes import Perm, RequestCode, ResponseCode
 from rocketmq_proto.wire.command import RemotingCommand
 from rocketmq_proto.wire.errors import (
@@ -329,6 +337,58 @@ class AdminCore(LifecycleOwner):
         if not found and errors:
             raise errors[0]
         return sorted(found.values(), key=lambda m: (m.store_timestamp, m.commit_log_offset))
+
+    def _group_brokers_flow(self, group: str) -> Flow[list[tuple[str, str]]]:
+        """(name, address) of each broker that knows ``group`` (by its retry topic's
+        route, as Java's admin finds them): the master, else another member."""
+        retry = ns.retry_topic(group)
+        try:
+            route = yield from self.client.route_flow(retry, keep_known=False)
+        except RouteNotFoundError:
+            raise RouteNotFoundError(
+                f"group {ns.unwrap(self.client.config.namespace, group)!r} is known to no "
+                "broker (it has no retry topic: it never consumed, or does not exist)"
+            ) from None
+        out = []
+        for data in sorted(route.broker_datas, key=lambda d: d.broker_name):
+            addr = data.broker_addrs.get(MASTER_ID) or next(iter(data.broker_addrs.values()), None)
+            if addr is not None:
+                out.append((data.broker_name, addr))
+        return out
+
+    def consumer_progress_flow(self, group: str, topic: str | None = None) -> Flow[ConsumeStats]:
+        """``group``'s progress on each queue (of ``topic`` only, when given):
+        GET_CONSUME_STATS to each broker of the group, merged, as ``mqadmin
+        consumerProgress`` shows it. Topic names without the namespace."""
+        full = self._wrap(group)
+        timeout = self.client.config.request_timeout
+        table: dict[MessageQueue, OffsetWrapper] = {}
+        tps = 0.0
+        namespace = self.client.config.namespace
+        for _, addr in (yield from self._group_brokers_flow(full)):
+            command = rq.get_consume_stats(full, self._wrap(topic) if topic else None)
+            stats = parse_consume_stats(
+                check_success((yield from call(addr, command, timeout)), command.code).body or b"{}"
+            )
+            tps += stats.consume_tps
+            for mq, offsets in stats.offset_table.items():
+                user = MessageQueue(ns.unwrap(namespace, mq.topic), mq.broker_name, mq.queue_id)
+                table[user] = offsets
+        return ConsumeStats(dict(sorted(table.items())), tps)
+
+    def consumer_connections_flow(self, group: str) -> Flow[ConsumerConnection]:
+        """``group``'s clients and subscriptions (GET_CONSUMER_CONNECTION_LIST to a
+        broker of the group), as ``mqadmin consumerConnection`` shows them."""
+        full = self._wrap(group)
+        brokers = yield from self._group_brokers_flow(full)
+        error: RocketMQError | None = None
+        for _, addr in brokers:
+            command = rq.get_consumer_connection_list(full)
+            response = yield from call(addr, command, self.client.config.request_timeout)
+            if response.code == ResponseCode.SUCCESS and response.body:
+                return parse_consumer_connection(response.body)
+            error = error_for_response(response.code, response.remark, request=command.code)
+        raise error or RouteNotFoundError(f"group {group!r} is known to no broker")
 
     def view_message_flow(self, msg_id: str, topic: str | None = None) -> Flow[MessageExt]:
         """A message by id: an offset message id directly; a UNIQ_KEY through ``topic``'s index."""

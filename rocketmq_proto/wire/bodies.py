@@ -628,6 +628,64 @@ def parse_consume_stats(body: bytes) -> ConsumeStats:
 
 
 @dataclass(frozen=True, slots=True)
+class ClientConnection:
+    """One client of a group, as a broker knows it (Java ``Connection``)."""
+
+    client_id: str
+    client_addr: str
+    #: Its language code: ``JAVA``, ``GO``, ``PYTHON``...
+    language: str
+    #: Its version code (Java's ``MQVersion`` ordinal).
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerConnection:
+    """GET_CONSUMER_CONNECTION_LIST's (203) answer: a group's clients and what
+    they subscribe, as one broker knows them (Java ``ConsumerConnection``)."""
+
+    connections: tuple[ClientConnection, ...]
+    #: Topic -> its subscription expression (tags or SQL92), as the clients gave them.
+    subscriptions: dict[str, str]
+    consume_type: str | None
+    message_model: str | None
+    consume_from_where: str | None
+
+
+def parse_consumer_connection(body: bytes) -> ConsumerConnection:
+    """GET_CONSUMER_CONNECTION_LIST's answer body."""
+    what = "consumer connection"
+    obj = jl.as_object(jl.loads(body, what=what), what)
+    connections = []
+    for i, item in enumerate(jl.get_list(obj, "connectionSet", what)):
+        cwhat = f"{what}: connectionSet[{i}]"
+        conn = jl.as_object(item, cwhat)
+        connections.append(
+            ClientConnection(
+                client_id=jl.get_str(conn, "clientId", cwhat),
+                client_addr=jl.get_opt_str(conn, "clientAddr", cwhat) or "",
+                language=jl.get_opt_str(conn, "language", cwhat) or "",
+                version=jl.get_int(conn, "version", cwhat) if "version" in conn else 0,
+            )
+        )
+    subscriptions = {}
+    table = obj.get("subscriptionTable")
+    if table is not None:
+        for topic, sub in jl.as_object(table, f"{what}: subscriptionTable").items():
+            swhat = f"{what}: subscriptionTable[{topic}]"
+            subscriptions[jl.as_str(topic, swhat)] = (
+                jl.get_opt_str(jl.as_object(sub, swhat), "subString", swhat) or "*"
+            )
+    return ConsumerConnection(
+        tuple(sorted(connections, key=lambda c: c.client_id)),
+        subscriptions,
+        jl.get_opt_str(obj, "consumeType", what),
+        jl.get_opt_str(obj, "messageModel", what),
+        jl.get_opt_str(obj, "consumeFromWhere", what),
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class TopicOffset:
     """One queue's bounds in topic stats (Java ``TopicOffset``)."""
 

@@ -705,3 +705,19 @@ def set_message_request_mode(body: bytes) -> RemotingCommand:
     """SET_MESSAGE_REQUEST_MODE (401): no header; ``body`` a
     ``SetMessageRequestModeRequestBody``."""
     return RemotingCommand(RequestCode.SET_MESSAGE_REQUEST_MODE, None, body)
+
+
+def get_consume_stats(consumer_group: str, topic: str | None = None) -> RemotingCommand:
+    """GET_CONSUME_STATS (208): a group's progress on each queue of one broker (of
+    ``topic`` only, when given)."""
+    fields = {"consumerGroup": consumer_group}
+    if topic:
+        fields["topic"] = topic
+    return RemotingCommand(RequestCode.GET_CONSUME_STATS, fields)
+
+
+def get_consumer_connection_list(consumer_group: str) -> RemotingCommand:
+    """GET_CONSUMER_CONNECTION_LIST (203): the clients of a group a broker knows."""
+    return RemotingCommand(
+        RequestCode.GET_CONSUMER_CONNECTION_LIST, {"consumerGroup": consumer_group}
+    )
