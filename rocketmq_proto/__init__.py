@@ -54,6 +54,7 @@ from rocketmq_proto.wire.acl import Credentials, sign_request
 from rocketmq_proto.wire.bodies import (
     ClientConnection,
     ConsumerConnection,
+    ConsumerRunningInfo,
     ConsumeStats,
     OffsetWrapper,
 )
@@ -137,6 +138,7 @@ __all__ = [
     "ConsumeStats",
     "ConsumerConnection",
     "ConsumerOptions",
+    "ConsumerRunningInfo",
     "Credentials",
     "Effect",
     "Event",

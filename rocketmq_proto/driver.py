@@ -111,6 +111,7 @@ from rocketmq_proto.options import (
 from rocketmq_proto.wire.bodies import (
     ClientConnection,
     ConsumerConnection,
+    ConsumerRunningInfo,
     ConsumeStats,
     OffsetWrapper,
 )
@@ -158,6 +159,7 @@ __all__ = [
     "ConsumerConfig",
     "ConsumerConnection",
     "ConsumerOptions",
+    "ConsumerRunningInfo",
     "Dial",
     "Effect",
     "Endpoint",

@@ -28,6 +28,7 @@ from rocketmq_proto.driver import (
     ConsumerConfig,
     ConsumerConnection,
     ConsumerOptions,
+    ConsumerRunningInfo,
     ConsumeStats,
     Flow,
     Host,
@@ -579,6 +580,13 @@ class Admin(_ClientBase):
         """``group``'s clients (client id, address, language, version) and
         subscriptions, as ``mqadmin consumerConnection`` shows them."""
         return self._run(self._admin.consumer_connections_flow(group))
+
+    def consumer_running_info(self, group: str, client_id: str) -> ConsumerRunningInfo:
+        """What consumer ``client_id`` of ``group`` (a ``ClientConnection.client_id``)
+        says of itself: its ``properties`` (settings, start time), subscriptions and
+        the ``queues`` it holds with their cached messages and offsets, as
+        ``mqadmin consumerStatus`` shows it."""
+        return self._run(self._admin.consumer_running_info_flow(group, client_id))
 
     def view_message(self, msg_id: str, topic: str | None = None) -> MessageExt:
         return self._run(self._admin.view_message_flow(msg_id, topic))

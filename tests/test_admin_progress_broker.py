@@ -48,6 +48,17 @@ def mqadmin(cluster: Any, *args: str) -> str:
     return done.stdout
 
 
+def off_hub(backend: Backend, fn: Any, *args: Any) -> Any:
+    """``fn(*args)``, which blocks (a subprocess), without stopping a gevent client:
+    in gevent's thread pool, the hub running meanwhile (the broker asks the client
+    things while mqadmin waits)."""
+    if backend.name == "gevent":
+        import gevent
+
+        return gevent.get_hub().threadpool.apply(fn, args)
+    return fn(*args)
+
+
 def progress_rows(text: str) -> dict[MessageQueue, tuple[int, int, int]]:
     """``mqadmin consumerProgress``'s table: queue -> (broker offset, consumer offset, diff)."""
     rows = {}
@@ -94,7 +105,22 @@ def test_consumer_progress_and_connections_match_mqadmin(
             with consumer:
                 backend.wait_for(lambda: len(set(got)) >= 10, WAIT, "the messages")
                 connections = admin.consumer_connections(group)
-                shown = mqadmin(rocketmq_cluster, "consumerConnection", "-g", group)
+                shown = off_hub(
+                    backend, mqadmin, rocketmq_cluster, "consumerConnection", "-g", group
+                )
+                client_id = connections.connections[0].client_id
+                running = admin.consumer_running_info(group, client_id)
+                held = {q for q in consumer.assigned_queues() if q.topic == topic}
+                status = off_hub(
+                    backend,
+                    mqadmin,
+                    rocketmq_cluster,
+                    "consumerStatus",
+                    "-g",
+                    group,
+                    "-i",
+                    client_id,
+                )
             # The consumer is gone: these stay behind, the lag.
             for i in range(3):
                 producer.send(Message(topic, b"behind-%d" % i))
@@ -107,6 +133,12 @@ def test_consumer_progress_and_connections_match_mqadmin(
     assert connections.subscriptions[topic] == "*"
     assert connections.message_model == "CLUSTERING"
     assert connections.consume_from_where == "CONSUME_FROM_FIRST_OFFSET"
+    # Running info: what the consumer says of itself, relayed by a broker; mqadmin
+    # reads the same answer.
+    assert running.subscriptions[topic] == "*"
+    assert {q for q in running.queues if q.topic == topic} == held and held
+    assert all(info.commit_offset >= 0 for info in running.queues.values())
+    assert running.properties and topic in status
     # Progress: every queue of the topic, as mqadmin shows it; the lag is what was
     # sent after the consumer closed.
     rows = progress_rows(mqadmin(rocketmq_cluster, "consumerProgress", "-g", group))

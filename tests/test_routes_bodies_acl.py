@@ -996,3 +996,26 @@ def test_a_consumer_connection_answer_is_read() -> None:
     )
     with pytest.raises(RemoteProtocolError):
         parse_consumer_connection(b'{"connectionSet":[{"language":"JAVA"}]}')
+
+
+def test_consumer_running_info_reads_back_what_a_client_writes() -> None:
+    from rocketmq_proto.wire.bodies import (
+        ProcessQueueInfo,
+        build_subscription,
+        encode_consumer_running_info,
+        parse_consumer_running_info,
+    )
+
+    queue = MessageQueue("T", "broker-a", 3)
+    info = ProcessQueueInfo(commit_offset=7, cached_msg_count=2, locked=True, dropped=True)
+    body = encode_consumer_running_info(
+        {"PROP_CONSUME_TYPE": "CONSUME_PASSIVELY"},
+        [build_subscription("T", "a || b", "TAG")],
+        {queue: info},
+        jstack="thread dump",
+    )
+    parsed = parse_consumer_running_info(body)
+    assert parsed.properties == {"PROP_CONSUME_TYPE": "CONSUME_PASSIVELY"}
+    assert parsed.subscriptions == {"T": "a || b"}
+    assert parsed.queues == {queue: info}
+    assert parsed.jstack == "thread dump"

@@ -16,11 +16,13 @@ from rocketmq_proto.message.model import MessageExt, validate_topic
 from rocketmq_proto.wire import requests as rq
 from rocketmq_proto.wire.bodies import (
     ConsumerConnection,
+    ConsumerRunningInfo,
     ConsumeStats,
     OffsetWrapper,
     encode_subscription_group_config,
     parse_consume_stats,
     parse_consumer_connection,
+    parse_consumer_running_info,
     parse_reset_offset_body,
 )
 from rocketmq_proto.wire.codes import Perm, RequestCode, ResponseCode
@@ -387,6 +389,22 @@ class AdminCore(LifecycleOwner):
             response = yield from call(addr, command, self.client.config.request_timeout)
             if response.code == ResponseCode.SUCCESS and response.body:
                 return parse_consumer_connection(response.body)
+            error = error_for_response(response.code, response.remark, request=command.code)
+        raise error or RouteNotFoundError(f"group {group!r} is known to no broker")
+
+    def consumer_running_info_flow(self, group: str, client_id: str) -> Flow[ConsumerRunningInfo]:
+        """What consumer ``client_id`` of ``group`` says of itself (its settings,
+        subscriptions and queues), asked through a broker that knows it
+        (GET_CONSUMER_RUNNING_INFO, as ``mqadmin consumerStatus``)."""
+        full = self._wrap(group)
+        error: RocketMQError | None = None
+        # The broker relays the question to the client: give it that long, and more.
+        timeout = 2 * self.client.config.request_timeout
+        for _, addr in (yield from self._group_brokers_flow(full)):
+            command = rq.get_consumer_running_info(full, client_id)
+            response = yield from call(addr, command, timeout)
+            if response.code == ResponseCode.SUCCESS and response.body:
+                return parse_consumer_running_info(response.body)
             error = error_for_response(response.code, response.remark, request=command.code)
         raise error or RouteNotFoundError(f"group {group!r} is known to no broker")
 

@@ -515,6 +515,66 @@ def encode_consumer_running_info(
     return jl.dumps(doc).encode()
 
 
+@dataclass(frozen=True, slots=True)
+class ConsumerRunningInfo:
+    """GET_CONSUMER_RUNNING_INFO's (307) answer: one consumer client's own account
+    of itself, relayed by a broker (Java ``ConsumerRunningInfo``)."""
+
+    #: Its settings and start time (Java's property names).
+    properties: dict[str, str]
+    #: Topic -> subscription expression.
+    subscriptions: dict[str, str]
+    #: Each queue it holds, with its process queue's state.
+    queues: dict[MessageQueue, ProcessQueueInfo]
+    jstack: str | None = None
+
+
+def _process_queue_info(item: Mapping[Any, Any], what: str) -> ProcessQueueInfo:
+    def number(key: str) -> int:
+        return jl.get_int(item, key, what, bits=64)
+
+    return ProcessQueueInfo(
+        commit_offset=number("commitOffset"),
+        cached_msg_min_offset=number("cachedMsgMinOffset"),
+        cached_msg_max_offset=number("cachedMsgMaxOffset"),
+        cached_msg_count=number("cachedMsgCount"),
+        cached_msg_size_in_mib=number("cachedMsgSizeInMiB"),
+        transaction_msg_min_offset=number("transactionMsgMinOffset"),
+        transaction_msg_max_offset=number("transactionMsgMaxOffset"),
+        transaction_msg_count=number("transactionMsgCount"),
+        locked=jl.get_bool(item, "locked", what),
+        try_unlock_times=number("tryUnlockTimes"),
+        last_lock_timestamp=number("lastLockTimestamp"),
+        dropped=jl.get_bool(item, "droped", what),  # sic: Java's field name
+        last_pull_timestamp=number("lastPullTimestamp"),
+        last_consume_timestamp=number("lastConsumeTimestamp"),
+    )
+
+
+def parse_consumer_running_info(body: bytes) -> ConsumerRunningInfo:
+    """GET_CONSUMER_RUNNING_INFO's answer body (queue objects as map keys)."""
+    what = "consumer running info"
+    obj = jl.as_object(jl.loads(body, what=what), what)
+    properties = {
+        jl.as_str(k, f"{what}: properties"): str(v)
+        for k, v in jl.as_object(obj.get("properties") or {}, f"{what}: properties").items()
+    }
+    subscriptions = {}
+    for i, sub in enumerate(jl.get_list(obj, "subscriptionSet", what)):
+        swhat = f"{what}: subscriptionSet[{i}]"
+        item = jl.as_object(sub, swhat)
+        subscriptions[jl.get_str(item, "topic", swhat)] = (
+            jl.get_opt_str(item, "subString", swhat) or "*"
+        )
+    queues = {
+        mq: _process_queue_info(jl.as_object(value, f"{what}: mqTable[{mq}]"), f"{what}: mqTable")
+        for mq, value in _mq_keyed(obj.get("mqTable"), f"{what}: mqTable")
+    }
+    return ConsumerRunningInfo(
+        properties, subscriptions, _mq_table(queues.items()), jl.get_opt_str(obj, "jstack", what)
+    )
+
+
 # ------------------------------------------------------------- admin bodies
 
 

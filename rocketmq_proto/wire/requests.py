@@ -721,3 +721,13 @@ def get_consumer_connection_list(consumer_group: str) -> RemotingCommand:
     return RemotingCommand(
         RequestCode.GET_CONSUMER_CONNECTION_LIST, {"consumerGroup": consumer_group}
     )
+
+
+def get_consumer_running_info(
+    consumer_group: str, client_id: str, jstack: bool = False
+) -> RemotingCommand:
+    """GET_CONSUMER_RUNNING_INFO (307) to a broker, which asks the client itself."""
+    return RemotingCommand(
+        RequestCode.GET_CONSUMER_RUNNING_INFO,
+        {"consumerGroup": consumer_group, "clientId": client_id, "jstackEnable": _bool(jstack)},
+    )
