@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from rocketmq_proto.flows.effects import Flow, call
@@ -382,29 +382,35 @@ class AdminCore(LifecycleOwner):
         """``group``'s clients and subscriptions (GET_CONSUMER_CONNECTION_LIST to a
         broker of the group), as ``mqadmin consumerConnection`` shows them."""
         full = self._wrap(group)
-        brokers = yield from self._group_brokers_flow(full)
-        error: RocketMQError | None = None
-        for _, addr in brokers:
-            command = rq.get_consumer_connection_list(full)
-            response = yield from call(addr, command, self.client.config.request_timeout)
-            if response.code == ResponseCode.SUCCESS and response.body:
-                return parse_consumer_connection(response.body)
-            error = error_for_response(response.code, response.remark, request=command.code)
-        raise error or RouteNotFoundError(f"group {group!r} is known to no broker")
+        body = yield from self._first_answer_flow(
+            group, lambda: rq.get_consumer_connection_list(full), self.client.config.request_timeout
+        )
+        return parse_consumer_connection(body)
 
     def consumer_running_info_flow(self, group: str, client_id: str) -> Flow[ConsumerRunningInfo]:
         """What consumer ``client_id`` of ``group`` says of itself (its settings,
         subscriptions and queues), asked through a broker that knows it
         (GET_CONSUMER_RUNNING_INFO, as ``mqadmin consumerStatus``)."""
         full = self._wrap(group)
-        error: RocketMQError | None = None
         # The broker relays the question to the client: give it that long, and more.
         timeout = 2 * self.client.config.request_timeout
-        for _, addr in (yield from self._group_brokers_flow(full)):
-            command = rq.get_consumer_running_info(full, client_id)
+        body = yield from self._first_answer_flow(
+            group, lambda: rq.get_consumer_running_info(full, client_id), timeout
+        )
+        return parse_consumer_running_info(body)
+
+    def _first_answer_flow(
+        self, group: str, request: Callable[[], RemotingCommand], timeout: float
+    ) -> Flow[bytes]:
+        """The body of the first broker of ``group`` (the user's name) that answers
+        ``request()`` (a command made for each broker) with one; else the last
+        broker's error."""
+        error: RocketMQError | None = None
+        for _, addr in (yield from self._group_brokers_flow(self._wrap(group))):
+            command = request()
             response = yield from call(addr, command, timeout)
             if response.code == ResponseCode.SUCCESS and response.body:
-                return parse_consumer_running_info(response.body)
+                return response.body
             error = error_for_response(response.code, response.remark, request=command.code)
         raise error or RouteNotFoundError(f"group {group!r} is known to no broker")
 
