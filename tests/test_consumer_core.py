@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -824,7 +825,7 @@ def test_plan_after_each_status() -> None:
 def _pull_setup(
     handler: Handler, orderly_locked: bool | None = None
 ) -> tuple[Sim, ClientCore, PullRequest, OffsetStore]:
-    cluster = Cluster(PULL_MESSAGE=handler)
+    cluster = Cluster(PULL_MESSAGE=handler, UPDATE_CONSUMER_OFFSET=lambda a, c: reply(0))
     sim = Sim(cluster)
     client = make_client()
     with_routes(client, sim, "T")
@@ -864,7 +865,9 @@ def test_pull_step_fixes_an_illegal_offset() -> None:
     assert outcome.offset_fixed and outcome.delay is None and request.process_queue.dropped
     store.update(mq(0), 11)  # consumption still in flight must not move it
     assert store.read(mq(0)) == 50
-    ((addr, cmd),) = sim.oneways
+    # The fixed offset is stored, and confirmed by the broker, before the queue is let go.
+    addr, cmd = sim.calls[-1]
+    assert cmd.code == RequestCode.UPDATE_CONSUMER_OFFSET and not sim.oneways
     assert addr == MASTER_A and wire(cmd).ext_fields["commitOffset"] == "50"
 
 
@@ -1272,8 +1275,8 @@ def test_a_busy_orderly_queue_keeps_its_lock_until_its_consume_loop_ends() -> No
     """A rebalance that gives a busy orderly queue away neither unlocks it nor
     forgets its offset while the consume loop runs; the next maintenance step
     after the loop ended commits the settled offset, then unlocks."""
-    cluster = Cluster()
-    sim = Sim(cluster)
+    cluster = Cluster(UPDATE_CONSUMER_OFFSET=lambda a, c: reply(0))
+    sim = OrderedSim(cluster)
     client = make_client()
     with_routes(client, sim, "T")
     core = orderly_core(client)
@@ -1295,19 +1298,17 @@ def test_a_busy_orderly_queue_keeps_its_lock_until_its_consume_loop_ends() -> No
     assert busy in core.ctx.held()
 
     core.offsets.update(busy, 11)  # the handler's message was consumed
-    sim.oneways.clear()
+    sim.sent.clear()
     sim.run(core.upkeep.finish_releases_flow())
     assert busy in core.ctx.releasing  # the loop still runs
-    assert not sim.oneways
+    assert not sim.sent
     busy_state.end_consuming()  # the loop ended
     assert busy_state.phase is QueuePhase.HANDED_OVER
     sim.run(core.upkeep.finish_releases_flow())
-    sent = [wire(cmd) for _, cmd in sim.oneways]
-    assert [c.code for c in sent] == [
-        RequestCode.UPDATE_CONSUMER_OFFSET,
-        RequestCode.UNLOCK_BATCH_MQ,
-    ]
-    assert sent[0].ext_fields["commitOffset"] == "11"
+    # The commit is confirmed by the broker before the lock is let go.
+    assert sim.sent == [RequestCode.UPDATE_CONSUMER_OFFSET, RequestCode.UNLOCK_BATCH_MQ]
+    assert sim.calls[-1][1].code == RequestCode.UPDATE_CONSUMER_OFFSET
+    assert wire(sim.calls[-1][1]).ext_fields["commitOffset"] == "11"
     assert busy_state.request.process_queue.dropped
     assert not core.ctx.releasing and core.offsets.read(busy) is None
 
@@ -1688,7 +1689,10 @@ def test_an_auto_consumer_closes_as_a_pulling_one_commit_first_then_unregister_o
     holds queues: the others would take them from offsets not yet committed."""
     from rocketmq_proto.flows.consumer.auto_push import AutoPushConsumerCore
 
-    cluster = Cluster(UNREGISTER_CLIENT=lambda addr, cmd: reply(0))
+    cluster = Cluster(
+        UNREGISTER_CLIENT=lambda addr, cmd: reply(0),
+        UPDATE_CONSUMER_OFFSET=lambda addr, cmd: reply(0),
+    )
     sim = OrderedSim(cluster)
     client = make_client()
     with_routes(client, sim, "T")
@@ -1712,6 +1716,50 @@ def test_an_auto_consumer_closes_as_a_pulling_one_commit_first_then_unregister_o
     assert max(commits) < min(leaves), sim.sent
     assert len(leaves) == len({addr for addr, _ in cluster.seen if addr != NAMESRV}), sim.sent
     assert "G" not in client.consumer_data
+
+
+def test_close_returns_once_the_brokers_confirmed_the_final_offsets(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The periodic commit is oneway, as Java's; the one at close waits for each
+    broker's answer, so a successor (or an admin reading the offset) never sees an
+    older offset after ``close`` returned. Relayed by a proxy, a oneway commit can
+    reach the broker later. A refusal is logged and leaves the offset uncommitted."""
+    answers = {"broker-a": 0, "broker-b": ResponseCode.SYSTEM_ERROR}
+
+    def update(addr: str, cmd: RemotingCommand) -> RemotingCommand:
+        response = reply(answers[cmd.ext_fields["bname"]])
+        response.remark = "disk full"
+        return response
+
+    cluster = Cluster(UNREGISTER_CLIENT=lambda addr, cmd: reply(0), UPDATE_CONSUMER_OFFSET=update)
+    sim = OrderedSim(cluster)
+    core = push_core(lambda msgs: None)
+    with_routes(core.client, sim, "T")
+    core.subscribe("T")
+    core.register()
+    core.start()
+    hold_queue(core, mq(0), 10)
+    hold_queue(core, mq(1, "broker-b"), 7)
+    sim.run(core.upkeep.persist_flow())  # periodic: oneway
+    assert [wire(c).code for _, c in sim.oneways] == [RequestCode.UPDATE_CONSUMER_OFFSET] * 2
+    core.offsets.update(mq(0), 12)
+    core.offsets.update(mq(1, "broker-b"), 9)
+    sim.oneways.clear()
+    with caplog.at_level(logging.WARNING, logger="rocketmq_proto.consumer"):
+        sim.run(core.shutdown_flow())
+    assert core.closed
+    commits = {
+        c.ext_fields["bname"]: c.ext_fields["commitOffset"]
+        for _, c in sim.calls
+        if c.code == RequestCode.UPDATE_CONSUMER_OFFSET
+    }
+    assert commits == {"broker-a": "12", "broker-b": "9"}
+    assert not [c for _, c in sim.oneways if c.code == RequestCode.UPDATE_CONSUMER_OFFSET]
+    assert sim.sent.index(RequestCode.UPDATE_CONSUMER_OFFSET) < sim.sent.index(
+        RequestCode.UNREGISTER_CLIENT
+    )
+    assert "offset 9 for G failed" in caplog.text and "disk full" in caplog.text
 
 
 def test_auto_with_orderly_is_refused_as_java_always_pulls_an_orderly_consumer() -> None:

@@ -28,6 +28,7 @@ from rocketmq_proto.flows.consumer.offsets import (
     query_offset_flow,
     search_offset_flow,
     subscribe_addr_flow,
+    update_offset_flow,
 )
 from rocketmq_proto.flows.consumer.process_queue import ProcessQueue
 from rocketmq_proto.flows.consumer.pull import (
@@ -47,7 +48,6 @@ from rocketmq_proto.flows.lifecycle import Lifecycle, LifecycleOwner, LifecycleS
 from rocketmq_proto.flows.session import ClientCore
 from rocketmq_proto.message import namespace as ns
 from rocketmq_proto.message.model import MessageExt
-from rocketmq_proto.wire import requests as rq
 from rocketmq_proto.wire.bodies import (
     ConsumeFromWhere,
     ConsumerData,
@@ -56,13 +56,12 @@ from rocketmq_proto.wire.bodies import (
     SubscriptionData,
     build_subscription,
 )
-from rocketmq_proto.wire.codes import PullStatus, ResponseCode
+from rocketmq_proto.wire.codes import PullStatus
 from rocketmq_proto.wire.errors import (
     ConfigError,
     InvalidArgumentError,
     LocalProtocolError,
     RocketMQError,
-    error_for_response,
 )
 from rocketmq_proto.wire.route import MessageQueue, subscribe_queues
 
@@ -391,20 +390,9 @@ class PullConsumerCore(LifecycleOwner):
             }
         else:
             table = {self._wire_mq(mq): offset for mq, offset in offsets.items()}
-        timeout = self.client.config.request_timeout
         for mq, offset in sorted(table.items()):
             self.offsets.update(mq, offset)
-            addr, _ = yield from subscribe_addr_flow(self.client, mq)
-            command = rq.update_consumer_offset(
-                consumer_group=self.group,
-                topic=mq.topic,
-                queue_id=mq.queue_id,
-                commit_offset=offset,
-                broker_name=mq.broker_name,
-            )
-            response = yield from call(addr, command, timeout)
-            if response.code != ResponseCode.SUCCESS:
-                raise error_for_response(response.code, response.remark, request=command.code)
+            yield from update_offset_flow(self.client, self.group, mq, offset, confirmed=True)
         self.offsets.mark_committed(table)
         self._last_commit = yield from now()
 
@@ -475,7 +463,7 @@ class PullConsumerCore(LifecycleOwner):
         if self.config.auto_commit:
             try:
                 yield from commit_offsets_flow(
-                    self.client, self.group, self.offsets, list(self.queues)
+                    self.client, self.group, self.offsets, list(self.queues), confirmed=True
                 )
             except RocketMQError as exc:
                 log.warning("final offset commit of %s failed: %s", self.group, exc)

@@ -56,6 +56,7 @@ __all__ = [
     "query_offset_flow",
     "search_offset_flow",
     "subscribe_addr_flow",
+    "update_offset_flow",
 ]
 
 #: How often Java commits offsets (``persistConsumerOffsetInterval``), seconds.
@@ -335,18 +336,23 @@ def commit_offsets_flow(
     group: str,
     store: OffsetStore,
     assigned: Collection[MessageQueue] | None = None,
+    *,
+    confirmed: bool = False,
 ) -> Flow[dict[MessageQueue, int]]:
-    """Commit the changed offsets to the brokers (UPDATE_CONSUMER_OFFSET, oneway),
-    as Java's periodic ``persistAll``; returns what was sent.
+    """Commit the changed offsets to the brokers (UPDATE_CONSUMER_OFFSET); returns
+    what was stored.
 
-    Queues outside ``assigned`` are forgotten first. A queue whose broker cannot
-    be reached is logged and tried again next time.
+    Oneway, as Java's periodic ``persistAll``, unless ``confirmed``: then each
+    commit waits for its broker's answer, so that a consumer's close returns only
+    once its offsets are stored (a oneway commit relayed by a proxy may reach the
+    broker after the close returned). Queues outside ``assigned`` are forgotten
+    first. A queue whose broker cannot be reached, or refuses, is logged and
+    tried again next time.
     """
     sent: dict[MessageQueue, int] = {}
     for mq, offset in store.to_commit(assigned).items():
         try:
-            addr, _ = yield from subscribe_addr_flow(client, mq)
-            yield from oneway(addr, _update_command(group, mq, offset))
+            yield from update_offset_flow(client, group, mq, offset, confirmed=confirmed)
         except RocketMQError as exc:
             log.warning("commit of %s offset %d for %s failed: %s", mq, offset, group, exc)
             continue
@@ -355,17 +361,32 @@ def commit_offsets_flow(
     return sent
 
 
+def update_offset_flow(
+    client: ClientCore, group: str, mq: MessageQueue, offset: int, *, confirmed: bool
+) -> Flow[None]:
+    """Store ``group``'s ``offset`` of ``mq`` on its broker (UPDATE_CONSUMER_OFFSET):
+    oneway, or ``confirmed`` by the broker's answer (a refusal raises)."""
+    addr, _ = yield from subscribe_addr_flow(client, mq)
+    command = _update_command(group, mq, offset)
+    if not confirmed:
+        yield from oneway(addr, command)
+        return
+    response = yield from call(addr, command, client.config.request_timeout)
+    if response.code != ResponseCode.SUCCESS:
+        raise error_for_response(response.code, response.remark, request=command.code)
+
+
 def persist_offset_flow(
     client: ClientCore, group: str, store: OffsetStore, mq: MessageQueue
 ) -> Flow[bool]:
-    """Commit one queue's offset now (Java's ``persist``, before a queue is let go
-    or after its offset was fixed); whether it was sent. Errors are logged."""
+    """Commit one queue's offset now and wait for the broker to store it (Java's
+    ``persist``, oneway there), before a queue is let go to another consumer or
+    after its offset was fixed; whether it was stored. Errors are logged."""
     offset = store.read(mq)
     if offset is None:
         return False
     try:
-        addr, _ = yield from subscribe_addr_flow(client, mq)
-        yield from oneway(addr, _update_command(group, mq, offset))
+        yield from update_offset_flow(client, group, mq, offset, confirmed=True)
     except RocketMQError as exc:
         log.warning("commit of %s offset %d for %s failed: %s", mq, offset, group, exc)
         return False

@@ -279,7 +279,7 @@ class PushConsumerCore(LifecycleOwner):
             yield from sleep(_CLOSE_POLL)
             now_s = yield from now()
         try:
-            yield from self.upkeep.persist_flow()
+            yield from self.upkeep.persist_flow(confirmed=True)
         except RocketMQError as exc:
             log.warning("final offset commit of %s failed: %s", self.group, exc)
         if isinstance(self.consumption, ConcurrentConsumption):
