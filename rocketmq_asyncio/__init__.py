@@ -10,6 +10,7 @@ from rocketmq_proto import (
     ConnectionClosedError,
     ConsumeContext,
     ConsumeResult,
+    EndTransactionContext,
     Hook,
     InvalidMessageError,
     Message,
@@ -30,6 +31,8 @@ from rocketmq_proto import (
     TimerUnsupportedError,
     TopicOffset,
     TopicRouteData,
+    TraceRecord,
+    TraceType,
     TransactionState,
 )
 
@@ -53,6 +56,7 @@ __all__ = [
     "ConnectionClosedError",
     "ConsumeContext",
     "ConsumeResult",
+    "EndTransactionContext",
     "Hook",
     "InvalidMessageError",
     "Message",
@@ -77,6 +81,8 @@ __all__ = [
     "TimerUnsupportedError",
     "TopicOffset",
     "TopicRouteData",
+    "TraceRecord",
+    "TraceType",
     "TransactionProducer",
     "TransactionState",
 ]

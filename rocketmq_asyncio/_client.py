@@ -20,6 +20,8 @@ from typing import Any, ClassVar, Self, TypeVar, Unpack
 
 from rocketmq_proto.driver import (
     DEFAULT_CLUSTER,
+    DEFAULT_TRACE_TOPIC,
+    TRACE_SEND_TIMEOUT,
     Built,
     ClientOptions,
     ClusterInfo,
@@ -51,6 +53,7 @@ from rocketmq_proto.driver import (
     SimpleConsumerOptions,
     TopicOffset,
     TopicRouteData,
+    TraceRecord,
     TransactionState,
     build_admin,
     build_producer,
@@ -120,6 +123,9 @@ class _ClientBase:
         #: admin's); a consumer's core is moved by its start and shutdown flows.
         self._own_cores: tuple[LifecycleOwner, ...] = ()
         self._maintenance: Task[None] | None = None
+        #: The message trace (``enable_trace=True``) and its dispatch flow's task.
+        self._tracer = built.tracer
+        self._trace_task: Task[None] | None = None
         self._closing = False
 
     @property
@@ -157,6 +163,10 @@ class _ClientBase:
             self._maintenance = self._upkeep_of(
                 self._core.maintenance_flow, lambda: self._core.closed, "client upkeep"
             )
+            if self._tracer is not None:
+                self._trace_task = self._upkeep_of(
+                    self._tracer.dispatch_flow, lambda: self._core.closed, "trace dispatch"
+                )
         try:
             await self._on_started()
         except BaseException:
@@ -212,11 +222,14 @@ class _ClientBase:
                 return
             self._closing = True
         await self._wind_down(timeout)
+        await self._flush_trace()
         self._core.begin_close()
         for core in self._own_cores:
             core.begin_close()
         if self._maintenance is not None:
             await cancel_and_wait(self._maintenance)
+        if self._trace_task is not None:
+            await cancel_and_wait(self._trace_task)
         if self._engine is not None:
             try:
                 await self._unregister()
@@ -227,6 +240,19 @@ class _ClientBase:
         for core in self._own_cores:
             core.finish_close()
         self._runtime.close()
+
+    async def _flush_trace(self) -> None:
+        """Send the trace records still buffered (up to ``TRACE_SEND_TIMEOUT``)."""
+        tracer = self._tracer
+        if tracer is None or self._engine is None:
+            return
+        try:
+            left = await self._run(tracer.flush_flow(TRACE_SEND_TIMEOUT))
+        except Exception as exc:  # closing must finish
+            self._log.warning("trace records not flushed while closing: %s", exc)
+            return
+        if left:
+            self._log.warning("closing with %d trace records unsent", left)
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -569,6 +595,18 @@ class Admin(_ClientBase):
                 end_timestamp=end_timestamp,
             )
         )
+
+    async def query_trace(
+        self, msg_id: str, trace_topic: str = DEFAULT_TRACE_TOPIC, *, max_num: int = 64
+    ) -> list[TraceRecord]:
+        """The trace records of the message ``msg_id`` (the id ``send`` returned) in
+        ``trace_topic``: its sends (``Pub``), consumes (``SubBefore``/``SubAfter``) and
+        transaction outcome (``EndTransaction``), written by this client or by the
+        Java and Go clients, as ``mqadmin queryMsgTraceById`` reads them. Traces
+        are sent in the background: a record may show up a second or two after
+        its send or consume. Needs the name servers (a proxy does not serve this
+        query)."""
+        return await self._run(self._admin.query_trace_flow(msg_id, trace_topic, max_num=max_num))
 
     async def consumer_progress(self, group: str, topic: str | None = None) -> ConsumeStats:
         """``group``'s progress on each queue (of ``topic`` only, when given), as

@@ -360,7 +360,7 @@ class RemotingClient:
         settings' request hooks are called before and after.
         """
         hooks = self._hooks
-        if not hooks:
+        if not hooks.requests:
             return await self._request(addr, command, timeout)
         ctx = driver.request_started(hooks, addr, command)
         loop = asyncio.get_running_loop()
@@ -391,7 +391,7 @@ class RemotingClient:
         """Send ``command`` with the oneway flag; returns once it is queued for writing
         (between the settings' request hooks)."""
         hooks = self._hooks
-        if not hooks:
+        if not hooks.requests:
             return await self._oneway(addr, command)
         ctx = driver.request_started(hooks, addr, command)
         loop = asyncio.get_running_loop()

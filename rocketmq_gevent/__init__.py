@@ -16,6 +16,7 @@ from rocketmq_proto import (
     ConnectionClosedError,
     ConsumeContext,
     ConsumeResult,
+    EndTransactionContext,
     Hook,
     InvalidMessageError,
     Message,
@@ -36,6 +37,8 @@ from rocketmq_proto import (
     TimerUnsupportedError,
     TopicOffset,
     TopicRouteData,
+    TraceRecord,
+    TraceType,
     TransactionState,
 )
 from rocketmq_sync._future import Future
@@ -60,6 +63,7 @@ __all__ = [
     "ConnectionClosedError",
     "ConsumeContext",
     "ConsumeResult",
+    "EndTransactionContext",
     "Future",
     "Hook",
     "InvalidMessageError",
@@ -85,6 +89,8 @@ __all__ = [
     "TimerUnsupportedError",
     "TopicOffset",
     "TopicRouteData",
+    "TraceRecord",
+    "TraceType",
     "TransactionProducer",
     "TransactionState",
 ]

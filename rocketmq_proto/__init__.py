@@ -29,7 +29,13 @@ from rocketmq_proto.connection.connection import (
 from rocketmq_proto.flows.admin import TopicOffset
 from rocketmq_proto.flows.consumer.consume import ConsumeResult
 from rocketmq_proto.flows.effects import Call, Effect, Flow, Now, Oneway, Sleep, UserCall, WallTime
-from rocketmq_proto.flows.hooks import ConsumeContext, Hook, RequestContext, SendContext
+from rocketmq_proto.flows.hooks import (
+    ConsumeContext,
+    EndTransactionContext,
+    Hook,
+    RequestContext,
+    SendContext,
+)
 from rocketmq_proto.flows.producer import (
     QueueSelection,
     QueueSelector,
@@ -113,6 +119,7 @@ from rocketmq_proto.wire.route import (
     QueueData,
     TopicRouteData,
 )
+from rocketmq_proto.wire.trace import TraceRecord, TraceType
 
 _logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
@@ -141,6 +148,7 @@ __all__ = [
     "ConsumerRunningInfo",
     "Credentials",
     "Effect",
+    "EndTransactionContext",
     "Event",
     "ExtTemplate",
     "Flow",
@@ -199,6 +207,8 @@ __all__ = [
     "TopicNotExistError",
     "TopicOffset",
     "TopicRouteData",
+    "TraceRecord",
+    "TraceType",
     "TransactionState",
     "UniqueIdGenerator",
     "UserCall",

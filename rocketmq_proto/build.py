@@ -22,8 +22,9 @@ from rocketmq_proto.flows.consumer.lite_pull import PullConsumerCore
 from rocketmq_proto.flows.consumer.pop_push import PopPushConsumerCore
 from rocketmq_proto.flows.consumer.push import ConsumerConfig, MessageHandler, PushConsumerCore
 from rocketmq_proto.flows.consumer.simple import SimpleConsumerCore
-from rocketmq_proto.flows.producer import ProducerCore, TransactionChecker
+from rocketmq_proto.flows.producer import ProducerConfig, ProducerCore, TransactionChecker
 from rocketmq_proto.flows.session import ClientCore
+from rocketmq_proto.flows.trace import TRACE_SEND_TIMEOUT, Tracer, trace_producer_group
 from rocketmq_proto.message.ids import UniqueIdGenerator
 from rocketmq_proto.options import (
     ClientSettings,
@@ -34,6 +35,7 @@ from rocketmq_proto.options import (
     producer_settings,
     pull_consumer_settings,
     simple_consumer_settings,
+    trace_options,
 )
 from rocketmq_proto.wire.errors import ConfigError
 
@@ -97,17 +99,45 @@ class Built(Generic[C]):
     session: ClientCore
     #: The class's own core (a producer's, a consumer's, an admin's).
     core: C
+    #: The message trace (``enable_trace=True``): a hook among the session's, and
+    #: the dispatch flow the driver runs while the client is open.
+    tracer: Tracer | None = None
+
+
+def _tracer(
+    session: ClientCore, topic: str | None, group: str, kind: str, ids: UniqueIdGenerator
+) -> Tracer | None:
+    """The trace of a client of ``group`` (``kind``: PRODUCE or CONSUME) sending to
+    ``topic`` (``None``: no trace), its hook added to the session's."""
+    if topic is None:
+        return None
+    producer = ProducerCore(
+        session,
+        ProducerConfig(
+            group=trace_producer_group(group, kind),
+            send_timeout=TRACE_SEND_TIMEOUT,
+            send_latency_fault_enable=session.fault.enabled,
+        ),
+        ids,
+        hooked=False,
+    )
+    tracer = Tracer(topic, producer, ids, namespace=session.config.namespace)
+    session.hooks.add(tracer)
+    return tracer
 
 
 def build_producer(
     namesrv_addr: NamesrvAddr, options: Mapping[str, Any], host: Host
 ) -> Built[ProducerCore]:
     """A producer's cores."""
+    options, trace_topic = trace_options(options)
     settings, config = producer_settings(namesrv_addr, options, **host.settings_args())
     session = ClientCore(settings.client, hooks=settings.transport.hooks)
-    producer = ProducerCore(session, config, host.id_generator(settings))
+    ids = host.id_generator(settings)
+    producer = ProducerCore(session, config, ids)
     producer.register()
-    return Built(settings, session, producer)
+    tracer = _tracer(session, trace_topic, config.group, "PRODUCE", ids)
+    return Built(settings, session, producer, tracer)
 
 
 def build_transaction_producer(
@@ -157,18 +187,22 @@ def build_push_consumer(
     """
     if not callable(handler):
         raise ConfigError("handler must be callable: (messages) -> ConsumeResult")
+    options, trace_topic = trace_options(options)
     settings, config = consumer_settings(namesrv_addr, options, **host.settings_args())
     session = ClientCore(settings.client, hooks=settings.transport.hooks)
     run = run_handler(config, handler)
+    # One generator for the client: two made from the same seed give the same ids.
+    ids = host.id_generator(settings)
     consumer: PushCore
     if config.consume_mode == "pop":
         consumer = PopPushConsumerCore(session, config, run)
     elif config.consume_mode == "auto":
-        consumer = AutoPushConsumerCore(session, config, run, host.id_generator(settings))
+        consumer = AutoPushConsumerCore(session, config, run, ids)
     else:
-        consumer = PushConsumerCore(session, config, run, host.id_generator(settings))
+        consumer = PushConsumerCore(session, config, run, ids)
     consumer.register()
-    return Built(settings, session, consumer)
+    tracer = _tracer(session, trace_topic, config.group, "CONSUME", ids)
+    return Built(settings, session, consumer, tracer)
 
 
 def build_pull_consumer(

@@ -97,6 +97,7 @@ from rocketmq_proto.flows.producer import (
     make_reply_message,
 )
 from rocketmq_proto.flows.session import ClientCore
+from rocketmq_proto.flows.trace import TRACE_SEND_TIMEOUT
 from rocketmq_proto.message.model import Message, MessageExt
 from rocketmq_proto.options import (
     ClientOptions,
@@ -134,13 +135,16 @@ from rocketmq_proto.wire.errors import (
     UserCallbackError,
 )
 from rocketmq_proto.wire.route import ClusterInfo, MessageQueue, TopicRouteData
+from rocketmq_proto.wire.trace import DEFAULT_TRACE_TOPIC, TraceRecord
 
 __all__ = [
     "CLIENT_CLASSES",
     "DEFAULT_CLUSTER",
     "DEFAULT_MAX_FRAME_SIZE",
+    "DEFAULT_TRACE_TOPIC",
     "HANDLER_NOT_RUN",
     "SHARED_EXPORTS",
+    "TRACE_SEND_TIMEOUT",
     "AdminCore",
     "AutoPushConsumerCore",
     "Built",
@@ -213,6 +217,7 @@ __all__ = [
     "Spawn",
     "TopicOffset",
     "TopicRouteData",
+    "TraceRecord",
     "TransactionState",
     "TransportSettings",
     "Use",
@@ -251,6 +256,7 @@ SHARED_EXPORTS = (
     "ConnectionClosedError",
     "ConsumeContext",
     "ConsumeResult",
+    "EndTransactionContext",
     "Hook",
     "InvalidMessageError",
     "Message",
@@ -271,6 +277,8 @@ SHARED_EXPORTS = (
     "TimerUnsupportedError",
     "TopicOffset",
     "TopicRouteData",
+    "TraceRecord",
+    "TraceType",
     "TransactionState",
 )
 

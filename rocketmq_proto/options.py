@@ -30,10 +30,12 @@ from rocketmq_proto.flows.namesrv_lookup import DEFAULT_LOOKUP_INTERVAL
 from rocketmq_proto.flows.producer import ProducerConfig, QueueSelection, TimerFallback
 from rocketmq_proto.flows.session import ClientConfig
 from rocketmq_proto.message.compression import CompressionType
+from rocketmq_proto.message.model import validate_topic
 from rocketmq_proto.wire.acl import Credentials, sign_request
 from rocketmq_proto.wire.codes import SerializeType
 from rocketmq_proto.wire.command import DEFAULT_MAX_FRAME_SIZE
-from rocketmq_proto.wire.errors import ConfigError
+from rocketmq_proto.wire.errors import ConfigError, RocketMQError
+from rocketmq_proto.wire.trace import DEFAULT_TRACE_TOPIC
 
 
 class ClientOptions(TypedDict, total=False):
@@ -65,7 +67,20 @@ class ClientOptions(TypedDict, total=False):
     hooks: Iterable[object] | None
 
 
-class ProducerOptions(ClientOptions, total=False):
+class TraceOptions(TypedDict, total=False):
+    """Message trace, for ``Producer``, ``TransactionProducer`` and ``PushConsumer``.
+
+    ``enable_trace``: record each send, consume and transaction outcome to the
+    trace topic, as Java's client does with ``enableMsgTrace`` (off by default);
+    ``trace_topic``: that topic (``RMQ_SYS_TRACE_TOPIC`` by default; a topic of
+    your own is in the client's namespace, as Java's ``customizedTraceTopic``).
+    """
+
+    enable_trace: bool
+    trace_topic: str | None
+
+
+class ProducerOptions(ClientOptions, TraceOptions, total=False):
     """Options of ``Producer`` and ``TransactionProducer``.
 
     ``compress_over``: a body larger than this many bytes is compressed (sent so
@@ -87,7 +102,7 @@ class ProducerOptions(ClientOptions, total=False):
     timer_fallback: str | TimerFallback
 
 
-class ConsumerOptions(ClientOptions, total=False):
+class ConsumerOptions(ClientOptions, TraceOptions, total=False):
     """Options of ``PushConsumer`` (Java's names in snake_case; times in seconds).
 
     ``suspend_current_queue_time``: how long an orderly queue pauses when its
@@ -187,7 +202,8 @@ class SimpleConsumerOptions(ClientOptions, total=False):
 
 
 _CLIENT_KEYS = frozenset(ClientOptions.__annotations__)
-_PRODUCER_KEYS = frozenset(ProducerOptions.__annotations__) - _CLIENT_KEYS
+_TRACE_KEYS = frozenset(TraceOptions.__annotations__)
+_PRODUCER_KEYS = frozenset(ProducerOptions.__annotations__) - _CLIENT_KEYS - _TRACE_KEYS
 _PULL_KEYS = frozenset(
     {
         "pull_batch_size",
@@ -199,7 +215,9 @@ _PULL_KEYS = frozenset(
         "consumer_timeout_when_suspend",
     }
 )
-_CONSUMER_KEYS = frozenset(ConsumerOptions.__annotations__) - _CLIENT_KEYS - _PULL_KEYS
+_CONSUMER_KEYS = (
+    frozenset(ConsumerOptions.__annotations__) - _CLIENT_KEYS - _PULL_KEYS - _TRACE_KEYS
+)
 
 T = TypeVar("T")
 
@@ -535,6 +553,27 @@ def client_settings(
         hooks=Hooks(options.get("hooks")),
     )
     return ClientSettings(client, transport, credentials)
+
+
+def trace_options(options: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """The options without the trace ones, and the trace topic if ``enable_trace``
+    (``None`` if not). A trace topic without ``enable_trace=True``, or one that
+    cannot be sent to, is a :class:`ConfigError`."""
+    rest = {k: v for k, v in options.items() if k not in _TRACE_KEYS}
+    enabled = options.get("enable_trace", False)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"enable_trace must be True or False, got {enabled!r}")
+    topic = options.get("trace_topic")
+    if topic is not None and not enabled:
+        raise ConfigError(f"trace_topic={topic!r} is given but enable_trace is not True")
+    if not enabled:
+        return rest, None
+    if topic is None:
+        return rest, DEFAULT_TRACE_TOPIC
+    try:
+        return rest, validate_topic(topic)
+    except RocketMQError as exc:
+        raise ConfigError(f"invalid trace_topic: {exc}") from None
 
 
 def _split_options(

@@ -12,6 +12,7 @@ from rocketmq_proto import (
     ConnectionClosedError,
     ConsumeContext,
     ConsumeResult,
+    EndTransactionContext,
     Hook,
     InvalidMessageError,
     Message,
@@ -32,6 +33,8 @@ from rocketmq_proto import (
     TimerUnsupportedError,
     TopicOffset,
     TopicRouteData,
+    TraceRecord,
+    TraceType,
     TransactionState,
 )
 
@@ -56,6 +59,7 @@ __all__ = [
     "ConnectionClosedError",
     "ConsumeContext",
     "ConsumeResult",
+    "EndTransactionContext",
     "Future",
     "Hook",
     "InvalidMessageError",
@@ -81,6 +85,8 @@ __all__ = [
     "TimerUnsupportedError",
     "TopicOffset",
     "TopicRouteData",
+    "TraceRecord",
+    "TraceType",
     "TransactionProducer",
     "TransactionState",
 ]

@@ -22,6 +22,8 @@ from typing import Any, ClassVar, Self, TypeVar, Unpack
 
 from rocketmq_proto.driver import (
     DEFAULT_CLUSTER,
+    DEFAULT_TRACE_TOPIC,
+    TRACE_SEND_TIMEOUT,
     Built,
     ClientOptions,
     ClusterInfo,
@@ -53,6 +55,7 @@ from rocketmq_proto.driver import (
     SimpleConsumerOptions,
     TopicOffset,
     TopicRouteData,
+    TraceRecord,
     TransactionState,
     build_admin,
     build_producer,
@@ -122,6 +125,9 @@ class _ClientBase:
         #: admin's); a consumer's core is moved by its start and shutdown flows.
         self._own_cores: tuple[LifecycleOwner, ...] = ()
         self._maintenance: Future[None] | None = None
+        #: The message trace (``enable_trace=True``) and its dispatch flow's task.
+        self._tracer = built.tracer
+        self._trace_task: Future[None] | None = None
         self._closing = False
 
     @property
@@ -159,6 +165,10 @@ class _ClientBase:
             self._maintenance = self._upkeep_of(
                 self._core.maintenance_flow, lambda: self._core.closed, "client upkeep"
             )
+            if self._tracer is not None:
+                self._trace_task = self._upkeep_of(
+                    self._tracer.dispatch_flow, lambda: self._core.closed, "trace dispatch"
+                )
         try:
             self._on_started()
         except BaseException:
@@ -214,11 +224,14 @@ class _ClientBase:
                 return
             self._closing = True
         self._wind_down(timeout)
+        self._flush_trace()
         self._core.begin_close()
         for core in self._own_cores:
             core.begin_close()
         if self._maintenance is not None:
             cancel_and_wait(self._maintenance)
+        if self._trace_task is not None:
+            cancel_and_wait(self._trace_task)
         if self._engine is not None:
             try:
                 self._unregister()
@@ -229,6 +242,19 @@ class _ClientBase:
         for core in self._own_cores:
             core.finish_close()
         self._runtime.close()
+
+    def _flush_trace(self) -> None:
+        """Send the trace records still buffered (up to ``TRACE_SEND_TIMEOUT``)."""
+        tracer = self._tracer
+        if tracer is None or self._engine is None:
+            return
+        try:
+            left = self._run(tracer.flush_flow(TRACE_SEND_TIMEOUT))
+        except Exception as exc:  # closing must finish
+            self._log.warning("trace records not flushed while closing: %s", exc)
+            return
+        if left:
+            self._log.warning("closing with %d trace records unsent", left)
 
     def __enter__(self) -> Self:
         self.start()
@@ -567,6 +593,18 @@ class Admin(_ClientBase):
                 end_timestamp=end_timestamp,
             )
         )
+
+    def query_trace(
+        self, msg_id: str, trace_topic: str = DEFAULT_TRACE_TOPIC, *, max_num: int = 64
+    ) -> list[TraceRecord]:
+        """The trace records of the message ``msg_id`` (the id ``send`` returned) in
+        ``trace_topic``: its sends (``Pub``), consumes (``SubBefore``/``SubAfter``) and
+        transaction outcome (``EndTransaction``), written by this client or by the
+        Java and Go clients, as ``mqadmin queryMsgTraceById`` reads them. Traces
+        are sent in the background: a record may show up a second or two after
+        its send or consume. Needs the name servers (a proxy does not serve this
+        query)."""
+        return self._run(self._admin.query_trace_flow(msg_id, trace_topic, max_num=max_num))
 
     def consumer_progress(self, group: str, topic: str | None = None) -> ConsumeStats:
         """``group``'s progress on each queue (of ``topic`` only, when given), as

@@ -773,7 +773,7 @@ class RemotingClient:
         when the future completes (on the thread that completes it).
         """
         future = self._request_future(addr, command, timeout)
-        if self._hooks:
+        if self._hooks.requests:
             self._hooked(future, addr, command)
         return future
 
@@ -825,7 +825,7 @@ class RemotingClient:
         with :class:`ConnectionClosedError` if the connection cannot be opened.
         """
         future = self._oneway_future(addr, command)
-        if self._hooks:
+        if self._hooks.requests:
             self._hooked(future, addr, command)
         return future
 

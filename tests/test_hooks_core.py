@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from rocketmq_proto import ConfigError, Hook, Message, RequestTimeoutError, SendContext
-from rocketmq_proto.flows.effects import Effect, Now
+from rocketmq_proto.flows.effects import Effect, Now, WallTime
 from rocketmq_proto.flows.hooks import Hooks, hooked_send
 
 
@@ -19,18 +19,26 @@ class Recorder(Hook):
 
     def before_send(self, ctx: SendContext) -> None:
         ctx.extra["mine"] = "noted"
+        ctx.extra["at"] = ctx.timestamp_ms
         self.calls.append(("before_send", ctx.message.body))
 
     def after_send(self, ctx: SendContext) -> None:
         self.calls.append(("after_send", (ctx.result, ctx.error, ctx.elapsed, ctx.extra)))
 
 
+WALL_MS = 1_765_000_000_000
+
+
 def drive(flow: Generator[Effect, Any, Any], clock: list[float]) -> Any:
-    """Run a flow whose only effects are Now, answered from ``clock`` in turn."""
+    """Run a flow whose only effects are Now, answered from ``clock`` in turn, and
+    WallTime (the epoch ms :data:`WALL_MS`)."""
     value: Any = None
     try:
         while True:
             effect = flow.send(value)
+            if isinstance(effect, WallTime):
+                value = WALL_MS
+                continue
             assert isinstance(effect, Now), effect
             value = clock.pop(0)
     except StopIteration as stop:
@@ -90,7 +98,7 @@ def test_a_send_between_its_hooks_with_its_result_or_error_and_time() -> None:
     assert drive(flow, [10.0, 10.5, 12.0]) == "the result"
     assert recorder.calls == [
         ("before_send", b"one"),
-        ("after_send", ("the result", None, 2.0, {"mine": "noted"})),
+        ("after_send", ("the result", None, 2.0, {"mine": "noted", "at": WALL_MS})),
     ]
 
     recorder.calls.clear()

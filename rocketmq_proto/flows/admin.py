@@ -37,6 +37,7 @@ from rocketmq_proto.wire.errors import (
 )
 from rocketmq_proto.wire.pop import encode_set_request_mode
 from rocketmq_proto.wire.route import MASTER_ID, MessageQueue, TopicRouteData, subscribe_queues
+from rocketmq_proto.wire.trace import DEFAULT_TRACE_TOPIC, TraceRecord, decode_trace_data
 
 log = logging.getLogger("rocketmq_proto.admin")
 
@@ -339,6 +340,31 @@ class AdminCore(LifecycleOwner):
         if not found and errors:
             raise errors[0]
         return sorted(found.values(), key=lambda m: (m.store_timestamp, m.commit_log_offset))
+
+    def query_trace_flow(
+        self, msg_id: str, trace_topic: str = DEFAULT_TRACE_TOPIC, *, max_num: int = 64
+    ) -> Flow[list[TraceRecord]]:
+        """The trace records of message ``msg_id`` (its client id, as ``send``
+        returns it) in ``trace_topic``, whoever wrote them (this client, Java's, Go's),
+        in the order they were stored: as ``mqadmin queryMsgTraceById`` finds them,
+        by key in the trace topic's index. A trace message that cannot be read is
+        logged and skipped."""
+        messages = yield from self.query_messages_flow(trace_topic, msg_id, max_num=max_num)
+        records: list[TraceRecord] = []
+        for msg in messages:
+            try:
+                decoded = decode_trace_data(msg.body.decode())
+            except (UnicodeDecodeError, RemoteProtocolError) as exc:
+                log.warning(
+                    "trace message %s in %s unreadable: %s",
+                    msg.msg_id,
+                    trace_topic,
+                    exc,
+                    extra={"rocketmq_topic": trace_topic, "rocketmq_msg_id": msg.msg_id},
+                )
+                continue
+            records.extend(r for r in decoded if r.msg_id == msg_id)
+        return records
 
     def _group_brokers_flow(self, group: str) -> Flow[list[tuple[str, str]]]:
         """(name, address) of each broker that knows ``group`` (by its retry topic's

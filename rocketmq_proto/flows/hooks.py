@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from rocketmq_proto.flows.effects import Flow, now
+from rocketmq_proto.flows.effects import Flow, now, wall_ms
 from rocketmq_proto.wire.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "HOOK_METHODS",
     "ConsumeContext",
+    "EndTransactionContext",
     "Hook",
     "Hooks",
     "RequestContext",
@@ -58,6 +59,8 @@ class SendContext:
     error: BaseException | None = None
     #: Seconds from ``before_send`` to ``after_send``.
     elapsed: float = 0.0
+    #: Wall-clock time of ``before_send``, in milliseconds since the epoch.
+    timestamp_ms: int = 0
     #: A hook's own notes, from its ``before_send`` to its ``after_send``.
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -82,8 +85,32 @@ class ConsumeContext:
     error: BaseException | None = None
     #: Seconds the handler took.
     elapsed: float = 0.0
+    #: Wall-clock time of ``before_consume``, in milliseconds since the epoch.
+    timestamp_ms: int = 0
     #: A hook's own notes, from its ``before_consume`` to its ``after_consume``.
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class EndTransactionContext:
+    """A transaction's outcome as the producer told the broker (END_TRANSACTION),
+    after its local transaction or when answering a check-back."""
+
+    #: The producer group.
+    group: str
+    #: The half message (its topic, tags and keys; the broker's region in its
+    #: ``MSG_REGION`` property when it came with a check-back).
+    message: Message | MessageExt
+    msg_id: str
+    transaction_id: str | None
+    #: ``COMMIT_MESSAGE``, ``ROLLBACK_MESSAGE`` or ``UNKNOW``, as Java names them.
+    state: str
+    #: The broker told.
+    broker_addr: str
+    #: Whether this answered a broker's check-back.
+    from_check: bool
+    #: Wall-clock time the outcome was sent, in milliseconds since the epoch.
+    timestamp_ms: int = 0
 
 
 @dataclass(slots=True)
@@ -126,6 +153,9 @@ class Hook:
     def after_request(self, ctx: RequestContext) -> None:
         """Once the response came (``ctx.response``), or the request failed."""
 
+    def after_end_transaction(self, ctx: EndTransactionContext) -> None:
+        """Once a transaction's outcome was sent to the broker."""
+
 
 #: The method names a hook may have.
 HOOK_METHODS = (
@@ -135,6 +165,7 @@ HOOK_METHODS = (
     "after_consume",
     "before_request",
     "after_request",
+    "after_end_transaction",
 )
 
 
@@ -149,20 +180,38 @@ def _check_hook(hook: object) -> object:
 class Hooks:
     """A client's hooks, called in the order they were added, each guarded."""
 
-    __slots__ = ("_hooks",)
+    __slots__ = ("_hooks", "_methods", "requests")
 
     def __init__(self, hooks: Iterable[object] | None = None) -> None:
         if hooks is not None and (isinstance(hooks, str | bytes) or not _iterable(hooks)):
             raise ConfigError(f"hooks must be a list of hook objects, got {hooks!r}")
         self._hooks: tuple[object, ...] = tuple(_check_hook(h) for h in hooks or ())
+        self._methods: dict[str, tuple[tuple[object, Any], ...]] = {}
+        #: Whether some hook watches remoting requests (transports skip the
+        #: bookkeeping otherwise).
+        self.requests = False
+        self._index()
+
+    def _index(self) -> None:
+        self._methods = {
+            name: tuple(
+                (hook, method)
+                for hook in self._hooks
+                if callable(method := getattr(hook, name, None))
+            )
+            for name in HOOK_METHODS
+        }
+        self.requests = bool(self._methods["before_request"] or self._methods["after_request"])
 
     def add(self, hook: object) -> None:
         """Call ``hook`` too, from the next send, consume or request on."""
         self._hooks = (*self._hooks, _check_hook(hook))
+        self._index()
 
     def remove(self, hook: object) -> None:
         """Stop calling ``hook`` (a hook never added is ignored)."""
         self._hooks = tuple(h for h in self._hooks if h is not hook)
+        self._index()
 
     def __bool__(self) -> bool:
         return bool(self._hooks)
@@ -173,10 +222,7 @@ class Hooks:
     def fire(self, name: str, ctx: object) -> None:
         """Call each hook's ``name`` method with ``ctx``; log and go on past one
         that raises."""
-        for hook in self._hooks:
-            method = getattr(hook, name, None)
-            if method is None:
-                continue
+        for hook, method in self._methods.get(name, ()):
             try:
                 method(ctx)
             except Exception as exc:
@@ -203,6 +249,7 @@ def hooked_send(
 ) -> Flow[T]:
     """``flow`` (a send) between ``before_send`` and ``after_send``."""
     ctx = SendContext(group, messages, oneway)
+    ctx.timestamp_ms = yield from wall_ms()
     hooks.fire("before_send", ctx)
     start = yield from now()
     try:

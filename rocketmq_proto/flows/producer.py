@@ -16,12 +16,12 @@ import random
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, overload
+from typing import Any, Final, Literal, overload
 
 from rocketmq_proto.connection.connection import Reply
 from rocketmq_proto.flows.effects import Flow, call, now, user_call, wall_ms, within
 from rocketmq_proto.flows.effects import oneway as send_oneway
-from rocketmq_proto.flows.hooks import hooked_send
+from rocketmq_proto.flows.hooks import EndTransactionContext, hooked_send
 from rocketmq_proto.flows.lifecycle import Lifecycle, LifecycleOwner
 from rocketmq_proto.flows.session import ClientCore, TopicPublishInfo
 from rocketmq_proto.message import namespace as ns
@@ -69,6 +69,13 @@ _C = MessageConst
 _SYSFLAG_TRANSACTION_PREPARED = 0x4
 _SYSFLAG_COMPRESSED = 0x1
 _REPLY_MESSAGE_TYPE = "reply"
+
+#: A transaction's outcome as Java's ``LocalTransactionState`` names it (traces show it).
+_JAVA_TRANSACTION_STATES: Final[dict[TransactionState, str]] = {
+    TransactionState.COMMIT: "COMMIT_MESSAGE",
+    TransactionState.ROLLBACK: "ROLLBACK_MESSAGE",
+    TransactionState.UNKNOWN: "UNKNOW",
+}
 
 #: A user's queue selector: (queues, message, arg) -> the queue to send to.
 QueueSelector = Callable[[list[MessageQueue], Message, Any], MessageQueue]
@@ -321,10 +328,17 @@ class SendResult:
     transaction_id: str | None = None
     region_id: str | None = None
     trace_on: bool = True
+    #: The address the message was sent to (a broker's, or a proxy's).
+    broker_addr: str = ""
 
 
 def parse_send_response(
-    response: RemotingCommand, mq: MessageQueue, msg_id: str, *, user_topic: str
+    response: RemotingCommand,
+    mq: MessageQueue,
+    msg_id: str,
+    *,
+    user_topic: str,
+    broker_addr: str = "",
 ) -> SendResult:
     """A :class:`SendResult` from SEND_MESSAGE's answer, or the broker's error raised."""
     code = response.code
@@ -356,6 +370,7 @@ def parse_send_response(
         transaction_id=fields.get("transactionId"),
         region_id=fields.get("MSG_REGION"),
         trace_on=fields.get("TRACE_ON", "true") != "false",
+        broker_addr=broker_addr,
     )
 
 
@@ -781,7 +796,9 @@ class ProducerCore(LifecycleOwner):
             self.client.note_broker_version(addr, response.version)
             after = yield from now()
             try:
-                result = parse_send_response(response, mq, msg_id, user_topic=user_topic)
+                result = parse_send_response(
+                    response, mq, msg_id, user_topic=user_topic, broker_addr=addr
+                )
             except BrokerError as exc:
                 self.client.fault.update(mq.broker_name, (after - now_s) * 1000, after, failed=True)
                 if exc.code in RETRIABLE_SEND_CODES:
@@ -889,7 +906,9 @@ class ProducerCore(LifecycleOwner):
                 continue
             self.client.note_broker_version(addr, response.version)
             try:
-                return parse_send_response(response, mq, batch_id, user_topic=user_topic)
+                return parse_send_response(
+                    response, mq, batch_id, user_topic=user_topic, broker_addr=addr
+                )
             except BrokerError as exc:
                 if exc.code in RETRIABLE_SEND_CODES:
                     last_error, last_broker = exc, mq.broker_name
@@ -932,12 +951,19 @@ class ProducerCore(LifecycleOwner):
                 remark = f"executeLocalTransactionBranch exception: {exc.__cause__!r}"
         else:
             state = TransactionState.ROLLBACK
-        yield from self.end_transaction_flow(result, state, remark)
+        yield from self.end_transaction_flow(result, state, remark, message=msg)
         return result, state
 
     def end_transaction_flow(
-        self, result: SendResult, state: TransactionState, remark: str | None = None
+        self,
+        result: SendResult,
+        state: TransactionState,
+        remark: str | None = None,
+        *,
+        message: Message | None = None,
     ) -> Flow[None]:
+        """Tell the broker the outcome of the half message ``result`` (oneway); the
+        client's ``after_end_transaction`` hooks see it when ``message`` is given."""
         topic = ns.wrap(self.client.config.namespace, result.message_queue.topic)
         id_for_offset = result.offset_msg_id or result.msg_id
         offset = decode_offset_msg_id(id_for_offset.split(",")[0]).offset
@@ -954,6 +980,32 @@ class ProducerCore(LifecycleOwner):
             broker_name=result.message_queue.broker_name,
         )
         yield from send_oneway(addr, command)
+        if message is not None and self.client.hooks and self.hooked:
+            yield from self._transaction_ended_flow(
+                message, result.msg_id, result.transaction_id, state, addr, from_check=False
+            )
+
+    def _transaction_ended_flow(
+        self,
+        message: Message | MessageExt,
+        msg_id: str,
+        transaction_id: str | None,
+        state: TransactionState,
+        addr: str,
+        *,
+        from_check: bool,
+    ) -> Flow[None]:
+        ctx = EndTransactionContext(
+            self.group,
+            message,
+            msg_id,
+            transaction_id,
+            _JAVA_TRANSACTION_STATES[state],
+            addr,
+            from_check,
+            timestamp_ms=(yield from wall_ms()),
+        )
+        self.client.hooks.fire("after_end_transaction", ctx)
 
     def check_transaction_flow(self, addr: str, request: RemotingCommand) -> Flow[Reply | None]:
         """Answer CHECK_TRANSACTION_STATE: ask the user's checker, then END_TRANSACTION.
@@ -1008,6 +1060,10 @@ class ProducerCore(LifecycleOwner):
             broker_name=fields.get("bname"),
         )
         yield from send_oneway(addr, command)
+        if self.client.hooks and self.hooked:
+            yield from self._transaction_ended_flow(
+                msg, command.ext_fields["msgId"], transaction_id, state, addr, from_check=True
+            )
         return None
 
     # ----------------------------------------------------------- request-reply

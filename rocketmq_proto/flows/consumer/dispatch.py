@@ -96,6 +96,7 @@ class Handler:
         hooks = ctx.client.hooks
         hooked = ConsumeContext(ctx.group, msgs) if hooks else None
         if hooked is not None:
+            hooked.timestamp_ms = yield from wall_ms()
             hooks.fire("before_consume", hooked)
             started = yield from now()
         error: BaseException | None = None

@@ -304,6 +304,7 @@ class PopPushConsumerCore(LifecycleOwner):
         if not hooks:
             return (yield from self._run_handler_flow(batch))[0]
         hooked = ConsumeContext(self.group, batch)
+        hooked.timestamp_ms = yield from wall_ms()
         hooks.fire("before_consume", hooked)
         started = yield from now()
         result, hooked.error = yield from self._run_handler_flow(batch)

@@ -81,7 +81,7 @@ public final class Peer {
         final java.util.Set<String> flags = new java.util.HashSet<>();
 
         private static final java.util.Set<String> FLAG_NAMES = new java.util.HashSet<>(
-                Arrays.asList("sql", "orderly", "broadcast", "pop"));
+                Arrays.asList("sql", "orderly", "broadcast", "pop", "trace"));
 
         Args(String[] argv) {
             if (argv.length == 0) {
@@ -468,6 +468,14 @@ public final class Peer {
         } catch (ReflectiveOperationException e) {
             // older client: keeps its default
         }
+        if (a.flag("trace")) {
+            // message trace to RMQ_SYS_TRACE_TOPIC (5.x ClientConfig; the 4.x constructors differ)
+            try {
+                c.getClass().getMethod("setEnableTrace", boolean.class).invoke(c, true);
+            } catch (ReflectiveOperationException e) {
+                throw new UsageError("--trace needs a 5.x client: " + e);
+            }
+        }
     }
 
     // ------------------------------------------------------------------ produce
@@ -589,7 +597,8 @@ public final class Peer {
      * stopping a client per command costs seconds, and the run's end stops the JVM anyway.
      */
     static DefaultMQProducer startProducer(Args a) throws Exception {
-        String key = a.str("group", "") + "|" + a.str("send-timeout-ms", "") + "|" + a.str("instance", "");
+        String key = a.str("group", "") + "|" + a.str("send-timeout-ms", "") + "|" + a.str("instance", "")
+                + "|" + a.flag("trace");
         synchronized (SHARED_PRODUCERS) {
             DefaultMQProducer p = inRun ? SHARED_PRODUCERS.get(key) : null;
             if (p != null) {

@@ -1,0 +1,366 @@
+"""Message trace (``enable_trace=True``): a hook that records each send, consume and
+transaction outcome in the Java client's trace format, and the flow that sends the
+records to the trace topic in the background.
+
+The hook only appends records to a bounded buffer: a send or a consume never waits
+for trace. A record that finds the buffer full is dropped and counted
+(:attr:`Tracer.dropped`). The dispatch flow packs the buffered records into trace
+messages (up to :data:`MAX_RECORDS_PER_MESSAGE` records, :data:`MAX_TRACE_BODY`
+bytes and :data:`MAX_TRACE_KEYS_CHARS` characters of keys each), sends one as soon
+as a message's worth is waiting, or the oldest record waited :data:`FLUSH_DELAY`
+seconds, with at most :data:`MAX_SENDS_IN_FLIGHT` sends at once. A trace message
+that cannot be sent is dropped and its records counted in :attr:`Tracer.failed`.
+Closing a client flushes what is buffered (:meth:`Tracer.flush_flow`).
+
+What is recorded, as Java's trace hooks do:
+
+- a ``Pub`` record per message of each send that got a result (not oneway sends,
+  not failures); a batch gives one record per message, each under its own id
+  (Java writes one record keyed by the joined ids);
+- a ``SubBefore`` record per message handed to a handler, and a ``SubAfter`` per
+  message once it returned: success, and the context code (0 success, 2 raised, 4
+  asked to retry);
+- an ``EndTransaction`` record per transaction outcome told to a broker, after the
+  local transaction or a check-back.
+
+Nothing is recorded for a message the broker marks ``TRACE_ON=false``, nor for
+sends to the trace topic itself. Groups and topics are written without the
+client's namespace.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, Final
+
+from rocketmq_proto.flows.effects import Flow, now, sleep, spawn
+from rocketmq_proto.flows.hooks import ConsumeContext, EndTransactionContext, SendContext
+from rocketmq_proto.message import namespace as ns
+from rocketmq_proto.message.ids import UniqueIdGenerator
+from rocketmq_proto.message.model import Message, MessageExt
+from rocketmq_proto.message.properties import MessageConst as _C
+from rocketmq_proto.wire.errors import RocketMQError
+from rocketmq_proto.wire.trace import (
+    DEFAULT_REGION,
+    ConsumeReturnType,
+    TraceMessageType,
+    TraceRecord,
+    TraceType,
+    trace_keys,
+)
+
+if TYPE_CHECKING:
+    from rocketmq_proto.flows.producer import ProducerCore
+
+__all__ = [
+    "FLUSH_DELAY",
+    "MAX_RECORDS_PER_MESSAGE",
+    "MAX_SENDS_IN_FLIGHT",
+    "MAX_TRACE_BODY",
+    "MAX_TRACE_KEYS_CHARS",
+    "TRACE_BUFFER_RECORDS",
+    "TRACE_SEND_TIMEOUT",
+    "Tracer",
+    "trace_producer_group",
+]
+
+log = logging.getLogger("rocketmq_proto.trace")
+
+#: Records the buffer holds before it drops new ones.
+TRACE_BUFFER_RECORDS: Final = 20_000
+#: Records per trace message at most.
+MAX_RECORDS_PER_MESSAGE: Final = 200
+#: A trace message's body at most, in bytes (Java's trace producer: 128000).
+MAX_TRACE_BODY: Final = 120_000
+#: A trace message's KEYS property at most, in characters (the broker refuses
+#: properties over 32 KiB in all).
+MAX_TRACE_KEYS_CHARS: Final = 16_000
+#: Seconds a record waits at most for more to fill its message.
+FLUSH_DELAY: Final = 1.0
+#: Trace messages being sent at once, at most.
+MAX_SENDS_IN_FLIGHT: Final = 4
+#: Seconds a trace message's send may take (Java's trace producer: 5 s).
+TRACE_SEND_TIMEOUT: Final = 5.0
+#: Seconds between two looks at the buffer while it holds less than a message.
+_POLL: Final = 0.05
+
+#: Where ``before_consume`` leaves the request id and traced messages for ``after_consume``.
+_EXTRA_KEY: Final = "rocketmq_trace"
+#: Handler answers (``ConsumeResult`` values) a SubAfter record calls failed: Java's
+#: RECONSUME_LATER and SUSPEND_CURRENT_QUEUE_A_MOMENT.
+_NOT_CONSUMED: Final = frozenset({"RETRY_LATER", "SUSPEND_CURRENT_QUEUE_A_MOMENT"})
+
+
+def trace_producer_group(group: str, kind: str) -> str:
+    """The group a client's trace messages are sent under (Java's inner trace
+    producer's: ``_INNER_TRACE_PRODUCER-<group>-<PRODUCE|CONSUME>``)."""
+    return f"_INNER_TRACE_PRODUCER-{group}-{kind}"
+
+
+class Tracer:
+    """One client's message trace: a hook (give it to the client's hooks) and the
+    buffer its dispatch flow empties into ``topic`` through ``producer`` (a
+    producer core whose sends no hook sees)."""
+
+    def __init__(
+        self,
+        topic: str,
+        producer: ProducerCore,
+        ids: UniqueIdGenerator,
+        *,
+        namespace: str | None = None,
+        capacity: int = TRACE_BUFFER_RECORDS,
+    ) -> None:
+        self.topic = topic
+        self.producer = producer
+        self._ids = ids
+        self._namespace = namespace
+        self._capacity = capacity
+        self._buffer: deque[TraceRecord] = deque()
+        #: When the dispatch flow first saw the oldest buffered record.
+        self._waiting_since: float | None = None
+        #: Trace messages being sent.
+        self.in_flight = 0
+        #: Records made, sent, dropped (buffer full) and lost with a failed send.
+        self.recorded = 0
+        self.sent = 0
+        self.dropped = 0
+        self.failed = 0
+
+    def __repr__(self) -> str:
+        return f"Tracer(topic={self.topic!r})"
+
+    @property
+    def buffered(self) -> int:
+        """Records waiting to be sent."""
+        return len(self._buffer)
+
+    # ----------------------------------------------------------------- hook
+
+    def after_send(self, ctx: SendContext) -> None:
+        result = ctx.result
+        if result is None or not result.trace_on or ctx.message.topic.startswith(self.topic):
+            return
+        messages = ctx.messages
+        count = len(messages)
+        ids = result.msg_id.split(",") if count > 1 else [result.msg_id]
+        offset_ids = result.offset_msg_id.split(",") if count > 1 else [result.offset_msg_id]
+        cost = int(ctx.elapsed * 1000) // count
+        group = ns.unwrap(self._namespace, ctx.group)
+        region = result.region_id or DEFAULT_REGION
+        success = result.status.name == "SEND_OK"
+        for i, msg in enumerate(messages):
+            self._append(
+                TraceRecord(
+                    TraceType.PUB,
+                    ids[i] if i < len(ids) else ids[-1],
+                    timestamp_ms=ctx.timestamp_ms,
+                    region_id=region,
+                    group=group,
+                    topic=ns.unwrap(self._namespace, msg.topic),
+                    tags=msg.tags,
+                    keys=msg.properties.get(_C.PROPERTY_KEYS),
+                    store_host=result.broker_addr,
+                    body_length=len(msg.body),
+                    cost_ms=cost,
+                    msg_type=_message_type(msg),
+                    offset_msg_id=offset_ids[i] if i < len(offset_ids) else "",
+                    success=success,
+                )
+            )
+
+    def before_consume(self, ctx: ConsumeContext) -> None:
+        traced = [m for m in ctx.messages if _traced(m)]
+        if not traced:
+            return
+        request_id = self._ids.next_id(ctx.timestamp_ms)
+        ctx.extra[_EXTRA_KEY] = (request_id, traced)
+        group = ns.unwrap(self._namespace, ctx.group)
+        for msg in traced:
+            self._append(
+                TraceRecord(
+                    TraceType.SUB_BEFORE,
+                    msg.msg_id,
+                    timestamp_ms=ctx.timestamp_ms,
+                    region_id=msg.properties.get(_C.PROPERTY_MSG_REGION) or DEFAULT_REGION,
+                    group=group,
+                    request_id=request_id,
+                    retry_times=msg.reconsume_times,
+                    keys=msg.properties.get(_C.PROPERTY_KEYS),
+                )
+            )
+
+    def after_consume(self, ctx: ConsumeContext) -> None:
+        noted = ctx.extra.get(_EXTRA_KEY)
+        if noted is None or (ctx.result is None and ctx.error is None):
+            return  # nothing traced, or the handler did not run (the consumer closed)
+        request_id, traced = noted
+        if ctx.error is not None:
+            success, code = False, ConsumeReturnType.EXCEPTION
+        elif ctx.result in _NOT_CONSUMED:
+            success, code = False, ConsumeReturnType.FAILED
+        else:
+            success, code = True, ConsumeReturnType.SUCCESS
+        cost = int(ctx.elapsed * 1000) // len(ctx.messages)
+        ended_ms = ctx.timestamp_ms + int(ctx.elapsed * 1000)
+        group = ns.unwrap(self._namespace, ctx.group)
+        for msg in traced:
+            self._append(
+                TraceRecord(
+                    TraceType.SUB_AFTER,
+                    msg.msg_id,
+                    request_id=request_id,
+                    cost_ms=cost,
+                    success=success,
+                    keys=msg.properties.get(_C.PROPERTY_KEYS),
+                    context_code=code,
+                    timestamp_ms=ended_ms,
+                    group=group,
+                )
+            )
+
+    def after_end_transaction(self, ctx: EndTransactionContext) -> None:
+        msg = ctx.message
+        self._append(
+            TraceRecord(
+                TraceType.END_TRANSACTION,
+                ctx.msg_id,
+                timestamp_ms=ctx.timestamp_ms,
+                region_id=msg.properties.get(_C.PROPERTY_MSG_REGION) or DEFAULT_REGION,
+                group=ns.unwrap(self._namespace, ctx.group),
+                topic=ns.unwrap(self._namespace, msg.topic),
+                tags=msg.tags,
+                keys=msg.properties.get(_C.PROPERTY_KEYS),
+                store_host=ctx.broker_addr,
+                msg_type=TraceMessageType.TRANSACTION_COMMIT,
+                transaction_id=ctx.transaction_id,
+                transaction_state=ctx.state,
+                from_transaction_check=ctx.from_check,
+            )
+        )
+
+    def _append(self, record: TraceRecord) -> None:
+        self.recorded += 1
+        if len(self._buffer) >= self._capacity:
+            self.dropped += 1
+            if self.dropped == 1 or self.dropped % 1000 == 0:
+                log.warning(
+                    "trace buffer full (%d records): %d records dropped so far",
+                    self._capacity,
+                    self.dropped,
+                    extra={"rocketmq_topic": self.topic},
+                )
+            return
+        self._buffer.append(record)
+
+    # ------------------------------------------------------------- dispatch
+
+    def take(self, now_s: float, *, flush: bool = False) -> list[TraceRecord] | None:
+        """The records of the next trace message to send, if one is due: a full
+        message's worth, or records that waited :data:`FLUSH_DELAY` (any, with
+        ``flush``)."""
+        buffer = self._buffer
+        if not buffer:
+            self._waiting_since = None
+            return None
+        if self._waiting_since is None:
+            self._waiting_since = now_s
+        if (
+            not flush
+            and len(buffer) < MAX_RECORDS_PER_MESSAGE
+            and now_s - self._waiting_since < FLUSH_DELAY
+        ):
+            return None
+        taken: list[TraceRecord] = []
+        size = keys = 0
+        while buffer and len(taken) < MAX_RECORDS_PER_MESSAGE:
+            record = buffer[0]
+            # Bounds checked loosely: a record is a few hundred bytes at most, its
+            # keys its id and user keys.
+            record_keys = len(record.msg_id) + len(record.keys or "") + 2
+            if taken and (
+                size + _record_size(record) > MAX_TRACE_BODY
+                or keys + record_keys > MAX_TRACE_KEYS_CHARS
+            ):
+                break
+            buffer.popleft()
+            taken.append(record)
+            size += _record_size(record)
+            keys += record_keys
+        self._waiting_since = now_s if buffer else None
+        return taken
+
+    def dispatch_flow(self) -> Flow[None]:
+        """Send trace messages as they are due, for as long as the client runs."""
+        while True:
+            if self.in_flight < MAX_SENDS_IN_FLIGHT:
+                records = self.take((yield from now()))
+                if records is not None:
+                    self.in_flight += 1
+                    yield from spawn(self._send_flow(records), "trace send")
+                    continue
+            yield from sleep(_POLL)
+
+    def flush_flow(self, timeout: float) -> Flow[int]:
+        """Send everything buffered and wait for the sends in flight, up to
+        ``timeout`` seconds; the records still unsent (0 when all went)."""
+        start = yield from now()
+        while True:
+            now_s = yield from now()
+            if now_s - start >= timeout:
+                break
+            records = self.take(now_s, flush=True)
+            if records is not None:
+                self.in_flight += 1
+                yield from self._send_flow(records)
+            elif self.in_flight:
+                yield from sleep(_POLL)
+            else:
+                break
+        return len(self._buffer)
+
+    def _send_flow(self, records: list[TraceRecord]) -> Flow[None]:
+        try:
+            body = "".join(r.encode() for r in records).encode()
+            message = Message(self.topic, body, keys=trace_keys(records))
+            yield from self.producer.send_flow(message, TRACE_SEND_TIMEOUT)
+        except RocketMQError as exc:
+            self.failed += len(records)
+            log.info(
+                "trace message of %d records to %s not sent: %s",
+                len(records),
+                self.topic,
+                exc,
+                extra={"rocketmq_topic": self.topic},
+            )
+        else:
+            self.sent += len(records)
+        finally:
+            self.in_flight -= 1
+
+
+def _record_size(record: TraceRecord) -> int:
+    """A bound on a record's encoded size in bytes (its free-text fields counted
+    at 3 bytes per character, the rest generously)."""
+    free = (
+        len(record.group)
+        + len(record.topic)
+        + len(record.tags or "")
+        + len(record.keys or "")
+        + len(record.transaction_id or "")
+    )
+    return 3 * free + len(record.msg_id) + len(record.offset_msg_id) + 160
+
+
+def _traced(msg: MessageExt) -> bool:
+    return msg.properties.get(_C.PROPERTY_TRACE_SWITCH) != "false"
+
+
+def _message_type(msg: Message) -> TraceMessageType:
+    props = msg.properties
+    if props.get(_C.PROPERTY_TRANSACTION_PREPARED) == "true":
+        return TraceMessageType.TRANSACTION_HALF
+    if msg.delay_level or msg.deliver_at is not None or "__STARTDELIVERTIME" in props:
+        return TraceMessageType.DELAY
+    return TraceMessageType.NORMAL

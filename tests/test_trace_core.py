@@ -1,0 +1,377 @@
+"""Message trace in the core: the Java encoding of each record kind, the decoder's
+tolerance of the Java and Go variants, what the trace hook records for sends,
+consumes and transactions, the bounded buffer, and the dispatch to the trace topic."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+from rocketmq_proto.build import Host, build_producer
+from rocketmq_proto.flows.hooks import ConsumeContext, EndTransactionContext, SendContext
+from rocketmq_proto.flows.producer import ProducerCore, SendResult
+from rocketmq_proto.flows.trace import (
+    FLUSH_DELAY,
+    MAX_RECORDS_PER_MESSAGE,
+    MAX_TRACE_KEYS_CHARS,
+    Tracer,
+)
+from rocketmq_proto.message.ids import UniqueIdGenerator
+from rocketmq_proto.message.model import Message, MessageExt
+from rocketmq_proto.message.properties import decode_properties
+from rocketmq_proto.options import pull_consumer_settings, trace_options
+from rocketmq_proto.wire.codes import RequestCode, SendStatus
+from rocketmq_proto.wire.errors import ConfigError, RemoteProtocolError
+from rocketmq_proto.wire.route import MessageQueue
+from rocketmq_proto.wire.trace import (
+    ConsumeReturnType,
+    TraceMessageType,
+    TraceRecord,
+    TraceType,
+    decode_trace_data,
+    trace_keys,
+)
+
+from .flowsim import Sim
+from .test_producer_core import BROKERS, NAMESRV, Broker, make_producer
+
+S, E = "\x01", "\x02"
+
+
+def java(*fields: object) -> str:
+    """A record as Java's TraceDataEncoder writes it."""
+    return S.join(str(f) for f in fields) + E
+
+
+# ------------------------------------------------------------------ encoding
+
+
+def test_each_record_kind_is_written_as_java_writes_it() -> None:
+    pub = TraceRecord(
+        TraceType.PUB,
+        "ID1",
+        timestamp_ms=1700000000123,
+        region_id="DefaultRegion",
+        group="pg",
+        topic="T",
+        tags=None,
+        keys="k1 k2",
+        store_host="127.0.0.1:10911",
+        body_length=5,
+        cost_ms=3,
+        msg_type=TraceMessageType.NORMAL,
+        offset_msg_id="OFF1",
+        success=True,
+    )
+    assert pub.encode() == java(
+        "Pub", 1700000000123, "DefaultRegion", "pg", "T", "ID1", "null", "k1 k2",
+        "127.0.0.1:10911", 5, 3, 0, "OFF1", "true",
+    )  # fmt: skip
+    before = TraceRecord(
+        TraceType.SUB_BEFORE, "ID1", timestamp_ms=7, group="cg", request_id="R", retry_times=2
+    )
+    assert before.encode() == java("SubBefore", 7, "DefaultRegion", "cg", "R", "ID1", 2, "null")
+    after = TraceRecord(
+        TraceType.SUB_AFTER,
+        "ID1",
+        request_id="R",
+        cost_ms=4,
+        success=False,
+        keys="k",
+        context_code=ConsumeReturnType.EXCEPTION,
+        timestamp_ms=9,
+        group="cg",
+    )
+    assert after.encode() == java("SubAfter", "R", "ID1", 4, "false", "k", 2, 9, "cg")
+    end = TraceRecord(
+        TraceType.END_TRANSACTION,
+        "ID1",
+        timestamp_ms=11,
+        group="pg",
+        topic="T",
+        tags="A",
+        store_host="h:1",
+        msg_type=TraceMessageType.TRANSACTION_COMMIT,
+        transaction_id="TX",
+        transaction_state="COMMIT_MESSAGE",
+        from_transaction_check=True,
+    )
+    assert end.encode() == java(
+        "EndTransaction", 11, "DefaultRegion", "pg", "T", "ID1", "A", "null", "h:1", 2, "TX",
+        "COMMIT_MESSAGE", "true",
+    )  # fmt: skip
+    # What is written reads back the same.
+    assert decode_trace_data(pub.encode() + before.encode() + after.encode() + end.encode()) == [
+        pub,
+        before,
+        after,
+        end,
+    ]
+
+
+def test_the_decoder_reads_the_java_and_go_variants_and_skips_unknown_kinds() -> None:
+    old_pub = java("Pub", 1, "R", "g", "T", "ID", "t", "k", "h:1", 10, 2, 3, "true")  # 13 fields
+    go_pub = java("Pub", 1, "R", "g", "T", "ID", "", "", "h:1", 10, 2, 0, "OFF", "true", "1.2.3.4")
+    cloud_after = "SubAfter" + S + S.join(["R", "ID", "5", "true", "k", "0"]) + S + E
+    go_before = java("SubBefore", 1, "R", "g", "RQ", "ID", 0, "k", "1.2.3.4")
+    recall = java("Recall", 1, "R", "g", "T", "ID", "true")
+    records = decode_trace_data(old_pub + go_pub + "Future" + S + "x" + E + cloud_after + go_before)
+    records += decode_trace_data(recall)
+    assert [r.type for r in records] == [
+        TraceType.PUB,
+        TraceType.PUB,
+        TraceType.SUB_AFTER,
+        TraceType.SUB_BEFORE,
+        TraceType.RECALL,
+    ]
+    assert records[0].msg_type is TraceMessageType.DELAY and records[0].offset_msg_id == ""
+    assert records[1].client_host == "1.2.3.4" and records[1].offset_msg_id == "OFF"
+    assert records[1].tags == "" and records[1].success
+    assert records[2].cost_ms == 5 and records[2].timestamp_ms == 0 and records[2].group == ""
+    assert records[3].request_id == "RQ" and records[3].keys == "k"
+    with pytest.raises(RemoteProtocolError, match="unreadable"):
+        decode_trace_data(java("Pub", "not-a-time", "R"))
+
+
+def test_a_trace_message_is_keyed_by_each_id_and_user_key_once() -> None:
+    records = [
+        TraceRecord(TraceType.PUB, "A", keys="k1 k2"),
+        TraceRecord(TraceType.SUB_BEFORE, "A", keys="k2"),
+        TraceRecord(TraceType.SUB_AFTER, "B"),
+    ]
+    assert trace_keys(records) == ["A", "k1", "k2", "B"]
+
+
+# ----------------------------------------------------------------- the hook
+
+
+def tracer(producer: ProducerCore | None = None, **kw: Any) -> Tracer:
+    producer = producer or make_producer()
+    return Tracer(
+        "RMQ_SYS_TRACE_TOPIC", producer, UniqueIdGenerator(bytes([10, 0, 0, 1]), 1, 2), **kw
+    )
+
+
+def sent(result: SendResult | None, *messages: Message, **kw: Any) -> SendContext:
+    ctx = SendContext("NS%pg", list(messages), result=result, **kw)
+    ctx.timestamp_ms, ctx.elapsed = 1000, 0.0125
+    return ctx
+
+
+def result(msg_id: str = "ID1", **kw: Any) -> SendResult:
+    fields: dict[str, Any] = {
+        "status": SendStatus.SEND_OK,
+        "msg_id": msg_id,
+        "offset_msg_id": "OFF1",
+        "message_queue": MessageQueue("T", "broker-a", 1),
+        "queue_offset": 5,
+        "region_id": "RegionX",
+        "broker_addr": "127.0.0.1:10911",
+    }
+    fields.update(kw)
+    return SendResult(**fields)
+
+
+def test_a_send_with_a_result_gives_pub_records_and_nothing_else_does() -> None:
+    t = tracer(namespace="NS")
+    t.after_send(sent(result(), Message("NS%T", b"hello", tags="A", keys=["k1", "k2"])))
+    [pub] = t.take(0.0, flush=True) or []
+    assert pub == TraceRecord(
+        TraceType.PUB,
+        "ID1",
+        timestamp_ms=1000,
+        region_id="RegionX",
+        group="pg",  # without the namespace, as Java writes it
+        topic="T",
+        tags="A",
+        keys="k1 k2",
+        store_host="127.0.0.1:10911",
+        body_length=5,
+        cost_ms=12,
+        offset_msg_id="OFF1",
+    )
+    # A batch: one record per message, each under its own id.
+    t.after_send(
+        sent(
+            result("I1,I2", offset_msg_id="O1,O2", region_id=None),
+            Message("T", b"a"),
+            Message("T", b"bb"),
+        )
+    )
+    batch = t.take(0.0, flush=True) or []
+    assert [(r.msg_id, r.offset_msg_id, r.body_length, r.cost_ms) for r in batch] == [
+        ("I1", "O1", 1, 6),
+        ("I2", "O2", 2, 6),
+    ]
+    assert {r.region_id for r in batch} == {"DefaultRegion"}
+    # Kinds of message.
+    half = Message("T", b"x")
+    half.properties["TRAN_MSG"] = "true"
+    t.after_send(sent(result(), half))
+    t.after_send(sent(result(), Message("T", b"x", delay_level=3)))
+    assert [r.msg_type for r in t.take(0.0, flush=True) or []] == [
+        TraceMessageType.TRANSACTION_HALF,
+        TraceMessageType.DELAY,
+    ]
+    # No record: a failed send, a oneway send, the broker's TRACE_ON=false, the trace topic.
+    t.after_send(sent(None, Message("T", b"x"), error=RuntimeError("down")))
+    t.after_send(sent(None, Message("T", b"x"), oneway=True))
+    t.after_send(sent(result(trace_on=False), Message("T", b"x")))
+    t.after_send(sent(result(), Message("RMQ_SYS_TRACE_TOPIC", b"x")))
+    assert t.take(0.0, flush=True) is None and t.recorded == 5
+
+
+def consumed(msg_id: str, **props: str) -> MessageExt:
+    msg = MessageExt("T", b"body", properties={"UNIQ_KEY": msg_id, **props}, reconsume_times=1)
+    return msg
+
+
+def test_a_consume_gives_sub_before_and_sub_after_records_sharing_a_request_id() -> None:
+    t = tracer()
+    msgs = [
+        consumed("M1", KEYS="k", MSG_REGION="R1"),
+        consumed("M2"),
+        consumed("M3", TRACE_ON="false"),
+    ]
+    ctx = ConsumeContext("cg", msgs)
+    ctx.timestamp_ms = 5000
+    t.before_consume(ctx)
+    ctx.result, ctx.elapsed = "SUCCESS", 0.03
+    t.after_consume(ctx)
+    records = t.take(0.0, flush=True) or []
+    assert [(r.type, r.msg_id) for r in records] == [
+        (TraceType.SUB_BEFORE, "M1"),
+        (TraceType.SUB_BEFORE, "M2"),
+        (TraceType.SUB_AFTER, "M1"),
+        (TraceType.SUB_AFTER, "M2"),
+    ]
+    assert len({r.request_id for r in records}) == 1 and records[0].request_id
+    assert records[0].region_id == "R1" and records[1].region_id == "DefaultRegion"
+    assert records[0].retry_times == 1 and records[0].keys == "k"
+    after = records[2]
+    assert after.success and after.context_code is ConsumeReturnType.SUCCESS
+    assert after.cost_ms == 10 and after.timestamp_ms == 5030 and after.group == "cg"
+
+    def outcome(result: Any, error: BaseException | None) -> list[tuple[bool, int]]:
+        ctx = ConsumeContext("cg", [consumed("M9")])
+        t.before_consume(ctx)
+        ctx.result, ctx.error = result, error
+        t.after_consume(ctx)
+        took = t.take(0.0, flush=True) or []
+        return [(r.success, r.context_code) for r in took if r.type is TraceType.SUB_AFTER]
+
+    assert outcome("RETRY_LATER", None) == [(False, ConsumeReturnType.FAILED)]
+    assert outcome("SUSPEND_CURRENT_QUEUE_A_MOMENT", None) == [(False, ConsumeReturnType.FAILED)]
+    assert outcome("RETRY_LATER", ValueError("bug")) == [(False, ConsumeReturnType.EXCEPTION)]
+    assert outcome(None, None) == []  # the handler did not run: the consumer closed
+
+
+def test_a_transaction_outcome_gives_an_end_transaction_record() -> None:
+    t = tracer()
+    msg = Message("T", b"x", tags="A", keys="k")
+    ctx = EndTransactionContext(
+        "pg", msg, "ID1", "TX1", "ROLLBACK_MESSAGE", "h:1", True, timestamp_ms=77
+    )
+    t.after_end_transaction(ctx)
+    [end] = t.take(0.0, flush=True) or []
+    assert end.encode() == java(
+        "EndTransaction", 77, "DefaultRegion", "pg", "T", "ID1", "A", "k", "h:1", 2, "TX1",
+        "ROLLBACK_MESSAGE", "true",
+    )  # fmt: skip
+
+
+# ------------------------------------------------------- buffer and dispatch
+
+
+def test_a_full_buffer_drops_and_counts_and_never_blocks(caplog: pytest.LogCaptureFixture) -> None:
+    t = tracer(capacity=3)
+    with caplog.at_level(logging.WARNING, logger="rocketmq_proto.trace"):
+        for i in range(5):
+            t.after_send(sent(result(f"ID{i}"), Message("T", b"x")))
+    assert (t.buffered, t.dropped, t.recorded) == (3, 2, 5)
+    assert [r.getMessage() for r in caplog.records] == [
+        "trace buffer full (3 records): 1 records dropped so far"
+    ]
+
+
+def test_records_wait_for_a_full_message_or_the_flush_delay() -> None:
+    t = tracer()
+    t.after_send(sent(result(), Message("T", b"x")))
+    assert t.take(10.0) is None  # first seen now
+    assert t.take(10.0 + FLUSH_DELAY / 2) is None
+    assert t.take(10.0 + FLUSH_DELAY) is not None
+    for i in range(MAX_RECORDS_PER_MESSAGE + 5):
+        t.after_send(sent(result(f"ID{i}"), Message("T", b"x")))
+    full = t.take(20.0)  # a whole message's worth is due at once
+    assert full is not None and len(full) == MAX_RECORDS_PER_MESSAGE
+    assert t.take(20.0) is None and t.buffered == 5
+    # Long user keys end a message before its record count does.
+    long_key = "k" * 3000
+    for i in range(10):
+        t.after_send(sent(result(f"L{i}"), Message("T", b"x", keys=[long_key])))
+    first = t.take(30.0, flush=True) or []
+    assert sum(len(r.keys or "") + len(r.msg_id) for r in first) <= MAX_TRACE_KEYS_CHARS
+    assert 0 < len(first) < 15
+
+
+def traced_producer(broker: Broker) -> tuple[Sim, ProducerCore, Tracer]:
+    built = build_producer(
+        NAMESRV,
+        {"group": "pg", "enable_trace": True, "client_ip": "10.0.0.1"},
+        Host(pid=1, nonce=2, id_seed=3),
+    )
+    assert built.tracer is not None and built.tracer in built.session.hooks._hooks
+    return Sim(broker), built.core, built.tracer
+
+
+def test_the_dispatch_sends_the_records_to_the_trace_topic_keyed_by_message_id() -> None:
+    broker = Broker()
+    sim, producer, t = traced_producer(broker)
+    results = [sim.run(producer.send_flow(Message("T", b"m%d" % i, keys="biz"))) for i in range(3)]
+    assert t.buffered == 3 and not [c for _, c in broker.sent if c.ext_fields["b"] != "T"]
+    left = sim.run(t.flush_flow(5.0))
+    assert left == 0 and (t.sent, t.failed, t.in_flight) == (3, 0, 0)
+    [(_, trace)] = [(n, c) for n, c in broker.sent if c.ext_fields["b"] == "RMQ_SYS_TRACE_TOPIC"]
+    assert trace.code == RequestCode.SEND_MESSAGE_V2
+    assert trace.ext_fields["a"] == "_INNER_TRACE_PRODUCER-pg-PRODUCE"
+    props = decode_properties(trace.ext_fields["i"].encode())
+    assert props["KEYS"].split(" ") == [r.msg_id for r in results[:1]] + ["biz"] + [
+        r.msg_id for r in results[1:]
+    ]
+    records = decode_trace_data(trace.body.decode())
+    assert [(r.type, r.msg_id, r.group) for r in records] == [
+        (TraceType.PUB, r.msg_id, "pg") for r in results
+    ]
+    assert {r.store_host for r in records} <= set(BROKERS.values())
+    # The trace message's own send is not traced.
+    assert t.buffered == 0 and t.recorded == 3
+
+
+def test_a_trace_message_that_cannot_be_sent_is_counted_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    broker = Broker()
+    sim, producer, t = traced_producer(broker)
+    sim.run(producer.send_flow(Message("T", b"x")))
+    broker.failing = {name: 17 for name in BROKERS}  # TOPIC_NOT_EXIST, everywhere
+    with caplog.at_level(logging.INFO, logger="rocketmq_proto.trace"):
+        assert sim.run(t.flush_flow(5.0)) == 0
+    assert (t.sent, t.failed) == (0, 1)
+    assert "trace message of 1 records to RMQ_SYS_TRACE_TOPIC not sent" in caplog.text
+
+
+def test_trace_options_are_checked() -> None:
+    assert trace_options({"group": "g"}) == ({"group": "g"}, None)
+    assert trace_options({"enable_trace": True}) == ({}, "RMQ_SYS_TRACE_TOPIC")
+    assert trace_options({"enable_trace": True, "trace_topic": "MyTrace"})[1] == "MyTrace"
+    with pytest.raises(ConfigError, match="enable_trace must be True or False"):
+        trace_options({"enable_trace": "yes"})
+    with pytest.raises(ConfigError, match="trace_topic='MyTrace' is given but enable_trace"):
+        trace_options({"trace_topic": "MyTrace"})
+    with pytest.raises(ConfigError, match="invalid trace_topic"):
+        trace_options({"enable_trace": True, "trace_topic": "bad topic"})
+    # Only the classes that trace take the options.
+    with pytest.raises(ConfigError, match="enable_trace"):
+        pull_consumer_settings(NAMESRV, {"group": "g", "enable_trace": True}, pid=1, nonce=2)
