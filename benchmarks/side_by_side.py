@@ -101,6 +101,19 @@ def _produce_record(
     return record
 
 
+def _trace_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The client options of ``--trace`` (message trace on)."""
+    return {"enable_trace": True} if getattr(args, "trace", False) else {}
+
+
+def _with_trace(record: dict[str, Any], client: Any) -> dict[str, Any]:
+    """``record`` with the trace counters of the (closed) ``client``, if it traced."""
+    trace = client.stats().get("trace") if hasattr(client, "stats") else None
+    if trace:
+        record["trace"] = trace
+    return record
+
+
 def _batches(topic: str, count: int, size: int) -> list[list[Any]]:
     from rocketmq_proto import Message
 
@@ -118,7 +131,10 @@ async def _asyncio_produce(args: argparse.Namespace) -> dict[str, Any]:
 
     topic = args.topic
     async with rocketmq_asyncio.Producer(
-        args.namesrv, group=f"bench_{uuid.uuid4().hex[:8]}", send_timeout=30.0
+        args.namesrv,
+        group=f"bench_{uuid.uuid4().hex[:8]}",
+        send_timeout=30.0,
+        **_trace_options(args),
     ) as producer:
         for _ in range(max(1, args.warmup)):
             await producer.send(Message(topic, BODY))
@@ -153,7 +169,7 @@ async def _asyncio_produce(args: argparse.Namespace) -> dict[str, Any]:
             while tasks:
                 await asyncio.gather(*list(tasks))
         elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    return _produce_record("asyncio", args, elapsed, cpu, lat)
+    return _with_trace(_produce_record("asyncio", args, elapsed, cpu, lat), producer)
 
 
 def _blocking_produce(client: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -162,7 +178,10 @@ def _blocking_produce(client: str, args: argparse.Namespace) -> dict[str, Any]:
     module, event_type, slots_type = _blocking_module(client)
     topic = args.topic
     with module.Producer(
-        args.namesrv, group=f"bench_{uuid.uuid4().hex[:8]}", send_timeout=30.0
+        args.namesrv,
+        group=f"bench_{uuid.uuid4().hex[:8]}",
+        send_timeout=30.0,
+        **_trace_options(args),
     ) as producer:
         for _ in range(max(1, args.warmup)):
             producer.send(Message(topic, BODY))
@@ -202,7 +221,7 @@ def _blocking_produce(client: str, args: argparse.Namespace) -> dict[str, Any]:
             if errors:
                 raise errors[0]
         elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    return _produce_record(client, args, elapsed, cpu, lat)
+    return _with_trace(_produce_record(client, args, elapsed, cpu, lat), producer)
 
 
 def _blocking_module(client: str) -> tuple[Any, Any, Any]:
@@ -302,7 +321,11 @@ async def _asyncio_consume(args: argparse.Namespace) -> dict[str, Any]:
             return ConsumeResult.SUCCESS
 
         consumer = rocketmq_asyncio.PushConsumer(
-            args.namesrv, handler, group=args.group, consume_from_where="first"
+            args.namesrv,
+            handler,
+            group=args.group,
+            consume_from_where="first",
+            **_trace_options(args),
         )
         consumer.subscribe(args.topic)
         async with consumer:
@@ -345,7 +368,8 @@ async def _asyncio_consume(args: argparse.Namespace) -> dict[str, Any]:
         async with pull:
             while drain.seen < args.count and time.perf_counter() < deadline:
                 drain.add(len(await pull.poll(1.0)))
-    return drain.record("asyncio", f"bench-{args.op}", t0, cpu0)
+    record = drain.record("asyncio", f"bench-{args.op}", t0, cpu0)
+    return _with_trace(record, consumer) if args.op == "push" else record
 
 
 def _blocking_consume(client: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -367,7 +391,11 @@ def _blocking_consume(client: str, args: argparse.Namespace) -> dict[str, Any]:
             return ConsumeResult.SUCCESS
 
         consumer = module.PushConsumer(
-            args.namesrv, handler, group=args.group, consume_from_where="first"
+            args.namesrv,
+            handler,
+            group=args.group,
+            consume_from_where="first",
+            **_trace_options(args),
         )
         consumer.subscribe(args.topic)
         with consumer:
@@ -406,7 +434,8 @@ def _blocking_consume(client: str, args: argparse.Namespace) -> dict[str, Any]:
         with pull:
             while drain.seen < args.count and time.perf_counter() < deadline:
                 drain.add(len(pull.poll(1.0)))
-    return drain.record(client, f"bench-{args.op}", t0, cpu0)
+    record = drain.record(client, f"bench-{args.op}", t0, cpu0)
+    return _with_trace(record, consumer) if args.op == "push" else record
 
 
 def run_worker(args: argparse.Namespace) -> None:
@@ -893,6 +922,7 @@ def main() -> int:
     worker.add_argument("--batch", type=int, default=32)
     worker.add_argument("--warmup", type=int, default=0)
     worker.add_argument("--timeout", type=float, default=600.0)
+    worker.add_argument("--trace", action="store_true", help="message trace on")
     args = parser.parse_args()
     if args.worker:
         run_worker(args)

@@ -132,6 +132,28 @@ class _ClientBase:
     def client_id(self) -> str:
         return self._core.client_id
 
+    def stats(self) -> dict[str, Any]:
+        """A snapshot of what this client did, built from counters it keeps anyway
+        (no dependency, no background work): ``client_id``; for a producer,
+        ``sends`` (``ok``, ``failed``, ``messages``, and ``latency`` with ``count``,
+        ``p50_ms``, ``p99_ms``, ``max_ms`` over the last 4096 sends); for a push
+        consumer, ``consume`` (messages ``ok``, ``failed`` (each is retried),
+        ``dead_lettered``, and ``process_time`` and ``await_time`` summaries as
+        ``latency``) and ``queues`` (per held queue: ``cached_messages``,
+        ``cached_bytes``, ``lag``); for a pull consumer, ``polled`` and ``queues``;
+        for a simple consumer, ``received``, ``acked``, ``dead_lettered``; with
+        ``enable_trace``, ``trace`` (records ``recorded``, ``sent``, ``buffered``,
+        ``dropped``, ``failed``). Safe from any thread."""
+        with self._core_lock:
+            snapshot: dict[str, Any] = {"client_id": self.client_id, **self._stats()}
+            if self._tracer is not None:
+                snapshot["trace"] = self._tracer.stats()
+        return snapshot
+
+    def _stats(self) -> dict[str, Any]:
+        """Hook: the class's own part of :meth:`stats`."""
+        return {}
+
     def add_hook(self, hook: object) -> None:
         """Call ``hook`` (a :class:`rocketmq_proto.Hook`, or any object with some of
         its methods) before and after each send, consume and remoting request of
@@ -300,6 +322,9 @@ class Producer(_ClientBase):
     @property
     def group(self) -> str:
         return self._producer.config.group
+
+    def _stats(self) -> dict[str, Any]:
+        return self._producer.stats()
 
     async def _unregister(self) -> None:
         self._producer.unregister()
@@ -645,6 +670,9 @@ class _ConsumerBase(_ClientBase):
     def group(self) -> str:
         return self._consumer.config.group
 
+    def _stats(self) -> dict[str, Any]:
+        return self._consumer.stats()
+
     def subscribe(self, topic: str, expression: str = "*", *, sql: bool = False) -> None:
         """Subscribe to ``topic``: tags (``*``, ``"a || b"``) or, with ``sql``, an SQL92
         filter. Rebalance shares the topic's queues out among the group.
@@ -881,6 +909,9 @@ class SimpleConsumer(_ClientBase):
     @property
     def group(self) -> str:
         return self._consumer.config.group
+
+    def _stats(self) -> dict[str, Any]:
+        return self._consumer.stats()
 
     def subscribe(self, topic: str, expression: str = "*", *, sql: bool = False) -> None:
         """Receive from ``topic``: tags (``*``, ``"a || b"``) or, with ``sql``, an

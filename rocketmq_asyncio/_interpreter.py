@@ -179,7 +179,13 @@ async def run_flow(
                     case driver.WallTime():
                         result = int(time.time() * 1000)
                     case driver.UserCall():
-                        result = await _user_call(effect, tasks)
+                        if effect.timed:
+                            loop = asyncio.get_running_loop()
+                            began = loop.time()
+                            value = await _user_call(effect, tasks)
+                            result = (value, loop.time() - began)
+                        else:
+                            result = await _user_call(effect, tasks)
                     case driver.Spawn():
                         _spawn(client, effect, tasks)
                         result = None

@@ -117,6 +117,9 @@ def _tracer(
             group=trace_producer_group(group, kind),
             send_timeout=TRACE_SEND_TIMEOUT,
             send_latency_fault_enable=session.fault.enabled,
+            # Trace bodies are large and repetitive: the fastest zlib level shrinks
+            # them nearly as much (any zlib level reads back the same).
+            compress_level=1,
         ),
         ids,
         hooked=False,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections.abc import Callable
 from typing import Any, Final, Generic, Never, NoReturn, TypeVar
 
 from rocketmq_proto import driver
@@ -176,18 +177,17 @@ class _FlowRunner(Generic[T]):
                 _not_an_effect(effect)
 
     def _user_call(self, effect: driver.UserCall) -> Any:
+        fn = _timed(effect.fn, self._runtime.monotonic) if effect.timed else effect.fn
         if self._in_a_row < _CALLS_IN_A_ROW:
             try:
-                ran, value = self._runtime.run_user_here(effect.fn, effect.args)
+                ran, value = self._runtime.run_user_here(fn, effect.args)
             except Exception as exc:
                 raise user_callback_error(effect.fn, exc) from exc
             if ran:
                 self._in_a_row += 1
                 return value
         self._in_a_row = 0
-        self._runtime.run_user(
-            effect.fn, effect.args, functools.partial(self._user_done, effect.fn)
-        )
+        self._runtime.run_user(fn, effect.args, functools.partial(self._user_done, effect.fn))
         return _ASYNC
 
     def _http_get(self, effect: driver.HttpGet) -> None:
@@ -249,6 +249,17 @@ def http_get(runtime: Runtime, effect: driver.HttpGet) -> bytes:
         raise
     except OSError as exc:  # a TimeoutError too: the effect's timeout ran out
         answer.fail(exc)
+
+
+def _timed(fn: Callable[..., Any], clock: Callable[[], float]) -> Callable[..., tuple[Any, float]]:
+    """``fn`` answering ``(its value, the seconds it ran)`` (a timed :class:`UserCall`)."""
+
+    def timed(*args: Any) -> tuple[Any, float]:
+        began = clock()
+        value = fn(*args)
+        return value, clock() - began
+
+    return timed
 
 
 def _not_an_effect(effect: Never) -> NoReturn:

@@ -21,6 +21,8 @@ class Sim:
     now: float = 100.0
     wall_ms: int = 1_700_000_000_000
     call_cost: float = 0.001
+    #: The seconds a timed user call is said to take.
+    user_call_cost: float = 0.002
     calls: list[tuple[str, RemotingCommand]] = field(default_factory=list)
     oneways: list[tuple[str, RemotingCommand]] = field(default_factory=list)
 
@@ -55,7 +57,8 @@ class Sim:
             return self.wall_ms
         if isinstance(effect, UserCall):
             try:
-                return effect.fn(*effect.args)
+                value = effect.fn(*effect.args)
             except Exception as exc:
                 raise UserCallbackError(str(exc)) from exc
+            return (value, self.user_call_cost) if effect.timed else value
         raise AssertionError(f"unknown effect {effect!r}")

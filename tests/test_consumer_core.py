@@ -75,7 +75,7 @@ from rocketmq_proto.flows.consumer.rebalance import (
     sort_for_rebalance,
     strategy_name,
 )
-from rocketmq_proto.flows.effects import Call, Flow, Oneway, Spawn
+from rocketmq_proto.flows.effects import Call, Flow, Oneway, Spawn, WallTime
 from rocketmq_proto.flows.producer import ProducerConfig, ProducerCore
 from rocketmq_proto.flows.session import ClientConfig, ClientCore
 from rocketmq_proto.message.codec import encode_batch, encode_stored_message
@@ -1395,11 +1395,15 @@ def test_reset_offsets_by_time_raises_the_brokers_error() -> None:
 
 
 def spawned_by(flow: Flow[None]) -> list[Spawn]:
-    """Run a flow that yields only Spawn effects; the spawned flows, in order."""
+    """Run a flow that yields only Spawn effects (and reads the wall clock); the
+    spawned flows, in order."""
     spawns: list[Spawn] = []
     try:
         effect = next(flow)
         while True:
+            if isinstance(effect, WallTime):
+                effect = flow.send(1_700_000_000_000)
+                continue
             assert isinstance(effect, Spawn), effect
             spawns.append(effect)
             effect = flow.send(None)
@@ -1433,6 +1437,12 @@ def test_concurrent_batches_are_taken_by_at_most_consume_thread_max_workers() ->
         sim.run(worker.flow)  # nothing left for them
     assert pool.workers == 0 and handled == list(range(50))
     assert core.offsets.read(mq(0)) == 50
+    # Counted for stats(): each call timed by the driver, each batch's wait measured
+    # from its arrival (the Sim's wall clock moves 0 ms between the two).
+    consume = core.stats()["consume"]
+    assert (consume["ok"], consume["failed"], consume["dead_lettered"]) == (50, 0, 0)
+    assert consume["process_time"]["count"] == 50 and consume["process_time"]["p50_ms"] == 2.0
+    assert consume["await_time"]["count"] == 50
     # Closed: a new worker takes nothing; what waits is left unconsumed.
     more = [ext(i) for i in range(50, 55)]
     state.request.process_queue.put(more)

@@ -136,15 +136,16 @@ def test_the_decoder_reads_the_java_and_go_variants_and_skips_unknown_kinds() ->
 
 
 def test_a_trace_message_is_keyed_by_each_id_and_user_key_once() -> None:
-    records = [
-        TraceRecord(TraceType.PUB, "A", keys="k1 k2"),
-        TraceRecord(TraceType.SUB_BEFORE, "A", keys="k2"),
-        TraceRecord(TraceType.SUB_AFTER, "B"),
-    ]
-    assert trace_keys(records) == ["A", "k1", "k2", "B"]
+    assert trace_keys([("A", "k1 k2"), ("A", "k2"), ("B", None)]) == ["A", "k1", "k2", "B"]
 
 
 # ----------------------------------------------------------------- the hook
+
+
+def due(t: Tracer, now_s: float = 0.0, *, flush: bool = True) -> list[TraceRecord]:
+    """The records the tracer would send now, decoded (``[]``: none due)."""
+    entries = t.take(now_s, flush=flush) or []
+    return decode_trace_data("".join(text for _, _, text in entries))
 
 
 def tracer(producer: ProducerCore | None = None, **kw: Any) -> Tracer:
@@ -177,7 +178,7 @@ def result(msg_id: str = "ID1", **kw: Any) -> SendResult:
 def test_a_send_with_a_result_gives_pub_records_and_nothing_else_does() -> None:
     t = tracer(namespace="NS")
     t.after_send(sent(result(), Message("NS%T", b"hello", tags="A", keys=["k1", "k2"])))
-    [pub] = t.take(0.0, flush=True) or []
+    [pub] = due(t)
     assert pub == TraceRecord(
         TraceType.PUB,
         "ID1",
@@ -200,7 +201,7 @@ def test_a_send_with_a_result_gives_pub_records_and_nothing_else_does() -> None:
             Message("T", b"bb"),
         )
     )
-    batch = t.take(0.0, flush=True) or []
+    batch = due(t)
     assert [(r.msg_id, r.offset_msg_id, r.body_length, r.cost_ms) for r in batch] == [
         ("I1", "O1", 1, 6),
         ("I2", "O2", 2, 6),
@@ -211,7 +212,7 @@ def test_a_send_with_a_result_gives_pub_records_and_nothing_else_does() -> None:
     half.properties["TRAN_MSG"] = "true"
     t.after_send(sent(result(), half))
     t.after_send(sent(result(), Message("T", b"x", delay_level=3)))
-    assert [r.msg_type for r in t.take(0.0, flush=True) or []] == [
+    assert [r.msg_type for r in due(t)] == [
         TraceMessageType.TRANSACTION_HALF,
         TraceMessageType.DELAY,
     ]
@@ -240,7 +241,7 @@ def test_a_consume_gives_sub_before_and_sub_after_records_sharing_a_request_id()
     t.before_consume(ctx)
     ctx.result, ctx.elapsed = "SUCCESS", 0.03
     t.after_consume(ctx)
-    records = t.take(0.0, flush=True) or []
+    records = due(t)
     assert [(r.type, r.msg_id) for r in records] == [
         (TraceType.SUB_BEFORE, "M1"),
         (TraceType.SUB_BEFORE, "M2"),
@@ -259,7 +260,7 @@ def test_a_consume_gives_sub_before_and_sub_after_records_sharing_a_request_id()
         t.before_consume(ctx)
         ctx.result, ctx.error = result, error
         t.after_consume(ctx)
-        took = t.take(0.0, flush=True) or []
+        took = due(t)
         return [(r.success, r.context_code) for r in took if r.type is TraceType.SUB_AFTER]
 
     assert outcome("RETRY_LATER", None) == [(False, ConsumeReturnType.FAILED)]
@@ -275,7 +276,7 @@ def test_a_transaction_outcome_gives_an_end_transaction_record() -> None:
         "pg", msg, "ID1", "TX1", "ROLLBACK_MESSAGE", "h:1", True, timestamp_ms=77
     )
     t.after_end_transaction(ctx)
-    [end] = t.take(0.0, flush=True) or []
+    [end] = due(t)
     assert end.encode() == java(
         "EndTransaction", 77, "DefaultRegion", "pg", "T", "ID1", "A", "k", "h:1", 2, "TX1",
         "ROLLBACK_MESSAGE", "true",
@@ -312,7 +313,7 @@ def test_records_wait_for_a_full_message_or_the_flush_delay() -> None:
     for i in range(10):
         t.after_send(sent(result(f"L{i}"), Message("T", b"x", keys=[long_key])))
     first = t.take(30.0, flush=True) or []
-    assert sum(len(r.keys or "") + len(r.msg_id) for r in first) <= MAX_TRACE_KEYS_CHARS
+    assert sum(len(keys or "") + len(msg_id) for msg_id, keys, _ in first) <= MAX_TRACE_KEYS_CHARS
     assert 0 < len(first) < 15
 
 

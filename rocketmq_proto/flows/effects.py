@@ -60,6 +60,7 @@ __all__ = [
     "sleep",
     "spawn",
     "supervised",
+    "timed_user_call",
     "user_call",
     "wall_ms",
     "within",
@@ -129,12 +130,15 @@ class UserCall:
 
     The driver runs it where a slow callable cannot stall IO (an executor,
     another greenlet; in asyncio a coroutine function is awaited). Result: what
-    it returned. An exception it raised is thrown into the flow wrapped in
+    it returned, or with ``timed`` the pair ``(returned, seconds)``: how long the
+    call took, from when the driver began it (a wait for a worker thread
+    included). An exception it raised is thrown into the flow wrapped in
     :class:`UserCallbackError`.
     """
 
     fn: Callable[..., Any]
     args: tuple[Any, ...] = ()
+    timed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,6 +245,13 @@ def user_call(fn: Callable[[*Ts], Any], *args: *Ts) -> Ask[Any]:
     result is awaited by the asyncio driver). Its exception is thrown in as
     :class:`UserCallbackError`."""
     return (yield UserCall(fn, args))
+
+
+def timed_user_call(fn: Callable[..., Any], *args: Any) -> Ask[tuple[Any, float]]:
+    """A timed :class:`UserCall` of ``fn(*args)``: what it returned, and the
+    seconds the call took (measured by the driver)."""
+    answer: tuple[Any, float] = yield UserCall(fn, args, timed=True)
+    return answer
 
 
 def spawn(flow: Flow[Any], name: str = "flow") -> Ask[None]:

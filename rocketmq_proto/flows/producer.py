@@ -16,13 +16,14 @@ import random
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Literal, overload
+from typing import Any, Final, Literal, TypeVar, overload
 
 from rocketmq_proto.connection.connection import Reply
 from rocketmq_proto.flows.effects import Flow, call, now, user_call, wall_ms, within
 from rocketmq_proto.flows.effects import oneway as send_oneway
 from rocketmq_proto.flows.hooks import EndTransactionContext, hooked_send
 from rocketmq_proto.flows.lifecycle import Lifecycle, LifecycleOwner
+from rocketmq_proto.flows.metrics import SendMetrics
 from rocketmq_proto.flows.session import ClientCore, TopicPublishInfo
 from rocketmq_proto.message import namespace as ns
 from rocketmq_proto.message.codec import decode_message, encode_batch
@@ -69,6 +70,8 @@ _C = MessageConst
 _SYSFLAG_TRANSACTION_PREPARED = 0x4
 _SYSFLAG_COMPRESSED = 0x1
 _REPLY_MESSAGE_TYPE = "reply"
+
+T = TypeVar("T")
 
 #: A transaction's outcome as Java's ``LocalTransactionState`` names it (traces show it).
 _JAVA_TRANSACTION_STATES: Final[dict[TransactionState, str]] = {
@@ -409,6 +412,8 @@ class ProducerCore(LifecycleOwner):
     _templates: dict[tuple[str, int], rq.SendTemplate] = field(default_factory=dict)
     #: Each broker address's ``messageDelayLevel`` in ms per level (timer fallback).
     _delay_levels: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    #: Sends counted and timed, for the client's ``stats()``.
+    metrics: SendMetrics = field(default_factory=SendMetrics)
 
     def __post_init__(self) -> None:
         self.client.fault.enabled = self.config.send_latency_fault_enable
@@ -416,6 +421,10 @@ class ProducerCore(LifecycleOwner):
     @property
     def group(self) -> str:
         return ns.wrap(self.client.config.namespace, self.config.group)
+
+    def stats(self) -> dict[str, Any]:
+        """This producer's part of the client's ``stats()``: its sends."""
+        return {"sends": self.metrics.snapshot()}
 
     def register(self) -> None:
         self.client.producer_groups.add(self.group)
@@ -675,8 +684,21 @@ class ProducerCore(LifecycleOwner):
         )
         hooks = self.client.hooks
         if hooks and self.hooked:
-            return hooked_send(hooks, self.group, [msg], oneway, flow)
-        return flow
+            flow = hooked_send(hooks, self.group, [msg], oneway, flow)
+        return self._counted(flow, 1)
+
+    def _counted(self, flow: Flow[T], messages: int) -> Flow[T]:
+        """``flow`` (a send), counted in :attr:`metrics` as it ends (its latency is
+        added by the send itself, from the clock it reads anyway)."""
+        metrics = self.metrics
+        try:
+            result = yield from flow
+        except Exception:
+            metrics.failed += 1
+            raise
+        metrics.ok += 1
+        metrics.messages += messages
+        return result
 
     def _send_flow(
         self,
@@ -815,6 +837,7 @@ class ProducerCore(LifecycleOwner):
             ):
                 last_broker = mq.broker_name
                 continue
+            self.metrics.latency.add(after - start)
             return result
         if last_error is None:
             raise RequestTimeoutError(
@@ -833,8 +856,8 @@ class ProducerCore(LifecycleOwner):
         flow = self._send_batch_flow(messages, timeout, queue=queue)
         hooks = self.client.hooks
         if hooks and self.hooked:
-            return hooked_send(hooks, self.group, list(messages), False, flow)
-        return flow
+            flow = hooked_send(hooks, self.group, list(messages), False, flow)
+        return self._counted(flow, len(messages))
 
     def _send_batch_flow(
         self,
@@ -906,7 +929,7 @@ class ProducerCore(LifecycleOwner):
                 continue
             self.client.note_broker_version(addr, response.version)
             try:
-                return parse_send_response(
+                result = parse_send_response(
                     response, mq, batch_id, user_topic=user_topic, broker_addr=addr
                 )
             except BrokerError as exc:
@@ -914,6 +937,8 @@ class ProducerCore(LifecycleOwner):
                     last_error, last_broker = exc, mq.broker_name
                     continue
                 raise
+            self.metrics.latency.add((yield from now()) - start)
+            return result
         if last_error is None:
             raise RequestTimeoutError(f"batch send to {user_topic!r} timed out after {timeout} s")
         raise last_error

@@ -38,11 +38,13 @@ from rocketmq_proto.flows.effects import Flow, now, sleep, spawn
 from rocketmq_proto.flows.hooks import ConsumeContext, EndTransactionContext, SendContext
 from rocketmq_proto.message import namespace as ns
 from rocketmq_proto.message.ids import UniqueIdGenerator
-from rocketmq_proto.message.model import Message, MessageExt
+from rocketmq_proto.message.model import Message
 from rocketmq_proto.message.properties import MessageConst as _C
 from rocketmq_proto.wire.errors import RocketMQError
 from rocketmq_proto.wire.trace import (
+    CONTENT_SEPARATOR,
     DEFAULT_REGION,
+    RECORD_SEPARATOR,
     ConsumeReturnType,
     TraceMessageType,
     TraceRecord,
@@ -70,7 +72,7 @@ log = logging.getLogger("rocketmq_proto.trace")
 #: Records the buffer holds before it drops new ones.
 TRACE_BUFFER_RECORDS: Final = 20_000
 #: Records per trace message at most.
-MAX_RECORDS_PER_MESSAGE: Final = 200
+MAX_RECORDS_PER_MESSAGE: Final = 1000
 #: A trace message's body at most, in bytes (Java's trace producer: 128000).
 MAX_TRACE_BODY: Final = 120_000
 #: A trace message's KEYS property at most, in characters (the broker refuses
@@ -84,6 +86,18 @@ MAX_SENDS_IN_FLIGHT: Final = 4
 TRACE_SEND_TIMEOUT: Final = 5.0
 #: Seconds between two looks at the buffer while it holds less than a message.
 _POLL: Final = 0.05
+#: The same while every send slot is taken.
+_BUSY_POLL: Final = 0.005
+
+S: Final = CONTENT_SEPARATOR
+E: Final = RECORD_SEPARATOR
+_KEYS: Final = _C.PROPERTY_KEYS
+_TAGS: Final = _C.PROPERTY_TAGS
+_REGION: Final = _C.PROPERTY_MSG_REGION
+_TRACE_SWITCH: Final = _C.PROPERTY_TRACE_SWITCH
+
+#: A buffered record: its message id, its message's keys, and the record encoded.
+Entry = tuple[str, str | None, str]
 
 #: Where ``before_consume`` leaves the request id and traced messages for ``after_consume``.
 _EXTRA_KEY: Final = "rocketmq_trace"
@@ -117,7 +131,7 @@ class Tracer:
         self._ids = ids
         self._namespace = namespace
         self._capacity = capacity
-        self._buffer: deque[TraceRecord] = deque()
+        self._buffer: deque[Entry] = deque()
         #: When the dispatch flow first saw the oldest buffered record.
         self._waiting_since: float | None = None
         #: Trace messages being sent.
@@ -136,6 +150,18 @@ class Tracer:
         """Records waiting to be sent."""
         return len(self._buffer)
 
+    def stats(self) -> dict[str, int]:
+        """The ``trace`` part of the client's ``stats()``: records made, sent, waiting,
+        dropped because the buffer was full, and lost with a trace message that
+        could not be sent."""
+        return {
+            "recorded": self.recorded,
+            "sent": self.sent,
+            "buffered": len(self._buffer),
+            "dropped": self.dropped,
+            "failed": self.failed,
+        }
+
     # ----------------------------------------------------------------- hook
 
     def after_send(self, ctx: SendContext) -> None:
@@ -146,50 +172,46 @@ class Tracer:
         count = len(messages)
         ids = result.msg_id.split(",") if count > 1 else [result.msg_id]
         offset_ids = result.offset_msg_id.split(",") if count > 1 else [result.offset_msg_id]
-        cost = int(ctx.elapsed * 1000) // count
-        group = ns.unwrap(self._namespace, ctx.group)
-        region = result.region_id or DEFAULT_REGION
-        success = result.status.name == "SEND_OK"
-        for i, msg in enumerate(messages):
-            self._append(
-                TraceRecord(
-                    TraceType.PUB,
-                    ids[i] if i < len(ids) else ids[-1],
-                    timestamp_ms=ctx.timestamp_ms,
-                    region_id=region,
-                    group=group,
-                    topic=ns.unwrap(self._namespace, msg.topic),
-                    tags=msg.tags,
-                    keys=msg.properties.get(_C.PROPERTY_KEYS),
-                    store_host=result.broker_addr,
-                    body_length=len(msg.body),
-                    cost_ms=cost,
-                    msg_type=_message_type(msg),
-                    offset_msg_id=offset_ids[i] if i < len(offset_ids) else "",
-                    success=success,
-                )
+        # The fields every record of this send shares, up to its topic.
+        head = S.join(
+            (
+                "Pub",
+                str(ctx.timestamp_ms),
+                result.region_id or DEFAULT_REGION,
+                ns.unwrap(self._namespace, ctx.group),
             )
+        )
+        cost = int(ctx.elapsed * 1000) // count
+        success = "true" if result.status.name == "SEND_OK" else "false"
+        for i, msg in enumerate(messages):
+            msg_id = ids[i] if i < len(ids) else ids[-1]
+            props = msg.properties
+            keys = props.get(_KEYS)
+            text = (
+                f"{head}{S}{ns.unwrap(self._namespace, msg.topic)}{S}{msg_id}{S}"
+                f"{_text(props.get(_TAGS))}{S}{_text(keys)}{S}{result.broker_addr}{S}"
+                f"{len(msg.body)}{S}{cost}{S}{int(_message_type(msg))}{S}"
+                f"{offset_ids[i] if i < len(offset_ids) else ''}{S}{success}{E}"
+            )
+            self._append(msg_id, keys, text)
 
     def before_consume(self, ctx: ConsumeContext) -> None:
-        traced = [m for m in ctx.messages if _traced(m)]
+        traced = [m for m in ctx.messages if m.properties.get(_TRACE_SWITCH) != "false"]
         if not traced:
             return
         request_id = self._ids.next_id(ctx.timestamp_ms)
         ctx.extra[_EXTRA_KEY] = (request_id, traced)
+        head = f"SubBefore{S}{ctx.timestamp_ms}{S}"
         group = ns.unwrap(self._namespace, ctx.group)
         for msg in traced:
-            self._append(
-                TraceRecord(
-                    TraceType.SUB_BEFORE,
-                    msg.msg_id,
-                    timestamp_ms=ctx.timestamp_ms,
-                    region_id=msg.properties.get(_C.PROPERTY_MSG_REGION) or DEFAULT_REGION,
-                    group=group,
-                    request_id=request_id,
-                    retry_times=msg.reconsume_times,
-                    keys=msg.properties.get(_C.PROPERTY_KEYS),
-                )
+            props = msg.properties
+            keys = props.get(_KEYS)
+            msg_id = msg.msg_id
+            text = (
+                f"{head}{props.get(_REGION) or DEFAULT_REGION}{S}{group}{S}{request_id}{S}"
+                f"{msg_id}{S}{msg.reconsume_times}{S}{_text(keys)}{E}"
             )
+            self._append(msg_id, keys, text)
 
     def after_consume(self, ctx: ConsumeContext) -> None:
         noted = ctx.extra.get(_EXTRA_KEY)
@@ -197,50 +219,45 @@ class Tracer:
             return  # nothing traced, or the handler did not run (the consumer closed)
         request_id, traced = noted
         if ctx.error is not None:
-            success, code = False, ConsumeReturnType.EXCEPTION
+            success, code = "false", int(ConsumeReturnType.EXCEPTION)
         elif ctx.result in _NOT_CONSUMED:
-            success, code = False, ConsumeReturnType.FAILED
+            success, code = "false", int(ConsumeReturnType.FAILED)
         else:
-            success, code = True, ConsumeReturnType.SUCCESS
-        cost = int(ctx.elapsed * 1000) // len(ctx.messages)
-        ended_ms = ctx.timestamp_ms + int(ctx.elapsed * 1000)
-        group = ns.unwrap(self._namespace, ctx.group)
+            success, code = "true", int(ConsumeReturnType.SUCCESS)
+        elapsed_ms = int(ctx.elapsed * 1000)
+        cost = elapsed_ms // len(ctx.messages)
+        tail = (
+            f"{code}{S}{ctx.timestamp_ms + elapsed_ms}{S}{ns.unwrap(self._namespace, ctx.group)}{E}"
+        )
         for msg in traced:
-            self._append(
-                TraceRecord(
-                    TraceType.SUB_AFTER,
-                    msg.msg_id,
-                    request_id=request_id,
-                    cost_ms=cost,
-                    success=success,
-                    keys=msg.properties.get(_C.PROPERTY_KEYS),
-                    context_code=code,
-                    timestamp_ms=ended_ms,
-                    group=group,
-                )
+            keys = msg.properties.get(_KEYS)
+            msg_id = msg.msg_id
+            text = (
+                f"SubAfter{S}{request_id}{S}{msg_id}{S}{cost}{S}{success}{S}{_text(keys)}{S}{tail}"
             )
+            self._append(msg_id, keys, text)
 
     def after_end_transaction(self, ctx: EndTransactionContext) -> None:
         msg = ctx.message
-        self._append(
-            TraceRecord(
-                TraceType.END_TRANSACTION,
-                ctx.msg_id,
-                timestamp_ms=ctx.timestamp_ms,
-                region_id=msg.properties.get(_C.PROPERTY_MSG_REGION) or DEFAULT_REGION,
-                group=ns.unwrap(self._namespace, ctx.group),
-                topic=ns.unwrap(self._namespace, msg.topic),
-                tags=msg.tags,
-                keys=msg.properties.get(_C.PROPERTY_KEYS),
-                store_host=ctx.broker_addr,
-                msg_type=TraceMessageType.TRANSACTION_COMMIT,
-                transaction_id=ctx.transaction_id,
-                transaction_state=ctx.state,
-                from_transaction_check=ctx.from_check,
-            )
+        keys = msg.properties.get(_KEYS)
+        record = TraceRecord(
+            TraceType.END_TRANSACTION,
+            ctx.msg_id,
+            timestamp_ms=ctx.timestamp_ms,
+            region_id=msg.properties.get(_REGION) or DEFAULT_REGION,
+            group=ns.unwrap(self._namespace, ctx.group),
+            topic=ns.unwrap(self._namespace, msg.topic),
+            tags=msg.tags,
+            keys=keys,
+            store_host=ctx.broker_addr,
+            msg_type=TraceMessageType.TRANSACTION_COMMIT,
+            transaction_id=ctx.transaction_id,
+            transaction_state=ctx.state,
+            from_transaction_check=ctx.from_check,
         )
+        self._append(ctx.msg_id, keys, record.encode())
 
-    def _append(self, record: TraceRecord) -> None:
+    def _append(self, msg_id: str, keys: str | None, text: str) -> None:
         self.recorded += 1
         if len(self._buffer) >= self._capacity:
             self.dropped += 1
@@ -252,14 +269,14 @@ class Tracer:
                     extra={"rocketmq_topic": self.topic},
                 )
             return
-        self._buffer.append(record)
+        self._buffer.append((msg_id, keys, text))
 
     # ------------------------------------------------------------- dispatch
 
-    def take(self, now_s: float, *, flush: bool = False) -> list[TraceRecord] | None:
-        """The records of the next trace message to send, if one is due: a full
-        message's worth, or records that waited :data:`FLUSH_DELAY` (any, with
-        ``flush``)."""
+    def take(self, now_s: float, *, flush: bool = False) -> list[Entry] | None:
+        """The records (``(msg_id, keys, encoded)``) of the next trace message to
+        send, if one is due: a full message's worth, or records that waited
+        :data:`FLUSH_DELAY` (any, with ``flush``)."""
         buffer = self._buffer
         if not buffer:
             self._waiting_since = None
@@ -272,22 +289,25 @@ class Tracer:
             and now_s - self._waiting_since < FLUSH_DELAY
         ):
             return None
-        taken: list[TraceRecord] = []
-        size = keys = 0
+        taken: list[Entry] = []
+        size = keys_size = 0
+        last_id = ""
         while buffer and len(taken) < MAX_RECORDS_PER_MESSAGE:
-            record = buffer[0]
-            # Bounds checked loosely: a record is a few hundred bytes at most, its
-            # keys its id and user keys.
-            record_keys = len(record.msg_id) + len(record.keys or "") + 2
+            msg_id, keys, text = entry = buffer[0]
+            # A message's records mostly follow each other: its id is a key once.
+            more_keys = (len(msg_id) + 1 if msg_id != last_id else 0) + (
+                len(keys) + 1 if keys else 0
+            )
+            more = len(text.encode()) if not text.isascii() else len(text)
             if taken and (
-                size + _record_size(record) > MAX_TRACE_BODY
-                or keys + record_keys > MAX_TRACE_KEYS_CHARS
+                size + more > MAX_TRACE_BODY or keys_size + more_keys > MAX_TRACE_KEYS_CHARS
             ):
                 break
             buffer.popleft()
-            taken.append(record)
-            size += _record_size(record)
-            keys += record_keys
+            taken.append(entry)
+            size += more
+            keys_size += more_keys
+            last_id = msg_id
         self._waiting_since = now_s if buffer else None
         return taken
 
@@ -300,7 +320,9 @@ class Tracer:
                     self.in_flight += 1
                     yield from spawn(self._send_flow(records), "trace send")
                     continue
-            yield from sleep(_POLL)
+                yield from sleep(_POLL)
+            else:
+                yield from sleep(_BUSY_POLL)  # a send ends soon: be there to start the next
 
     def flush_flow(self, timeout: float) -> Flow[int]:
         """Send everything buffered and wait for the sends in flight, up to
@@ -320,10 +342,10 @@ class Tracer:
                 break
         return len(self._buffer)
 
-    def _send_flow(self, records: list[TraceRecord]) -> Flow[None]:
+    def _send_flow(self, records: list[Entry]) -> Flow[None]:
         try:
-            body = "".join(r.encode() for r in records).encode()
-            message = Message(self.topic, body, keys=trace_keys(records))
+            body = "".join(text for _, _, text in records).encode()
+            message = Message(self.topic, body, keys=trace_keys((i, k) for i, k, _ in records))
             yield from self.producer.send_flow(message, TRACE_SEND_TIMEOUT)
         except RocketMQError as exc:
             self.failed += len(records)
@@ -340,21 +362,9 @@ class Tracer:
             self.in_flight -= 1
 
 
-def _record_size(record: TraceRecord) -> int:
-    """A bound on a record's encoded size in bytes (its free-text fields counted
-    at 3 bytes per character, the rest generously)."""
-    free = (
-        len(record.group)
-        + len(record.topic)
-        + len(record.tags or "")
-        + len(record.keys or "")
-        + len(record.transaction_id or "")
-    )
-    return 3 * free + len(record.msg_id) + len(record.offset_msg_id) + 160
-
-
-def _traced(msg: MessageExt) -> bool:
-    return msg.properties.get(_C.PROPERTY_TRACE_SWITCH) != "false"
+def _text(value: str | None) -> str:
+    """A field as Java's StringBuilder writes it: ``null`` for none."""
+    return "null" if value is None else value
 
 
 def _message_type(msg: Message) -> TraceMessageType:

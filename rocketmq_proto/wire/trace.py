@@ -211,14 +211,15 @@ def _parse_bool(value: str) -> bool:
     return value.lower() == "true"  # as Java's Boolean.parseBoolean
 
 
-def trace_keys(records: Iterable[TraceRecord]) -> list[str]:
-    """The ``KEYS`` of a trace message holding ``records``: each record's message
-    id and user keys (split on spaces), once each, in order."""
+def trace_keys(records: Iterable[tuple[str, str | None]]) -> list[str]:
+    """The ``KEYS`` of a trace message holding records of ``(message id, its
+    message's keys)``: each id and user key (keys split on spaces), once each, in
+    order."""
     keys: dict[str, None] = {}
-    for record in records:
-        keys[record.msg_id] = None
-        if record.keys:
-            for key in record.keys.split(" "):
+    for msg_id, user_keys in records:
+        keys[msg_id] = None
+        if user_keys:
+            for key in user_keys.split(" "):
                 if key:
                     keys[key] = None
     return list(keys)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from rocketmq_proto.flows.consumer.dispatch import MessageHandler
 from rocketmq_proto.flows.consumer.pop_push import PopPushConsumerCore
@@ -92,6 +93,8 @@ class AutoPushConsumerCore(LifecycleOwner):
     def __post_init__(self) -> None:
         self.pulling = PushConsumerCore(self.client, self.config, self.handler, self.ids)
         self.popping = PopPushConsumerCore(self.client, self.config, self.handler)
+        # One set of counters for both parts: a topic may move from one to the other.
+        self.popping.metrics = self.pulling.ctx.metrics
 
     # ------------------------------------------------------------ names
 
@@ -112,6 +115,14 @@ class AutoPushConsumerCore(LifecycleOwner):
     @property
     def consumed(self) -> int:
         return self.pulling.consumed + self.popping.consumed
+
+    def stats(self) -> dict[str, Any]:
+        """Both parts' ``stats()`` in one: the handler calls (counted together), the
+        pulled queues, and the popped messages held."""
+        merged = self.pulling.stats()
+        merged["consume"]["dead_lettered"] += self.popping.pop.dead_lettered
+        merged["in_flight"] = self.popping.in_flight
+        return merged
 
     def mode_of(self, topic: str) -> str:
         """``topic``'s mode: ``PULL`` until a broker said ``POP``."""

@@ -26,7 +26,7 @@ from rocketmq_proto.flows.consumer.consume import (
     to_consume_result,
 )
 from rocketmq_proto.flows.consumer.push_state import PushContext, QueueState
-from rocketmq_proto.flows.effects import Flow, now, sleep, spawn, user_call, wall_ms
+from rocketmq_proto.flows.effects import Flow, now, sleep, spawn, timed_user_call, wall_ms
 from rocketmq_proto.flows.hooks import ConsumeContext
 from rocketmq_proto.flows.producer import ProducerCore
 from rocketmq_proto.message.model import MessageExt
@@ -85,9 +85,12 @@ class Handler:
             return HANDLER_NOT_RUN
         return self.handler(msgs)
 
-    def call_flow(self, msgs: list[MessageExt]) -> Flow[ConsumeResult | None]:
+    def call_flow(
+        self, msgs: list[MessageExt], start_ms: int | None = None
+    ) -> Flow[ConsumeResult | None]:
         """The handler's verdict on ``msgs``, or ``None`` if it did not run (the
-        consumer closed). Messages of the retry topic show their original topic."""
+        consumer closed). Messages of the retry topic show their original topic.
+        ``start_ms``: the wall clock, if the caller just read it."""
         ctx = self.ctx
         namespace = ctx.client.config.namespace
         for msg in msgs:
@@ -96,12 +99,13 @@ class Handler:
         hooks = ctx.client.hooks
         hooked = ConsumeContext(ctx.group, msgs) if hooks else None
         if hooked is not None:
-            hooked.timestamp_ms = yield from wall_ms()
+            hooked.timestamp_ms = start_ms if start_ms is not None else (yield from wall_ms())
             hooks.fire("before_consume", hooked)
             started = yield from now()
         error: BaseException | None = None
+        took: float | None = None
         try:
-            value = yield from user_call(handler, msgs)
+            value, took = yield from timed_user_call(handler, msgs)
         except UserCallbackError as exc:
             self._log_error(msgs, exc)
             value, error = False, exc.__cause__ or exc
@@ -113,9 +117,11 @@ class Handler:
             except RocketMQError as exc:  # a handler's return value we cannot read
                 log.warning("message handler answer unusable: %s", exc)
                 result = to_consume_result(False, orderly=ctx.orderly)
+            ctx.metrics.handled(len(msgs), result is ConsumeResult.SUCCESS, took)
         if hooked is not None:
             hooked.result, hooked.error = result, error
-            hooked.elapsed = (yield from now()) - started
+            # The driver timed the call; only a call that raised is timed here.
+            hooked.elapsed = took if took is not None else (yield from now()) - started
             hooks.fire("after_consume", hooked)
         return result
 
@@ -151,8 +157,9 @@ class ConcurrentConsumption:
     handler: Handler
     #: Sends the messages the brokers would not take back to the retry topic.
     producer: ProducerCore
-    #: Batches waiting for a consume worker, in arrival order.
-    ready: collections.deque[tuple[QueueState, list[MessageExt]]] = field(
+    #: Batches waiting for a consume worker, in arrival order, with their arrival
+    #: (wall clock, ms).
+    ready: collections.deque[tuple[QueueState, list[MessageExt], int]] = field(
         default_factory=collections.deque
     )
     #: Consume workers running (at most ``consume_thread_max``).
@@ -164,8 +171,9 @@ class ConcurrentConsumption:
         """Cut ``msgs`` into batches of ``consume_message_batch_max_size``, queue them,
         start workers for them."""
         size = self.ctx.config.consume_message_batch_max_size
+        arrived = yield from wall_ms()
         for i in range(0, len(msgs), size):
-            self.ready.append((state, msgs[i : i + size]))
+            self.ready.append((state, msgs[i : i + size], arrived))
         yield from self._start_workers()
 
     def _start_workers(self) -> Flow[None]:
@@ -182,10 +190,10 @@ class ConcurrentConsumption:
         handler = self.handler
         try:
             while self.ready and not self.ctx.closed:
-                state, msgs = self.ready.popleft()
+                state, msgs, arrived = self.ready.popleft()
                 handler.in_flight += 1
                 try:
-                    left = yield from self.consume_flow(state, msgs)
+                    left = yield from self.consume_flow(state, msgs, arrived)
                 finally:
                     handler.in_flight -= 1
                 if left:  # to be consumed again here, later (a worker is not held meanwhile)
@@ -196,21 +204,31 @@ class ConcurrentConsumption:
     def _consume_later_flow(self, state: QueueState, msgs: list[MessageExt]) -> Flow[None]:
         yield from sleep(CONSUME_REQUEST_RETRY_DELAY)
         if not self.ctx.closed and not state.request.process_queue.dropped:
-            self.ready.append((state, msgs))
+            self.ready.append((state, msgs, (yield from wall_ms())))
             yield from self._start_workers()
 
-    def consume_flow(self, state: QueueState, msgs: list[MessageExt]) -> Flow[list[MessageExt]]:
+    def consume_flow(
+        self, state: QueueState, msgs: list[MessageExt], arrived_ms: int | None = None
+    ) -> Flow[list[MessageExt]]:
         """One concurrent consume request: the handler, then settle its result; the
-        messages to consume again locally (their send-back failed)."""
+        messages to consume again locally (their send-back failed). ``arrived_ms``:
+        when the batch came (wall clock), for the await-time statistics."""
         ctx = self.ctx
         request = state.request
         pq = request.process_queue
         if not msgs or pq.dropped:
             return []
-        mark_consume_start(msgs, (yield from wall_ms()))
-        result = yield from self.handler.call_flow(msgs)
+        start_ms = yield from wall_ms()
+        mark_consume_start(msgs, start_ms)
+        if arrived_ms is not None:
+            ctx.metrics.awaited.add(max(0, start_ms - arrived_ms) / 1000)
+        result = yield from self.handler.call_flow(msgs, start_ms)
         if result is None or pq.dropped:
             return []
+        if result is not ConsumeResult.SUCCESS and ctx.config.clustering:
+            # Sent back past the group's maximum: the broker dead-letters them.
+            limit = ctx.config.max_reconsume
+            ctx.metrics.dead_lettered += sum(1 for m in msgs if m.reconsume_times >= limit)
         return (
             yield from process_concurrent_result_flow(
                 ctx.client,

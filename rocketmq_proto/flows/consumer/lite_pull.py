@@ -19,6 +19,7 @@ import logging
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from rocketmq_proto.flows.consumer.consume import initial_offset_flow, reset_retry_topic
 from rocketmq_proto.flows.consumer.offsets import (
@@ -37,6 +38,7 @@ from rocketmq_proto.flows.consumer.pull import (
     parse_pull_response,
     pull_command,
     pull_error_delay,
+    queue_lag,
 )
 from rocketmq_proto.flows.consumer.rebalance import (
     AllocateStrategy,
@@ -45,6 +47,7 @@ from rocketmq_proto.flows.consumer.rebalance import (
 )
 from rocketmq_proto.flows.effects import Flow, call, now, sleep, spawn, wall_ms
 from rocketmq_proto.flows.lifecycle import Lifecycle, LifecycleOwner, LifecycleState
+from rocketmq_proto.flows.metrics import queue_row
 from rocketmq_proto.flows.session import ClientCore
 from rocketmq_proto.message import namespace as ns
 from rocketmq_proto.message.model import MessageExt
@@ -117,6 +120,8 @@ class PullConsumerCore(LifecycleOwner):
     buffer: deque[MessageExt] = field(default_factory=deque)
     _lifecycle: Lifecycle = field(default_factory=lambda: Lifecycle("pull consumer"), init=False)
     _generation: int = 0
+    #: Messages handed out by ``take`` (``stats()``).
+    polled: int = field(default=0, init=False)
     _rebalance_now: bool = True
     #: Subscriptions or assigned queues changed since the brokers last heard of them.
     _announce: bool = False
@@ -284,6 +289,7 @@ class PullConsumerCore(LifecycleOwner):
                 )
                 response = yield from call(addr, command, config.consumer_timeout_when_suspend)
                 result = parse_pull_response(response, mq, sub)
+                request.broker_max_offset = result.max_offset
             except RocketMQError as exc:
                 if self.closed:
                     return
@@ -353,6 +359,7 @@ class PullConsumerCore(LifecycleOwner):
             msg.topic = ns.unwrap(self.client.config.namespace, msg.topic)
             out.append(msg)
         self.buffer = kept
+        self.polled += len(out)
         return out
 
     # ---------------------------------------------------------------- offsets
@@ -395,6 +402,20 @@ class PullConsumerCore(LifecycleOwner):
             yield from update_offset_flow(self.client, self.group, mq, offset, confirmed=True)
         self.offsets.mark_committed(table)
         self._last_commit = yield from now()
+
+    def stats(self) -> dict[str, Any]:
+        """This consumer's part of the client's ``stats()``: the messages polled,
+        and each assigned queue's prefetched messages and lag (from what was polled)."""
+        namespace = self.client.config.namespace
+        queues = []
+        for mq, queue in sorted(self.queues.items()):
+            pq = queue.request.process_queue
+            lag = queue_lag(queue.request, queue.polled_offset)
+            topic = ns.unwrap(namespace, mq.topic)
+            queues.append(
+                queue_row(topic, mq.broker_name, mq.queue_id, pq.msg_count, pq.msg_size, lag)
+            )
+        return {"polled": self.polled, "queues": queues}
 
     def committed_flow(self, mq: MessageQueue) -> Flow[int | None]:
         return (yield from query_offset_flow(self.client, self.group, self._wire_mq(mq)))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from rocketmq_proto.flows.consumer.consume import ConsumeResult, to_consume_result
 from rocketmq_proto.flows.consumer.dispatch import HANDLER_NOT_RUN, MessageHandler
@@ -27,9 +28,10 @@ from rocketmq_proto.flows.consumer.simple import (
     SimpleConsumerConfig,
     SimpleConsumerCore,
 )
-from rocketmq_proto.flows.effects import Flow, now, sleep, spawn, user_call, wall_ms
+from rocketmq_proto.flows.effects import Flow, now, sleep, spawn, timed_user_call, wall_ms
 from rocketmq_proto.flows.hooks import ConsumeContext
 from rocketmq_proto.flows.lifecycle import Lifecycle, LifecycleOwner, LifecycleState
+from rocketmq_proto.flows.metrics import ConsumeMetrics
 from rocketmq_proto.flows.producer import delay_levels_flow
 from rocketmq_proto.flows.session import ClientCore
 from rocketmq_proto.message import namespace as ns
@@ -78,6 +80,17 @@ class PopPushConsumerCore(LifecycleOwner):
     settling: int = field(default=0, init=False)
     #: Messages handed to the handler so far.
     consumed: int = field(default=0, init=False)
+    #: Handler calls counted and timed, for the client's ``stats()``.
+    metrics: ConsumeMetrics = field(default_factory=ConsumeMetrics, init=False)
+
+    def stats(self) -> dict[str, Any]:
+        """This consumer's part of the client's ``stats()``: its handler calls and
+        the messages it holds (popped, not settled). A POP consumer holds no queue:
+        the broker keeps the progress (``Admin.consumer_progress`` tells the lag)."""
+        consume = self.metrics.snapshot()
+        consume["dead_lettered"] += self.pop.dead_lettered
+        return {"consume": consume, "queues": [], "in_flight": self.in_flight}
+
     #: The (topic, broker) pairs a pop loop runs for.
     _loops: set[tuple[str, str]] = field(default_factory=set, init=False)
     #: The (topic, broker) pairs of the subscriptions' routes, as last looked up: a
@@ -270,11 +283,14 @@ class PopPushConsumerCore(LifecycleOwner):
         try:
             if self.closed:
                 return None  # not handed over: it comes back when its invisible time ends
-            if (yield from wall_ms()) >= _visible_at(batch[0]):
+            handle = ReceiptHandle.parse(batch[0].receipt_handle or "")
+            now_ms = yield from wall_ms()
+            if now_ms >= handle.visible_at:
                 # Java's check too: its invisible time is over, another consumer of
                 # the group may have it by now.
                 log.info("%d message(s) of %s waited past their invisible time", count, self.group)
                 return None
+            self.metrics.awaited.add(max(0, now_ms - handle.pop_time) / 1000)
             result = yield from self._handle_flow(batch)
         finally:
             self.in_flight -= count
@@ -318,8 +334,9 @@ class PopPushConsumerCore(LifecycleOwner):
     ) -> Flow[tuple[ConsumeResult | None, BaseException | None]]:
         """The handler's verdict on ``batch`` and the exception it raised."""
         error: BaseException | None = None
+        took: float | None = None
         try:
-            value = yield from user_call(self.handler, batch)
+            value, took = yield from timed_user_call(self.handler, batch)
         except UserCallbackError as exc:
             error = exc.__cause__ if exc.__cause__ is not None else exc
             ids = [m.msg_id for m in batch]
@@ -341,10 +358,12 @@ class PopPushConsumerCore(LifecycleOwner):
             return None, None
         self.consumed += len(batch)
         try:
-            return to_consume_result(value, orderly=self.config.orderly), error
+            result = to_consume_result(value, orderly=self.config.orderly)
         except RocketMQError as exc:
             log.warning("message handler answer unusable: %s", exc)
-            return ConsumeResult.RETRY_LATER, error
+            result = ConsumeResult.RETRY_LATER
+        self.metrics.handled(len(batch), result is ConsumeResult.SUCCESS, took)
+        return result, error
 
     def _retry_flow(self, batch: list[MessageExt], broker: str) -> Flow[None]:
         """Hide each failed message for its retry delay: the broker's delay level
@@ -360,8 +379,3 @@ class PopPushConsumerCore(LifecycleOwner):
             if self.config.orderly:
                 delay_ms = self.config.suspend_current_queue_time_millis
             yield from self.pop.change_invisible_flow(msg, max(1.0, delay_ms / 1000))
-
-
-def _visible_at(msg: MessageExt) -> int:
-    """Epoch ms at which a popped message becomes visible to the group again."""
-    return ReceiptHandle.parse(msg.receipt_handle or "").visible_at

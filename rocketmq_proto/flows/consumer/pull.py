@@ -63,6 +63,7 @@ __all__ = [
     "pull_command",
     "pull_error_delay",
     "pull_step_flow",
+    "queue_lag",
     "queue_thresholds",
     "should_pause",
 ]
@@ -273,6 +274,16 @@ def decode_pull_body(body: bytes, source: object) -> list[MessageExt]:
     return msgs
 
 
+def queue_lag(request: PullRequest, consumed: int | None) -> int | None:
+    """Messages of the queue not consumed yet, as far as the last pull answer
+    tells (``None`` before the first): the broker's end offset minus ``consumed``
+    (the consumer's offset; the next pull's when ``None``)."""
+    if request.broker_max_offset < 0:
+        return None
+    done = request.next_offset if consumed is None else consumed
+    return max(0, request.broker_max_offset - done)
+
+
 def parse_pull_response(
     response: RemotingCommand, mq: MessageQueue, subscription: SubscriptionData
 ) -> PullResult:
@@ -386,6 +397,8 @@ class PullRequest:
     previously_locked: bool = False
     #: The broker member to pull from, as the last answer suggested.
     broker_id: int = MASTER_ID
+    #: The queue's end offset on the broker, as the last pull answer said (-1: none yet).
+    broker_max_offset: int = -1
 
     def relocked(self, offset: int) -> None:
         """Orderly: the offset was read again after the queue got locked: pull from it."""
@@ -516,6 +529,7 @@ def pull_step_flow(
         delay = pull_error_delay(exc, config, failed - now_s)
         return PullOutcome(delay, reason=f"pull failed after {failed - now_s:.3f}s: {exc}")
     request.broker_id = result.suggest_which_broker_id
+    request.broker_max_offset = result.max_offset
     if pq.dropped:
         return PullOutcome(None, result=result, reason="dropped")
     plan = plan_pull_result(result, config)

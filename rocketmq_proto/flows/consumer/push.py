@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
 from rocketmq_proto.connection.connection import Reply
 from rocketmq_proto.flows.consumer.consume import ConsumeResult, consume_directly_result
@@ -40,6 +41,7 @@ from rocketmq_proto.flows.consumer.offsets import (
 )
 from rocketmq_proto.flows.consumer.orderly import OrderlyConsumption
 from rocketmq_proto.flows.consumer.process_queue import REBALANCE_LOCK_INTERVAL
+from rocketmq_proto.flows.consumer.pull import queue_lag
 from rocketmq_proto.flows.consumer.pull_loop import PullLoops
 from rocketmq_proto.flows.consumer.push_config import ConsumeMode, ConsumerConfig
 from rocketmq_proto.flows.consumer.push_state import (
@@ -51,6 +53,7 @@ from rocketmq_proto.flows.consumer.push_state import (
 from rocketmq_proto.flows.consumer.upkeep import CLEAN_EXPIRED_INTERVAL, PushUpkeep
 from rocketmq_proto.flows.effects import Flow, now, read_file, sleep, wall_ms
 from rocketmq_proto.flows.lifecycle import Lifecycle, LifecycleOwner, LifecycleState
+from rocketmq_proto.flows.metrics import queue_row
 from rocketmq_proto.flows.producer import ProducerConfig, ProducerCore
 from rocketmq_proto.flows.session import ClientCore
 from rocketmq_proto.message import namespace as ns
@@ -254,6 +257,20 @@ class PushConsumerCore(LifecycleOwner):
     def persist_flow(self) -> Flow[None]:
         """Commit offsets: to the brokers (clustering) or the local file (broadcasting)."""
         return self.upkeep.persist_flow()
+
+    def stats(self) -> dict[str, Any]:
+        """This consumer's part of the client's ``stats()``: its handler calls, and
+        each held queue's cached messages and lag."""
+        ctx = self.ctx
+        namespace = ctx.client.config.namespace
+        queues = []
+        for mq, state in sorted(ctx.queues.items()):
+            pq = state.request.process_queue
+            lag = queue_lag(state.request, ctx.offsets.read(mq))
+            topic = ns.unwrap(namespace, mq.topic)
+            row = queue_row(topic, mq.broker_name, mq.queue_id, pq.msg_count, pq.msg_size, lag)
+            queues.append(row)
+        return {"consume": ctx.metrics.snapshot(), "queues": queues}
 
     def shutdown_flow(self) -> Flow[None]:
         """Close gracefully: stop pulling, let handlers finish (up to

@@ -24,6 +24,7 @@ from rocketmq_proto.flows.consumer.offsets import (
 from rocketmq_proto.flows.consumer.pull import PullRequest
 from rocketmq_proto.flows.consumer.push_config import ConsumerConfig
 from rocketmq_proto.flows.lifecycle import Lifecycle
+from rocketmq_proto.flows.metrics import ConsumeMetrics
 from rocketmq_proto.flows.session import ClientCore
 from rocketmq_proto.message import namespace as ns
 from rocketmq_proto.wire.bodies import ExpressionType, SubscriptionData, build_subscription
@@ -176,6 +177,8 @@ class PushContext:
     start_ms: int = 0
     #: Broadcasting: the offsets file's content, as last read or written.
     local_offsets: dict[MessageQueue, int] = field(default_factory=dict)
+    #: Handler calls counted and timed, for the client's ``stats()``.
+    metrics: ConsumeMetrics = field(default_factory=ConsumeMetrics)
 
     def __post_init__(self) -> None:
         self.rebalance = RebalanceSchedule(Periodic(self.config.rebalance_interval))

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from rocketmq_proto.flows.consumer.pull import decode_pull_body
 from rocketmq_proto.flows.effects import Flow, call, now, wall_ms
@@ -153,10 +154,22 @@ class SimpleConsumerCore(LifecycleOwner):
     #: so the broker hands the same messages over instead of holding the queues.
     _lost_attempts: dict[tuple[str, str], str] = field(default_factory=dict, init=False)
     _attempts: int = field(default=0, init=False)
+    #: Messages received, acked, and moved to the dead-letter queue (``stats()``).
+    received: int = field(default=0, init=False)
+    acked: int = field(default=0, init=False)
+    dead_lettered: int = field(default=0, init=False)
 
     @property
     def group(self) -> str:
         return ns.wrap(self.client.config.namespace, self.config.group)
+
+    def stats(self) -> dict[str, Any]:
+        """This consumer's part of the client's ``stats()``."""
+        return {
+            "received": self.received,
+            "acked": self.acked,
+            "dead_lettered": self.dead_lettered,
+        }
 
     def _wrap(self, topic: str) -> str:
         return ns.wrap(self.client.config.namespace, topic)
@@ -207,6 +220,14 @@ class SimpleConsumerCore(LifecycleOwner):
     # ------------------------------------------------------------------ receive
 
     def receive_flow(
+        self, max_messages: int, invisible_duration: float | None, wait: float | None
+    ) -> Flow[list[MessageExt]]:
+        """:meth:`_receive_flow`, counted."""
+        msgs = yield from self._receive_flow(max_messages, invisible_duration, wait)
+        self.received += len(msgs)
+        return msgs
+
+    def _receive_flow(
         self, max_messages: int, invisible_duration: float | None, wait: float | None
     ) -> Flow[list[MessageExt]]:
         """Up to ``max_messages`` messages, hidden from other receives for
@@ -462,6 +483,7 @@ class SimpleConsumerCore(LifecycleOwner):
                 exc,
             )
             return
+        self.dead_lettered += 1
         log.info(
             "message %s of %s was delivered %d times: moved to the dead-letter queue of %s",
             msg.msg_id,
@@ -517,6 +539,7 @@ class SimpleConsumerCore(LifecycleOwner):
         for (broker, topic), handles in groups.items():
             if len(handles) == 1:
                 yield from self._ack_one_flow(handles[0], topic)
+                self.acked += 1
                 continue
             addr = yield from self.client.master_addr_flow(broker, topic)
             body = encode_batch_ack(self.group, topic, handles)
@@ -530,6 +553,7 @@ class SimpleConsumerCore(LifecycleOwner):
                 raise error_for_response(
                     response.code, response.remark, request=RequestCode.BATCH_ACK_MESSAGE
                 )
+            self.acked += len(handles)
 
     def change_invisible_flow(self, msg: MessageExt, invisible_duration: float) -> Flow[None]:
         """Hide ``msg`` for ``invisible_duration`` seconds from now; its receipt
