@@ -61,6 +61,7 @@ from rocketmq_proto.driver import (
     build_push_consumer,
     build_simple_consumer,
     build_transaction_producer,
+    log_fields,
     make_reply_message,
     supervised,
 )
@@ -256,7 +257,11 @@ class _ClientBase:
             try:
                 await self._unregister()
             except Exception as exc:  # closing must finish whatever the brokers say
-                self._log.info("unregister failed while closing: %s", exc)
+                self._log.info(
+                    "unregister failed while closing: %s",
+                    exc,
+                    extra=log_fields(client=self.client_id),
+                )
             await self._engine.close()
         self._core.finish_close()
         for core in self._own_cores:
@@ -271,10 +276,18 @@ class _ClientBase:
         try:
             left = await self._run(tracer.flush_flow(TRACE_SEND_TIMEOUT))
         except Exception as exc:  # closing must finish
-            self._log.warning("trace records not flushed while closing: %s", exc)
+            self._log.warning(
+                "trace records not flushed while closing: %s",
+                exc,
+                extra=log_fields(client=self.client_id),
+            )
             return
         if left:
-            self._log.warning("closing with %d trace records unsent", left)
+            self._log.warning(
+                "closing with %d trace records unsent",
+                left,
+                extra=log_fields(client=self.client_id),
+            )
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -359,7 +372,11 @@ class Producer(_ClientBase):
             try:
                 await self.flush(timeout)
             except TimeoutError as exc:
-                self._log.warning("closing with sends in flight, which fail: %s", exc)
+                self._log.warning(
+                    "closing with sends in flight, which fail: %s",
+                    exc,
+                    extra=log_fields(client=self.client_id, group=self.group),
+                )
 
     async def send(
         self,
@@ -699,7 +716,12 @@ class _ConsumerBase(_ClientBase):
             try:
                 await self._run(self._consumer.shutdown_flow())
             except Exception as exc:
-                self._log.warning("%s shutdown incomplete: %s", self._kind, exc)
+                self._log.warning(
+                    "%s shutdown incomplete: %s",
+                    self._kind,
+                    exc,
+                    extra=log_fields(client=self.client_id, group=self.group),
+                )
         self._consumer.close_at_once()  # closed already unless no shutdown flow ran
         if self._consumer_upkeep is not None:
             await cancel_and_wait(self._consumer_upkeep)

@@ -18,6 +18,7 @@ from rocketmq_proto.driver import (
     HttpAnswer,
     LocalProtocolError,
     RocketMQError,
+    log_fields,
     user_callback_error,
 )
 from rocketmq_proto.driver import perform_read_file as read_file
@@ -226,4 +227,9 @@ def _spawn(
 
 def _spawn_done(task: asyncio.Task[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
-        _log.error("flow %s failed", task.get_name(), exc_info=task.exception())
+        _log.error(
+            "flow %s failed",
+            task.get_name(),
+            exc_info=task.exception(),
+            extra=log_fields(task=task.get_name()),
+        )

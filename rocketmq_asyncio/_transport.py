@@ -47,6 +47,7 @@ from rocketmq_proto.driver import (
     RemotingCommand,
     Reply,
     TransportSettings,
+    log_fields,
     request_timeout_error,
     transport_settings,
 )
@@ -217,7 +218,10 @@ class _RemotingProtocol(asyncio.Protocol):
                 # The stream lost its framing: nothing more can be read from it. The
                 # connection reports the requests in flight as failed next.
                 self._log.error(
-                    "protocol error from %s, dropping the connection: %s", self.addr, exc
+                    "protocol error from %s, dropping the connection: %s",
+                    self.addr,
+                    exc,
+                    extra=log_fields(addr=self.addr),
                 )
                 if self._transport is not None:
                     self._transport.abort()
@@ -512,7 +516,7 @@ class RemotingClient:
             error = endpoint.connect_error(exc, self._connect_timeout)
             delay = pool.on_connect_failed(addr, proto, str(error), loop.time())
             if delay is not None:
-                self._log.warning("%s; retry in %.3fs", error, delay)
+                self._log.warning("%s; retry in %.3fs", error, delay, extra=log_fields(addr=addr))
             raise error from exc
         except BaseException:
             pool.on_closed(addr, proto)  # cancelled (the client closed): no back-off
@@ -523,7 +527,7 @@ class RemotingClient:
             raise ConnectionClosedError(f"cannot connect to {addr}: the client was closed")
         if not open_now:  # the peer hung up at once: the protocol reported it closed
             raise ConnectionClosedError(f"connection to {addr} closed as soon as it opened")
-        self._log.debug("connected to %s", addr)
+        self._log.debug("connected to %s", addr, extra=log_fields(addr=addr))
         return proto
 
     # ------------------------------------------------------------------ closing

@@ -134,6 +134,7 @@ from rocketmq_proto.wire.errors import (
     RocketMQError,
     UserCallbackError,
 )
+from rocketmq_proto.wire.logfields import log_fields
 from rocketmq_proto.wire.route import ClusterInfo, MessageQueue, TopicRouteData
 from rocketmq_proto.wire.trace import DEFAULT_TRACE_TOPIC, TraceRecord
 
@@ -233,6 +234,7 @@ __all__ = [
     "build_simple_consumer",
     "build_transaction_producer",
     "choose_client_ip",
+    "log_fields",
     "make_reply_message",
     "perform_read_file",
     "perform_write_file",

@@ -63,6 +63,7 @@ from rocketmq_proto.driver import (
     build_push_consumer,
     build_simple_consumer,
     build_transaction_producer,
+    log_fields,
     make_reply_message,
     supervised,
 )
@@ -258,7 +259,11 @@ class _ClientBase:
             try:
                 self._unregister()
             except Exception as exc:  # closing must finish whatever the brokers say
-                self._log.info("unregister failed while closing: %s", exc)
+                self._log.info(
+                    "unregister failed while closing: %s",
+                    exc,
+                    extra=log_fields(client=self.client_id),
+                )
             self._engine.close()
         self._core.finish_close()
         for core in self._own_cores:
@@ -273,10 +278,18 @@ class _ClientBase:
         try:
             left = self._run(tracer.flush_flow(TRACE_SEND_TIMEOUT))
         except Exception as exc:  # closing must finish
-            self._log.warning("trace records not flushed while closing: %s", exc)
+            self._log.warning(
+                "trace records not flushed while closing: %s",
+                exc,
+                extra=log_fields(client=self.client_id),
+            )
             return
         if left:
-            self._log.warning("closing with %d trace records unsent", left)
+            self._log.warning(
+                "closing with %d trace records unsent",
+                left,
+                extra=log_fields(client=self.client_id),
+            )
 
     def __enter__(self) -> Self:
         self.start()
@@ -361,7 +374,11 @@ class Producer(_ClientBase):
             try:
                 self.flush(timeout)
             except TimeoutError as exc:
-                self._log.warning("closing with sends in flight, which fail: %s", exc)
+                self._log.warning(
+                    "closing with sends in flight, which fail: %s",
+                    exc,
+                    extra=log_fields(client=self.client_id, group=self.group),
+                )
 
     def send(
         self,
@@ -697,7 +714,12 @@ class _ConsumerBase(_ClientBase):
             try:
                 self._run(self._consumer.shutdown_flow())
             except Exception as exc:
-                self._log.warning("%s shutdown incomplete: %s", self._kind, exc)
+                self._log.warning(
+                    "%s shutdown incomplete: %s",
+                    self._kind,
+                    exc,
+                    extra=log_fields(client=self.client_id, group=self.group),
+                )
         self._consumer.close_at_once()  # closed already unless no shutdown flow ran
         if self._consumer_upkeep is not None:
             cancel_and_wait(self._consumer_upkeep)

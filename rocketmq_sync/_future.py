@@ -25,6 +25,8 @@ from collections.abc import Callable
 from concurrent.futures import CancelledError
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from rocketmq_proto.driver import log_fields
+
 from ._runtime import EventLike, LockLike, Runtime
 
 __all__ = ["CancelledError", "Future"]
@@ -159,7 +161,9 @@ class Future(concurrent.futures.Future[T]):
             try:
                 callback(self)
             except Exception:
-                _log.exception("future callback %r raised", callback)
+                _log.exception(
+                    "future callback %r raised", callback, extra=log_fields(callback=repr(callback))
+                )
 
     # -------------------------------------------------------------------- reading
 
@@ -216,7 +220,7 @@ class Future(concurrent.futures.Future[T]):
         try:
             fn(self)
         except Exception:
-            _log.exception("future callback %r raised", fn)
+            _log.exception("future callback %r raised", fn, extra=log_fields(callback=repr(fn)))
 
     def _wait(self, timeout: float | None) -> None:
         if self._state != _PENDING:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any, Final, Generic, Never, NoReturn, TypeVar
 
 from rocketmq_proto import driver
-from rocketmq_proto.driver import Flow, HttpAnswer, RocketMQError, user_callback_error
+from rocketmq_proto.driver import Flow, HttpAnswer, RocketMQError, log_fields, user_callback_error
 from rocketmq_proto.driver import perform_read_file as read_file
 from rocketmq_proto.driver import perform_write_file as write_file
 
@@ -270,7 +270,7 @@ def _not_an_effect(effect: Never) -> NoReturn:
 
 def _spawn_done(name: str, future: Future[Any]) -> None:
     if not future.cancelled() and future.exception() is not None:
-        _log.error("flow %s failed", name, exc_info=future.exception())
+        _log.error("flow %s failed", name, exc_info=future.exception(), extra=log_fields(task=name))
 
 
 def start_flow(

@@ -24,6 +24,8 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Protocol
 
+from rocketmq_proto.driver import log_fields
+
 __all__ = [
     "Cancellable",
     "EventLike",
@@ -371,7 +373,9 @@ def _call_done(on_done: UserDone, result: Any, exc: BaseException | None) -> Non
     try:
         on_done(result, exc)
     except Exception:
-        _log.exception("completion callback %r raised", on_done)
+        _log.exception(
+            "completion callback %r raised", on_done, extra=log_fields(callback=repr(on_done))
+        )
 
 
 # ------------------------------------------------------------------ forks
@@ -532,7 +536,9 @@ class _Scheduler:
                 try:
                     fn()
                 except Exception:
-                    _log.exception("timer callback %r raised", fn)
+                    _log.exception(
+                        "timer callback %r raised", fn, extra=log_fields(callback=repr(fn))
+                    )
             del fn, timer
 
 

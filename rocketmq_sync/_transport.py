@@ -54,6 +54,7 @@ from rocketmq_proto.driver import (
     Reply,
     RocketMQError,
     TransportSettings,
+    log_fields,
     request_name,
     request_timeout_error,
     transport_settings,
@@ -447,7 +448,12 @@ class _Channel:
                 event = conn.next_event()
             except driver.RemoteProtocolError as exc:
                 # The stream lost its framing; the core reports what was in flight next.
-                self._log.error("protocol error from %s, dropping the connection: %s", addr, exc)
+                self._log.error(
+                    "protocol error from %s, dropping the connection: %s",
+                    addr,
+                    exc,
+                    extra=log_fields(addr=addr),
+                )
                 continue
             if event is None:
                 break
@@ -611,7 +617,7 @@ class _Core:
             return
         with self._lock:
             self.pool.on_connected(channel.addr, channel)
-        self.log.debug("connected to %s", channel.addr)
+        self.log.debug("connected to %s", channel.addr, extra=log_fields(addr=channel.addr))
 
     def on_connect_failed(self, channel: _Channel, error: ConnectionClosedError) -> None:
         self.check_fork()
@@ -620,7 +626,7 @@ class _Core:
             delay = self.pool.on_connect_failed(addr, channel, str(error), self.runtime.monotonic())
         if delay is None:  # forgotten: the client closed it, or forked
             return
-        self.log.warning("%s; retry in %.3fs", error, delay)
+        self.log.warning("%s; retry in %.3fs", error, delay, extra=log_fields(addr=addr))
 
     def on_closed(self, channel: _Channel, error: RocketMQError | None, on_purpose: bool) -> None:
         self.check_fork()

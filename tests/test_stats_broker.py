@@ -4,15 +4,20 @@ and await times), its queues' cached messages and lag, and the trace counters.""
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
 from typing import Any
 
 import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from rocketmq_proto import Message, MessageExt
+from rocketmq_proto.otel import CACHED_MESSAGES, instrument
 
 from .backends import Backend
+from .test_otel_core import points as metric_points
 
 pytestmark = pytest.mark.broker
 
@@ -23,13 +28,18 @@ def unique(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
 
 
-def test_stats_count_sends_consumes_lag_and_trace(rocketmq_cluster: Any, backend: Backend) -> None:
+def test_stats_count_sends_consumes_lag_and_trace(
+    rocketmq_cluster: Any, backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
     ns = rocketmq_cluster.namesrv_addr
     topic = unique(f"Stats_{backend.name}")
     with backend.open("Admin", ns) as admin:
         admin.create_topic(topic, read_queue_nums=2, write_queue_nums=2)
         backend.wait_for(lambda: admin.topic_route(topic).queue_datas, 20, "the route")
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
     with backend.open("Producer", ns, group=unique("stats_p"), enable_trace=True) as producer:
+        instrument(producer, meter_provider=provider)
         for i in range(10):
             producer.send(Message(topic, b"m%d" % i))
         producer.send_batch([Message(topic, b"b1"), Message(topic, b"b2")])
@@ -65,11 +75,11 @@ def test_stats_count_sends_consumes_lag_and_trace(rocketmq_cluster: Any, backend
         if first:
             raise ValueError("fails once")
 
-    consumer = backend.make(
-        "PushConsumer", ns, handler, group=unique("stats_c"), consume_from_where="first"
-    )
+    group = unique("stats_c")
+    consumer = backend.make("PushConsumer", ns, handler, group=group, consume_from_where="first")
     consumer.subscribe(topic)
-    with consumer:
+    instrument(consumer, meter_provider=provider)
+    with caplog.at_level(logging.WARNING, logger="rocketmq_proto.consumer"), consumer:
         backend.wait_for(lambda: len(set(seen)) >= 12 and seen.count(b"m3") >= 2, WAIT, "all")
 
         def settled() -> Any:
@@ -79,6 +89,8 @@ def test_stats_count_sends_consumes_lag_and_trace(rocketmq_cluster: Any, backend
             return stats if done else None
 
         stats = backend.wait_for(settled, WAIT, "no lag left")
+        live = metric_points(reader)  # the gauges read the running consumer's queues
+        cached = {p.attributes["topic"]: p.value for p in live[CACHED_MESSAGES]}
         # (2 queues on each of the 2 brokers; the retry topic's are held too)
     consume = stats["consume"]
     assert consume["ok"] >= 12 and consume["failed"] == 1 and consume["dead_lettered"] == 0
@@ -86,3 +98,15 @@ def test_stats_count_sends_consumes_lag_and_trace(rocketmq_cluster: Any, backend
     assert consume["process_time"]["count"] >= 12 and consume["process_time"]["p50_ms"] >= 0
     assert consume["await_time"]["count"] >= 13
     assert "trace" not in stats
+    # The same through OpenTelemetry, under the 5.x clients' names.
+    got = metric_points(reader)
+    assert sum(p.count for p in got["rocketmq_send_cost_time"]) == 12
+    by_status = {p.attributes["invocation_status"]: p.count for p in got["rocketmq_process_time"]}
+    assert by_status["failure"] == 1 and by_status["success"] >= 12
+    assert sum(p.count for p in got["rocketmq_await_time"]) >= 13
+    assert sum(p.count for p in got["rocketmq_delivery_latency"]) >= 13
+    assert cached[topic] == 0  # all consumed by then
+    # The handler's failure was logged with the fields of its place.
+    [raised] = [r for r in caplog.records if "message handler raised" in r.getMessage()]
+    assert raised.rocketmq_group == group and raised.rocketmq_topic == topic  # type: ignore[attr-defined]
+    assert len(raised.rocketmq_msg_ids) == 1  # type: ignore[attr-defined]

@@ -42,6 +42,7 @@ from rocketmq_proto.wire.errors import (
     RemoteProtocolError,
     RocketMQError,
 )
+from rocketmq_proto.wire.logfields import log_fields
 
 #: Signs an outgoing request: given all its ext fields and its body, returns the
 #: fields to add (see :func:`rocketmq_proto.sign_request`).
@@ -315,11 +316,18 @@ class Connection:
             return Response(opaque, pending[0], command)
         if opaque in self._recently_closed:
             self.late_responses += 1
-            self._log.debug("dropping late response with opaque %d", opaque)
+            self._log.debug(
+                "dropping late response with opaque %d",
+                opaque,
+                extra=log_fields(opaque=opaque, code=command.code),
+            )
         else:
             self.unmatched_responses += 1
             self._log.warning(
-                "dropping response with opaque %d, code %d: no such request", opaque, command.code
+                "dropping response with opaque %d, code %d: no such request",
+                opaque,
+                command.code,
+                extra=log_fields(opaque=opaque, code=command.code),
             )
         return None
 

@@ -34,6 +34,7 @@ from rocketmq_proto.wire.errors import (
     RequestTimeoutError,
     RocketMQError,
 )
+from rocketmq_proto.wire.logfields import log_fields
 
 __all__ = ["Endpoint", "describe_failure", "request_timeout_error"]
 
@@ -129,9 +130,16 @@ class Endpoint:
     def log_closed(self, error: RocketMQError | None) -> None:
         """Log how the connection ended (unless the client closed it on purpose)."""
         if error is None or isinstance(error, ConnectionClosedError):
-            self._log.info("connection to %s closed: %s", self.addr, error or "by us")
+            self._log.info(
+                "connection to %s closed: %s",
+                self.addr,
+                error or "by us",
+                extra=log_fields(addr=self.addr),
+            )
         else:
-            self._log.warning("connection to %s failed: %s", self.addr, error)
+            self._log.warning(
+                "connection to %s failed: %s", self.addr, error, extra=log_fields(addr=self.addr)
+            )
 
     # ------------------------------------------------------ requests from the server
 
@@ -142,6 +150,7 @@ class Endpoint:
             "no handler for %s from %s; answering not supported",
             request_name(command.code),
             self.addr,
+            extra=log_fields(addr=self.addr, request=request_name(command.code)),
         )
         if command.is_oneway:
             return None
@@ -163,6 +172,7 @@ class Endpoint:
                 request_name(command.code),
                 self.addr,
                 exc_info=error,
+                extra=log_fields(addr=self.addr, request=request_name(command.code)),
             )
             outcome = Reply(ResponseCode.SYSTEM_ERROR, remark=f"{type(error).__name__}: {error}")
         if outcome is None or command.is_oneway:
@@ -172,6 +182,7 @@ class Endpoint:
                 "handler for %s returned %r, not a Reply; not answering",
                 request_name(command.code),
                 outcome,
+                extra=log_fields(addr=self.addr, request=request_name(command.code)),
             )
             return None
         return outcome
@@ -189,13 +200,18 @@ class Endpoint:
                 request_name(command.code),
                 command.opaque,
                 self.addr,
+                extra=log_fields(addr=self.addr, request=request_name(command.code)),
             )
             return False
         try:
             conn.send_reply(command, reply)
         except (LocalProtocolError, InvalidArgumentError) as exc:
             self._log.error(
-                "cannot answer %s from %s: %s", request_name(command.code), self.addr, exc
+                "cannot answer %s from %s: %s",
+                request_name(command.code),
+                self.addr,
+                exc,
+                extra=log_fields(addr=self.addr, request=request_name(command.code)),
             )
             return False
         return True

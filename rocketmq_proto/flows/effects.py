@@ -36,6 +36,7 @@ from typing import Any, TypeAlias, TypeVar, TypeVarTuple, overload
 
 from rocketmq_proto.wire.command import RemotingCommand
 from rocketmq_proto.wire.errors import RequestTimeoutError
+from rocketmq_proto.wire.logfields import log_fields
 
 __all__ = [
     "UPKEEP_RESTART_DELAY",
@@ -335,9 +336,19 @@ def supervised(
         except Exception:
             if stopped():
                 return
-            log.exception("%s failed; restarting it in %g s", what, UPKEEP_RESTART_DELAY)
+            log.exception(
+                "%s failed; restarting it in %g s",
+                what,
+                UPKEEP_RESTART_DELAY,
+                extra=log_fields(task=what),
+            )
         else:
             if stopped():
                 return
-            log.error("%s ended unasked; restarting it in %g s", what, UPKEEP_RESTART_DELAY)
+            log.error(
+                "%s ended unasked; restarting it in %g s",
+                what,
+                UPKEEP_RESTART_DELAY,
+                extra=log_fields(task=what),
+            )
         yield from sleep(UPKEEP_RESTART_DELAY)

@@ -87,6 +87,9 @@ class ConsumeContext:
     elapsed: float = 0.0
     #: Wall-clock time of ``before_consume``, in milliseconds since the epoch.
     timestamp_ms: int = 0
+    #: Seconds the messages waited in the client before the handler call (from
+    #: their arrival; POP: from their pop), if known.
+    await_time: float | None = None
     #: A hook's own notes, from its ``before_consume`` to its ``after_consume``.
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 from rocketmq_proto.flows.effects import Flow, http_get, now, sleep
 from rocketmq_proto.wire.errors import ConfigError, ConnectionClosedError, RequestTimeoutError
+from rocketmq_proto.wire.logfields import log_fields
 
 __all__ = [
     "DEFAULT_LOOKUP_INTERVAL",
@@ -203,6 +204,7 @@ class NamesrvLookup:
                     "name server lookup at %s failed, the name server list is unchanged: %s",
                     url.url,
                     exc,
+                    extra=log_fields(url=url.url),
                 )
                 return None
             return addrs

@@ -62,6 +62,7 @@ from rocketmq_proto.wire.errors import (
     error_for_response,
 )
 from rocketmq_proto.wire.hashing import java_string_hash
+from rocketmq_proto.wire.logfields import log_fields
 from rocketmq_proto.wire.route import MessageQueue
 
 log = logging.getLogger("rocketmq_proto.producer")
@@ -180,7 +181,12 @@ def delay_levels_flow(
                 try:
                     levels = parse_delay_levels(value)
                 except ValueError as exc:
-                    log.warning("broker %s: messageDelayLevel unusable: %s", addr, exc)
+                    log.warning(
+                        "broker %s: messageDelayLevel unusable: %s",
+                        addr,
+                        exc,
+                        extra=log_fields(client=client.client_id, addr=addr),
+                    )
                 break
     if levels is None:
         log.warning(
@@ -189,6 +195,7 @@ def delay_levels_flow(
             addr,
             response.code,
             DEFAULT_DELAY_LEVELS,
+            extra=log_fields(client=client.client_id, addr=addr),
         )
         levels = parse_delay_levels(DEFAULT_DELAY_LEVELS)
     known[addr] = levels
@@ -625,6 +632,9 @@ class ProducerCore(LifecycleOwner):
             wanted,
             level,
             levels[level - 1] if level else 0,
+            extra=log_fields(
+                client=self.client.client_id, group=self.group, addr=addr, msg_id=prepared[3]
+            ),
         )
         _, body, sys_flag, msg_id = prepared
         return properties_string(props), body, sys_flag, msg_id
@@ -812,7 +822,15 @@ class ProducerCore(LifecycleOwner):
                     failed=True,
                     isolate=isinstance(exc, ConnectionClosedError),
                 )
-                log.info("send to %s (attempt %d) failed: %s", addr, attempt + 1, exc)
+                log.info(
+                    "send to %s (attempt %d) failed: %s",
+                    addr,
+                    attempt + 1,
+                    exc,
+                    extra=log_fields(
+                        client=self.client.client_id, group=self.group, queue=mq, addr=addr
+                    ),
+                )
                 last_error, last_broker = exc, mq.broker_name
                 continue
             self.client.note_broker_version(addr, response.version)
@@ -971,7 +989,17 @@ class ProducerCore(LifecycleOwner):
                 outcome = yield from user_call(execute_local, msg, arg)
                 state = to_transaction_state(outcome)
             except UserCallbackError as exc:
-                log.warning("local transaction of %s raised: %r", result.msg_id, exc.__cause__)
+                log.warning(
+                    "local transaction of %s raised: %r",
+                    result.msg_id,
+                    exc.__cause__,
+                    extra=log_fields(
+                        client=self.client.client_id,
+                        group=self.group,
+                        topic=msg.topic,
+                        msg_id=result.msg_id,
+                    ),
+                )
                 state = TransactionState.UNKNOWN
                 remark = f"executeLocalTransactionBranch exception: {exc.__cause__!r}"
         else:
@@ -1046,11 +1074,26 @@ class ProducerCore(LifecycleOwner):
         try:
             msg, _ = decode_message(request.body)
         except RemoteProtocolError as exc:
-            log.warning("check-back from %s with an undecodable message: %s", addr, exc)
+            log.warning(
+                "check-back from %s with an undecodable message: %s",
+                addr,
+                exc,
+                extra=log_fields(client=self.client.client_id, group=self.group, addr=addr),
+            )
             return None
         checker = self._transaction_checker
         if checker is None:
-            log.warning("check-back for %s but no transaction checker is set", msg.msg_id)
+            log.warning(
+                "check-back for %s but no transaction checker is set",
+                msg.msg_id,
+                extra=log_fields(
+                    client=self.client.client_id,
+                    group=self.group,
+                    addr=addr,
+                    topic=msg.topic,
+                    msg_id=msg.msg_id,
+                ),
+            )
             return None
         fields = request.ext_fields
         transaction_id = fields.get("transactionId") or msg.transaction_id
@@ -1062,14 +1105,32 @@ class ProducerCore(LifecycleOwner):
             outcome = yield from user_call(checker, msg)
             state = to_transaction_state(outcome)
         except UserCallbackError as exc:
-            log.warning("transaction checker raised for %s: %r", msg.msg_id, exc.__cause__)
+            log.warning(
+                "transaction checker raised for %s: %r",
+                msg.msg_id,
+                exc.__cause__,
+                extra=log_fields(
+                    client=self.client.client_id,
+                    group=self.group,
+                    addr=addr,
+                    topic=msg.topic,
+                    msg_id=msg.msg_id,
+                ),
+            )
             state = TransactionState.UNKNOWN
             remark = f"checkLocalTransactionState exception: {exc.__cause__!r}"
         try:
             tran_offset = int(fields["tranStateTableOffset"])
             commit_offset = int(fields["commitLogOffset"])
         except (KeyError, ValueError):
-            log.warning("check-back from %s lacks offsets: %r", addr, fields)
+            log.warning(
+                "check-back from %s lacks offsets: %r",
+                addr,
+                fields,
+                extra=log_fields(
+                    client=self.client.client_id, group=self.group, addr=addr, msg_id=msg.msg_id
+                ),
+            )
             return None
         command = rq.end_transaction(
             producer_group=msg.properties.get(_C.PROPERTY_PRODUCER_GROUP, self.group),
@@ -1137,12 +1198,18 @@ class ReplyWaiters:
         try:
             msg = parse_push_reply(request)
         except RocketMQError as exc:
-            log.warning("undecodable reply pushed by %s: %s", addr, exc)
+            log.warning(
+                "undecodable reply pushed by %s: %s", addr, exc, extra=log_fields(addr=addr)
+            )
             return Reply(ResponseCode.SYSTEM_ERROR, remark=str(exc))
         correlation_id = msg.properties.get(_C.PROPERTY_CORRELATION_ID, "")
         token = self.waiting.pop(correlation_id, None)
         if token is None:
-            log.info("reply %s arrived after its request gave up", correlation_id)
+            log.info(
+                "reply %s arrived after its request gave up",
+                correlation_id,
+                extra=log_fields(correlation_id=correlation_id),
+            )
         else:
             self.deliver(token, msg)
         return Reply(ResponseCode.SUCCESS)

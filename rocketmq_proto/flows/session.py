@@ -35,6 +35,7 @@ from rocketmq_proto.wire.errors import (
     RouteNotFoundError,
     error_for_response,
 )
+from rocketmq_proto.wire.logfields import log_fields
 from rocketmq_proto.wire.route import (
     MASTER_ID,
     BrokerData,
@@ -222,7 +223,12 @@ class ClientCore(LifecycleOwner):
         current = old[self._namesrv_index % len(old)] if old else None
         self._namesrv_index = new.index(current) if current in new else 0
         self._namesrv_addrs = new
-        log.info("name servers changed: %s -> %s", ";".join(old) or "none", ";".join(new))
+        log.info(
+            "name servers changed: %s -> %s",
+            ";".join(old) or "none",
+            ";".join(new),
+            extra=log_fields(client=self.client_id),
+        )
         return True
 
     def lookup_namesrv_flow(self) -> Flow[bool]:
@@ -272,7 +278,12 @@ class ClientCore(LifecycleOwner):
             try:
                 response = yield from call(addr, make(), first_try)
             except (RequestTimeoutError, ConnectionClosedError) as exc:
-                log.warning("name server %s failed: %s", addr, exc)
+                log.warning(
+                    "name server %s failed: %s",
+                    addr,
+                    exc,
+                    extra=log_fields(client=self.client_id, addr=addr),
+                )
                 last = exc
                 if isinstance(exc, RequestTimeoutError) and first_try < timeout:
                     slow.append(addr)
@@ -282,7 +293,12 @@ class ClientCore(LifecycleOwner):
             try:
                 response = yield from call(addr, make(), timeout)
             except (RequestTimeoutError, ConnectionClosedError) as exc:
-                log.warning("name server %s failed again: %s", addr, exc)
+                log.warning(
+                    "name server %s failed again: %s",
+                    addr,
+                    exc,
+                    extra=log_fields(client=self.client_id, addr=addr),
+                )
                 last = exc
                 continue
             return self._namesrv_answered(addr, response)
@@ -338,10 +354,18 @@ class ClientCore(LifecycleOwner):
                     self._routes.pop(topic, None)
                     raise
                 log.warning(
-                    "keeping the known route of %r: its brokers still answer (%s)", topic, exc
+                    "keeping the known route of %r: its brokers still answer (%s)",
+                    topic,
+                    exc,
+                    extra=log_fields(client=self.client_id, topic=topic),
                 )
             except (RequestTimeoutError, ConnectionClosedError) as exc:
-                log.warning("keeping the known route of %r: %s", topic, exc)
+                log.warning(
+                    "keeping the known route of %r: %s",
+                    topic,
+                    exc,
+                    extra=log_fields(client=self.client_id, topic=topic),
+                )
             return entry.route
         try:
             return (yield from self._fetch_route(topic, now_s))
@@ -383,6 +407,7 @@ class ClientCore(LifecycleOwner):
             "the name servers' route of %r lacks %s, which still answer: keeping their queues",
             topic,
             ", ".join(sorted(names)),
+            extra=log_fields(client=self.client_id, topic=topic),
         )
         return replace(
             fresh,
@@ -586,7 +611,13 @@ class ClientCore(LifecycleOwner):
                         addr, rq.heart_beat(body), self.config.request_timeout
                     )
                 except RocketMQError as exc:
-                    log.warning("heartbeat to %s (%s) failed: %s", name, addr, exc)
+                    log.warning(
+                        "heartbeat to %s (%s) failed: %s",
+                        name,
+                        addr,
+                        exc,
+                        extra=log_fields(client=self.client_id, broker=name, addr=addr),
+                    )
                     continue
                 self.note_broker_version(addr, response.version)
                 if response.code != ResponseCode.SUCCESS:
@@ -596,6 +627,7 @@ class ClientCore(LifecycleOwner):
                         addr,
                         response.code,
                         response.remark,
+                        extra=log_fields(client=self.client_id, broker=name, addr=addr),
                     )
                     continue
                 answered += 1
@@ -615,7 +647,13 @@ class ClientCore(LifecycleOwner):
                 try:
                     yield from call(addr, command, self.config.request_timeout)
                 except RocketMQError as exc:
-                    log.info("unregister from %s (%s) failed: %s", name, addr, exc)
+                    log.info(
+                        "unregister from %s (%s) failed: %s",
+                        name,
+                        addr,
+                        exc,
+                        extra=log_fields(client=self.client_id, broker=name, addr=addr),
+                    )
 
     def refresh_routes_flow(self) -> Flow[float]:
         """Refresh every route in use; known routes outlive failures (see :meth:`route_flow`).
@@ -629,11 +667,17 @@ class ClientCore(LifecycleOwner):
             try:
                 yield from self.route_flow(topic, force=True)
             except RocketMQError as exc:
-                log.warning("route refresh of %r failed: %s", topic, exc)
+                log.warning(
+                    "route refresh of %r failed: %s",
+                    topic,
+                    exc,
+                    extra=log_fields(client=self.client_id, topic=topic),
+                )
             if self._namesrv_unreachable and index + 1 < len(topics):
                 log.warning(
                     "no name server answers: the routes of %d more topics are kept as they are",
                     len(topics) - index - 1,
+                    extra=log_fields(client=self.client_id),
                 )
                 break
         self._last_refresh = ended = yield from now()

@@ -47,6 +47,7 @@ from rocketmq_proto.wire.bodies import (
 )
 from rocketmq_proto.wire.codes import RequestCode, ResponseCode
 from rocketmq_proto.wire.errors import ConfigError, RocketMQError, error_for_response
+from rocketmq_proto.wire.logfields import log_fields
 from rocketmq_proto.wire.pop import (
     RETRY_TOPIC_V1,
     encode_query_assignment,
@@ -191,7 +192,12 @@ class AutoPushConsumerCore(LifecycleOwner):
             try:
                 yield from self._modes_flow()
             except RocketMQError as exc:
-                log.warning("request modes of %s not refreshed: %s", self.group, exc)
+                log.warning(
+                    "request modes of %s not refreshed: %s",
+                    self.group,
+                    exc,
+                    extra=log_fields(client=self.client.client_id, group=self.group),
+                )
 
     def shutdown_flow(self) -> Flow[None]:
         """As a pulling consumer closes: both parts stop fetching, the handlers of
@@ -232,7 +238,13 @@ class AutoPushConsumerCore(LifecycleOwner):
             try:
                 mode = yield from self._query_mode_flow(topic)
             except RocketMQError as exc:
-                log.warning("request mode of %s for %s unknown: %s", topic, self.group, exc)
+                log.warning(
+                    "request mode of %s for %s unknown: %s",
+                    topic,
+                    self.group,
+                    exc,
+                    extra=log_fields(client=self.client.client_id, group=self.group, topic=topic),
+                )
                 continue
             if mode is not None and topic in self._wanted and mode != self.modes.get(topic):
                 yield from self._set_mode_flow(topic, mode)
@@ -296,7 +308,14 @@ class AutoPushConsumerCore(LifecycleOwner):
                 limit = self.config.pull.consumer_timeout_when_suspend + _POP_END_MARGIN
                 while self.popping.pops_running(full) and not self.closed:
                     if (yield from now()) - start > limit:
-                        log.warning("pops of %s still running after %g s", topic, limit)
+                        log.warning(
+                            "pops of %s still running after %g s",
+                            topic,
+                            limit,
+                            extra=log_fields(
+                                client=self.client.client_id, group=self.group, topic=topic
+                            ),
+                        )
                         break
                     yield from sleep(_CLOSE_POLL)
                 if topic not in self._wanted or self.modes.get(topic) != mode:
@@ -312,4 +331,5 @@ class AutoPushConsumerCore(LifecycleOwner):
                 self.group,
                 topic,
                 mode,
+                extra=log_fields(client=self.client.client_id, group=self.group, topic=topic),
             )

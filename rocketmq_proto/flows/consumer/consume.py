@@ -47,6 +47,7 @@ from rocketmq_proto.wire.errors import (
     RouteNotFoundError,
     error_for_response,
 )
+from rocketmq_proto.wire.logfields import log_fields
 from rocketmq_proto.wire.route import LOGICAL_QUEUE_MOCK_BROKER_PREFIX, MessageQueue
 
 log = logging.getLogger("rocketmq_proto.consumer")
@@ -288,6 +289,13 @@ def send_back_flow(
                 group,
                 broker_name,
                 exc,
+                extra=log_fields(
+                    client=client.client_id,
+                    group=group,
+                    broker=broker_name,
+                    topic=msg.topic,
+                    msg_id=msg.msg_id,
+                ),
             )
     yield from producer.send_flow(retry_message(msg, group, max_reconsume, topic=topic))
     return SendBackPath.RESENT
@@ -332,7 +340,11 @@ def process_concurrent_result_flow(
     back_failed: list[MessageExt] = []
     if not clustering:
         for msg in failed:
-            log.warning("broadcasting: consuming %s failed, dropping it", msg.msg_id)
+            log.warning(
+                "broadcasting: consuming %s failed, dropping it",
+                msg.msg_id,
+                extra=log_fields(client=client.client_id, group=group, queue=mq, msg_id=msg.msg_id),
+            )
     else:
         for msg in failed:
             if not pq.contains(msg):
@@ -342,7 +354,14 @@ def process_concurrent_result_flow(
                     client, group, msg, delay_level, max_reconsume, producer=producer
                 )
             except RocketMQError as exc:
-                log.warning("send back of %s failed, consuming it again later: %s", msg.msg_id, exc)
+                log.warning(
+                    "send back of %s failed, consuming it again later: %s",
+                    msg.msg_id,
+                    exc,
+                    extra=log_fields(
+                        client=client.client_id, group=group, queue=mq, msg_id=msg.msg_id
+                    ),
+                )
                 msg.reconsume_times += 1
                 back_failed.append(msg)
     if back_failed:
@@ -400,7 +419,12 @@ def process_orderly_result_flow(
                     yield from producer.send_flow(retry_message(msg, group, max_reconsume))
                     continue
                 except RocketMQError as exc:
-                    log.warning("dead-lettering %s failed: %s", msg.msg_id, exc)
+                    log.warning(
+                        "dead-lettering %s failed: %s",
+                        msg.msg_id,
+                        exc,
+                        extra=log_fields(group=group, queue=mq, msg_id=msg.msg_id),
+                    )
             suspend = True
             msg.reconsume_times += 1
         if suspend:
@@ -434,7 +458,14 @@ def clean_expired_flow(
                 client, group, msg, EXPIRED_MESSAGE_DELAY_LEVEL, max_reconsume, producer=producer
             )
         except RocketMQError as exc:
-            log.warning("send back of expired %s failed: %s", msg.msg_id, exc)
+            log.warning(
+                "send back of expired %s failed: %s",
+                msg.msg_id,
+                exc,
+                extra=log_fields(
+                    client=client.client_id, group=group, topic=msg.topic, msg_id=msg.msg_id
+                ),
+            )
             break
         if pq.min_offset == msg.queue_offset:
             pq.remove([msg])

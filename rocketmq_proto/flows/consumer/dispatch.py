@@ -31,6 +31,7 @@ from rocketmq_proto.flows.hooks import ConsumeContext
 from rocketmq_proto.flows.producer import ProducerCore
 from rocketmq_proto.message.model import MessageExt
 from rocketmq_proto.wire.errors import RocketMQError, UserCallbackError
+from rocketmq_proto.wire.logfields import log_fields
 
 __all__ = [
     "HANDLER_NOT_RUN",
@@ -86,11 +87,12 @@ class Handler:
         return self.handler(msgs)
 
     def call_flow(
-        self, msgs: list[MessageExt], start_ms: int | None = None
+        self, msgs: list[MessageExt], start_ms: int | None = None, awaited: float | None = None
     ) -> Flow[ConsumeResult | None]:
         """The handler's verdict on ``msgs``, or ``None`` if it did not run (the
         consumer closed). Messages of the retry topic show their original topic.
-        ``start_ms``: the wall clock, if the caller just read it."""
+        ``start_ms``: the wall clock, if the caller just read it; ``awaited``: the
+        seconds the messages waited in the client, if known."""
         ctx = self.ctx
         namespace = ctx.client.config.namespace
         for msg in msgs:
@@ -100,6 +102,7 @@ class Handler:
         hooked = ConsumeContext(ctx.group, msgs) if hooks else None
         if hooked is not None:
             hooked.timestamp_ms = start_ms if start_ms is not None else (yield from wall_ms())
+            hooked.await_time = awaited
             hooks.fire("before_consume", hooked)
             started = yield from now()
         error: BaseException | None = None
@@ -115,7 +118,15 @@ class Handler:
             try:
                 result = to_consume_result(value, orderly=ctx.orderly)
             except RocketMQError as exc:  # a handler's return value we cannot read
-                log.warning("message handler answer unusable: %s", exc)
+                log.warning(
+                    "message handler answer unusable: %s",
+                    exc,
+                    extra=log_fields(
+                        client=ctx.client.client_id,
+                        group=ctx.group,
+                        msg_ids=[m.msg_id for m in msgs],
+                    ),
+                )
                 result = to_consume_result(False, orderly=ctx.orderly)
             ctx.metrics.handled(len(msgs), result is ConsumeResult.SUCCESS, took)
         if hooked is not None:
@@ -220,9 +231,11 @@ class ConcurrentConsumption:
             return []
         start_ms = yield from wall_ms()
         mark_consume_start(msgs, start_ms)
+        awaited: float | None = None
         if arrived_ms is not None:
-            ctx.metrics.awaited.add(max(0, start_ms - arrived_ms) / 1000)
-        result = yield from self.handler.call_flow(msgs, start_ms)
+            awaited = max(0, start_ms - arrived_ms) / 1000
+            ctx.metrics.awaited.add(awaited)
+        result = yield from self.handler.call_flow(msgs, start_ms, awaited)
         if result is None or pq.dropped:
             return []
         if result is not ConsumeResult.SUCCESS and ctx.config.clustering:

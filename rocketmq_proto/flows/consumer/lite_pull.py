@@ -66,6 +66,7 @@ from rocketmq_proto.wire.errors import (
     LocalProtocolError,
     RocketMQError,
 )
+from rocketmq_proto.wire.logfields import log_fields
 from rocketmq_proto.wire.route import MessageQueue, subscribe_queues
 
 log = logging.getLogger("rocketmq_proto.pull_consumer")
@@ -232,7 +233,12 @@ class PullConsumerCore(LifecycleOwner):
             try:
                 yield from self.client.route_flow(topic)
             except RocketMQError as exc:
-                log.warning("route of %s unavailable: %s", topic, exc)
+                log.warning(
+                    "route of %s unavailable: %s",
+                    topic,
+                    exc,
+                    extra=log_fields(client=self.client.client_id, group=self.group, topic=topic),
+                )
         yield from self.client.heartbeat_flow()
 
     def rebalance_flow(self) -> Flow[None]:
@@ -256,7 +262,12 @@ class PullConsumerCore(LifecycleOwner):
                 try:
                     yield from self._add(mq)
                 except RocketMQError as exc:
-                    log.warning("start offset of %s unavailable: %s", mq, exc)
+                    log.warning(
+                        "start offset of %s unavailable: %s",
+                        mq,
+                        exc,
+                        extra=log_fields(client=self.client.client_id, group=self.group, queue=mq),
+                    )
                     self._rebalance_now = True
         self._last_rebalance = yield from now()
 
@@ -305,6 +316,7 @@ class PullConsumerCore(LifecycleOwner):
                     failed - sent,
                     exc,
                     delay,
+                    extra=log_fields(client=self.client.client_id, group=self.group, queue=mq),
                 )
                 if delay > 0:
                     yield from sleep(delay)
@@ -321,7 +333,12 @@ class PullConsumerCore(LifecycleOwner):
                 self.buffer.extend(result.messages)
                 self.notify()
             elif result.status is PullStatus.OFFSET_ILLEGAL:
-                log.warning("offset of %s was illegal; moving to %d", mq, result.next_begin_offset)
+                log.warning(
+                    "offset of %s was illegal; moving to %d",
+                    mq,
+                    result.next_begin_offset,
+                    extra=log_fields(client=self.client.client_id, group=self.group, queue=mq),
+                )
                 queue.polled_offset = result.next_begin_offset
 
     # ------------------------------------------------------------------- poll
@@ -453,7 +470,12 @@ class PullConsumerCore(LifecycleOwner):
                 try:
                     yield from self.rebalance_flow()
                 except RocketMQError as exc:
-                    log.warning("rebalance of %s failed: %s", self.group, exc)
+                    log.warning(
+                        "rebalance of %s failed: %s",
+                        self.group,
+                        exc,
+                        extra=log_fields(client=self.client.client_id, group=self.group),
+                    )
             if self.config.auto_commit and (
                 self._last_commit is None
                 or now_s - self._last_commit >= self.config.auto_commit_interval
@@ -463,7 +485,12 @@ class PullConsumerCore(LifecycleOwner):
                         self.client, self.group, self.offsets, list(self.queues)
                     )
                 except RocketMQError as exc:
-                    log.warning("offset commit of %s failed: %s", self.group, exc)
+                    log.warning(
+                        "offset commit of %s failed: %s",
+                        self.group,
+                        exc,
+                        extra=log_fields(client=self.client.client_id, group=self.group),
+                    )
                 self._last_commit = now_s
             yield from sleep(0.2)
 
@@ -487,7 +514,12 @@ class PullConsumerCore(LifecycleOwner):
                     self.client, self.group, self.offsets, list(self.queues), confirmed=True
                 )
             except RocketMQError as exc:
-                log.warning("final offset commit of %s failed: %s", self.group, exc)
+                log.warning(
+                    "final offset commit of %s failed: %s",
+                    self.group,
+                    exc,
+                    extra=log_fields(client=self.client.client_id, group=self.group),
+                )
         for queue in self.queues.values():
             queue.request.process_queue.dropped = True
         self.client.consumer_data.pop(self.group, None)

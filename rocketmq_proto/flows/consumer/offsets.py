@@ -33,6 +33,7 @@ from rocketmq_proto.wire.errors import (
     RouteNotFoundError,
     error_for_response,
 )
+from rocketmq_proto.wire.logfields import log_fields
 from rocketmq_proto.wire.route import MASTER_ID, MessageQueue
 
 log = logging.getLogger("rocketmq_proto.consumer")
@@ -214,7 +215,11 @@ def load_local_offsets(main: bytes | None, backup: bytes | None) -> dict[Message
         try:
             return parse_local_offsets(main)
         except RemoteProtocolError as exc:
-            log.warning("offsets file is corrupt (%s); trying the backup", exc)
+            log.warning(
+                "offsets file is corrupt (%s); trying the backup",
+                exc,
+                extra=log_fields(file="offsets.json"),
+            )
     if backup and backup.strip():
         return parse_local_offsets(backup)
     return {}
@@ -354,7 +359,14 @@ def commit_offsets_flow(
         try:
             yield from update_offset_flow(client, group, mq, offset, confirmed=confirmed)
         except RocketMQError as exc:
-            log.warning("commit of %s offset %d for %s failed: %s", mq, offset, group, exc)
+            log.warning(
+                "commit of %s offset %d for %s failed: %s",
+                mq,
+                offset,
+                group,
+                exc,
+                extra=log_fields(client=client.client_id, group=group, queue=mq),
+            )
             continue
         sent[mq] = offset
     store.mark_committed(sent)
@@ -388,7 +400,14 @@ def persist_offset_flow(
     try:
         yield from update_offset_flow(client, group, mq, offset, confirmed=True)
     except RocketMQError as exc:
-        log.warning("commit of %s offset %d for %s failed: %s", mq, offset, group, exc)
+        log.warning(
+            "commit of %s offset %d for %s failed: %s",
+            mq,
+            offset,
+            group,
+            exc,
+            extra=log_fields(client=client.client_id, group=group, queue=mq),
+        )
         return False
     store.mark_committed({mq: offset})
     return True

@@ -26,6 +26,7 @@ from rocketmq_proto.wire.bodies import (
 )
 from rocketmq_proto.wire.codes import ResponseCode
 from rocketmq_proto.wire.errors import RemoteProtocolError, RocketMQError
+from rocketmq_proto.wire.logfields import log_fields
 from rocketmq_proto.wire.route import MessageQueue
 
 __all__ = ["OrderlyConsumption"]
@@ -71,17 +72,38 @@ class OrderlyConsumption:
                     addr, rq.lock_batch_mq(body), client.config.request_timeout
                 )
             except RocketMQError as exc:
-                log.warning("lock of %s queues on %s failed: %s", len(group_mqs), broker_name, exc)
+                log.warning(
+                    "lock of %s queues on %s failed: %s",
+                    len(group_mqs),
+                    broker_name,
+                    exc,
+                    extra=log_fields(
+                        client=client.client_id, group=self.ctx.group, broker=broker_name, addr=addr
+                    ),
+                )
                 continue
             if response.code != ResponseCode.SUCCESS:
                 log.warning(
-                    "lock on %s refused: %s %s", broker_name, response.code, response.remark
+                    "lock on %s refused: %s %s",
+                    broker_name,
+                    response.code,
+                    response.remark,
+                    extra=log_fields(
+                        client=client.client_id, group=self.ctx.group, broker=broker_name, addr=addr
+                    ),
                 )
                 continue
             try:
                 locked |= parse_lock_batch_response(response.body)
             except RemoteProtocolError as exc:
-                log.warning("lock answer of %s unreadable: %s", broker_name, exc)
+                log.warning(
+                    "lock answer of %s unreadable: %s",
+                    broker_name,
+                    exc,
+                    extra=log_fields(
+                        client=client.client_id, group=self.ctx.group, broker=broker_name, addr=addr
+                    ),
+                )
         return locked
 
     def unlock_flow(self, mqs: list[MessageQueue]) -> Flow[None]:
@@ -95,7 +117,14 @@ class OrderlyConsumption:
             try:
                 yield from oneway(addr, rq.unlock_batch_mq(body))
             except RocketMQError as exc:
-                log.info("unlock on %s failed: %s", broker_name, exc)
+                log.info(
+                    "unlock on %s failed: %s",
+                    broker_name,
+                    exc,
+                    extra=log_fields(
+                        client=client.client_id, group=self.ctx.group, broker=broker_name, addr=addr
+                    ),
+                )
 
     def lock_all_flow(self) -> Flow[None]:
         """Renew the broker locks of every orderly queue held (every 20 s); a queue

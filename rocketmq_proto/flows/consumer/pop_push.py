@@ -38,6 +38,7 @@ from rocketmq_proto.message import namespace as ns
 from rocketmq_proto.message.model import MessageExt
 from rocketmq_proto.wire.bodies import ConsumeFromWhere, SubscriptionData
 from rocketmq_proto.wire.errors import PopNotServedError, RocketMQError, UserCallbackError
+from rocketmq_proto.wire.logfields import log_fields
 from rocketmq_proto.wire.pop import ReceiptHandle
 from rocketmq_proto.wire.route import MessageQueue
 
@@ -183,7 +184,12 @@ class PopPushConsumerCore(LifecycleOwner):
             try:
                 yield from self.refresh_loops_flow()
             except RocketMQError as exc:
-                log.warning("pop targets of %s not refreshed: %s", self.group, exc)
+                log.warning(
+                    "pop targets of %s not refreshed: %s",
+                    self.group,
+                    exc,
+                    extra=log_fields(client=self.client.client_id, group=self.group),
+                )
 
     def pops_running(self, topic: str) -> bool:
         """Whether a pop loop of ``topic`` (as the brokers know it) still runs."""
@@ -230,12 +236,33 @@ class PopPushConsumerCore(LifecycleOwner):
                         topic, broker, min(MAX_POP_BATCH, room), invisible_ms, wait
                     )
                 except PopNotServedError as exc:
-                    log.error("%s: no pop loop for %s", exc, topic)
+                    log.error(
+                        "%s: no pop loop for %s",
+                        exc,
+                        topic,
+                        extra=log_fields(
+                            client=self.client.client_id,
+                            group=self.group,
+                            topic=topic,
+                            broker=broker,
+                        ),
+                    )
                     return
                 except RocketMQError as exc:
                     if self.closed:
                         return
-                    log.info("pop of %s from %s failed: %s; again in 1 s", topic, broker, exc)
+                    log.info(
+                        "pop of %s from %s failed: %s; again in 1 s",
+                        topic,
+                        broker,
+                        exc,
+                        extra=log_fields(
+                            client=self.client.client_id,
+                            group=self.group,
+                            topic=topic,
+                            broker=broker,
+                        ),
+                    )
                     yield from sleep(POP_ERROR_DELAY)
                     continue
                 if not msgs:
@@ -274,7 +301,13 @@ class PopPushConsumerCore(LifecycleOwner):
                         try:
                             yield from self._retry_flow(rest, broker)
                         except RocketMQError as exc:
-                            log.info("the rest of an orderly queue stays hidden: %s", exc)
+                            log.info(
+                                "the rest of an orderly queue stays hidden: %s",
+                                exc,
+                                extra=log_fields(
+                                    client=self.client.client_id, group=self.group, broker=broker
+                                ),
+                            )
                     break
 
     def _consume_flow(self, batch: list[MessageExt], broker: str) -> Flow[ConsumeResult | None]:
@@ -288,10 +321,21 @@ class PopPushConsumerCore(LifecycleOwner):
             if now_ms >= handle.visible_at:
                 # Java's check too: its invisible time is over, another consumer of
                 # the group may have it by now.
-                log.info("%d message(s) of %s waited past their invisible time", count, self.group)
+                log.info(
+                    "%d message(s) of %s waited past their invisible time",
+                    count,
+                    self.group,
+                    extra=log_fields(
+                        client=self.client.client_id,
+                        group=self.group,
+                        broker=broker,
+                        msg_ids=[m.msg_id for m in batch],
+                    ),
+                )
                 return None
-            self.metrics.awaited.add(max(0, now_ms - handle.pop_time) / 1000)
-            result = yield from self._handle_flow(batch)
+            awaited = max(0, now_ms - handle.pop_time) / 1000
+            self.metrics.awaited.add(awaited)
+            result = yield from self._handle_flow(batch, awaited)
         finally:
             self.in_flight -= count
         if result is None:
@@ -308,18 +352,26 @@ class PopPushConsumerCore(LifecycleOwner):
                 len(batch),
                 self.group,
                 exc,
+                extra=log_fields(
+                    client=self.client.client_id,
+                    group=self.group,
+                    broker=broker,
+                    msg_ids=[m.msg_id for m in batch],
+                ),
             )
         finally:
             self.settling -= count
         return result
 
-    def _handle_flow(self, batch: list[MessageExt]) -> Flow[ConsumeResult | None]:
+    def _handle_flow(
+        self, batch: list[MessageExt], awaited: float | None = None
+    ) -> Flow[ConsumeResult | None]:
         """The handler's verdict on ``batch`` (``None``: it did not run), between
-        the client's consume hooks."""
+        the client's consume hooks (``awaited``: the seconds since its pop)."""
         hooks = self.client.hooks
         if not hooks:
             return (yield from self._run_handler_flow(batch))[0]
-        hooked = ConsumeContext(self.group, batch)
+        hooked = ConsumeContext(self.group, batch, await_time=awaited)
         hooked.timestamp_ms = yield from wall_ms()
         hooks.fire("before_consume", hooked)
         started = yield from now()
@@ -360,7 +412,15 @@ class PopPushConsumerCore(LifecycleOwner):
         try:
             result = to_consume_result(value, orderly=self.config.orderly)
         except RocketMQError as exc:
-            log.warning("message handler answer unusable: %s", exc)
+            log.warning(
+                "message handler answer unusable: %s",
+                exc,
+                extra=log_fields(
+                    client=self.client.client_id,
+                    group=self.group,
+                    msg_ids=[m.msg_id for m in batch],
+                ),
+            )
             result = ConsumeResult.RETRY_LATER
         self.metrics.handled(len(batch), result is ConsumeResult.SUCCESS, took)
         return result, error

@@ -38,6 +38,7 @@ from rocketmq_proto.wire.errors import (
     RocketMQError,
     error_for_response,
 )
+from rocketmq_proto.wire.logfields import log_fields
 from rocketmq_proto.wire.route import MASTER_ID, MessageQueue
 
 log = logging.getLogger("rocketmq_proto.consumer")
@@ -257,7 +258,12 @@ def decode_pull_body(body: bytes, source: object) -> list[MessageExt]:
         msgs = decode_messages(body, unwrap_batches=False)
     except RemoteProtocolError as exc:
         # Java's decodesBatch keeps the messages before a bad record and stops there.
-        log.error("pull body of %s is corrupt after some messages: %s", mq, exc)
+        log.error(
+            "pull body of %s is corrupt after some messages: %s",
+            mq,
+            exc,
+            extra=log_fields(source=str(mq)),
+        )
         msgs = []
         pos = 0
         while pos < len(body):
@@ -270,7 +276,12 @@ def decode_pull_body(body: bytes, source: object) -> list[MessageExt]:
         try:
             msgs = [member for m in msgs for member in unwrap_inner_batch(m)]
         except RemoteProtocolError as exc:
-            log.error("inner batch of %s could not be unwrapped: %s", mq, exc)
+            log.error(
+                "inner batch of %s could not be unwrapped: %s",
+                mq,
+                exc,
+                extra=log_fields(source=str(mq)),
+            )
     return msgs
 
 
@@ -538,7 +549,12 @@ def pull_step_flow(
         dispatch = pq.put(result.messages)
         return PullOutcome(plan.delay, result.messages, dispatch, result)
     if plan.action is PullAction.FIX_OFFSET:
-        log.warning("pull offset of %s was illegal; fixing it to %d", mq, plan.next_offset)
+        log.warning(
+            "pull offset of %s was illegal; fixing it to %d",
+            mq,
+            plan.next_offset,
+            extra=log_fields(client=client.client_id, group=request.consumer_group, queue=mq),
+        )
         pq.dropped = True
         offsets.update_and_freeze(mq, plan.next_offset)
         if clustering:

@@ -20,6 +20,7 @@ from rocketmq_proto.flows.consumer.pull import PullRequest, pull_step_flow
 from rocketmq_proto.flows.consumer.push_state import PushContext
 from rocketmq_proto.flows.effects import Flow, sleep, spawn
 from rocketmq_proto.wire.errors import RocketMQError
+from rocketmq_proto.wire.logfields import log_fields
 
 __all__ = ["PullLoops"]
 
@@ -91,7 +92,12 @@ class PullLoops:
                 offsets=ctx.offsets,
             )
         except RocketMQError as exc:
-            log.debug("offset of locked queue %s unavailable: %s", mq, exc)
+            log.debug(
+                "offset of locked queue %s unavailable: %s",
+                mq,
+                exc,
+                extra=log_fields(client=ctx.client.client_id, group=ctx.group, queue=mq),
+            )
             return config.pull.pull_time_delay_when_exception
         request.relocked(offset)
         return 0.0

@@ -72,6 +72,7 @@ from rocketmq_proto.wire.bodies import (
 from rocketmq_proto.wire.codes import RequestCode, ResponseCode
 from rocketmq_proto.wire.command import RemotingCommand
 from rocketmq_proto.wire.errors import ConfigError, RemoteProtocolError, RocketMQError
+from rocketmq_proto.wire.logfields import log_fields
 from rocketmq_proto.wire.route import MessageQueue
 
 __all__ = [
@@ -298,7 +299,12 @@ class PushConsumerCore(LifecycleOwner):
         try:
             yield from self.upkeep.persist_flow(confirmed=True)
         except RocketMQError as exc:
-            log.warning("final offset commit of %s failed: %s", self.group, exc)
+            log.warning(
+                "final offset commit of %s failed: %s",
+                self.group,
+                exc,
+                extra=log_fields(client=self.client.client_id, group=self.group),
+            )
         if isinstance(self.consumption, ConcurrentConsumption):
             # Batches no worker took stay unconsumed (and uncommitted).
             self.consumption.ready.clear()
@@ -315,7 +321,12 @@ class PushConsumerCore(LifecycleOwner):
     # ------------------------------------------------- broker-initiated requests
 
     def _ids_changed_flow(self, addr: str, request: RemotingCommand) -> Flow[Reply | None]:
-        log.info("broker %s says the consumers of %s changed", addr, self.group)
+        log.info(
+            "broker %s says the consumers of %s changed",
+            addr,
+            self.group,
+            extra=log_fields(client=self.client.client_id, group=self.group, addr=addr),
+        )
         self.ctx.rebalance.ask_now()
         return None
         yield  # a flow
@@ -325,7 +336,12 @@ class PushConsumerCore(LifecycleOwner):
         try:
             table = parse_reset_offset_body(request.body)
         except RemoteProtocolError as exc:
-            log.warning("reset offset request from %s unreadable: %s", addr, exc)
+            log.warning(
+                "reset offset request from %s unreadable: %s",
+                addr,
+                exc,
+                extra=log_fields(client=self.client.client_id, group=self.group, addr=addr),
+            )
             return None if request.is_oneway else Reply(ResponseCode.SYSTEM_ERROR, remark=str(exc))
         group = request.ext_fields.get("group")
         if group and group != self.group:

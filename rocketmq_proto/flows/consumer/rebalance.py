@@ -38,6 +38,7 @@ from rocketmq_proto.wire.errors import (
     RocketMQError,
     error_for_response,
 )
+from rocketmq_proto.wire.logfields import log_fields
 from rocketmq_proto.wire.route import MessageQueue, TopicRouteData, java_order_key, subscribe_queues
 
 log = logging.getLogger("rocketmq_proto.consumer")
@@ -92,7 +93,12 @@ def _check(current_cid: str, mq_all: Sequence[MessageQueue], cid_all: Sequence[s
     if not cid_all:
         raise InvalidArgumentError("cidAll is null or cidAll empty")
     if current_cid not in cid_all:
-        log.info("consumer %s is not among the group's consumers %s", current_cid, list(cid_all))
+        log.info(
+            "consumer %s is not among the group's consumers %s",
+            current_cid,
+            list(cid_all),
+            extra=log_fields(client=current_cid),
+        )
         return False
     return True
 
@@ -350,7 +356,13 @@ def consumer_ids_flow(client: ClientCore, topic: str, group: str) -> Flow[list[s
         try:
             response = yield from call(addr, rq.get_consumer_list_by_group(group), timeout)
         except (RequestTimeoutError, ConnectionClosedError) as exc:
-            log.warning("consumer list of %s from %s failed: %s", group, addr, exc)
+            log.warning(
+                "consumer list of %s from %s failed: %s",
+                group,
+                addr,
+                exc,
+                extra=log_fields(client=client.client_id, group=group, topic=topic, addr=addr),
+            )
             continue
         if response.code != ResponseCode.SUCCESS:
             log.warning(
@@ -358,6 +370,7 @@ def consumer_ids_flow(client: ClientCore, topic: str, group: str) -> Flow[list[s
                 group,
                 addr,
                 error_for_response(response.code, response.remark),
+                extra=log_fields(client=client.client_id, group=group, topic=topic, addr=addr),
             )
             continue
         if not response.body:
@@ -391,7 +404,13 @@ def rebalance_topic_flow(
         route = yield from client.route_flow(topic)
     except RocketMQError as exc:
         if not topic.startswith(RETRY_PREFIX):
-            log.warning("rebalance of %s: no route for %s: %s", group, topic, exc)
+            log.warning(
+                "rebalance of %s: no route for %s: %s",
+                group,
+                topic,
+                exc,
+                extra=log_fields(client=client.client_id, group=group, topic=topic),
+            )
         route = client.cached_route(topic)
     if route is None:
         return None
@@ -401,17 +420,33 @@ def rebalance_topic_flow(
     try:
         cids = yield from consumer_ids_flow(client, topic, group)
     except RocketMQError as exc:
-        log.warning("rebalance of %s/%s: consumer ids unavailable: %s", group, topic, exc)
+        log.warning(
+            "rebalance of %s/%s: consumer ids unavailable: %s",
+            group,
+            topic,
+            exc,
+            extra=log_fields(client=client.client_id, group=group, topic=topic),
+        )
         cids = None
     if cids is None:
-        log.warning("rebalance of %s/%s: consumer id list unavailable", group, topic)
+        log.warning(
+            "rebalance of %s/%s: consumer id list unavailable",
+            group,
+            topic,
+            extra=log_fields(client=client.client_id, group=group, topic=topic),
+        )
         return None
     mq_all, cid_all = sort_for_rebalance(queues, cids)
     try:
         mine = strategy(group, client.client_id, mq_all, cid_all)
     except (RocketMQError, ValueError, IndexError) as exc:
         log.error(
-            "allocation by %s failed for %s/%s: %s", strategy_name(strategy), group, topic, exc
+            "allocation by %s failed for %s/%s: %s",
+            strategy_name(strategy),
+            group,
+            topic,
+            exc,
+            extra=log_fields(client=client.client_id, group=group, topic=topic),
         )
         return None
     return decide_rebalance(topic, current, mine or (), now=now_s, push=push)

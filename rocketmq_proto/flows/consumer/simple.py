@@ -54,6 +54,7 @@ from rocketmq_proto.wire.errors import (
     RouteNotFoundError,
     error_for_response,
 )
+from rocketmq_proto.wire.logfields import log_fields
 from rocketmq_proto.wire.pop import (
     ReceiptHandle,
     encode_batch_ack,
@@ -208,7 +209,12 @@ class SimpleConsumerCore(LifecycleOwner):
             try:
                 yield from self.client.route_flow(topic)
             except RocketMQError as exc:
-                log.warning("route of %s unavailable: %s", topic, exc)
+                log.warning(
+                    "route of %s unavailable: %s",
+                    topic,
+                    exc,
+                    extra=log_fields(client=self.client.client_id, group=self.group, topic=topic),
+                )
         yield from self.client.heartbeat_flow()
 
     def _check_running(self, what: str) -> None:
@@ -275,7 +281,15 @@ class SimpleConsumerCore(LifecycleOwner):
             except RocketMQError as exc:
                 # Another broker may have messages: a receive fails only when
                 # every broker failed.
-                log.info("receive from %s of %s failed: %s", broker, topic, exc)
+                log.info(
+                    "receive from %s of %s failed: %s",
+                    broker,
+                    topic,
+                    exc,
+                    extra=log_fields(
+                        client=self.client.client_id, group=self.group, topic=topic, broker=broker
+                    ),
+                )
                 failure = exc
                 continue
             if msgs:
@@ -296,7 +310,12 @@ class SimpleConsumerCore(LifecycleOwner):
             try:
                 route = yield from self.client.route_flow(topic)
             except RocketMQError as exc:
-                log.warning("route of %s unavailable: %s", topic, exc)
+                log.warning(
+                    "route of %s unavailable: %s",
+                    topic,
+                    exc,
+                    extra=log_fields(client=self.client.client_id, group=self.group, topic=topic),
+                )
                 continue
             targets.extend(
                 (topic, q.broker_name)
@@ -356,10 +375,20 @@ class SimpleConsumerCore(LifecycleOwner):
                     broker,
                     wait,
                     topic,
+                    extra=log_fields(
+                        client=self.client.client_id, group=self.group, topic=topic, broker=broker
+                    ),
                 )
             return []
         if code == ResponseCode.POLLING_FULL:
-            log.info("broker %s holds too many waiting receives; none taken for %s", broker, topic)
+            log.info(
+                "broker %s holds too many waiting receives; none taken for %s",
+                broker,
+                topic,
+                extra=log_fields(
+                    client=self.client.client_id, group=self.group, topic=topic, broker=broker
+                ),
+            )
             return []
         if code != ResponseCode.SUCCESS:
             remark = response.remark or ""
@@ -411,6 +440,13 @@ class SimpleConsumerCore(LifecycleOwner):
                         broker,
                         msg.msg_id,
                         key,
+                        extra=log_fields(
+                            client=self.client.client_id,
+                            group=self.group,
+                            topic=topic,
+                            broker=broker,
+                            msg_id=msg.msg_id,
+                        ),
                     )
                     continue
                 handle = ReceiptHandle.build(
@@ -450,7 +486,15 @@ class SimpleConsumerCore(LifecycleOwner):
         try:
             yield from self._ack_one_flow(ReceiptHandle.parse(msg.properties[_POP_CK]), topic)
         except RocketMQError as exc:
-            log.info("ack of %s (%s) failed: %s; it comes back later", msg.msg_id, why, exc)
+            log.info(
+                "ack of %s (%s) failed: %s; it comes back later",
+                msg.msg_id,
+                why,
+                exc,
+                extra=log_fields(
+                    client=self.client.client_id, group=self.group, topic=topic, msg_id=msg.msg_id
+                ),
+            )
 
     def _dead_letter_flow(self, msg: MessageExt, topic: str) -> Flow[None]:
         """Move ``msg`` to ``%DLQ%<group>`` (CONSUMER_SEND_MSG_BACK, delay level -1),
@@ -481,6 +525,9 @@ class SimpleConsumerCore(LifecycleOwner):
                 msg.reconsume_times,
                 self.group,
                 exc,
+                extra=log_fields(
+                    client=self.client.client_id, group=self.group, topic=topic, msg_id=msg.msg_id
+                ),
             )
             return
         self.dead_lettered += 1
@@ -490,6 +537,9 @@ class SimpleConsumerCore(LifecycleOwner):
             topic,
             msg.reconsume_times,
             self.group,
+            extra=log_fields(
+                client=self.client.client_id, group=self.group, topic=topic, msg_id=msg.msg_id
+            ),
         )
         yield from self._ack_quietly(msg, topic, "moved to the dead-letter queue")
 

@@ -29,6 +29,7 @@ from rocketmq_proto.flows.consumer.rebalance import queues_not_subscribed, rebal
 from rocketmq_proto.flows.effects import Flow, now, read_file, sleep, wall_ms, write_file
 from rocketmq_proto.flows.producer import ProducerCore
 from rocketmq_proto.wire.errors import RocketMQError
+from rocketmq_proto.wire.logfields import log_fields
 from rocketmq_proto.wire.route import MessageQueue
 
 __all__ = ["CLEAN_EXPIRED_INTERVAL", "UPKEEP_STEP", "PushUpkeep"]
@@ -70,17 +71,32 @@ class PushUpkeep:
                 try:
                     yield from self.finish_releases_flow()
                 except RocketMQError as exc:
-                    log.warning("release of orderly queues of %s failed: %s", ctx.group, exc)
+                    log.warning(
+                        "release of orderly queues of %s failed: %s",
+                        ctx.group,
+                        exc,
+                        extra=log_fields(client=ctx.client.client_id, group=ctx.group),
+                    )
             if ctx.rebalance.due(now_s):
                 try:
                     yield from self.rebalance_flow()
                 except RocketMQError as exc:
-                    log.warning("rebalance of %s failed: %s", ctx.group, exc)
+                    log.warning(
+                        "rebalance of %s failed: %s",
+                        ctx.group,
+                        exc,
+                        extra=log_fields(client=ctx.client.client_id, group=ctx.group),
+                    )
             if self.persist.due(now_s):
                 try:
                     yield from self.persist_flow()
                 except RocketMQError as exc:
-                    log.warning("offset commit of %s failed: %s", ctx.group, exc)
+                    log.warning(
+                        "offset commit of %s failed: %s",
+                        ctx.group,
+                        exc,
+                        extra=log_fields(client=ctx.client.client_id, group=ctx.group),
+                    )
                     self.persist.ran(now_s)
             locks = self._locks
             if locks is not None and locks.renewal.due(now_s):
@@ -147,7 +163,11 @@ class PushUpkeep:
             # loop ends, so the next owner cannot run a message still being handled.
             state.hand_over()
             ctx.releasing[mq] = state
-            log.info("queue %s is being consumed; releasing it when its handler ends", mq)
+            log.info(
+                "queue %s is being consumed; releasing it when its handler ends",
+                mq,
+                extra=log_fields(client=ctx.client.client_id, group=ctx.group, queue=mq),
+            )
             return
         yield from self._release_queue_flow(mq, state)
 
@@ -174,7 +194,11 @@ class PushUpkeep:
         if locks is not None:
             locked = yield from locks.lock_flow([mq])
             if mq not in locked:
-                log.info("queue %s is locked by another consumer; trying again soon", mq)
+                log.info(
+                    "queue %s is locked by another consumer; trying again soon",
+                    mq,
+                    extra=log_fields(client=ctx.client.client_id, group=ctx.group, queue=mq),
+                )
                 ctx.rebalance.ask_soon(now_s)
                 return None
         ctx.offsets.remove(mq)
@@ -189,7 +213,12 @@ class PushUpkeep:
                 offsets=ctx.offsets,
             )
         except RocketMQError as exc:
-            log.warning("start offset of %s unavailable; taking it later: %s", mq, exc)
+            log.warning(
+                "start offset of %s unavailable; taking it later: %s",
+                mq,
+                exc,
+                extra=log_fields(client=ctx.client.client_id, group=ctx.group, queue=mq),
+            )
             ctx.rebalance.ask_now()
             return None
         pq = ProcessQueue(now_s)
@@ -198,7 +227,12 @@ class PushUpkeep:
             ctx.offsets.update(mq, offset)
         request = PullRequest(ctx.group, mq, pq, offset)
         ctx.queues[mq] = QueueState(request)
-        log.info("consuming %s from offset %d", mq, offset)
+        log.info(
+            "consuming %s from offset %d",
+            mq,
+            offset,
+            extra=log_fields(client=ctx.client.client_id, group=ctx.group, queue=mq),
+        )
         return request
 
     def finish_releases_flow(self) -> Flow[None]:
