@@ -183,7 +183,11 @@ async def run_flow(
                         if effect.timed:
                             loop = asyncio.get_running_loop()
                             began = loop.time()
-                            value = await _user_call(effect, tasks)
+                            try:
+                                value = await _user_call(effect, tasks)
+                            except driver.UserCallbackError as exc:
+                                exc.elapsed = loop.time() - began
+                                raise
                             result = (value, loop.time() - began)
                         else:
                             result = await _user_call(effect, tasks)

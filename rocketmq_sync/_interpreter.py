@@ -182,7 +182,8 @@ class _FlowRunner(Generic[T]):
             try:
                 ran, value = self._runtime.run_user_here(fn, effect.args)
             except Exception as exc:
-                raise user_callback_error(effect.fn, exc) from exc
+                error = _callback_error(effect.fn, exc)
+                raise error from error.__cause__
             if ran:
                 self._in_a_row += 1
                 return value
@@ -223,7 +224,7 @@ class _FlowRunner(Generic[T]):
         if exc is None:
             self.resume(value, None)
         elif isinstance(exc, Exception):
-            self.resume(None, user_callback_error(fn, exc))
+            self.resume(None, _callback_error(fn, exc))
         else:
             self.resume(None, _Fatal(exc))
 
@@ -251,15 +252,34 @@ def http_get(runtime: Runtime, effect: driver.HttpGet) -> bytes:
         answer.fail(exc)
 
 
+class _TimedFailure(Exception):
+    """What a timed callable raises: its own exception and the seconds it ran."""
+
+    def __init__(self, error: Exception, elapsed: float) -> None:
+        super().__init__(error)
+        self.error = error
+        self.elapsed = elapsed
+
+
 def _timed(fn: Callable[..., Any], clock: Callable[[], float]) -> Callable[..., tuple[Any, float]]:
     """``fn`` answering ``(its value, the seconds it ran)`` (a timed :class:`UserCall`)."""
 
     def timed(*args: Any) -> tuple[Any, float]:
         began = clock()
-        value = fn(*args)
+        try:
+            value = fn(*args)
+        except Exception as exc:
+            raise _TimedFailure(exc, clock() - began) from exc
         return value, clock() - began
 
     return timed
+
+
+def _callback_error(fn: Callable[..., Any], exc: Exception) -> driver.UserCallbackError:
+    """The flow's error for a user callable's exception (with the time it ran, if timed)."""
+    if isinstance(exc, _TimedFailure):
+        return user_callback_error(fn, exc.error, exc.elapsed)
+    return user_callback_error(fn, exc)
 
 
 def _not_an_effect(effect: Never) -> NoReturn:

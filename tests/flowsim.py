@@ -59,6 +59,9 @@ class Sim:
             try:
                 value = effect.fn(*effect.args)
             except Exception as exc:
-                raise UserCallbackError(str(exc)) from exc
+                error = UserCallbackError(str(exc))
+                if effect.timed:
+                    error.elapsed = self.user_call_cost
+                raise error from exc
             return (value, self.user_call_cost) if effect.timed else value
         raise AssertionError(f"unknown effect {effect!r}")

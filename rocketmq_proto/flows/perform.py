@@ -22,12 +22,16 @@ from rocketmq_proto.wire.errors import (
 __all__ = ["HttpAnswer", "user_callback_error"]
 
 
-def user_callback_error(fn: Callable[..., Any], exc: Exception) -> UserCallbackError:
+def user_callback_error(
+    fn: Callable[..., Any], exc: Exception, elapsed: float | None = None
+) -> UserCallbackError:
     """The error a :class:`~rocketmq_proto.flows.effects.UserCall` of ``fn`` fails
-    with when ``fn`` raised ``exc`` (chained to it)."""
+    with when ``fn`` raised ``exc`` (chained to it), after ``elapsed`` seconds if
+    the call was timed."""
     name = getattr(fn, "__qualname__", None) or repr(fn)
     error = UserCallbackError(f"{name} raised {type(exc).__name__}: {exc}")
     error.__cause__ = exc
+    error.elapsed = elapsed
     return error
 
 

@@ -318,6 +318,9 @@ class PopNotServedError(RocketMQError):
 class UserCallbackError(RocketMQError):
     """A user's callable (handler, local transaction, checker) raised; see ``__cause__``."""
 
+    #: Seconds the callable ran before it raised, when the driver timed the call.
+    elapsed: float | None = None
+
 
 class LocalStorageError(RocketMQError):
     """A local file (broadcasting offsets) could not be read or written; see ``__cause__``."""

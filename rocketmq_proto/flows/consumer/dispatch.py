@@ -26,7 +26,7 @@ from rocketmq_proto.flows.consumer.consume import (
     to_consume_result,
 )
 from rocketmq_proto.flows.consumer.push_state import PushContext, QueueState
-from rocketmq_proto.flows.effects import Flow, now, sleep, spawn, timed_user_call, wall_ms
+from rocketmq_proto.flows.effects import Flow, sleep, spawn, timed_user_call, wall_ms
 from rocketmq_proto.flows.hooks import ConsumeContext
 from rocketmq_proto.flows.producer import ProducerCore
 from rocketmq_proto.message.model import MessageExt
@@ -104,14 +104,13 @@ class Handler:
             hooked.timestamp_ms = start_ms if start_ms is not None else (yield from wall_ms())
             hooked.await_time = awaited
             hooks.fire("before_consume", hooked)
-            started = yield from now()
         error: BaseException | None = None
         took: float | None = None
         try:
             value, took = yield from timed_user_call(handler, msgs)
         except UserCallbackError as exc:
             self._log_error(msgs, exc)
-            value, error = False, exc.__cause__ or exc
+            value, error, took = False, exc.__cause__ or exc, exc.elapsed
         result: ConsumeResult | None = None
         if value is not HANDLER_NOT_RUN:
             self.consumed += len(msgs)
@@ -131,8 +130,7 @@ class Handler:
             ctx.metrics.handled(len(msgs), result is ConsumeResult.SUCCESS, took)
         if hooked is not None:
             hooked.result, hooked.error = result, error
-            # The driver timed the call; only a call that raised is timed here.
-            hooked.elapsed = took if took is not None else (yield from now()) - started
+            hooked.elapsed = took or 0.0  # as the driver timed the call
             hooks.fire("after_consume", hooked)
         return result
 

@@ -374,23 +374,24 @@ class PopPushConsumerCore(LifecycleOwner):
         hooked = ConsumeContext(self.group, batch, await_time=awaited)
         hooked.timestamp_ms = yield from wall_ms()
         hooks.fire("before_consume", hooked)
-        started = yield from now()
-        result, hooked.error = yield from self._run_handler_flow(batch)
+        result, hooked.error, took = yield from self._run_handler_flow(batch)
         hooked.result = result
-        hooked.elapsed = (yield from now()) - started
+        hooked.elapsed = took or 0.0  # as the driver timed the call
         hooks.fire("after_consume", hooked)
         return result
 
     def _run_handler_flow(
         self, batch: list[MessageExt]
-    ) -> Flow[tuple[ConsumeResult | None, BaseException | None]]:
-        """The handler's verdict on ``batch`` and the exception it raised."""
+    ) -> Flow[tuple[ConsumeResult | None, BaseException | None, float | None]]:
+        """The handler's verdict on ``batch``, the exception it raised, and the
+        seconds it ran (as the driver timed it)."""
         error: BaseException | None = None
         took: float | None = None
         try:
             value, took = yield from timed_user_call(self.handler, batch)
         except UserCallbackError as exc:
             error = exc.__cause__ if exc.__cause__ is not None else exc
+            took = exc.elapsed
             ids = [m.msg_id for m in batch]
             log.warning(
                 "message handler raised consuming topic %s, group %s, message id(s) %s: %r",
@@ -407,7 +408,7 @@ class PopPushConsumerCore(LifecycleOwner):
             )
             value = False
         if value is HANDLER_NOT_RUN:
-            return None, None
+            return None, None, None
         self.consumed += len(batch)
         try:
             result = to_consume_result(value, orderly=self.config.orderly)
@@ -423,7 +424,7 @@ class PopPushConsumerCore(LifecycleOwner):
             )
             result = ConsumeResult.RETRY_LATER
         self.metrics.handled(len(batch), result is ConsumeResult.SUCCESS, took)
-        return result, error
+        return result, error, took
 
     def _retry_flow(self, batch: list[MessageExt], broker: str) -> Flow[None]:
         """Hide each failed message for its retry delay: the broker's delay level
