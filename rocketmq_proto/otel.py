@@ -21,6 +21,7 @@ OpenTelemetry: only :func:`instrument` does.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Final
 
@@ -89,18 +90,7 @@ class ClientMetrics:
             description="Time from a message's storing on the broker to its arrival here",
             explicit_bucket_boundaries_advisory=DELIVERY_BUCKETS,
         )
-        meter.create_observable_gauge(
-            CACHED_MESSAGES,
-            callbacks=[self._observe_messages],
-            unit="1",
-            description="Messages a push consumer holds, not consumed yet",
-        )
-        meter.create_observable_gauge(
-            CACHED_BYTES,
-            callbacks=[self._observe_bytes],
-            unit="By",
-            description="Body bytes of the messages a push consumer holds",
-        )
+        _gauges_of(meter).clients.add(self)
 
     def __repr__(self) -> str:
         return f"ClientMetrics({self._client_id!r})"
@@ -119,8 +109,8 @@ class ClientMetrics:
         )
 
     def after_consume(self, ctx: ConsumeContext) -> None:
-        if ctx.result is None and ctx.error is None:
-            return  # not handled: the consumer closed first
+        if (ctx.result is None and ctx.error is None) or not ctx.messages:
+            return  # not handled (the consumer closed first), or the handler emptied its list
         attributes = {
             "topic": ctx.messages[0].topic,
             "consumer_group": self._group or ctx.group,
@@ -141,31 +131,65 @@ class ClientMetrics:
 
     # --------------------------------------------------------------- gauges
 
-    def _held(self, key: str) -> dict[str, int]:
+    def observations(self, key: str) -> list[Observation]:
+        """This client's ``cached_messages`` or ``cached_bytes``, per topic."""
+        from opentelemetry.metrics import Observation
+
         totals: dict[str, int] = {}
         for queue in self._client.stats().get("queues", ()):
             totals[queue["topic"]] = totals.get(queue["topic"], 0) + queue[key]
-        return totals
+        labels = {"consumer_group": self._group or "", "client_id": self._client_id}
+        return [Observation(value, {"topic": t, **labels}) for t, value in sorted(totals.items())]
 
-    def _observations(self, key: str) -> Iterable[Observation]:
-        from opentelemetry.metrics import Observation
 
-        for topic, value in sorted(self._held(key).items()):
-            yield Observation(
-                value,
-                {"topic": topic, "consumer_group": self._group or "", "client_id": self._client_id},
-            )
+class _Gauges:
+    """One meter's two gauges, reading every client instrumented with that meter
+    (the SDK keeps the first callback of an instrument name and drops later ones)."""
+
+    def __init__(self) -> None:
+        #: The hooks of the instrumented clients (dropped with their client).
+        self.clients: weakref.WeakSet[ClientMetrics] = weakref.WeakSet()
+
+    def register(self, meter: Meter) -> None:
+        meter.create_observable_gauge(
+            CACHED_MESSAGES,
+            callbacks=[self._observe_messages],
+            unit="1",
+            description="Messages a push consumer holds, not consumed yet",
+        )
+        meter.create_observable_gauge(
+            CACHED_BYTES,
+            callbacks=[self._observe_bytes],
+            unit="By",
+            description="Body bytes of the messages a push consumer holds",
+        )
+
+    def _observe(self, key: str) -> list[Observation]:
+        return [o for hook in list(self.clients) for o in hook.observations(key)]
 
     def _observe_messages(self, options: CallbackOptions) -> Iterable[Observation]:
-        return list(self._observations("cached_messages"))
+        return self._observe("cached_messages")
 
     def _observe_bytes(self, options: CallbackOptions) -> Iterable[Observation]:
-        return list(self._observations("cached_bytes"))
+        return self._observe("cached_bytes")
+
+
+#: Each meter's gauges, made with its first instrumented client.
+_GAUGES: weakref.WeakKeyDictionary[Meter, _Gauges] = weakref.WeakKeyDictionary()
+
+
+def _gauges_of(meter: Meter) -> _Gauges:
+    candidate = _Gauges()
+    gauges = _GAUGES.setdefault(meter, candidate)  # one wins, whatever the threads
+    if gauges is candidate:
+        gauges.register(meter)
+    return gauges
 
 
 def instrument(client: Any, *, meter_provider: MeterProvider | None = None) -> ClientMetrics:
     """Record ``client``'s metrics through OpenTelemetry (``meter_provider``, or the
-    global one); returns the hook added to it (``client.remove_hook`` stops it).
+    global one); returns the hook added to it. ``client.remove_hook`` stops the
+    histograms; the gauges follow the client's queues (none once it is closed).
 
     Raises :class:`ConfigError` if the ``opentelemetry-api`` package is missing.
     """

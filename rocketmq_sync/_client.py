@@ -146,11 +146,12 @@ class _ClientBase:
         ``cached_bytes``, ``lag``); for a pull consumer, ``polled`` and ``queues``;
         for a simple consumer, ``received``, ``acked``, ``dead_lettered``; with
         ``enable_trace``, ``trace`` (records ``recorded``, ``sent``, ``buffered``,
-        ``dropped``, ``failed``). Safe from any thread."""
-        with self._core_lock:
-            snapshot: dict[str, Any] = {"client_id": self.client_id, **self._stats()}
-            if self._tracer is not None:
-                snapshot["trace"] = self._tracer.stats()
+        ``dropped``, ``failed``). Safe from any thread, a hook included: it reads the
+        counters without stopping the client (each is copied whole; two may be a
+        moment apart)."""
+        snapshot: dict[str, Any] = {"client_id": self.client_id, **self._stats()}
+        if self._tracer is not None:
+            snapshot["trace"] = self._tracer.stats()
         return snapshot
 
     def _stats(self) -> dict[str, Any]:

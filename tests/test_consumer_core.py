@@ -865,9 +865,7 @@ def test_pull_step_fixes_an_illegal_offset() -> None:
     assert outcome.offset_fixed and outcome.delay is None and request.process_queue.dropped
     store.update(mq(0), 11)  # consumption still in flight must not move it
     assert store.read(mq(0)) == 50
-    # The fixed offset is stored, and confirmed by the broker, before the queue is let go.
-    addr, cmd = sim.calls[-1]
-    assert cmd.code == RequestCode.UPDATE_CONSUMER_OFFSET and not sim.oneways
+    ((addr, cmd),) = sim.oneways  # the fixed offset, stored before the queue is let go
     assert addr == MASTER_A and wire(cmd).ext_fields["commitOffset"] == "50"
 
 
@@ -1305,10 +1303,9 @@ def test_a_busy_orderly_queue_keeps_its_lock_until_its_consume_loop_ends() -> No
     busy_state.end_consuming()  # the loop ended
     assert busy_state.phase is QueuePhase.HANDED_OVER
     sim.run(core.upkeep.finish_releases_flow())
-    # The commit is confirmed by the broker before the lock is let go.
+    # The commit goes before the lock is let go.
     assert sim.sent == [RequestCode.UPDATE_CONSUMER_OFFSET, RequestCode.UNLOCK_BATCH_MQ]
-    assert sim.calls[-1][1].code == RequestCode.UPDATE_CONSUMER_OFFSET
-    assert wire(sim.calls[-1][1]).ext_fields["commitOffset"] == "11"
+    assert wire(sim.oneways[-2][1]).ext_fields["commitOffset"] == "11"
     assert busy_state.request.process_queue.dropped
     assert not core.ctx.releasing and core.offsets.read(busy) is None
 
@@ -1617,6 +1614,30 @@ def test_an_orderly_handler_returning_none_commits_and_goes_on() -> None:
     assert state.phase is QueuePhase.IDLE and state.request.process_queue.msg_count == 0
 
 
+def test_dead_letters_are_counted_once_their_send_back_went() -> None:
+    """A failed message past the group's maximum is dead-lettered by the broker when
+    it is sent back: counted then, not when the send-back failed (it comes back)."""
+    answers = [ResponseCode.SYSTEM_ERROR, 0, 0]  # the first send-back fails, then they work
+    cluster = Cluster(
+        CONSUMER_SEND_MSG_BACK=lambda a, c: reply(answers.pop(0)),
+        SEND_MESSAGE_V2=lambda a, c: reply(ResponseCode.SYSTEM_ERROR),  # the fallback fails
+    )
+    sim = Sim(cluster)
+    core = push_core(lambda msgs: ConsumeResult.RETRY_LATER, max_reconsume_times=2)
+    with_routes(core.client, sim, "T")
+    state = hold_queue(core, mq(0), 0)
+    young, old = ext(0), ext(1)
+    young.reconsume_times, old.reconsume_times = 0, 2
+    state.request.process_queue.put([young, old])
+    pool = concurrent_of(core)
+    [again] = sim.run(pool.consume_flow(state, [old]))  # its send-back fails: kept here
+    assert core.stats()["consume"]["dead_lettered"] == 0
+    assert sim.run(pool.consume_flow(state, [again])) == []
+    assert sim.run(pool.consume_flow(state, [young])) == []
+    consume = core.stats()["consume"]
+    assert (consume["dead_lettered"], consume["failed"]) == (1, 3)
+
+
 def test_a_handler_exception_is_logged_with_its_traceback_topic_group_and_ids(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -1770,6 +1791,29 @@ def test_close_returns_once_the_brokers_confirmed_the_final_offsets(
         RequestCode.UNREGISTER_CLIENT
     )
     assert "offset 9 for G failed" in caplog.text and "disk full" in caplog.text
+
+
+def test_a_confirmed_commit_gives_up_on_a_broker_that_does_not_answer() -> None:
+    """A close waits one request timeout per silent broker, not one per queue."""
+
+    def update(addr: str, cmd: RemotingCommand) -> RemotingCommand:
+        if cmd.ext_fields["bname"] == "broker-a":
+            raise RequestTimeoutError("no answer")
+        return reply(0)
+
+    sim = Sim(Cluster(UPDATE_CONSUMER_OFFSET=update))
+    client = make_client()
+    with_routes(client, sim, "T")
+    store = OffsetStore()
+    queues = [mq(0), mq(1), mq(2), mq(0, "broker-b")]
+    for i, queue in enumerate(queues):
+        store.update(queue, 10 + i)
+    sent = sim.run(commit_offsets_flow(client, "G", store, queues, confirmed=True))
+    assert sent == {mq(0, "broker-b"): 13}
+    asked = [wire(c).ext_fields["bname"] for _, c in sim.calls if c.code == 15]
+    assert asked.count("broker-a") == 1 and asked.count("broker-b") == 1
+    # The others are tried again at the next commit.
+    assert set(store.to_commit(queues)) == {mq(0), mq(1), mq(2)}
 
 
 def test_auto_with_orderly_is_refused_as_java_always_pulls_an_orderly_consumer() -> None:

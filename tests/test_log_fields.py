@@ -57,9 +57,10 @@ def test_every_logging_call_passes_structured_fields(path: Path) -> None:
         ok = False
         if isinstance(extra, ast.Call):
             func = extra.func
-            ok = (isinstance(func, ast.Name) and func.id.endswith("log_fields")) or (
+            named = (isinstance(func, ast.Name) and func.id.endswith("log_fields")) or (
                 isinstance(func, ast.Attribute) and func.attr.endswith("log_fields")
             )
+            ok = named and bool(extra.keywords)  # log_fields() alone names nothing
         elif isinstance(extra, ast.Dict):
             ok = bool(extra.keys) and all(
                 isinstance(k, ast.Constant) and str(k.value).startswith("rocketmq_")

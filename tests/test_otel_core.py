@@ -120,3 +120,22 @@ def test_without_opentelemetry_instrument_says_what_to_install(
     monkeypatch.setitem(sys.modules, "opentelemetry", None)
     with pytest.raises(ConfigError, match=r"pip install 'rocketmq-python\[otel\]'"):
         instrument(FakeClient())
+
+
+def test_every_client_instrumented_on_one_provider_is_observed() -> None:
+    """The SDK keeps one callback per instrument name: the gauges read all clients."""
+
+    class Other(FakeClient):
+        client_id = "10.0.0.1@2"
+
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    first, second = FakeClient(), Other()
+    instrument(first, meter_provider=provider)
+    instrument(second, meter_provider=provider)
+    got = points(reader)
+    assert sorted(p.attributes["client_id"] for p in got[CACHED_MESSAGES]) == [
+        "10.0.0.1@1",
+        "10.0.0.1@2",
+    ]
+    assert [p.value for p in got[CACHED_BYTES]] == [350, 350]

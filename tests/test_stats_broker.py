@@ -13,7 +13,7 @@ import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from rocketmq_proto import Message, MessageExt
+from rocketmq_proto import Hook, Message, MessageExt
 from rocketmq_proto.otel import CACHED_MESSAGES, instrument
 
 from .backends import Backend
@@ -38,8 +38,17 @@ def test_stats_count_sends_consumes_lag_and_trace(
         backend.wait_for(lambda: admin.topic_route(topic).queue_datas, 20, "the route")
     reader = InMemoryMetricReader()
     provider = MeterProvider(metric_readers=[reader])
+    seen_in_hook: list[int] = []
     with backend.open("Producer", ns, group=unique("stats_p"), enable_trace=True) as producer:
         instrument(producer, meter_provider=provider)
+
+        client = getattr(producer, "_obj", producer)  # (asyncio: the client, not its proxy)
+
+        class StatsInHook(Hook):  # stats() from where the client runs its own code
+            def after_send(self, ctx: Any) -> None:
+                seen_in_hook.append(client.stats()["sends"]["ok"])
+
+        producer.add_hook(StatsInHook())
         for i in range(10):
             producer.send(Message(topic, b"m%d" % i))
         producer.send_batch([Message(topic, b"b1"), Message(topic, b"b2")])
@@ -53,6 +62,7 @@ def test_stats_count_sends_consumes_lag_and_trace(
         latency["count"] == 11 and 0 < latency["p50_ms"] <= latency["p99_ms"] <= latency["max_ms"]
     )
     assert before_close["client_id"] == producer.client_id
+    assert len(seen_in_hook) == 12  # every send's hook read the stats, none blocked
     # Closing flushed the trace: every record of the 12 messages went.
     assert producer.stats()["trace"] == {
         "recorded": 12,

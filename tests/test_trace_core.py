@@ -376,3 +376,38 @@ def test_trace_options_are_checked() -> None:
     # Only the classes that trace take the options.
     with pytest.raises(ConfigError, match="enable_trace"):
         pull_consumer_settings(NAMESRV, {"group": "g", "enable_trace": True}, pid=1, nonce=2)
+
+
+def test_admin_reads_a_messages_records_and_skips_only_the_unreadable_ones(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from rocketmq_proto.flows.admin import AdminCore
+    from rocketmq_proto.message.codec import encode_stored_message
+    from rocketmq_proto.wire.codes import FLAG_RESPONSE
+    from rocketmq_proto.wire.command import RemotingCommand
+
+    from .test_producer_core import make_producer, route_body
+
+    good = TraceRecord(TraceType.PUB, "ID1", timestamp_ms=5, group="pg", topic="T").encode()
+    other = TraceRecord(TraceType.PUB, "ID2", timestamp_ms=5, group="pg", topic="T").encode()
+    bad = java("Pub", 1, "R", "g", "T", "ID1", "t", "k", "h:1", 10, 2, 9, "OFF", "true")  # type 9
+    stored = MessageExt(
+        "RMQ_SYS_TRACE_TOPIC",
+        (bad + good + other).encode(),
+        properties={"KEYS": "ID1 ID2"},
+        store_host="127.0.0.1:10911",
+        born_host="127.0.0.1:5000",
+    )
+
+    def answer(addr: str, command: RemotingCommand) -> RemotingCommand:
+        if command.code == RequestCode.GET_ROUTEINFO_BY_TOPIC:
+            return RemotingCommand(0, {}, route_body("RMQ_SYS_TRACE_TOPIC"), flag=FLAG_RESPONSE)
+        assert command.code == RequestCode.QUERY_MESSAGE
+        return RemotingCommand(0, {}, encode_stored_message(stored), flag=FLAG_RESPONSE)
+
+    admin = AdminCore(make_producer().client)
+    with caplog.at_level(logging.WARNING, logger="rocketmq_proto.admin"):
+        records = Sim(answer).run(admin.query_trace_flow("ID1"))
+    # One answer per broker: the same stored message twice, kept once.
+    assert [(r.type, r.msg_id, r.group) for r in records] == [(TraceType.PUB, "ID1", "pg")]
+    assert "1 records unreadable" in caplog.text

@@ -37,7 +37,12 @@ from rocketmq_proto.wire.errors import (
 )
 from rocketmq_proto.wire.pop import encode_set_request_mode
 from rocketmq_proto.wire.route import MASTER_ID, MessageQueue, TopicRouteData, subscribe_queues
-from rocketmq_proto.wire.trace import DEFAULT_TRACE_TOPIC, TraceRecord, decode_trace_data
+from rocketmq_proto.wire.trace import (
+    DEFAULT_TRACE_TOPIC,
+    RECORD_SEPARATOR,
+    TraceRecord,
+    decode_trace_data,
+)
 
 log = logging.getLogger("rocketmq_proto.admin")
 
@@ -347,23 +352,30 @@ class AdminCore(LifecycleOwner):
         """The trace records of message ``msg_id`` (its client id, as ``send``
         returns it) in ``trace_topic``, whoever wrote them (this client, Java's, Go's),
         in the order they were stored: as ``mqadmin queryMsgTraceById`` finds them,
-        by key in the trace topic's index. A trace message that cannot be read is
-        logged and skipped."""
+        by key in the trace topic's index. A record that cannot be read is skipped
+        (logged once per trace message); the others of its message are kept."""
         messages = yield from self.query_messages_flow(trace_topic, msg_id, max_num=max_num)
         records: list[TraceRecord] = []
         for msg in messages:
-            try:
-                decoded = decode_trace_data(msg.body.decode())
-            except (UnicodeDecodeError, RemoteProtocolError) as exc:
+            unreadable: list[str] = []
+            for raw in msg.body.decode(errors="replace").split(RECORD_SEPARATOR):
+                if not raw:
+                    continue
+                try:
+                    decoded = decode_trace_data(raw + RECORD_SEPARATOR)
+                except RemoteProtocolError as exc:
+                    unreadable.append(str(exc))
+                    continue
+                records.extend(r for r in decoded if r.msg_id == msg_id)
+            if unreadable:
                 log.warning(
-                    "trace message %s in %s unreadable: %s",
+                    "trace message %s in %s: %d records unreadable, the first: %s",
                     msg.msg_id,
                     trace_topic,
-                    exc,
+                    len(unreadable),
+                    unreadable[0],
                     extra={"rocketmq_topic": trace_topic, "rocketmq_msg_id": msg.msg_id},
                 )
-                continue
-            records.extend(r for r in decoded if r.msg_id == msg_id)
         return records
 
     def _group_brokers_flow(self, group: str) -> Flow[list[tuple[str, str]]]:

@@ -71,6 +71,9 @@ log = logging.getLogger("rocketmq_proto.trace")
 
 #: Records the buffer holds before it drops new ones.
 TRACE_BUFFER_RECORDS: Final = 20_000
+#: Characters of encoded records the buffer holds before it drops new ones (user
+#: keys may make records long).
+TRACE_BUFFER_CHARS: Final = 16 * 1024 * 1024
 #: Records per trace message at most.
 MAX_RECORDS_PER_MESSAGE: Final = 1000
 #: A trace message's body at most, in bytes (Java's trace producer: 128000).
@@ -132,6 +135,7 @@ class Tracer:
         self._namespace = namespace
         self._capacity = capacity
         self._buffer: deque[Entry] = deque()
+        self._buffered_chars = 0
         #: When the dispatch flow first saw the oldest buffered record.
         self._waiting_since: float | None = None
         #: Trace messages being sent.
@@ -200,7 +204,8 @@ class Tracer:
         if not traced:
             return
         request_id = self._ids.next_id(ctx.timestamp_ms)
-        ctx.extra[_EXTRA_KEY] = (request_id, traced)
+        # The batch's size too: the handler may change the list it was given.
+        ctx.extra[_EXTRA_KEY] = (request_id, traced, len(ctx.messages))
         head = f"SubBefore{S}{ctx.timestamp_ms}{S}"
         group = ns.unwrap(self._namespace, ctx.group)
         for msg in traced:
@@ -217,7 +222,7 @@ class Tracer:
         noted = ctx.extra.get(_EXTRA_KEY)
         if noted is None or (ctx.result is None and ctx.error is None):
             return  # nothing traced, or the handler did not run (the consumer closed)
-        request_id, traced = noted
+        request_id, traced, count = noted
         if ctx.error is not None:
             success, code = "false", int(ConsumeReturnType.EXCEPTION)
         elif ctx.result in _NOT_CONSUMED:
@@ -225,7 +230,7 @@ class Tracer:
         else:
             success, code = "true", int(ConsumeReturnType.SUCCESS)
         elapsed_ms = int(ctx.elapsed * 1000)
-        cost = elapsed_ms // len(ctx.messages)
+        cost = elapsed_ms // count
         tail = (
             f"{code}{S}{ctx.timestamp_ms + elapsed_ms}{S}{ns.unwrap(self._namespace, ctx.group)}{E}"
         )
@@ -259,7 +264,8 @@ class Tracer:
 
     def _append(self, msg_id: str, keys: str | None, text: str) -> None:
         self.recorded += 1
-        if len(self._buffer) >= self._capacity:
+        size = len(text)
+        if len(self._buffer) >= self._capacity or self._buffered_chars + size > TRACE_BUFFER_CHARS:
             self.dropped += 1
             if self.dropped == 1 or self.dropped % 1000 == 0:
                 log.warning(
@@ -270,6 +276,7 @@ class Tracer:
                 )
             return
         self._buffer.append((msg_id, keys, text))
+        self._buffered_chars += size
 
     # ------------------------------------------------------------- dispatch
 
@@ -304,6 +311,7 @@ class Tracer:
             ):
                 break
             buffer.popleft()
+            self._buffered_chars -= len(text)
             taken.append(entry)
             size += more
             keys_size += more_keys
@@ -335,18 +343,20 @@ class Tracer:
             records = self.take(now_s, flush=True)
             if records is not None:
                 self.in_flight += 1
-                yield from self._send_flow(records)
+                # Each send gets what is left of the time, never more.
+                left = timeout - (now_s - start)
+                yield from self._send_flow(records, min(TRACE_SEND_TIMEOUT, left))
             elif self.in_flight:
                 yield from sleep(_POLL)
             else:
                 break
         return len(self._buffer)
 
-    def _send_flow(self, records: list[Entry]) -> Flow[None]:
+    def _send_flow(self, records: list[Entry], timeout: float = TRACE_SEND_TIMEOUT) -> Flow[None]:
         try:
             body = "".join(text for _, _, text in records).encode()
             message = Message(self.topic, body, keys=trace_keys((i, k) for i, k, _ in records))
-            yield from self.producer.send_flow(message, TRACE_SEND_TIMEOUT)
+            yield from self.producer.send_flow(message, timeout)
         except RocketMQError as exc:
             self.failed += len(records)
             log.info(

@@ -384,6 +384,8 @@ class OrderlyOutcome:
     continue_consume: bool
     #: When not: seconds before the queue is consumed again.
     delay: float = 0.0
+    #: Messages sent on to the dead letters (past the maximum retries).
+    dead_lettered: int = 0
 
 
 def process_orderly_result_flow(
@@ -408,6 +410,7 @@ def process_orderly_result_flow(
     """
     commit_offset = -1
     outcome = OrderlyOutcome(True)
+    dead = 0
     if result is ConsumeResult.SUCCESS:
         commit_offset = pq.commit()
     else:
@@ -417,6 +420,7 @@ def process_orderly_result_flow(
                 msg.properties[_C.PROPERTY_RECONSUME_TIME] = str(msg.reconsume_times)
                 try:
                     yield from producer.send_flow(retry_message(msg, group, max_reconsume))
+                    dead += 1
                     continue
                 except RocketMQError as exc:
                     log.warning(
@@ -433,6 +437,7 @@ def process_orderly_result_flow(
             outcome = OrderlyOutcome(False, delay)
         else:
             commit_offset = pq.commit()
+    outcome = OrderlyOutcome(outcome.continue_consume, outcome.delay, dead)
     if commit_offset >= 0 and not pq.dropped:
         offsets.update(mq, commit_offset)
     return outcome

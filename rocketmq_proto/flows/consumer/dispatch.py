@@ -236,22 +236,26 @@ class ConcurrentConsumption:
         result = yield from self.handler.call_flow(msgs, start_ms, awaited)
         if result is None or pq.dropped:
             return []
+        doomed: list[MessageExt] = []
         if result is not ConsumeResult.SUCCESS and ctx.config.clustering:
-            # Sent back past the group's maximum: the broker dead-letters them.
-            limit = ctx.config.max_reconsume
-            ctx.metrics.dead_lettered += sum(1 for m in msgs if m.reconsume_times >= limit)
-        return (
-            yield from process_concurrent_result_flow(
-                ctx.client,
-                ctx.group,
-                pq,
-                request.message_queue,
-                msgs,
-                result,
-                offsets=ctx.offsets,
-                producer=self.producer,
-                clustering=ctx.config.clustering,
-                delay_level=ctx.config.delay_level_when_next_consume,
-                max_reconsume=ctx.config.max_reconsume,
-            )
+            # Sent back past the group's maximum (or with a negative delay level),
+            # the broker dead-letters them.
+            limit, level = ctx.config.max_reconsume, ctx.config.delay_level_when_next_consume
+            doomed = [m for m in msgs if level < 0 or m.reconsume_times >= limit]
+        left = yield from process_concurrent_result_flow(
+            ctx.client,
+            ctx.group,
+            pq,
+            request.message_queue,
+            msgs,
+            result,
+            offsets=ctx.offsets,
+            producer=self.producer,
+            clustering=ctx.config.clustering,
+            delay_level=ctx.config.delay_level_when_next_consume,
+            max_reconsume=ctx.config.max_reconsume,
         )
+        if doomed:  # counted once their send-back went (the others come back here)
+            kept = {id(m) for m in left}
+            ctx.metrics.dead_lettered += sum(1 for m in doomed if id(m) not in kept)
+        return left

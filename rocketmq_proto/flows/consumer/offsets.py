@@ -28,7 +28,9 @@ from rocketmq_proto.wire.bodies import _mq_keyed, _mq_table
 from rocketmq_proto.wire.codes import ResponseCode
 from rocketmq_proto.wire.command import RemotingCommand
 from rocketmq_proto.wire.errors import (
+    ConnectionClosedError,
     RemoteProtocolError,
+    RequestTimeoutError,
     RocketMQError,
     RouteNotFoundError,
     error_for_response,
@@ -350,14 +352,31 @@ def commit_offsets_flow(
     Oneway, as Java's periodic ``persistAll``, unless ``confirmed``: then each
     commit waits for its broker's answer, so that a consumer's close returns only
     once its offsets are stored (a oneway commit relayed by a proxy may reach the
-    broker after the close returned). Queues outside ``assigned`` are forgotten
-    first. A queue whose broker cannot be reached, or refuses, is logged and
-    tried again next time.
+    broker after the close returned). A broker that does not answer one is not
+    asked for its other queues: a close waits one request timeout per broker at
+    most. Queues outside ``assigned`` are forgotten first. A queue whose broker
+    cannot be reached, or refuses, is logged and tried again next time.
     """
     sent: dict[MessageQueue, int] = {}
+    silent: set[str] = set()
     for mq, offset in store.to_commit(assigned).items():
+        if mq.broker_name in silent:
+            continue
         try:
             yield from update_offset_flow(client, group, mq, offset, confirmed=confirmed)
+        except (RequestTimeoutError, ConnectionClosedError) as exc:
+            silent.add(mq.broker_name)
+            log.warning(
+                "commit of %s offset %d for %s failed: %s; not committing the other "
+                "queues of %s now",
+                mq,
+                offset,
+                group,
+                exc,
+                mq.broker_name,
+                extra=log_fields(client=client.client_id, group=group, queue=mq),
+            )
+            continue
         except RocketMQError as exc:
             log.warning(
                 "commit of %s offset %d for %s failed: %s",
@@ -391,14 +410,14 @@ def update_offset_flow(
 def persist_offset_flow(
     client: ClientCore, group: str, store: OffsetStore, mq: MessageQueue
 ) -> Flow[bool]:
-    """Commit one queue's offset now and wait for the broker to store it (Java's
-    ``persist``, oneway there), before a queue is let go to another consumer or
-    after its offset was fixed; whether it was stored. Errors are logged."""
+    """Commit one queue's offset now, oneway (Java's ``persist``), before a queue is
+    let go to another consumer or after its offset was fixed; whether it was sent.
+    Errors are logged."""
     offset = store.read(mq)
     if offset is None:
         return False
     try:
-        yield from update_offset_flow(client, group, mq, offset, confirmed=True)
+        yield from update_offset_flow(client, group, mq, offset, confirmed=False)
     except RocketMQError as exc:
         log.warning(
             "commit of %s offset %d for %s failed: %s",

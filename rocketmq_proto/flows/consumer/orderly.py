@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from rocketmq_proto.flows.consumer.consume import ConsumeResult, process_orderly_result_flow
+from rocketmq_proto.flows.consumer.consume import process_orderly_result_flow
 from rocketmq_proto.flows.consumer.dispatch import Handler
 from rocketmq_proto.flows.consumer.push_state import Periodic, PushContext, QueueState
 from rocketmq_proto.flows.effects import Flow, call, now, oneway, sleep, spawn
@@ -186,11 +186,6 @@ class OrderlyConsumption:
                         return
                     if pq.dropped:
                         return
-                    if result is not ConsumeResult.SUCCESS:
-                        # Past the maximum, a failed message goes to the dead letters.
-                        limit = config.max_reconsume
-                        dead = sum(1 for m in msgs if m.reconsume_times >= limit)
-                        ctx.metrics.dead_lettered += dead
                     outcome = yield from process_orderly_result_flow(
                         pq,
                         mq,
@@ -204,6 +199,7 @@ class OrderlyConsumption:
                     )
                 finally:
                     handler.in_flight -= 1
+                ctx.metrics.dead_lettered += outcome.dead_lettered
                 if not outcome.continue_consume:
                     yield from sleep(outcome.delay)
         finally:
