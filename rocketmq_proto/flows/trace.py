@@ -98,6 +98,7 @@ _KEYS: Final = _C.PROPERTY_KEYS
 _TAGS: Final = _C.PROPERTY_TAGS
 _REGION: Final = _C.PROPERTY_MSG_REGION
 _TRACE_SWITCH: Final = _C.PROPERTY_TRACE_SWITCH
+_UNIQ: Final = _C.PROPERTY_UNIQ_CLIENT_MESSAGE_ID_KEYIDX
 
 #: A buffered record: its message id, its message's keys, and the record encoded.
 Entry = tuple[str, str | None, str]
@@ -136,6 +137,8 @@ class Tracer:
         self._capacity = capacity
         self._buffer: deque[Entry] = deque()
         self._buffered_chars = 0
+        #: Groups as the brokers know them -> as traces name them (no namespace).
+        self._groups: dict[str, str] = {}
         #: When the dispatch flow first saw the oldest buffered record.
         self._waiting_since: float | None = None
         #: Trace messages being sent.
@@ -200,23 +203,27 @@ class Tracer:
             self._append(msg_id, keys, text)
 
     def before_consume(self, ctx: ConsumeContext) -> None:
-        traced = [m for m in ctx.messages if m.properties.get(_TRACE_SWITCH) != "false"]
-        if not traced:
-            return
-        request_id = self._ids.next_id(ctx.timestamp_ms)
-        # The batch's size too: the handler may change the list it was given.
-        ctx.extra[_EXTRA_KEY] = (request_id, traced, len(ctx.messages))
-        head = f"SubBefore{S}{ctx.timestamp_ms}{S}"
-        group = ns.unwrap(self._namespace, ctx.group)
-        for msg in traced:
+        ts = ctx.timestamp_ms
+        request_id = self._ids.next_id(ts)
+        head = f"SubBefore{S}{ts}{S}"
+        middle = f"{S}{self._unwrapped(ctx.group)}{S}{request_id}{S}"
+        traced: list[tuple[str, str | None]] = []
+        append = self._append
+        for msg in ctx.messages:
             props = msg.properties
+            if props.get(_TRACE_SWITCH) == "false":
+                continue
             keys = props.get(_KEYS)
-            msg_id = msg.msg_id
+            msg_id = props.get(_UNIQ) or msg.msg_id
             text = (
-                f"{head}{props.get(_REGION) or DEFAULT_REGION}{S}{group}{S}{request_id}{S}"
-                f"{msg_id}{S}{msg.reconsume_times}{S}{_text(keys)}{E}"
+                f"{head}{props.get(_REGION) or DEFAULT_REGION}{middle}"
+                f"{msg_id}{S}{msg.reconsume_times}{S}{'null' if keys is None else keys}{E}"
             )
-            self._append(msg_id, keys, text)
+            append(msg_id, keys, text)
+            traced.append((msg_id, keys))
+        if traced:
+            # The batch's size too: the handler may change the list it was given.
+            ctx.extra[_EXTRA_KEY] = (request_id, traced, len(ctx.messages))
 
     def after_consume(self, ctx: ConsumeContext) -> None:
         noted = ctx.extra.get(_EXTRA_KEY)
@@ -230,17 +237,21 @@ class Tracer:
         else:
             success, code = "true", int(ConsumeReturnType.SUCCESS)
         elapsed_ms = int(ctx.elapsed * 1000)
-        cost = elapsed_ms // count
-        tail = (
-            f"{code}{S}{ctx.timestamp_ms + elapsed_ms}{S}{ns.unwrap(self._namespace, ctx.group)}{E}"
-        )
-        for msg in traced:
-            keys = msg.properties.get(_KEYS)
-            msg_id = msg.msg_id
-            text = (
-                f"SubAfter{S}{request_id}{S}{msg_id}{S}{cost}{S}{success}{S}{_text(keys)}{S}{tail}"
-            )
-            self._append(msg_id, keys, text)
+        # SubAfter: request id, message id, cost, success, keys, code, time, group.
+        head = f"SubAfter{S}{request_id}{S}"
+        middle = f"{S}{elapsed_ms // count}{S}{success}{S}"
+        end = f"{S}{code}{S}{ctx.timestamp_ms + elapsed_ms}{S}{self._unwrapped(ctx.group)}{E}"
+        append = self._append
+        for msg_id, keys in traced:
+            text = f"{head}{msg_id}{middle}{'null' if keys is None else keys}{end}"
+            append(msg_id, keys, text)
+
+    def _unwrapped(self, group: str) -> str:
+        """``group`` without the namespace (remembered: it is asked per record)."""
+        name = self._groups.get(group)
+        if name is None:
+            name = self._groups[group] = ns.unwrap(self._namespace, group)
+        return name
 
     def after_end_transaction(self, ctx: EndTransactionContext) -> None:
         msg = ctx.message
