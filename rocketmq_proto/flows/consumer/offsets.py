@@ -366,30 +366,28 @@ def commit_offsets_flow(
             yield from update_offset_flow(client, group, mq, offset, confirmed=confirmed)
         except (RequestTimeoutError, ConnectionClosedError) as exc:
             silent.add(mq.broker_name)
-            log.warning(
-                "commit of %s offset %d for %s failed: %s; not committing the other "
-                "queues of %s now",
-                mq,
-                offset,
-                group,
-                exc,
-                mq.broker_name,
-                extra=log_fields(client=client.client_id, group=group, queue=mq),
-            )
+            _commit_failed(client, group, mq, offset, exc, "; not committing its other queues now")
             continue
         except RocketMQError as exc:
-            log.warning(
-                "commit of %s offset %d for %s failed: %s",
-                mq,
-                offset,
-                group,
-                exc,
-                extra=log_fields(client=client.client_id, group=group, queue=mq),
-            )
+            _commit_failed(client, group, mq, offset, exc)
             continue
         sent[mq] = offset
     store.mark_committed(sent)
     return sent
+
+
+def _commit_failed(
+    client: ClientCore, group: str, mq: MessageQueue, offset: int, exc: Exception, then: str = ""
+) -> None:
+    log.warning(
+        "commit of %s offset %d for %s failed: %s%s",
+        mq,
+        offset,
+        group,
+        exc,
+        then,
+        extra=log_fields(client=client.client_id, group=group, queue=mq),
+    )
 
 
 def update_offset_flow(
@@ -419,14 +417,7 @@ def persist_offset_flow(
     try:
         yield from update_offset_flow(client, group, mq, offset, confirmed=False)
     except RocketMQError as exc:
-        log.warning(
-            "commit of %s offset %d for %s failed: %s",
-            mq,
-            offset,
-            group,
-            exc,
-            extra=log_fields(client=client.client_id, group=group, queue=mq),
-        )
+        _commit_failed(client, group, mq, offset, exc)
         return False
     store.mark_committed({mq: offset})
     return True
