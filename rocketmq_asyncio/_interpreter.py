@@ -8,6 +8,7 @@ import inspect
 import logging
 import os
 import time
+import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Never, NoReturn, TypeVar
@@ -47,7 +48,7 @@ def _is_async_callable(fn: Callable[..., Any]) -> bool:
 
 async def _user_call(effect: driver.UserCall, tasks: FlowTasks) -> Any:
     fn = effect.fn
-    if _is_async_callable(fn):
+    if tasks.is_async(fn):
         try:
             return await fn(*effect.args)
         except Exception as exc:
@@ -79,7 +80,22 @@ class FlowTasks:
         #: Plain user callables run here, made on first use and shut down with the
         #: client: never the loop's default executor, whose threads would outlive it.
         self._users: ThreadPoolExecutor | None = None
+        #: Whether a callable is a coroutine function, by callable: asked per
+        #: message otherwise (``inspect`` costs microseconds). Weak: a callable
+        #: made per call (a local transaction's lambda) is forgotten with it.
+        self._async: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
         self._closed = False
+
+    def is_async(self, fn: Callable[..., Any]) -> bool:
+        """Whether ``fn`` is a coroutine function (or an object whose ``__call__`` is)."""
+        try:
+            return self._async[fn]
+        except (KeyError, TypeError):  # not asked yet, or not weakly referable
+            pass
+        found = _is_async_callable(fn)
+        with contextlib.suppress(TypeError):
+            self._async[fn] = found
+        return found
 
     def in_user_thread(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
         if self._closed:
