@@ -349,13 +349,12 @@ def commit_offsets_flow(
     """Commit the changed offsets to the brokers (UPDATE_CONSUMER_OFFSET); returns
     what was stored.
 
-    Oneway, as Java's periodic ``persistAll``, unless ``confirmed``: then each
-    commit waits for its broker's answer, so that a consumer's close returns only
-    once its offsets are stored (a oneway commit relayed by a proxy may reach the
-    broker after the close returned). A broker that does not answer one is not
-    asked for its other queues: a close waits one request timeout per broker at
-    most. Queues outside ``assigned`` are forgotten first. A queue whose broker
-    cannot be reached, or refuses, is logged and tried again next time.
+    Oneway, as Java's ``persistAll`` (periodic, and at close), unless
+    ``confirmed``: then each commit waits for its broker's answer. A broker that
+    does not answer one is not asked for its other queues: the flow waits one
+    request timeout per broker at most. Queues outside ``assigned`` are forgotten
+    first. A queue whose broker cannot be reached, or refuses, is logged and tried
+    again next time.
     """
     sent: dict[MessageQueue, int] = {}
     silent: set[str] = set()
