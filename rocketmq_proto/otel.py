@@ -55,8 +55,6 @@ DELIVERY_BUCKETS: Final = (1.0, 5.0, 10.0, 20.0, 50.0, 200.0, 500.0)
 AWAIT_BUCKETS: Final = (1.0, 5.0, 20.0, 100.0, 1000.0, 5000.0, 10000.0)
 PROCESS_BUCKETS: Final = (1.0, 5.0, 10.0, 100.0, 10000.0, 60000.0)
 
-_NOT_CONSUMED: Final = frozenset({"RETRY_LATER", "SUSPEND_CURRENT_QUEUE_A_MOMENT"})
-
 
 class ClientMetrics:
     """The hook :func:`instrument` adds: records each send and handler call."""
@@ -116,7 +114,7 @@ class ClientMetrics:
             "consumer_group": self._group or ctx.group,
             "client_id": self._client_id,
         }
-        ok = ctx.error is None and str(ctx.result) not in _NOT_CONSUMED
+        ok = ctx.succeeded
         self._process.record(
             ctx.elapsed * 1000,
             {**attributes, "invocation_status": "success" if ok else "failure"},

@@ -93,6 +93,12 @@ class ConsumeContext:
     #: A hook's own notes, from its ``before_consume`` to its ``after_consume``.
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def succeeded(self) -> bool:
+        """Whether the handler consumed the messages (it ran, did not raise, and did
+        not ask for them again)."""
+        return self.error is None and str(self.result) == "SUCCESS"
+
 
 @dataclass(slots=True)
 class EndTransactionContext:

@@ -105,9 +105,6 @@ Entry = tuple[str, str | None, str]
 
 #: Where ``before_consume`` leaves the request id and traced messages for ``after_consume``.
 _EXTRA_KEY: Final = "rocketmq_trace"
-#: Handler answers (``ConsumeResult`` values) a SubAfter record calls failed: Java's
-#: RECONSUME_LATER and SUSPEND_CURRENT_QUEUE_A_MOMENT.
-_NOT_CONSUMED: Final = frozenset({"RETRY_LATER", "SUSPEND_CURRENT_QUEUE_A_MOMENT"})
 
 
 def trace_producer_group(group: str, kind: str) -> str:
@@ -232,7 +229,7 @@ class Tracer:
         request_id, traced, count = noted
         if ctx.error is not None:
             success, code = "false", int(ConsumeReturnType.EXCEPTION)
-        elif ctx.result in _NOT_CONSUMED:
+        elif not ctx.succeeded:
             success, code = "false", int(ConsumeReturnType.FAILED)
         else:
             success, code = "true", int(ConsumeReturnType.SUCCESS)
