@@ -65,6 +65,7 @@ __all__ = [
     "SendBackPath",
     "clean_expired_flow",
     "consume_directly_result",
+    "handler_verdict",
     "initial_offset_flow",
     "mark_consume_start",
     "max_reconsume_times",
@@ -150,6 +151,22 @@ def to_consume_result(value: Any, *, orderly: bool = False) -> ConsumeResult:
 def consume_directly_result(result: ConsumeResult) -> str:
     """The ``CMResult`` name answering CONSUME_MESSAGE_DIRECTLY for ``result``."""
     return "CR_SUCCESS" if result is ConsumeResult.SUCCESS else "CR_LATER"
+
+
+def handler_verdict(
+    value: Any, msgs: Sequence[MessageExt], *, orderly: bool, client_id: str, group: str
+) -> ConsumeResult:
+    """A handler's answer ``value`` as a :class:`ConsumeResult`; an answer that cannot
+    be read is logged and counts as a failure."""
+    try:
+        return to_consume_result(value, orderly=orderly)
+    except RocketMQError as exc:
+        log.warning(
+            "message handler answer unusable: %s",
+            exc,
+            extra=log_fields(client=client_id, group=group, msg_ids=[m.msg_id for m in msgs]),
+        )
+        return to_consume_result(False, orderly=orderly)
 
 
 def max_reconsume_times(configured: int = -1, *, orderly: bool = False) -> int:

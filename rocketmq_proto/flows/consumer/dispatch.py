@@ -20,18 +20,17 @@ from typing import Any, Protocol
 from rocketmq_proto.flows.consumer.consume import (
     CONSUME_REQUEST_RETRY_DELAY,
     ConsumeResult,
+    handler_verdict,
     mark_consume_start,
     process_concurrent_result_flow,
     reset_retry_topic,
-    to_consume_result,
 )
 from rocketmq_proto.flows.consumer.push_state import PushContext, QueueState
 from rocketmq_proto.flows.effects import Flow, sleep, spawn, timed_user_call, wall_ms
 from rocketmq_proto.flows.hooks import ConsumeContext
 from rocketmq_proto.flows.producer import ProducerCore
 from rocketmq_proto.message.model import MessageExt
-from rocketmq_proto.wire.errors import RocketMQError, UserCallbackError
-from rocketmq_proto.wire.logfields import log_fields
+from rocketmq_proto.wire.errors import UserCallbackError
 
 __all__ = [
     "HANDLER_NOT_RUN",
@@ -114,19 +113,9 @@ class Handler:
         result: ConsumeResult | None = None
         if value is not HANDLER_NOT_RUN:
             self.consumed += len(msgs)
-            try:
-                result = to_consume_result(value, orderly=ctx.orderly)
-            except RocketMQError as exc:  # a handler's return value we cannot read
-                log.warning(
-                    "message handler answer unusable: %s",
-                    exc,
-                    extra=log_fields(
-                        client=ctx.client.client_id,
-                        group=ctx.group,
-                        msg_ids=[m.msg_id for m in msgs],
-                    ),
-                )
-                result = to_consume_result(False, orderly=ctx.orderly)
+            result = handler_verdict(
+                value, msgs, orderly=ctx.orderly, client_id=ctx.client.client_id, group=ctx.group
+            )
             ctx.metrics.handled(len(msgs), result is ConsumeResult.SUCCESS, took)
         if hooked is not None:
             hooked.result, hooked.error = result, error

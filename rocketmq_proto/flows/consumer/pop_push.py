@@ -20,7 +20,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from rocketmq_proto.flows.consumer.consume import ConsumeResult, to_consume_result
+from rocketmq_proto.flows.consumer.consume import ConsumeResult, handler_verdict
 from rocketmq_proto.flows.consumer.dispatch import HANDLER_NOT_RUN, MessageHandler
 from rocketmq_proto.flows.consumer.push_config import ConsumerConfig
 from rocketmq_proto.flows.consumer.simple import (
@@ -410,19 +410,13 @@ class PopPushConsumerCore(LifecycleOwner):
         if value is HANDLER_NOT_RUN:
             return None, None, None
         self.consumed += len(batch)
-        try:
-            result = to_consume_result(value, orderly=self.config.orderly)
-        except RocketMQError as exc:
-            log.warning(
-                "message handler answer unusable: %s",
-                exc,
-                extra=log_fields(
-                    client=self.client.client_id,
-                    group=self.group,
-                    msg_ids=[m.msg_id for m in batch],
-                ),
-            )
-            result = ConsumeResult.RETRY_LATER
+        result = handler_verdict(
+            value,
+            batch,
+            orderly=self.config.orderly,
+            client_id=self.client.client_id,
+            group=self.group,
+        )
         self.metrics.handled(len(batch), result is ConsumeResult.SUCCESS, took)
         return result, error, took
 
