@@ -99,8 +99,8 @@ class Built(Generic[C]):
     session: ClientCore
     #: The class's own core (a producer's, a consumer's, an admin's).
     core: C
-    #: The message trace (``enable_trace=True``): a hook among the session's, and
-    #: the dispatch flow the driver runs while the client is open.
+    #: The message trace (``enable_trace=True``): the session's, told by the flows,
+    #: and the dispatch flow the driver runs while the client is open.
     tracer: Tracer | None = None
 
 
@@ -108,7 +108,7 @@ def _tracer(
     session: ClientCore, topic: str | None, group: str, kind: str, ids: UniqueIdGenerator
 ) -> Tracer | None:
     """The trace of a client of ``group`` (``kind``: PRODUCE or CONSUME) sending to
-    ``topic`` (``None``: no trace), its hook added to the session's."""
+    ``topic`` (``None``: no trace), set as the session's."""
     if topic is None:
         return None
     producer = ProducerCore(
@@ -125,7 +125,7 @@ def _tracer(
         hooked=False,
     )
     tracer = Tracer(topic, producer, ids, namespace=session.config.namespace)
-    session.hooks.add(tracer)
+    session.tracer = tracer
     return tracer
 
 

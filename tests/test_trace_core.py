@@ -10,11 +10,13 @@ from typing import Any
 import pytest
 
 from rocketmq_proto.build import Host, build_producer
-from rocketmq_proto.flows.hooks import ConsumeContext, EndTransactionContext, SendContext
+from rocketmq_proto.flows.consumer.consume import ConsumeResult, trace_code
+from rocketmq_proto.flows.hooks import EndTransactionContext
 from rocketmq_proto.flows.producer import ProducerCore, SendResult
 from rocketmq_proto.flows.trace import (
     FLUSH_DELAY,
     MAX_RECORDS_PER_MESSAGE,
+    MAX_TRACE_BODY,
     MAX_TRACE_KEYS_CHARS,
     Tracer,
 )
@@ -139,13 +141,14 @@ def test_a_trace_message_is_keyed_by_each_id_and_user_key_once() -> None:
     assert trace_keys([("A", "k1 k2"), ("A", "k2"), ("B", None)]) == ["A", "k1", "k2", "B"]
 
 
-# ----------------------------------------------------------------- the hook
+# --------------------------------------------------------------- recording
 
 
 def due(t: Tracer, now_s: float = 0.0, *, flush: bool = True) -> list[TraceRecord]:
-    """The records the tracer would send now, decoded (``[]``: none due)."""
-    entries = t.take(now_s, flush=flush) or []
-    return decode_trace_data("".join(text for _, _, text in entries))
+    """The records of the trace message the tracer would send now, decoded (``[]``:
+    none due)."""
+    batch = t.take(now_s, flush=flush)
+    return [] if batch is None else decode_trace_data(batch.body().decode())
 
 
 def tracer(producer: ProducerCore | None = None, **kw: Any) -> Tracer:
@@ -155,10 +158,9 @@ def tracer(producer: ProducerCore | None = None, **kw: Any) -> Tracer:
     )
 
 
-def sent(result: SendResult | None, *messages: Message, **kw: Any) -> SendContext:
-    ctx = SendContext("NS%pg", list(messages), result=result, **kw)
-    ctx.timestamp_ms, ctx.elapsed = 1000, 0.0125
-    return ctx
+def publish(t: Tracer, result: SendResult, *messages: Message) -> None:
+    """``messages`` sent at 1000 ms, answered 12.5 ms later, by group ``NS%pg``."""
+    t.published("NS%pg", messages, result, 1000, 0.0125)
 
 
 def result(msg_id: str = "ID1", **kw: Any) -> SendResult:
@@ -175,9 +177,9 @@ def result(msg_id: str = "ID1", **kw: Any) -> SendResult:
     return SendResult(**fields)
 
 
-def test_a_send_with_a_result_gives_pub_records_and_nothing_else_does() -> None:
+def test_a_send_gives_pub_records() -> None:
     t = tracer(namespace="NS")
-    t.after_send(sent(result(), Message("NS%T", b"hello", tags="A", keys=["k1", "k2"])))
+    publish(t, result(), Message("NS%T", b"hello", tags="A", keys=["k1", "k2"]))
     [pub] = due(t)
     assert pub == TraceRecord(
         TraceType.PUB,
@@ -194,12 +196,11 @@ def test_a_send_with_a_result_gives_pub_records_and_nothing_else_does() -> None:
         offset_msg_id="OFF1",
     )
     # A batch: one record per message, each under its own id.
-    t.after_send(
-        sent(
-            result("I1,I2", offset_msg_id="O1,O2", region_id=None),
-            Message("T", b"a"),
-            Message("T", b"bb"),
-        )
+    publish(
+        t,
+        result("I1,I2", offset_msg_id="O1,O2", region_id=None),
+        Message("T", b"a"),
+        Message("T", b"bb"),
     )
     batch = due(t)
     assert [(r.msg_id, r.offset_msg_id, r.body_length, r.cost_ms) for r in batch] == [
@@ -210,17 +211,15 @@ def test_a_send_with_a_result_gives_pub_records_and_nothing_else_does() -> None:
     # Kinds of message.
     half = Message("T", b"x")
     half.properties["TRAN_MSG"] = "true"
-    t.after_send(sent(result(), half))
-    t.after_send(sent(result(), Message("T", b"x", delay_level=3)))
+    publish(t, result(), half)
+    publish(t, result(), Message("T", b"x", delay_level=3))
     assert [r.msg_type for r in due(t)] == [
         TraceMessageType.TRANSACTION_HALF,
         TraceMessageType.DELAY,
     ]
-    # No record: a failed send, a oneway send, the broker's TRACE_ON=false, the trace topic.
-    t.after_send(sent(None, Message("T", b"x"), error=RuntimeError("down")))
-    t.after_send(sent(None, Message("T", b"x"), oneway=True))
-    t.after_send(sent(result(trace_on=False), Message("T", b"x")))
-    t.after_send(sent(result(), Message("RMQ_SYS_TRACE_TOPIC", b"x")))
+    # No record: the broker's TRACE_ON=false, the trace topic itself.
+    publish(t, result(trace_on=False), Message("T", b"x"))
+    publish(t, result(), Message("RMQ_SYS_TRACE_TOPIC", b"x"))
     assert t.take(0.0, flush=True) is None and t.recorded == 5
 
 
@@ -231,42 +230,45 @@ def consumed(msg_id: str, **props: str) -> MessageExt:
 
 def test_a_consume_gives_sub_before_and_sub_after_records_sharing_a_request_id() -> None:
     t = tracer()
-    msgs = [
+    msgs = (
         consumed("M1", KEYS="k", MSG_REGION="R1"),
         consumed("M2"),
         consumed("M3", TRACE_ON="false"),
-    ]
-    ctx = ConsumeContext("cg", msgs)
-    ctx.timestamp_ms = 5000
-    t.before_consume(ctx)
-    ctx.result, ctx.elapsed = "SUCCESS", 0.03
-    t.after_consume(ctx)
+    )
+    t.consumed("cg", msgs, 5000, 0.03, ConsumeReturnType.SUCCESS)
+    assert (t.recorded, t.buffered) == (6, 6)  # written by the dispatch flow
     records = due(t)
+    assert (t.recorded, t.buffered) == (4, 0)  # TRACE_ON=false: no records
     assert [(r.type, r.msg_id) for r in records] == [
         (TraceType.SUB_BEFORE, "M1"),
-        (TraceType.SUB_BEFORE, "M2"),
         (TraceType.SUB_AFTER, "M1"),
+        (TraceType.SUB_BEFORE, "M2"),
         (TraceType.SUB_AFTER, "M2"),
     ]
-    assert len({r.request_id for r in records}) == 1 and records[0].request_id
-    assert records[0].region_id == "R1" and records[1].region_id == "DefaultRegion"
-    assert records[0].retry_times == 1 and records[0].keys == "k"
-    after = records[2]
-    assert after.success and after.context_code is ConsumeReturnType.SUCCESS
-    assert after.cost_ms == 10 and after.timestamp_ms == 5030 and after.group == "cg"
+    assert len({r.request_id for r in records}) == 1 and len(records[0].request_id) == 32
+    before_1, after_1, before_2, _ = records
+    assert before_1.region_id == "R1" and before_2.region_id == "DefaultRegion"
+    assert before_1.retry_times == 1 and before_1.keys == "k" and before_1.timestamp_ms == 5000
+    assert after_1.success and after_1.context_code is ConsumeReturnType.SUCCESS
+    assert after_1.cost_ms == 10 and after_1.timestamp_ms == 5030 and after_1.group == "cg"
+    # Each handler call has its own request id.
+    t.consumed("cg", (consumed("M4"),), 6000, 0.0, ConsumeReturnType.FAILED)
+    later = due(t)
+    assert later[0].request_id != before_1.request_id
+    assert [(r.success, r.context_code) for r in later if r.type is TraceType.SUB_AFTER] == [
+        (False, ConsumeReturnType.FAILED)
+    ]
 
-    def outcome(result: Any, error: BaseException | None) -> list[tuple[bool, int]]:
-        ctx = ConsumeContext("cg", [consumed("M9")])
-        t.before_consume(ctx)
-        ctx.result, ctx.error = result, error
-        t.after_consume(ctx)
-        took = due(t)
-        return [(r.success, r.context_code) for r in took if r.type is TraceType.SUB_AFTER]
 
-    assert outcome("RETRY_LATER", None) == [(False, ConsumeReturnType.FAILED)]
-    assert outcome("SUSPEND_CURRENT_QUEUE_A_MOMENT", None) == [(False, ConsumeReturnType.FAILED)]
-    assert outcome("RETRY_LATER", ValueError("bug")) == [(False, ConsumeReturnType.EXCEPTION)]
-    assert outcome(None, None) == []  # the handler did not run: the consumer closed
+def test_a_handler_calls_ending_is_told_as_java_codes_it() -> None:
+    assert trace_code(ConsumeResult.SUCCESS, None) is ConsumeReturnType.SUCCESS
+    assert trace_code(ConsumeResult.RETRY_LATER, None) is ConsumeReturnType.FAILED
+    assert trace_code(ConsumeResult.SUSPEND_CURRENT_QUEUE_A_MOMENT, None) is (
+        ConsumeReturnType.FAILED
+    )
+    assert trace_code(ConsumeResult.RETRY_LATER, ValueError("bug")) is (
+        ConsumeReturnType.EXCEPTION
+    )
 
 
 def test_a_transaction_outcome_gives_an_end_transaction_record() -> None:
@@ -275,7 +277,7 @@ def test_a_transaction_outcome_gives_an_end_transaction_record() -> None:
     ctx = EndTransactionContext(
         "pg", msg, "ID1", "TX1", "ROLLBACK_MESSAGE", "h:1", True, timestamp_ms=77
     )
-    t.after_end_transaction(ctx)
+    t.ended_transaction(ctx)
     [end] = due(t)
     assert end.encode() == java(
         "EndTransaction", 77, "DefaultRegion", "pg", "T", "ID1", "A", "k", "h:1", 2, "TX1",
@@ -290,8 +292,9 @@ def test_a_full_buffer_drops_and_counts_and_never_blocks(caplog: pytest.LogCaptu
     t = tracer(capacity=3)
     with caplog.at_level(logging.WARNING, logger="rocketmq_proto.trace"):
         for i in range(5):
-            t.after_send(sent(result(f"ID{i}"), Message("T", b"x")))
-    assert (t.buffered, t.dropped, t.recorded) == (3, 2, 5)
+            publish(t, result(f"ID{i}"), Message("T", b"x"))
+        t.consumed("cg", (consumed("M1"),), 1, 0.0, ConsumeReturnType.SUCCESS)
+    assert (t.buffered, t.dropped, t.recorded) == (3, 4, 7)
     assert [r.getMessage() for r in caplog.records] == [
         "trace buffer full (3 records): 1 records dropped so far"
     ]
@@ -299,22 +302,45 @@ def test_a_full_buffer_drops_and_counts_and_never_blocks(caplog: pytest.LogCaptu
 
 def test_records_wait_for_a_full_message_or_the_flush_delay() -> None:
     t = tracer()
-    t.after_send(sent(result(), Message("T", b"x")))
+    publish(t, result(), Message("T", b"x"))
     assert t.take(10.0) is None  # first seen now
     assert t.take(10.0 + FLUSH_DELAY / 2) is None
     assert t.take(10.0 + FLUSH_DELAY) is not None
     for i in range(MAX_RECORDS_PER_MESSAGE + 5):
-        t.after_send(sent(result(f"ID{i}"), Message("T", b"x")))
+        publish(t, result(f"ID{i}"), Message("T", b"x"))
     full = t.take(20.0)  # a whole message's worth is due at once
-    assert full is not None and len(full) == MAX_RECORDS_PER_MESSAGE
+    assert full is not None and full.records == MAX_RECORDS_PER_MESSAGE
+    assert len(full.keys) == MAX_RECORDS_PER_MESSAGE
     assert t.take(20.0) is None and t.buffered == 5
     # Long user keys end a message before its record count does.
     long_key = "k" * 3000
     for i in range(10):
-        t.after_send(sent(result(f"L{i}"), Message("T", b"x", keys=[long_key])))
-    first = t.take(30.0, flush=True) or []
-    assert sum(len(keys or "") + len(msg_id) for msg_id, keys, _ in first) <= MAX_TRACE_KEYS_CHARS
-    assert 0 < len(first) < 15
+        publish(t, result(f"L{i}"), Message("T", b"x", keys=[long_key + str(i)]))
+    first = t.take(30.0, flush=True)
+    assert first is not None and 0 < first.records < 15
+    assert first.keys_size == sum(len(k) + 1 for k in first.keys) <= MAX_TRACE_KEYS_CHARS
+
+
+def test_consumed_records_fill_messages_within_their_limits() -> None:
+    """The written-inline path keeps each trace message within its body, key and
+    record limits, as the general path does (with keys, it takes the general one)."""
+    t = tracer(capacity=100_000)
+    for i in range(3000):
+        keys = {"KEYS": f"biz{i} other{i}"} if i % 7 == 0 else {}
+        t.consumed("cg", (consumed(f"M{i:031d}", **keys),), 1, 0.0, ConsumeReturnType.SUCCESS)
+    seen: list[str] = []
+    while (batch := t.take(0.0, flush=True)) is not None:
+        body = batch.body()
+        assert len(body) == batch.size <= MAX_TRACE_BODY
+        assert batch.keys_size == sum(len(k) + 1 for k in batch.keys) <= MAX_TRACE_KEYS_CHARS
+        assert batch.records <= MAX_RECORDS_PER_MESSAGE + 1
+        records = decode_trace_data(body.decode())
+        assert len(records) == batch.records
+        assert {r.msg_id for r in records} | {
+            k for r in records if r.keys for k in r.keys.split(" ")
+        } == set(batch.keys)
+        seen += [r.msg_id for r in records if r.type is TraceType.SUB_AFTER]
+    assert seen == [f"M{i:031d}" for i in range(3000)] and t.buffered == 0
 
 
 def traced_producer(broker: Broker) -> tuple[Sim, ProducerCore, Tracer]:
@@ -323,7 +349,8 @@ def traced_producer(broker: Broker) -> tuple[Sim, ProducerCore, Tracer]:
         {"group": "pg", "enable_trace": True, "client_ip": "10.0.0.1"},
         Host(pid=1, nonce=2, id_seed=3),
     )
-    assert built.tracer is not None and built.tracer in built.session.hooks._hooks
+    assert built.tracer is not None and built.session.tracer is built.tracer
+    assert not built.session.hooks  # the trace is no hook: the flows tell it directly
     return Sim(broker), built.core, built.tracer
 
 

@@ -856,6 +856,9 @@ class ProducerCore(LifecycleOwner):
                 last_broker = mq.broker_name
                 continue
             self.metrics.latency.add(after - start)
+            tracer = self.client.tracer
+            if tracer is not None and self.hooked:
+                tracer.published(self.group, (msg,), result, now_ms, after - start)
             return result
         if last_error is None:
             raise RequestTimeoutError(
@@ -955,7 +958,11 @@ class ProducerCore(LifecycleOwner):
                     last_error, last_broker = exc, mq.broker_name
                     continue
                 raise
-            self.metrics.latency.add((yield from now()) - start)
+            elapsed = (yield from now()) - start
+            self.metrics.latency.add(elapsed)
+            tracer = self.client.tracer
+            if tracer is not None and self.hooked:
+                tracer.published(self.group, messages, result, now_ms, elapsed)
             return result
         if last_error is None:
             raise RequestTimeoutError(f"batch send to {user_topic!r} timed out after {timeout} s")
@@ -1033,7 +1040,7 @@ class ProducerCore(LifecycleOwner):
             broker_name=result.message_queue.broker_name,
         )
         yield from send_oneway(addr, command)
-        if message is not None and self.client.hooks and self.hooked:
+        if message is not None and self._watched:
             yield from self._transaction_ended_flow(
                 message, result.msg_id, result.transaction_id, state, addr, from_check=False
             )
@@ -1059,6 +1066,14 @@ class ProducerCore(LifecycleOwner):
             timestamp_ms=(yield from wall_ms()),
         )
         self.client.hooks.fire("after_end_transaction", ctx)
+        if self.client.tracer is not None:
+            self.client.tracer.ended_transaction(ctx)
+
+    @property
+    def _watched(self) -> bool:
+        """Whether a hook or the trace sees this producer's transaction outcomes."""
+        client = self.client
+        return self.hooked and (bool(client.hooks) or client.tracer is not None)
 
     def check_transaction_flow(self, addr: str, request: RemotingCommand) -> Flow[Reply | None]:
         """Answer CHECK_TRANSACTION_STATE: ask the user's checker, then END_TRANSACTION.
@@ -1146,7 +1161,7 @@ class ProducerCore(LifecycleOwner):
             broker_name=fields.get("bname"),
         )
         yield from send_oneway(addr, command)
-        if self.client.hooks and self.hooked:
+        if self._watched:
             yield from self._transaction_ended_flow(
                 msg, command.ext_fields["msgId"], transaction_id, state, addr, from_check=True
             )

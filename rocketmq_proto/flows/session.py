@@ -12,6 +12,7 @@ import logging
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from rocketmq_proto.connection.connection import Reply
 from rocketmq_proto.flows.effects import Flow, call, now, sleep
@@ -46,6 +47,9 @@ from rocketmq_proto.wire.route import (
     parse_topic_route,
     publish_queues,
 )
+
+if TYPE_CHECKING:
+    from rocketmq_proto.flows.trace import Tracer
 
 log = logging.getLogger("rocketmq_proto.client")
 
@@ -157,6 +161,9 @@ class ClientCore(LifecycleOwner):
     #: The user's hooks (see :mod:`rocketmq_proto.flows.hooks`): the flows call
     #: the send and consume ones, the transport the request ones.
     hooks: Hooks = field(default_factory=Hooks)
+    #: The message trace (``enable_trace=True``): the flows tell it each send,
+    #: consume and transaction outcome.
+    tracer: Tracer | None = None
     _lifecycle: Lifecycle = field(default_factory=lambda: Lifecycle("client"), init=False)
     #: Producer groups and consumer data providers to announce in heartbeats.
     producer_groups: set[str] = field(default_factory=set)

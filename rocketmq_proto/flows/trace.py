@@ -1,9 +1,11 @@
-"""Message trace (``enable_trace=True``): a hook that records each send, consume and
-transaction outcome in the Java client's trace format, and the flow that sends the
+"""Message trace (``enable_trace=True``): each send, consume and transaction
+outcome recorded in the Java client's trace format, and the flow that sends the
 records to the trace topic in the background.
 
-The hook only appends records to a bounded buffer: a send or a consume never waits
-for trace. A record that finds the buffer full is dropped and counted
+The client's flows tell the :class:`Tracer` directly (not through the hooks, which
+cost a context and two calls per consume): a send or a consume never waits for
+trace. A handler call is recorded as one append, its records written later by the
+dispatch flow. A record that finds the buffer full is dropped and counted
 (:attr:`Tracer.dropped`). The dispatch flow packs the buffered records into trace
 messages (up to :data:`MAX_RECORDS_PER_MESSAGE` records, :data:`MAX_TRACE_BODY`
 bytes and :data:`MAX_TRACE_KEYS_CHARS` characters of keys each), sends one as soon
@@ -19,7 +21,8 @@ What is recorded, as Java's trace hooks do:
   (Java writes one record keyed by the joined ids);
 - a ``SubBefore`` record per message handed to a handler, and a ``SubAfter`` per
   message once it returned: success, and the context code (0 success, 2 raised, 4
-  asked to retry);
+  asked to retry). Both are made once the handler returned (the SubBefore with
+  the time the call began): a call that never returns leaves no record;
 - an ``EndTransaction`` record per transaction outcome told to a broker, after the
   local transaction or a check-back.
 
@@ -32,13 +35,14 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Final
 
 from rocketmq_proto.flows.effects import Flow, now, sleep, spawn
-from rocketmq_proto.flows.hooks import ConsumeContext, EndTransactionContext, SendContext
+from rocketmq_proto.flows.hooks import EndTransactionContext
 from rocketmq_proto.message import namespace as ns
 from rocketmq_proto.message.ids import UniqueIdGenerator
-from rocketmq_proto.message.model import Message
+from rocketmq_proto.message.model import Message, MessageExt
 from rocketmq_proto.message.properties import MessageConst as _C
 from rocketmq_proto.wire.errors import RocketMQError
 from rocketmq_proto.wire.trace import (
@@ -49,11 +53,10 @@ from rocketmq_proto.wire.trace import (
     TraceMessageType,
     TraceRecord,
     TraceType,
-    trace_keys,
 )
 
 if TYPE_CHECKING:
-    from rocketmq_proto.flows.producer import ProducerCore
+    from rocketmq_proto.flows.producer import ProducerCore, SendResult
 
 __all__ = [
     "FLUSH_DELAY",
@@ -71,9 +74,9 @@ log = logging.getLogger("rocketmq_proto.trace")
 
 #: Records the buffer holds before it drops new ones.
 TRACE_BUFFER_RECORDS: Final = 20_000
-#: Characters of encoded records the buffer holds before it drops new ones (user
-#: keys may make records long).
-TRACE_BUFFER_CHARS: Final = 16 * 1024 * 1024
+#: Bytes of encoded records the buffer holds before it drops new ones (user keys
+#: may make records long).
+TRACE_BUFFER_BYTES: Final = 16 * 1024 * 1024
 #: Records per trace message at most.
 MAX_RECORDS_PER_MESSAGE: Final = 1000
 #: A trace message's body at most, in bytes (Java's trace producer: 128000).
@@ -100,11 +103,15 @@ _REGION: Final = _C.PROPERTY_MSG_REGION
 _TRACE_SWITCH: Final = _C.PROPERTY_TRACE_SWITCH
 _UNIQ: Final = _C.PROPERTY_UNIQ_CLIENT_MESSAGE_ID_KEYIDX
 
-#: A buffered record: its message id, its message's keys, and the record encoded.
-Entry = tuple[str, str | None, str]
+#: A handler call, recorded as it ended and encoded by the dispatch flow: the
+#: group, the messages, when it began (ms), how long it ran (s), how it ended.
+_Consumed = tuple[str, tuple[MessageExt, ...], int, float, ConsumeReturnType]
 
-#: Where ``before_consume`` leaves the request id and traced messages for ``after_consume``.
-_EXTRA_KEY: Final = "rocketmq_trace"
+
+#: A SubAfter record's success and context code, by how the handler call ended.
+_OUTCOMES: Final = {
+    code: ("true" if code == 0 else "false", str(int(code))) for code in ConsumeReturnType
+}
 
 
 def trace_producer_group(group: str, kind: str) -> str:
@@ -113,10 +120,31 @@ def trace_producer_group(group: str, kind: str) -> str:
     return f"_INNER_TRACE_PRODUCER-{group}-{kind}"
 
 
+class TraceBatch:
+    """The records of one trace message as they are written: the encoded records,
+    the message's keys (each message id and user key once), and its sizes."""
+
+    __slots__ = ("keys", "keys_size", "parts", "records", "size")
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.keys: dict[str, None] = {}
+        #: Bytes of the body, characters of the keys (with their separators).
+        self.size = 0
+        self.keys_size = 0
+        self.records = 0
+
+    def __repr__(self) -> str:
+        return f"TraceBatch(records={self.records}, size={self.size})"
+
+    def body(self) -> bytes:
+        return "".join(self.parts).encode()
+
+
 class Tracer:
-    """One client's message trace: a hook (give it to the client's hooks) and the
-    buffer its dispatch flow empties into ``topic`` through ``producer`` (a
-    producer core whose sends no hook sees)."""
+    """One client's message trace: what the client's flows tell it, written into
+    trace messages that its dispatch flow sends to ``topic`` through ``producer``
+    (a producer core whose sends no hook sees, nor the trace)."""
 
     def __init__(
         self,
@@ -132,11 +160,21 @@ class Tracer:
         self._ids = ids
         self._namespace = namespace
         self._capacity = capacity
-        self._buffer: deque[Entry] = deque()
-        self._buffered_chars = 0
+        #: Handler calls whose records are not written yet.
+        self._consumed: deque[_Consumed] = deque()
+        #: The trace message being filled, and those full and waiting to be sent.
+        self._open = TraceBatch()
+        self._full: deque[TraceBatch] = deque()
+        #: Records not sent yet, written or not (at most ``capacity``).
+        self._records = 0
+        #: Bytes of the records written and not sent yet.
+        self._buffered_bytes = 0
         #: Groups as the brokers know them -> as traces name them (no namespace).
         self._groups: dict[str, str] = {}
-        #: When the dispatch flow first saw the oldest buffered record.
+        #: Request ids of handler calls: this client's id prefix and a counter.
+        self._request_prefix = ids.prefix
+        self._requests = 0
+        #: When the dispatch flow first saw the open message's first record.
         self._waiting_since: float | None = None
         #: Trace messages being sent.
         self.in_flight = 0
@@ -152,7 +190,7 @@ class Tracer:
     @property
     def buffered(self) -> int:
         """Records waiting to be sent."""
-        return len(self._buffer)
+        return self._records
 
     def stats(self) -> dict[str, int]:
         """The ``trace`` part of the client's ``stats()``: records made, sent, waiting,
@@ -161,31 +199,43 @@ class Tracer:
         return {
             "recorded": self.recorded,
             "sent": self.sent,
-            "buffered": len(self._buffer),
+            "buffered": self._records,
             "dropped": self.dropped,
             "failed": self.failed,
         }
 
-    # ----------------------------------------------------------------- hook
+    # ------------------------------------------------------------- recording
+    # The client's flows call these directly (not through the hooks machinery). A
+    # traced handler call costs one call and one append; its records are written by
+    # the dispatch flow.
 
-    def after_send(self, ctx: SendContext) -> None:
-        result = ctx.result
-        if result is None or not result.trace_on or ctx.message.topic.startswith(self.topic):
+    def published(
+        self,
+        group: str,
+        messages: Sequence[Message],
+        result: SendResult,
+        timestamp_ms: int,
+        elapsed: float,
+    ) -> None:
+        """A send that got ``result`` (one ``Pub`` record per message): sent at
+        ``timestamp_ms``, answered ``elapsed`` seconds later."""
+        if not result.trace_on or messages[0].topic.startswith(self.topic):
             return
-        messages = ctx.messages
         count = len(messages)
+        if not self._room(count):
+            return
         ids = result.msg_id.split(",") if count > 1 else [result.msg_id]
         offset_ids = result.offset_msg_id.split(",") if count > 1 else [result.offset_msg_id]
         # The fields every record of this send shares, up to its topic.
         head = S.join(
             (
                 "Pub",
-                str(ctx.timestamp_ms),
+                str(timestamp_ms),
                 result.region_id or DEFAULT_REGION,
-                ns.unwrap(self._namespace, ctx.group),
+                self._unwrapped(group),
             )
         )
-        cost = int(ctx.elapsed * 1000) // count
+        cost = int(elapsed * 1000) // count
         success = "true" if result.status.name == "SEND_OK" else "false"
         for i, msg in enumerate(messages):
             msg_id = ids[i] if i < len(ids) else ids[-1]
@@ -197,60 +247,33 @@ class Tracer:
                 f"{len(msg.body)}{S}{cost}{S}{int(_message_type(msg))}{S}"
                 f"{offset_ids[i] if i < len(offset_ids) else ''}{S}{success}{E}"
             )
-            self._append(msg_id, keys, text)
+            self._write(msg_id, keys, text, 1)
 
-    def before_consume(self, ctx: ConsumeContext) -> None:
-        ts = ctx.timestamp_ms
-        request_id = self._ids.next_id(ts)
-        head = f"SubBefore{S}{ts}{S}"
-        middle = f"{S}{self._unwrapped(ctx.group)}{S}{request_id}{S}"
-        traced: list[tuple[str, str | None]] = []
-        append = self._append
-        for msg in ctx.messages:
-            props = msg.properties
-            if props.get(_TRACE_SWITCH) == "false":
-                continue
-            keys = props.get(_KEYS)
-            msg_id = props.get(_UNIQ) or msg.msg_id
-            text = (
-                f"{head}{props.get(_REGION) or DEFAULT_REGION}{middle}"
-                f"{msg_id}{S}{msg.reconsume_times}{S}{'null' if keys is None else keys}{E}"
-            )
-            append(msg_id, keys, text)
-            traced.append((msg_id, keys))
-        if traced:
-            # The batch's size too: the handler may change the list it was given.
-            ctx.extra[_EXTRA_KEY] = (request_id, traced, len(ctx.messages))
-
-    def after_consume(self, ctx: ConsumeContext) -> None:
-        noted = ctx.extra.get(_EXTRA_KEY)
-        if noted is None or (ctx.result is None and ctx.error is None):
-            return  # nothing traced, or the handler did not run (the consumer closed)
-        request_id, traced, count = noted
-        if ctx.error is not None:
-            success, code = "false", int(ConsumeReturnType.EXCEPTION)
-        elif not ctx.succeeded:
-            success, code = "false", int(ConsumeReturnType.FAILED)
+    def consumed(
+        self,
+        group: str,
+        messages: tuple[MessageExt, ...],
+        start_ms: int,
+        elapsed: float,
+        code: ConsumeReturnType,
+    ) -> None:
+        """A handler call on ``messages`` that began at ``start_ms`` and ran
+        ``elapsed`` seconds, ending as ``code``: a ``SubBefore`` and a ``SubAfter``
+        record per message, written later by the dispatch flow (from the messages
+        as they are then: a handler that changes a message's keys is traced with
+        its new keys)."""
+        records = 2 * len(messages)
+        self.recorded += records
+        if self._records + records <= self._capacity:
+            self._records += records
+            self._consumed.append((group, messages, start_ms, elapsed, code))
         else:
-            success, code = "true", int(ConsumeReturnType.SUCCESS)
-        elapsed_ms = int(ctx.elapsed * 1000)
-        # SubAfter: request id, message id, cost, success, keys, code, time, group.
-        head = f"SubAfter{S}{request_id}{S}"
-        middle = f"{S}{elapsed_ms // count}{S}{success}{S}"
-        end = f"{S}{code}{S}{ctx.timestamp_ms + elapsed_ms}{S}{self._unwrapped(ctx.group)}{E}"
-        append = self._append
-        for msg_id, keys in traced:
-            text = f"{head}{msg_id}{middle}{'null' if keys is None else keys}{end}"
-            append(msg_id, keys, text)
+            self._drop(records)
 
-    def _unwrapped(self, group: str) -> str:
-        """``group`` without the namespace (remembered: it is asked per record)."""
-        name = self._groups.get(group)
-        if name is None:
-            name = self._groups[group] = ns.unwrap(self._namespace, group)
-        return name
-
-    def after_end_transaction(self, ctx: EndTransactionContext) -> None:
+    def ended_transaction(self, ctx: EndTransactionContext) -> None:
+        """A transaction's outcome told to a broker: an ``EndTransaction`` record."""
+        if not self._room(1):
+            return
         msg = ctx.message
         keys = msg.properties.get(_KEYS)
         record = TraceRecord(
@@ -258,7 +281,7 @@ class Tracer:
             ctx.msg_id,
             timestamp_ms=ctx.timestamp_ms,
             region_id=msg.properties.get(_REGION) or DEFAULT_REGION,
-            group=ns.unwrap(self._namespace, ctx.group),
+            group=self._unwrapped(ctx.group),
             topic=ns.unwrap(self._namespace, msg.topic),
             tags=msg.tags,
             keys=keys,
@@ -268,73 +291,177 @@ class Tracer:
             transaction_state=ctx.state,
             from_transaction_check=ctx.from_check,
         )
-        self._append(ctx.msg_id, keys, record.encode())
+        self._write(ctx.msg_id, keys, record.encode(), 1)
 
-    def _append(self, msg_id: str, keys: str | None, text: str) -> None:
-        self.recorded += 1
-        size = len(text)
-        if len(self._buffer) >= self._capacity or self._buffered_chars + size > TRACE_BUFFER_CHARS:
-            self.dropped += 1
-            if self.dropped == 1 or self.dropped % 1000 == 0:
-                log.warning(
-                    "trace buffer full (%d records): %d records dropped so far",
-                    self._capacity,
-                    self.dropped,
-                    extra={"rocketmq_topic": self.topic},
-                )
+    def _unwrapped(self, group: str) -> str:
+        """``group`` without the namespace (remembered: it is asked per record)."""
+        name = self._groups.get(group)
+        if name is None:
+            name = self._groups[group] = ns.unwrap(self._namespace, group)
+        return name
+
+    def _room(self, records: int) -> bool:
+        """Count ``records`` made; whether the buffer takes them (else they are
+        dropped, and counted)."""
+        self.recorded += records
+        if self._records + records <= self._capacity:
+            self._records += records
+            return True
+        self._drop(records)
+        return False
+
+    def _drop(self, records: int) -> None:
+        """Count ``records`` dropped (the buffer is full), logging now and then."""
+        before = self.dropped
+        self.dropped += records
+        if before == 0 or before // 1000 != self.dropped // 1000:
+            log.warning(
+                "trace buffer full (%d records): %d records dropped so far",
+                self._capacity,
+                self.dropped,
+                extra={"rocketmq_topic": self.topic},
+            )
+
+    def _write(self, msg_id: str, keys: str | None, text: str, records: int) -> None:
+        """Write ``records`` (counted already) encoded as ``text`` into the open trace
+        message, first closing it if they would not fit."""
+        size = len(text) if text.isascii() else len(text.encode())
+        if self._buffered_bytes + size > TRACE_BUFFER_BYTES:
+            self._lost(records)
             return
-        self._buffer.append((msg_id, keys, text))
-        self._buffered_chars += size
+        batch = self._open
+        known = batch.keys
+        fresh = [k for k in (msg_id, *(keys.split(" ") if keys else ())) if k and k not in known]
+        more_keys = sum(len(k) + 1 for k in fresh)
+        if batch.records and (
+            batch.size + size > MAX_TRACE_BODY
+            or batch.keys_size + more_keys > MAX_TRACE_KEYS_CHARS
+            or batch.records >= MAX_RECORDS_PER_MESSAGE
+        ):
+            self._full.append(batch)
+            batch = self._open = TraceBatch()
+            known = batch.keys
+            fresh = [k for k in (msg_id, *(keys.split(" ") if keys else ())) if k]
+            more_keys = sum(len(k) + 1 for k in fresh)
+        for key in fresh:
+            known[key] = None
+        batch.parts.append(text)
+        batch.size += size
+        batch.keys_size += more_keys
+        batch.records += records
+        self._buffered_bytes += size
+
+    def _lost(self, records: int) -> None:
+        """``records`` counted in but not written: the buffer's bytes are spent."""
+        self._records -= records
+        self._drop(records)
+
+    def _write_consumed(self) -> None:
+        """Write the records of the handler calls told since the last look: per
+        message, its ``SubBefore`` and ``SubAfter``. (The hottest code of trace: one
+        f-string per message, and :meth:`_write` inlined, with the open message's
+        counters kept in locals, for a message without keys.)"""
+        pending = self._consumed
+        unwrapped = self._unwrapped
+        prefix = self._request_prefix
+        requests = self._requests
+        room = TRACE_BUFFER_BYTES - self._buffered_bytes
+        batch = self._open
+        known, parts = batch.keys, batch.parts
+        size, keys_size, records = batch.size, batch.keys_size, batch.records
+        skipped = 0
+        last_ms, start_s = -1, ""  # calls begun in the same millisecond share its text
+        while pending:
+            group, messages, start_ms, elapsed, code = pending.popleft()
+            name = unwrapped(group)
+            requests = (requests + 1) & 0xFFFFFFFFFFFF
+            rid = f"{prefix}{requests:012X}"
+            if start_ms != last_ms:
+                last_ms, start_s = start_ms, str(start_ms)
+            elapsed_ms = int(elapsed * 1000)
+            end_s = str(start_ms + elapsed_ms) if elapsed_ms else start_s
+            cost = elapsed_ms // len(messages)
+            ok, code_n = _OUTCOMES[code]
+            for msg in messages:
+                props = msg.properties
+                if props.get(_TRACE_SWITCH) == "false":
+                    skipped += 2
+                    continue
+                keys = props.get(_KEYS)
+                msg_id = props.get(_UNIQ) or msg.msg_id
+                shown = "null" if keys is None else keys
+                # SubBefore: time, region, group, request id, message id, retries, keys;
+                # SubAfter: request id, message id, cost, success, keys, code, time, group.
+                text = (
+                    f"SubBefore\x01{start_s}\x01{props.get(_REGION) or DEFAULT_REGION}\x01"
+                    f"{name}\x01{rid}\x01{msg_id}\x01{msg.reconsume_times}\x01{shown}\x02"
+                    f"SubAfter\x01{rid}\x01{msg_id}\x01{cost}\x01{ok}\x01{shown}\x01"
+                    f"{code_n}\x01{end_s}\x01{name}\x02"
+                )
+                more = len(text)
+                if (
+                    keys is None
+                    and more <= room
+                    and size + more <= MAX_TRACE_BODY
+                    and keys_size + len(msg_id) < MAX_TRACE_KEYS_CHARS
+                    and records < MAX_RECORDS_PER_MESSAGE
+                    and text.isascii()
+                ):
+                    if msg_id not in known:
+                        known[msg_id] = None
+                        keys_size += len(msg_id) + 1
+                    parts.append(text)
+                    size += more
+                    records += 2
+                    room -= more
+                    continue
+                # The general case: keys to split, or the open message is full.
+                batch.size, batch.keys_size, batch.records = size, keys_size, records
+                self._buffered_bytes = TRACE_BUFFER_BYTES - room
+                self._write(msg_id, keys, text, 2)
+                room = TRACE_BUFFER_BYTES - self._buffered_bytes
+                batch = self._open
+                known, parts = batch.keys, batch.parts
+                size, keys_size, records = batch.size, batch.keys_size, batch.records
+        batch.size, batch.keys_size, batch.records = size, keys_size, records
+        self._buffered_bytes = TRACE_BUFFER_BYTES - room
+        self._requests = requests
+        if skipped:
+            self._records -= skipped
+            self.recorded -= skipped
 
     # ------------------------------------------------------------- dispatch
 
-    def take(self, now_s: float, *, flush: bool = False) -> list[Entry] | None:
-        """The records (``(msg_id, keys, encoded)``) of the next trace message to
-        send, if one is due: a full message's worth, or records that waited
-        :data:`FLUSH_DELAY` (any, with ``flush``)."""
-        buffer = self._buffer
-        if not buffer:
+    def take(self, now_s: float, *, flush: bool = False) -> TraceBatch | None:
+        """The next trace message to send, if one is due: a full one, or one whose
+        first record waited :data:`FLUSH_DELAY` (any, with ``flush``)."""
+        if self._consumed:
+            self._write_consumed()
+        if self._full:
+            batch = self._full.popleft()
+        else:
+            batch = self._open
+            if not batch.records:
+                self._waiting_since = None
+                return None
+            if self._waiting_since is None:
+                self._waiting_since = now_s
+            if not flush and now_s - self._waiting_since < FLUSH_DELAY:
+                return None
+            self._open = TraceBatch()
             self._waiting_since = None
-            return None
-        if self._waiting_since is None:
-            self._waiting_since = now_s
-        if (
-            not flush
-            and len(buffer) < MAX_RECORDS_PER_MESSAGE
-            and now_s - self._waiting_since < FLUSH_DELAY
-        ):
-            return None
-        taken: list[Entry] = []
-        size = keys_size = 0
-        last_id = ""
-        while buffer and len(taken) < MAX_RECORDS_PER_MESSAGE:
-            msg_id, keys, text = entry = buffer[0]
-            # A message's records mostly follow each other: its id is a key once.
-            more_keys = (len(msg_id) + 1 if msg_id != last_id else 0) + (
-                len(keys) + 1 if keys else 0
-            )
-            more = len(text.encode()) if not text.isascii() else len(text)
-            if taken and (
-                size + more > MAX_TRACE_BODY or keys_size + more_keys > MAX_TRACE_KEYS_CHARS
-            ):
-                break
-            buffer.popleft()
-            self._buffered_chars -= len(text)
-            taken.append(entry)
-            size += more
-            keys_size += more_keys
-            last_id = msg_id
-        self._waiting_since = now_s if buffer else None
-        return taken
+        self._records -= batch.records
+        self._buffered_bytes -= batch.size
+        return batch
 
     def dispatch_flow(self) -> Flow[None]:
         """Send trace messages as they are due, for as long as the client runs."""
         while True:
             if self.in_flight < MAX_SENDS_IN_FLIGHT:
-                records = self.take((yield from now()))
-                if records is not None:
+                batch = self.take((yield from now()))
+                if batch is not None:
                     self.in_flight += 1
-                    yield from spawn(self._send_flow(records), "trace send")
+                    yield from spawn(self._send_flow(batch), "trace send")
                     continue
                 yield from sleep(_POLL)
             else:
@@ -348,34 +475,34 @@ class Tracer:
             now_s = yield from now()
             if now_s - start >= timeout:
                 break
-            records = self.take(now_s, flush=True)
-            if records is not None:
+            batch = self.take(now_s, flush=True)
+            if batch is not None:
                 self.in_flight += 1
                 # Each send gets what is left of the time, never more.
                 left = timeout - (now_s - start)
-                yield from self._send_flow(records, min(TRACE_SEND_TIMEOUT, left))
+                yield from self._send_flow(batch, min(TRACE_SEND_TIMEOUT, left))
             elif self.in_flight:
                 yield from sleep(_POLL)
             else:
                 break
-        return len(self._buffer)
+        return self._records
 
-    def _send_flow(self, records: list[Entry], timeout: float = TRACE_SEND_TIMEOUT) -> Flow[None]:
+    def _send_flow(self, batch: TraceBatch, timeout: float = TRACE_SEND_TIMEOUT) -> Flow[None]:
+        records = batch.records
         try:
-            body = "".join(text for _, _, text in records).encode()
-            message = Message(self.topic, body, keys=trace_keys((i, k) for i, k, _ in records))
+            message = Message(self.topic, batch.body(), keys=list(batch.keys))
             yield from self.producer.send_flow(message, timeout)
         except RocketMQError as exc:
-            self.failed += len(records)
+            self.failed += records
             log.info(
                 "trace message of %d records to %s not sent: %s",
-                len(records),
+                records,
                 self.topic,
                 exc,
                 extra={"rocketmq_topic": self.topic},
             )
         else:
-            self.sent += len(records)
+            self.sent += records
         finally:
             self.in_flight -= 1
 

@@ -49,6 +49,7 @@ from rocketmq_proto.wire.errors import (
 )
 from rocketmq_proto.wire.logfields import log_fields
 from rocketmq_proto.wire.route import LOGICAL_QUEUE_MOCK_BROKER_PREFIX, MessageQueue
+from rocketmq_proto.wire.trace import ConsumeReturnType
 
 log = logging.getLogger("rocketmq_proto.consumer")
 
@@ -151,6 +152,15 @@ def to_consume_result(value: Any, *, orderly: bool = False) -> ConsumeResult:
 def consume_directly_result(result: ConsumeResult) -> str:
     """The ``CMResult`` name answering CONSUME_MESSAGE_DIRECTLY for ``result``."""
     return "CR_SUCCESS" if result is ConsumeResult.SUCCESS else "CR_LATER"
+
+
+def trace_code(result: ConsumeResult | None, error: BaseException | None) -> ConsumeReturnType:
+    """How a handler call ended, as a trace's SubAfter record tells it."""
+    if error is not None:
+        return ConsumeReturnType.EXCEPTION
+    if result is ConsumeResult.SUCCESS:
+        return ConsumeReturnType.SUCCESS
+    return ConsumeReturnType.FAILED
 
 
 def handler_verdict(

@@ -24,6 +24,7 @@ from rocketmq_proto.flows.consumer.consume import (
     mark_consume_start,
     process_concurrent_result_flow,
     reset_retry_topic,
+    trace_code,
 )
 from rocketmq_proto.flows.consumer.push_state import PushContext, QueueState
 from rocketmq_proto.flows.effects import Flow, sleep, spawn, timed_user_call, wall_ms
@@ -97,12 +98,17 @@ class Handler:
         for msg in msgs:
             reset_retry_topic(msg, ctx.group, namespace)
         handler = self.handler if self._is_async else self._gate
-        hooks = ctx.client.hooks
+        client = ctx.client
+        hooks, tracer = client.hooks, client.tracer
+        if start_ms is None and (hooks or tracer is not None):
+            start_ms = yield from wall_ms()
         hooked = ConsumeContext(ctx.group, msgs) if hooks else None
         if hooked is not None:
-            hooked.timestamp_ms = start_ms if start_ms is not None else (yield from wall_ms())
+            hooked.timestamp_ms = start_ms or 0
             hooked.await_time = awaited
             hooks.fire("before_consume", hooked)
+        # As handed over: the handler may change the list it is given.
+        traced = tuple(msgs) if tracer is not None else ()
         error: BaseException | None = None
         took: float | None = None
         try:
@@ -114,9 +120,12 @@ class Handler:
         if value is not HANDLER_NOT_RUN:
             self.consumed += len(msgs)
             result = handler_verdict(
-                value, msgs, orderly=ctx.orderly, client_id=ctx.client.client_id, group=ctx.group
+                value, msgs, orderly=ctx.orderly, client_id=client.client_id, group=ctx.group
             )
             ctx.metrics.handled(len(msgs), result is ConsumeResult.SUCCESS, took)
+            if tracer is not None and traced:
+                code = trace_code(result, error)
+                tracer.consumed(ctx.group, traced, start_ms or 0, took or 0.0, code)
         if hooked is not None:
             hooked.result, hooked.error = result, error
             hooked.elapsed = took or 0.0  # as the driver timed the call

@@ -20,7 +20,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from rocketmq_proto.flows.consumer.consume import ConsumeResult, handler_verdict
+from rocketmq_proto.flows.consumer.consume import ConsumeResult, handler_verdict, trace_code
 from rocketmq_proto.flows.consumer.dispatch import HANDLER_NOT_RUN, MessageHandler
 from rocketmq_proto.flows.consumer.push_config import ConsumerConfig
 from rocketmq_proto.flows.consumer.simple import (
@@ -368,16 +368,24 @@ class PopPushConsumerCore(LifecycleOwner):
     ) -> Flow[ConsumeResult | None]:
         """The handler's verdict on ``batch`` (``None``: it did not run), between
         the client's consume hooks (``awaited``: the seconds since its pop)."""
-        hooks = self.client.hooks
-        if not hooks:
+        client = self.client
+        hooks, tracer = client.hooks, client.tracer
+        if not hooks and tracer is None:
             return (yield from self._run_handler_flow(batch))[0]
-        hooked = ConsumeContext(self.group, batch, await_time=awaited)
-        hooked.timestamp_ms = yield from wall_ms()
-        hooks.fire("before_consume", hooked)
-        result, hooked.error, took = yield from self._run_handler_flow(batch)
-        hooked.result = result
-        hooked.elapsed = took or 0.0  # as the driver timed the call
-        hooks.fire("after_consume", hooked)
+        start_ms = yield from wall_ms()
+        hooked = ConsumeContext(self.group, batch, await_time=awaited) if hooks else None
+        if hooked is not None:
+            hooked.timestamp_ms = start_ms
+            hooks.fire("before_consume", hooked)
+        # As handed over: the handler may change the list it is given.
+        traced = tuple(batch) if tracer is not None else ()
+        result, error, took = yield from self._run_handler_flow(batch)
+        if tracer is not None and traced and result is not None:
+            tracer.consumed(self.group, traced, start_ms, took or 0.0, trace_code(result, error))
+        if hooked is not None:
+            hooked.result, hooked.error = result, error
+            hooked.elapsed = took or 0.0  # as the driver timed the call
+            hooks.fire("after_consume", hooked)
         return result
 
     def _run_handler_flow(
