@@ -858,7 +858,7 @@ class ProducerCore(LifecycleOwner):
             self.metrics.latency.add(after - start)
             tracer = self.client.tracer
             if tracer is not None and self.hooked:
-                tracer.published(self.group, (msg,), result, now_ms, after - start)
+                tracer.published(self.config.group, (msg,), result, now_ms, after - start)
             return result
         if last_error is None:
             raise RequestTimeoutError(
@@ -962,7 +962,7 @@ class ProducerCore(LifecycleOwner):
             self.metrics.latency.add(elapsed)
             tracer = self.client.tracer
             if tracer is not None and self.hooked:
-                tracer.published(self.group, messages, result, now_ms, elapsed)
+                tracer.published(self.config.group, messages, result, now_ms, elapsed)
             return result
         if last_error is None:
             raise RequestTimeoutError(f"batch send to {user_topic!r} timed out after {timeout} s")

@@ -44,6 +44,7 @@ from rocketmq_proto.message import namespace as ns
 from rocketmq_proto.message.ids import UniqueIdGenerator
 from rocketmq_proto.message.model import Message, MessageExt
 from rocketmq_proto.message.properties import MessageConst as _C
+from rocketmq_proto.wire.codes import SendStatus
 from rocketmq_proto.wire.errors import RocketMQError
 from rocketmq_proto.wire.trace import (
     CONTENT_SEPARATOR,
@@ -171,6 +172,7 @@ class Tracer:
         self._buffered_bytes = 0
         #: Groups as the brokers know them -> as traces name them (no namespace).
         self._groups: dict[str, str] = {}
+        self._topics: dict[str, str] = {}
         #: Request ids of handler calls: this client's id prefix and a counter.
         self._request_prefix = ids.prefix
         self._requests = 0
@@ -217,35 +219,37 @@ class Tracer:
         timestamp_ms: int,
         elapsed: float,
     ) -> None:
-        """A send that got ``result`` (one ``Pub`` record per message): sent at
-        ``timestamp_ms``, answered ``elapsed`` seconds later."""
-        if not result.trace_on or messages[0].topic.startswith(self.topic):
+        """A send that got ``result`` (one ``Pub`` record per message, written now:
+        the caller may change a message once it is sent): sent at ``timestamp_ms``,
+        answered ``elapsed`` seconds later. A batch's messages share one topic."""
+        if not result.trace_on:
+            return
+        topic = messages[0].topic
+        if topic.startswith(self.topic):
             return
         count = len(messages)
         if not self._room(count):
             return
-        ids = result.msg_id.split(",") if count > 1 else [result.msg_id]
-        offset_ids = result.offset_msg_id.split(",") if count > 1 else [result.offset_msg_id]
-        # The fields every record of this send shares, up to its topic.
-        head = S.join(
-            (
-                "Pub",
-                str(timestamp_ms),
-                result.region_id or DEFAULT_REGION,
-                self._unwrapped(group),
-            )
+        ids = result.msg_id.split(",") if count > 1 else (result.msg_id,)
+        offset_ids = result.offset_msg_id.split(",") if count > 1 else (result.offset_msg_id,)
+        # Pub: time, region, group, topic, message id, tags, keys, store host, body
+        # size, cost, message type, offset message id, success.
+        head = (
+            f"Pub{S}{timestamp_ms}{S}{result.region_id or DEFAULT_REGION}{S}"
+            f"{self._unwrapped(group)}{S}{self._unwrapped_topic(topic)}{S}"
         )
-        cost = int(elapsed * 1000) // count
-        success = "true" if result.status.name == "SEND_OK" else "false"
+        tail = f"{S}{int(elapsed * 1000) // count}{S}"
+        end = f"{S}{'true' if result.status is SendStatus.SEND_OK else 'false'}{E}"
+        store = result.broker_addr
         for i, msg in enumerate(messages):
             msg_id = ids[i] if i < len(ids) else ids[-1]
             props = msg.properties
             keys = props.get(_KEYS)
+            tags = props.get(_TAGS)
             text = (
-                f"{head}{S}{ns.unwrap(self._namespace, msg.topic)}{S}{msg_id}{S}"
-                f"{_text(props.get(_TAGS))}{S}{_text(keys)}{S}{result.broker_addr}{S}"
-                f"{len(msg.body)}{S}{cost}{S}{int(_message_type(msg))}{S}"
-                f"{offset_ids[i] if i < len(offset_ids) else ''}{S}{success}{E}"
+                f"{head}{msg_id}{S}{'null' if tags is None else tags}{S}"
+                f"{'null' if keys is None else keys}{S}{store}{S}{len(msg.body)}{tail}"
+                f"{_pub_type(props)}{S}{offset_ids[i] if i < len(offset_ids) else ''}{end}"
             )
             self._write(msg_id, keys, text, 1)
 
@@ -300,6 +304,15 @@ class Tracer:
             name = self._groups[group] = ns.unwrap(self._namespace, group)
         return name
 
+    def _unwrapped_topic(self, topic: str) -> str:
+        """``topic`` without the namespace (remembered, for a few hundred topics)."""
+        name = self._topics.get(topic)
+        if name is None:
+            if len(self._topics) >= 512:
+                self._topics.clear()
+            name = self._topics[topic] = ns.unwrap(self._namespace, topic)
+        return name
+
     def _room(self, records: int) -> bool:
         """Count ``records`` made; whether the buffer takes them (else they are
         dropped, and counted)."""
@@ -331,6 +344,20 @@ class Tracer:
             return
         batch = self._open
         known = batch.keys
+        if (
+            keys is None
+            and batch.size + size <= MAX_TRACE_BODY
+            and batch.keys_size + len(msg_id) < MAX_TRACE_KEYS_CHARS
+            and batch.records < MAX_RECORDS_PER_MESSAGE
+        ):  # the common case, quickly
+            if msg_id not in known:
+                known[msg_id] = None
+                batch.keys_size += len(msg_id) + 1
+            batch.parts.append(text)
+            batch.size += size
+            batch.records += records
+            self._buffered_bytes += size
+            return
         fresh = [k for k in (msg_id, *(keys.split(" ") if keys else ())) if k and k not in known]
         more_keys = sum(len(k) + 1 for k in fresh)
         if batch.records and (
@@ -507,15 +534,33 @@ class Tracer:
             self.in_flight -= 1
 
 
-def _text(value: str | None) -> str:
-    """A field as Java's StringBuilder writes it: ``null`` for none."""
-    return "null" if value is None else value
-
-
-def _message_type(msg: Message) -> TraceMessageType:
-    props = msg.properties
+def _pub_type(props: dict[str, str]) -> str:
+    """A Pub record's message type (its number) from the message's properties."""
     if props.get(_C.PROPERTY_TRANSACTION_PREPARED) == "true":
-        return TraceMessageType.TRANSACTION_HALF
-    if msg.delay_level or msg.deliver_at is not None or "__STARTDELIVERTIME" in props:
-        return TraceMessageType.DELAY
-    return TraceMessageType.NORMAL
+        return _HALF
+    if (
+        _C.PROPERTY_DELAY_TIME_LEVEL in props
+        or _C.PROPERTY_TIMER_DELIVER_MS in props
+        or "__STARTDELIVERTIME" in props
+    ):
+        # As Message.delay_level and deliver_at read them: a value that is not a
+        # number is no delay.
+        level = _number(props.get(_C.PROPERTY_DELAY_TIME_LEVEL))
+        deliver_at = _number(props.get(_C.PROPERTY_TIMER_DELIVER_MS))
+        if level or deliver_at is not None or "__STARTDELIVERTIME" in props:
+            return _DELAYED
+    return _NORMAL
+
+
+def _number(raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        return None
+
+
+_HALF: Final = str(int(TraceMessageType.TRANSACTION_HALF))
+_DELAYED: Final = str(int(TraceMessageType.DELAY))
+_NORMAL: Final = str(int(TraceMessageType.NORMAL))
