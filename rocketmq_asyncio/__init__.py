@@ -35,6 +35,7 @@ from rocketmq_proto import (
     TraceType,
     TransactionState,
 )
+from rocketmq_proto import __version__ as __version__
 
 from ._client import (
     Admin,

@@ -41,6 +41,7 @@ from rocketmq_proto import (
     TraceType,
     TransactionState,
 )
+from rocketmq_proto import __version__ as __version__
 from rocketmq_sync._future import Future
 
 from ._client import (

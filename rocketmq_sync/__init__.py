@@ -37,6 +37,7 @@ from rocketmq_proto import (
     TraceType,
     TransactionState,
 )
+from rocketmq_proto import __version__ as __version__
 
 from ._client import (
     Admin,

@@ -1,0 +1,304 @@
+"""The documentation runs: every ```python block of README.md and docs/ against the
+real cluster, and the site builds with warnings as errors.
+
+Each block runs in a fresh Python process (a file of its own, run as ``__main__``),
+with a time limit, several at once. Before it runs:
+
+- the documented name server address, ``127.0.0.1:9876``, becomes the cluster's;
+- the documented topics (``Orders``, ``Payments``, ``Logs``) and groups
+  (``orders``, ``billing``, ``audit``, ``workers``, ``payments``), written as string
+  literals, get a suffix of the block's own, so blocks running at once share no
+  topic or group (consumers of one group would otherwise split each other's
+  queues);
+- the topics it names are created on both brokers, and their route is waited for.
+
+After the block's code, the test functions it defines (``test_*``, as in the
+fuzzing page) are called. A block fails with its file and line, its exit status and
+the end of its output.
+
+A block is left out only with ``<!-- docs-test: skip: REASON -->`` on the line right
+before its fence, and only if ``SKIPPED`` below lists it: a new exception fails
+``test_skipped_blocks_are_the_listed_ones`` until it is listed here too.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import rocketmq_sync
+
+ROOT = Path(__file__).resolve().parent.parent
+DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+
+#: The name server address the documentation uses.
+DOCUMENTED_NAMESRV = "127.0.0.1:9876"
+TOPICS = ("Orders", "Payments", "Logs")
+GROUPS = ("orders", "billing", "audit", "workers", "payments")
+_NAME = re.compile(r"""(["'])(""" + "|".join(TOPICS + GROUPS) + r""")\1""")
+
+#: The blocks not run: (file, first words of the reason). Keep this short.
+SKIPPED = {
+    ("docs/guides/security.md", "needs name servers and brokers that speak TLS"),
+}
+
+#: Seconds one block may take (a few wait for a check-back or a redelivery).
+BLOCK_TIMEOUT = 120.0
+#: Blocks running at once: most of a block's time is waiting for brokers.
+PARALLEL = 4
+
+_FENCE = re.compile(r"^```python\s*$")
+_SKIP = re.compile(r"^<!--\s*docs-test:\s*skip:\s*(.+?)\s*-->\s*$")
+
+
+@dataclass(frozen=True)
+class Block:
+    path: str  # relative to the repository
+    line: int  # of the opening fence, 1-based
+    code: str
+    skip: str | None  # the reason, if marked
+
+    @property
+    def where(self) -> str:
+        return f"{self.path}:{self.line}"
+
+
+def extract_blocks(path: Path) -> list[Block]:
+    """The ```python blocks of the Markdown file ``path``, in order."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    rel = path.relative_to(ROOT).as_posix()
+    blocks: list[Block] = []
+    i = 0
+    while i < len(lines):
+        if _FENCE.match(lines[i]):
+            start = i
+            i += 1
+            body: list[str] = []
+            while i < len(lines) and lines[i].rstrip() != "```":
+                body.append(lines[i])
+                i += 1
+            if i == len(lines):
+                raise AssertionError(f"{rel}:{start + 1}: a ```python block is never closed")
+            marker = _SKIP.match(lines[start - 1]) if start > 0 else None
+            blocks.append(
+                Block(rel, start + 1, "\n".join(body) + "\n", marker.group(1) if marker else None)
+            )
+        i += 1
+    return blocks
+
+
+ALL_BLOCKS = [block for path in DOC_FILES for block in extract_blocks(path)]
+RUN_BLOCKS = [block for block in ALL_BLOCKS if block.skip is None]
+
+#: Runs a block's file as ``__main__`` (so its tracebacks give the block's own lines),
+#: with hypothesis set first for blocks that use it: fewer examples, no time checks
+#: (other blocks share the machine's cores meanwhile).
+_RUNNER = """
+import runpy, sys
+script = sys.argv[1]
+if "hypothesis" in open(script, encoding="utf-8").read():
+    from hypothesis import HealthCheck, settings
+    settings.register_profile(
+        "docs", max_examples=50, deadline=None, suppress_health_check=list(HealthCheck)
+    )
+    settings.load_profile("docs")
+sys.argv = sys.argv[1:]
+runpy.run_path(script, run_name="__main__")
+"""
+
+_EPILOGUE = """
+
+# Added by tests/test_docs_broker.py: the block's own test functions run too.
+for _name, _test in list(globals().items()):
+    if _name.startswith("test_") and callable(_test):
+        _test()
+"""
+
+
+def runnable(block: Block, namesrv: str, suffix: str) -> tuple[str, set[str]]:
+    """The code to run for ``block`` against ``namesrv``, and the topics it needs."""
+    code = block.code.replace(DOCUMENTED_NAMESRV, namesrv)
+    topics: set[str] = set()
+
+    def rename(match: re.Match[str]) -> str:
+        quote, name = match.groups()
+        if name in TOPICS:
+            topics.add(f"{name}_{suffix}")
+        return f"{quote}{name}_{suffix}{quote}"
+
+    return _NAME.sub(rename, code) + _EPILOGUE, topics
+
+
+@dataclass
+class Outcome:
+    returncode: int | None  # None: timed out
+    output: str
+    seconds: float
+
+
+def _wait_for_route(admin: Any, topic: str, brokers: int) -> None:
+    deadline = time.monotonic() + 30.0
+    while True:
+        try:
+            if len(admin.topic_route(topic).queue_datas) >= brokers:
+                return
+        except rocketmq_sync.RocketMQError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"topic {topic}: no route on {brokers} brokers after 30 s")
+        time.sleep(0.2)
+
+
+def _run_block(
+    block: Block, namesrv: str, brokers: int, admin: Any, workdir: Path, lock: threading.Lock
+) -> Outcome:
+    suffix = f"docs{uuid.uuid4().hex[:10]}"
+    code, topics = runnable(block, namesrv, suffix)
+    began = time.monotonic()
+    for topic in sorted(topics):
+        with lock:  # one creation at a time: the brokers register each with the name server
+            admin.create_topic(topic, read_queue_nums=4, write_queue_nums=4)
+        _wait_for_route(admin, topic, brokers)
+    name = re.sub(r"\W", "_", block.where)
+    script = workdir / f"{name}.py"
+    script.write_text(code, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k not in ("NAMESRV_ADDR", "NAMESRV_LOOKUP_URL")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONUNBUFFERED"] = "1"
+    try:
+        run = subprocess.run(
+            [sys.executable, "-c", _RUNNER, str(script)],
+            cwd=workdir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=BLOCK_TIMEOUT,
+        )
+    except subprocess.TimeoutExpired as exc:
+        out = (exc.stdout or b"") + (exc.stderr or b"")
+        text = out.decode(errors="replace") if isinstance(out, bytes) else str(out)
+        return Outcome(None, text, time.monotonic() - began)
+    return Outcome(run.returncode, run.stdout + run.stderr, time.monotonic() - began)
+
+
+@pytest.fixture(scope="module")
+def outcomes(
+    rocketmq_cluster: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Outcome]]:
+    """Every runnable block's outcome, run several at once at the module's first test."""
+    workdir = tmp_path_factory.mktemp("docs_blocks")
+    brokers = len(rocketmq_cluster.brokers)
+    lock = threading.Lock()
+    with (
+        rocketmq_sync.Admin(rocketmq_cluster.namesrv_addr, request_timeout=20.0) as admin,
+        ThreadPoolExecutor(max_workers=PARALLEL) as pool,
+    ):
+        futures = {
+            block.where: pool.submit(
+                _run_block, block, rocketmq_cluster.namesrv_addr, brokers, admin, workdir, lock
+            )
+            for block in RUN_BLOCKS
+        }
+        results = {where: future.result() for where, future in futures.items()}
+    slowest = sorted(results.items(), key=lambda item: -item[1].seconds)[:8]
+    print("\nslowest documented blocks:", ", ".join(f"{w} {o.seconds:.1f}s" for w, o in slowest))
+    yield results
+
+
+@pytest.mark.broker
+@pytest.mark.parametrize("block", RUN_BLOCKS, ids=[block.where for block in RUN_BLOCKS])
+def test_documented_code_runs(block: Block, outcomes: dict[str, Outcome]) -> None:
+    outcome = outcomes[block.where]
+    if outcome.returncode is None:
+        pytest.fail(
+            f"{block.where}: still running after {BLOCK_TIMEOUT:g} s\n{outcome.output[-3000:]}",
+            pytrace=False,
+        )
+    if outcome.returncode != 0:
+        pytest.fail(
+            f"{block.where}: exit status {outcome.returncode} after {outcome.seconds:.1f} s\n"
+            f"{outcome.output[-3000:]}",
+            pytrace=False,
+        )
+
+
+def test_every_page_with_code_has_its_blocks_found() -> None:
+    """The extraction finds the blocks where they are (a changed fence would hide them)."""
+    by_file: dict[str, int] = {}
+    for block in ALL_BLOCKS:
+        by_file[block.path] = by_file.get(block.path, 0) + 1
+    for path in DOC_FILES:
+        rel = path.relative_to(ROOT).as_posix()
+        fences = sum(
+            1 for line in path.read_text(encoding="utf-8").splitlines() if _FENCE.match(line)
+        )
+        assert by_file.get(rel, 0) == fences, rel
+    for page in (
+        "README.md",
+        "docs/quickstart/asyncio.md",
+        "docs/quickstart/sync.md",
+        "docs/quickstart/gevent.md",
+        "docs/guides/producer.md",
+    ):
+        assert by_file.get(page, 0) >= 1, f"{page} has no python block"
+
+
+def test_skipped_blocks_are_the_listed_ones() -> None:
+    marked = {(block.path, block.skip) for block in ALL_BLOCKS if block.skip is not None}
+    for path, reason in marked:
+        assert any(
+            path == listed_path and reason.startswith(listed_reason)
+            for listed_path, listed_reason in SKIPPED
+        ), f"{path}: a block is skipped ({reason!r}) that SKIPPED does not list"
+    for listed_path, listed_reason in SKIPPED:
+        assert any(
+            path == listed_path and reason.startswith(listed_reason) for path, reason in marked
+        ), f"SKIPPED lists {listed_path} ({listed_reason!r}), but no block there is skipped so"
+
+
+def test_names_are_made_unique_per_block() -> None:
+    code, topics = runnable(
+        Block(
+            "x.md",
+            1,
+            'Producer("127.0.0.1:9876", group="orders")\nMessage("Orders", b"")\n'
+            "print('Orders-like', \"OrdersX\")\n",
+            None,
+        ),
+        "10.1.2.3:4",
+        "s1",
+    )
+    assert 'Producer("10.1.2.3:4", group="orders_s1")' in code
+    assert 'Message("Orders_s1", b"")' in code
+    assert "'Orders-like'" in code and '"OrdersX"' in code
+    assert topics == {"Orders_s1"}
+
+
+def test_site_builds_with_warnings_as_errors(tmp_path: Path) -> None:
+    env = dict(os.environ, NO_MKDOCS_2_WARNING="1")
+    run = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-5000:]
+    for page in ("index.html", "api/sync/index.html", "guides/pop/index.html"):
+        assert (tmp_path / "site" / page).is_file(), page
+    # The API reference was generated from the docstrings.
+    api = (tmp_path / "site" / "api" / "sync" / "index.html").read_text(encoding="utf-8")
+    assert "send_async" in api and "Start a send and return at once" in api
