@@ -49,8 +49,9 @@ def traces(backend: Backend, admin: Any, msg_id: str, wanted: set[TraceType]) ->
     )
 
 
+@pytest.mark.parametrize("mode", ["pull", "pop"])
 def test_a_send_and_its_consume_are_traced_for_mqadmin_and_admin(
-    rocketmq_cluster: Any, backend: Backend, topic: str
+    rocketmq_cluster: Any, backend: Backend, topic: str, mode: str
 ) -> None:
     ns = rocketmq_cluster.namesrv_addr
     producer_group, consumer_group = unique("trace_p"), unique("trace_c")
@@ -68,10 +69,12 @@ def test_a_send_and_its_consume_are_traced_for_mqadmin_and_admin(
         group=consumer_group,
         consume_from_where="last",
         enable_trace=True,
+        consume_mode=mode,
     )
     consumer.subscribe(topic)
     with consumer:
-        backend.wait_for(lambda: consumer.assigned_queues(), WAIT, "queues")
+        if mode == "pull":
+            backend.wait_for(lambda: consumer.assigned_queues(), WAIT, "queues")
         backend.sleep(1.0)
         with backend.open("Producer", ns, group=producer_group, enable_trace=True) as producer:
             sent = producer.send(Message(topic, b"traced", tags="TagA", keys=["order-1"]))
