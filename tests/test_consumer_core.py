@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -1835,14 +1836,22 @@ def test_an_auto_consumer_closes_as_a_pulling_one_commit_first_then_unregister_o
     assert "G" not in client.consumer_data
 
 
-def test_close_commits_the_final_offsets_before_it_unregisters(
+def test_close_returns_once_the_brokers_confirmed_the_final_offsets(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """As Java's: the periodic commit and the one at close are oneway, and the one
-    at close goes before the group is unregistered. (A commit at close confirmed
-    by each broker made a gevent consumer's close spin, rarely: it is oneway until
-    that is understood; through a proxy the commit may land a moment after close.)"""
-    cluster = Cluster(UNREGISTER_CLIENT=lambda addr, cmd: reply(0))
+    """The periodic commit is oneway, as Java's; the one at close waits for each
+    broker's answer, before the group is unregistered, so a successor (or an admin
+    reading the offset) never sees an older offset after ``close`` returned.
+    Relayed by a proxy, a oneway commit can reach the broker later. A refusal is
+    logged and leaves the offset uncommitted."""
+    answers = {"broker-a": 0, "broker-b": ResponseCode.SYSTEM_ERROR}
+
+    def update(addr: str, cmd: RemotingCommand) -> RemotingCommand:
+        response = reply(answers[cmd.ext_fields["bname"]])
+        response.remark = "disk full"
+        return response
+
+    cluster = Cluster(UNREGISTER_CLIENT=lambda addr, cmd: reply(0), UPDATE_CONSUMER_OFFSET=update)
     sim = OrderedSim(cluster)
     core = push_core(lambda msgs: None)
     with_routes(core.client, sim, "T")
@@ -1851,20 +1860,26 @@ def test_close_commits_the_final_offsets_before_it_unregisters(
     core.start()
     hold_queue(core, mq(0), 10)
     hold_queue(core, mq(1, "broker-b"), 7)
+    sim.run(core.upkeep.persist_flow())  # periodic: oneway
+    assert [wire(c).code for _, c in sim.oneways] == [RequestCode.UPDATE_CONSUMER_OFFSET] * 2
     core.offsets.update(mq(0), 12)
     core.offsets.update(mq(1, "broker-b"), 9)
+    sim.oneways.clear()
     sim.sent.clear()
-    sim.run(core.shutdown_flow())
+    with caplog.at_level(logging.WARNING, logger="rocketmq_proto.consumer"):
+        sim.run(core.shutdown_flow())
     assert core.closed
     commits = {
-        wire(c).ext_fields["bname"]: wire(c).ext_fields["commitOffset"]
-        for _, c in sim.oneways
+        c.ext_fields["bname"]: c.ext_fields["commitOffset"]
+        for _, c in sim.calls
         if c.code == RequestCode.UPDATE_CONSUMER_OFFSET
     }
     assert commits == {"broker-a": "12", "broker-b": "9"}
+    assert not [c for _, c in sim.oneways if c.code == RequestCode.UPDATE_CONSUMER_OFFSET]
     assert sim.sent.index(RequestCode.UPDATE_CONSUMER_OFFSET) < sim.sent.index(
         RequestCode.UNREGISTER_CLIENT
     )
+    assert "offset 9 for G failed" in caplog.text and "disk full" in caplog.text
 
 
 def test_a_confirmed_commit_gives_up_on_a_broker_that_does_not_answer() -> None:
