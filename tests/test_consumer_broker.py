@@ -956,7 +956,8 @@ def test_a_handler_returning_none_consumes_each_message_once(
     got = recorder.bodies()
     assert set(got) == want and max(got.values()) == 1, got.most_common(3)
     assert all(d.reconsume_times == 0 and d.topic == topic for d in recorder.snapshot())
-    # (The commit at close is oneway: relayed by a proxy it may land a moment later.)
+    # (The commit at close is confirmed; read a while all the same, as a proxy answers
+    # for the broker it relays to.)
     backend.wait_for(
         lambda: all(admin.consumer_offset(group, mq) == end for mq, end in ends.items()),
         10,
@@ -1013,8 +1014,8 @@ def test_restart_resumes_exactly_after_the_committed_offset(
     second = [(d.queue, d.offset) for d in recorder.snapshot("second")]
     assert set(second) == above, f"re-delivered below the commit: {sorted(set(second) - above)[:5]}"
     assert len(second) == len(set(second))
-    # The commit at close is oneway (as Java's): relayed by a proxy it may land a
-    # moment after close returned.
+    # The commit at close is confirmed; read a while all the same, as a proxy
+    # answers for the broker it relays to.
     backend.wait_for(
         lambda: all(admin.consumer_offset(group, mq) == end for mq, end in ends.items()),
         10,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -1448,6 +1449,93 @@ def test_concurrent_batches_are_taken_by_at_most_consume_thread_max_workers() ->
     assert handled == list(range(50)) and core.offsets.read(mq(0)) == 50
 
 
+class EagerSpawnSim(Sim):
+    """A Sim that runs a spawned flow at once, before the spawner goes on, as the
+    blocking drivers (threads, gevent) start one: up to its first wait, and a Sim
+    never waits. More than ``max_spawns`` spawns fail the test (a flow spawning
+    forever would never let its driver's loop go: under gevent, the hub)."""
+
+    def __init__(
+        self, on_call: Callable[[str, RemotingCommand], RemotingCommand], max_spawns: int = 50
+    ) -> None:
+        super().__init__(on_call)
+        self.max_spawns = max_spawns
+        self.spawned: list[str] = []
+
+    def perform(self, effect: Any) -> Any:
+        if isinstance(effect, Spawn):
+            self.spawned.append(effect.name)
+            if len(self.spawned) > self.max_spawns:
+                raise AssertionError(f"spawned forever: {self.spawned[-3:]}...")
+            self.run(effect.flow)
+            return None
+        return super().perform(effect)
+
+
+def test_a_batch_pulled_as_the_consumer_closes_starts_no_worker_under_an_eager_spawn() -> None:
+    """A pull answered after the close began still hands its messages over. A
+    worker for them takes nothing (the consumer closes) and ends at once; where a
+    spawned flow runs before ``spawn`` returns (the blocking drivers), the pool
+    must not count its workers again after each spawn and start another, forever:
+    a gevent consumer's close spun so in its reader's greenlet (the hub never ran
+    again to read the answer the close waited for)."""
+    handled: list[int] = []
+
+    def on_pull(addr: str, cmd: RemotingCommand) -> RemotingCommand:
+        core.begin_close()  # the close begins while the pull waits for its answer
+        return pull_response(0, [ext(10), ext(11), ext(12)], next_begin=13)
+
+    cluster = Cluster(PULL_MESSAGE=on_pull)
+    sim = EagerSpawnSim(cluster)
+    client = make_client()
+    with_routes(client, sim, "T")
+    core = PushConsumerCore(
+        client,
+        ConsumerConfig(group="G"),
+        handler=lambda msgs: handled.extend(m.queue_offset for m in msgs) or True,
+        ids=UniqueIdGenerator(b"\x0a\x00\x00\x01", 1, 0),
+    )
+    core.subscribe("T")
+    state = hold_queue(core, mq(0), 10)
+    sim.run(core.pulls.loop_flow(state.request))
+    pool = concurrent_of(core)
+    assert state.request.process_queue.msg_count == 3  # cached, then handed over
+    assert sim.spawned == [] and pool.workers == 0 and handled == []
+    assert core.offsets.read(mq(0)) == 10
+
+
+def test_a_worker_run_at_once_takes_every_waiting_batch_and_no_other_starts() -> None:
+    """Running: where a spawned flow runs before ``spawn`` returns, the first
+    worker takes every batch waiting (its handler answers at once here), and the
+    pool starts no other for batches already taken."""
+    handled: list[int] = []
+    pulls = 0
+
+    def on_pull(addr: str, cmd: RemotingCommand) -> RemotingCommand:
+        nonlocal pulls
+        pulls += 1
+        if pulls == 2:
+            core.begin_close()
+            return pull_response(int(ResponseCode.PULL_NOT_FOUND), next_begin=13)
+        return pull_response(0, [ext(10), ext(11), ext(12)], next_begin=13)
+
+    cluster = Cluster(PULL_MESSAGE=on_pull)
+    sim = EagerSpawnSim(cluster)
+    client = make_client()
+    with_routes(client, sim, "T")
+    core = PushConsumerCore(
+        client,
+        ConsumerConfig(group="G"),
+        handler=lambda msgs: handled.extend(m.queue_offset for m in msgs) or True,
+        ids=UniqueIdGenerator(b"\x0a\x00\x00\x01", 1, 0),
+    )
+    core.subscribe("T")
+    state = hold_queue(core, mq(0), 10)
+    sim.run(core.pulls.loop_flow(state.request))
+    assert sim.spawned == ["consume"] and concurrent_of(core).workers == 0
+    assert handled == [10, 11, 12] and core.offsets.read(mq(0)) == 13
+
+
 def test_lite_pull_posts_its_subscription_on_every_pull() -> None:
     """Like Java's lite pull consumer: the broker filters by the expression each
     pull carries, so a queue assigned between heartbeats pulls at once instead of
@@ -1748,14 +1836,22 @@ def test_an_auto_consumer_closes_as_a_pulling_one_commit_first_then_unregister_o
     assert "G" not in client.consumer_data
 
 
-def test_close_commits_the_final_offsets_before_it_unregisters(
+def test_close_returns_once_the_brokers_confirmed_the_final_offsets(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """As Java's: the periodic commit and the one at close are oneway, and the one
-    at close goes before the group is unregistered. (A commit at close confirmed
-    by each broker made a gevent consumer's close spin, rarely: it is oneway until
-    that is understood; through a proxy the commit may land a moment after close.)"""
-    cluster = Cluster(UNREGISTER_CLIENT=lambda addr, cmd: reply(0))
+    """The periodic commit is oneway, as Java's; the one at close waits for each
+    broker's answer, before the group is unregistered, so a successor (or an admin
+    reading the offset) never sees an older offset after ``close`` returned.
+    Relayed by a proxy, a oneway commit can reach the broker later. A refusal is
+    logged and leaves the offset uncommitted."""
+    answers = {"broker-a": 0, "broker-b": ResponseCode.SYSTEM_ERROR}
+
+    def update(addr: str, cmd: RemotingCommand) -> RemotingCommand:
+        response = reply(answers[cmd.ext_fields["bname"]])
+        response.remark = "disk full"
+        return response
+
+    cluster = Cluster(UNREGISTER_CLIENT=lambda addr, cmd: reply(0), UPDATE_CONSUMER_OFFSET=update)
     sim = OrderedSim(cluster)
     core = push_core(lambda msgs: None)
     with_routes(core.client, sim, "T")
@@ -1764,20 +1860,26 @@ def test_close_commits_the_final_offsets_before_it_unregisters(
     core.start()
     hold_queue(core, mq(0), 10)
     hold_queue(core, mq(1, "broker-b"), 7)
+    sim.run(core.upkeep.persist_flow())  # periodic: oneway
+    assert [wire(c).code for _, c in sim.oneways] == [RequestCode.UPDATE_CONSUMER_OFFSET] * 2
     core.offsets.update(mq(0), 12)
     core.offsets.update(mq(1, "broker-b"), 9)
+    sim.oneways.clear()
     sim.sent.clear()
-    sim.run(core.shutdown_flow())
+    with caplog.at_level(logging.WARNING, logger="rocketmq_proto.consumer"):
+        sim.run(core.shutdown_flow())
     assert core.closed
     commits = {
-        wire(c).ext_fields["bname"]: wire(c).ext_fields["commitOffset"]
-        for _, c in sim.oneways
+        c.ext_fields["bname"]: c.ext_fields["commitOffset"]
+        for _, c in sim.calls
         if c.code == RequestCode.UPDATE_CONSUMER_OFFSET
     }
     assert commits == {"broker-a": "12", "broker-b": "9"}
+    assert not [c for _, c in sim.oneways if c.code == RequestCode.UPDATE_CONSUMER_OFFSET]
     assert sim.sent.index(RequestCode.UPDATE_CONSUMER_OFFSET) < sim.sent.index(
         RequestCode.UNREGISTER_CLIENT
     )
+    assert "offset 9 for G failed" in caplog.text and "disk full" in caplog.text
 
 
 def test_a_confirmed_commit_gives_up_on_a_broker_that_does_not_answer() -> None:

@@ -185,9 +185,20 @@ class ConcurrentConsumption:
 
     def _start_workers(self) -> Flow[None]:
         """Enough consume workers for the waiting batches, up to ``consume_thread_max``
-        (Java's consume thread pool: each takes batches until none waits)."""
-        limit = self.ctx.config.consume_thread_max
-        while self.workers < limit and self.workers < len(self.ready):
+        (Java's consume thread pool: each takes batches until none waits). None once
+        the consumer closes: a worker would take nothing.
+
+        At most as many as were missing on entry. A driver may run a spawned flow
+        up to its first wait before ``spawn`` returns (the blocking drivers do): a
+        worker that ended there at once, having taken nothing, leaves the counts as
+        they were, and counting again after each spawn would start workers forever
+        without ever waiting (a gevent consumer's close spun so, in the greenlet of
+        the connection whose pull answer brought the batch)."""
+        ctx = self.ctx
+        limit = ctx.config.consume_thread_max
+        for _ in range(min(limit, len(self.ready)) - self.workers):
+            if ctx.closed or self.workers >= min(limit, len(self.ready)):
+                return
             self.workers += 1
             yield from spawn(self.worker_flow(), "consume")
 

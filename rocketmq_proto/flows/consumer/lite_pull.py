@@ -511,7 +511,7 @@ class PullConsumerCore(LifecycleOwner):
         if self.config.auto_commit:
             try:
                 yield from commit_offsets_flow(
-                    self.client, self.group, self.offsets, list(self.queues)
+                    self.client, self.group, self.offsets, list(self.queues), confirmed=True
                 )
             except RocketMQError as exc:
                 log.warning(

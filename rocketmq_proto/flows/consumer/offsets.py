@@ -349,12 +349,13 @@ def commit_offsets_flow(
     """Commit the changed offsets to the brokers (UPDATE_CONSUMER_OFFSET); returns
     what was stored.
 
-    Oneway, as Java's ``persistAll`` (periodic, and at close), unless
-    ``confirmed``: then each commit waits for its broker's answer. A broker that
-    does not answer one is not asked for its other queues: the flow waits one
-    request timeout per broker at most. Queues outside ``assigned`` are forgotten
-    first. A queue whose broker cannot be reached, or refuses, is logged and tried
-    again next time.
+    Oneway, as Java's periodic ``persistAll``, unless ``confirmed`` (a push or
+    pull consumer's close): then each commit waits for its broker's answer, so
+    that ``close`` returns once the offsets are stored. A broker that does not
+    answer one is not asked for its other queues: the flow waits one request
+    timeout per broker at most. Queues outside ``assigned`` are forgotten first. A
+    queue whose broker cannot be reached, or refuses, is logged and tried again
+    next time.
     """
     sent: dict[MessageQueue, int] = {}
     silent: set[str] = set()

@@ -297,9 +297,7 @@ class PushConsumerCore(LifecycleOwner):
             yield from sleep(_CLOSE_POLL)
             now_s = yield from now()
         try:
-            # Oneway, as Java's: a confirmed commit here made a gevent consumer's
-            # close spin (rarely) in CI; to be understood before it comes back.
-            yield from self.upkeep.persist_flow()
+            yield from self.upkeep.persist_flow(confirmed=True)
         except RocketMQError as exc:
             log.warning(
                 "final offset commit of %s failed: %s",

@@ -246,12 +246,15 @@ class PushUpkeep:
 
     # -------------------------------------------------------------- offsets
 
-    def persist_flow(self) -> Flow[None]:
-        """Commit offsets: to the brokers (clustering) or the local file (broadcasting)."""
+    def persist_flow(self, *, confirmed: bool = False) -> Flow[None]:
+        """Commit offsets: to the brokers (clustering; ``confirmed``: waiting for
+        each broker's answer) or the local file (broadcasting)."""
         ctx = self.ctx
         assigned = ctx.held()
         if ctx.config.clustering:
-            yield from commit_offsets_flow(ctx.client, ctx.group, ctx.offsets, assigned)
+            yield from commit_offsets_flow(
+                ctx.client, ctx.group, ctx.offsets, assigned, confirmed=confirmed
+            )
         else:
             previous = ctx.local_offsets
             table = ctx.offsets.local_snapshot(assigned, previous)
