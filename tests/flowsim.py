@@ -6,7 +6,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from rocketmq_proto.flows.effects import Call, Flow, Now, Oneway, Sleep, UserCall, WallTime
+from rocketmq_proto.flows.effects import (
+    Call,
+    Flow,
+    Now,
+    Oneway,
+    Sleep,
+    Spawn,
+    UserCall,
+    WallTime,
+)
 from rocketmq_proto.wire.command import RemotingCommand
 from rocketmq_proto.wire.errors import RocketMQError, UserCallbackError
 
@@ -25,6 +34,8 @@ class Sim:
     user_call_cost: float = 0.002
     calls: list[tuple[str, RemotingCommand]] = field(default_factory=list)
     oneways: list[tuple[str, RemotingCommand]] = field(default_factory=list)
+    #: Flows spawned (name, flow), not run: a test runs those it wants with :meth:`run`.
+    spawned: list[tuple[str, Flow[Any]]] = field(default_factory=list)
 
     def run(self, flow: Flow[T]) -> T:
         result: Any = None
@@ -47,6 +58,9 @@ class Sim:
             return self.on_call(effect.addr, effect.command)
         if isinstance(effect, Oneway):
             self.oneways.append((effect.addr, effect.command))
+            return None
+        if isinstance(effect, Spawn):
+            self.spawned.append((effect.name, effect.flow))
             return None
         if isinstance(effect, Sleep):
             self.now += effect.seconds

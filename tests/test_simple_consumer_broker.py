@@ -17,6 +17,7 @@ from rocketmq_proto import (
     MessageExt,
     RocketMQError,
 )
+from rocketmq_proto.wire.codes import RequestCode
 from rocketmq_proto.wire.pop import ReceiptHandle
 
 from .backends import Backend
@@ -86,12 +87,21 @@ def test_receive_and_ack_each_message_once(
     rocketmq_cluster: Any, backend: Backend, admin: Any, producer: Any
 ) -> None:
     """Every message of every broker and queue is received once, with a receipt
-    handle naming its broker, queue and offset; acked, none comes back."""
+    handle naming its broker, queue and offset; acked (one, then the rest in one
+    BATCH_ACK_MESSAGE per broker, each answered SUCCESS), none comes back."""
     topic = new_topic(backend, admin, "PopAck")
     sent = [f"pop-{i}" for i in range(40)]
     for body in sent:
         producer.send(Message(topic, body.encode(), tags="t", keys=[body]))
-    with simple(backend, rocketmq_cluster.namesrv_addr, topic) as consumer:
+    acks: list[tuple[int, str, int | None]] = []  # (request code, where, answer code)
+
+    class AckRequests:
+        def after_request(self, ctx: Any) -> None:
+            if ctx.request.code in (RequestCode.ACK_MESSAGE, RequestCode.BATCH_ACK_MESSAGE):
+                code = None if ctx.response is None else ctx.response.code
+                acks.append((ctx.request.code, ctx.addr, code))
+
+    with simple(backend, rocketmq_cluster.namesrv_addr, topic, hooks=[AckRequests()]) as consumer:
         got = receive_until(consumer, len(sent), invisible_duration=6)
         assert bodies(got) == sorted(sent)
         assert {m.broker_name for m in got} == {"broker-a", "broker-b"}
@@ -106,7 +116,13 @@ def test_receive_and_ack_each_message_once(
             )
             assert handle.invisible_time == 6_000 and handle.retry == "0"
         consumer.ack(got[0])  # one at a time
+        assert acks == [(RequestCode.ACK_MESSAGE, rocketmq_cluster.brokers[got[0].broker_name], 0)]
         consumer.ack(got[1:])  # the rest in batches, one per broker
+        # One BATCH_ACK_MESSAGE to each broker's master, each answered SUCCESS (not
+        # REQUEST_CODE_NOT_SUPPORTED, whose fallback would send single ACK_MESSAGEs).
+        assert sorted(acks[1:]) == sorted(
+            (RequestCode.BATCH_ACK_MESSAGE, addr, 0) for addr in rocketmq_cluster.brokers.values()
+        ), acks
         # Acked: nothing comes back, even after the invisible time would have ended.
         assert receive_until(consumer, 1, timeout=14.0, invisible_duration=5) == []
 
@@ -381,18 +397,41 @@ def test_push_consumers_in_pop_mode_share_a_group_and_retry_through_invisibility
 def test_an_orderly_push_consumer_in_pop_mode_keeps_a_queues_order(
     rocketmq_cluster: Any, backend: Backend, admin: Any, producer: Any
 ) -> None:
+    """Three sharding keys (a queue each), handled by a slow handler (a random
+    pause of up to 50 ms a batch) that fails one batch once: every key's messages
+    are consumed in the order sent, the failed batch again before any later one
+    of its queue (the broker holds the queue while it is unacked). A consumer
+    that was not orderly would handle batches at once, out of order, and retry
+    the failed one after the others."""
+    import random
+
     topic = new_topic(backend, admin, "PopPushFifo")
     keys = ["k1", "k2", "k3"]
     for i in range(30):
         producer.send(Message(topic, f"{keys[i % 3]}:{i}".encode()), sharding_key=keys[i % 3])
     lock = threading.Lock()
-    seen: list[str] = []
+    pick = random.Random()
+    consumed: dict[str, list[int]] = {key: [] for key in keys}
+    failed: list[tuple[list[int], int]] = []  # (the numbers of the failed batch, when)
+    again: list[int] = []  # reconsume counts of the failed batch's messages, redelivered
 
-    def handler(messages: list[MessageExt]) -> None:
+    def handler(messages: list[MessageExt]) -> bool:
         with lock:
-            seen.extend(m.body.decode() for m in messages)
+            pause = pick.uniform(0.0, 0.05)
+        backend.sleep(pause)  # several queues' batches are handled at once meanwhile
+        read = [m.body.decode().split(":") for m in messages]
+        numbers = [int(n) for _, n in read]
+        with lock:
+            if not failed and read[0][0] == "k2" and numbers[-1] >= 13:
+                failed.append((numbers, len(consumed["k2"])))
+                return False
+            if failed and numbers[0] in failed[0][0]:
+                again.extend(m.reconsume_times for m in messages)
+            for key, number in zip((k for k, _ in read), numbers, strict=True):
+                consumed[key].append(number)
+        return True
 
-    with backend.open(
+    consumer = backend.make(
         "PushConsumer",
         rocketmq_cluster.namesrv_addr,
         handler,
@@ -400,12 +439,24 @@ def test_an_orderly_push_consumer_in_pop_mode_keeps_a_queues_order(
         consume_mode="pop",
         orderly=True,
         consume_from_where="first",
-    ) as consumer:
-        consumer.subscribe(topic)
-        backend.wait_for(lambda: len(set(seen)) >= 30, WAIT, "every message")
-    for key in keys:
-        numbers = [int(b.split(":")[1]) for b in seen if b.startswith(key + ":")]
-        assert numbers == sorted(numbers), (key, numbers)
+        consume_message_batch_max_size=3,
+    )
+    consumer.subscribe(topic)  # before the start: its pop loops begin at once
+
+    def all_consumed() -> bool:
+        with lock:
+            return sum(len(set(numbers)) for numbers in consumed.values()) >= 30
+
+    with consumer:
+        backend.wait_for(all_consumed, WAIT, "every message")
+    with lock:
+        for index, key in enumerate(keys):
+            assert consumed[key] == list(range(index, 30, 3)), (key, consumed[key])
+        assert failed, "the handler failed no batch"
+        numbers, before = failed[0]
+        # The failed batch came back next in its queue, its reconsume counts raised.
+        assert consumed["k2"][before : before + len(numbers)] == numbers
+        assert again and all(times >= 1 for times in again), again
 
 
 def test_an_auto_mode_push_consumer_follows_the_groups_request_mode(
@@ -509,8 +560,9 @@ def test_consume_mode_is_checked_by_the_admin_and_the_consumer(
 def test_consumer_processes_in_pop_mode_drain_20000_messages_losing_none(
     rocketmq_cluster: Any,
 ) -> None:
-    """Three consumer processes of one POP-mode group drain 20,000 messages: each
-    message handled at least once, every process doing a share."""
+    """Three consumer processes of one POP-mode group, one per driver (asyncio,
+    gevent, sync), drain 20,000 messages: each message handled at least once,
+    every process doing a share."""
     import subprocess
     import sys
     import tempfile
@@ -531,22 +583,31 @@ def test_consumer_processes_in_pop_mode_drain_20000_messages_losing_none(
             producer.send_batch([Message(topic, b"d%d" % i) for i in range(start, start + 100)])
     program = Path(__file__).parent / "programs" / "pop_drain.py"
     group = unique("drain")
+    drivers = ("asyncio", "gevent", "sync")
     with tempfile.TemporaryDirectory() as tmp:
-        outs = [Path(tmp) / f"member-{i}.txt" for i in range(3)]
+        outs = [Path(tmp) / f"member-{driver}.txt" for driver in drivers]
         members = [
             subprocess.Popen(
-                [sys.executable, str(program), ns, topic, group, str(out), "5", "240"],
+                [sys.executable, str(program), driver, ns, topic, group, str(out), "5", "240"],
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
             )
-            for out in outs
+            for driver, out in zip(drivers, outs, strict=True)
         ]
+        reports = []
         for member in members:
-            _, stderr = member.communicate(timeout=300)
+            stdout, stderr = member.communicate(timeout=300)
             assert member.returncode == 0, stderr[-3000:]
+            reports.append(stdout.split())
         shares = [out.read_text().split() for out in outs]
+    # Each process ran its driver's consumer, and handled what it wrote.
+    assert [r[1] for r in reports] == [f"rocketmq_{driver}" for driver in drivers], reports
+    assert [int(r[0]) for r in reports] == [len(share) for share in shares]
     got = [body for share in shares for body in share]
     assert set(got) == {f"d{i}" for i in range(count)}, f"{count - len(set(got))} never handled"
-    assert all(shares), [len(share) for share in shares]
-    print(f"\nshares {[len(s) for s in shares]}, handled twice {len(got) - len(set(got))}")
+    assert all(shares), dict(zip(drivers, map(len, shares), strict=True))
+    print(
+        f"\nshares {dict(zip(drivers, map(len, shares), strict=True))}, "
+        f"handled twice {len(got) - len(set(got))}"
+    )

@@ -8,7 +8,12 @@ import json
 
 import pytest
 
-from rocketmq_proto import InvalidArgumentError, LocalProtocolError, RequestTimeoutError
+from rocketmq_proto import (
+    InvalidArgumentError,
+    LocalProtocolError,
+    PopNotServedError,
+    RequestTimeoutError,
+)
 from rocketmq_proto.flows.consumer.pop_push import PopPushConsumerCore
 from rocketmq_proto.flows.consumer.push_config import ConsumerConfig
 from rocketmq_proto.flows.consumer.simple import SimpleConsumerConfig, SimpleConsumerCore
@@ -583,3 +588,58 @@ def test_a_pop_mode_batch_past_its_invisible_time_is_not_handled() -> None:
     assert sim.run(core._consume_flow([msg], "broker-a")) is None
     assert handled == [] and core.in_flight == 0
     assert brokers.of(RequestCode.ACK_MESSAGE) == []
+
+
+def not_served() -> RemotingCommand:
+    """What the 5.x proxy's remoting port answers a POP_MESSAGE (it takes it for a pull)."""
+    answer = reply(ResponseCode.SYSTEM_ERROR)
+    answer.remark = "java.lang.NullPointerException: PullMessageRequestHeader.getSysFlag() is null"
+    return answer
+
+
+def test_a_pop_mode_start_pops_each_broker_once_without_waiting_then_starts_the_loops() -> None:
+    brokers = Brokers()
+    brokers.pops[A] = [pop_answer([(1, 100), (1, 101)])]
+    sim = Sim(brokers)
+    core = pop_push(sim, lambda msgs: True)
+    sim.run(core.start_flow())
+    pops = brokers.of(RequestCode.POP_MESSAGE)
+    assert sorted(addr for addr, _ in pops) == sorted([A, B])
+    assert {cmd.ext_fields["pollTime"] for _, cmd in pops} == {"0"}  # the start does not wait
+    assert sorted(name for name, _ in sim.spawned) == [
+        f"pop {TOPIC}@broker-a",
+        f"pop {TOPIC}@broker-b",
+    ]
+    assert core.in_flight == 2  # broker-a's two messages, handed to its loop
+    assert core.stats()["pop_not_served"] == []
+
+
+def test_a_pop_mode_start_fails_where_pop_is_not_served() -> None:
+    """Given the 5.x proxy's remoting port, the start raises PopNotServedError (the
+    driver's start() then closes the consumer) and no pop loop runs."""
+    brokers = Brokers()
+    brokers.pops[A] = [not_served()]
+    sim = Sim(brokers)
+    core = pop_push(sim, lambda msgs: True)
+    with pytest.raises(PopNotServedError, match="does not serve POP"):
+        sim.run(core.start_flow())
+    assert sim.spawned == []
+
+
+def test_a_pop_loop_started_later_where_pop_is_not_served_ends_logged_and_in_the_stats(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    brokers = Brokers()
+    brokers.pops[B] = [not_served()]
+    sim = Sim(brokers)
+    core = pop_push(sim, lambda msgs: True)
+    core._targets = {(TOPIC, "broker-b")}
+    core._loops.add((TOPIC, "broker-b"))
+    with caplog.at_level("ERROR", logger="rocketmq_proto.consumer"):
+        sim.run(core._pop_loop_flow(TOPIC, "broker-b"))  # returns: the loop ended
+    assert core._loops == set()
+    assert [r.levelname for r in caplog.records if "does not serve POP" in r.getMessage()] == [
+        "ERROR"
+    ]
+    (entry,) = core.stats()["pop_not_served"]
+    assert entry.startswith(f"{TOPIC}@broker-b: ") and "does not serve POP" in entry

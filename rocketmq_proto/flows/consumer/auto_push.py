@@ -123,6 +123,7 @@ class AutoPushConsumerCore(LifecycleOwner):
         merged = self.pulling.stats()
         merged["consume"]["dead_lettered"] += self.popping.pop.dead_lettered
         merged["in_flight"] = self.popping.in_flight
+        merged["pop_not_served"] = self.popping.pop_not_served()
         return merged
 
     def mode_of(self, topic: str) -> str:

@@ -83,6 +83,8 @@ class PopPushConsumerCore(LifecycleOwner):
     consumed: int = field(default=0, init=False)
     #: Handler calls counted and timed, for the client's ``stats()``.
     metrics: ConsumeMetrics = field(default_factory=ConsumeMetrics, init=False)
+    #: (topic, broker) -> why: the pop loops ended because the server took no POP.
+    not_served: dict[tuple[str, str], str] = field(default_factory=dict, init=False)
 
     def stats(self) -> dict[str, Any]:
         """This consumer's part of the client's ``stats()``: its handler calls and
@@ -90,7 +92,17 @@ class PopPushConsumerCore(LifecycleOwner):
         the broker keeps the progress (``Admin.consumer_progress`` tells the lag)."""
         consume = self.metrics.snapshot()
         consume["dead_lettered"] += self.pop.dead_lettered
-        return {"consume": consume, "queues": [], "in_flight": self.in_flight}
+        return {
+            "consume": consume,
+            "queues": [],
+            "in_flight": self.in_flight,
+            "pop_not_served": self.pop_not_served(),
+        }
+
+    def pop_not_served(self) -> list[str]:
+        """``topic@broker: why`` for each pop loop that ended because its server
+        does not serve POP (found after the start, which it fails)."""
+        return [f"{t}@{b}: {why}" for (t, b), why in sorted(self.not_served.items())]
 
     #: The (topic, broker) pairs a pop loop runs for.
     _loops: set[tuple[str, str]] = field(default_factory=set, init=False)
@@ -153,15 +165,19 @@ class PopPushConsumerCore(LifecycleOwner):
     # ------------------------------------------------------------------ life
 
     def start_flow(self) -> Flow[None]:
-        """Routes and a heartbeat, then a pop loop per topic and broker."""
+        """Routes and a heartbeat, then a pop loop per topic and broker, each loop's
+        first pop made here without waiting: a server that does not serve POP (the
+        5.x proxy's remoting port) fails the start with :class:`PopNotServedError`."""
         if self.state is not LifecycleState.RUNNING:
             self.start()
         yield from self.pop.start_flow()
-        yield from self.refresh_loops_flow()
+        yield from self.refresh_loops_flow(first_pops=True)
 
-    def refresh_loops_flow(self) -> Flow[None]:
+    def refresh_loops_flow(self, *, first_pops: bool = False) -> Flow[None]:
         """A pop loop for each topic and broker of the subscriptions not yet popped
-        (one refresh at a time: a slower one must not leave older targets behind)."""
+        (one refresh at a time: a slower one must not leave older targets behind).
+        With ``first_pops`` (the start), each new loop's first pop is made before
+        any loop runs, and :class:`PopNotServedError` from one is raised."""
         if self._refreshing:
             return
         self._refreshing = True
@@ -170,10 +186,45 @@ class PopPushConsumerCore(LifecycleOwner):
         finally:
             self._refreshing = False
         self._targets = set(targets)
-        for target in targets:
-            if target not in self._loops:
-                self._loops.add(target)
-                yield from spawn(self._pop_loop_flow(*target), f"pop {target[0]}@{target[1]}")
+        new = [target for target in targets if target not in self._loops]
+        first: dict[tuple[str, str], list[MessageExt]] = {}
+        if first_pops:
+            for target in new:
+                first[target] = yield from self._first_pop_flow(*target)
+        for target in new:
+            self._loops.add(target)
+            yield from spawn(
+                self._pop_loop_flow(*target, first.get(target, [])),
+                f"pop {target[0]}@{target[1]}",
+            )
+
+    def _first_pop_flow(self, topic: str, broker: str) -> Flow[list[MessageExt]]:
+        """A pop of ``topic`` from ``broker`` that does not wait (the start's): the
+        messages it got, counted in flight; ``[]`` if it failed, except when the
+        server does not serve POP (:class:`PopNotServedError` is raised)."""
+        room = self._limit - self.in_flight
+        if room <= 0:
+            return []
+        invisible_ms = round(self.config.pop_invisible_duration * 1000)
+        try:
+            msgs = yield from self.pop.pop_flow(
+                topic, broker, min(MAX_POP_BATCH, room), invisible_ms, 0.0
+            )
+        except PopNotServedError:
+            raise
+        except RocketMQError as exc:
+            log.info(
+                "first pop of %s from %s failed: %s; its loop tries again",
+                topic,
+                broker,
+                exc,
+                extra=log_fields(
+                    client=self.client.client_id, group=self.group, topic=topic, broker=broker
+                ),
+            )
+            return []
+        self.in_flight += len(msgs)
+        return msgs
 
     def maintenance_flow(self) -> Flow[None]:
         """Until closed: pop loops for new topics and brokers."""
@@ -217,10 +268,16 @@ class PopPushConsumerCore(LifecycleOwner):
 
     # ------------------------------------------------------------------- pop
 
-    def _pop_loop_flow(self, topic: str, broker: str) -> Flow[None]:
+    def _pop_loop_flow(
+        self, topic: str, broker: str, first: list[MessageExt] | None = None
+    ) -> Flow[None]:
+        """Pop ``topic`` from ``broker`` until closed, unsubscribed or gone from the
+        routes, after handing out ``first`` (the start's pop, counted in flight)."""
         invisible_ms = round(self.config.pop_invisible_duration * 1000)
         wait = self.config.pull.broker_suspend_max_time
         try:
+            if first:
+                yield from self._dispatch_flow(first, broker)
             while (
                 not self.closed
                 and topic in self.pop.subscriptions
@@ -236,6 +293,9 @@ class PopPushConsumerCore(LifecycleOwner):
                         topic, broker, min(MAX_POP_BATCH, room), invisible_ms, wait
                     )
                 except PopNotServedError as exc:
+                    # Found at the start, this fails it; found later (a broker that
+                    # joined, a topic switched to POP), the loop ends here.
+                    self.not_served[(topic, broker)] = str(exc)
                     log.error(
                         "%s: no pop loop for %s",
                         exc,
@@ -272,13 +332,18 @@ class PopPushConsumerCore(LifecycleOwner):
                         yield from sleep(POP_ERROR_DELAY)
                     continue
                 self.in_flight += len(msgs)
-                if self.config.orderly:
-                    yield from self._consume_in_order_flow(msgs, broker)
-                    continue
-                for batch in self._batches(msgs):
-                    yield from spawn(self._consume_flow(batch, broker), "pop consume")
+                yield from self._dispatch_flow(msgs, broker)
         finally:
             self._loops.discard((topic, broker))
+
+    def _dispatch_flow(self, msgs: list[MessageExt], broker: str) -> Flow[None]:
+        """Hand popped messages (counted in flight) to the handler: an orderly
+        consumer's in order, here; the others' in batches, each in its own flow."""
+        if self.config.orderly:
+            yield from self._consume_in_order_flow(msgs, broker)
+            return
+        for batch in self._batches(msgs):
+            yield from spawn(self._consume_flow(batch, broker), "pop consume")
 
     def _batches(self, msgs: list[MessageExt]) -> list[list[MessageExt]]:
         return [msgs[i : i + self._batch] for i in range(0, len(msgs), self._batch)]
