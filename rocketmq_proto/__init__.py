@@ -26,7 +26,7 @@ from rocketmq_proto.connection.connection import (
     Response,
     ServerRequest,
 )
-from rocketmq_proto.flows.admin import TopicOffset
+from rocketmq_proto.flows.admin import BrokerStatus, TopicOffset
 from rocketmq_proto.flows.consumer.consume import ConsumeResult
 from rocketmq_proto.flows.effects import Call, Effect, Flow, Now, Oneway, Sleep, UserCall, WallTime
 from rocketmq_proto.flows.hooks import (
@@ -59,10 +59,12 @@ from rocketmq_proto.options import (
 from rocketmq_proto.wire.acl import Credentials, sign_request
 from rocketmq_proto.wire.bodies import (
     ClientConnection,
+    ConsumeMessageDirectlyResult,
     ConsumerConnection,
     ConsumerRunningInfo,
     ConsumeStats,
     OffsetWrapper,
+    SubscriptionGroupConfig,
 )
 from rocketmq_proto.wire.codes import (
     LanguageCode,
@@ -128,6 +130,7 @@ __all__ = [
     "AuthenticationError",
     "BrokerData",
     "BrokerError",
+    "BrokerStatus",
     "BrokerSystemError",
     "Call",
     "ClientConnection",
@@ -141,6 +144,7 @@ __all__ = [
     "ConnectionClosedError",
     "ConnectionState",
     "ConsumeContext",
+    "ConsumeMessageDirectlyResult",
     "ConsumeResult",
     "ConsumeStats",
     "ConsumerConnection",
@@ -201,6 +205,7 @@ __all__ = [
     "ServiceNotAvailableError",
     "SimpleConsumerOptions",
     "Sleep",
+    "SubscriptionGroupConfig",
     "SystemBusyError",
     "TimerFallback",
     "TimerUnsupportedError",
