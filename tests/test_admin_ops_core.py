@@ -33,6 +33,7 @@ from rocketmq_proto.wire.errors import (
     QueryNotFoundError,
     RemoteProtocolError,
     RouteNotFoundError,
+    SubscriptionGroupNotExistError,
 )
 from rocketmq_proto.wire.route import MessageQueue
 
@@ -434,6 +435,15 @@ def test_explicit_offsets_are_written_only_for_a_group_with_no_consumer_online()
         Sim(answer).run(admin.set_offsets_flow("g", "T", {MessageQueue("U", "broker-a", 0): 1}))
     with pytest.raises(InvalidArgumentError, match=">= 0"):
         Sim(answer).run(admin.set_offsets_flow("g", "T", {MessageQueue("T", "broker-a", 0): -2}))
+    missing = Sim(
+        lambda addr, command: (
+            reply(ResponseCode.SUBSCRIPTION_GROUP_NOT_EXIST)
+            if command.code == RequestCode.UPDATE_CONSUMER_OFFSET
+            else answer(addr, command)
+        )
+    )
+    with pytest.raises(SubscriptionGroupNotExistError, match="'g' does not exist on broker-a"):
+        missing.run(admin.set_offsets_flow("g", "T", target))
     online.append("10.0.0.9@1")
     with pytest.raises(InvalidArgumentError, match=r"consumers online \(10.0.0.9@1\)"):
         Sim(answer).run(admin.set_offsets_flow("g", "T", target))

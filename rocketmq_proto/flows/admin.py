@@ -524,16 +524,31 @@ class AdminCore(LifecycleOwner):
                     if current is not None and current < target:
                         moved[user_mq] = current
                         continue
-                update = rq.update_consumer_offset(
-                    consumer_group=full_group,
-                    topic=full_topic,
-                    queue_id=mq.queue_id,
-                    commit_offset=target,
-                    broker_name=mq.broker_name,
-                )
-                check_success((yield from call(addr, update, timeout)), update.code)
+                yield from self._write_offset_flow(addr, full_group, full_topic, mq, target)
                 moved[user_mq] = target
         return moved
+
+    def _write_offset_flow(
+        self, addr: str, group: str, topic: str, mq: MessageQueue, offset: int
+    ) -> Flow[None]:
+        """UPDATE_CONSUMER_OFFSET of ``group`` (full name) for ``mq`` of ``topic``."""
+        update = rq.update_consumer_offset(
+            consumer_group=group,
+            topic=topic,
+            queue_id=mq.queue_id,
+            commit_offset=offset,
+            broker_name=mq.broker_name,
+        )
+        response = yield from call(addr, update, self.client.config.request_timeout)
+        if response.code == ResponseCode.SUBSCRIPTION_GROUP_NOT_EXIST:
+            name = ns.unwrap(self.client.config.namespace, group)
+            raise error_for_response(
+                response.code,
+                f"group {name!r} does not exist on {mq.broker_name} ({addr}): create it "
+                "first (create_group), then write its offsets",
+                request=update.code,
+            )
+        check_success(response, update.code)
 
     def set_offsets_flow(
         self, group: str, topic: str, offsets: Mapping[MessageQueue, int]
@@ -571,14 +586,7 @@ class AdminCore(LifecycleOwner):
         done: dict[MessageQueue, int] = {}
         for mq, offset in sorted(offsets.items()):
             addr = yield from self.client.master_addr_flow(mq.broker_name, full_topic)
-            update = rq.update_consumer_offset(
-                consumer_group=full_group,
-                topic=full_topic,
-                queue_id=mq.queue_id,
-                commit_offset=offset,
-                broker_name=mq.broker_name,
-            )
-            check_success((yield from call(addr, update, timeout)), update.code)
+            yield from self._write_offset_flow(addr, full_group, full_topic, mq, offset)
             done[mq] = offset
         return done
 
@@ -591,21 +599,14 @@ class AdminCore(LifecycleOwner):
         (UPDATE_CONSUMER_OFFSET). The offsets written, by queue."""
         stats = yield from self.consumer_progress_flow(src_group, topic)
         full_topic, full_dst = self._wrap(topic), self._wrap(dst_group)
-        timeout = self.client.config.request_timeout
         done: dict[MessageQueue, int] = {}
         for mq, progress in stats.offset_table.items():
             if mq.topic != topic or progress.consumer_offset < 0:
                 continue
             addr = yield from self.client.master_addr_flow(mq.broker_name, full_topic)
-            update = rq.update_consumer_offset(
-                consumer_group=full_dst,
-                topic=full_topic,
-                queue_id=mq.queue_id,
-                commit_offset=progress.consumer_offset,
-                broker_name=mq.broker_name,
-            )
-            check_success((yield from call(addr, update, timeout)), update.code)
-            done[mq] = progress.consumer_offset
+            offset = progress.consumer_offset
+            yield from self._write_offset_flow(addr, full_dst, full_topic, mq, offset)
+            done[mq] = offset
         return done
 
     def query_messages_flow(
