@@ -314,6 +314,7 @@ def _show_message(msg: Any) -> None:
     properties = doc.pop("properties")
     doc["store_timestamp"] = show_time(msg.store_timestamp)
     doc["born_timestamp"] = show_time(msg.born_timestamp)
+    doc["keys"] = " ".join(msg.keys)
     for key, value in doc.items():
         click.echo(f"{key + ':':<17}{'' if value is None else value}")
     for key, value in properties.items():

@@ -289,12 +289,20 @@ def send(
 # ------------------------------------------------------------------- tail
 
 
-def _where_from(start: str) -> dict[str, Any]:
+def _start_point(start: str) -> int | None:
+    """``--from`` as a time (epoch ms), ``None`` for ``first``; ``last`` is now."""
     if start == "first":
-        return {"consume_from_where": "first"}
+        return None
     if start == "last":
-        return {"consume_from_where": "last"}
-    return {"consume_from_where": "timestamp", "consume_timestamp": parse_time(start)}
+        return int(time.time() * 1000)
+    return parse_time(start)
+
+
+def _tags_of(expression: str | None) -> set[str] | None:
+    """The tags of a tag expression (``a || b``); ``None`` for every message."""
+    if not expression or expression.strip() == "*":
+        return None
+    return {t.strip() for t in expression.split("||") if t.strip()}
 
 
 @cli.command()
@@ -325,23 +333,38 @@ def tail(
     if tag_expr and sql_expr:
         raise click.UsageError("--tag and --sql do not go together")
     s = settings()
-    consumer = rocketmq_sync.PullConsumer(
-        s.namesrv,
-        group=group,
-        message_model="broadcasting",
-        auto_commit=False,
-        **_where_from(start),
-        **s.client_options(),
-    )
+    since = _start_point(start)
+    tags = _tags_of(tag_expr)
+    options: dict[str, Any] = {"group": group, "auto_commit": False, **s.client_options()}
+    if sql_expr:
+        # The brokers filter: the consumer subscribes (broadcasting, so that tails
+        # of one group do not share the queues) and what was stored before the
+        # start is skipped here.
+        options["message_model"] = "broadcasting"
+        options["consume_from_where"] = "first"
+    consumer = rocketmq_sync.PullConsumer(s.namesrv, **options)
     if sql_expr:
         consumer.subscribe(topic, sql_expr, sql=True)
-    else:
-        consumer.subscribe(topic, tag_expr or "*")
     seen = 0
     with opened(consumer):
         try:
+            if not sql_expr:
+                # Every queue of the topic, each read from exactly where --from says.
+                queues = consumer.queues_of(topic)
+                consumer.assign(queues)
+                for queue in queues:
+                    if since is None:
+                        consumer.seek_to_beginning(queue)
+                    elif start == "last":
+                        consumer.seek_to_end(queue)
+                    else:
+                        consumer.seek(queue, consumer.offset_for_timestamp(queue, since))
             while count is None or seen < count:
                 for msg in consumer.poll(0.5, None if count is None else count - seen):
+                    if tags is not None and msg.tags not in tags:
+                        continue
+                    if sql_expr and since is not None and msg.store_timestamp < since:
+                        continue
                     _print_message(msg, s.json)
                     seen += 1
         except KeyboardInterrupt:
