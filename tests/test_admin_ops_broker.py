@@ -323,6 +323,8 @@ def test_clone_offsets_writes_what_mqadmin_clone_writes(shared: Shared, backend:
         with pytest.raises(SubscriptionGroupNotExistError, match="create it first"):
             admin.clone_offsets(shared.src_group, dst, shared.topic)
         admin.create_group(dst)
+        groups = {g.group_name: g for g in admin.list_groups()}
+        everything = {g.group_name for g in admin.list_groups(include_system=True)}
         cloned = admin.clone_offsets(shared.src_group, dst, shared.topic)
         mine = {mq: admin.consumer_offset(dst, mq) for mq in queues}
         java = {mq: admin.consumer_offset(shared.java_clone, mq) for mq in queues}
@@ -340,6 +342,11 @@ def test_clone_offsets_writes_what_mqadmin_clone_writes(shared: Shared, backend:
         with pytest.raises(ValueError, match="earliest"):
             admin.reset_offsets(dst, shared.topic, "yesterday")
     assert "clone group offset success" in shared.out["cloneGroupOffset"]
+    # The groups of the brokers: those made here (by consuming, or created), not
+    # the brokers' own unless asked for.
+    assert {shared.src_group, shared.java_clone, dst} <= set(groups)
+    assert groups[dst].retry_max_times == 16 and groups[dst].consume_enable
+    assert "TOOLS_CONSUMER" in everything and "TOOLS_CONSUMER" not in groups
     assert mine == java == src and cloned == src
     assert sum(v or 0 for v in src.values()) == COUNT
     assert earliest == at_start == {mq: ends[mq][0] for mq in queues}
