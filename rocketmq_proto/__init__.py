@@ -30,7 +30,7 @@ from rocketmq_proto.connection.connection import (
     Response,
     ServerRequest,
 )
-from rocketmq_proto.flows.admin import TopicOffset
+from rocketmq_proto.flows.admin import BrokerStatus, TopicOffset
 from rocketmq_proto.flows.consumer.consume import ConsumeResult
 from rocketmq_proto.flows.effects import Call, Effect, Flow, Now, Oneway, Sleep, UserCall, WallTime
 from rocketmq_proto.flows.hooks import (
@@ -63,10 +63,12 @@ from rocketmq_proto.options import (
 from rocketmq_proto.wire.acl import Credentials, sign_request
 from rocketmq_proto.wire.bodies import (
     ClientConnection,
+    ConsumeMessageDirectlyResult,
     ConsumerConnection,
     ConsumerRunningInfo,
     ConsumeStats,
     OffsetWrapper,
+    SubscriptionGroupConfig,
 )
 from rocketmq_proto.wire.codes import (
     LanguageCode,
@@ -104,6 +106,7 @@ from rocketmq_proto.wire.errors import (
     NoPermissionError,
     PopNotServedError,
     ProtocolError,
+    QueryNotFoundError,
     RemoteProtocolError,
     RequestTimeoutError,
     RocketMQError,
@@ -132,6 +135,7 @@ __all__ = [
     "AuthenticationError",
     "BrokerData",
     "BrokerError",
+    "BrokerStatus",
     "BrokerSystemError",
     "Call",
     "ClientConnection",
@@ -145,6 +149,7 @@ __all__ = [
     "ConnectionClosedError",
     "ConnectionState",
     "ConsumeContext",
+    "ConsumeMessageDirectlyResult",
     "ConsumeResult",
     "ConsumeStats",
     "ConsumerConnection",
@@ -182,6 +187,7 @@ __all__ = [
     "PullConsumerOptions",
     "PullStatus",
     "PullSysFlag",
+    "QueryNotFoundError",
     "QueueData",
     "QueueSelection",
     "QueueSelector",
@@ -205,6 +211,7 @@ __all__ = [
     "ServiceNotAvailableError",
     "SimpleConsumerOptions",
     "Sleep",
+    "SubscriptionGroupConfig",
     "SystemBusyError",
     "TimerFallback",
     "TimerUnsupportedError",

@@ -58,7 +58,7 @@ from rocketmq_proto.connection.connection import (
 )
 from rocketmq_proto.connection.endpoint import Endpoint, request_timeout_error
 from rocketmq_proto.connection.pool import Dial, Fail, PoolPolicy, ReconnectBackoff, Use, Wait
-from rocketmq_proto.flows.admin import DEFAULT_CLUSTER, AdminCore, TopicOffset
+from rocketmq_proto.flows.admin import DEFAULT_CLUSTER, AdminCore, BrokerStatus, TopicOffset
 from rocketmq_proto.flows.consumer.auto_push import AutoPushConsumerCore
 from rocketmq_proto.flows.consumer.lite_pull import PullConsumerCore
 from rocketmq_proto.flows.consumer.pop_push import PopPushConsumerCore
@@ -111,10 +111,12 @@ from rocketmq_proto.options import (
 )
 from rocketmq_proto.wire.bodies import (
     ClientConnection,
+    ConsumeMessageDirectlyResult,
     ConsumerConnection,
     ConsumerRunningInfo,
     ConsumeStats,
     OffsetWrapper,
+    SubscriptionGroupConfig,
 )
 from rocketmq_proto.wire.codes import (
     Perm,
@@ -148,6 +150,7 @@ __all__ = [
     "TRACE_SEND_TIMEOUT",
     "AdminCore",
     "AutoPushConsumerCore",
+    "BrokerStatus",
     "Built",
     "Call",
     "ClientConnection",
@@ -160,6 +163,7 @@ __all__ = [
     "ConnectionClosed",
     "ConnectionClosedError",
     "ConnectionState",
+    "ConsumeMessageDirectlyResult",
     "ConsumeStats",
     "ConsumerConfig",
     "ConsumerConnection",
@@ -216,6 +220,7 @@ __all__ = [
     "SimpleConsumerOptions",
     "Sleep",
     "Spawn",
+    "SubscriptionGroupConfig",
     "TopicOffset",
     "TopicRouteData",
     "TraceRecord",

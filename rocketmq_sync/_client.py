@@ -24,9 +24,11 @@ from rocketmq_proto.driver import (
     DEFAULT_CLUSTER,
     DEFAULT_TRACE_TOPIC,
     TRACE_SEND_TIMEOUT,
+    BrokerStatus,
     Built,
     ClientOptions,
     ClusterInfo,
+    ConsumeMessageDirectlyResult,
     ConsumerConfig,
     ConsumerConnection,
     ConsumerOptions,
@@ -34,6 +36,7 @@ from rocketmq_proto.driver import (
     ConsumeStats,
     Flow,
     Host,
+    InvalidArgumentError,
     LifecycleOwner,
     LocalProtocolError,
     Message,
@@ -53,6 +56,7 @@ from rocketmq_proto.driver import (
     RocketMQError,
     SendResult,
     SimpleConsumerOptions,
+    SubscriptionGroupConfig,
     TopicOffset,
     TopicRouteData,
     TraceRecord,
@@ -594,6 +598,8 @@ class Admin(_ClientBase):
         return self._run(self._admin.route_flow(topic))
 
     def topic_offsets(self, topic: str) -> list[TopicOffset]:
+        """Each queue of ``topic`` with its min and max offsets and the time its
+        last message was stored (the topic's stats, as ``mqadmin topicStatus``)."""
         return self._run(self._admin.topic_offsets_flow(topic))
 
     def max_offset(self, queue: MessageQueue) -> int:
@@ -670,7 +676,100 @@ class Admin(_ClientBase):
         return self._run(self._admin.consumer_running_info_flow(group, client_id))
 
     def view_message(self, msg_id: str, topic: str | None = None) -> MessageExt:
+        """A message by id: an offset message id (as ``mqadmin queryMsgById``), or
+        with ``topic`` the id ``send`` returned (its UNIQ_KEY)."""
         return self._run(self._admin.view_message_flow(msg_id, topic))
+
+    def message_at(self, queue: MessageQueue, offset: int) -> MessageExt:
+        """The message at ``offset`` of ``queue`` (as ``mqadmin queryMsgByOffset``);
+        :class:`QueryNotFoundError` if the queue holds none there."""
+        return self._run(self._admin.message_at_flow(queue, offset))
+
+    def list_topics(self) -> list[str]:
+        """Every topic the name servers know, sorted (as ``mqadmin topicList``),
+        the brokers' own and retry topics included."""
+        return self._run(self._admin.list_topics_flow())
+
+    def list_groups(
+        self, *, cluster: str | None = None, include_system: bool = False
+    ) -> list[SubscriptionGroupConfig]:
+        """The consumer groups of the brokers of ``cluster`` (``None``: every
+        cluster), by name, each with its settings as the first broker holding it
+        has them; the brokers' predefined groups only with ``include_system``."""
+        return self._run(
+            self._admin.list_groups_flow(cluster=cluster, include_system=include_system)
+        )
+
+    def reset_offsets(
+        self,
+        group: str,
+        topic: str,
+        to: str | Mapping[MessageQueue, int],
+        *,
+        force: bool = True,
+    ) -> dict[MessageQueue, int]:
+        """Move ``group``'s offsets of ``topic``: ``to`` is ``"earliest"`` (the
+        first message kept), ``"latest"`` (after the last one) or a mapping of
+        queues to offsets. The first two work as :meth:`reset_offsets_by_time`
+        (online consumers are told); explicit offsets are written as they are,
+        and need the group to have no consumer online. The new offsets."""
+        if isinstance(to, str):
+            where = to.lower()
+            if where not in ("earliest", "latest"):
+                raise InvalidArgumentError(
+                    f"reset offsets to 'earliest', 'latest' or a queue->offset mapping, not {to!r}"
+                )
+            timestamp = 0 if where == "earliest" else -1
+            return self.reset_offsets_by_time(group, topic, timestamp, force=force)
+        return self._run(self._admin.set_offsets_flow(group, topic, to))
+
+    def clone_offsets(self, src_group: str, dst_group: str, topic: str) -> dict[MessageQueue, int]:
+        """Give ``dst_group`` the offsets ``src_group`` committed on ``topic`` (as
+        ``mqadmin cloneGroupOffset``); the offsets written, by queue. Consumers of
+        ``dst_group`` online keep their own offsets and may write them back."""
+        return self._run(self._admin.clone_offsets_flow(src_group, dst_group, topic))
+
+    def broker_config(self, broker: str) -> dict[str, str]:
+        """The settings of ``broker`` (an address, or a broker name for its master),
+        as ``mqadmin getBrokerConfig`` shows them."""
+        return self._run(self._admin.broker_config_flow(broker))
+
+    def update_broker_config(self, broker: str, settings: Mapping[str, Any]) -> None:
+        """Change settings of a running ``broker`` (an address or a broker name), as
+        ``mqadmin updateBrokerConfig``; until its restart unless the broker persists
+        them. Brokers refuse some keys (:class:`NoPermissionError`)."""
+        self._run(self._admin.update_broker_config_flow(broker, settings))
+
+    def broker_runtime_stats(self, broker: str) -> dict[str, str]:
+        """The runtime figures of ``broker`` (an address or a broker name): TPS,
+        totals, disk use, versions..., under Java's names (as ``mqadmin brokerStatus``)."""
+        return self._run(self._admin.broker_runtime_stats_flow(broker))
+
+    def cluster_list(self, cluster: str | None = None) -> list[BrokerStatus]:
+        """Every member of ``cluster`` (``None``: every cluster) with its runtime
+        figures (``in_tps``, ``out_tps``, ``version``...), as ``mqadmin clusterList``;
+        a member that does not answer comes with its ``error``."""
+        return self._run(self._admin.cluster_list_flow(cluster))
+
+    def consume_message_directly(
+        self,
+        group: str,
+        client_id: str,
+        msg_id: str,
+        topic: str | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> ConsumeMessageDirectlyResult:
+        """Hand message ``msg_id`` (an offset message id, or with ``topic`` the id
+        ``send`` returned) once more to consumer ``client_id`` (a
+        ``ClientConnection.client_id``) of ``group``, through its broker, as
+        ``mqadmin queryMsgById -g -d`` does: the consumer runs its handler on it
+        and answers; no offset moves. A push consumer of this client answers too."""
+        return self._run(
+            self._admin.consume_message_directly_flow(
+                group, client_id, msg_id, topic, timeout=timeout
+            )
+        )
 
 
 class _ConsumerBase(_ClientBase):

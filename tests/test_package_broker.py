@@ -33,6 +33,8 @@ pytestmark = pytest.mark.broker
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("rocketmq_proto", "rocketmq_asyncio", "rocketmq_sync", "rocketmq_gevent")
+#: The command line's package (the ``cli`` extra brings what it needs).
+CLI = "rocketmq_cli"
 DISTRIBUTION = "rocketmq-python"
 
 
@@ -87,9 +89,12 @@ def test_the_wheel_holds_the_packages_and_the_metadata(built: Built) -> None:
         names = set(wheel.namelist())
         (metadata_name,) = [n for n in names if n.endswith(".dist-info/METADATA")]
         metadata = wheel.read(metadata_name).decode()
-    for package in PACKAGES:
+    for package in (*PACKAGES, CLI):
         assert f"{package}/__init__.py" in names, package
         assert f"{package}/py.typed" in names, package
+    (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
+    with zipfile.ZipFile(built.wheel) as wheel:
+        assert "rocketmq = rocketmq_cli:main" in wheel.read(entry_points).decode()
     assert not any(n.startswith(("tests/", "scripts/", "docs/", "benchmarks/")) for n in names)
     dist_info = metadata_name.rsplit("/", 1)[0]
     assert {f"{dist_info}/licenses/LICENSE", f"{dist_info}/licenses/NOTICE"} <= names
@@ -100,7 +105,7 @@ def test_the_wheel_holds_the_packages_and_the_metadata(built: Built) -> None:
     assert "Requires-Python: >=3.11" in headers
     for minor in ("3.11", "3.12", "3.13"):
         assert f"Classifier: Programming Language :: Python :: {minor}" in headers
-    assert "Provides-Extra: gevent" in headers
+    assert "Provides-Extra: gevent" in headers and "Provides-Extra: cli" in headers
     assert not any(h.startswith("Requires-Dist:") and "extra ==" not in h for h in headers), (
         "the core must keep no runtime dependency"
     )
@@ -115,7 +120,7 @@ def test_the_sdist_holds_the_license_changelog_and_sources(built: Built) -> None
         names = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
     for needed in ("LICENSE", "NOTICE", "README.md", "CHANGELOG.md", "pyproject.toml"):
         assert needed in names, needed
-    for package in PACKAGES:
+    for package in (*PACKAGES, CLI):
         assert f"{package}/__init__.py" in names, package
 
 
@@ -156,11 +161,11 @@ print(json.dumps({"prefix": sys.prefix, "found": found, "sent": sent}))
 @pytest.fixture(scope="module")
 def fresh_envs(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
     """Two fresh environments with the wheel: ``bare`` (no extra, no dependency
-    installed) and ``gevent`` (``[gevent]``, its dependencies from the index)."""
+    installed) and ``gevent`` (``[gevent,cli]``, their dependencies from the index)."""
     envs: dict[str, Path] = {}
     for name, requirement in (
         ("bare", str(built.wheel)),
-        ("gevent", f"{DISTRIBUTION} [gevent] @ {built.wheel.as_uri()}"),
+        ("gevent", f"{DISTRIBUTION} [gevent,cli] @ {built.wheel.as_uri()}"),
     ):
         home = tmp_path_factory.mktemp(f"venv_{name}")
         _run([sys.executable, "-m", "venv", "--without-pip", str(home)])
@@ -212,3 +217,37 @@ def test_the_installed_wheel_imports_and_sends(
     with rocketmq_sync.Admin(rocketmq_cluster.namesrv_addr) as admin:
         for msg_id in result["sent"].values():
             assert admin.view_message(msg_id, topic=topic).topic == topic
+
+
+def test_the_console_script_runs_with_the_cli_extra_and_says_what_is_missing_without(
+    fresh_envs: dict[str, Path], rocketmq_cluster: Any, topic: str, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "NAMESRV_ADDR")}
+    with_cli = fresh_envs["gevent"].parent / "rocketmq"
+    out = _run([str(with_cli), "--version"], cwd=tmp_path, env=env)
+    assert rocketmq_proto.__version__ in out
+    route = _run(
+        [
+            str(with_cli),
+            "--namesrv",
+            rocketmq_cluster.namesrv_addr,
+            "--json",
+            "topic",
+            "route",
+            topic,
+        ],
+        cwd=tmp_path,
+        env=env,
+    )
+    assert json.loads(route)["brokers"], route
+    # The entry point is installed without the extra too: it names what to install.
+    bare = subprocess.run(
+        [str(fresh_envs["bare"].parent / "rocketmq"), "--version"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+        timeout=60,
+    )
+    assert bare.returncode == 2, bare
+    assert "needs the 'cli' extra" in bare.stderr and "Traceback" not in bare.stderr, bare.stderr

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from rocketmq_proto.flows.effects import Flow, call
 from rocketmq_proto.flows.lifecycle import Lifecycle, LifecycleOwner
@@ -15,17 +16,27 @@ from rocketmq_proto.message.ids import decode_offset_msg_id
 from rocketmq_proto.message.model import MessageExt, validate_topic
 from rocketmq_proto.wire import requests as rq
 from rocketmq_proto.wire.bodies import (
+    ConsumeMessageDirectlyResult,
     ConsumerConnection,
     ConsumerRunningInfo,
     ConsumeStats,
     OffsetWrapper,
+    SubscriptionGroupConfig,
+    encode_properties_text,
     encode_subscription_group_config,
+    parse_consume_message_directly_result,
     parse_consume_stats,
     parse_consumer_connection,
+    parse_consumer_id_list,
     parse_consumer_running_info,
+    parse_kv_table,
+    parse_properties_text,
     parse_reset_offset_body,
+    parse_subscription_groups,
+    parse_topic_list,
+    parse_topic_stats,
 )
-from rocketmq_proto.wire.codes import Perm, RequestCode, ResponseCode
+from rocketmq_proto.wire.codes import Perm, PullSysFlag, RequestCode, ResponseCode
 from rocketmq_proto.wire.command import RemotingCommand
 from rocketmq_proto.wire.errors import (
     InvalidArgumentError,
@@ -68,13 +79,97 @@ def offset_field(response: RemotingCommand, name: str = "offset") -> int:
         ) from None
 
 
+#: The group Java's admin tools pull with (``mqadmin queryMsgByOffset``).
+TOOLS_CONSUMER_GROUP = "TOOLS_CONSUMER"
+
+#: Consumer groups every broker has from the start (Java's predefined groups).
+PREDEFINED_GROUPS = frozenset(
+    {
+        "DEFAULT_CONSUMER",
+        "DEFAULT_PRODUCER",
+        "TOOLS_CONSUMER",
+        "SCHEDULE_CONSUMER",
+        "FILTERSRV_CONSUMER",
+        "__MONITOR_CONSUMER",
+        "CLIENT_INNER_PRODUCER",
+        "SELF_TEST_P_GROUP",
+        "SELF_TEST_C_GROUP",
+        "CID_ONS-HTTP-PROXY",
+        "CID_ONSAPI_PERMISSION",
+        "CID_ONSAPI_OWNER",
+        "CID_ONSAPI_PULL",
+    }
+)
+
+#: Prefix of the consumer groups the brokers make for themselves.
+SYSTEM_GROUP_PREFIX = "CID_RMQ_SYS_"
+
+#: How long a broker waits for a consumer it hands a message to (Java's broker: 10 s).
+CONSUME_DIRECTLY_BROKER_WAIT = 10.0
+
+
+def is_system_group(group: str) -> bool:
+    """A group the brokers define themselves (predefined, or ``CID_RMQ_SYS_...``)."""
+    return group in PREDEFINED_GROUPS or group.startswith(SYSTEM_GROUP_PREFIX)
+
+
 @dataclass(frozen=True, slots=True)
 class TopicOffset:
-    """A queue's offsets: messages ``min_offset`` <= offset < ``max_offset`` are stored."""
+    """A queue's offsets: messages ``min_offset`` <= offset < ``max_offset`` are
+    stored; ``last_update_timestamp`` is when the last of them was stored (epoch
+    ms; 0 for an empty queue, or a broker that does not tell)."""
 
     message_queue: MessageQueue
     min_offset: int
     max_offset: int
+    last_update_timestamp: int = 0
+
+
+_FIRST_NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerStatus:
+    """One member of a cluster and its runtime figures (GET_BROKER_RUNTIME_INFO),
+    as ``mqadmin clusterList`` shows them."""
+
+    cluster: str
+    broker_name: str
+    #: 0 for a master.
+    broker_id: int
+    addr: str
+    #: The broker's runtime table (Java's names and texts); empty if it did not answer.
+    stats: dict[str, str]
+    #: Why ``stats`` is empty: the error asking for them, else ``None``.
+    error: str | None = None
+
+    def _number(self, key: str) -> float:
+        found = _FIRST_NUMBER.search(self.stats.get(key, ""))
+        return float(found.group()) if found else 0.0
+
+    @property
+    def version(self) -> str:
+        return self.stats.get("brokerVersionDesc", "")
+
+    @property
+    def in_tps(self) -> float:
+        """Messages stored per second (the last 10 s; ``putTps``)."""
+        return self._number("putTps")
+
+    @property
+    def out_tps(self) -> float:
+        """Messages delivered to consumers per second (``getTransferredTps``)."""
+        return self._number("getTransferredTps")
+
+    @property
+    def in_today(self) -> int:
+        """Messages stored since midnight."""
+        return int(self._number("msgPutTotalTodayNow") - self._number("msgPutTotalTodayMorning"))
+
+    @property
+    def out_today(self) -> int:
+        """Messages delivered since midnight."""
+        return int(self._number("msgGetTotalTodayNow") - self._number("msgGetTotalTodayMorning"))
 
 
 @dataclass(slots=True)
@@ -218,16 +313,156 @@ class AdminCore(LifecycleOwner):
         return offset_field((yield from call(addr, command, self.client.config.request_timeout)))
 
     def topic_offsets_flow(self, topic: str) -> Flow[list[TopicOffset]]:
-        """Min and max offsets of every queue of ``topic``."""
+        """Min and max offsets and last store time of every queue of ``topic``, as
+        ``mqadmin topicStatus`` shows them: GET_TOPIC_STATS_INFO to each broker
+        (a broker that does not serve it is asked queue by queue)."""
         full = self._wrap(topic)
         route = yield from self.client.route_flow(full, force=True)
+        timeout = self.client.config.request_timeout
+        stats: dict[str, dict[int, TopicOffset]] = {}
+        for broker in route.broker_datas:
+            addr = broker.select_addr()
+            if addr is None:
+                continue
+            command = rq.get_topic_stats_info(full)
+            response = yield from call(addr, command, timeout)
+            if response.code == ResponseCode.REQUEST_CODE_NOT_SUPPORTED:
+                continue
+            table = parse_topic_stats(check_success(response, command.code).body or b"{}")
+            stats[broker.broker_name] = {
+                mq.queue_id: TopicOffset(
+                    MessageQueue(topic, broker.broker_name, mq.queue_id),
+                    offsets.min_offset,
+                    offsets.max_offset,
+                    offsets.last_update_timestamp,
+                )
+                for mq, offsets in table.offset_table.items()
+            }
         out = []
         for mq in subscribe_queues(full, route):
-            user_mq = MessageQueue(topic, mq.broker_name, mq.queue_id)
-            low = yield from self.min_offset_flow(user_mq)
-            high = yield from self.max_offset_flow(user_mq)
-            out.append(TopicOffset(user_mq, low, high))
+            known = stats.get(mq.broker_name, {}).get(mq.queue_id)
+            if known is None:
+                user_mq = MessageQueue(topic, mq.broker_name, mq.queue_id)
+                low = yield from self.min_offset_flow(user_mq)
+                high = yield from self.max_offset_flow(user_mq)
+                known = TopicOffset(user_mq, low, high)
+            out.append(known)
         return out
+
+    def list_topics_flow(self) -> Flow[list[str]]:
+        """Every topic the name servers know (GET_ALL_TOPIC_LIST_FROM_NAMESERVER,
+        as ``mqadmin topicList``), sorted; with a namespace, only its topics,
+        without it."""
+        response = yield from self.client.namesrv_call_flow(rq.get_all_topic_list_from_namesrv)
+        code = RequestCode.GET_ALL_TOPIC_LIST_FROM_NAMESERVER
+        names = parse_topic_list(check_success(response, code).body or b"{}")
+        namespace = self.client.config.namespace
+        if namespace:
+            names = [ns.unwrap(namespace, n) for n in names if ns.unwrap(namespace, n) != n]
+        return sorted(set(names))
+
+    def list_groups_flow(
+        self, *, cluster: str | None = None, include_system: bool = False
+    ) -> Flow[list[SubscriptionGroupConfig]]:
+        """The consumer groups of the masters of ``cluster`` (every cluster when
+        ``None``), merged by name (GET_ALL_SUBSCRIPTIONGROUP_CONFIG to each, as
+        ``mqadmin consumerGroupList`` reads them), sorted; the brokers' own groups
+        only with ``include_system``. With a namespace, only its groups, without it."""
+        masters = yield from self._all_masters(cluster)
+        timeout = self.client.config.request_timeout
+        namespace = self.client.config.namespace
+        merged: dict[str, SubscriptionGroupConfig] = {}
+        for _, addr in masters:
+            command = rq.get_all_subscription_group_config()
+            response = check_success((yield from call(addr, command, timeout)), command.code)
+            for name, config in parse_subscription_groups(response.body or b"{}").items():
+                if not include_system and is_system_group(name):
+                    continue
+                if namespace:
+                    bare = ns.unwrap(namespace, name)
+                    if bare == name:
+                        continue
+                    config = replace(config, group_name=bare)
+                merged.setdefault(config.group_name, config)
+        return [merged[name] for name in sorted(merged)]
+
+    def _all_masters(self, cluster: str | None) -> Flow[list[tuple[str, str]]]:
+        if cluster is not None:
+            return (yield from self._masters(cluster))
+        info = yield from self.client.cluster_info_flow()
+        out = []
+        for name in sorted(info.cluster_addr_table):
+            for broker in info.cluster_brokers(name):
+                addr = broker.broker_addrs.get(MASTER_ID)
+                if addr is not None:
+                    out.append((broker.broker_name, addr))
+        return out
+
+    def broker_addr_flow(self, broker: str) -> Flow[str]:
+        """``broker`` if it is an address (``host:port``), else the address of the
+        master named ``broker`` in the name servers' cluster info."""
+        if ":" in broker:
+            return broker
+        info = yield from self.client.cluster_info_flow()
+        data = info.broker_addr_table.get(broker)
+        addr = data.broker_addrs.get(MASTER_ID) if data is not None else None
+        if addr is None:
+            known = ", ".join(sorted(info.broker_addr_table)) or "none"
+            raise RouteNotFoundError(f"no broker master named {broker!r} (brokers: {known})")
+        return addr
+
+    def broker_config_flow(self, broker: str) -> Flow[dict[str, str]]:
+        """A broker's settings (GET_BROKER_CONFIG, as ``mqadmin getBrokerConfig``)."""
+        addr = yield from self.broker_addr_flow(broker)
+        command = rq.get_broker_config()
+        response = yield from call(addr, command, self.client.config.request_timeout)
+        body = check_success(response, command.code).body
+        return dict(sorted(parse_properties_text(body or b"", what=f"config of {addr}").items()))
+
+    def update_broker_config_flow(self, broker: str, settings: Mapping[str, object]) -> Flow[None]:
+        """Change settings of a running broker (UPDATE_BROKER_CONFIG, as ``mqadmin
+        updateBrokerConfig``); the broker refuses some (NO_PERMISSION)."""
+        body = encode_properties_text(settings)
+        addr = yield from self.broker_addr_flow(broker)
+        command = rq.update_broker_config(body)
+        check_success(
+            (yield from call(addr, command, self.client.config.request_timeout)), command.code
+        )
+
+    def broker_runtime_stats_flow(self, broker: str) -> Flow[dict[str, str]]:
+        """A broker's runtime figures (GET_BROKER_RUNTIME_INFO, as ``mqadmin
+        brokerStatus``): Java's names, values as the broker wrote them."""
+        addr = yield from self.broker_addr_flow(broker)
+        command = rq.get_broker_runtime_info()
+        response = yield from call(addr, command, self.client.config.request_timeout)
+        return parse_kv_table(check_success(response, command.code).body or b"{}")
+
+    def cluster_list_flow(self, cluster: str | None = None) -> Flow[list[BrokerStatus]]:
+        """Every member of ``cluster`` (every cluster when ``None``) with its runtime
+        figures, as ``mqadmin clusterList``; a member that does not answer is listed
+        with the error and no figures."""
+        info = yield from self.client.cluster_info_flow()
+        names = sorted(info.cluster_addr_table) if cluster is None else [cluster]
+        if cluster is not None and cluster not in info.cluster_addr_table:
+            raise RouteNotFoundError(
+                f"no cluster {cluster!r} (clusters: {', '.join(sorted(info.cluster_addr_table))})"
+            )
+        timeout = self.client.config.request_timeout
+        rows = []
+        for name in names:
+            for broker in info.cluster_brokers(name):
+                for broker_id, addr in sorted(broker.broker_addrs.items()):
+                    command = rq.get_broker_runtime_info()
+                    try:
+                        response = yield from call(addr, command, timeout)
+                        table = parse_kv_table(check_success(response, command.code).body or b"{}")
+                    except RocketMQError as exc:
+                        rows.append(
+                            BrokerStatus(name, broker.broker_name, broker_id, addr, {}, str(exc))
+                        )
+                        continue
+                    rows.append(BrokerStatus(name, broker.broker_name, broker_id, addr, table))
+        return rows
 
     def query_consumer_offset_flow(self, group: str, mq: MessageQueue) -> Flow[int | None]:
         """The group's committed offset of ``mq`` (``None`` if it has none)."""
@@ -247,7 +482,8 @@ class AdminCore(LifecycleOwner):
         self, group: str, topic: str, timestamp_ms: int, *, force: bool = True
     ) -> Flow[dict[MessageQueue, int]]:
         """Move ``group``'s offsets of ``topic`` to the first message stored at
-        ``timestamp_ms`` or later, on every broker; the new offset of each queue.
+        ``timestamp_ms`` or later (-1: the end of each queue), on every broker;
+        the new offset of each queue.
 
         Each master moves the offsets and tells the group's online consumers
         (they restart the queues from there). A broker with no consumer of the
@@ -279,22 +515,99 @@ class AdminCore(LifecycleOwner):
                 if mq.broker_name != broker.broker_name:
                     continue
                 user_mq = MessageQueue(topic, mq.broker_name, mq.queue_id)
-                target = yield from self.search_offset_flow(user_mq, timestamp_ms)
+                if timestamp_ms < 0:  # the brokers' own reading: the end of the queue
+                    target = yield from self.max_offset_flow(user_mq)
+                else:
+                    target = yield from self.search_offset_flow(user_mq, timestamp_ms)
                 if not force:
                     current = yield from self.query_consumer_offset_flow(group, user_mq)
                     if current is not None and current < target:
                         moved[user_mq] = current
                         continue
-                update = rq.update_consumer_offset(
-                    consumer_group=full_group,
-                    topic=full_topic,
-                    queue_id=mq.queue_id,
-                    commit_offset=target,
-                    broker_name=mq.broker_name,
-                )
-                check_success((yield from call(addr, update, timeout)), update.code)
+                yield from self._write_offset_flow(addr, full_group, full_topic, mq, target)
                 moved[user_mq] = target
         return moved
+
+    def _write_offset_flow(
+        self, addr: str, group: str, topic: str, mq: MessageQueue, offset: int
+    ) -> Flow[None]:
+        """UPDATE_CONSUMER_OFFSET of ``group`` (full name) for ``mq`` of ``topic``."""
+        update = rq.update_consumer_offset(
+            consumer_group=group,
+            topic=topic,
+            queue_id=mq.queue_id,
+            commit_offset=offset,
+            broker_name=mq.broker_name,
+        )
+        response = yield from call(addr, update, self.client.config.request_timeout)
+        if response.code == ResponseCode.SUBSCRIPTION_GROUP_NOT_EXIST:
+            name = ns.unwrap(self.client.config.namespace, group)
+            raise error_for_response(
+                response.code,
+                f"group {name!r} does not exist on {mq.broker_name} ({addr}): create it "
+                "first (create_group), then write its offsets",
+                request=update.code,
+            )
+        check_success(response, update.code)
+
+    def set_offsets_flow(
+        self, group: str, topic: str, offsets: Mapping[MessageQueue, int]
+    ) -> Flow[dict[MessageQueue, int]]:
+        """Write ``offsets`` (queues of ``topic``) as ``group``'s committed offsets
+        (UPDATE_CONSUMER_OFFSET to each queue's master). The group must have no
+        consumer online: those keep their own offsets and would write them back
+        (for them, reset by time, which they are told of)."""
+        for mq, offset in offsets.items():
+            if mq.topic != topic:
+                raise InvalidArgumentError(f"queue {mq} is not a queue of topic {topic!r}")
+            if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+                raise InvalidArgumentError(
+                    f"offset of {mq} must be an integer >= 0, got {offset!r}"
+                )
+        full_topic, full_group = self._wrap(topic), self._wrap(group)
+        route = yield from self.client.route_flow(full_topic, force=True)
+        timeout = self.client.config.request_timeout
+        known = {(mq.broker_name, mq.queue_id) for mq in subscribe_queues(full_topic, route)}
+        for mq in offsets:
+            if (mq.broker_name, mq.queue_id) not in known:
+                raise InvalidArgumentError(f"topic {topic!r} has no queue {mq}")
+        for broker in route.broker_datas:
+            addr = broker.select_addr()
+            if addr is None:
+                continue
+            command = rq.get_consumer_list_by_group(full_group)
+            response = yield from call(addr, command, timeout)
+            online = parse_consumer_id_list(response.body) if response.code == 0 else []
+            if online:
+                raise InvalidArgumentError(
+                    f"group {group!r} has consumers online ({', '.join(sorted(online))}): "
+                    "they would write their own offsets back; stop them, or reset by time"
+                )
+        done: dict[MessageQueue, int] = {}
+        for mq, offset in sorted(offsets.items()):
+            addr = yield from self.client.master_addr_flow(mq.broker_name, full_topic)
+            yield from self._write_offset_flow(addr, full_group, full_topic, mq, offset)
+            done[mq] = offset
+        return done
+
+    def clone_offsets_flow(
+        self, src_group: str, dst_group: str, topic: str
+    ) -> Flow[dict[MessageQueue, int]]:
+        """Give ``dst_group`` the committed offsets ``src_group`` has on ``topic``'s
+        queues, as ``mqadmin cloneGroupOffset`` does: the source's progress read
+        (GET_CONSUME_STATS), each offset written for the destination
+        (UPDATE_CONSUMER_OFFSET). The offsets written, by queue."""
+        stats = yield from self.consumer_progress_flow(src_group, topic)
+        full_topic, full_dst = self._wrap(topic), self._wrap(dst_group)
+        done: dict[MessageQueue, int] = {}
+        for mq, progress in stats.offset_table.items():
+            if mq.topic != topic or progress.consumer_offset < 0:
+                continue
+            addr = yield from self.client.master_addr_flow(mq.broker_name, full_topic)
+            offset = progress.consumer_offset
+            yield from self._write_offset_flow(addr, full_dst, full_topic, mq, offset)
+            done[mq] = offset
+        return done
 
     def query_messages_flow(
         self,
@@ -484,3 +797,77 @@ class AdminCore(LifecycleOwner):
         if not found:
             raise QueryNotFoundError(ResponseCode.QUERY_NOT_FOUND, f"no message {msg_id!r}")
         return found[0]
+
+    def message_at_flow(self, mq: MessageQueue, offset: int) -> Flow[MessageExt]:
+        """The message at ``offset`` of queue ``mq``: one message pulled there by
+        Java's tools group (as ``mqadmin queryMsgByOffset``); no offset is committed.
+        :class:`QueryNotFoundError` if the queue holds none there."""
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+            raise InvalidArgumentError(f"a queue offset is an integer >= 0, got {offset!r}")
+        topic, addr = yield from self._queue_addr(mq)
+        command = rq.pull_message(
+            consumer_group=TOOLS_CONSUMER_GROUP,
+            topic=topic,
+            queue_id=mq.queue_id,
+            queue_offset=offset,
+            max_msg_nums=1,
+            sys_flag=int(PullSysFlag.SUBSCRIPTION),
+            commit_offset=0,
+            suspend_timeout_millis=0,
+            subscription="*",
+            sub_version=0,
+            broker_name=mq.broker_name,
+        )
+        response = yield from call(addr, command, self.client.config.request_timeout)
+        if response.code == ResponseCode.SUCCESS:
+            for msg in decode_messages(response.body):
+                if msg.queue_offset == offset:
+                    msg.topic = ns.unwrap(self.client.config.namespace, msg.topic)
+                    msg.broker_name = mq.broker_name
+                    return msg
+        elif response.code not in (
+            ResponseCode.PULL_NOT_FOUND,
+            ResponseCode.PULL_RETRY_IMMEDIATELY,
+            ResponseCode.PULL_OFFSET_MOVED,
+        ):
+            raise error_for_response(response.code, response.remark, request=command.code)
+        low = response.ext_fields.get("minOffset", "?")
+        high = response.ext_fields.get("maxOffset", "?")
+        raise QueryNotFoundError(
+            ResponseCode.QUERY_NOT_FOUND,
+            f"no message at offset {offset} of {mq} (it holds offsets {low} to {high}, exclusive)",
+        )
+
+    def consume_message_directly_flow(
+        self,
+        group: str,
+        client_id: str,
+        msg_id: str,
+        topic: str | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> Flow[ConsumeMessageDirectlyResult]:
+        """Hand message ``msg_id`` (an offset id, or with ``topic`` a UNIQ_KEY) to
+        consumer ``client_id`` of ``group`` once more, through the broker storing
+        it (CONSUME_MESSAGE_DIRECTLY, as ``mqadmin queryMsgById -g -d``); what the
+        consumer answered. Its offsets do not move. The broker waits 10 s for the
+        consumer; ``timeout`` (default: that, and the request timeout) bounds it all."""
+        msg = yield from self.view_message_flow(msg_id, topic)
+        command = rq.consume_message_directly(
+            consumer_group=self._wrap(group),
+            client_id=client_id,
+            msg_id=msg.offset_msg_id,
+            topic=self._wrap(msg.topic),
+        )
+        wait = (
+            timeout
+            if timeout is not None
+            else CONSUME_DIRECTLY_BROKER_WAIT + self.client.config.request_timeout
+        )
+        response = yield from call(msg.store_host, command, wait)
+        check_success(response, command.code)
+        if not response.body:
+            raise RemoteProtocolError(
+                f"CONSUME_MESSAGE_DIRECTLY answered without a result (client {client_id})"
+            )
+        return parse_consume_message_directly_result(response.body)

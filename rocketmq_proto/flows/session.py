@@ -266,6 +266,11 @@ class ClientCore(LifecycleOwner):
         i = self._namesrv_index % len(addrs)
         return [*addrs[i:], *addrs[:i]]
 
+    def namesrv_call_flow(self, make: Callable[[], RemotingCommand]) -> Flow[RemotingCommand]:
+        """The first answer of a name server to ``make()`` (a command made for each
+        try), trying them in turn as the client's own requests do."""
+        return (yield from self._namesrv_call(make))
+
     def _namesrv_call(self, make: Callable[[], RemotingCommand]) -> Flow[RemotingCommand]:
         """Call the name servers in turn until one answers (any response code).
 

@@ -629,6 +629,54 @@ class SubscriptionGroupConfig:
             out["attributes"] = dict(sorted(self.attributes.items()))
         return out
 
+    @classmethod
+    def from_json_dict(cls, value: Any, what: str) -> SubscriptionGroupConfig:
+        """A group config as a broker writes it; a field it leaves out keeps Java's default."""
+        obj = jl.as_object(value, what)
+        default = cls("_")
+
+        def flag(key: str, attr: str) -> bool:
+            return jl.get_bool(obj, key, what, default=getattr(default, attr))
+
+        def number(key: str, attr: str) -> int:
+            return jl.get_int(obj, key, what, default=getattr(default, attr), bits=64)
+
+        attributes = {
+            jl.as_str(k, f"{what}: attributes"): str(v)
+            for k, v in jl.get_object(obj, "attributes", what).items()
+        }
+        return cls(
+            group_name=jl.get_str(obj, "groupName", what),
+            consume_enable=flag("consumeEnable", "consume_enable"),
+            consume_from_min_enable=flag("consumeFromMinEnable", "consume_from_min_enable"),
+            consume_broadcast_enable=flag("consumeBroadcastEnable", "consume_broadcast_enable"),
+            consume_message_orderly=flag("consumeMessageOrderly", "consume_message_orderly"),
+            retry_queue_nums=number("retryQueueNums", "retry_queue_nums"),
+            retry_max_times=number("retryMaxTimes", "retry_max_times"),
+            broker_id=number("brokerId", "broker_id"),
+            which_broker_when_consume_slowly=number(
+                "whichBrokerWhenConsumeSlowly", "which_broker_when_consume_slowly"
+            ),
+            notify_consumer_ids_changed_enable=flag(
+                "notifyConsumerIdsChangedEnable", "notify_consumer_ids_changed_enable"
+            ),
+            group_sys_flag=number("groupSysFlag", "group_sys_flag"),
+            consume_timeout_minute=number("consumeTimeoutMinute", "consume_timeout_minute"),
+            attributes=attributes,
+        )
+
+
+def parse_subscription_groups(body: bytes) -> dict[str, SubscriptionGroupConfig]:
+    """GET_ALL_SUBSCRIPTIONGROUP_CONFIG's (201) answer (a ``SubscriptionGroupWrapper``):
+    each consumer group config of one broker, by name."""
+    what = "subscription group table"
+    obj = jl.as_object(jl.loads(body, what=what), what)
+    out = {}
+    for name, value in jl.get_object(obj, "subscriptionGroupTable", what).items():
+        key = jl.as_str(name, f"{what} key")
+        out[key] = SubscriptionGroupConfig.from_json_dict(value, f"{what}[{key}]")
+    return dict(sorted(out.items()))
+
 
 def encode_subscription_group_config(group: str, **settings: Any) -> bytes:
     """UPDATE_AND_CREATE_SUBSCRIPTIONGROUP's (200) body for consumer group ``group``.
@@ -776,3 +824,140 @@ def parse_topic_stats(body: bytes) -> TopicStatsTable:
             last_update_timestamp=jl.get_int(item, "lastUpdateTimestamp", vwhat, bits=64),
         )
     return TopicStatsTable(_mq_table(table.items()), jl.get_float(obj, "topicPutTps", what))
+
+
+# ------------------------------------------------------- more admin answers
+
+
+def parse_topic_list(body: bytes) -> list[str]:
+    """GET_ALL_TOPIC_LIST_FROM_NAMESERVER's (206) answer (a ``TopicList``): the topic names."""
+    what = "topic list"
+    obj = jl.as_object(jl.loads(body, what=what), what)
+    return [jl.as_str(t, f"{what}: topicList") for t in jl.get_list(obj, "topicList", what)]
+
+
+def parse_kv_table(body: bytes) -> dict[str, str]:
+    """A ``KVTable`` body (GET_BROKER_RUNTIME_INFO's (28) answer): its ``table``,
+    every value as the text the broker wrote."""
+    what = "KV table"
+    obj = jl.as_object(jl.loads(body, what=what), what)
+    return {
+        jl.as_str(k, f"{what} key"): v if isinstance(v, str) else jl.dumps(v)
+        for k, v in sorted(jl.get_object(obj, "table", what).items())
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumeMessageDirectlyResult:
+    """What a consumer answered when a message was handed to it directly
+    (CONSUME_MESSAGE_DIRECTLY, Java ``ConsumeMessageDirectlyResult``)."""
+
+    #: Java's ``CMResult`` name: ``CR_SUCCESS``, ``CR_LATER``, ``CR_ROLLBACK``,
+    #: ``CR_COMMIT``, ``CR_THROW_EXCEPTION`` or ``CR_RETURN_NULL``.
+    consume_result: str
+    order: bool = False
+    auto_commit: bool = True
+    remark: str = ""
+    spent_time_millis: int = 0
+
+    @property
+    def succeeded(self) -> bool:
+        return self.consume_result in ("CR_SUCCESS", "CR_COMMIT")
+
+
+def parse_consume_message_directly_result(body: bytes) -> ConsumeMessageDirectlyResult:
+    """CONSUME_MESSAGE_DIRECTLY's (309) answer body."""
+    what = "consume message directly result"
+    obj = jl.as_object(jl.loads(body, what=what), what)
+    return ConsumeMessageDirectlyResult(
+        consume_result=jl.get_opt_str(obj, "consumeResult", what) or "",
+        order=jl.get_bool(obj, "order", what),
+        auto_commit=jl.get_bool(obj, "autoCommit", what, default=True),
+        remark=jl.get_opt_str(obj, "remark", what) or "",
+        spent_time_millis=jl.get_int(obj, "spentTimeMills", what, bits=64),  # sic: Java's name
+    )
+
+
+# ------------------------------------------------------ java.util.Properties
+
+_PROPERTY_ESCAPES: Final = {"t": "\t", "n": "\n", "r": "\r", "f": "\f"}
+
+
+def _logical_lines(text: str) -> Iterable[str]:
+    """Lines as ``Properties.load`` reads them: a line ending in an odd number of
+    backslashes goes on with the next one (its leading blanks dropped)."""
+    pending: str | None = None
+    for raw in text.splitlines():
+        line = raw.lstrip(" \t\f") if pending is not None else raw
+        if pending is None and line.lstrip(" \t\f")[:1] in ("#", "!"):
+            continue
+        trailing = len(line) - len(line.rstrip("\\"))
+        if trailing % 2 == 1:
+            pending = (pending or "") + line[:-1]
+            continue
+        yield (pending or "") + line
+        pending = None
+    if pending is not None:
+        yield pending
+
+
+def _unescape_property(text: str, what: str) -> str:
+    out: list[str] = []
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if char != "\\" or i + 1 == len(text):
+            out.append(char)
+            i += 1
+            continue
+        nxt = text[i + 1]
+        if nxt == "u":
+            digits = text[i + 2 : i + 6]
+            try:
+                out.append(chr(int(digits, 16)))
+            except ValueError:
+                raise RemoteProtocolError(f"{what}: bad \\u escape {text[i : i + 6]!r}") from None
+            i += 6
+            continue
+        out.append(_PROPERTY_ESCAPES.get(nxt, nxt))
+        i += 2
+    return "".join(out)
+
+
+def parse_properties_text(body: bytes, *, what: str = "properties") -> dict[str, str]:
+    """A ``java.util.Properties`` text (GET_BROKER_CONFIG's (26) answer): ``key=value``
+    (or ``key: value``, ``key value``) per line, ``#`` and ``!`` comments,
+    backslash escapes and continued lines, as ``Properties.load`` reads it."""
+    out: dict[str, str] = {}
+    for line in _logical_lines(body.decode("utf-8", "replace")):
+        line = line.lstrip(" \t\f")
+        if not line:
+            continue
+        end = 0
+        while end < len(line):
+            if line[end] == "\\":
+                end += 2
+                continue
+            if line[end] in "=: \t\f":
+                break
+            end += 1
+        key, rest = line[:end], line[end:].lstrip(" \t\f")
+        if rest[:1] in ("=", ":"):
+            rest = rest[1:].lstrip(" \t\f")
+        out[_unescape_property(key, what)] = _unescape_property(rest, what)
+    return out
+
+
+def encode_properties_text(settings: Mapping[str, object]) -> bytes:
+    """``key=value`` lines as Java's admin writes a broker's new settings
+    (UPDATE_BROKER_CONFIG's (25) body); a key must be a non-empty name without
+    blanks, ``=`` or ``:``, and no key or value may span lines."""
+    lines = []
+    for key, value in settings.items():
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        if not key or any(c in key for c in "=: \t\f\r\n\\") or "\n" in text or "\r" in text:
+            raise InvalidArgumentError(f"broker setting {key!r}={text!r} cannot be sent")
+        lines.append(f"{key}={text}\n")
+    if not lines:
+        raise InvalidArgumentError("no broker setting to update")
+    return "".join(lines).encode()

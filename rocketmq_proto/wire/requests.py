@@ -55,6 +55,12 @@ def get_broker_cluster_info() -> RemotingCommand:
     return RemotingCommand(RequestCode.GET_BROKER_CLUSTER_INFO)
 
 
+def get_all_topic_list_from_namesrv() -> RemotingCommand:
+    """GET_ALL_TOPIC_LIST_FROM_NAMESERVER (206): every topic a name server knows
+    (the body a ``TopicList``)."""
+    return RemotingCommand(RequestCode.GET_ALL_TOPIC_LIST_FROM_NAMESERVER)
+
+
 def delete_topic_in_namesrv(topic: str, cluster_name: str | None = None) -> RemotingCommand:
     """DELETE_TOPIC_IN_NAMESRV (216)."""
     fields = {"topic": topic}
@@ -613,6 +619,43 @@ def view_message_by_id(commit_log_offset: int, *, topic: str | None = None) -> R
     if topic:
         fields["topic"] = topic
     return RemotingCommand(RequestCode.VIEW_MESSAGE_BY_ID, fields)
+
+
+def get_topic_stats_info(topic: str) -> RemotingCommand:
+    """GET_TOPIC_STATS_INFO (202): each queue's min and max offset and last
+    store time on one broker (the body a ``TopicStatsTable``)."""
+    return RemotingCommand(RequestCode.GET_TOPIC_STATS_INFO, {"topic": topic})
+
+
+def get_all_subscription_group_config() -> RemotingCommand:
+    """GET_ALL_SUBSCRIPTIONGROUP_CONFIG (201): every consumer group config of one
+    broker. Without the paging fields (5.x) the broker answers with all of them."""
+    return RemotingCommand(RequestCode.GET_ALL_SUBSCRIPTIONGROUP_CONFIG)
+
+
+def update_broker_config(body: bytes) -> RemotingCommand:
+    """UPDATE_BROKER_CONFIG (25): no header; ``body`` the settings to change as
+    ``key=value`` lines (:func:`~rocketmq_proto.wire.bodies.encode_properties_text`)."""
+    return RemotingCommand(RequestCode.UPDATE_BROKER_CONFIG, None, body)
+
+
+def get_broker_runtime_info() -> RemotingCommand:
+    """GET_BROKER_RUNTIME_INFO (28): a broker's figures (TPS, disk, versions) as a
+    ``KVTable`` body."""
+    return RemotingCommand(RequestCode.GET_BROKER_RUNTIME_INFO)
+
+
+def consume_message_directly(
+    *, consumer_group: str, client_id: str, msg_id: str, topic: str | None = None
+) -> RemotingCommand:
+    """CONSUME_MESSAGE_DIRECTLY (309) to the broker storing the message: it reads
+    the message at ``msg_id`` (an offset message id) and hands it to consumer
+    ``client_id`` of ``consumer_group``, whose answer (a
+    ``ConsumeMessageDirectlyResult`` body) it relays."""
+    fields = {"consumerGroup": consumer_group, "clientId": client_id, "msgId": msg_id}
+    if topic:
+        fields["topic"] = topic
+    return RemotingCommand(RequestCode.CONSUME_MESSAGE_DIRECTLY, fields)
 
 
 def update_and_create_topic(

@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from rocketmq_proto.connection.connection import Reply
 from rocketmq_proto.flows.consumer.offsets import (
     OffsetStore,
     max_offset_flow,
@@ -35,11 +36,13 @@ from rocketmq_proto.flows.effects import Flow, call, now
 from rocketmq_proto.flows.producer import ProducerCore
 from rocketmq_proto.flows.session import ClientCore
 from rocketmq_proto.message import namespace as ns
+from rocketmq_proto.message.codec import decode_message
 from rocketmq_proto.message.model import Message, MessageExt
 from rocketmq_proto.message.properties import MessageConst
 from rocketmq_proto.wire import requests as rq
 from rocketmq_proto.wire.bodies import ConsumeFromWhere
 from rocketmq_proto.wire.codes import ResponseCode
+from rocketmq_proto.wire.command import RemotingCommand
 from rocketmq_proto.wire.errors import (
     InvalidArgumentError,
     RemoteProtocolError,
@@ -161,6 +164,33 @@ def trace_code(result: ConsumeResult | None, error: BaseException | None) -> Con
     if result is ConsumeResult.SUCCESS:
         return ConsumeReturnType.SUCCESS
     return ConsumeReturnType.FAILED
+
+
+def consume_directly_flow(
+    request: RemotingCommand,
+    run: Callable[[list[MessageExt]], Flow[ConsumeResult | None]],
+    *,
+    orderly: bool,
+) -> Flow[Reply]:
+    """A push consumer's answer to CONSUME_MESSAGE_DIRECTLY: the message the broker
+    read (the request's body) handed to the handler alone (``run``: the consumer's
+    way of calling it, ``None`` if it did not run), its verdict and time in a
+    ``ConsumeMessageDirectlyResult`` body. No offset moves and nothing is retried:
+    the message was consumed before, this is one more delivery an operator asked for."""
+    try:
+        msg, _ = decode_message(request.body)
+    except RemoteProtocolError as exc:
+        return Reply(ResponseCode.SYSTEM_ERROR, remark=f"message unreadable: {exc}")
+    msg.broker_name = request.ext_fields.get("brokerName", "")
+    start = yield from now()
+    result = yield from run([msg])
+    spent = yield from now()
+    body = rq.consume_message_directly_result(
+        consume_directly_result(result or ConsumeResult.RETRY_LATER),
+        order=orderly,
+        spent_time_millis=int((spent - start) * 1000),
+    )
+    return Reply(ResponseCode.SUCCESS, body=body)
 
 
 def handler_verdict(

@@ -20,7 +20,13 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from rocketmq_proto.flows.consumer.consume import ConsumeResult, handler_verdict, trace_code
+from rocketmq_proto.connection.connection import Reply
+from rocketmq_proto.flows.consumer.consume import (
+    ConsumeResult,
+    consume_directly_flow,
+    handler_verdict,
+    trace_code,
+)
 from rocketmq_proto.flows.consumer.dispatch import HANDLER_NOT_RUN, MessageHandler
 from rocketmq_proto.flows.consumer.push_config import ConsumerConfig
 from rocketmq_proto.flows.consumer.simple import (
@@ -37,6 +43,8 @@ from rocketmq_proto.flows.session import ClientCore
 from rocketmq_proto.message import namespace as ns
 from rocketmq_proto.message.model import MessageExt
 from rocketmq_proto.wire.bodies import ConsumeFromWhere, SubscriptionData
+from rocketmq_proto.wire.codes import RequestCode
+from rocketmq_proto.wire.command import RemotingCommand
 from rocketmq_proto.wire.errors import PopNotServedError, RocketMQError, UserCallbackError
 from rocketmq_proto.wire.logfields import log_fields
 from rocketmq_proto.wire.pop import ReceiptHandle
@@ -160,7 +168,17 @@ class PopPushConsumerCore(LifecycleOwner):
         self.pop.unsubscribe(topic)
 
     def register(self) -> None:
+        """Announce the group in heartbeats; hand a message to the handler when an
+        operator asks (CONSUME_MESSAGE_DIRECTLY)."""
         self.pop.register()
+        self.client.handlers[RequestCode.CONSUME_MESSAGE_DIRECTLY] = self._consume_directly_flow
+
+    def _consume_directly_flow(self, addr: str, request: RemotingCommand) -> Flow[Reply | None]:
+        return (
+            yield from consume_directly_flow(
+                request, self._handle_flow, orderly=self.config.orderly
+            )
+        )
 
     # ------------------------------------------------------------------ life
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rocketmq_proto.connection.connection import Reply
-from rocketmq_proto.flows.consumer.consume import ConsumeResult, consume_directly_result
+from rocketmq_proto.flows.consumer.consume import consume_directly_flow
 from rocketmq_proto.flows.consumer.dispatch import (
     HANDLER_NOT_RUN,
     ConcurrentConsumption,
@@ -57,9 +57,7 @@ from rocketmq_proto.flows.metrics import queue_row
 from rocketmq_proto.flows.producer import ProducerConfig, ProducerCore
 from rocketmq_proto.flows.session import ClientCore
 from rocketmq_proto.message import namespace as ns
-from rocketmq_proto.message.codec import decode_message
 from rocketmq_proto.message.ids import UniqueIdGenerator
-from rocketmq_proto.wire import requests as rq
 from rocketmq_proto.wire.bodies import (
     ConsumerData,
     ConsumeType,
@@ -379,17 +377,6 @@ class PushConsumerCore(LifecycleOwner):
         return Reply(ResponseCode.SUCCESS, body=body)
 
     def _consume_directly_flow(self, addr: str, request: RemotingCommand) -> Flow[Reply | None]:
-        try:
-            msg, _ = decode_message(request.body)
-        except RemoteProtocolError as exc:
-            return Reply(ResponseCode.SYSTEM_ERROR, remark=str(exc))
-        msg.broker_name = request.ext_fields.get("brokerName", "")
-        start = yield from now()
-        result = yield from self.handling.call_flow([msg])
-        spent = yield from now()
-        body = rq.consume_message_directly_result(
-            consume_directly_result(result or ConsumeResult.RETRY_LATER),
-            order=self.orderly,
-            spent_time_millis=int((spent - start) * 1000),
+        return (
+            yield from consume_directly_flow(request, self.handling.call_flow, orderly=self.orderly)
         )
-        return Reply(ResponseCode.SUCCESS, body=body)

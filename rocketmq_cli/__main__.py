@@ -1,0 +1,5 @@
+"""``python -m rocketmq_cli``: the ``rocketmq`` command."""
+
+from rocketmq_cli import main
+
+main()
