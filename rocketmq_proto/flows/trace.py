@@ -91,6 +91,10 @@ FLUSH_DELAY: Final = 1.0
 MAX_SENDS_IN_FLIGHT: Final = 4
 #: Seconds a trace message's send may take (Java's trace producer: 5 s).
 TRACE_SEND_TIMEOUT: Final = 5.0
+#: Handler calls whose records wait to be written, at most: writing them soon lets
+#: their messages go (kept longer, they would outlive the garbage collector's
+#: youngest generation).
+_WRITE_AFTER: Final = 1000000000
 #: Seconds between two looks at the buffer while it holds less than a message.
 _POLL: Final = 0.05
 #: The same while every send slot is taken.
@@ -109,10 +113,11 @@ _UNIQ: Final = _C.PROPERTY_UNIQ_CLIENT_MESSAGE_ID_KEYIDX
 _Consumed = tuple[str, tuple[MessageExt, ...], int, float, ConsumeReturnType]
 
 
-#: A SubAfter record's success and context code, by how the handler call ended.
-_OUTCOMES: Final = {
-    code: ("true" if code == 0 else "false", str(int(code))) for code in ConsumeReturnType
-}
+#: A SubAfter record's success and context code, by how the handler call ended
+#: (indexed by its number: an enum member as a dict key would hash in Python).
+_OUTCOMES: Final = tuple(
+    ("true" if code == 0 else "false", str(code)) for code in range(max(ConsumeReturnType) + 1)
+)
 
 
 def trace_producer_group(group: str, kind: str) -> str:
@@ -173,7 +178,8 @@ class Tracer:
         #: Groups as the brokers know them -> as traces name them (no namespace).
         self._groups: dict[str, str] = {}
         self._topics: dict[str, str] = {}
-        #: Request ids of handler calls: this client's id prefix and a counter.
+        #: Request ids of handler calls: this client's message id prefix (its
+        #: address, process and instance) and a counter.
         self._request_prefix = ids.prefix
         self._requests = 0
         #: When the dispatch flow first saw the open message's first record.
@@ -270,7 +276,10 @@ class Tracer:
         self.recorded += records
         if self._records + records <= self._capacity:
             self._records += records
-            self._consumed.append((group, messages, start_ms, elapsed, code))
+            pending = self._consumed
+            pending.append((group, messages, start_ms, elapsed, code))
+            if len(pending) >= _WRITE_AFTER:
+                self._write_consumed()
         else:
             self._drop(records)
 
@@ -389,7 +398,7 @@ class Tracer:
         f-string per message, and :meth:`_write` inlined, with the open message's
         counters kept in locals, for a message without keys.)"""
         pending = self._consumed
-        unwrapped = self._unwrapped
+        unwrapped, groups = self._unwrapped, self._groups
         prefix = self._request_prefix
         requests = self._requests
         room = TRACE_BUFFER_BYTES - self._buffered_bytes
@@ -400,9 +409,9 @@ class Tracer:
         last_ms, start_s = -1, ""  # calls begun in the same millisecond share its text
         while pending:
             group, messages, start_ms, elapsed, code = pending.popleft()
-            name = unwrapped(group)
-            requests = (requests + 1) & 0xFFFFFFFFFFFF
-            rid = f"{prefix}{requests:012X}"
+            name = groups.get(group) or unwrapped(group)
+            requests += 1
+            rid = f"{prefix}{requests}"  # unique: the prefix names the client's process
             if start_ms != last_ms:
                 last_ms, start_s = start_ms, str(start_ms)
             elapsed_ms = int(elapsed * 1000)
