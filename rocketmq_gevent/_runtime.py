@@ -225,6 +225,11 @@ class GeventRuntime(PooledRuntime):
         self._fork.check(self._start_afresh)
         gevent.sleep(seconds)
 
+    def give_turn(self) -> None:
+        hub = gevent.get_hub()
+        if gevent.getcurrent() is not hub:  # the hub itself must never switch out
+            gevent.sleep(0)
+
     def monotonic(self) -> float:
         return time.monotonic()
 

@@ -47,6 +47,9 @@ _ASYNC: Final = object()  # _perform's answer: the effect will resume the flow l
 #: A flow running on a user worker calls at most this many users' callables in a
 #: row itself before it queues one (so that other queued calls get their turn).
 _CALLS_IN_A_ROW: Final = 32
+#: Effects a flow may step through in a row, all completing at once, before the
+#: other tasks get a turn (:meth:`Runtime.give_turn`).
+_TURN_AFTER: Final = 1000
 
 
 class _FlowRunner(Generic[T]):
@@ -94,6 +97,7 @@ class _FlowRunner(Generic[T]):
     def _loop(self) -> None:
         flow = self._flow
         result = self._result
+        at_once = 0  # effects in a row that completed without waiting
         while True:
             with self._lock:
                 item = self._pending
@@ -134,6 +138,12 @@ class _FlowRunner(Generic[T]):
                     value, error = None, _Fatal(exc)
                 if value is _ASYNC:
                     break
+                at_once += 1
+                if at_once >= _TURN_AFTER:
+                    # A flow that never waits must not keep every other task (under
+                    # gevent: every greenlet, the hub's IO too) from running.
+                    at_once = 0
+                    self._runtime.give_turn()
 
     def _perform(self, effect: driver.Effect) -> Any:
         """The effect's result if it is known now, else :data:`_ASYNC` (and resume later)."""

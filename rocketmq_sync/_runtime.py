@@ -148,6 +148,12 @@ class Runtime(Protocol):
 
     def sleep(self, seconds: float) -> None: ...
 
+    def give_turn(self) -> None:
+        """Let the other tasks run a moment, if they could not otherwise: a task
+        that never waits (a flow whose effects all complete at once) would hold
+        every greenlet up; threads take turns anyway."""
+        ...
+
     def monotonic(self) -> float: ...
 
     def call_later(self, delay: float, fn: Callable[[], object]) -> Cancellable:
@@ -607,6 +613,9 @@ class ThreadRuntime(PooledRuntime):
 
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)
+
+    def give_turn(self) -> None:
+        pass  # the interpreter lets the other threads run (sys.getswitchinterval)
 
     def monotonic(self) -> float:
         return time.monotonic()

@@ -1368,3 +1368,28 @@ def test_a_timer_firing_far_before_its_deadline_expires_nothing(
 
     env.run(body)
     assert runtime.early == 1
+
+
+def test_a_flow_that_never_waits_still_lets_the_other_tasks_run(env: Env) -> None:
+    """A flow whose effects all complete at once gives the other tasks a turn every
+    so often: under gevent, without it, no other greenlet (nor the hub's IO) would
+    run until the flow waits for something (a consumer's close once spun so)."""
+    client = env.client()
+    seen: list[str] = []
+
+    def other() -> None:
+        seen.append("ran")
+
+    def flow() -> Generator[Any, Any, int]:
+        env.runtime.spawn(other)
+        for step in range(50_000):
+            if seen:
+                return step
+            yield Now()
+        return -1
+
+    def body() -> int:
+        return run_flow(client, env.runtime, flow())
+
+    steps = env.run(body)
+    assert 0 <= steps <= 1_000 if env.kind == "gevent" else 0 <= steps < 50_000, steps
