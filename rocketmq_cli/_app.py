@@ -3,7 +3,6 @@ at the cluster: ``topic``, ``message``, ``lag`` and ``cluster``."""
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Any
 
@@ -86,8 +85,6 @@ def cli(
         json=as_json,
         debug=debug,
     )
-    if not namesrv and not os.environ.get("NAMESRV_ADDR"):
-        raise click.UsageError("no name server: give --namesrv HOST:PORT or set NAMESRV_ADDR")
 
 
 # ------------------------------------------------------------------ topic

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import os
 import ssl
 import sys
 import time
@@ -57,7 +58,10 @@ class Settings:
     debug: bool
 
     def client_options(self) -> dict[str, Any]:
-        """The options every client of a command takes."""
+        """The options every client of a command takes (a command that makes no
+        client, or asks for help, needs no name server)."""
+        if not self.namesrv and not os.environ.get("NAMESRV_ADDR"):
+            raise click.UsageError("no name server: give --namesrv HOST:PORT or set NAMESRV_ADDR")
         options: dict[str, Any] = {"request_timeout": self.timeout}
         if self.namespace:
             options["namespace"] = self.namespace

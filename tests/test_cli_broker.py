@@ -196,6 +196,9 @@ def test_send_count_bench_lag_and_cluster(namesrv: str, topic: str) -> None:
 def test_bad_input_and_failures_give_one_line_and_their_exit_code(namesrv: str, topic: str) -> None:
     nowhere = run(None, "cluster")
     assert nowhere.exit_code == 2 and "NAMESRV_ADDR" in nowhere.output
+    for command in (["topic", "--help"], ["topic", "create", "--help"], ["tail", "-h"]):
+        helped = run(None, *command)  # help needs no name server
+        assert helped.exit_code == 0 and "Usage:" in helped.output, (command, helped.output)
     unknown = run(namesrv, "topic", "frobnicate")
     assert unknown.exit_code == 2 and "No such command" in unknown.output
     bad_topic = run(namesrv, "send", "bad topic!", "x")

@@ -437,3 +437,50 @@ def test_admin_reads_a_messages_records_and_skips_only_the_unreadable_ones(
     # One answer per broker: the same stored message twice, kept once.
     assert [(r.type, r.msg_id, r.group) for r in records] == [(TraceType.PUB, "ID1", "pg")]
     assert "1 records unreadable" in caplog.text
+
+
+def test_a_failed_call_is_written_at_once_with_the_retries_the_handler_saw() -> None:
+    t = tracer()
+    msg = consumed("M1")
+    t.consumed("cg", (msg,), 1, 0.0, ConsumeReturnType.FAILED)
+    msg.reconsume_times += 1  # as the consumer does next, for an orderly failure
+    before = [r for r in due(t) if r.type is TraceType.SUB_BEFORE]
+    assert [r.retry_times for r in before] == [1]
+
+
+def test_consumed_messages_are_let_go_soon() -> None:
+    """Calls wait to be written only a few at a time: the records are written, and
+    the messages no longer held, long before the dispatch flow's next look."""
+    t = tracer()
+    for i in range(100):
+        t.consumed("cg", (consumed(f"M{i}"),), 1, 0.0, ConsumeReturnType.SUCCESS)
+    assert len(t._consumed) < 20  # what the tracer still holds of the messages
+    assert t.buffered == 200
+
+
+def test_a_message_the_handler_broke_loses_its_records_only(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    t = tracer()
+    good, broken, after = consumed("M1"), consumed("M2"), consumed("M3")
+    broken.properties["KEYS"] = 5  # type: ignore[assignment]  # not text: a misuse
+    with caplog.at_level(logging.WARNING, logger="rocketmq_proto.trace"):
+        t.consumed("cg", (good, broken, after), 1, 0.0, ConsumeReturnType.SUCCESS)
+        t.consumed("cg", (consumed("M4"),), 2, 0.0, ConsumeReturnType.SUCCESS)
+        records = due(t)
+    assert [r.msg_id for r in records if r.type is TraceType.SUB_AFTER] == ["M1", "M4"]
+    assert (t.recorded, t.dropped, t.buffered) == (8, 4, 0)
+    assert "trace records of 2 consumed messages not written" in caplog.text
+
+
+def test_a_flush_counts_the_records_of_sends_still_in_flight_as_unsent() -> None:
+    t = tracer()
+    for i in range(3):
+        publish(t, result(f"ID{i}"), Message("T", b"x"))
+    batch = t.take(0.0, flush=True)
+    assert batch is not None
+    sending = t._send_flow(batch)
+    next(sending)  # the send is under way: its first request is out
+    assert Sim(lambda addr, command: None).run(t.flush_flow(0.0)) == 3  # type: ignore[arg-type,return-value]
+    sending.close()
+    assert t._sending == 0  # a send that ended, however it ended, is no longer counted

@@ -94,7 +94,7 @@ TRACE_SEND_TIMEOUT: Final = 5.0
 #: Handler calls whose records wait to be written, at most: writing them soon lets
 #: their messages go (kept longer, they would outlive the garbage collector's
 #: youngest generation).
-_WRITE_AFTER: Final = 1000000000
+_WRITE_AFTER: Final = 16
 #: Seconds between two looks at the buffer while it holds less than a message.
 _POLL: Final = 0.05
 #: The same while every send slot is taken.
@@ -184,8 +184,9 @@ class Tracer:
         self._requests = 0
         #: When the dispatch flow first saw the open message's first record.
         self._waiting_since: float | None = None
-        #: Trace messages being sent.
+        #: Trace messages being sent, and their records.
         self.in_flight = 0
+        self._sending = 0
         #: Records made, sent, dropped (buffer full) and lost with a failed send.
         self.recorded = 0
         self.sent = 0
@@ -269,16 +270,18 @@ class Tracer:
     ) -> None:
         """A handler call on ``messages`` that began at ``start_ms`` and ran
         ``elapsed`` seconds, ending as ``code``: a ``SubBefore`` and a ``SubAfter``
-        record per message, written later by the dispatch flow (from the messages
-        as they are then: a handler that changes a message's keys is traced with
-        its new keys)."""
+        record per message, written soon after (from the messages as they are then:
+        a handler that changes a message's keys is traced with its new keys). A
+        call that did not succeed is written at once: the consumer is about to
+        count its messages' retries up, and the records tell them as the handler
+        saw them."""
         records = 2 * len(messages)
         self.recorded += records
         if self._records + records <= self._capacity:
             self._records += records
             pending = self._consumed
             pending.append((group, messages, start_ms, elapsed, code))
-            if len(pending) >= _WRITE_AFTER:
+            if code or len(pending) >= _WRITE_AFTER:
                 self._write_consumed()
         else:
             self._drop(records)
@@ -418,47 +421,64 @@ class Tracer:
             end_s = str(start_ms + elapsed_ms) if elapsed_ms else start_s
             cost = elapsed_ms // len(messages)
             ok, code_n = _OUTCOMES[code]
-            for msg in messages:
-                props = msg.properties
-                if props.get(_TRACE_SWITCH) == "false":
-                    skipped += 2
-                    continue
-                keys = props.get(_KEYS)
-                msg_id = props.get(_UNIQ) or msg.msg_id
-                shown = "null" if keys is None else keys
-                # SubBefore: time, region, group, request id, message id, retries, keys;
-                # SubAfter: request id, message id, cost, success, keys, code, time, group.
-                text = (
-                    f"SubBefore\x01{start_s}\x01{props.get(_REGION) or DEFAULT_REGION}\x01"
-                    f"{name}\x01{rid}\x01{msg_id}\x01{msg.reconsume_times}\x01{shown}\x02"
-                    f"SubAfter\x01{rid}\x01{msg_id}\x01{cost}\x01{ok}\x01{shown}\x01"
-                    f"{code_n}\x01{end_s}\x01{name}\x02"
-                )
-                more = len(text)
-                if (
-                    keys is None
-                    and more <= room
-                    and size + more <= MAX_TRACE_BODY
-                    and keys_size + len(msg_id) < MAX_TRACE_KEYS_CHARS
-                    and records < MAX_RECORDS_PER_MESSAGE
-                    and text.isascii()
-                ):
-                    if msg_id not in known:
-                        known[msg_id] = None
-                        keys_size += len(msg_id) + 1
-                    parts.append(text)
-                    size += more
-                    records += 2
-                    room -= more
-                    continue
-                # The general case: keys to split, or the open message is full.
+            done = 0  # messages of this call written (or skipped)
+            try:
+                for msg in messages:
+                    props = msg.properties
+                    if props.get(_TRACE_SWITCH) == "false":
+                        skipped += 2
+                        done += 1
+                        continue
+                    keys = props.get(_KEYS)
+                    msg_id = props.get(_UNIQ) or msg.msg_id
+                    shown = "null" if keys is None else keys
+                    # SubBefore: time, region, group, request id, message id, retries, keys;
+                    # SubAfter: request id, message id, cost, success, keys, code, time, group.
+                    text = (
+                        f"SubBefore\x01{start_s}\x01{props.get(_REGION) or DEFAULT_REGION}\x01"
+                        f"{name}\x01{rid}\x01{msg_id}\x01{msg.reconsume_times}\x01{shown}\x02"
+                        f"SubAfter\x01{rid}\x01{msg_id}\x01{cost}\x01{ok}\x01{shown}\x01"
+                        f"{code_n}\x01{end_s}\x01{name}\x02"
+                    )
+                    more = len(text)
+                    if (
+                        keys is None
+                        and more <= room
+                        and size + more <= MAX_TRACE_BODY
+                        and keys_size + len(msg_id) < MAX_TRACE_KEYS_CHARS
+                        and records < MAX_RECORDS_PER_MESSAGE
+                        and text.isascii()
+                    ):
+                        if msg_id not in known:
+                            known[msg_id] = None
+                            keys_size += len(msg_id) + 1
+                        parts.append(text)
+                        size += more
+                        records += 2
+                        room -= more
+                        done += 1
+                        continue
+                    # The general case: keys to split, or the open message is full.
+                    batch.size, batch.keys_size, batch.records = size, keys_size, records
+                    self._buffered_bytes = TRACE_BUFFER_BYTES - room
+                    self._write(msg_id, keys, text, 2)
+                    room = TRACE_BUFFER_BYTES - self._buffered_bytes
+                    batch = self._open
+                    known, parts = batch.keys, batch.parts
+                    size, keys_size, records = batch.size, batch.keys_size, batch.records
+                    done += 1
+            except Exception as exc:  # a message the handler broke (a non-text property)
                 batch.size, batch.keys_size, batch.records = size, keys_size, records
                 self._buffered_bytes = TRACE_BUFFER_BYTES - room
-                self._write(msg_id, keys, text, 2)
-                room = TRACE_BUFFER_BYTES - self._buffered_bytes
-                batch = self._open
-                known, parts = batch.keys, batch.parts
-                size, keys_size, records = batch.size, batch.keys_size, batch.records
+                lost = 2 * (len(messages) - done)
+                self._records -= lost
+                self.dropped += lost
+                log.warning(
+                    "trace records of %d consumed messages not written: %r",
+                    len(messages) - done,
+                    exc,
+                    extra={"rocketmq_topic": self.topic, "rocketmq_group": name},
+                )
         batch.size, batch.keys_size, batch.records = size, keys_size, records
         self._buffered_bytes = TRACE_BUFFER_BYTES - room
         self._requests = requests
@@ -505,7 +525,8 @@ class Tracer:
 
     def flush_flow(self, timeout: float) -> Flow[int]:
         """Send everything buffered and wait for the sends in flight, up to
-        ``timeout`` seconds; the records still unsent (0 when all went)."""
+        ``timeout`` seconds; the records still unsent, those of sends still in
+        flight included (0 when all went)."""
         start = yield from now()
         while True:
             now_s = yield from now()
@@ -521,10 +542,11 @@ class Tracer:
                 yield from sleep(_POLL)
             else:
                 break
-        return self._records
+        return self._records + self._sending
 
     def _send_flow(self, batch: TraceBatch, timeout: float = TRACE_SEND_TIMEOUT) -> Flow[None]:
         records = batch.records
+        self._sending += records
         try:
             message = Message(self.topic, batch.body(), keys=list(batch.keys))
             yield from self.producer.send_flow(message, timeout)
@@ -541,6 +563,7 @@ class Tracer:
             self.sent += records
         finally:
             self.in_flight -= 1
+            self._sending -= records
 
 
 def _pub_type(props: dict[str, str]) -> str:
