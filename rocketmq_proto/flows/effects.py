@@ -147,7 +147,9 @@ class Spawn:
     """Start ``flow`` concurrently (a pull loop, a consume request). Result: ``None``.
 
     The spawned flow runs on its own until it returns; the driver logs an
-    exception it ends with. It stops itself (it watches the state that ends it).
+    exception it ends with. It stops itself (it watches the state that ends it);
+    the driver also cancels it, and ends it at once if it sleeps, when the
+    client whose flows spawned it closes.
     """
 
     flow: Flow[Any]
