@@ -23,7 +23,7 @@ from rocketmq_proto.driver import perform_read_file as read_file
 from rocketmq_proto.driver import perform_write_file as write_file
 
 from ._future import Future
-from ._runtime import LockLike, Runtime
+from ._runtime import Cancellable, LockLike, Runtime
 from ._transport import RemotingClient
 
 __all__ = ["run_flow", "start_flow"]
@@ -65,6 +65,9 @@ class _FlowRunner(Generic[T]):
         "_result",
         "_running",
         "_runtime",
+        "_spawned",
+        "_timer",
+        "_watching",
     )
 
     def __init__(
@@ -74,8 +77,10 @@ class _FlowRunner(Generic[T]):
         flow: Flow[T],
         result: Future[T],
         core_lock: LockLike | None = None,
+        spawned: set[Future[Any]] | None = None,
     ) -> None:
         self._core_lock = core_lock
+        self._spawned = spawned
         self._client = client
         self._runtime = runtime
         self._flow = flow
@@ -84,6 +89,10 @@ class _FlowRunner(Generic[T]):
         self._pending: tuple[Any, BaseException | _Fatal | None] | None = None
         self._running = False
         self._in_a_row = 0
+        #: The timer of the sleep the flow waits for, if it does.
+        self._timer: Cancellable | None = None
+        #: Whether a cancelled result ends the flow's sleep at once (see _result_done).
+        self._watching = False
 
     def resume(self, value: Any, error: BaseException | _Fatal | None) -> None:
         """Continue the flow with an effect's outcome (from any thread or greenlet)."""
@@ -161,7 +170,10 @@ class _FlowRunner(Generic[T]):
             case driver.Sleep():
                 if effect.seconds <= 0:
                     return None
-                self._runtime.call_later(effect.seconds, self._woken)
+                self._timer = self._runtime.call_later(effect.seconds, self._woken)
+                if not self._watching:
+                    self._watching = True
+                    self._result.add_done_callback(self._result_done)
                 return _ASYNC
             case driver.WallTime():
                 return int(time.time() * 1000)
@@ -169,8 +181,15 @@ class _FlowRunner(Generic[T]):
                 return self._user_call(effect)
             case driver.Spawn():
                 spawned = start_flow(
-                    self._client, self._runtime, effect.flow, core_lock=self._core_lock
+                    self._client,
+                    self._runtime,
+                    effect.flow,
+                    core_lock=self._core_lock,
+                    spawned=self._spawned,
                 )
+                if self._spawned is not None:  # the client cancels it when it closes
+                    self._spawned.add(spawned)
+                    spawned.add_done_callback(self._spawned.discard)
                 spawned.add_done_callback(functools.partial(_spawn_done, effect.name))
                 return None
             case driver.ReadFile():
@@ -228,7 +247,19 @@ class _FlowRunner(Generic[T]):
             self.resume(value, None)
 
     def _woken(self) -> None:
+        self._timer = None
         self.resume(None, None)
+
+    def _result_done(self, result: Future[T]) -> None:
+        """A flow cancelled while it sleeps (a closing client's upkeep) ends now, not
+        when its timer would have fired: the timer is cancelled, so nothing of the
+        closed client stays armed in a timer it does not own (a gevent hub's)."""
+        if not result.cancelled():
+            return
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+        self.resume(None, None)  # the loop sees the cancelled result and closes the flow
 
     def _user_done(self, fn: Any, value: Any, exc: BaseException | None) -> None:
         if exc is None:
@@ -309,6 +340,7 @@ def start_flow(
     flow: Flow[T],
     *,
     core_lock: LockLike | None = None,
+    spawned: set[Future[Any]] | None = None,
 ) -> Future[T]:
     """Start driving ``flow``; the future gets its return value (or exception).
 
@@ -316,10 +348,12 @@ def start_flow(
     once, then returns. A :class:`RocketMQError` of an effect is thrown into the
     flow (an exception of a user's callable as :class:`UserCallbackError`, with
     the original as ``__cause__``); anything else ends the flow and fails the
-    future. Cancelling the future closes the flow at its next step.
+    future. Cancelling the future closes the flow at its next step, or at once
+    if it sleeps (its timer is cancelled). The futures of the flows it (and they)
+    spawn are kept in ``spawned`` while they run, if given.
     """
     result: Future[T] = Future(runtime)
-    _FlowRunner(client, runtime, flow, result, core_lock).resume(None, None)
+    _FlowRunner(client, runtime, flow, result, core_lock, spawned).resume(None, None)
     return result
 
 
@@ -329,6 +363,7 @@ def run_flow(
     flow: Flow[T],
     *,
     core_lock: LockLike | None = None,
+    spawned: set[Future[Any]] | None = None,
 ) -> T:
     """Drive ``flow`` to its end and return its value: :func:`start_flow`, then wait."""
-    return start_flow(client, runtime, flow, core_lock=core_lock).result()
+    return start_flow(client, runtime, flow, core_lock=core_lock, spawned=spawned).result()

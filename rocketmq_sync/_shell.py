@@ -49,10 +49,14 @@ class Engine:
         self.remoting = RemotingClient(runtime, transport, request_handler=request_handler)
         self._runtime = runtime
         self._core_lock = runtime.core_lock
+        #: The futures of the flows this client's flows spawned, while they run.
+        self.spawned: set[Future[Any]] = set()
 
     def run(self, flow: Flow[T]) -> T:
         """Drive ``flow`` to its end; its value."""
-        return run_flow(self.remoting, self._runtime, flow, core_lock=self._core_lock)
+        return run_flow(
+            self.remoting, self._runtime, flow, core_lock=self._core_lock, spawned=self.spawned
+        )
 
     def run_send(self, flow: Flow[T], sends: set[Any]) -> T:
         """A send the caller waits for, counted in ``sends`` meanwhile: ``flush``
@@ -64,9 +68,16 @@ class Engine:
 
     def start(self, flow: Flow[T], name: str | None = None) -> Future[T]:
         """Start ``flow``; a future of its value."""
-        return start_flow(self.remoting, self._runtime, flow, core_lock=self._core_lock)
+        return start_flow(
+            self.remoting, self._runtime, flow, core_lock=self._core_lock, spawned=self.spawned
+        )
 
     def close(self) -> None:
+        # The spawned flows that still run end now (a sleeping one at once: no
+        # timer of the closed client stays armed), then the connections close.
+        for future in list(self.spawned):
+            future.cancel()
+        self.spawned.clear()
         self.remoting.close()
 
 

@@ -36,7 +36,7 @@ import pytest
 from rocketmq_proto.connection.connection import Reply
 from rocketmq_proto.connection.pool import ReconnectBackoff
 from rocketmq_proto.driver import transport_settings
-from rocketmq_proto.flows.effects import Call, Now, Oneway, Sleep, UserCall, WallTime
+from rocketmq_proto.flows.effects import Call, Now, Oneway, Sleep, Spawn, UserCall, WallTime
 from rocketmq_proto.wire.codes import FLAG_ONEWAY, FLAG_RESPONSE, LanguageCode, SerializeType
 from rocketmq_proto.wire.command import FrameDecoder, RemotingCommand, encode_command
 from rocketmq_proto.wire.errors import (
@@ -899,6 +899,101 @@ def test_interpreter_propagates_what_the_flow_raises_and_closes_it_on_cancel(
         future = start_flow(client, env.runtime, sleepy())
         future.cancel()
         env.wait_until(lambda: closed)
+
+    env.run(body)
+
+
+def _armed_timers(env: Env) -> int:
+    """Timers armed and not cancelled: the hub's active watchers under gevent, the
+    scheduler's live entries on threads."""
+    if env.kind == "gevent":
+        return int(gevent.get_hub().loop.activecnt)
+    scheduler = env.runtime._scheduler  # type: ignore[attr-defined]
+    with scheduler._cond:
+        return sum(1 for entry in scheduler._heap if not entry[2].cancelled)
+
+
+def test_a_cancelled_sleeping_flow_ends_at_once_and_leaves_no_timer(env: Env) -> None:
+    """A closing client cancels its upkeep flows, most of them asleep: each ends at
+    once (its ``finally`` runs now) and its timer is cancelled. Under gevent a
+    forgotten timer stays armed in the hub, which the client does not own, holding
+    the closed client until it fires (20 s and more for some upkeep sleeps)."""
+    client = env.client()
+    closed: list[bool] = []
+
+    def sleepy() -> Generator[Any, Any, None]:
+        try:
+            yield Sleep(60)
+        finally:
+            closed.append(True)
+
+    def body() -> None:
+        env.sleep(0.05)  # what the client's start armed is settled
+        before = _armed_timers(env)
+        future = start_flow(client, env.runtime, sleepy())
+        assert _armed_timers(env) == before + 1
+        future.cancel()
+        env.wait_until(lambda: closed, timeout=1.0)
+        env.sleep(0.05)  # under gevent a cancelled watcher leaves on the hub's next turn
+        assert _armed_timers(env) == before
+
+    env.run(body)
+
+
+def test_flows_spawned_by_a_flow_are_kept_until_they_end_and_can_be_cancelled(
+    env: Env,
+) -> None:
+    """``start_flow(spawned=...)``: the futures of the flows a flow spawns (and they
+    spawn) are in the set while they run; a client's engine cancels them when it
+    closes, and a sleeping one ends at once."""
+    client = env.client()
+    ended: list[str] = []
+
+    def sleeper(name: str, seconds: float) -> Generator[Any, Any, None]:
+        try:
+            yield Sleep(seconds)
+        finally:
+            ended.append(name)
+
+    def parent() -> Generator[Any, Any, None]:
+        yield Spawn(sleeper("short", 0.05), "short")
+        yield Spawn(sleeper("long", 60), "long")
+
+    def body() -> None:
+        spawned: set[Future[Any]] = set()
+        run_flow(client, env.runtime, parent(), spawned=spawned)
+        assert len(spawned) == 2
+        env.wait_until(lambda: ended == ["short"])
+        assert len(spawned) == 1  # an ended flow leaves the set
+        for future in list(spawned):
+            future.cancel()
+        env.wait_until(lambda: ended == ["short", "long"], timeout=1.0)
+        assert not spawned
+
+    env.run(body)
+
+
+def test_the_engine_cancels_the_flows_its_flows_spawned_when_it_closes(env: Env) -> None:
+    from rocketmq_sync._shell import Engine
+
+    ended: list[str] = []
+
+    def sleeper() -> Generator[Any, Any, None]:
+        try:
+            yield Sleep(60)
+        finally:
+            ended.append("long")
+
+    def parent() -> Generator[Any, Any, None]:
+        yield Spawn(sleeper(), "long")
+
+    def body() -> None:
+        engine = Engine(transport_settings(), lambda addr, command: None, env.runtime)
+        engine.run(parent())
+        assert len(engine.spawned) == 1 and not ended
+        engine.close()
+        env.wait_until(lambda: ended == ["long"], timeout=1.0)
+        assert not engine.spawned
 
     env.run(body)
 

@@ -4,13 +4,25 @@ poll() before start()."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import uuid
 from typing import Any
 
 import pytest
 
-from rocketmq_proto import ConfigError, LocalProtocolError, Message, SendStatus
+from rocketmq_proto import (
+    ConfigError,
+    Hook,
+    InvalidMessageError,
+    InvalidPropertyError,
+    InvalidTopicError,
+    LocalProtocolError,
+    Message,
+    MessageExt,
+    RequestContext,
+    SendStatus,
+)
 from rocketmq_proto.options import (
     RESERVED_CONSUMER_GROUPS,
     choose_client_ip,
@@ -305,3 +317,57 @@ def test_the_shell_moves_the_producer_and_admin_cores_through_their_lives(
     never = backend.make("Producer", NAMESRV, group=unique("life"))
     never.close()
     assert never._producer.state is LifecycleState.CLOSED
+
+
+# ------------------------------------------------------ validation before sending
+
+
+class _Requests(Hook):
+    """Records each remoting request a client is about to send."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, int]] = []
+
+    def before_request(self, ctx: RequestContext) -> None:
+        self.sent.append((ctx.addr, ctx.request.code))
+
+
+def test_send_refuses_bad_tags_properties_and_system_topics_before_sending(
+    backend: Backend,
+) -> None:
+    """The core's checks (tests/test_producer_core.py) reach the caller of each
+    driver's ``Producer.send`` as the same errors, before any request goes out: the
+    name server is a listening socket that nothing may connect to, and a request
+    hook sees no request."""
+    with socket.socket() as namesrv:
+        namesrv.bind(("127.0.0.1", 0))
+        namesrv.listen(8)
+        addr = f"127.0.0.1:{namesrv.getsockname()[1]}"
+        requests = _Requests()
+        with backend.open("Producer", addr, group=unique("valid"), hooks=[requests]) as producer:
+            # A tag no tag filter could select.
+            with pytest.raises(InvalidMessageError, match="no subscription could ever select it"):
+                producer.send(backend.module.Message("T", b"x", tags="paid||shipped"))
+            with pytest.raises(InvalidMessageError, match=r"control character '\\t'"):
+                producer.send(backend.module.Message("T", b"x", tags="a\tb"))
+            # A property the wire format cannot carry (set past put_user_property's checks).
+            message = backend.module.Message("T", b"x")
+            message.properties["color"] = "bl\x01ue"
+            with pytest.raises(InvalidPropertyError, match=r"'color': value contains the sep"):
+                producer.send(message)
+            message = backend.module.Message("T", b"x")
+            message.properties["big"] = "v" * 40000
+            with pytest.raises(InvalidPropertyError, match="more than 32767"):
+                producer.send(message)
+            # A reserved system topic: no Message of the driver can name it, and a
+            # received message of such a topic (a MessageExt) is no Message to send.
+            with pytest.raises(InvalidTopicError, match="reserved system topic"):
+                backend.module.Message("SCHEDULE_TOPIC_XXXX", b"x")
+            with pytest.raises(InvalidTopicError, match="reserved system topic"):
+                backend.module.Message("T", b"x").topic = "RMQ_SYS_TRANS_HALF_TOPIC"
+            with pytest.raises(InvalidMessageError, match="expected a Message, got MessageExt"):
+                producer.send(MessageExt("SCHEDULE_TOPIC_XXXX", b"x"))
+        assert requests.sent == []
+        namesrv.setblocking(False)
+        with pytest.raises(BlockingIOError):  # nothing connected to the name server
+            namesrv.accept()

@@ -14,7 +14,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -140,10 +140,114 @@ def _use_admin(backend: Backend, ns: str, topic: str) -> None:
         admin.topic_route(topic)
 
 
+def _use_simple_consumer(backend: Backend, ns: str, topic: str) -> None:
+    """Each cycle pops a message the long-lived feeder just sent, acks it and closes
+    (one group for every cycle: what one cycle acked, the next does not get)."""
+    _feeder(backend).send(Message(topic, b"leak-simple"))
+    with backend.open(
+        "SimpleConsumer",
+        ns,
+        group=f"leak_simple_{backend.name}",
+        consume_from_where="first",
+        await_duration=2.0,
+    ) as consumer:
+        consumer.subscribe(topic)
+        got: list[Any] = []
+        deadline = time.monotonic() + 30
+        while not got and time.monotonic() < deadline:
+            got = consumer.receive(32, invisible_duration=10)
+        assert got, "the SimpleConsumer received nothing in 30 s"
+        consumer.ack(got)
+
+
+_pop_push_cycles: dict[str, int] = {}
+
+
+def _use_pop_push_consumer(mode: str) -> Callable[[Backend, str, str], None]:
+    """A PushConsumer with ``consume_mode=mode`` (``pop``, or ``auto`` on a group the
+    brokers say pops): opened, popping, closed; every ``HANDLER_EVERY`` cycles its
+    handler also consumes a message sent for it (a group of its own, from the first
+    message: a pop of a just-closed member can hold the shared group's new one)."""
+
+    def use(backend: Backend, ns: str, topic: str) -> None:
+        handled: list[bool] = []  # per handler call: whether its messages were popped
+        key = f"{mode}-{backend.name}"
+        _pop_push_cycles[key] = _pop_push_cycles.get(key, 0) + 1
+        run_handler = _pop_push_cycles[key] % HANDLER_EVERY == 1
+        group = unique(f"leak_{mode}_handler") if run_handler else f"leak_{mode}_{backend.name}"
+        if run_handler:
+            if mode == "auto":
+                _admin(backend).create_group(group)
+                _admin(backend).set_consume_mode(topic, group, "POP")
+            _feeder(backend).send(Message(topic, b"leak-pop"))
+        consumer = backend.make(
+            "PushConsumer",
+            ns,
+            lambda messages: handled.append(all(m.properties.get("POP_CK") for m in messages)),
+            group=group,
+            consume_mode=mode,
+            consume_from_where="first" if run_handler else "last",
+            pop_invisible_duration=10.0,
+        )
+        consumer.subscribe(topic)
+        with consumer:
+            if run_handler:
+                backend.wait_for(lambda: handled, 30, f"the {mode} handler to run")
+                # Popped messages carry their check point (an auto consumer that
+                # pulled would hand over messages without one).
+                assert all(handled), f"the {mode} consumer's handler got messages not popped"
+
+    return use
+
+
+#: Clients that live through the cycles of the pop consumers (opened before the
+#: baseline is taken, closed at the module's end): a producer feeding them and an
+#: admin setting the request mode of the auto consumers' groups.
+_long_lived: dict[tuple[str, str], Any] = {}
+
+
+def _feeder(backend: Backend) -> Any:
+    return _long_lived[(backend.name, "Producer")]
+
+
+def _admin(backend: Backend) -> Any:
+    return _long_lived[(backend.name, "Admin")]
+
+
+@pytest.fixture(scope="module")
+def long_lived(rocketmq_cluster: Any, backend: Backend, leak_topic: str) -> Iterator[None]:
+    ns = rocketmq_cluster.namesrv_addr
+    with (
+        backend.open("Producer", ns, group=f"leak_feeder_{backend.name}") as producer,
+        backend.open("Admin", ns) as admin,
+    ):
+        # The auto consumers' shared group pops the topic too.
+        admin.create_group(f"leak_auto_{backend.name}")
+        admin.set_consume_mode(leak_topic, f"leak_auto_{backend.name}", "POP")
+        # The feeder's connections are made now, before any baseline: it sends to
+        # each broker once (round robin), and the consumers ack these too.
+        brokers = {b.broker_name for b in admin.topic_route(leak_topic).broker_datas}
+        reached: set[str] = set()
+        for _ in range(4 * len(brokers)):
+            if reached == brokers:
+                break
+            reached.add(producer.send(Message(leak_topic, b"warm-up")).message_queue.broker_name)
+        assert reached == brokers, f"the feeder reached {reached}, not every broker {brokers}"
+        _long_lived[(backend.name, "Producer")] = producer
+        _long_lived[(backend.name, "Admin")] = admin
+        try:
+            yield
+        finally:
+            del _long_lived[(backend.name, "Producer")], _long_lived[(backend.name, "Admin")]
+
+
 USES: dict[str, Callable[[Backend, str, str], None]] = {
     "Producer": _use_producer,
     "TransactionProducer": _use_transaction_producer,
     "PushConsumer": _use_push_consumer,
+    "PushConsumer-pop": _use_pop_push_consumer("pop"),
+    "PushConsumer-auto": _use_pop_push_consumer("auto"),
+    "SimpleConsumer": _use_simple_consumer,
     "PullConsumer": _use_pull_consumer,
     "Admin": _use_admin,
 }
@@ -151,7 +255,7 @@ USES: dict[str, Callable[[Backend, str, str], None]] = {
 
 @pytest.mark.parametrize("client", list(USES))
 def test_open_use_close_leaves_nothing_behind(
-    rocketmq_cluster: Any, backend: Backend, leak_topic: str, client: str
+    rocketmq_cluster: Any, backend: Backend, leak_topic: str, long_lived: None, client: str
 ) -> None:
     use, cycles = USES[client], CYCLES
     ns = rocketmq_cluster.namesrv_addr

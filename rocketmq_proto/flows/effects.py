@@ -147,11 +147,13 @@ class Spawn:
     """Start ``flow`` concurrently (a pull loop, a consume request). Result: ``None``.
 
     The spawned flow runs on its own until it returns; the driver logs an
-    exception it ends with. It stops itself (it watches the state that ends it).
-    It may have run up to its first wait, or to its end, before the spawner
-    resumes (the blocking drivers start it so), or not at all yet (asyncio): a
-    flow must not rely on either, e.g. spawn again for as long as a count the
-    spawned flow gives back stays short (it would never wait).
+    exception it ends with. It stops itself (it watches the state that ends it);
+    the driver also cancels it, and ends it at once if it sleeps, when the
+    client whose flows spawned it closes. It may have run up to its first wait,
+    or to its end, before the spawner resumes (the blocking drivers start it so),
+    or not at all yet (asyncio): a flow must not rely on either, e.g. spawn again
+    for as long as a count the spawned flow gives back stays short (it would
+    never wait).
     """
 
     flow: Flow[Any]
