@@ -449,6 +449,42 @@ def test_explicit_offsets_are_written_only_for_a_group_with_no_consumer_online()
         Sim(answer).run(admin.set_offsets_flow("g", "T", target))
 
 
+def test_an_offset_a_broker_ignores_after_its_own_reset_is_set_by_a_reset_of_its_queue() -> None:
+    """A 5.x broker answers SUCCESS to UPDATE_CONSUMER_OFFSET but ignores it while a
+    server-side reset of the queue is pending (no consumer pulled since): the
+    offset then goes as that queue's own reset (INVOKE_BROKER_TO_RESET_OFFSET with
+    its queue id and offset), which replaces the pending one."""
+    sent: list[tuple[int, dict[str, str]]] = []
+
+    def answer(addr: str, command: RemotingCommand) -> RemotingCommand:
+        if command.code == RequestCode.GET_ROUTEINFO_BY_TOPIC:
+            return reply(0, body=route_body("T", queues=2))
+        if command.code == RequestCode.GET_CONSUMER_LIST_BY_GROUP:
+            return reply(ResponseCode.SYSTEM_ERROR, {}, b"")
+        sent.append((command.code, dict(command.ext_fields)))
+        if command.code == RequestCode.UPDATE_CONSUMER_OFFSET:
+            answered = reply(0)
+            if command.ext_fields["queueId"] == "1":
+                answered.remark = "Offset has been previously reset"
+            return answered
+        return reply(0)
+
+    target = {MessageQueue("T", "broker-a", 0): 3, MessageQueue("T", "broker-a", 1): 1}
+    assert Sim(answer).run(make_admin().set_offsets_flow("g", "T", target)) == target
+    assert [(code, f["queueId"]) for code, f in sent] == [
+        (RequestCode.UPDATE_CONSUMER_OFFSET, "0"),
+        (RequestCode.UPDATE_CONSUMER_OFFSET, "1"),
+        (RequestCode.INVOKE_BROKER_TO_RESET_OFFSET, "1"),
+    ]
+    reset = sent[-1][1]
+    assert (reset["topic"], reset["group"], reset["offset"], reset["timestamp"]) == (
+        "T",
+        "g",
+        "1",
+        "-1",
+    )
+
+
 def test_reset_to_latest_of_an_offline_group_writes_each_queues_end() -> None:
     updates: list[dict[str, str]] = []
 

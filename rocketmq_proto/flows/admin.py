@@ -6,6 +6,7 @@ import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Final
 
 from rocketmq_proto.flows.effects import Flow, call
 from rocketmq_proto.flows.lifecycle import Lifecycle, LifecycleOwner
@@ -54,6 +55,10 @@ from rocketmq_proto.wire.trace import (
     TraceRecord,
     decode_trace_data,
 )
+
+#: A 5.x broker's remark on an UPDATE_CONSUMER_OFFSET it ignored (answered SUCCESS):
+#: the queue's offset was reset on the broker's side and no consumer pulled since.
+_RESET_PENDING: Final = "Offset has been previously reset"
 
 log = logging.getLogger("rocketmq_proto.admin")
 
@@ -549,6 +554,15 @@ class AdminCore(LifecycleOwner):
                 request=update.code,
             )
         check_success(response, update.code)
+        if response.remark == _RESET_PENDING:
+            # A 5.x broker ignores commits to a queue whose offset was reset on its
+            # side until a consumer pulls it, and says so in a SUCCESS: set the
+            # offset as a server-side reset of that one queue instead.
+            reset = rq.invoke_broker_to_reset_offset(
+                topic=topic, group=group, timestamp_ms=-1, queue_id=mq.queue_id, offset=offset
+            )
+            answer = yield from call(addr, reset, self.client.config.request_timeout)
+            check_success(answer, reset.code)
 
     def set_offsets_flow(
         self, group: str, topic: str, offsets: Mapping[MessageQueue, int]

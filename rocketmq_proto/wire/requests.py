@@ -576,18 +576,28 @@ def search_offset_by_timestamp(
 
 
 def invoke_broker_to_reset_offset(
-    *, topic: str, group: str, timestamp_ms: int, force: bool = True
+    *,
+    topic: str,
+    group: str,
+    timestamp_ms: int,
+    force: bool = True,
+    queue_id: int = -1,
+    offset: int | None = None,
 ) -> RemotingCommand:
     """INVOKE_BROKER_TO_RESET_OFFSET (222): move ``group``'s offsets of every queue
     of ``topic`` on one broker to the first message stored at ``timestamp_ms`` or
-    later (``force``: also forwards; else only back), and tell its consumers."""
+    later (``force``: also forwards; else only back), and tell its consumers. With
+    ``queue_id`` and ``offset``, a 5.x broker (server-side reset) sets that one
+    queue's offset."""
     fields = {
         "topic": topic,
         "group": group,
-        "queueId": "-1",
+        "queueId": str(queue_id),
         "timestamp": str(timestamp_ms),
         "isForce": "true" if force else "false",
     }
+    if offset is not None:
+        fields["offset"] = str(offset)
     return RemotingCommand(RequestCode.INVOKE_BROKER_TO_RESET_OFFSET, fields)
 
 
