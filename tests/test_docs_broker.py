@@ -1,5 +1,6 @@
-"""The documentation runs: every ```python block of README.md and docs/ against the
-real cluster, and the site builds with warnings as errors.
+"""The documentation runs: every ```python block of README.md and docs/, and the
+shell sessions marked to run (the command line's), against the real cluster, and
+the site builds with warnings as errors.
 
 Each block runs in a fresh Python process (a file of its own, run as ``__main__``),
 with a time limit, several at once. Before it runs:
@@ -233,6 +234,72 @@ def test_documented_code_runs(block: Block, outcomes: dict[str, Outcome]) -> Non
             f"{outcome.output[-3000:]}",
             pytrace=False,
         )
+
+
+#: A shell block the test runs: ``<!-- docs-test: run -->`` right before its fence.
+_RUN_SHELL = re.compile(r"^<!--\s*docs-test:\s*run\s*-->\s*$")
+
+
+def shell_blocks(path: Path) -> list[Block]:
+    """The ```bash blocks of ``path`` marked to be run."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    rel = path.relative_to(ROOT).as_posix()
+    found: list[Block] = []
+    for i, line in enumerate(lines):
+        if _RUN_SHELL.match(line):
+            assert i + 1 < len(lines) and lines[i + 1].strip() == "```bash", (
+                f"{rel}:{i + 1}: the run marker must stand right before a ```bash fence"
+            )
+            end = lines.index("```", i + 2)
+            found.append(Block(rel, i + 2, "\n".join(lines[i + 2 : end]) + "\n", None))
+    return found
+
+
+SHELL_BLOCKS = [block for path in DOC_FILES for block in shell_blocks(path)]
+
+
+@pytest.mark.broker
+@pytest.mark.parametrize("block", SHELL_BLOCKS, ids=[block.where for block in SHELL_BLOCKS])
+def test_documented_shell_session_runs(block: Block, rocketmq_cluster: Any, tmp_path: Path) -> None:
+    """A marked shell block runs line by line under ``bash -euo pipefail``, with a
+    ``rocketmq`` command on the PATH running this checkout's command line, the
+    cluster's name server for the documented one and its topics made unique."""
+    suffix = f"docs{uuid.uuid4().hex[:10]}"
+    code = block.code.replace(DOCUMENTED_NAMESRV, rocketmq_cluster.namesrv_addr)
+    topics = {f"{name}_{suffix}" for name in TOPICS if re.search(rf"\b{name}\b", code)}
+    for name in TOPICS:
+        code = re.sub(rf"\b{name}\b", f"{name}_{suffix}", code)
+    with rocketmq_sync.Admin(rocketmq_cluster.namesrv_addr, request_timeout=20.0) as admin:
+        for topic in sorted(topics):
+            admin.create_topic(topic, read_queue_nums=4, write_queue_nums=4)
+            _wait_for_route(admin, topic, len(rocketmq_cluster.brokers))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    shim = bin_dir / "rocketmq"
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m rocketmq_cli "$@"\n')
+    shim.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k not in ("NAMESRV_ADDR", "NAMESRV_LOOKUP_URL")}
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    run = subprocess.run(
+        ["bash", "-euxo", "pipefail", "-c", code],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=BLOCK_TIMEOUT,
+    )
+    assert run.returncode == 0, (
+        f"{block.where}: exit status {run.returncode}\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
+    )
+    # Each command ran (bash -x echoes it), the last one too.
+    ran = [line for line in run.stderr.splitlines() if line.startswith("+ rocketmq")]
+    commands = [line for line in code.splitlines() if line.strip().startswith(("rocketmq", "seq"))]
+    assert len(ran) == len(commands), run.stderr[-3000:]
+
+
+def test_the_command_line_page_has_a_session_the_tests_run() -> None:
+    assert [b.path for b in SHELL_BLOCKS] == ["docs/cli.md"]
 
 
 def test_every_page_with_code_has_its_blocks_found() -> None:
