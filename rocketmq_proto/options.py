@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, TypedDict, TypeVar
 
 from rocketmq_proto.connection.connection import Signer
+from rocketmq_proto.flows.admin import PREDEFINED_GROUPS
 from rocketmq_proto.flows.consumer.lite_pull import PullConsumerConfig
 from rocketmq_proto.flows.consumer.pull import PullConfig
 from rocketmq_proto.flows.consumer.push import ConsumerConfig
@@ -373,22 +374,10 @@ def make_signer(credentials: Credentials) -> Signer:
 DEFAULT_PRODUCER_GROUP = "DEFAULT_PRODUCER"
 
 #: Group names Java's ``MixAll`` reserves for the brokers' and tools' own clients:
-#: a consumer in one would share offsets and rebalancing with them.
-RESERVED_CONSUMER_GROUPS = frozenset(
-    {
-        "DEFAULT_CONSUMER",
-        "TOOLS_CONSUMER",
-        "FILTERSRV_CONSUMER",
-        "__MONITOR_CONSUMER",
-        "CLIENT_INNER_PRODUCER",
-        "SELF_TEST_P_GROUP",
-        "SELF_TEST_C_GROUP",
-        "CID_ONS-HTTP-PROXY",
-        "CID_ONSAPI_PERMISSION",
-        "CID_ONSAPI_OWNER",
-        "CID_ONSAPI_PULL",
-    }
-)
+#: a consumer in one would share offsets and rebalancing with them. (The brokers'
+#: predefined groups, but the producer's default and the schedule service's, which
+#: are not consumer groups of Java's reserved list.)
+RESERVED_CONSUMER_GROUPS = PREDEFINED_GROUPS - {"DEFAULT_PRODUCER", "SCHEDULE_CONSUMER"}
 #: Prefix of the system consumer groups (Java's ``MixAll.CID_RMQ_SYS_PREFIX``).
 SYSTEM_CONSUMER_GROUP_PREFIX = "CID_RMQ_SYS_"
 

@@ -42,7 +42,7 @@ from rocketmq_proto.flows.effects import Flow, now, sleep, spawn
 from rocketmq_proto.flows.hooks import EndTransactionContext
 from rocketmq_proto.message import namespace as ns
 from rocketmq_proto.message.ids import UniqueIdGenerator
-from rocketmq_proto.message.model import Message, MessageExt
+from rocketmq_proto.message.model import Message, MessageExt, number_property
 from rocketmq_proto.message.properties import MessageConst as _C
 from rocketmq_proto.wire.codes import SendStatus
 from rocketmq_proto.wire.errors import RocketMQError
@@ -577,20 +577,11 @@ def _pub_type(props: dict[str, str]) -> str:
     ):
         # As Message.delay_level and deliver_at read them: a value that is not a
         # number is no delay.
-        level = _number(props.get(_C.PROPERTY_DELAY_TIME_LEVEL))
-        deliver_at = _number(props.get(_C.PROPERTY_TIMER_DELIVER_MS))
+        level = number_property(props, _C.PROPERTY_DELAY_TIME_LEVEL)
+        deliver_at = number_property(props, _C.PROPERTY_TIMER_DELIVER_MS)
         if level or deliver_at is not None or "__STARTDELIVERTIME" in props:
             return _DELAYED
     return _NORMAL
-
-
-def _number(raw: str | None) -> int | None:
-    if raw is None:
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        return None
 
 
 _HALF: Final = str(int(TraceMessageType.TRANSACTION_HALF))

@@ -138,6 +138,18 @@ def _parse_host(value: str, what: str) -> tuple[int | bytes, int]:
 # ------------------------------------------------------------------ message classes
 
 
+def number_property(properties: Mapping[str, str], name: str) -> int | None:
+    """Property ``name`` read as an integer: ``None`` if it is absent or not a number
+    (as Java's clients read such properties, leniently)."""
+    raw = properties.get(name)
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        return None
+
+
 class _PropertyView:
     """Read-only accessors shared by outgoing and received messages."""
 
@@ -168,24 +180,12 @@ class _PropertyView:
     @property
     def delay_level(self) -> int:
         """The DELAY property (0: not delayed; 1 = 1s, 2 = 5s... on a default broker)."""
-        raw = self.properties.get(_C.PROPERTY_DELAY_TIME_LEVEL)
-        if raw is None:
-            return 0
-        try:
-            return int(raw)
-        except ValueError:
-            return 0
+        return number_property(self.properties, _C.PROPERTY_DELAY_TIME_LEVEL) or 0
 
     @property
     def deliver_at(self) -> int | None:
         """The TIMER_DELIVER_MS property: epoch ms at which a timer message is delivered."""
-        raw = self.properties.get(_C.PROPERTY_TIMER_DELIVER_MS)
-        if raw is None:
-            return None
-        try:
-            return int(raw)
-        except ValueError:
-            return None
+        return number_property(self.properties, _C.PROPERTY_TIMER_DELIVER_MS)
 
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
@@ -390,13 +390,7 @@ class Message(_PropertyView):
 
     @property
     def delay_level(self) -> int:
-        raw = self.properties.get(_C.PROPERTY_DELAY_TIME_LEVEL)
-        if raw is None:
-            return 0
-        try:
-            return int(raw)
-        except ValueError:
-            return 0
+        return number_property(self.properties, _C.PROPERTY_DELAY_TIME_LEVEL) or 0
 
     @delay_level.setter
     def delay_level(self, value: int) -> None:
@@ -413,13 +407,7 @@ class Message(_PropertyView):
 
     @property
     def deliver_at(self) -> int | None:
-        raw = self.properties.get(_C.PROPERTY_TIMER_DELIVER_MS)
-        if raw is None:
-            return None
-        try:
-            return int(raw)
-        except ValueError:
-            return None
+        return number_property(self.properties, _C.PROPERTY_TIMER_DELIVER_MS)
 
     @deliver_at.setter
     def deliver_at(self, value: int | datetime | None) -> None:
