@@ -242,6 +242,94 @@ def test_sync_push_consumer_through_the_proxy(cluster: launcher.LocalCluster) ->
     assert sorted(set(seen)) == sorted([*bodies, b"proxy-push-late"])
 
 
+# Runs before the tests that stop a master or freeze the name servers (the
+# driver-parametrized ones, which pytest groups after the tests above them): in a
+# clean-clone CI run placed after them, the commit through the proxy was not seen
+# within 120 s.
+def test_a_transaction_through_the_proxy_takes_effect_at_the_brokers_check_back(
+    cluster: launcher.LocalCluster,
+) -> None:
+    """Through the proxy's remoting port a topic must be of ``message.type``
+    TRANSACTION, and a commit takes effect only when the broker asks the producer
+    (CHECK_TRANSACTION_STATE, relayed by the proxy): the END_TRANSACTION right after
+    the send finds no transaction at the proxy, which answers SUCCESS and forwards
+    nothing. Given the name servers, the same commit is seen at once."""
+    proxy = cluster.proxy_addr
+    topic = unique("ProxyTx")
+    with rocketmq_sync.Admin(cluster.namesrv_addr, **CLIENT) as admin:
+        admin.create_topic(
+            topic,
+            read_queue_nums=1,
+            write_queue_nums=1,
+            attributes={"+message.type": "TRANSACTION"},
+        )
+        wait_for(lambda: admin.topic_route(topic).queue_datas, WAIT, "the route")
+        normal = new_topic(cluster, "ProxyTxNormal", queues=1)
+    asked: list[float] = []
+
+    def check(message: MessageExt) -> TransactionState:
+        asked.append(time.monotonic())
+        return TransactionState.COMMIT
+
+    def commit(message: Message, arg: object) -> TransactionState:
+        return TransactionState.COMMIT
+
+    sent_at: list[float] = []
+
+    def committed_after(namesrv: str, body: bytes) -> float:
+        """Seconds from the send until a consumer sees ``body`` (the send's start is
+        kept in ``sent_at``)."""
+        with rocketmq_sync.TransactionProducer(
+            namesrv, check, group=unique("proxy_tx"), **CLIENT
+        ) as producer:
+            began = time.monotonic()
+            sent_at.append(began)
+            _, state = producer.send_in_transaction(Message(topic, body), commit)
+            assert state is TransactionState.COMMIT
+            with rocketmq_sync.PullConsumer(
+                cluster.namesrv_addr, group=unique("proxy_tx_c"), consume_from_where="first"
+            ) as consumer:
+                consumer.subscribe(topic)
+                deadline = began + 120.0
+                while time.monotonic() < deadline:
+                    if any(m.body == body for m in consumer.poll(0.5)):
+                        return time.monotonic() - began
+        raise AssertionError(
+            f"{body!r} was not committed within 120 s (the checker was asked "
+            f"{len(asked)} time(s), first {asked[0] - began if asked else 0:.1f} s after the send)"
+        )
+
+    direct = committed_after(cluster.namesrv_addr, b"tx-direct")
+    assert not asked  # committed by END_TRANSACTION: the broker never asked
+    through_proxy = committed_after(proxy, b"tx-proxy")
+    assert asked, "the broker asked the producer (through the proxy)"
+    # Both measured from the start of the send through the proxy (sent_at[1]): when
+    # the producer's checker was first asked, and when a consumer saw the commit.
+    asked_after = asked[0] - sent_at[1]
+    print(
+        f"\n[deployments] commit seen after {direct:.2f} s given the name servers, "
+        f"{through_proxy:.1f} s through the proxy (the broker asked after "
+        f"{asked_after:.1f} s, {len(asked)} check(s))"
+    )
+    assert direct < 5.0
+    # Not before the half message is transactionTimeOut old (1 s on the test cluster,
+    # 6 s by default), at the next check (every transactionCheckInterval: 1 s here,
+    # 30 s by default); the commit is seen after the check that made it.
+    assert 1.0 <= asked_after <= through_proxy
+    # A transactional message to a NORMAL topic is refused by the proxy.
+    with (
+        rocketmq_sync.TransactionProducer(
+            proxy, check, group=unique("proxy_tx"), **CLIENT
+        ) as producer,
+        pytest.raises(RocketMQError, match="MESSAGE_ILLEGAL"),
+    ):
+        producer.send_in_transaction(Message(normal, b"refused"), commit)
+
+
+# ----------------------------------------------------------------- the slaves
+# ----------------------------------------------------------------- the slaves
+
+
 def test_each_driver_sends_pulls_and_pushes_through_the_proxy(
     cluster: launcher.LocalCluster, backend: Backend
 ) -> None:
@@ -313,87 +401,6 @@ def test_a_failed_message_comes_back_through_the_proxy(cluster: launcher.LocalCl
     assert [times for _, times in deliveries] == [0, 1]
     late = deliveries[1][0] - deliveries[0][0]
     print(f"\n[deployments] the first retry through the proxy came after {late:.1f} s")
-
-
-def test_a_transaction_through_the_proxy_takes_effect_at_the_brokers_check_back(
-    cluster: launcher.LocalCluster,
-) -> None:
-    """Through the proxy's remoting port a topic must be of ``message.type``
-    TRANSACTION, and a commit takes effect only when the broker asks the producer
-    (CHECK_TRANSACTION_STATE, relayed by the proxy): the END_TRANSACTION right after
-    the send finds no transaction at the proxy, which answers SUCCESS and forwards
-    nothing. Given the name servers, the same commit is seen at once."""
-    proxy = cluster.proxy_addr
-    topic = unique("ProxyTx")
-    with rocketmq_sync.Admin(cluster.namesrv_addr, **CLIENT) as admin:
-        admin.create_topic(
-            topic,
-            read_queue_nums=1,
-            write_queue_nums=1,
-            attributes={"+message.type": "TRANSACTION"},
-        )
-        wait_for(lambda: admin.topic_route(topic).queue_datas, WAIT, "the route")
-        normal = new_topic(cluster, "ProxyTxNormal", queues=1)
-    asked: list[float] = []
-
-    def check(message: MessageExt) -> TransactionState:
-        asked.append(time.monotonic())
-        return TransactionState.COMMIT
-
-    def commit(message: Message, arg: object) -> TransactionState:
-        return TransactionState.COMMIT
-
-    sent_at: list[float] = []
-
-    def committed_after(namesrv: str, body: bytes) -> float:
-        """Seconds from the send until a consumer sees ``body`` (the send's start is
-        kept in ``sent_at``)."""
-        with rocketmq_sync.TransactionProducer(
-            namesrv, check, group=unique("proxy_tx"), **CLIENT
-        ) as producer:
-            began = time.monotonic()
-            sent_at.append(began)
-            _, state = producer.send_in_transaction(Message(topic, body), commit)
-            assert state is TransactionState.COMMIT
-            with rocketmq_sync.PullConsumer(
-                cluster.namesrv_addr, group=unique("proxy_tx_c"), consume_from_where="first"
-            ) as consumer:
-                consumer.subscribe(topic)
-                deadline = began + 120.0
-                while time.monotonic() < deadline:
-                    if any(m.body == body for m in consumer.poll(0.5)):
-                        return time.monotonic() - began
-        raise AssertionError(f"{body!r} was not committed within 120 s")
-
-    direct = committed_after(cluster.namesrv_addr, b"tx-direct")
-    assert not asked  # committed by END_TRANSACTION: the broker never asked
-    through_proxy = committed_after(proxy, b"tx-proxy")
-    assert asked, "the broker asked the producer (through the proxy)"
-    # Both measured from the start of the send through the proxy (sent_at[1]): when
-    # the producer's checker was first asked, and when a consumer saw the commit.
-    asked_after = asked[0] - sent_at[1]
-    print(
-        f"\n[deployments] commit seen after {direct:.2f} s given the name servers, "
-        f"{through_proxy:.1f} s through the proxy (the broker asked after "
-        f"{asked_after:.1f} s, {len(asked)} check(s))"
-    )
-    assert direct < 5.0
-    # Not before the half message is transactionTimeOut old (1 s on the test cluster,
-    # 6 s by default), at the next check (every transactionCheckInterval: 1 s here,
-    # 30 s by default); the commit is seen after the check that made it.
-    assert 1.0 <= asked_after <= through_proxy
-    # A transactional message to a NORMAL topic is refused by the proxy.
-    with (
-        rocketmq_sync.TransactionProducer(
-            proxy, check, group=unique("proxy_tx"), **CLIENT
-        ) as producer,
-        pytest.raises(RocketMQError, match="MESSAGE_ILLEGAL"),
-    ):
-        producer.send_in_transaction(Message(normal, b"refused"), commit)
-
-
-# ----------------------------------------------------------------- the slaves
-# ----------------------------------------------------------------- the slaves
 
 
 def test_slaves_are_registered_beside_their_masters(cluster: launcher.LocalCluster) -> None:
