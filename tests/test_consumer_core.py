@@ -1472,21 +1472,21 @@ class EagerSpawnSim(Sim):
         return super().perform(effect)
 
 
-def test_a_batch_pulled_as_the_consumer_closes_starts_no_worker_under_an_eager_spawn() -> None:
-    """A pull answered after the close began still hands its messages over. A
-    worker for them takes nothing (the consumer closes) and ends at once; where a
-    spawned flow runs before ``spawn`` returns (the blocking drivers), the pool
-    must not count its workers again after each spawn and start another, forever:
-    a gevent consumer's close spun so in its reader's greenlet (the hub never ran
-    again to read the answer the close waited for)."""
-    handled: list[int] = []
+def pull_once_eagerly(
+    on_pull: Callable[[PushConsumerCore, int], RemotingCommand], handled: list[int]
+) -> tuple[EagerSpawnSim, PushConsumerCore, Any]:
+    """A concurrent push consumer holding queue 0 of ``T`` from offset 10, its
+    handler noting in ``handled`` the offsets it gets, after one run of that
+    queue's pull loop on a Sim that runs spawned flows at once, as the blocking
+    drivers do. ``on_pull(core, n)`` answers the loop's ``n``-th PULL_MESSAGE."""
+    pulls = 0
 
-    def on_pull(addr: str, cmd: RemotingCommand) -> RemotingCommand:
-        core.begin_close()  # the close begins while the pull waits for its answer
-        return pull_response(0, [ext(10), ext(11), ext(12)], next_begin=13)
+    def answer(addr: str, cmd: RemotingCommand) -> RemotingCommand:
+        nonlocal pulls
+        pulls += 1
+        return on_pull(core, pulls)
 
-    cluster = Cluster(PULL_MESSAGE=on_pull)
-    sim = EagerSpawnSim(cluster)
+    sim = EagerSpawnSim(Cluster(PULL_MESSAGE=answer))
     client = make_client()
     with_routes(client, sim, "T")
     core = PushConsumerCore(
@@ -1498,6 +1498,23 @@ def test_a_batch_pulled_as_the_consumer_closes_starts_no_worker_under_an_eager_s
     core.subscribe("T")
     state = hold_queue(core, mq(0), 10)
     sim.run(core.pulls.loop_flow(state.request))
+    return sim, core, state
+
+
+def test_a_batch_pulled_as_the_consumer_closes_starts_no_worker_under_an_eager_spawn() -> None:
+    """A pull answered after the close began still hands its messages over. A
+    worker for them takes nothing (the consumer closes) and ends at once; where a
+    spawned flow runs before ``spawn`` returns (the blocking drivers), the pool
+    must not count its workers again after each spawn and start another, forever:
+    a gevent consumer's close spun so in its reader's greenlet (the hub never ran
+    again to read the answer the close waited for)."""
+    handled: list[int] = []
+
+    def on_pull(core: PushConsumerCore, pulls: int) -> RemotingCommand:
+        core.begin_close()  # the close begins while the pull waits for its answer
+        return pull_response(0, [ext(10), ext(11), ext(12)], next_begin=13)
+
+    sim, core, state = pull_once_eagerly(on_pull, handled)
     pool = concurrent_of(core)
     assert state.request.process_queue.msg_count == 3  # cached, then handed over
     assert sim.spawned == [] and pool.workers == 0 and handled == []
@@ -1509,29 +1526,14 @@ def test_a_worker_run_at_once_takes_every_waiting_batch_and_no_other_starts() ->
     worker takes every batch waiting (its handler answers at once here), and the
     pool starts no other for batches already taken."""
     handled: list[int] = []
-    pulls = 0
 
-    def on_pull(addr: str, cmd: RemotingCommand) -> RemotingCommand:
-        nonlocal pulls
-        pulls += 1
+    def on_pull(core: PushConsumerCore, pulls: int) -> RemotingCommand:
         if pulls == 2:
             core.begin_close()
             return pull_response(int(ResponseCode.PULL_NOT_FOUND), next_begin=13)
         return pull_response(0, [ext(10), ext(11), ext(12)], next_begin=13)
 
-    cluster = Cluster(PULL_MESSAGE=on_pull)
-    sim = EagerSpawnSim(cluster)
-    client = make_client()
-    with_routes(client, sim, "T")
-    core = PushConsumerCore(
-        client,
-        ConsumerConfig(group="G"),
-        handler=lambda msgs: handled.extend(m.queue_offset for m in msgs) or True,
-        ids=UniqueIdGenerator(b"\x0a\x00\x00\x01", 1, 0),
-    )
-    core.subscribe("T")
-    state = hold_queue(core, mq(0), 10)
-    sim.run(core.pulls.loop_flow(state.request))
+    sim, core, _ = pull_once_eagerly(on_pull, handled)
     assert sim.spawned == ["consume"] and concurrent_of(core).workers == 0
     assert handled == [10, 11, 12] and core.offsets.read(mq(0)) == 13
 
