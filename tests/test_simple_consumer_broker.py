@@ -349,8 +349,6 @@ def test_push_consumers_in_pop_mode_share_a_group_and_retry_through_invisibility
     retry delay, and once handled is not delivered again."""
     topic = new_topic(backend, admin, "PopPush")
     sent = [f"pp-{i}" for i in range(200)]
-    for body in sent:
-        producer.send(Message(topic, body.encode()))
     group = unique("poppush")
     lock = threading.Lock()
     done: dict[str, list[int]] = {}
@@ -364,6 +362,7 @@ def test_push_consumers_in_pop_mode_share_a_group_and_retry_through_invisibility
                     failed_once.add(body)
                     return False  # comes back later
                 done.setdefault(body, []).append(message.reconsume_times)
+        backend.sleep(0.002 * len(messages))  # a handler that takes some time
         return True
 
     consumers = [
@@ -381,9 +380,14 @@ def test_push_consumers_in_pop_mode_share_a_group_and_retry_through_invisibility
         consumer.subscribe(topic)
         consumer.start()
     try:
+        # Sent once both consumers wait in their pops: sent before, the first
+        # consumer started could pop every message (32 a queue) before the
+        # second asked, and sharing would not be shown.
+        for body in sent:
+            producer.send(Message(topic, body.encode()))
         backend.wait_for(lambda: set(done) >= set(sent), WAIT, "every message consumed")
         backend.sleep(4.0)  # nothing comes back once consumed
-        assert all(consumer.consumed > 0 for consumer in consumers)
+        assert all(consumer.consumed > 0 for consumer in consumers), [c.consumed for c in consumers]
         assert consumers[0].assigned_queues() == []  # POP: no queues held
     finally:
         for consumer in consumers:
