@@ -228,6 +228,65 @@ def consumed(msg_id: str, **props: str) -> MessageExt:
     return msg
 
 
+def test_consume_records_are_written_exactly_as_java_writes_them_whatever_changes() -> None:
+    """The consume records' text is put together from pieces kept while their fields
+    stay the same: over calls that change the group, time, cost, outcome, region,
+    keys and retries in every order, each record is Java's, field for field."""
+    import random
+
+    rng = random.Random(7)
+    t = tracer(capacity=100_000)
+    # Per message: its call, and its two records with "RID" for the request id.
+    expected: list[tuple[int, str, str]] = []
+    for call in range(600):
+        group = rng.choice(["cg", "other"])
+        start_ms = 5000 + rng.choice([0, 0, 1, 7])
+        elapsed = rng.choice([0.0, 0.0, 0.0031, 0.02])
+        elapsed_ms = int(elapsed * 1000)
+        code = rng.choice(list(ConsumeReturnType))
+        msgs = []
+        for i in range(rng.choice([1, 1, 1, 2, 3])):
+            props = {"UNIQ_KEY": f"M{call}_{i}"}
+            if rng.random() < 0.2:
+                props["MSG_REGION"] = rng.choice(["R1", "DefaultRegion"])
+            if rng.random() < 0.2:
+                props["KEYS"] = rng.choice(["k", "a b"])
+            msgs.append(MessageExt("T", b"x", properties=props, reconsume_times=rng.choice([0, 2])))
+        for msg in msgs:
+            keys = msg.properties.get("KEYS", "null")
+            region = msg.properties.get("MSG_REGION", "DefaultRegion")
+            before = java(
+                "SubBefore", start_ms, region, group, "RID", msg.msg_id, msg.reconsume_times, keys
+            )
+            after = java(
+                "SubAfter",
+                "RID",
+                msg.msg_id,
+                elapsed_ms // len(msgs),
+                "true" if code == 0 else "false",
+                keys,
+                int(code),
+                start_ms + elapsed_ms,
+                group,
+            )
+            expected.append((call, before, after))  # fmt: skip
+        t.consumed(group, tuple(msgs), start_ms, elapsed, code)
+    text = ""
+    while (batch := t.take(0.0, flush=True)) is not None:
+        text += batch.body().decode()
+    written = [r + E for r in text.split(E) if r]
+    assert len(written) == 2 * len(expected) and t.dropped == 0
+    request_ids: dict[int, str] = {}
+    for (call, before, after), got_before, got_after in zip(
+        expected, written[::2], written[1::2], strict=True
+    ):
+        rid = got_before.split(S)[4]
+        assert request_ids.setdefault(call, rid) == rid  # one request id per call
+        assert got_before == before.replace("RID", rid)
+        assert got_after == after.replace("RID", rid)
+    assert len(set(request_ids.values())) == len(request_ids)
+
+
 def test_a_consume_gives_sub_before_and_sub_after_records_sharing_a_request_id() -> None:
     t = tracer()
     msgs = (

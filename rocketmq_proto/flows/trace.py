@@ -397,9 +397,11 @@ class Tracer:
 
     def _write_consumed(self) -> None:
         """Write the records of the handler calls told since the last look: per
-        message, its ``SubBefore`` and ``SubAfter``. (The hottest code of trace: one
-        f-string per message, and :meth:`_write` inlined, with the open message's
-        counters kept in locals, for a message without keys.)"""
+        message, its ``SubBefore`` and ``SubAfter``. (The hottest code of trace, so
+        :meth:`_write` is inlined with the open message's counters kept in locals
+        for a message without keys, and a record's text is put together from three
+        pieces that change rarely, each made again only when what it holds changed,
+        and the request and message ids.)"""
         pending = self._consumed
         unwrapped, groups = self._unwrapped, self._groups
         prefix = self._request_prefix
@@ -409,18 +411,31 @@ class Tracer:
         known, parts = batch.keys, batch.parts
         size, keys_size, records = batch.size, batch.keys_size, batch.records
         skipped = 0
-        last_ms, start_s = -1, ""  # calls begun in the same millisecond share its text
+        # SubBefore: time, region, group, request id, message id, retries, keys;
+        # SubAfter: request id, message id, cost, success, keys, code, time, group.
+        # For a message without keys, the text is put together from ``head`` (the
+        # SubBefore up to the request id), ``middle`` (the rest of it after the
+        # message id, and the SubAfter's type) and ``tail`` (the SubAfter after its
+        # message id), each made again only when a field it holds changed.
+        last_group: str | None = None
+        name = region = head = middle = tail = ""
+        head_ms = rt = cost = end_ms = code = -1
         while pending:
-            group, messages, start_ms, elapsed, code = pending.popleft()
-            name = groups.get(group) or unwrapped(group)
+            group, messages, start_ms, elapsed, call_code = pending.popleft()
+            if group != last_group:
+                last_group, name = group, groups.get(group) or unwrapped(group)
+                head_ms = end_ms = -1
             requests += 1
-            rid = f"{prefix}{requests}"  # unique: the prefix names the client's process
-            if start_ms != last_ms:
-                last_ms, start_s = start_ms, str(start_ms)
+            rid = f"{prefix}{requests}\x01"  # unique: the prefix names the client's process
             elapsed_ms = int(elapsed * 1000)
-            end_s = str(start_ms + elapsed_ms) if elapsed_ms else start_s
-            cost = elapsed_ms // len(messages)
-            ok, code_n = _OUTCOMES[code]
+            if start_ms != head_ms:
+                head_ms = start_ms
+                head = f"SubBefore\x01{start_ms}\x01{region}\x01{name}\x01"
+            call_cost = elapsed_ms // len(messages)
+            if call_cost != cost or start_ms + elapsed_ms != end_ms or call_code != code:
+                cost, end_ms, code = call_cost, start_ms + elapsed_ms, call_code
+                ok, code_n = _OUTCOMES[code]
+                tail = f"\x01{cost}\x01{ok}\x01null\x01{code_n}\x01{end_ms}\x01{name}\x02"
             done = 0  # messages of this call written (or skipped)
             try:
                 for msg in messages:
@@ -431,15 +446,21 @@ class Tracer:
                         continue
                     keys = props.get(_KEYS)
                     msg_id = props.get(_UNIQ) or msg.msg_id
-                    shown = "null" if keys is None else keys
-                    # SubBefore: time, region, group, request id, message id, retries, keys;
-                    # SubAfter: request id, message id, cost, success, keys, code, time, group.
-                    text = (
-                        f"SubBefore\x01{start_s}\x01{props.get(_REGION) or DEFAULT_REGION}\x01"
-                        f"{name}\x01{rid}\x01{msg_id}\x01{msg.reconsume_times}\x01{shown}\x02"
-                        f"SubAfter\x01{rid}\x01{msg_id}\x01{cost}\x01{ok}\x01{shown}\x01"
-                        f"{code_n}\x01{end_s}\x01{name}\x02"
-                    )
+                    if (props.get(_REGION) or DEFAULT_REGION) != region:
+                        region = props.get(_REGION) or DEFAULT_REGION
+                        head = f"SubBefore\x01{start_ms}\x01{region}\x01{name}\x01"
+                    if msg.reconsume_times != rt:
+                        rt = msg.reconsume_times
+                        middle = f"\x01{rt}\x01null\x02SubAfter\x01"
+                    if keys is None:
+                        text = f"{head}{rid}{msg_id}{middle}{rid}{msg_id}{tail}"
+                    else:
+                        ok, code_n = _OUTCOMES[code]
+                        text = (
+                            f"{head}{rid}{msg_id}\x01{rt}\x01{keys}\x02SubAfter\x01{rid}"
+                            f"{msg_id}\x01{cost}\x01{ok}\x01{keys}\x01{code_n}\x01"
+                            f"{end_ms}\x01{name}\x02"
+                        )
                     more = len(text)
                     if (
                         keys is None
