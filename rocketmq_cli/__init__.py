@@ -33,7 +33,7 @@ def main() -> None:
             raise
         sys.stderr.write(
             f"rocketmq: the command line needs the 'cli' extra ({missing} is not "
-            "installed): pip install 'rocketmq-python[cli]'\n"
+            "installed): pip install 'rocketmq-remoting[cli]'\n"
         )
         raise SystemExit(2) from None
     command(prog_name="rocketmq")

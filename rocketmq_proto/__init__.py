@@ -15,7 +15,7 @@ errors, codes) is defined and exported here.
 
 import logging as _logging
 
-#: The release of the ``rocketmq-python`` distribution; the driver packages re-export it
+#: The release of the ``rocketmq-remoting`` distribution; the driver packages re-export it
 #: and the build reads it from here (``[tool.hatch.version]`` in pyproject.toml).
 __version__ = "0.1.0"
 

@@ -1,5 +1,5 @@
 """OpenTelemetry metrics of a client, under the instrument names of the RocketMQ 5.x
-clients (the ``[otel]`` extra: ``pip install 'rocketmq-python[otel]'``).
+clients (the ``[otel]`` extra: ``pip install 'rocketmq-remoting[otel]'``).
 
 ``instrument(client)`` gives a client (of any driver) a hook that records, through
 the global meter provider or the one given:
@@ -195,9 +195,9 @@ def instrument(client: Any, *, meter_provider: MeterProvider | None = None) -> C
         from opentelemetry import metrics
     except ImportError:
         raise ConfigError(
-            "OpenTelemetry is not installed: pip install 'rocketmq-python[otel]'"
+            "OpenTelemetry is not installed: pip install 'rocketmq-remoting[otel]'"
         ) from None
     provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
-    hook = ClientMetrics(client, provider.get_meter("rocketmq-python"))
+    hook = ClientMetrics(client, provider.get_meter("rocketmq-remoting"))
     client.add_hook(hook)
     return hook

@@ -1,7 +1,7 @@
 """Hypothesis strategies for fuzzing code built on the protocol core.
 
 Optional: this is the only core module that imports hypothesis (install it with
-``pip install rocketmq-python[fuzz]``); ``import rocketmq_proto`` does not load it.
+``pip install rocketmq-remoting[fuzz]``); ``import rocketmq_proto`` does not load it.
 
 Every strategy builds values the core accepts by construction: commands that
 encode in both header formats and decode back equal, frames the frame decoder

@@ -14,8 +14,9 @@ with a time limit, several at once. Before it runs:
 - the topics it names are created on both brokers, and their route is waited for.
 
 After the block's code, the test functions it defines (``test_*``, as in the
-fuzzing page) are called. A block fails with its file and line, its exit status and
-the end of its output.
+fuzzing and testing pages) are called, with the cluster's name server as
+``rocketmq_namesrv`` where they ask for it (the testing plugin's fixture). A block
+fails with its file and line, its exit status and the end of its output.
 
 A block is left out only with ``<!-- docs-test: skip: REASON -->`` on the line right
 before its fence, and only if ``SKIPPED`` below lists it: a new exception fails
@@ -122,10 +123,13 @@ runpy.run_path(script, run_name="__main__")
 
 _EPILOGUE = """
 
-# Added by tests/test_docs_broker.py: the block's own test functions run too.
+# Added by tests/test_docs_broker.py: the block's own test functions run too, given
+# the name server as the testing plugin's ``rocketmq_namesrv`` fixture would be.
+import inspect as _inspect
 for _name, _test in list(globals().items()):
     if _name.startswith("test_") and callable(_test):
-        _test()
+        _wanted = _inspect.signature(_test).parameters
+        _test(**({{"rocketmq_namesrv": {namesrv!r}}} if "rocketmq_namesrv" in _wanted else {{}}))
 """
 
 
@@ -140,7 +144,7 @@ def runnable(block: Block, namesrv: str, suffix: str) -> tuple[str, set[str]]:
             topics.add(f"{name}_{suffix}")
         return f"{quote}{name}_{suffix}{quote}"
 
-    return _NAME.sub(rename, code) + _EPILOGUE, topics
+    return _NAME.sub(rename, code) + _EPILOGUE.format(namesrv=namesrv), topics
 
 
 @dataclass

@@ -945,8 +945,8 @@ def test_zstd_bodies_without_content_size_decode() -> None:
 @pytest.mark.parametrize(
     ("modules", "flags", "algorithm", "extra"),
     [
-        (("lz4", "lz4.frame"), 0x101, "LZ4", "rocketmq-python[lz4]"),
-        (("zstandard",), 0x201, "Zstandard", "rocketmq-python[zstd]"),
+        (("lz4", "lz4.frame"), 0x101, "LZ4", "rocketmq-remoting[lz4]"),
+        (("zstandard",), 0x201, "Zstandard", "rocketmq-remoting[zstd]"),
     ],
 )
 def test_missing_compression_library(

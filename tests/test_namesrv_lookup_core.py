@@ -109,7 +109,7 @@ def test_the_lookup_url_is_validated_and_becomes_an_http_1_0_get() -> None:
     assert (url.host, url.port, url.target) == ("ns.example", 8080, "/rocketmq/nsaddr-unit?nofix=1")
     assert url.request() == (
         b"GET /rocketmq/nsaddr-unit?nofix=1 HTTP/1.0\r\nHost: ns.example:8080\r\n"
-        b"Accept: text/plain\r\nConnection: close\r\nUser-Agent: rocketmq-python\r\n\r\n"
+        b"Accept: text/plain\r\nConnection: close\r\nUser-Agent: rocketmq-remoting\r\n\r\n"
     )
     plain = parse_lookup_url("http://10.1.2.3")
     assert (plain.port, plain.target) == (80, "/")

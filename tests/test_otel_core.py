@@ -118,7 +118,7 @@ def test_without_opentelemetry_instrument_says_what_to_install(
     import sys
 
     monkeypatch.setitem(sys.modules, "opentelemetry", None)
-    with pytest.raises(ConfigError, match=r"pip install 'rocketmq-python\[otel\]'"):
+    with pytest.raises(ConfigError, match=r"pip install 'rocketmq-remoting\[otel\]'"):
         instrument(FakeClient())
 
 

@@ -1,6 +1,8 @@
 """The package as users get it: the wheel and the sdist build, pass ``twine check``,
 and the wheel installed into fresh virtual environments (without extras, and with
-``[gevent]``) imports and sends to the real cluster.
+``[gevent,cli,testing]``) imports and sends to the real cluster; there the testing
+plugin's fixture serves a user's test, with the session's cluster and with one it
+starts itself.
 
 The build runs without isolation (hatchling comes with the ``dev`` extra), so it
 needs no package index. Installing the ``[gevent]`` extra does: pip fetches gevent
@@ -14,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import tarfile
@@ -33,9 +36,11 @@ pytestmark = pytest.mark.broker
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("rocketmq_proto", "rocketmq_asyncio", "rocketmq_sync", "rocketmq_gevent")
-#: The command line's package (the ``cli`` extra brings what it needs).
+#: The command line's package (the ``cli`` extra brings what it needs) and the
+#: testing package (the ``testing`` extra).
 CLI = "rocketmq_cli"
-DISTRIBUTION = "rocketmq-python"
+TESTING = "rocketmq_testing"
+DISTRIBUTION = "rocketmq-remoting"
 
 
 @dataclass(frozen=True)
@@ -89,12 +94,16 @@ def test_the_wheel_holds_the_packages_and_the_metadata(built: Built) -> None:
         names = set(wheel.namelist())
         (metadata_name,) = [n for n in names if n.endswith(".dist-info/METADATA")]
         metadata = wheel.read(metadata_name).decode()
-    for package in (*PACKAGES, CLI):
+    for package in (*PACKAGES, CLI, TESTING):
         assert f"{package}/__init__.py" in names, package
         assert f"{package}/py.typed" in names, package
+    assert f"{TESTING}/cluster_pom.xml" in names  # the launcher's Maven template
     (entry_points,) = [n for n in names if n.endswith(".dist-info/entry_points.txt")]
     with zipfile.ZipFile(built.wheel) as wheel:
-        assert "rocketmq = rocketmq_cli:main" in wheel.read(entry_points).decode()
+        declared = wheel.read(entry_points).decode()
+    assert "rocketmq = rocketmq_cli:main" in declared
+    assert "rocketmq-cluster = rocketmq_testing.cluster:main" in declared
+    assert "[pytest11]\nrocketmq = rocketmq_testing.pytest_plugin" in declared, declared
     assert not any(n.startswith(("tests/", "scripts/", "docs/", "benchmarks/")) for n in names)
     dist_info = metadata_name.rsplit("/", 1)[0]
     assert {f"{dist_info}/licenses/LICENSE", f"{dist_info}/licenses/NOTICE"} <= names
@@ -105,7 +114,8 @@ def test_the_wheel_holds_the_packages_and_the_metadata(built: Built) -> None:
     assert "Requires-Python: >=3.11" in headers
     for minor in ("3.11", "3.12", "3.13"):
         assert f"Classifier: Programming Language :: Python :: {minor}" in headers
-    assert "Provides-Extra: gevent" in headers and "Provides-Extra: cli" in headers
+    for extra in ("gevent", "cli", "testing"):
+        assert f"Provides-Extra: {extra}" in headers, extra
     assert not any(h.startswith("Requires-Dist:") and "extra ==" not in h for h in headers), (
         "the core must keep no runtime dependency"
     )
@@ -120,8 +130,9 @@ def test_the_sdist_holds_the_license_changelog_and_sources(built: Built) -> None
         names = {name.split("/", 1)[1] for name in sdist.getnames() if "/" in name}
     for needed in ("LICENSE", "NOTICE", "README.md", "CHANGELOG.md", "pyproject.toml"):
         assert needed in names, needed
-    for package in (*PACKAGES, CLI):
+    for package in (*PACKAGES, CLI, TESTING):
         assert f"{package}/__init__.py" in names, package
+    assert f"{TESTING}/cluster_pom.xml" in names
 
 
 #: Run inside each fresh environment: imports every package it should have, checks
@@ -161,11 +172,12 @@ print(json.dumps({"prefix": sys.prefix, "found": found, "sent": sent}))
 @pytest.fixture(scope="module")
 def fresh_envs(built: Built, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
     """Two fresh environments with the wheel: ``bare`` (no extra, no dependency
-    installed) and ``gevent`` (``[gevent,cli]``, their dependencies from the index)."""
+    installed) and ``gevent`` (``[gevent,cli,testing]``, their dependencies from the
+    index)."""
     envs: dict[str, Path] = {}
     for name, requirement in (
         ("bare", str(built.wheel)),
-        ("gevent", f"{DISTRIBUTION} [gevent,cli] @ {built.wheel.as_uri()}"),
+        ("gevent", f"{DISTRIBUTION} [gevent,cli,testing] @ {built.wheel.as_uri()}"),
     ):
         home = tmp_path_factory.mktemp(f"venv_{name}")
         _run([sys.executable, "-m", "venv", "--without-pip", str(home)])
@@ -253,3 +265,50 @@ def test_the_console_script_runs_with_the_cli_extra_and_says_what_is_missing_wit
     )
     assert bare.returncode == 2, bare
     assert "needs the 'cli' extra" in bare.stderr and "Traceback" not in bare.stderr, bare.stderr
+
+
+def _documented_plugin_test() -> str:
+    """The test of the testing guide, as a user would copy it."""
+    page = (ROOT / "docs" / "guides" / "testing.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"^```python\n(.*?)^```", page, re.M | re.S)
+    (test,) = [block for block in blocks if "def test_" in block]
+    return str(test)
+
+
+@pytest.mark.parametrize("cluster", ["given", "started"])
+def test_the_testing_plugin_serves_a_users_test(
+    cluster: str, fresh_envs: dict[str, Path], rocketmq_cluster: Any, tmp_path: Path
+) -> None:
+    """pytest in the environment with the ``testing`` extra loads the plugin by
+    itself; the documented test passes with the cluster ``ROCKETMQ_NAMESRV`` names
+    (``given``: nothing started) and with none named (``started``: the plugin starts
+    a name server and two brokers, and stops them at the end)."""
+    (tmp_path / "test_user.py").write_text(_documented_plugin_test(), encoding="utf-8")
+    (tmp_path / "test_where.py").write_text(
+        "def test_where(rocketmq_cluster):\n"
+        "    print('CLUSTER', type(rocketmq_cluster).__name__, rocketmq_cluster.namesrv_addr)\n",
+        encoding="utf-8",
+    )
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONPATH", "NAMESRV_ADDR", "ROCKETMQ_NAMESRV", "ROCKETMQ_VERSION")
+    }
+    if cluster == "given":
+        env["ROCKETMQ_NAMESRV"] = rocketmq_cluster.namesrv_addr
+    python = fresh_envs["gevent"]
+    args = [str(python), "-m", "pytest", "-p", "no:cacheprovider", "-v", "-s"]
+    out = _run([*args, "test_user.py", "test_where.py"], cwd=tmp_path, env=env, timeout=300)
+    assert re.search(r"test_user.py::test_an_order_is_sent_and_read_back .*PASSED", out), out
+    assert "2 passed" in out, out
+    (kind, namesrv) = re.findall(r"CLUSTER (\w+) (\S+)", out)[0]
+    if cluster == "given":
+        assert (kind, namesrv) == ("ExternalCluster", rocketmq_cluster.namesrv_addr), out
+    else:
+        assert kind == "LocalCluster" and namesrv != rocketmq_cluster.namesrv_addr, out
+        # Stopped at the session's end: its name server no longer answers.
+        host, port = namesrv.rsplit(":", 1)
+        with pytest.raises(OSError), socket.create_connection((host, int(port)), timeout=2):
+            pass
+    plugins = _run([*args, "--version", "--version"], cwd=tmp_path, env=env)
+    assert "rocketmq-remoting" in plugins, plugins

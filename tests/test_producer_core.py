@@ -532,5 +532,5 @@ def test_compression_options_are_validated(monkeypatch: pytest.MonkeyPatch) -> N
         ProducerConfig(compress_msg_body_over_howmuch=-1)
     monkeypatch.setitem(sys.modules, "lz4", None)
     monkeypatch.setitem(sys.modules, "lz4.frame", None)
-    with pytest.raises(ConfigError, match=r"LZ4.*rocketmq-python\[lz4\]"):
+    with pytest.raises(ConfigError, match=r"LZ4.*rocketmq-remoting\[lz4\]"):
         ProducerConfig(compress_type="lz4")  # type: ignore[arg-type]

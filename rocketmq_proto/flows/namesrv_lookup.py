@@ -71,7 +71,7 @@ class LookupUrl:
             f"Host: {host_header}\r\n"
             "Accept: text/plain\r\n"
             "Connection: close\r\n"
-            "User-Agent: rocketmq-python\r\n"
+            "User-Agent: rocketmq-remoting\r\n"
             "\r\n"
         ).encode("ascii")
 

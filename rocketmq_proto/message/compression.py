@@ -45,7 +45,7 @@ def _lz4_frame() -> Any:
     except ImportError:
         raise CompressionUnavailableError(
             "LZ4 message bodies need the 'lz4' package, which is not installed: "
-            "pip install rocketmq-python[lz4]"
+            "pip install rocketmq-remoting[lz4]"
         ) from None
     return lz4.frame
 
@@ -56,7 +56,7 @@ def _zstandard() -> Any:
     except ImportError:
         raise CompressionUnavailableError(
             "Zstandard message bodies need the 'zstandard' package, which is not installed: "
-            "pip install rocketmq-python[zstd]"
+            "pip install rocketmq-remoting[zstd]"
         ) from None
     return zstandard
 
