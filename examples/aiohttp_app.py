@@ -1,6 +1,6 @@
 """An aiohttp web app that sends one RocketMQ message per HTTP request.
 
-    pip install aiohttp rocketmq-python
+    pip install aiohttp rocketmq-remoting
     python examples/aiohttp_app.py --namesrv 127.0.0.1:9876 --topic Orders --port 8080
 
 (From a clone, without installing the package: ``PYTHONPATH=. python examples/aiohttp_app.py``.)

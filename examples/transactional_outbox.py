@@ -66,7 +66,6 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from rocketmq_proto import MessageConst
 from rocketmq_sync import (
     Message,
     MessageExt,
@@ -204,8 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
 
     def local_transaction(message: Message, order: Order) -> TransactionState:
-        # The id the consumers will see (the half message's UNIQ_KEY, set by the send).
-        msg_id = message.properties[MessageConst.PROPERTY_UNIQ_CLIENT_MESSAGE_ID_KEYIDX]
+        # The id the consumers will see: the half message already has it.
+        msg_id = message.msg_id
+        assert msg_id is not None
         try:
             store.place(order.order_id, order.item, order.quantity, msg_id, message.topic)
         except sqlite3.IntegrityError as exc:  # refused: the event must never be seen

@@ -129,8 +129,10 @@ def test_send_builds_v2_request_and_parses_result() -> None:
     sim = Sim(broker)
     core = make_producer()
     msg = Message("T", b"hello", tags="TagA", keys=["k1", "k2"], properties={"color": "blue"})
+    assert msg.msg_id is None
     result = sim.run(core.send_flow(msg))
     assert result is not None and result.status is SendStatus.SEND_OK
+    assert msg.msg_id == result.msg_id  # the message now tells the id it went with
     name, cmd = broker.sent[0]
     assert cmd.code == RequestCode.SEND_MESSAGE_V2
     fields = cmd.ext_fields
@@ -276,11 +278,12 @@ def test_transaction_commit_sends_end_transaction_with_offsets() -> None:
     seen = []
 
     def local(msg: Message, arg: object) -> TransactionState:
-        seen.append((msg.properties["TRAN_MSG"], arg))
+        seen.append((msg.properties["TRAN_MSG"], arg, msg.msg_id))
         return TransactionState.COMMIT
 
     result, state = sim.run(core.transaction_flow(Message("T", b"x"), local, "arg"))
-    assert state is TransactionState.COMMIT and seen == [("true", "arg")]
+    # The local transaction already sees the id the consumers will see.
+    assert state is TransactionState.COMMIT and seen == [("true", "arg", result.msg_id)]
     half = broker.sent[0][1]
     assert int(half.ext_fields["f"]) & 0x4
     ((addr, end),) = sim.oneways

@@ -299,6 +299,15 @@ class Message(_PropertyView):
     # -- plain fields
 
     @property
+    def msg_id(self) -> str | None:
+        """The id the producer gave this message (its ``UNIQ_KEY``): the ``msg_id`` of
+        the send's result and of the message its consumers receive. ``None`` until a
+        send (or a transaction's half message) is about to go; a local transaction
+        already sees it, and can record it beside the work it does. A message sent
+        again keeps its id."""
+        return self.properties.get(_C.PROPERTY_UNIQ_CLIENT_MESSAGE_ID_KEYIDX)
+
+    @property
     def topic(self) -> str:
         return self._topic
 
