@@ -52,6 +52,19 @@ from rocketmq_asyncio import ConsumeResult, Message, MessageExt, Producer, PushC
 STEPS = ("created", "paid", "shipped")
 
 
+def read_event(message: MessageExt) -> dict[str, Any] | None:
+    """The message's JSON object, or None for a body that is not one (a message this
+    program did not send): skipped, never left to fail its handler over and over."""
+    try:
+        event = json.loads(message.body)
+    except ValueError:
+        event = None
+    if not isinstance(event, dict):
+        print(f"skipped {message.msg_id}: its body is not a JSON object", flush=True)
+        return None
+    return event
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -119,17 +132,17 @@ async def run(args: argparse.Namespace, stop: asyncio.Event) -> dict[str, Any]:
         # One message at a time by default (consume_message_batch_max_size=1); a
         # suspended batch comes back whole, so fail before handling any of it.
         for message in messages:
-            event = json.loads(message.body)
-            if (event["order"], event["step"]) == flaky:
+            event = read_event(message)
+            if event is not None and (event.get("order"), event.get("step")) == flaky:
                 attempt = {"step": event["step"], "reconsume_times": message.reconsume_times}
                 attempts.append(attempt)
                 if len(attempts) == 1:
                     print(f"{event['order']} {event['step']}: failed, queue paused", flush=True)
                     return ConsumeResult.SUSPEND_CURRENT_QUEUE_A_MOMENT
         for message in messages:
-            event = json.loads(message.body)
-            if event.get("run") != run_id:
-                continue  # left by an earlier run
+            event = read_event(message)
+            if event is None or event.get("run") != run_id:
+                continue  # not this run's
             checker.begin(event["order"])
             try:
                 await asyncio.sleep(args.work_ms / 1000)  # the work: await a database...

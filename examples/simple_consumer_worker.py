@@ -52,6 +52,19 @@ from typing import Any
 from rocketmq_asyncio import Message, MessageExt, Producer, RocketMQError, SimpleConsumer
 
 
+def read_event(message: MessageExt) -> dict[str, Any] | None:
+    """The message's JSON object, or None for a body that is not one (a message this
+    program did not send): skipped, never left to fail its handler over and over."""
+    try:
+        event = json.loads(message.body)
+    except ValueError:
+        event = None
+    if not isinstance(event, dict):
+        print(f"skipped {message.msg_id}: its body is not a JSON object", flush=True)
+        return None
+    return event
+
+
 class JobFailed(Exception):
     """A job's processing failed (a transient error: worth another attempt)."""
 
@@ -92,8 +105,8 @@ class Worker:
     async def work(self, consumer: SimpleConsumer) -> None:
         """The worker loop: until every job of this run is acked."""
         async for message in consumer:
-            event = json.loads(message.body)
-            if event.get("run") != self.run_id:
+            event = read_event(message)
+            if event is None or event.get("run") != self.run_id:
                 await consumer.ack(message)  # left by an earlier run: drop it
                 continue
             job = event["job"]

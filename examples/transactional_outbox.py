@@ -37,9 +37,11 @@ or SIGTERM before that.
 
 Brokers check unfinished transactions every ``transactionCheckInterval`` (60 s
 by default) once they are ``transactionTimeOut`` old (6 s): the third order may
-take a minute to arrive (``scripts/cluster.py`` starts brokers checking every
-second). The database is a new file in a temporary directory unless ``--db``
-names one.
+take a minute to arrive (the ``rocketmq-cluster`` launcher starts brokers
+checking every second). The database is ``outbox-orders.db`` in the current
+directory unless ``--db`` names another: it outlives the run, as an outbox must,
+so that a check-back that comes after a restart (for an order whose outcome the
+last run never told) still finds the order and commits its event.
 
 Create the topic first: ``admin.create_topic("OrderEvents")`` with a
 ``rocketmq_sync.Admin(namesrv)`` (on every master of the cluster), or
@@ -56,13 +58,11 @@ import os
 import signal
 import sqlite3
 import sys
-import tempfile
 import threading
 import time
 import uuid
 from contextlib import closing
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -92,6 +92,19 @@ CREATE TABLE IF NOT EXISTS outbox (
 """
 
 
+def read_event(message: MessageExt) -> dict[str, Any] | None:
+    """The message's JSON object, or None for a body that is not one (a message this
+    program did not send): skipped, never left to fail its handler over and over."""
+    try:
+        event = json.loads(message.body)
+    except ValueError:
+        event = None
+    if not isinstance(event, dict):
+        print(f"skipped {message.msg_id}: its body is not a JSON object", flush=True)
+        return None
+    return event
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -102,7 +115,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--topic", default="OrderEvents")
     parser.add_argument("--group", default="outbox-orders", help="the producer group")
     parser.add_argument("--consumer-group", default="outbox-shipping")
-    parser.add_argument("--db", help="the sqlite file (default: a new temporary one)")
+    parser.add_argument(
+        "--db", default="outbox-orders.db", help="the sqlite file (default: %(default)s)"
+    )
     parser.add_argument("--settle", type=float, default=2.0, help="seconds to wait at the end")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds before giving up")
     return parser.parse_args(argv)
@@ -181,7 +196,7 @@ def stored_events(store: OrderStore, orders: list[Order]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    db_path = args.db or str(Path(tempfile.mkdtemp(prefix="outbox-")) / "orders.db")
+    db_path = args.db
     store = OrderStore(db_path)
     run_id = uuid.uuid4().hex[:8]  # order ids of this run, so that reruns do not collide
     orders = [
@@ -239,8 +254,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def handle(messages: list[MessageExt]) -> None:
         for message in messages:
-            event = json.loads(message.body)
-            if event.get("run") != run_id:
+            event = read_event(message)
+            if event is None or event.get("run") != run_id:
                 continue  # left by an earlier run
             print(f"consumed: order {event['order_id']} placed ({message.msg_id})", flush=True)
             with lock:

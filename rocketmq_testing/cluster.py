@@ -46,7 +46,6 @@ from __future__ import annotations
 import argparse
 import atexit
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -98,8 +97,13 @@ DEFAULT_BROKER_NAMES: Final = ("broker-a", "broker-b")
 SHORT_MESSAGE_DELAY_LEVELS: Final = " ".join(f"{level}s" for level in range(1, 19))
 
 POM_TEMPLATE: Final = Path(__file__).resolve().parent / "cluster_pom.xml"
-#: Where ``up`` records what it started, for ``status`` and ``down``.
-DEFAULT_STATE_FILE: Final = Path(".cluster") / "state.json"
+#: Where ``up`` records what it started, for ``status`` and ``down`` (the same
+#: file whichever directory they run in; ``--state-file`` moves it).
+DEFAULT_STATE_FILE: Final = (
+    Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
+    / "rocketmq-py-cluster"
+    / "state.json"
+)
 
 # JDK 9+ module gates that RocketMQ's direct-buffer and reflection code needs.
 _JDK17_FLAGS: Final = (
@@ -231,6 +235,8 @@ def _major(version: str) -> int:
 
 @contextlib.contextmanager
 def _file_lock(path: Path) -> Iterator[None]:
+    import fcntl  # POSIX: imported here, so that importing the launcher works anywhere
+
     with open(path, "a+b") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
@@ -901,6 +907,12 @@ def _cds_flags(cds_dir: Path | None, server: _Server) -> list[str]:
     return [f"-XX:ArchiveClassesAtExit={server.cds_dump}"]
 
 
+def _writes_cds_archive(cds_dir: Path | None, server: _Server) -> bool:
+    """Whether ``server`` was started to write its role's class archive at exit (there
+    was none yet): then it must exit in order, not be killed."""
+    return cds_dir is not None and not (cds_dir / f"{server.role}.jsa").exists()
+
+
 def _keep_cds_dump(cds_dir: Path | None, server: _Server) -> None:
     """Adopt a first run's archive if the JVM exited by itself and a JVM can map it.
 
@@ -1147,9 +1159,7 @@ class LocalCluster:
         try:
             if discarded:
                 for server in self._servers():
-                    if not any(
-                        arg.startswith("-XX:ArchiveClassesAtExit") for arg in server.command
-                    ):
+                    if not _writes_cds_archive(self._cds_of(server), server):
                         server.send(signal.SIGKILL)
             _stop_servers(self._servers(namesrvs=False), limit)
             _stop_servers(self._namesrvs, limit)
@@ -1927,7 +1937,7 @@ def _cmd_down(args: argparse.Namespace) -> int:
     state_path = Path(args.state_file)
     state = _load_state(state_path)
     if state is None:
-        print("down (no state file)")
+        print(f"down (no state file at {state_path})")
         return 0
     LocalCluster.attach(state).stop(timeout=args.timeout)
     state_path.unlink(missing_ok=True)

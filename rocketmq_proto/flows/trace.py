@@ -419,7 +419,8 @@ class Tracer:
         # message id), each made again only when a field it holds changed.
         last_group: str | None = None
         name = region = head = middle = tail = ""
-        head_ms = rt = cost = end_ms = code = -1
+        head_ms = cost = end_ms = code = -1  # times, costs and codes are never negative
+        rt: int | None = None
         while pending:
             group, messages, start_ms, elapsed, call_code = pending.popleft()
             if group != last_group:
