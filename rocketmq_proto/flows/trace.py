@@ -429,9 +429,6 @@ class Tracer:
             requests += 1
             rid = f"{prefix}{requests}\x01"  # unique: the prefix names the client's process
             elapsed_ms = int(elapsed * 1000)
-            if start_ms != head_ms:
-                head_ms = start_ms
-                head = f"SubBefore\x01{start_ms}\x01{region}\x01{name}\x01"
             call_cost = elapsed_ms // len(messages)
             if call_cost != cost or start_ms + elapsed_ms != end_ms or call_code != code:
                 cost, end_ms, code = call_cost, start_ms + elapsed_ms, call_code
@@ -447,8 +444,9 @@ class Tracer:
                         continue
                     keys = props.get(_KEYS)
                     msg_id = props.get(_UNIQ) or msg.msg_id
-                    if (props.get(_REGION) or DEFAULT_REGION) != region:
-                        region = props.get(_REGION) or DEFAULT_REGION
+                    msg_region = props.get(_REGION) or DEFAULT_REGION
+                    if start_ms != head_ms or msg_region != region:
+                        head_ms, region = start_ms, msg_region
                         head = f"SubBefore\x01{start_ms}\x01{region}\x01{name}\x01"
                     if msg.reconsume_times != rt:
                         rt = msg.reconsume_times
