@@ -176,3 +176,32 @@ def test_admin_reads_the_traces_the_java_client_writes(rocketmq_cluster: Any) ->
     assert {r.group for r in records if r.type is TraceType.SUB_BEFORE} == {consumer_group}
     [after] = [r for r in records if r.type is TraceType.SUB_AFTER]
     assert after.success and after.group == consumer_group
+
+
+def test_full_trace_messages_with_wide_keys_are_taken_by_the_broker(
+    rocketmq_cluster: Any, backend: Backend, topic: str
+) -> None:
+    """Enough sends to fill trace messages to their limits (keys of three-byte
+    characters among them): the broker takes every trace message (none fails),
+    and the records of the first and the last send are found."""
+    ns = rocketmq_cluster.namesrv_addr
+    group = unique("trace_full")
+    wide = "鍵" * 200
+    count = 1200
+    with backend.open("Producer", ns, group=group, enable_trace=True) as producer:
+        results = [
+            producer.send(Message(topic, b"x", keys=[f"{wide}{i}"] if i % 4 == 0 else None))
+            for i in range(count)
+        ]
+        # Before the close's flush: full trace messages went out on their own.
+        backend.wait_for(
+            lambda: producer.stats()["trace"]["sent"] > 0, WAIT, "a full trace message"
+        )
+    trace = producer.stats()["trace"]
+    assert trace["recorded"] == trace["sent"] == count, trace
+    assert trace["failed"] == trace["dropped"] == 0, trace
+    with backend.open("Admin", ns) as admin:
+        for sent in (results[0], results[-1]):
+            [pub] = traces(backend, admin, sent.msg_id, {TraceType.PUB})
+            assert pub.group == group and pub.offset_msg_id == sent.offset_msg_id
+        assert admin.query_messages("RMQ_SYS_TRACE_TOPIC", f"{wide}0")

@@ -17,12 +17,12 @@ from rocketmq_proto.flows.trace import (
     FLUSH_DELAY,
     MAX_RECORDS_PER_MESSAGE,
     MAX_TRACE_BODY,
-    MAX_TRACE_KEYS_CHARS,
+    MAX_TRACE_KEYS_BYTES,
     Tracer,
 )
 from rocketmq_proto.message.ids import UniqueIdGenerator
 from rocketmq_proto.message.model import Message, MessageExt
-from rocketmq_proto.message.properties import decode_properties
+from rocketmq_proto.message.properties import decode_properties, encode_properties
 from rocketmq_proto.options import pull_consumer_settings, trace_options
 from rocketmq_proto.wire.codes import RequestCode, SendStatus
 from rocketmq_proto.wire.errors import ConfigError, RemoteProtocolError
@@ -376,7 +376,7 @@ def test_records_wait_for_a_full_message_or_the_flush_delay() -> None:
         publish(t, result(f"L{i}"), Message("T", b"x", keys=[long_key + str(i)]))
     first = t.take(30.0, flush=True)
     assert first is not None and 0 < first.records < 15
-    assert first.keys_size == sum(len(k) + 1 for k in first.keys) <= MAX_TRACE_KEYS_CHARS
+    assert first.keys_size == sum(len(k.encode()) + 1 for k in first.keys) <= MAX_TRACE_KEYS_BYTES
 
 
 def test_consumed_records_fill_messages_within_their_limits() -> None:
@@ -390,7 +390,9 @@ def test_consumed_records_fill_messages_within_their_limits() -> None:
     while (batch := t.take(0.0, flush=True)) is not None:
         body = batch.body()
         assert len(body) == batch.size <= MAX_TRACE_BODY
-        assert batch.keys_size == sum(len(k) + 1 for k in batch.keys) <= MAX_TRACE_KEYS_CHARS
+        assert (
+            batch.keys_size == sum(len(k.encode()) + 1 for k in batch.keys) <= MAX_TRACE_KEYS_BYTES
+        )
         assert batch.records <= MAX_RECORDS_PER_MESSAGE + 1
         records = decode_trace_data(body.decode())
         assert len(records) == batch.records
@@ -543,3 +545,27 @@ def test_a_flush_counts_the_records_of_sends_still_in_flight_as_unsent() -> None
     assert Sim(lambda addr, command: None).run(t.flush_flow(0.0)) == 3  # type: ignore[arg-type,return-value]
     sending.close()
     assert t._sending == 0  # a send that ended, however it ended, is no longer counted
+
+
+def test_keys_that_are_not_ascii_keep_a_trace_message_within_the_brokers_limit() -> None:
+    """The keys limit counts UTF-8 bytes: user keys of three-byte characters (and a
+    message id that is not ASCII) still give trace messages whose properties the
+    broker takes (32767 bytes in all), with every key written once."""
+    t = tracer(capacity=100_000)
+    wide = "鍵" * 300  # 900 bytes, 300 characters
+    for i in range(200):
+        publish(t, result(f"P{i}"), Message("T", b"x", keys=[f"{wide}{i}"]))
+        msg_id = f"M{i:031d}" if i % 3 else f"é{i:030d}"
+        t.consumed("cg", (consumed(msg_id, KEYS=f"{wide}c{i}"),), 1, 0.0, ConsumeReturnType.SUCCESS)
+    batches = 0
+    keys: set[str] = set()
+    while (batch := t.take(0.0, flush=True)) is not None:
+        batches += 1
+        assert batch.keys_size == sum(len(k.encode()) + 1 for k in batch.keys)
+        assert batch.keys_size <= MAX_TRACE_KEYS_BYTES
+        message = Message("RMQ_SYS_TRACE_TOPIC", batch.body(), keys=" ".join(batch.keys))
+        message.properties["UNIQ_KEY"] = "F" * 32
+        assert len(encode_properties(message.properties)) <= 32767
+        keys |= set(batch.keys)
+    assert batches > 1 and t.buffered == 0 and t.dropped == 0
+    assert len(keys) == 2 * 200 + 200 + 200  # each message id and user key

@@ -8,7 +8,7 @@ trace. A handler call is recorded as one append, its records written later by th
 dispatch flow. A record that finds the buffer full is dropped and counted
 (:attr:`Tracer.dropped`). The dispatch flow packs the buffered records into trace
 messages (up to :data:`MAX_RECORDS_PER_MESSAGE` records, :data:`MAX_TRACE_BODY`
-bytes and :data:`MAX_TRACE_KEYS_CHARS` characters of keys each), sends one as soon
+bytes and :data:`MAX_TRACE_KEYS_BYTES` bytes of keys each), sends one as soon
 as a message's worth is waiting, or the oldest record waited :data:`FLUSH_DELAY`
 seconds, with at most :data:`MAX_SENDS_IN_FLIGHT` sends at once. A trace message
 that cannot be sent is dropped and its records counted in :attr:`Tracer.failed`.
@@ -64,7 +64,7 @@ __all__ = [
     "MAX_RECORDS_PER_MESSAGE",
     "MAX_SENDS_IN_FLIGHT",
     "MAX_TRACE_BODY",
-    "MAX_TRACE_KEYS_CHARS",
+    "MAX_TRACE_KEYS_BYTES",
     "TRACE_BUFFER_RECORDS",
     "TRACE_SEND_TIMEOUT",
     "Tracer",
@@ -79,12 +79,15 @@ TRACE_BUFFER_RECORDS: Final = 20_000
 #: may make records long).
 TRACE_BUFFER_BYTES: Final = 16 * 1024 * 1024
 #: Records per trace message at most.
-MAX_RECORDS_PER_MESSAGE: Final = 1000
-#: A trace message's body at most, in bytes (Java's trace producer: 128000).
-MAX_TRACE_BODY: Final = 120_000
-#: A trace message's KEYS property at most, in characters (the broker refuses
-#: properties over 32 KiB in all).
-MAX_TRACE_KEYS_CHARS: Final = 16_000
+MAX_RECORDS_PER_MESSAGE: Final = 2000
+#: A trace message's body at most, in bytes, before its compression (Java's trace
+#: producer: 128000; fewer, larger trace messages cost a consumer less per record,
+#: and a body of these records compresses about 15 to 1).
+MAX_TRACE_BODY: Final = 240_000
+#: A trace message's KEYS property at most, in UTF-8 bytes (the broker refuses
+#: properties over 32 KiB in all; the trace message's other properties take a
+#: few hundred).
+MAX_TRACE_KEYS_BYTES: Final = 30_000
 #: Seconds a record waits at most for more to fill its message.
 FLUSH_DELAY: Final = 1.0
 #: Trace messages being sent at once, at most.
@@ -350,7 +353,8 @@ class Tracer:
     def _write(self, msg_id: str, keys: str | None, text: str, records: int) -> None:
         """Write ``records`` (counted already) encoded as ``text`` into the open trace
         message, first closing it if they would not fit."""
-        size = len(text) if text.isascii() else len(text.encode())
+        ascii_only = text.isascii()  # then so is the message id, a key's bytes its length
+        size = len(text) if ascii_only else len(text.encode())
         if self._buffered_bytes + size > TRACE_BUFFER_BYTES:
             self._lost(records)
             return
@@ -358,8 +362,9 @@ class Tracer:
         known = batch.keys
         if (
             keys is None
+            and ascii_only
             and batch.size + size <= MAX_TRACE_BODY
-            and batch.keys_size + len(msg_id) < MAX_TRACE_KEYS_CHARS
+            and batch.keys_size + len(msg_id) < MAX_TRACE_KEYS_BYTES
             and batch.records < MAX_RECORDS_PER_MESSAGE
         ):  # the common case, quickly
             if msg_id not in known:
@@ -371,17 +376,17 @@ class Tracer:
             self._buffered_bytes += size
             return
         fresh = [k for k in (msg_id, *(keys.split(" ") if keys else ())) if k and k not in known]
-        more_keys = sum(len(k) + 1 for k in fresh)
+        more_keys = _keys_size(fresh)
         if batch.records and (
             batch.size + size > MAX_TRACE_BODY
-            or batch.keys_size + more_keys > MAX_TRACE_KEYS_CHARS
+            or batch.keys_size + more_keys > MAX_TRACE_KEYS_BYTES
             or batch.records >= MAX_RECORDS_PER_MESSAGE
         ):
             self._full.append(batch)
             batch = self._open = TraceBatch()
             known = batch.keys
             fresh = [k for k in (msg_id, *(keys.split(" ") if keys else ())) if k]
-            more_keys = sum(len(k) + 1 for k in fresh)
+            more_keys = _keys_size(fresh)
         for key in fresh:
             known[key] = None
         batch.parts.append(text)
@@ -465,7 +470,7 @@ class Tracer:
                         keys is None
                         and more <= room
                         and size + more <= MAX_TRACE_BODY
-                        and keys_size + len(msg_id) < MAX_TRACE_KEYS_CHARS
+                        and keys_size + len(msg_id) < MAX_TRACE_KEYS_BYTES
                         and records < MAX_RECORDS_PER_MESSAGE
                         and text.isascii()
                     ):
@@ -568,7 +573,7 @@ class Tracer:
         records = batch.records
         self._sending += records
         try:
-            message = Message(self.topic, batch.body(), keys=list(batch.keys))
+            message = Message(self.topic, batch.body(), keys=" ".join(batch.keys))
             yield from self.producer.send_flow(message, timeout)
         except RocketMQError as exc:
             self.failed += records
@@ -584,6 +589,12 @@ class Tracer:
         finally:
             self.in_flight -= 1
             self._sending -= records
+
+
+def _keys_size(keys: list[str]) -> int:
+    """The UTF-8 bytes ``keys`` add to a KEYS property, a separator each (a key
+    that is not ASCII takes more bytes than characters)."""
+    return sum((len(k) if k.isascii() else len(k.encode())) + 1 for k in keys)
 
 
 def _pub_type(props: dict[str, str]) -> str:
