@@ -131,14 +131,16 @@ def trace_producer_group(group: str, kind: str) -> str:
 
 class TraceBatch:
     """The records of one trace message as they are written: the encoded records,
-    the message's keys (each message id and user key once), and its sizes."""
+    the message's keys (each message id and user key, once per record that names
+    it: :meth:`keys_text` keeps each once), and its sizes."""
 
     __slots__ = ("keys", "keys_size", "parts", "records", "size")
 
     def __init__(self) -> None:
         self.parts: list[str] = []
-        self.keys: dict[str, None] = {}
-        #: Bytes of the body, characters of the keys (with their separators).
+        self.keys: list[str] = []
+        #: Bytes of the body; UTF-8 bytes of the keys with their separators, a key
+        #: named twice counted twice (so never less than :meth:`keys_text` takes).
         self.size = 0
         self.keys_size = 0
         self.records = 0
@@ -148,6 +150,12 @@ class TraceBatch:
 
     def body(self) -> bytes:
         return "".join(self.parts).encode()
+
+    def keys_text(self) -> str:
+        """The trace message's KEYS property: each key once, in the order written
+        (a key named twice in one trace message is rare: a message consumed again
+        within a second, or a message id also given as a key)."""
+        return " ".join(dict.fromkeys(self.keys))
 
 
 class Tracer:
@@ -359,7 +367,6 @@ class Tracer:
             self._lost(records)
             return
         batch = self._open
-        known = batch.keys
         if (
             keys is None
             and ascii_only
@@ -367,15 +374,14 @@ class Tracer:
             and batch.keys_size + len(msg_id) < MAX_TRACE_KEYS_BYTES
             and batch.records < MAX_RECORDS_PER_MESSAGE
         ):  # the common case, quickly
-            if msg_id not in known:
-                known[msg_id] = None
-                batch.keys_size += len(msg_id) + 1
+            batch.keys.append(msg_id)
+            batch.keys_size += len(msg_id) + 1
             batch.parts.append(text)
             batch.size += size
             batch.records += records
             self._buffered_bytes += size
             return
-        fresh = [k for k in (msg_id, *(keys.split(" ") if keys else ())) if k and k not in known]
+        fresh = [k for k in (msg_id, *(keys.split(" ") if keys else ())) if k]
         more_keys = _keys_size(fresh)
         if batch.records and (
             batch.size + size > MAX_TRACE_BODY
@@ -384,11 +390,7 @@ class Tracer:
         ):
             self._full.append(batch)
             batch = self._open = TraceBatch()
-            known = batch.keys
-            fresh = [k for k in (msg_id, *(keys.split(" ") if keys else ())) if k]
-            more_keys = _keys_size(fresh)
-        for key in fresh:
-            known[key] = None
+        batch.keys += fresh
         batch.parts.append(text)
         batch.size += size
         batch.keys_size += more_keys
@@ -413,7 +415,7 @@ class Tracer:
         requests = self._requests
         room = TRACE_BUFFER_BYTES - self._buffered_bytes
         batch = self._open
-        known, parts = batch.keys, batch.parts
+        ids, parts = batch.keys, batch.parts
         size, keys_size, records = batch.size, batch.keys_size, batch.records
         skipped = 0
         # SubBefore: time, region, group, request id, message id, retries, keys;
@@ -474,9 +476,8 @@ class Tracer:
                         and records < MAX_RECORDS_PER_MESSAGE
                         and text.isascii()
                     ):
-                        if msg_id not in known:
-                            known[msg_id] = None
-                            keys_size += len(msg_id) + 1
+                        ids.append(msg_id)
+                        keys_size += len(msg_id) + 1
                         parts.append(text)
                         size += more
                         records += 2
@@ -489,7 +490,7 @@ class Tracer:
                     self._write(msg_id, keys, text, 2)
                     room = TRACE_BUFFER_BYTES - self._buffered_bytes
                     batch = self._open
-                    known, parts = batch.keys, batch.parts
+                    ids, parts = batch.keys, batch.parts
                     size, keys_size, records = batch.size, batch.keys_size, batch.records
                     done += 1
             except Exception as exc:  # a message the handler broke (a non-text property)
@@ -573,7 +574,7 @@ class Tracer:
         records = batch.records
         self._sending += records
         try:
-            message = Message(self.topic, batch.body(), keys=" ".join(batch.keys))
+            message = Message(self.topic, batch.body(), keys=batch.keys_text())
             yield from self.producer.send_flow(message, timeout)
         except RocketMQError as exc:
             self.failed += records
