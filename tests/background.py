@@ -9,10 +9,14 @@ ends is killed (its cluster's servers die with it).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -90,14 +94,24 @@ _runs: dict[Scenario, BackgroundRun] = {}
 
 
 def start_background_runs(items: list[pytest.Item]) -> None:
-    """Start each scenario some collected test will judge."""
+    """Start each scenario some collected test will judge (in a run spread over
+    pytest-xdist workers, the controller starts them instead: see
+    :func:`start_shared_runs`)."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return
     for scenario in SCENARIOS:
         if scenario not in _runs and any(item.nodeid.endswith(scenario.test) for item in items):
             _runs[scenario] = BackgroundRun(scenario)
 
 
-def background_run(scenario: Scenario) -> BackgroundRun:
-    """The scenario's run, started now if the collection did not start it."""
+def background_run(scenario: Scenario) -> BackgroundRun | SharedRun:
+    """The scenario's run: the one the controller of a spread run started, or this
+    process's, started now if the collection did not start it."""
+    shared = os.environ.get(SHARED_DIR_ENV)
+    if shared and os.environ.get("PYTEST_XDIST_WORKER"):
+        started = SharedRun(Path(shared), scenario)
+        if started.pid_file.exists():
+            return started
     run = _runs.get(scenario)
     if run is None:
         run = _runs[scenario] = BackgroundRun(scenario)
@@ -107,3 +121,79 @@ def background_run(scenario: Scenario) -> BackgroundRun:
 def stop_background_runs() -> None:
     for run in _runs.values():
         run.kill()
+
+
+# -------------------------------------------------------- runs spread over workers
+
+#: The directory the controller of a pytest-xdist run shares with its workers
+#: (tests/cluster_fixture.py sets it).
+SHARED_DIR_ENV = "ROCKETMQ_TESTS_SHARED_DIR"
+
+
+class SharedRun:
+    """A scenario the controller of a spread run started: its output, exit status
+    and process id in files of the shared directory, for whichever worker runs the
+    test that judges it."""
+
+    def __init__(self, shared: Path, scenario: Scenario) -> None:
+        stem = shared / Path(scenario.program).stem
+        self.out_file = stem.with_suffix(".out")
+        self.err_file = stem.with_suffix(".err")
+        self.status_file = stem.with_suffix(".status")
+        self.pid_file = stem.with_suffix(".pid")
+
+    def outcome(self, timeout: float) -> Outcome:
+        """Wait for the program's exit status (killing it after ``timeout`` more
+        seconds); what it printed."""
+        deadline = time.monotonic() + timeout
+        while not self.status_file.exists():
+            if time.monotonic() > deadline:
+                with contextlib.suppress(OSError, ValueError):
+                    os.kill(int(self.pid_file.read_text()), signal.SIGKILL)
+                deadline = time.monotonic() + 30.0
+            time.sleep(0.5)
+        return Outcome(
+            int(self.status_file.read_text()),
+            self.out_file.read_text(errors="replace"),
+            self.err_file.read_text(errors="replace"),
+        )
+
+
+_shared: list[tuple[subprocess.Popen[bytes], threading.Thread]] = []
+
+
+def start_shared_runs(shared: Path, node_ids: list[str]) -> None:
+    """In the controller: start each scenario a test among ``node_ids`` judges, once,
+    writing its output, and its exit status when it ends, into ``shared``."""
+    for scenario in SCENARIOS:
+        run = SharedRun(shared, scenario)
+        if run.pid_file.exists() or not any(i.endswith(scenario.test) for i in node_ids):
+            continue
+        with open(run.out_file, "wb") as out, open(run.err_file, "wb") as err:
+            process = subprocess.Popen(
+                [sys.executable, str(PROGRAMS / scenario.program), *scenario.args],
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+            )
+        run.pid_file.write_text(str(process.pid))
+
+        def finish(process: subprocess.Popen[bytes] = process, run: SharedRun = run) -> None:
+            status = process.wait()
+            temporary = run.status_file.with_suffix(".tmp")
+            temporary.write_text(str(status))
+            temporary.replace(run.status_file)
+
+        waiter = threading.Thread(target=finish, name=f"background {scenario.program}")
+        waiter.daemon = True
+        waiter.start()
+        _shared.append((process, waiter))
+
+
+def stop_shared_runs() -> None:
+    """In the controller, at the end: kill the scenarios still running."""
+    for process, waiter in _shared:
+        if process.poll() is None:
+            process.kill()
+        waiter.join(10.0)
+    _shared.clear()

@@ -34,6 +34,8 @@ if str(_SCRIPTS) not in sys.path:
 
 import cluster as launcher  # type: ignore[import-not-found, unused-ignore]  # noqa: E402
 
+from .background import SHARED_DIR_ENV  # noqa: E402
+
 #: The 4.x release of ``rocketmq_v4_cluster``: 4.9.7 is the newest 4.x whose name server
 #: and broker jars Maven Central serves (4.9.8's are missing there).
 V4_VERSION = os.environ.get("ROCKETMQ_V4_VERSION") or "4.9.7"
@@ -104,6 +106,17 @@ def rocketmq_headers_cluster() -> Iterator[launcher.LocalCluster]:
     yield from _extra_cluster("rocketmq_headers_cluster", local, "ROCKETMQ-header cluster")
 
 
+_SESSION_STATE = "session-cluster.json"
+
+
+def _session_cluster(**kw: Any) -> launcher.LocalCluster:
+    return launcher.LocalCluster(
+        version=os.environ.get("ROCKETMQ_VERSION") or launcher.DEFAULT_VERSION,
+        extra_broker_props={"messageDelayLevel": launcher.SHORT_MESSAGE_DELAY_LEVELS},
+        **kw,
+    )
+
+
 @pytest.fixture(scope="session")
 def rocketmq_cluster() -> Iterator[launcher.ClusterInfo]:
     """A running cluster: ``namesrv_addr``, ``brokers`` (name -> address), ``version``."""
@@ -114,13 +127,36 @@ def rocketmq_cluster() -> Iterator[launcher.ClusterInfo]:
     if external is not None:
         yield external
         return
-    yield from running(
-        launcher.LocalCluster(
-            version=os.environ.get("ROCKETMQ_VERSION") or launcher.DEFAULT_VERSION,
-            extra_broker_props={"messageDelayLevel": launcher.SHORT_MESSAGE_DELAY_LEVELS},
-        ),
-        "local RocketMQ cluster",
-    )
+    shared = os.environ.get(SHARED_DIR_ENV)
+    if shared and os.environ.get("PYTEST_XDIST_WORKER"):
+        yield shared_session_cluster(Path(shared))
+        return
+    yield from running(_session_cluster(), "local RocketMQ cluster")
+
+
+def shared_session_cluster(shared: Path) -> launcher.LocalCluster:
+    """The session cluster of a run spread over workers: started by the first worker
+    that needs it (the others wait on a lock, then attach to it), left running when
+    that worker ends, and stopped by the controller (:func:`stop_shared_session_cluster`)."""
+    with launcher._file_lock(shared / "session-cluster.lock"):
+        state = launcher._load_state(shared / _SESSION_STATE)
+        if state is None:
+            local = _session_cluster(die_with_parent=False)
+            try:
+                local.start()
+            except launcher.ClusterError as exc:
+                pytest.fail(f"could not start the local RocketMQ cluster: {exc}", pytrace=False)
+            local.detach()
+            state = local.to_state()
+            launcher._write_state(shared / _SESSION_STATE, state)
+    return launcher.LocalCluster.attach(state)
+
+
+def stop_shared_session_cluster(shared: Path) -> None:
+    """Stop the session cluster a worker started for the run (if one did)."""
+    state = launcher._load_state(shared / _SESSION_STATE)
+    if state is not None:
+        launcher.LocalCluster.attach(state).stop()
 
 
 def running(local: launcher.LocalCluster, what: str) -> Iterator[launcher.LocalCluster]:

@@ -15,19 +15,31 @@ settings.register_profile(
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
 
 import pytest  # noqa: E402
 
 from .backends import BACKENDS, Backend, opened  # noqa: E402
-from .background import start_background_runs, stop_background_runs  # noqa: E402
+from .background import (  # noqa: E402
+    SHARED_DIR_ENV,
+    start_background_runs,
+    start_shared_runs,
+    stop_background_runs,
+    stop_shared_runs,
+)
 from .cluster_fixture import (  # noqa: E402
+    EXTRA_CLUSTERS,
     group_extra_cluster_users,
     rocketmq_cluster,  # noqa: F401
     rocketmq_deployment_cluster,  # noqa: F401
     rocketmq_headers_cluster,  # noqa: F401
     rocketmq_v4_cluster,  # noqa: F401
     stop_extra_clusters_after,
+    stop_shared_session_cluster,
 )
 
 
@@ -61,8 +73,48 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     _not_through_proxy(config, items)
     # Tests sharing an extra cluster run together, so it is started once, briefly.
     group_extra_cluster_users(items)
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        _group_for_workers(items)
     # Scenarios that mostly wait run beside the other tests (see tests/background.py).
     start_background_runs(items)
+
+
+def _group_for_workers(items: list[pytest.Item]) -> None:
+    """In a run spread over pytest-xdist workers (``--dist loadgroup``): the tests of
+    one module go to one worker (its module fixtures, clusters among them, are made
+    once, and its tests keep their order), and so do all the users of one extra
+    cluster."""
+    for item in items:
+        names = getattr(item, "fixturenames", ())
+        extra = [name for name in EXTRA_CLUSTERS if name in names]
+        group = extra[0] if extra else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
+def _spread_over_workers(config: pytest.Config) -> bool:
+    """Whether this process is the controller of a run spread over xdist workers."""
+    return not hasattr(config, "workerinput") and getattr(config.option, "dist", "no") != "no"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if _spread_over_workers(config) and not os.environ.get(SHARED_DIR_ENV):
+        # The workers, started after this, inherit it.
+        os.environ[SHARED_DIR_ENV] = tempfile.mkdtemp(prefix="rocketmq-tests-")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
+    """In the controller: start the background scenarios the collected tests need."""
+    start_shared_runs(Path(os.environ[SHARED_DIR_ENV]), ids)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shared = os.environ.get(SHARED_DIR_ENV)
+    if _spread_over_workers(config) and shared:
+        stop_shared_runs()
+        stop_shared_session_cluster(Path(shared))
+        shutil.rmtree(shared, ignore_errors=True)
+        del os.environ[SHARED_DIR_ENV]
 
 
 def pytest_sessionfinish() -> None:
