@@ -81,13 +81,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def _group_for_workers(items: list[pytest.Item]) -> None:
     """In a run spread over pytest-xdist workers (``--dist loadgroup``): the tests of
-    one module go to one worker (its module fixtures, clusters among them, are made
-    once, and its tests keep their order), and so do all the users of one extra
-    cluster."""
+    one module go to one worker (its module fixtures are made once, and its tests
+    keep their order). The tests of every cluster but the session's (the extra
+    clusters, and those a module starts itself) go to one worker, in order: two
+    such clusters never run at once, as in a run in one process (each costs the
+    two cores some of their time even while idle)."""
+    own: dict[str, bool] = {}
     for item in items:
+        path = str(item.path)
+        if path not in own:
+            text = item.path.read_text(encoding="utf-8")
+            own[path] = "LocalCluster(" in text
         names = getattr(item, "fixturenames", ())
-        extra = [name for name in EXTRA_CLUSTERS if name in names]
-        group = extra[0] if extra else item.nodeid.split("::")[0]
+        if own[path] or any(name in names for name in EXTRA_CLUSTERS):
+            group = "clusters"
+        else:
+            group = item.nodeid.split("::")[0]
         item.add_marker(pytest.mark.xdist_group(group))
 
 
