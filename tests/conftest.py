@@ -73,31 +73,39 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     _not_through_proxy(config, items)
     # Tests sharing an extra cluster run together, so it is started once, briefly.
     group_extra_cluster_users(items)
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        _group_for_workers(items)
     # Scenarios that mostly wait run beside the other tests (see tests/background.py).
     start_background_runs(items)
 
 
-def _group_for_workers(items: list[pytest.Item]) -> None:
-    """In a run spread over pytest-xdist workers (``--dist loadgroup``): the tests of
-    one module go to one worker (its module fixtures are made once, and its tests
-    keep their order). The tests of every cluster but the session's (the extra
-    clusters, and those a module starts itself) go to one worker, in order: two
-    such clusters never run at once, as in a run in one process (each costs the
-    two cores some of their time even while idle)."""
-    own: dict[str, bool] = {}
-    for item in items:
-        path = str(item.path)
-        if path not in own:
-            text = item.path.read_text(encoding="utf-8")
-            own[path] = "LocalCluster(" in text
-        names = getattr(item, "fixturenames", ())
-        if own[path] or any(name in names for name in EXTRA_CLUSTERS):
-            group = "clusters"
-        else:
-            group = item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group))
+def _cluster_modules(root: Path) -> set[str]:
+    """The test modules (paths from ``root``) that start a cluster of their own or use
+    an extra cluster (tests/cluster_fixture.py)."""
+    marks = ("LocalCluster(", "through_proxy_fixtures(", *EXTRA_CLUSTERS)
+    return {
+        path.relative_to(root).as_posix()
+        for path in (root / "tests").glob("test_*.py")
+        if any(mark in path.read_text(encoding="utf-8") for mark in marks)
+    }
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """How a run spread over pytest-xdist workers hands out the tests: a module's
+    tests go to one worker, in order (its module fixtures are made once). The tests
+    of every cluster but the session's (the extra clusters, and those a module
+    starts itself) go to one worker, in order, so two such clusters never run at
+    once, as in a run in one process: each costs the two cores some of their time
+    even while idle."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    cluster_modules = _cluster_modules(config.rootpath)
+
+    class ByModuleAndCluster(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return "clusters" if module in cluster_modules else module
+
+    return ByModuleAndCluster(config, log)
 
 
 def _spread_over_workers(config: pytest.Config) -> bool:
