@@ -3,7 +3,9 @@ at the cluster: ``topic``, ``message``, ``lag`` and ``cluster``."""
 
 from __future__ import annotations
 
+import itertools
 import time
+from collections.abc import Iterable
 from typing import Any
 
 import click
@@ -391,23 +393,37 @@ def message_find(topic: str, key: str, max_num: int) -> None:
     show_default=True,
     help="Seconds between two refreshes of --watch.",
 )
-def lag(group: str, topic: str | None, watch: bool, interval: float) -> None:
+@click.option(
+    "-c",
+    "--count",
+    type=click.IntRange(min=1),
+    help="With --watch: stop after N refreshes (exit 0).",
+)
+def lag(group: str, topic: str | None, watch: bool, interval: float, count: int | None) -> None:
     """A consumer group's progress on each queue and its lag."""
+    if count is not None and not watch:
+        raise click.UsageError("--count goes with --watch")
     s = settings()
     with opened(s.admin()) as admin:
         if not watch:
             _print_lag(group, admin.consumer_progress(group, topic), s)
             return
+        # Refreshes 1, 2, ... (for ever without --count), each but the last followed
+        # by a pause of --interval seconds.
+        rounds: Iterable[int] = itertools.count(1) if count is None else range(1, count + 1)
         try:
             if s.json or not stdout().is_terminal:
-                while True:
+                for i in rounds:
                     _print_lag(group, admin.consumer_progress(group, topic), s)
-                    time.sleep(interval)
+                    if i != count:
+                        time.sleep(interval)
+                return
             with Live(console=stdout(), auto_refresh=False) as live:
-                while True:
+                for i in rounds:
                     stats = admin.consumer_progress(group, topic)
                     live.update(_lag_table(group, stats, time.strftime("%H:%M:%S")), refresh=True)
-                    time.sleep(interval)
+                    if i != count:
+                        time.sleep(interval)
         except KeyboardInterrupt:
             interrupted("lag --watch stopped")
 

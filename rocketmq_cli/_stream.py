@@ -319,6 +319,12 @@ def _tags_of(expression: str | None) -> set[str] | None:
 @click.option("--tag", "tag_expr", help="A tag filter: 'a || b'.")
 @click.option("--sql", "sql_expr", help="An SQL92 filter on properties (brokers must allow it).")
 @click.option("-c", "--count", type=click.IntRange(min=1), help="Stop after N messages.")
+@click.option(
+    "--idle",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Stop once nothing new came for SECONDS (the backlog read, say).",
+)
 @click.option("-g", "--group", default=TAIL_GROUP, show_default=True, help="The group read with.")
 def tail(
     topic: str,
@@ -326,10 +332,12 @@ def tail(
     tag_expr: str | None,
     sql_expr: str | None,
     count: int | None,
+    idle: float | None,
     group: str,
 ) -> None:
     """Print the messages of TOPIC as they come (one line each, or --json lines),
-    until Ctrl-C (exit 130) or --count messages (exit 0). Commits no offset."""
+    until Ctrl-C (exit 130), --count messages or --idle seconds without a new
+    one (exit 0). Commits no offset."""
     if tag_expr and sql_expr:
         raise click.UsageError("--tag and --sql do not go together")
     s = settings()
@@ -359,8 +367,20 @@ def tail(
                         consumer.seek_to_end(queue)
                     else:
                         consumer.seek(queue, consumer.offset_for_timestamp(queue, since))
+            # The last time something came (a message the filters drop too: the
+            # tail is still reading a backlog then), for --idle.
+            last_news = time.monotonic()
             while count is None or seen < count:
-                for msg in consumer.poll(0.5, None if count is None else count - seen):
+                wait = 0.5
+                if idle is not None:
+                    left = last_news + idle - time.monotonic()
+                    if left <= 0:
+                        break
+                    wait = min(wait, left)
+                polled = consumer.poll(wait, None if count is None else count - seen)
+                if polled:
+                    last_news = time.monotonic()
+                for msg in polled:
                     if tags is not None and msg.tags not in tags:
                         continue
                     if sql_expr and since is not None and msg.store_timestamp < since:

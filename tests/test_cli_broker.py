@@ -193,6 +193,47 @@ def test_send_count_bench_lag_and_cluster(namesrv: str, topic: str) -> None:
     assert all(r["addr"] in ok(run(namesrv, "cluster")) for r in rows)
 
 
+def test_tail_idle_and_lag_watch_count_stop_by_themselves(namesrv: str) -> None:
+    """The bounded forms of the two commands that otherwise run until Ctrl-C."""
+    fresh = unique("CliIdle")
+    ok(run(namesrv, "topic", "create", fresh, "-q", "2"))
+    with rocketmq_sync.Admin(namesrv) as admin:
+        deadline = time.monotonic() + 20
+        while len(admin.topic_route(fresh).queue_datas) < 2:
+            assert time.monotonic() < deadline, "no route for the new topic"
+            time.sleep(0.2)
+    ok(run(namesrv, "send", fresh, "a", "b", "c"))
+    # --idle: what the topic holds, then a stop (exit 0) once nothing new comes.
+    began = time.monotonic()
+    backlog = json_lines(
+        ok(run(namesrv, "--json", "tail", fresh, "--from", "first", "--idle", "1"))
+    )
+    assert sorted(d["body"] for d in backlog) == ["a", "b", "c"]
+    assert time.monotonic() - began < 20
+    # From the end: nothing new, so nothing printed.
+    assert ok(run(namesrv, "tail", fresh, "--idle", "0.5")) == ""
+    # --count comes first when it is reached first.
+    first_two = run(namesrv, "--json", "tail", fresh, "--from", "first", "-c", "2", "--idle", "30")
+    assert len(json_lines(ok(first_two))) == 2
+    zero = run(namesrv, "tail", fresh, "--idle", "0")
+    assert zero.exit_code == 2 and "--idle" in zero.output
+    # lag --watch --count N: N refreshes (here JSON documents), then exit 0.
+    group = unique("cli_watch")
+    consume = ("-g", group, "--from", "first", "-c", "3", "-d", "60")
+    ok(run(namesrv, "bench", "consume", fresh, *consume))
+    began = time.monotonic()
+    docs = json_lines(
+        ok(run(namesrv, "--json", "lag", group, "-t", fresh, "--watch", "-i", "0.5", "-c", "3"))
+    )
+    assert [d["total_lag"] for d in docs] == [0, 0, 0]
+    assert 1.0 <= time.monotonic() - began < 20  # two pauses, none after the last
+    table = ok(run(namesrv, "lag", group, "-t", fresh, "-w", "-i", "0.5", "-c", "2"))
+    assert table.count(f"group {group}: total lag 0") == 2
+    alone = run(namesrv, "lag", group, "-c", "2")
+    assert alone.exit_code == 2 and "--count goes with --watch" in alone.output
+    run(namesrv, "topic", "delete", fresh, "--yes")
+
+
 def test_bad_input_and_failures_give_one_line_and_their_exit_code(namesrv: str, topic: str) -> None:
     nowhere = run(None, "cluster")
     assert nowhere.exit_code == 2 and "NAMESRV_ADDR" in nowhere.output
