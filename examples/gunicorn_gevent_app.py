@@ -1,6 +1,6 @@
 """A WSGI app for gunicorn's gevent workers that sends one RocketMQ message per request.
 
-    pip install gunicorn 'rocketmq-remoting[gevent]'
+    pip install 'gunicorn[gevent]' 'rocketmq-remoting[gevent]'
     ROCKETMQ_NAMESRV=127.0.0.1:9876 ROCKETMQ_TOPIC=Orders \\
         gunicorn -c examples/gunicorn_conf.py -k gevent -w 2 -b 127.0.0.1:8000 \\
         examples.gunicorn_gevent_app:app
