@@ -16,13 +16,19 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tarfile
+import time
+import urllib.error
+import urllib.request
 import uuid
 import zipfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +37,8 @@ import pytest
 
 import rocketmq_proto
 import rocketmq_sync
+
+from . import doc_blocks
 
 pytestmark = pytest.mark.broker
 
@@ -312,3 +320,377 @@ def test_the_testing_plugin_serves_a_users_test(
             pass
     plugins = _run([*args, "--version", "--version"], cwd=tmp_path, env=env)
     assert "rocketmq-remoting" in plugins, plugins
+
+
+# ------------------------------------------------------ the documented installs
+
+
+@dataclass
+class Install:
+    """A documented ``pip install`` command: where it is written, and the commands
+    its blocks run after it (in what it installed)."""
+
+    command: str  # as written, without a trailing comment
+    places: list[str]
+    followers: list[str]
+
+
+def documented_installs() -> dict[str, Install]:
+    """Every distinct ``pip install`` command of the documentation, in blocks and in
+    the text, in the order of first appearance."""
+    found: dict[str, Install] = {}
+    for fence in doc_blocks.pip_fences():
+        current: Install | None = None
+        for number, line in enumerate(fence.lines, fence.line + 1):
+            command = doc_blocks.command_of(line)
+            if not command:
+                continue
+            if doc_blocks.is_pip_line(command):
+                current = found.setdefault(command, Install(command, [], []))
+                current.places.append(f"{fence.path}:{number}")
+            else:
+                assert current is not None, f"{fence.path}:{number}: a command before pip install"
+                current.followers.append(line.strip())
+    for where, command in doc_blocks.inline_pip_commands():
+        found.setdefault(command, Install(command, [], [])).places.append(where)
+    return found
+
+
+#: The modules whose presence tells what an install brought (each of a dependency of
+#: some extra, or of a documented command's).
+PROBES = (
+    *("gevent", "click", "rich", "hypothesis", "pytest", "gunicorn", "zstandard", "lz4"),
+    "opentelemetry.metrics",
+)
+#: What each documented command must make importable: of ``PROBES`` exactly these
+#: (the others must be missing), and some of the package's own modules that need them.
+INSTALLS: dict[str, tuple[set[str], tuple[str, ...]]] = {
+    "pip install rocketmq-remoting": (set(), ("rocketmq_asyncio", "rocketmq_sync")),
+    "pip install 'rocketmq-remoting[gevent]'": ({"gevent"}, ("rocketmq_gevent",)),
+    "pip install 'rocketmq-remoting[cli]'": ({"click", "rich"}, ("rocketmq_cli._app",)),
+    'pip install "rocketmq-remoting[fuzz]"': ({"hypothesis"}, ("rocketmq_proto.strategies",)),
+    "pip install 'rocketmq-remoting[testing]'": (
+        {"pytest"},
+        ("rocketmq_testing.pytest_plugin",),
+    ),
+    "pip install 'gunicorn[gevent]' 'rocketmq-remoting[gevent]'": (
+        {"gevent", "gunicorn"},
+        ("rocketmq_gevent",),
+    ),
+    "pip install 'rocketmq-remoting[gevent,zstd]'": ({"gevent", "zstandard"}, ("rocketmq_gevent",)),
+    "pip install 'rocketmq-remoting[otel]'": ({"opentelemetry.metrics"}, ("rocketmq_proto.otel",)),
+}
+#: Documented commands not run here, and why.
+NOT_INSTALLED = {
+    "pip install -e '.[docs]'": "a contributor's, in a clone (README's Documentation): the "
+    "dev extra holds the same documentation tools, and tests/test_docs_broker.py builds "
+    "the site with them (mkdocs build --strict)",
+}
+#: Commands of an install block that serve until stopped: not run after the install,
+#: but by the test named.
+SERVING = {"gunicorn -c gunicorn.conf.py app:app": "test_the_gunicorn_guide_serves_as_documented"}
+
+#: Run in an environment after an install: which modules import, from where, and
+#: which distributions are installed.
+PROBE = r"""
+import importlib, importlib.metadata, json, sys
+found = {}
+for name in sys.argv[1:]:
+    try:
+        module = importlib.import_module(name)
+    except ImportError as exc:
+        found[name] = {"error": repr(exc)}
+    else:
+        found[name] = {"file": getattr(module, "__file__", None)}
+dists = sorted({d.metadata["Name"].lower() for d in importlib.metadata.distributions()})
+print(json.dumps({"prefix": sys.prefix, "found": found, "dists": dists,
+                  "version": importlib.metadata.version("rocketmq-remoting")}))
+"""
+
+
+@dataclass
+class Installed:
+    home: Path
+    env: dict[str, str]
+    output: str  # the install's and its followers', with bash -x traces
+    returncode: int
+    seconds: float
+
+
+def _install_env(home: Path, find_links: Path) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONPATH", "NAMESRV_ADDR", "ROCKETMQ_NAMESRV", "VIRTUAL_ENV")
+    }
+    env["PATH"] = f"{home / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    env["VIRTUAL_ENV"] = str(home)
+    # The package is found there; the extras' dependencies on the configured index.
+    env["PIP_FIND_LINKS"] = " ".join(filter(None, [str(find_links), env.get("PIP_FIND_LINKS")]))
+    return env
+
+
+def _install(install: Install, home: Path, find_links: Path) -> Installed:
+    """A fresh environment at ``home`` where ``install``'s command runs as written,
+    then the commands its blocks run after it (those serving until stopped aside)."""
+    began = time.monotonic()
+    _run([sys.executable, "-m", "venv", "--without-pip", str(home)])
+    # ``pip`` in the environment is this interpreter's pip working on it: quicker than
+    # bootstrapping pip into each environment, and the same pip command line.
+    pip = home / "bin" / "pip"
+    pip.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m pip --python "{home}/bin/python" "$@"\n')
+    pip.chmod(0o755)
+    env = _install_env(home, find_links)
+    script = "\n".join(
+        [install.command, *(line for line in install.followers if line not in SERVING)]
+    )
+    run = subprocess.run(
+        ["bash", "-euxo", "pipefail", "-c", script],
+        cwd=home,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    output = f"{run.stdout[-3000:]}\n--- stderr:\n{run.stderr[-5000:]}"
+    return Installed(home, env, output, run.returncode, time.monotonic() - began)
+
+
+INSTALL_COMMANDS = list(documented_installs())
+
+
+@pytest.fixture(scope="module")
+def installed(
+    built: Built, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Installed]]:
+    """Each documented install command, run in a fresh environment of its own, two
+    at a time, with the built wheel offered through ``PIP_FIND_LINKS``."""
+    find_links = tmp_path_factory.mktemp("find_links")
+    shutil.copy(built.wheel, find_links)  # the wheel only: no sdist to build instead
+    installs = documented_installs()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {
+            command: pool.submit(_install, install, tmp_path_factory.mktemp("venv_doc"), find_links)
+            for command, install in installs.items()
+            if command in INSTALLS
+        }
+        done = {command: future.result() for command, future in futures.items()}
+    print("\ndocumented installs:", ", ".join(f"{c} {i.seconds:.1f}s" for c, i in done.items()))
+    yield done
+
+
+@pytest.mark.parametrize("command", [c for c in INSTALL_COMMANDS if c in INSTALLS])
+def test_a_documented_install_runs_and_brings_what_it_says(
+    command: str, installed: dict[str, Installed], tmp_path: Path
+) -> None:
+    """The command, as written, installs the wheel of this source and exactly the
+    dependencies its extras name; the commands written after it run too."""
+    result = installed[command]
+    places = ", ".join(documented_installs()[command].places)
+    assert result.returncode == 0, f"{command} ({places}):\n{result.output}"
+    wanted, own_modules = INSTALLS[command]
+    python = result.home / "bin" / "python"
+    out = _run(
+        [str(python), "-I", "-c", PROBE, *PROBES, "rocketmq_sync", *own_modules],
+        cwd=tmp_path,
+        env=result.env,
+    )
+    probe = json.loads(out.strip().splitlines()[-1])
+    assert probe["version"] == rocketmq_proto.__version__, probe
+    prefix = Path(probe["prefix"]).resolve()
+    assert prefix == result.home.resolve()
+    found = probe["found"]
+    for name in ("rocketmq_sync", *own_modules):
+        assert "file" in found[name], (command, name, found[name])
+        assert Path(found[name]["file"]).resolve().is_relative_to(prefix), found[name]
+    present = {name for name in PROBES if "file" in found[name]}
+    assert present == wanted, f"{command}: brought {sorted(present)}, not {sorted(wanted)}"
+    if command == "pip install rocketmq-remoting":
+        # "no dependency at all"
+        assert probe["dists"] == ["rocketmq-remoting"], probe["dists"]
+
+
+def _page_file(page: str, name: str) -> str:
+    """The ```python block of ``page`` that starts with the comment ``# name``."""
+    blocks = [f for f in doc_blocks.fences(ROOT / page) if f.language == "python"]
+    (block,) = [f for f in blocks if f.lines and f.lines[0].strip() == f"# {name}"]
+    return block.code
+
+
+#: Appended to the guide's gunicorn.conf.py: a log line once a worker has loaded the
+#: app (its producer started). SIGTERM waits for every worker's: gunicorn waits its
+#: graceful timeout (30 s) for a worker stopped while it boots, whatever the app.
+READY_HOOK = """
+
+def post_worker_init(worker):  # added by tests/test_package_broker.py
+    worker.log.info("worker %s ready", worker.pid)
+"""
+
+
+def test_the_gunicorn_guide_serves_as_documented(
+    installed: dict[str, Installed], rocketmq_cluster: Any, tmp_path: Path
+) -> None:
+    """docs/guides/gevent-gunicorn.md: in the environment of its install line, its
+    app.py and gunicorn.conf.py (the cluster's name server in them, the topic and
+    group made unique, a hook logging each worker's readiness added) served by its
+    gunicorn command as written; the address comes from ``GUNICORN_CMD_ARGS``, and
+    gunicorn's control socket goes to the test's directory (``XDG_RUNTIME_DIR``).
+    Each worker answers with the id of a message the brokers hold, and SIGTERM
+    stops the server at once and cleanly, the workers' producers closed by the
+    documented ``worker_exit`` hook."""
+    page = "docs/guides/gevent-gunicorn.md"
+    command = "pip install 'gunicorn[gevent]' 'rocketmq-remoting[gevent]'"
+    install = documented_installs()[command]
+    (serve,) = [line for line in install.followers if line in SERVING]
+    assert all(p.startswith(page) for p in install.places)
+    namesrv = rocketmq_cluster.namesrv_addr
+    app, topics = doc_blocks.unique_names(
+        _page_file(page, "app.py").replace(doc_blocks.DOCUMENTED_NAMESRV, namesrv),
+        f"gu{uuid.uuid4().hex[:8]}",
+    )
+    (topic,) = topics
+    conf = _page_file(page, "gunicorn.conf.py")
+    (workers,) = re.findall(r"^workers = (\d+)", conf, re.M)
+    (tmp_path / "app.py").write_text(app, encoding="utf-8")
+    (tmp_path / "gunicorn.conf.py").write_text(conf + READY_HOOK, encoding="utf-8")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = dict(
+        installed[command].env,
+        GUNICORN_CMD_ARGS=f"--bind 127.0.0.1:{port}",
+        XDG_RUNTIME_DIR=str(tmp_path),
+    )
+    log = tmp_path / "gunicorn.log"
+    with rocketmq_sync.Admin(namesrv) as admin:
+        admin.create_topic(topic, read_queue_nums=2, write_queue_nums=2)
+        with log.open("wb") as out:
+            server = subprocess.Popen(
+                ["bash", "-c", f"exec {serve}"],
+                cwd=tmp_path,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            ready = _wait_for_workers(server, log, int(workers))
+            for i in range(int(workers)):
+                answer = _get(f"http://127.0.0.1:{port}/orders/{i}")
+                stored = _wait_for_message(admin, answer["msg_id"], topic)
+                assert (stored.body, stored.keys) == (str(i).encode(), [str(i)]), stored
+            server.send_signal(signal.SIGTERM)
+            assert server.wait(timeout=20) == 0, log.read_text(errors="replace")[-5000:]
+        finally:
+            if server.poll() is None:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait(timeout=30)
+    output = log.read_text(errors="replace")
+    exited = {int(pid) for pid in re.findall(r"Worker exiting \(pid: (\d+)\)", output)}
+    assert exited == ready, output[-5000:]
+    assert "Traceback" not in output and "Exception" not in output, output[-5000:]
+
+
+def _wait_for_workers(server: subprocess.Popen[bytes], log: Path, count: int) -> set[int]:
+    """The pids of the ``count`` workers, once each has loaded the app (60 s at most)."""
+    deadline = time.monotonic() + 60
+    while True:
+        output = log.read_text(errors="replace")
+        assert server.poll() is None, output[-5000:]
+        ready = {int(pid) for pid in re.findall(r"worker (\d+) ready", output)}
+        if len(ready) == count:
+            return ready
+        assert time.monotonic() < deadline, output[-5000:]
+        time.sleep(0.2)
+
+
+def _get(url: str) -> dict[str, Any]:
+    """The JSON ``url`` answers (no proxy: 127.0.0.1 only)."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(url, timeout=30) as response:
+        answer: dict[str, Any] = json.loads(response.read())
+        return answer
+
+
+def _wait_for_message(admin: Any, msg_id: str, topic: str) -> Any:
+    """The message the brokers hold under ``msg_id`` (their index comes a moment later)."""
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            return admin.view_message(msg_id, topic=topic)
+        except rocketmq_proto.QueryNotFoundError:
+            assert time.monotonic() < deadline, f"no message {msg_id} after 15 s"
+            time.sleep(0.2)
+
+
+# ------------------------------------------------ the testing guide's session
+
+
+def _testing_guide_session() -> doc_blocks.Fence:
+    """The launcher's shell session in docs/guides/testing.md."""
+    fences = doc_blocks.fences(ROOT / "docs" / "guides" / "testing.md")
+    (session,) = [f for f in fences if any("rocketmq-cluster up" in line for line in f.lines)]
+    return session
+
+
+TESTING_SESSION = _testing_guide_session()
+#: The session's work directory, the one thing the test changes in it (to a
+#: directory of the test's own).
+DOCUMENTED_WORKDIR = "/tmp/mq"
+
+
+def test_the_testing_guides_session_starts_a_cluster_runs_pytest_and_stops_it(
+    fresh_envs: dict[str, Path], rocketmq_cluster: Any, tmp_path: Path
+) -> None:
+    """docs/guides/testing.md's ``rocketmq-cluster up``, ``pytest``, ``down``, run
+    in the environment with ``[gevent,cli,testing]`` (its ``bin`` first on the
+    ``PATH``), in a project holding the guide's test: the cluster it starts serves
+    the test through ``ROCKETMQ_NAMESRV``, and ``down`` stops it. The state file of
+    ``up`` and ``down`` is kept under the test's own ``XDG_STATE_HOME``."""
+    code = TESTING_SESSION.code
+    assert code.count(DOCUMENTED_WORKDIR) == 1, code
+    code = code.replace(DOCUMENTED_WORKDIR, str(tmp_path / "mq"))
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "test_orders.py").write_text(_documented_plugin_test(), encoding="utf-8")
+    (project / "test_where.py").write_text(
+        "from pathlib import Path\n\n\n"
+        "def test_where(rocketmq_cluster):\n"
+        "    kind = type(rocketmq_cluster).__name__\n"
+        "    Path('where.txt').write_text(f'{kind} {rocketmq_cluster.namesrv_addr}')\n",
+        encoding="utf-8",
+    )
+    bin_dir = fresh_envs["gevent"].parent
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONPATH", "NAMESRV_ADDR", "ROCKETMQ_NAMESRV", "ROCKETMQ_VERSION")
+    }
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
+    env["XDG_STATE_HOME"] = str(tmp_path / "state")
+    state_file = tmp_path / "state" / "rocketmq-py-cluster" / "state.json"
+    try:
+        run = subprocess.run(
+            ["bash", "-euxo", "pipefail", "-c", code],
+            cwd=project,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=400,
+        )
+    finally:
+        if state_file.exists():  # the session stopped before its down
+            subprocess.run(
+                [str(bin_dir / "rocketmq-cluster"), "down"], env=env, timeout=120, check=False
+            )
+    output = f"{run.stdout[-4000:]}\n--- stderr:\n{run.stderr[-4000:]}"
+    assert run.returncode == 0, output
+    assert re.search(r"test_orders.py \.", run.stdout) and "2 passed" in run.stdout, output
+    kind, namesrv = (project / "where.txt").read_text().split()
+    assert kind == "ExternalCluster" and namesrv != rocketmq_cluster.namesrv_addr, output
+    assert f"stopped the cluster at {namesrv}" in run.stdout, output
+    assert not state_file.exists()
+    host, port = namesrv.rsplit(":", 1)
+    with pytest.raises(OSError), socket.create_connection((host, int(port)), timeout=2):
+        pass
