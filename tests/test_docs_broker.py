@@ -1,6 +1,9 @@
 """The documentation runs: every ```python block of README.md and docs/, and the
 shell sessions marked to run (the command line's), against the real cluster, and
-the site builds with warnings as errors.
+the site builds with warnings as errors. (The ``pip install`` blocks and the testing
+guide's session run in tests/test_package_broker.py, in environments the built wheel
+is installed into; tests/test_docs_coverage.py checks that every block of the
+documentation is run by one of them, or marked as not run.)
 
 Each block runs in a fresh Python process (a file of its own, run as ``__main__``),
 with a time limit, several at once. Before it runs:
@@ -18,15 +21,26 @@ fuzzing and testing pages) are called, with the cluster's name server as
 ``rocketmq_namesrv`` where they ask for it (the testing plugin's fixture). A block
 fails with its file and line, its exit status and the end of its output.
 
-A block is left out only with ``<!-- docs-test: skip: REASON -->`` on the line right
-before its fence, and only if ``SKIPPED`` below lists it: a new exception fails
-``test_skipped_blocks_are_the_listed_ones`` until it is listed here too.
+A shell session (a ```bash block with ``<!-- docs-test: run -->`` on the line right
+before its fence) runs as a whole under ``bash -euxo pipefail``, in a directory of
+its own, with ``rocketmq`` on the ``PATH`` running this checkout's command line and
+``NAMESRV_ADDR`` naming the cluster's name server (which also stands in for the
+documented one). The topics it names are made unique to the session (``Orders``
+becomes ``Orders_<suffix>`` wherever it stands) and created first, unless the
+session creates them itself (``topic create``); so are the groups it gives
+(``--group billing``, ``lag billing``). It passes if it exits 0 having run every
+``rocketmq`` command it holds.
+
+A block of any kind is left out only with ``<!-- docs-test: skip: REASON -->`` on the
+line right before its fence, and only if ``SKIPPED`` below lists it: a new exception
+fails ``test_skipped_blocks_are_the_listed_ones`` until it is listed here too.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -42,18 +56,20 @@ import pytest
 
 import rocketmq_sync
 
+from . import doc_blocks
+from .doc_blocks import DOCUMENTED_NAMESRV, GROUPS, TOPICS, unique_names
+
 ROOT = Path(__file__).resolve().parent.parent
 DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 
-#: The name server address the documentation uses.
-DOCUMENTED_NAMESRV = "127.0.0.1:9876"
-TOPICS = ("Orders", "Payments", "Logs")
-GROUPS = ("orders", "billing", "audit", "workers", "payments")
-_NAME = re.compile(r"""(["'])(""" + "|".join(TOPICS + GROUPS) + r""")\1""")
-
-#: The blocks not run: (file, first words of the reason). Keep this short.
+#: The blocks not run, of any language: (file, first words of the reason). Keep
+#: this short.
 SKIPPED = {
     ("docs/guides/security.md", "needs name servers and brokers that speak TLS"),
+    ("README.md", "the set-up of a clone"),
+    ("CONTRIBUTING.md", "the set-up of a clone"),
+    ("CONTRIBUTING.md", "a synopsis of scripts/cluster.py"),
+    ("CONTRIBUTING.md", "a contributor's tools"),
 }
 
 #: Seconds one block may take (a few wait for a check-back or a redelivery).
@@ -135,16 +151,8 @@ for _name, _test in list(globals().items()):
 
 def runnable(block: Block, namesrv: str, suffix: str) -> tuple[str, set[str]]:
     """The code to run for ``block`` against ``namesrv``, and the topics it needs."""
-    code = block.code.replace(DOCUMENTED_NAMESRV, namesrv)
-    topics: set[str] = set()
-
-    def rename(match: re.Match[str]) -> str:
-        quote, name = match.groups()
-        if name in TOPICS:
-            topics.add(f"{name}_{suffix}")
-        return f"{quote}{name}_{suffix}{quote}"
-
-    return _NAME.sub(rename, code) + _EPILOGUE.format(namesrv=namesrv), topics
+    code, topics = unique_names(block.code.replace(DOCUMENTED_NAMESRV, namesrv), suffix)
+    return code + _EPILOGUE.format(namesrv=namesrv), topics
 
 
 @dataclass
@@ -242,6 +250,9 @@ def test_documented_code_runs(block: Block, outcomes: dict[str, Outcome]) -> Non
 
 #: A shell block the test runs: ``<!-- docs-test: run -->`` right before its fence.
 _RUN_SHELL = re.compile(r"^<!--\s*docs-test:\s*run\s*-->\s*$")
+#: Shell sessions running at once: most of their time is the brokers' and the
+#: command line's start-up.
+SHELL_PARALLEL = 2
 
 
 def shell_blocks(path: Path) -> list[Block]:
@@ -261,49 +272,162 @@ def shell_blocks(path: Path) -> list[Block]:
 
 SHELL_BLOCKS = [block for path in DOC_FILES for block in shell_blocks(path)]
 
+#: Where a ``rocketmq`` command starts in a line of a session: at the start, or after
+#: a pipe, ``&&``, ``;`` or ``$(``; and a command as ``bash -x`` traces it (``++`` in
+#: a command substitution).
+_INVOCATION = re.compile(r"(?:^|[|&;(])\s*rocketmq(?=\s|$)")
+_TRACED = re.compile(r"^\++ rocketmq(?=\s|$)", re.M)
+
+
+def shell_session(block: Block, namesrv: str, suffix: str) -> tuple[str, set[str]]:
+    """The code to run for the session ``block`` against ``namesrv``, and the
+    topics to create before (those it names but does not create itself)."""
+    code = block.code.replace(DOCUMENTED_NAMESRV, namesrv)
+    for name in TOPICS:
+        code = re.sub(rf"\b{name}\b", f"{name}_{suffix}", code)
+    groups = "|".join(GROUPS)
+    code = re.sub(rf"((?:--group|(?<![\w-])-g|\blag)\s+)({groups})\b", rf"\1\2_{suffix}", code)
+    named = {f"{name}_{suffix}" for name in TOPICS if f"{name}_{suffix}" in code}
+    created = set(re.findall(r"\btopic create (\S+)", code))
+    return code, named - created
+
+
+def invocations(code: str) -> int:
+    """The ``rocketmq`` commands the text of a session holds (comments aside)."""
+    return sum(len(_INVOCATION.findall(doc_blocks.command_of(line))) for line in code.splitlines())
+
+
+def _run_session(
+    block: Block, namesrv: str, brokers: int, admin: Any, workdir: Path, lock: threading.Lock
+) -> tuple[str, Outcome]:
+    code, topics = shell_session(block, namesrv, f"docs{uuid.uuid4().hex[:10]}")
+    began = time.monotonic()
+    for topic in sorted(topics):
+        with lock:
+            admin.create_topic(topic, read_queue_nums=4, write_queue_nums=4)
+        _wait_for_route(admin, topic, brokers)
+    cwd = workdir / re.sub(r"\W", "_", block.where)
+    cwd.mkdir()
+    env = {k: v for k, v in os.environ.items() if k != "NAMESRV_LOOKUP_URL"}
+    env["NAMESRV_ADDR"] = namesrv
+    env["PATH"] = f"{workdir / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    try:
+        run = subprocess.run(
+            ["bash", "-euxo", "pipefail", "-c", code],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=BLOCK_TIMEOUT,
+        )
+    except subprocess.TimeoutExpired as exc:
+        out = (exc.stdout or b"") + (exc.stderr or b"")
+        text = out.decode(errors="replace") if isinstance(out, bytes) else str(out)
+        return code, Outcome(None, text, time.monotonic() - began)
+    output = f"{run.stdout}\n--- stderr (bash -x traces each command):\n{run.stderr}"
+    return code, Outcome(run.returncode, output, time.monotonic() - began)
+
+
+@pytest.fixture(scope="module")
+def session_outcomes(
+    rocketmq_cluster: Any, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, tuple[str, Outcome]]:
+    """Every marked shell session's code as run, and its outcome, a few at once."""
+    assert shutil.which("jq"), "the command line page's sessions read --json output with jq"
+    workdir = tmp_path_factory.mktemp("docs_sessions")
+    (workdir / "bin").mkdir()
+    shim = workdir / "bin" / "rocketmq"
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m rocketmq_cli "$@"\n')
+    shim.chmod(0o755)
+    namesrv, brokers = rocketmq_cluster.namesrv_addr, len(rocketmq_cluster.brokers)
+    lock = threading.Lock()
+    with (
+        rocketmq_sync.Admin(namesrv, request_timeout=20.0) as admin,
+        ThreadPoolExecutor(max_workers=SHELL_PARALLEL) as pool,
+    ):
+        futures = {
+            block.where: pool.submit(_run_session, block, namesrv, brokers, admin, workdir, lock)
+            for block in SHELL_BLOCKS
+        }
+        results = {where: future.result() for where, future in futures.items()}
+    times = ", ".join(f"{where} {o.seconds:.1f}s" for where, (_, o) in results.items())
+    print("\ndocumented shell sessions:", times)
+    return results
+
 
 @pytest.mark.broker
 @pytest.mark.parametrize("block", SHELL_BLOCKS, ids=[block.where for block in SHELL_BLOCKS])
-def test_documented_shell_session_runs(block: Block, rocketmq_cluster: Any, tmp_path: Path) -> None:
-    """A marked shell block runs line by line under ``bash -euo pipefail``, with a
-    ``rocketmq`` command on the PATH running this checkout's command line, the
-    cluster's name server for the documented one and its topics made unique."""
-    suffix = f"docs{uuid.uuid4().hex[:10]}"
-    code = block.code.replace(DOCUMENTED_NAMESRV, rocketmq_cluster.namesrv_addr)
-    topics = {f"{name}_{suffix}" for name in TOPICS if re.search(rf"\b{name}\b", code)}
-    for name in TOPICS:
-        code = re.sub(rf"\b{name}\b", f"{name}_{suffix}", code)
-    with rocketmq_sync.Admin(rocketmq_cluster.namesrv_addr, request_timeout=20.0) as admin:
-        for topic in sorted(topics):
-            admin.create_topic(topic, read_queue_nums=4, write_queue_nums=4)
-            _wait_for_route(admin, topic, len(rocketmq_cluster.brokers))
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    shim = bin_dir / "rocketmq"
-    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m rocketmq_cli "$@"\n')
-    shim.chmod(0o755)
-    env = {k: v for k, v in os.environ.items() if k not in ("NAMESRV_ADDR", "NAMESRV_LOOKUP_URL")}
-    env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    run = subprocess.run(
-        ["bash", "-euxo", "pipefail", "-c", code],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=BLOCK_TIMEOUT,
-    )
-    assert run.returncode == 0, (
-        f"{block.where}: exit status {run.returncode}\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
+def test_documented_shell_session_runs(
+    block: Block, session_outcomes: dict[str, tuple[str, Outcome]]
+) -> None:
+    """A marked shell block runs as a whole under ``bash -euxo pipefail`` (see the
+    module's docstring) and exits 0, having run each of its ``rocketmq`` commands."""
+    code, outcome = session_outcomes[block.where]
+    if outcome.returncode is None:
+        pytest.fail(
+            f"{block.where}: still running after {BLOCK_TIMEOUT:g} s\n{outcome.output[-3000:]}",
+            pytrace=False,
+        )
+    assert outcome.returncode == 0, (
+        f"{block.where}: exit status {outcome.returncode}\n{outcome.output[-5000:]}"
     )
     # Each command ran (bash -x echoes it), the last one too.
-    ran = [line for line in run.stderr.splitlines() if line.startswith("+ rocketmq")]
-    commands = [line for line in code.splitlines() if line.strip().startswith(("rocketmq", "seq"))]
-    assert len(ran) == len(commands), run.stderr[-3000:]
+    ran = len(_TRACED.findall(outcome.output))
+    assert ran >= invocations(code), outcome.output[-5000:]
 
 
-def test_the_command_line_page_has_a_session_the_tests_run() -> None:
-    assert [b.path for b in SHELL_BLOCKS] == ["docs/cli.md"]
+def _command_paths(group: Any, prefix: str = "") -> list[str]:
+    """Every command of the click group ``group``: ``send``, ``topic create``..."""
+    paths: list[str] = []
+    for name, command in sorted(group.commands.items()):
+        if hasattr(command, "commands"):
+            paths += _command_paths(command, f"{prefix}{name} ")
+        else:
+            paths.append(f"{prefix}{name}")
+    return paths
+
+
+def test_the_command_line_page_is_sessions_the_tests_run() -> None:
+    """Every block of docs/cli.md but the install one (run by the package test) is a
+    session the test runs, and each command of the command line runs in one."""
+    page = "docs/cli.md"
+    fences = doc_blocks.fences(ROOT / page)
+    sessions = [block for block in SHELL_BLOCKS if block.path == page]
+    installing = [f.line for f in fences if any(doc_blocks.is_pip_line(x) for x in f.lines)]
+    assert len(installing) == 1
+    assert [b.line for b in sessions] == [f.line for f in fences if f.line not in installing]
+    assert len(sessions) >= 8
+    from rocketmq_cli import cli
+
+    text = "".join(block.code for block in sessions)
+    for path in _command_paths(cli):
+        pattern = rf"rocketmq (?:--json )?{path}\b"
+        assert re.search(pattern, text), f"no session on {page} runs 'rocketmq {path}'"
+
+
+def test_sessions_get_unique_names_and_their_commands_are_counted() -> None:
+    code, topics = shell_session(
+        Block(
+            "x.md",
+            1,
+            "export NAMESRV_ADDR=127.0.0.1:9876\n"
+            "rocketmq topic create Payments -q 2   # Orders too\n"
+            "seq 3 | rocketmq send Orders && rocketmq bench consume Orders --group bench\n"
+            "x=$(rocketmq --json lag billing -t Logs --tag a -g orders)\n",
+            None,
+        ),
+        "10.1.2.3:4",
+        "s1",
+    )
+    assert code.splitlines() == [
+        "export NAMESRV_ADDR=10.1.2.3:4",
+        "rocketmq topic create Payments_s1 -q 2   # Orders_s1 too",
+        "seq 3 | rocketmq send Orders_s1 && rocketmq bench consume Orders_s1 --group bench_s1",
+        "x=$(rocketmq --json lag billing_s1 -t Logs_s1 --tag a -g orders_s1)",
+    ]
+    assert topics == {"Orders_s1", "Logs_s1"}
+    assert invocations(code) == 4
 
 
 def test_every_page_with_code_has_its_blocks_found() -> None:
@@ -332,7 +456,14 @@ def test_every_page_with_code_has_its_blocks_found() -> None:
 
 
 def test_skipped_blocks_are_the_listed_ones() -> None:
-    marked = {(block.path, block.skip) for block in ALL_BLOCKS if block.skip is not None}
+    """Skipped blocks of every language (the included CONTRIBUTING.md's too)."""
+    marked = {
+        (fence.path, fence.reason)
+        for fence in doc_blocks.all_fences()
+        if fence.marker == "skip" and fence.reason
+    }
+    python_skips = {(block.path, block.skip) for block in ALL_BLOCKS if block.skip is not None}
+    assert python_skips <= marked
     for path, reason in marked:
         assert any(
             path == listed_path and reason.startswith(listed_reason)
