@@ -6,9 +6,17 @@ import os
 
 from hypothesis import HealthCheck, settings
 
+# dev: a quick look; ci: what .ci/run asks of every property; thorough: ten times
+# dev's examples, run before each release (CONTRIBUTING.md, "Before a release").
 settings.register_profile("dev", max_examples=100, deadline=None)
 settings.register_profile(
     "ci",
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "thorough",
     max_examples=1000,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
