@@ -138,14 +138,21 @@ def shared_session_cluster(shared: Path) -> launcher.LocalCluster:
     """The session cluster of a run spread over workers: started by the first worker
     that needs it (the others wait on a lock, then attach to it), left running when
     that worker ends, and stopped by the controller (:func:`stop_shared_session_cluster`)."""
+    failed = shared / "session-cluster.failed"
     with launcher._file_lock(shared / "session-cluster.lock"):
+        if failed.exists():  # one worker's try is every worker's answer
+            pytest.fail(failed.read_text(encoding="utf-8"), pytrace=False)
         state = launcher._load_state(shared / _SESSION_STATE)
         if state is None:
+            # Not tied to this worker: the controller stops it at the end, or the
+            # run's watchdog (tests/run_watchdog.py) kills it if the run dies.
             local = _session_cluster(die_with_parent=False)
             try:
                 local.start()
             except launcher.ClusterError as exc:
-                pytest.fail(f"could not start the local RocketMQ cluster: {exc}", pytrace=False)
+                message = f"could not start the local RocketMQ cluster: {exc}"
+                failed.write_text(message, encoding="utf-8")
+                pytest.fail(message, pytrace=False)
             local.detach()
             state = local.to_state()
             launcher._write_state(shared / _SESSION_STATE, state)

@@ -23,7 +23,8 @@ settings.register_profile(
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
-import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 import tempfile  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -98,12 +99,16 @@ def _cluster_modules(root: Path) -> set[str]:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """How a run spread over pytest-xdist workers hands out the tests: a module's
-    tests go to one worker, in order (its module fixtures are made once). The tests
-    of every cluster but the session's (the extra clusters, and those a module
-    starts itself) go to one worker, in order, so two such clusters never run at
-    once, as in a run in one process: each costs the two cores some of their time
-    even while idle."""
+    """How a run spread over pytest-xdist workers hands out the tests (with ``-n``
+    and no other ``--dist``): a module's tests go to one worker, in order (its
+    module fixtures are made once). The modules that keep a cluster of their own
+    for their tests, or use an extra cluster, go to one worker, one after another,
+    so two such clusters never run at once, as in a run in one process: each costs
+    the two cores some of their time even while idle. (A few tests elsewhere start
+    a cluster for a few seconds: the testing guide's examples, in
+    tests/test_docs_broker.py and tests/test_package_broker.py.)"""
+    if config.getoption("dist") != "load":
+        return None  # the user's choice
     from xdist.scheduler import LoadScopeScheduling
 
     cluster_modules = _cluster_modules(config.rootpath)
@@ -116,15 +121,25 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     return ByModuleAndCluster(config, log)
 
 
-def _spread_over_workers(config: pytest.Config) -> bool:
-    """Whether this process is the controller of a run spread over xdist workers."""
-    return not hasattr(config, "workerinput") and getattr(config.option, "dist", "no") != "no"
+#: The shared directory this process made for its workers, and the watchdog
+#: (tests/run_watchdog.py) that cleans up after the run even if this process dies.
+_shared_run: dict[str, Any] = {}
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if _spread_over_workers(config) and not os.environ.get(SHARED_DIR_ENV):
-        # The workers, started after this, inherit it.
-        os.environ[SHARED_DIR_ENV] = tempfile.mkdtemp(prefix="rocketmq-tests-")
+    spread = (
+        not hasattr(config, "workerinput")
+        and bool(getattr(config.option, "numprocesses", None))
+        and getattr(config.option, "dist", "no") != "no"
+    )  # the controller of a run spread over workers
+    if spread and not os.environ.get(SHARED_DIR_ENV):
+        shared = tempfile.mkdtemp(prefix="rocketmq-tests-")
+        os.environ[SHARED_DIR_ENV] = shared  # the workers, started after this, inherit it
+        watchdog = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("run_watchdog.py")), shared],
+            stdin=subprocess.PIPE,
+        )
+        _shared_run.update(dir=Path(shared), watchdog=watchdog)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -134,12 +149,20 @@ def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    shared = os.environ.get(SHARED_DIR_ENV)
-    if _spread_over_workers(config) and shared:
+    if not _shared_run:
+        return
+    shared: Path = _shared_run["dir"]
+    watchdog: subprocess.Popen[bytes] = _shared_run["watchdog"]
+    try:
         stop_shared_runs()
-        stop_shared_session_cluster(Path(shared))
-        shutil.rmtree(shared, ignore_errors=True)
+        stop_shared_session_cluster(shared)
+    finally:
+        # The watchdog kills what is left of the run, and removes the directory.
+        assert watchdog.stdin is not None
+        watchdog.stdin.close()
+        watchdog.wait(60)
         del os.environ[SHARED_DIR_ENV]
+        _shared_run.clear()
 
 
 def pytest_sessionfinish() -> None:

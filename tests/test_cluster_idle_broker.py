@@ -5,7 +5,8 @@ machine gives every later test. The 5.5 brokers did after a single transaction:
 their op batch thread spun for good once ``transactionOpBatchInterval`` had passed
 after the last op record (see ``scripts/cluster.py``; the launcher's interval is now
 the largest int, so a session never lives to see it pass). This starts a cluster of
-its own (or takes the session's, when the launcher started it), ends transactions
+its own (or takes the session's, when the launcher started it for this process
+alone), ends transactions
 on both brokers, closes the client and measures the brokers' CPU time.
 """
 
@@ -30,9 +31,12 @@ IDLE_LIMIT = 0.5
 
 @pytest.fixture(scope="module")
 def cluster(rocketmq_cluster: object) -> Iterator[launcher.LocalCluster]:
-    """The session's cluster when the launcher started it (its brokers' processes
-    are known), else one of this module's own."""
-    if isinstance(rocketmq_cluster, launcher.LocalCluster):
+    """The session's cluster when the launcher started it for this process alone
+    (its brokers' processes are known, and no other process's tests load them),
+    else one of this module's own."""
+    if isinstance(rocketmq_cluster, launcher.LocalCluster) and not os.environ.get(
+        "PYTEST_XDIST_WORKER"
+    ):
         yield rocketmq_cluster
         return
     yield from running(launcher.LocalCluster(), "local RocketMQ cluster")

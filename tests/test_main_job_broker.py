@@ -18,8 +18,6 @@ from typing import Any
 
 import pytest
 
-pytestmark = pytest.mark.broker
-
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -35,6 +33,7 @@ def test_main_sh_runs_the_bootstrap_then_the_job() -> None:
     ]
 
 
+@pytest.mark.broker
 def test_the_main_job_sends_and_receives_with_every_driver(
     rocketmq_cluster: Any, tmp_path: Path
 ) -> None:

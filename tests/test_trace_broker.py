@@ -182,11 +182,13 @@ def test_full_trace_messages_with_wide_keys_are_taken_by_the_broker(
     rocketmq_cluster: Any, backend: Backend, topic: str
 ) -> None:
     """Enough sends to fill trace messages to their limits (keys of three-byte
-    characters among them): the broker takes every trace message (none fails),
-    and the records of the first and the last send are found."""
+    characters among them, 6 KB each, so a trace message is full of keys after a
+    few dozen sends, long before it would go for its age): the broker takes every
+    trace message (none fails), one of them holds keys near the limit, and the
+    records of the first and the last send are found."""
     ns = rocketmq_cluster.namesrv_addr
     group = unique("trace_full")
-    wide = "鍵" * 200
+    wide = "鍵" * 2000
     count = 1200
     with backend.open("Producer", ns, group=group, enable_trace=True) as producer:
         results = [
@@ -204,4 +206,7 @@ def test_full_trace_messages_with_wide_keys_are_taken_by_the_broker(
         for sent in (results[0], results[-1]):
             [pub] = traces(backend, admin, sent.msg_id, {TraceType.PUB})
             assert pub.group == group and pub.offset_msg_id == sent.offset_msg_id
-        assert admin.query_messages("RMQ_SYS_TRACE_TOPIC", f"{wide}0")
+        first = admin.query_messages("RMQ_SYS_TRACE_TOPIC", f"{wide}0")
+    assert first, "the trace message keyed by the first user key"
+    keys_bytes = max(len(m.properties["KEYS"].encode()) for m in first)
+    assert 20_000 < keys_bytes <= 30_000, keys_bytes

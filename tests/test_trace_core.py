@@ -569,3 +569,20 @@ def test_keys_that_are_not_ascii_keep_a_trace_message_within_the_brokers_limit()
         keys |= set(batch.keys)
     assert batches > 1 and t.buffered == 0 and t.dropped == 0
     assert len(keys) == 2 * 200 + 200 + 200  # each message id and user key
+
+
+def test_a_record_whose_own_keys_fill_a_trace_message_is_keyed_by_its_id_alone() -> None:
+    """User keys of nearly 32 KiB (the most a message's properties hold) cannot key
+    its trace record too: the trace message would exceed the broker's limit. The
+    record is written whole, keyed by its message id."""
+    t = tracer(capacity=100)
+    keys = [f"{'鍵' * 1000}{i}" for i in range(10)]  # 30,019 bytes with separators
+    publish(t, result("BIG"), Message("T", b"x", keys=keys))
+    publish(t, result("SMALL"), Message("T", b"x", keys=["small"]))
+    batches = []
+    while (batch := t.take(0.0, flush=True)) is not None:
+        batches.append(batch)
+        assert batch.keys_size <= MAX_TRACE_KEYS_BYTES
+    assert [b.keys for b in batches] == [["BIG", "SMALL", "small"]]
+    [big, _] = decode_trace_data(batches[0].body().decode())
+    assert big.keys == " ".join(keys)

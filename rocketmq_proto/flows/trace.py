@@ -383,6 +383,11 @@ class Tracer:
             return
         fresh = [k for k in (msg_id, *(keys.split(" ") if keys else ())) if k]
         more_keys = _keys_size(fresh)
+        if more_keys > MAX_TRACE_KEYS_BYTES:
+            # Its own keys would not fit any trace message: its message id alone
+            # keys it (the record itself still names every key).
+            fresh = [msg_id]
+            more_keys = _keys_size(fresh)
         if batch.records and (
             batch.size + size > MAX_TRACE_BODY
             or batch.keys_size + more_keys > MAX_TRACE_KEYS_BYTES
