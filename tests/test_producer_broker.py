@@ -283,6 +283,7 @@ def _visible(admin: Any, topic: str, key: str) -> list[MessageExt]:
     ids=["commit", "rollback", "checkback-commit", "checkback-rollback"],
 )
 def test_transactions(
+    rocketmq_cluster: Any,
     backend: Backend,
     tx_producer: Any,
     admin: Any,
@@ -307,7 +308,14 @@ def test_transactions(
     assert state is local and seen_args == ["the-arg"]
     assert result.status is SendStatus.SEND_OK
     if check is not None:
-        backend.wait_for(lambda: key in asked, 60, "the broker's check-back")
+        try:
+            backend.wait_for(lambda: key in asked, 60, "the broker's check-back")
+        except AssertionError as exc:
+            # What the servers said (through the proxy the first check-back of a new
+            # producer group once took longer than this; see the proxy's log).
+            servers = getattr(rocketmq_cluster, "cluster", rocketmq_cluster)
+            logs = servers.logs() if hasattr(servers, "logs") else "(no server logs here)"
+            raise AssertionError(f"{exc}; asked so far: {asked}\n{logs}") from None
     if visible:
         found = backend.wait_for(lambda: _visible(admin, topic, key), 30, "the committed message")
         assert found[0].body == b"tx body"
