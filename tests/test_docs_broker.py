@@ -176,36 +176,49 @@ def _wait_for_route(admin: Any, topic: str, brokers: int) -> None:
         time.sleep(0.2)
 
 
+def _make_topics(admin: Any, topics: set[str], brokers: int, lock: threading.Lock) -> None:
+    """Create ``topics`` on every broker and wait for their routes (one creation at a
+    time: the brokers register each with the name server)."""
+    for topic in sorted(topics):
+        with lock:
+            admin.create_topic(topic, read_queue_nums=4, write_queue_nums=4)
+        _wait_for_route(admin, topic, brokers)
+
+
+def _run_timed(
+    args: list[str], cwd: Path, env: dict[str, str], began: float, stderr_header: str | None
+) -> Outcome:
+    """Run ``args`` for at most :data:`BLOCK_TIMEOUT` seconds; its output (stderr after
+    stdout, under ``stderr_header`` if given) and the seconds since ``began``."""
+    try:
+        run = subprocess.run(
+            args, cwd=cwd, env=env, capture_output=True, text=True, timeout=BLOCK_TIMEOUT
+        )
+    except subprocess.TimeoutExpired as exc:
+        out = (exc.stdout or b"") + (exc.stderr or b"")
+        text = out.decode(errors="replace") if isinstance(out, bytes) else str(out)
+        return Outcome(None, text, time.monotonic() - began)
+    if stderr_header is None:
+        output = run.stdout + run.stderr
+    else:
+        output = f"{run.stdout}\n--- {stderr_header}:\n{run.stderr}"
+    return Outcome(run.returncode, output, time.monotonic() - began)
+
+
 def _run_block(
     block: Block, namesrv: str, brokers: int, admin: Any, workdir: Path, lock: threading.Lock
 ) -> Outcome:
     suffix = f"docs{uuid.uuid4().hex[:10]}"
     code, topics = runnable(block, namesrv, suffix)
     began = time.monotonic()
-    for topic in sorted(topics):
-        with lock:  # one creation at a time: the brokers register each with the name server
-            admin.create_topic(topic, read_queue_nums=4, write_queue_nums=4)
-        _wait_for_route(admin, topic, brokers)
+    _make_topics(admin, topics, brokers, lock)
     name = re.sub(r"\W", "_", block.where)
     script = workdir / f"{name}.py"
     script.write_text(code, encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if k not in ("NAMESRV_ADDR", "NAMESRV_LOOKUP_URL")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
-    try:
-        run = subprocess.run(
-            [sys.executable, "-c", _RUNNER, str(script)],
-            cwd=workdir,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=BLOCK_TIMEOUT,
-        )
-    except subprocess.TimeoutExpired as exc:
-        out = (exc.stdout or b"") + (exc.stderr or b"")
-        text = out.decode(errors="replace") if isinstance(out, bytes) else str(out)
-        return Outcome(None, text, time.monotonic() - began)
-    return Outcome(run.returncode, run.stdout + run.stderr, time.monotonic() - began)
+    return _run_timed([sys.executable, "-c", _RUNNER, str(script)], workdir, env, began, None)
 
 
 @pytest.fixture(scope="module")
@@ -303,31 +316,15 @@ def _run_session(
 ) -> tuple[str, Outcome]:
     code, topics = shell_session(block, namesrv, f"docs{uuid.uuid4().hex[:10]}")
     began = time.monotonic()
-    for topic in sorted(topics):
-        with lock:
-            admin.create_topic(topic, read_queue_nums=4, write_queue_nums=4)
-        _wait_for_route(admin, topic, brokers)
+    _make_topics(admin, topics, brokers, lock)
     cwd = workdir / re.sub(r"\W", "_", block.where)
     cwd.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "NAMESRV_LOOKUP_URL"}
     env["NAMESRV_ADDR"] = namesrv
     env["PATH"] = f"{workdir / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    try:
-        run = subprocess.run(
-            ["bash", "-euxo", "pipefail", "-c", code],
-            cwd=cwd,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=BLOCK_TIMEOUT,
-        )
-    except subprocess.TimeoutExpired as exc:
-        out = (exc.stdout or b"") + (exc.stderr or b"")
-        text = out.decode(errors="replace") if isinstance(out, bytes) else str(out)
-        return code, Outcome(None, text, time.monotonic() - began)
-    output = f"{run.stdout}\n--- stderr (bash -x traces each command):\n{run.stderr}"
-    return code, Outcome(run.returncode, output, time.monotonic() - began)
+    header = "stderr (bash -x traces each command)"
+    return code, _run_timed(["bash", "-euxo", "pipefail", "-c", code], cwd, env, began, header)
 
 
 @pytest.fixture(scope="module")
