@@ -77,9 +77,21 @@ def test_wait_first_exception() -> None:
 def test_as_completed_yields_each_in_completion_order_and_times_out() -> None:
     futures: list[Future[int]] = [Future(RT) for _ in range(4)]
     futures[3].set_result(3)
-    later(0.05, futures[1].set_result, 1)
-    later(0.10, futures[0].set_result, 0)
-    later(0.15, futures[2].cancel)
+
+    def finish_in_order() -> None:
+        # Only once ``as_completed`` has taken its snapshot and installed its waiter:
+        # a future finished before that is yielded with the already-finished ones, in
+        # no defined order (a loaded machine once delayed the caller past 50 ms).
+        deadline = time.monotonic() + 5
+        while not futures[2]._waiter_list and time.monotonic() < deadline:
+            time.sleep(0.001)
+        futures[1].set_result(1)
+        time.sleep(0.01)
+        futures[0].set_result(0)
+        time.sleep(0.01)
+        futures[2].cancel()
+
+    later(0, finish_in_order)
     order = list(concurrent.futures.as_completed(futures, timeout=5))
     assert order == [futures[3], futures[1], futures[0], futures[2]]
     stuck: Future[int] = Future(RT)

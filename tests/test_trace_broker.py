@@ -42,11 +42,22 @@ def complete(admin: Any, msg_id: str, wanted: set[TraceType]) -> list[TraceRecor
     return found if wanted <= {r.type for r in found} else None
 
 
-def traces(backend: Backend, admin: Any, msg_id: str, wanted: set[TraceType]) -> list[TraceRecord]:
-    """The message's trace records, once every kind in ``wanted`` is among them."""
-    return backend.wait_for(  # type: ignore[no-any-return]
-        lambda: complete(admin, msg_id, wanted), WAIT, f"the {sorted(wanted)} traces of {msg_id}"
-    )
+def traces(
+    backend: Backend | None, admin: Any, msg_id: str, wanted: set[TraceType], whose: str = "the "
+) -> list[TraceRecord]:
+    """The message's trace records, once every kind in ``wanted`` is among them; on a
+    timeout the failure says which kinds were found. ``backend`` None: poll with
+    ``time.sleep``."""
+    poll = wait_for if backend is None else backend.wait_for
+    try:
+        return poll(  # type: ignore[no-any-return]
+            lambda: complete(admin, msg_id, wanted),
+            WAIT,
+            f"{whose}{sorted(t.name for t in wanted)} traces of {msg_id}",
+        )
+    except AssertionError as timed_out:
+        found = sorted(r.type.name for r in admin.query_trace(msg_id))
+        raise AssertionError(f"{timed_out}; found only {found}") from None
 
 
 @pytest.mark.parametrize("mode", ["pull", "pop"])
@@ -168,9 +179,7 @@ def test_admin_reads_the_traces_the_java_client_writes(rocketmq_cluster: Any) ->
     )
     wanted = {TraceType.PUB, TraceType.SUB_BEFORE, TraceType.SUB_AFTER}
     with rocketmq_sync.Admin(ns) as admin:
-        records: list[TraceRecord] = wait_for(
-            lambda: complete(admin, msg_id, wanted), WAIT, f"the Java client's traces of {msg_id}"
-        )
+        records = traces(None, admin, msg_id, wanted, "the Java client's ")
     [pub] = [r for r in records if r.type is TraceType.PUB]
     assert (pub.group, pub.topic, pub.keys) == (producer_group, topic, "jk")
     assert {r.group for r in records if r.type is TraceType.SUB_BEFORE} == {consumer_group}

@@ -580,6 +580,7 @@ public final class Peer {
         } finally {
             if (!inRun) {
                 trace("sent; shutting down");
+                lingerForTrace(a);
                 p.shutdown();
                 trace("shut down");
             }
@@ -776,6 +777,19 @@ public final class Peer {
      * {@code --stop-file} exists, or {@code timeout} seconds have passed. True unless it timed out
      * with {@code count > 0}.
      */
+    /**
+     * With {@code --trace}: let the client's trace records leave before it shuts down. Its trace
+     * dispatcher's shutdown hands the last batch to an asynchronous send and closes the trace
+     * producer right after, and a consumer's SubAfter record is written after the listener
+     * returns (after the last count-down): on a loaded machine the records were lost.
+     * {@code --trace-linger-ms} (default 3000).
+     */
+    static void lingerForTrace(Args a) throws InterruptedException {
+        if (a.flag("trace")) {
+            Thread.sleep(a.integer("trace-linger-ms", 3000));
+        }
+    }
+
     static boolean awaitEnd(Args a, CountDownLatch done, int count, int timeout) throws InterruptedException {
         String stop = a.str("stop-file", null);
         long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(timeout);
@@ -850,6 +864,7 @@ public final class Peer {
         signalReady(a);
         boolean finished = awaitEnd(a, done, count, timeout);
         trace("received all; shutting down");
+        lingerForTrace(a);
         c.shutdown();
         trace("shut down");
         if (!finished) {
