@@ -165,7 +165,11 @@ def test_admin_reads_the_traces_the_java_client_writes(rocketmq_cluster: Any) ->
             check=False,
         )
         assert done.returncode == 0, done.stderr[-3000:]
-        return [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+        lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+        # The peer waits for its client's trace messages to leave, and says how they went.
+        [sends] = [line for line in lines if "traceSends" in line]
+        assert sends["traceSent"] >= 1 and not sends["traceFailed"], (sends, done.stderr[-3000:])
+        return lines
 
     [produced] = [
         line

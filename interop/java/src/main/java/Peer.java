@@ -611,6 +611,7 @@ public final class Peer {
             trace("producer starting");
             p.start();
             trace("producer started");
+            TraceWatch.attach(p, a);
             if (inRun) {
                 SHARED_PRODUCERS.put(key, p);
             }
@@ -778,16 +779,79 @@ public final class Peer {
      * with {@code count > 0}.
      */
     /**
-     * With {@code --trace}: let the client's trace records leave before it shuts down. Its trace
-     * dispatcher's shutdown hands the last batch to an asynchronous send and closes the trace
-     * producer right after, and a consumer's SubAfter record is written after the listener
-     * returns (after the last count-down): on a loaded machine the records were lost.
-     * {@code --trace-linger-ms} (default 3000).
+     * With {@code --trace}: the client's trace messages, counted by a send hook on its trace
+     * producer, so that the peer can let them leave before it shuts down. The client's trace
+     * dispatcher sends a few records only every 5 s, and its shutdown hands the last batch to
+     * an asynchronous send and closes the trace producer right after: on a loaded machine the
+     * records were lost. The dispatcher is reached by reflection (the peer also builds against
+     * 4.x clients).
+     */
+    static final class TraceWatch implements org.apache.rocketmq.client.hook.SendMessageHook {
+        static final TraceWatch INSTANCE = new TraceWatch();
+        final AtomicInteger started = new AtomicInteger();
+        final AtomicInteger sent = new AtomicInteger();
+        final AtomicInteger failed = new AtomicInteger();
+        volatile long lastChange = System.nanoTime();
+
+        static void attach(Object client, Args a) {
+            if (!a.flag("trace")) {
+                return;
+            }
+            try {
+                Object dispatcher = client.getClass().getMethod("getTraceDispatcher").invoke(client);
+                DefaultMQProducer traceProducer =
+                        (DefaultMQProducer) dispatcher.getClass().getMethod("getTraceProducer").invoke(dispatcher);
+                traceProducer.getDefaultMQProducerImpl().registerSendMessageHook(INSTANCE);
+            } catch (ReflectiveOperationException | ClassCastException e) {
+                throw new UsageError("--trace: cannot watch the client's trace producer: " + e);
+            }
+        }
+
+        @Override
+        public String hookName() {
+            return "peer-trace-watch";
+        }
+
+        @Override
+        public void sendMessageBefore(org.apache.rocketmq.client.hook.SendMessageContext context) {
+            started.incrementAndGet();
+            lastChange = System.nanoTime();
+        }
+
+        @Override
+        public void sendMessageAfter(org.apache.rocketmq.client.hook.SendMessageContext context) {
+            // An asynchronous send calls this twice: once as it is handed over (neither result
+            // nor exception yet), once with its outcome.
+            if (context.getSendResult() != null) {
+                sent.incrementAndGet();
+            } else if (context.getException() != null) {
+                failed.incrementAndGet();
+            }
+            lastChange = System.nanoTime();
+        }
+    }
+
+    /**
+     * With {@code --trace}: wait until the client's trace messages have gone (at least one
+     * sent, none in flight, nothing new for half a second), at most {@code --trace-linger-ms}
+     * (default 30000); then print {@code {"traceSends": n, "traceSent": n, "traceFailed": n}}.
      */
     static void lingerForTrace(Args a) throws InterruptedException {
-        if (a.flag("trace")) {
-            Thread.sleep(a.integer("trace-linger-ms", 3000));
+        if (!a.flag("trace")) {
+            return;
         }
+        TraceWatch w = TraceWatch.INSTANCE;
+        long deadline = System.nanoTime() + TimeUnit.MILLISECONDS.toNanos(a.integer("trace-linger-ms", 30000));
+        while (System.nanoTime() < deadline) {
+            int finished = w.sent.get() + w.failed.get();
+            boolean quiet = System.nanoTime() - w.lastChange > TimeUnit.MILLISECONDS.toNanos(500);
+            if (w.sent.get() > 0 && finished == w.started.get() && quiet) {
+                break;
+            }
+            Thread.sleep(50);
+        }
+        emit(a, new Json().put("traceSends", w.started.get()).put("traceSent", w.sent.get())
+                .put("traceFailed", w.failed.get()));
     }
 
     static boolean awaitEnd(Args a, CountDownLatch done, int count, int timeout) throws InterruptedException {
@@ -861,6 +925,7 @@ public final class Peer {
         trace("consumer starting");
         c.start();
         trace("consumer started");
+        TraceWatch.attach(c, a);
         signalReady(a);
         boolean finished = awaitEnd(a, done, count, timeout);
         trace("received all; shutting down");
