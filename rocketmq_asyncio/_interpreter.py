@@ -36,6 +36,9 @@ T = TypeVar("T")
 #: At most this many of one client's plain user callables run at once (as many
 #: as the loop's default executor would run).
 USER_THREADS = min(32, (os.cpu_count() or 1) + 4)
+#: Threads running one client's offloaded CPU work at once: one per core, as the
+#: work runs without the GIL.
+CPU_THREADS = os.cpu_count() or 1
 
 
 def _is_async_callable(fn: Callable[..., Any]) -> bool:
@@ -80,6 +83,9 @@ class FlowTasks:
         #: Plain user callables run here, made on first use and shut down with the
         #: client: never the loop's default executor, whose threads would outlive it.
         self._users: ThreadPoolExecutor | None = None
+        #: Offloaded CPU work (compressing a large body) runs here, off the loop;
+        #: made on first use.
+        self._cpu: ThreadPoolExecutor | None = None
         #: Whether a callable is a coroutine function, by callable: asked per
         #: message otherwise (``inspect`` costs microseconds). Weak: a callable
         #: made per call (a local transaction's lambda) is forgotten with it.
@@ -111,6 +117,11 @@ class FlowTasks:
             self._files = ThreadPoolExecutor(1, thread_name_prefix="rocketmq-files")
         return asyncio.get_running_loop().run_in_executor(self._files, fn, *args)
 
+    def offloaded(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        if self._cpu is None:
+            self._cpu = ThreadPoolExecutor(CPU_THREADS, thread_name_prefix="rocketmq-cpu")
+        return asyncio.get_running_loop().run_in_executor(self._cpu, fn, *args)
+
     async def close(self) -> None:
         """Cancel the spawned flows that still run; let the file thread end once
         its writes are done, and the user threads once their calls returned (when
@@ -124,6 +135,8 @@ class FlowTasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         if self._files is not None:
             self._files.shutdown(wait=False)
+        if self._cpu is not None:
+            self._cpu.shutdown(wait=False)
         if self._users is not None:
             # Calls queued and not started never run (a local transaction then stays
             # unknown: the broker's check-back settles it).
@@ -217,6 +230,8 @@ async def run_flow(
                         result = None
                     case driver.HttpGet():
                         result = await _http_get(effect)
+                    case driver.Offload():
+                        result = await tasks.offloaded(effect.fn, *effect.args)
                     case _:
                         _not_an_effect(effect)
             except RocketMQError as exc:

@@ -40,6 +40,7 @@ from rocketmq_sync._runtime import (
     QueueLike,
     SocketLike,
     TaskHandle,
+    UserDone,
     WorkerPool,
 )
 
@@ -237,6 +238,12 @@ class GeventRuntime(PooledRuntime):
         self._fork.check(self._start_afresh)
         return _Timer(delay, fn)
 
+    def offload(self, fn: Callable[..., Any], args: tuple[Any, ...], on_done: UserDone) -> bool:
+        # A greenlet waits for the hub's thread pool (gevent's own threads, which
+        # outlive a client as the hub does), then answers from the greenlet.
+        self.spawn(_offloaded, fn, args, on_done)
+        return True
+
     def close(self) -> None:
         self._fork.check(self._start_afresh)
         # Hub timers belong to their owners (each cancels its own); only the
@@ -264,3 +271,12 @@ class GeventRuntime(PooledRuntime):
         """
         gevent.reinit()
         self._pool = WorkerPool(self, self._max_user_workers)
+
+
+def _offloaded(fn: Callable[..., Any], args: tuple[Any, ...], on_done: UserDone) -> None:
+    try:
+        value = gevent.get_hub().threadpool.apply(fn, args)
+    except BaseException as exc:  # a bug in the work: the flow ends with it
+        on_done(None, exc)
+    else:
+        on_done(value, None)

@@ -197,6 +197,10 @@ class _FlowRunner(Generic[T]):
             case driver.WriteFile():
                 write_file(effect.path, effect.data)
                 return None
+            case driver.Offload():
+                if self._runtime.offload(effect.fn, effect.args, self._offload_done):
+                    return _ASYNC
+                return effect.fn(*effect.args)
             case driver.HttpGet():
                 # Its own task (thread or greenlet): the flow may be running on the
                 # timer or a connection's reader, which must not wait for a web server.
@@ -229,6 +233,9 @@ class _FlowRunner(Generic[T]):
             self.resume(None, _Fatal(exc))
         else:
             self.resume(answer, None)
+
+    def _offload_done(self, value: Any, error: BaseException | None) -> None:
+        self.resume(value, None if error is None else _Fatal(error))
 
     def _await(self, future: Future[Any]) -> Any:
         if future.done():  # failed fast (backing off, closed): no callback needed

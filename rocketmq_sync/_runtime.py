@@ -171,6 +171,13 @@ class Runtime(Protocol):
         """
         ...
 
+    def offload(self, fn: Callable[..., Any], args: tuple[Any, ...], on_done: UserDone) -> bool:
+        """Run ``fn(*args)``, CPU work that releases the GIL, on an OS thread other
+        than the hub's and call ``on_done(result, error)`` in a task of the runtime
+        once it returned: True. Or False, having called nothing: the caller runs it
+        itself (an OS thread holds up no other task while the GIL is released)."""
+        ...
+
     def run_user_here(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> tuple[bool, Any]:
         """``(True, fn(*args))`` if the caller is a worker that runs users'
         callables (it may run the next one itself, sparing a hand-off), else
@@ -623,6 +630,9 @@ class ThreadRuntime(PooledRuntime):
     def call_later(self, delay: float, fn: Callable[[], object]) -> Cancellable:
         self._fork.check(self._start_afresh)
         return self._scheduler.call_later(delay, fn)
+
+    def offload(self, fn: Callable[..., Any], args: tuple[Any, ...], on_done: UserDone) -> bool:
+        return False  # the calling thread runs it: the others go on meanwhile
 
     def close(self) -> None:
         self._fork.check(self._start_afresh)

@@ -10,6 +10,7 @@ from rocketmq_proto.flows.effects import (
     Call,
     Flow,
     Now,
+    Offload,
     Oneway,
     Sleep,
     Spawn,
@@ -36,6 +37,8 @@ class Sim:
     oneways: list[tuple[str, RemotingCommand]] = field(default_factory=list)
     #: Flows spawned (name, flow), not run: a test runs those it wants with :meth:`run`.
     spawned: list[tuple[str, Flow[Any]]] = field(default_factory=list)
+    #: The functions offloaded (run here, at once).
+    offloaded: list[Callable[..., Any]] = field(default_factory=list)
 
     def run(self, flow: Flow[T]) -> T:
         result: Any = None
@@ -78,4 +81,7 @@ class Sim:
                     error.elapsed = self.user_call_cost
                 raise error from exc
             return (value, self.user_call_cost) if effect.timed else value
+        if isinstance(effect, Offload):
+            self.offloaded.append(effect.fn)
+            return effect.fn(*effect.args)
         raise AssertionError(f"unknown effect {effect!r}")

@@ -36,7 +36,16 @@ import pytest
 from rocketmq_proto.connection.connection import Reply
 from rocketmq_proto.connection.pool import ReconnectBackoff
 from rocketmq_proto.driver import transport_settings
-from rocketmq_proto.flows.effects import Call, Now, Oneway, Sleep, Spawn, UserCall, WallTime
+from rocketmq_proto.flows.effects import (
+    Call,
+    Now,
+    Offload,
+    Oneway,
+    Sleep,
+    Spawn,
+    UserCall,
+    WallTime,
+)
 from rocketmq_proto.wire.codes import FLAG_ONEWAY, FLAG_RESPONSE, LanguageCode, SerializeType
 from rocketmq_proto.wire.command import FrameDecoder, RemotingCommand, encode_command
 from rocketmq_proto.wire.errors import (
@@ -901,6 +910,58 @@ def test_interpreter_propagates_what_the_flow_raises_and_closes_it_on_cancel(
         env.wait_until(lambda: closed)
 
     env.run(body)
+
+
+def test_offloaded_work_runs_beside_the_runtimes_other_tasks(env: Env) -> None:
+    """:class:`Offload` (compressing a large body): under gevent on a thread of the
+    hub's pool, the greenlets going on meanwhile; on threads in the flow's own
+    thread, which holds no other task up. Its result comes back to the flow, and
+    its exception ends the flow."""
+    client = env.client()
+    ran_on: list[int] = []
+
+    def work(seconds: float, value: str) -> str:
+        ran_on.append(threading.get_ident())
+        time.sleep(seconds)  # releases the GIL, as zlib does
+        return value
+
+    def broken() -> None:
+        raise ValueError("offloaded bug")
+
+    def flow() -> Generator[Any, Any, tuple[str, str]]:
+        first = yield Offload(work, (0.3, "a"))
+        second = yield Offload(work, (0.0, "b"))
+        return first, second
+
+    def failing() -> Generator[Any, Any, None]:
+        yield Offload(broken)
+
+    def body() -> tuple[tuple[str, str], int]:
+        ticks, done = [0], []
+
+        def ticker() -> None:
+            while not done:
+                env.sleep(0.01)
+                ticks[0] += 1
+
+        tick_task = env.runtime.spawn(ticker)
+        try:
+            result = run_flow(client, env.runtime, flow())
+        finally:
+            done.append(True)
+            tick_task.join()
+        with pytest.raises(ValueError, match="offloaded bug"):
+            run_flow(client, env.runtime, failing())
+        return result, ticks[0]
+
+    result, ticks = env.run(body)
+    assert result == ("a", "b")
+    assert len(ran_on) == 2
+    if env.kind == "gevent":
+        assert threading.get_ident() not in ran_on
+        assert ticks >= 10  # the hub ran its greenlets during the 0.3 s of work
+    else:
+        assert ran_on == [threading.get_ident()] * 2
 
 
 def _armed_timers(env: Env) -> int:

@@ -15,7 +15,7 @@ import pytest
 import rocketmq_asyncio._interpreter as aio_interpreter
 import rocketmq_sync
 from rocketmq_asyncio._transport import RemotingClient
-from rocketmq_proto.flows.effects import Flow, ReadFile, WriteFile
+from rocketmq_proto.flows.effects import Flow, Offload, ReadFile, WriteFile
 from rocketmq_proto.flows.localfile import read_file, write_file
 
 NAMESRV = "127.0.0.1:1"  # never contacted: the consumers are not started
@@ -75,6 +75,52 @@ def test_asyncio_file_effects_run_off_the_loop_thread(
     assert [name for name, _ in threads] == ["read", "write", "read"]
     assert all(ident != loop_thread for _, ident in threads)
     assert ticks >= 20  # the loop ran during the 0.6 s of file IO
+
+
+def test_asyncio_offloaded_work_runs_off_the_loop_thread() -> None:
+    """:class:`Offload` (compressing a large body) runs on a worker thread: the loop
+    goes on meanwhile; the result comes back to the flow; the thread ends with the
+    client's tasks."""
+    ran_on: list[int] = []
+
+    def work(seconds: float, value: str) -> str:
+        ran_on.append(threading.get_ident())
+        time.sleep(seconds)  # releases the GIL, as zlib does
+        return value
+
+    def flow() -> Flow[str]:
+        value: str = yield Offload(work, (0.3, "done"))
+        return value
+
+    async def main() -> tuple[str, int, int]:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        tick_task = asyncio.create_task(ticker())
+        client = RemotingClient()
+        tasks = aio_interpreter.FlowTasks()
+        try:
+            result = await aio_interpreter.run_flow(client, flow(), tasks=tasks)
+        finally:
+            tick_task.cancel()
+            await tasks.close()
+            await client.close()
+        return result, threading.get_ident(), ticks
+
+    before = {t.ident for t in threading.enumerate()}
+    result, loop_thread, ticks = asyncio.run(main())
+    assert result == "done"
+    assert ran_on and loop_thread not in ran_on
+    assert ticks >= 10  # the loop ran during the 0.3 s of work
+    deadline = time.monotonic() + 5
+    while {t.ident for t in threading.enumerate()} - before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not [t.name for t in threading.enumerate() if t.ident not in before]
 
 
 def test_the_asyncio_driver_does_not_import_the_threads_driver() -> None:

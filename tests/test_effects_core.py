@@ -22,6 +22,7 @@ from rocketmq_proto.flows.effects import (
     Flow,
     HttpGet,
     Now,
+    Offload,
     Oneway,
     ReadFile,
     Sleep,
@@ -62,6 +63,7 @@ CASES: list[tuple[str, Callable[[], Ask[Any]], Effect, Any]] = [
     ("read_file", lambda: fx.read_file("/p"), ReadFile("/p"), b"data"),
     ("read_file_missing", lambda: fx.read_file("/p"), ReadFile("/p"), None),
     ("write_file", lambda: fx.write_file("/p", b"d"), WriteFile("/p", b"d"), None),
+    ("offload", lambda: fx.offload(_user_fn, 2, "y"), Offload(_user_fn, (2, "y")), "2y"),
     (
         "http_get",
         lambda: fx.http_get("h", 80, b"GET / HTTP/1.0\r\n\r\n", 3.0, 100),

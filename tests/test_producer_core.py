@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from rocketmq_proto.flows.producer import (
+    OFFLOAD_COMPRESSION_OVER,
     ProducerConfig,
     ProducerCore,
     make_reply_message,
@@ -214,6 +215,31 @@ def test_large_body_is_compressed_and_oversized_is_refused() -> None:
     assert len(cmd.body) < len(body)
     with pytest.raises(MessageTooLargeError, match="exceeds the maximum message size"):
         sim.run(core.send_flow(Message("T", b"x" * (4 * 1024 * 1024 + 1))))
+
+
+def test_a_body_of_64_kib_or_more_is_compressed_off_the_io_thread() -> None:
+    """From OFFLOAD_COMPRESSION_OVER bytes the compression is an Offload effect
+    (the loop goes on meanwhile), and the message goes as it would have: the same
+    bytes, the same flags. Under it, or under the producer's own threshold, it is
+    compressed (or not) in place."""
+    broker = Broker()
+    sim = Sim(broker)
+    core = make_producer()
+    big = bytes(range(256)) * (OFFLOAD_COMPRESSION_OVER // 256)
+    sim.run(core.send_flow(Message("T", big)))
+    assert sim.offloaded == [core._compressed]
+    cmd = broker.sent[0][1]
+    flags = int(cmd.ext_fields["f"])
+    assert flags == 0x301
+    assert decompress_body(cmd.body, flags) == big
+    assert (cmd.body, flags) == make_producer()._compressed(big)
+    # Just under: compressed in place.
+    sim.run(core.send_flow(Message("T", big[:-1])))
+    assert len(sim.offloaded) == 1 and int(broker.sent[1][1].ext_fields["f"]) & 0x1
+    # Over it but under a larger threshold of the producer's: not compressed at all.
+    lazy = make_producer(compress_msg_body_over_howmuch=10 * OFFLOAD_COMPRESSION_OVER)
+    sim.run(lazy.send_flow(Message("T", big)))
+    assert len(sim.offloaded) == 1 and broker.sent[2][1].body == big
 
 
 def test_an_empty_body_is_refused_before_sending() -> None:

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeAlias, TypeVar, TypeVarTuple, overload
 
 from rocketmq_proto.wire.command import RemotingCommand
@@ -46,6 +46,7 @@ __all__ = [
     "Flow",
     "HttpGet",
     "Now",
+    "Offload",
     "Oneway",
     "ReadFile",
     "Sleep",
@@ -56,6 +57,7 @@ __all__ = [
     "call",
     "http_get",
     "now",
+    "offload",
     "oneway",
     "read_file",
     "sleep",
@@ -201,9 +203,32 @@ class HttpGet:
     max_size: int = 64 * 1024
 
 
+@dataclass(frozen=True, slots=True)
+class Offload:
+    """Run ``fn(*args)``, CPU work that releases the GIL (compressing a large body),
+    off the thread that runs the client's IO: the event loop, or gevent's hub, goes
+    on meanwhile. Result: what ``fn`` returned; an exception it raises is a bug and
+    propagates. The blocking driver's threads may run it where they are (they hold
+    no event loop up).
+    """
+
+    fn: Callable[..., Any]
+    args: tuple[Any, ...] = field(default=(), repr=False)  # a body: megabytes, maybe
+
+
 #: Every effect; each driver's interpreter has a case for each.
 Effect: TypeAlias = (
-    Call | Oneway | Sleep | Now | WallTime | UserCall | Spawn | ReadFile | WriteFile | HttpGet
+    Call
+    | Oneway
+    | Sleep
+    | Now
+    | WallTime
+    | UserCall
+    | Spawn
+    | ReadFile
+    | WriteFile
+    | HttpGet
+    | Offload
 )
 
 
@@ -283,6 +308,12 @@ def http_get(
     """:class:`HttpGet`: the bytes the server answered (status line, headers, body)."""
     answer: bytes = yield HttpGet(host, port, request, timeout, max_size)
     return answer
+
+
+def offload(fn: Callable[[*Ts], R], *args: *Ts) -> Ask[R]:
+    """:class:`Offload`: what ``fn(*args)`` returned, run off the IO thread."""
+    result: R = yield Offload(fn, args)
+    return result
 
 
 def within(flow: Flow[T], deadline: float, what: str) -> Flow[T]:

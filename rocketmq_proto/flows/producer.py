@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypeVar, overload
 
 from rocketmq_proto.connection.connection import Reply
-from rocketmq_proto.flows.effects import Flow, call, now, user_call, wall_ms, within
+from rocketmq_proto.flows.effects import Flow, call, now, offload, user_call, wall_ms, within
 from rocketmq_proto.flows.effects import oneway as send_oneway
 from rocketmq_proto.flows.hooks import EndTransactionContext, hooked_send
 from rocketmq_proto.flows.lifecycle import Lifecycle, LifecycleOwner
@@ -69,6 +69,10 @@ log = logging.getLogger("rocketmq_proto.producer")
 
 _C = MessageConst
 _SYSFLAG_TRANSACTION_PREPARED = 0x4
+#: A body of this many bytes or more is compressed off the IO thread
+#: (:meth:`ProducerCore.prepare_flow`); a smaller one costs less to compress than
+#: the hand-off to a thread and back.
+OFFLOAD_COMPRESSION_OVER = 64 * 1024
 _SYSFLAG_COMPRESSED = 0x1
 _REPLY_MESSAGE_TYPE = "reply"
 
@@ -540,14 +544,17 @@ class ProducerCore(LifecycleOwner):
             self._templates[key] = template
         return template
 
-    def prepare(self, msg: Message, now_ms: int) -> tuple[str, bytes, int, str]:
+    def prepare(
+        self, msg: Message, now_ms: int, *, compress: bool = True
+    ) -> tuple[str, bytes, int, str]:
         """(properties field, body, sysFlag, message id) of a single message.
 
         Sets UNIQ_KEY if the message has none (as Java does, so a retried send
         keeps its id), compresses a large body with ``compress_type`` (if that makes
-        it smaller: see :func:`compress_body`), marks transactions. The properties
-        are checked as a batch member's are (:class:`InvalidPropertyError` for a
-        separator in a key or value, a non-str, or over 32767 bytes encoded).
+        it smaller: see :func:`compress_body`; not with ``compress=False``), marks
+        transactions. The properties are checked as a batch member's are
+        (:class:`InvalidPropertyError` for a separator in a key or value, a non-str,
+        or over 32767 bytes encoded).
         """
         props = msg.properties
         msg_id = props.get(_C.PROPERTY_UNIQ_CLIENT_MESSAGE_ID_KEYIDX)
@@ -555,16 +562,33 @@ class ProducerCore(LifecycleOwner):
             msg_id = self.ids.next_id(now_ms)
             props[_C.PROPERTY_UNIQ_CLIENT_MESSAGE_ID_KEYIDX] = msg_id
         properties = properties_string(props)
+        body, sys_flag = self._compressed(msg.body) if compress else (msg.body, 0)
+        if props.get(_C.PROPERTY_TRANSACTION_PREPARED) == "true":
+            sys_flag |= _SYSFLAG_TRANSACTION_PREPARED
+        return properties, body, sys_flag, msg_id
+
+    def _compressed(self, body: bytes) -> tuple[bytes, int]:
+        """``body`` as it is sent, and its compression's sysFlag bits."""
         config = self.config
-        body, sys_flag = compress_body(
-            msg.body,
+        return compress_body(
+            body,
             config.compress_level,
             config.compress_msg_body_over_howmuch,
             compression=config.compress_type,
         )
-        if props.get(_C.PROPERTY_TRANSACTION_PREPARED) == "true":
-            sys_flag |= _SYSFLAG_TRANSACTION_PREPARED
-        return properties, body, sys_flag, msg_id
+
+    def prepare_flow(self, msg: Message, now_ms: int) -> Flow[tuple[str, bytes, int, str]]:
+        """:meth:`prepare`, with a body of :data:`OFFLOAD_COMPRESSION_OVER` bytes or
+        more compressed off the IO thread (:func:`offload`): zlib releases the GIL,
+        so the event loop goes on meanwhile (a 1 MiB body takes milliseconds)."""
+        body = msg.body
+        if len(body) < OFFLOAD_COMPRESSION_OVER or (
+            len(body) < self.config.compress_msg_body_over_howmuch
+        ):
+            return self.prepare(msg, now_ms)
+        properties, _, sys_flag, msg_id = self.prepare(msg, now_ms, compress=False)
+        sent, compressed = yield from offload(self._compressed, body)
+        return properties, sent, sys_flag | compressed, msg_id
 
     def _send_command(
         self,
@@ -740,7 +764,11 @@ class ProducerCore(LifecycleOwner):
         start = yield from now()
         # Built (and its properties checked) before any request, the route lookup too.
         now_ms = yield from wall_ms()
-        prepared = self.prepare(msg, now_ms)
+        prepared = (
+            self.prepare(msg, now_ms)
+            if len(msg.body) < OFFLOAD_COMPRESSION_OVER
+            else (yield from self.prepare_flow(msg, now_ms))
+        )
         msg_id = prepared[3]
         namespace = self.client.config.namespace
         user_topic = msg.topic
