@@ -35,7 +35,6 @@ import json
 import math
 import os
 import platform
-import re
 import subprocess
 import sys
 import threading
@@ -52,10 +51,12 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 OURS = ("asyncio", "gevent", "sync")
 PEERS = ("java", "go")
-CLIENTS = (*OURS, *PEERS)
+#: The floor column: a sequential send with no client around it (sequential sends only).
+FLOOR = "floor"
+CLIENTS = (*OURS, *PEERS, FLOOR)
 SIZE = 1024
 RESULTS = ROOT / "benchmarks" / "results" / "side_by_side.json"
-BODY = bytes(ord("a") + i % 26 for i in range(SIZE))  # the peers' body
+BODY = bytes(ord("a") + i % 26 for i in range(SIZE))  # the peers' body (--size/--random: another)
 POP_BATCH = 32  # messages per SimpleConsumer receive (the broker's most)
 
 
@@ -71,7 +72,40 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 
 def _emit(record: dict[str, Any]) -> None:
+    record.setdefault("rssKiB", _rss_kib())
     print(json.dumps(record), flush=True)
+
+
+def _rss_kib() -> int:
+    """The process's resident memory now (VmRSS), in KiB, as the peers read it; -1
+    if unknown."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return -1
+
+
+def _since_process_start() -> float:
+    """Seconds since the kernel started this process (as the peers read it:
+    /proc/self/stat's start time in clock ticks since boot, against /proc/uptime)."""
+    with open("/proc/self/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    with open("/proc/uptime") as f:
+        uptime = float(f.read().split()[0])
+    return uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK")
+
+
+#: When the worker's first send was acknowledged (seconds since its process started).
+_first_ack: list[float] = []
+
+
+def _acknowledged() -> None:
+    if not _first_ack:
+        _first_ack.append(_since_process_start())
 
 
 def _produce_record(
@@ -83,8 +117,9 @@ def _produce_record(
         "op": "bench-produce",
         "mode": args.mode,
         "count": args.count,
-        "size": SIZE,
+        "size": len(BODY),
         "warmup": args.warmup,
+        "firstAckSec": _first_ack[0] if _first_ack else None,
         "elapsedSec": elapsed,
         "msgsPerSec": args.count / elapsed,
         "cpuSec": cpu,
@@ -138,6 +173,7 @@ async def _asyncio_produce(args: argparse.Namespace) -> dict[str, Any]:
     ) as producer:
         for _ in range(max(1, args.warmup)):
             await producer.send(Message(topic, BODY))
+            _acknowledged()
         lat: list[float] = []
         batches = _batches(topic, args.count, args.batch) if args.mode == "batch" else []
         cpu0, t0 = time.process_time(), time.perf_counter()
@@ -185,6 +221,7 @@ def _blocking_produce(client: str, args: argparse.Namespace) -> dict[str, Any]:
     ) as producer:
         for _ in range(max(1, args.warmup)):
             producer.send(Message(topic, BODY))
+            _acknowledged()
         lat: list[float] = []
         batches = _batches(topic, args.count, args.batch) if args.mode == "batch" else []
         cpu0, t0 = time.process_time(), time.perf_counter()
@@ -222,6 +259,71 @@ def _blocking_produce(client: str, args: argparse.Namespace) -> dict[str, Any]:
                 raise errors[0]
         elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     return _with_trace(_produce_record(client, args, elapsed, cpu, lat), producer)
+
+
+def _floor_produce(args: argparse.Namespace) -> dict[str, Any]:
+    """The floor of a sequential send from Python on this machine: one blocking socket
+    to a broker master, one SEND_MESSAGE_V2 frame of a 1 KiB body encoded once and
+    sent again and again, one at a time, each response read whole and not decoded
+    (the warm-up's are: each must be a success). No client around it."""
+    import socket
+    import struct
+
+    import rocketmq_sync
+    from rocketmq_proto.message.properties import properties_string
+    from rocketmq_proto.wire import requests as rq
+    from rocketmq_proto.wire.codes import ResponseCode
+    from rocketmq_proto.wire.command import FrameDecoder, encode_command
+
+    with rocketmq_sync.Admin(args.namesrv) as admin:
+        route = admin.topic_route(args.topic)
+    broker = min(route.broker_datas, key=lambda b: b.broker_name)
+    host, port = (broker.master_addr or "").rsplit(":", 1)
+    command = rq.SendTemplate("bench_floor", args.topic).build(
+        0, broker.broker_name, properties_string({"WAIT": "true"}), BODY, int(time.time() * 1000)
+    )
+    frame = encode_command(command)
+    sock = socket.create_connection((host, int(port)), timeout=30)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    recv_into, send = sock.recv_into, sock.sendall
+    head = bytearray(4)
+    body = bytearray(4096)
+
+    def exchange() -> bytearray:
+        send(frame)
+        for buf, size in ((head, 4), (body, 0)):
+            view = memoryview(buf)
+            if buf is body:
+                size = struct.unpack(">I", head)[0]
+                if size > len(body):
+                    body.extend(bytes(size - len(body)))
+                    view = memoryview(body)
+            got = 0
+            while got < size:
+                n = recv_into(view[got:size])
+                if not n:
+                    raise ConnectionError("the broker closed the connection")
+                got += n
+        return body
+
+    with sock:
+        decoder = FrameDecoder()
+        for _ in range(max(1, args.warmup)):
+            answer = exchange()
+            size = struct.unpack(">I", head)[0]
+            decoder.feed(bytes(head) + bytes(answer[:size]))
+            response = decoder.next_frame()
+            if response is None or response.code != ResponseCode.SUCCESS:
+                raise RuntimeError(f"the floor's send was refused: {response!r}")
+        lat: list[float] = []
+        clock = time.perf_counter
+        cpu0, t0 = time.process_time(), clock()
+        for _ in range(args.count):
+            s = clock()
+            exchange()
+            lat.append(clock() - s)
+        elapsed, cpu = clock() - t0, time.process_time() - cpu0
+    return _produce_record("floor", args, elapsed, cpu, lat)
 
 
 def _blocking_module(client: str) -> tuple[Any, Any, Any]:
@@ -438,11 +540,26 @@ def _blocking_consume(client: str, args: argparse.Namespace) -> dict[str, Any]:
     return _with_trace(record, consumer) if args.op == "push" else record
 
 
+def _body(size: int, *, random_bytes: bool = False) -> bytes:
+    """A body of ``size`` bytes: the peers' repeating letters (compressible), or
+    seeded random bytes (incompressible)."""
+    if random_bytes:
+        import random
+
+        return random.Random(size).randbytes(size)
+    return bytes(ord("a") + i % 26 for i in range(size))
+
+
 def run_worker(args: argparse.Namespace) -> None:
     import asyncio
 
+    global BODY
+    if args.size != SIZE or args.random:
+        BODY = _body(args.size, random_bytes=args.random)
     client = args.worker
-    if args.op == "produce":
+    if client == "floor":
+        record = _floor_produce(args)
+    elif args.op == "produce":
         if client == "asyncio":
             record = asyncio.run(_asyncio_produce(args))
         else:
@@ -465,6 +582,9 @@ class Scenario:
     mode: str = "sync"
     inflight: int = 0
     batch: int = 0
+    #: Body size (bytes) and whether the body is random (incompressible).
+    size: int = SIZE
+    random: bool = False
 
 
 SCENARIOS = (
@@ -472,6 +592,26 @@ SCENARIOS = (
     Scenario("async16", "pipelined send, 16 in flight", "produce", "async", inflight=16),
     Scenario("async128", "pipelined send, 128 in flight", "produce", "async", inflight=128),
     Scenario("batch32", "batch send of 32", "produce", "batch", batch=32),
+    Scenario("k64", "64 KiB bodies, 16 in flight", "produce", "async", inflight=16, size=65536),
+    Scenario(
+        "k64r",
+        "64 KiB random bodies, 16 in flight",
+        "produce",
+        "async",
+        inflight=16,
+        size=65536,
+        random=True,
+    ),
+    Scenario("m1", "1 MiB bodies, 16 in flight", "produce", "async", inflight=16, size=1 << 20),
+    Scenario(
+        "m1r",
+        "1 MiB random bodies, 16 in flight",
+        "produce",
+        "async",
+        inflight=16,
+        size=1 << 20,
+        random=True,
+    ),
     Scenario("drain", "push consumer drain", "push"),
     Scenario("pull", "pull consumer drain", "pull"),
     Scenario("pop_simple", "simple consumer (POP) drain", "simple"),
@@ -482,7 +622,9 @@ SCENARIOS = (
 def runs(scenario: Scenario, client: str) -> bool:
     """Whether ``client`` has this scenario: the peers have no pull-consumer
     benchmark, no SimpleConsumer (the remoting Java and Go clients have none),
-    and the Go client no POP mode."""
+    and the Go client no POP mode. The floor is a sequential send only."""
+    if client == FLOOR:
+        return scenario.key == "sync"
     if scenario.op in ("pull", "simple"):
         return client in OURS
     if scenario.op == "pop":
@@ -493,9 +635,11 @@ def runs(scenario: Scenario, client: str) -> bool:
 def _counts(quick: bool) -> dict[str, int]:
     if quick:
         return {"sync": 2_000, "async16": 8_000, "async128": 8_000, "batch32": 16_000,
+                "k64": 300, "k64r": 300, "m1": 40, "m1r": 40,
                 "drain": 20_000, "pull": 20_000, "pop_simple": 20_000, "pop_push": 20_000,
                 "warmup": 500}  # fmt: skip
-    return {"sync": 5_000, "async16": 30_000, "async128": 30_000, "batch32": 64_000,
+    return {"sync": 5_000, "async16": 100_000, "async128": 30_000, "batch32": 64_000,
+            "k64": 2_000, "k64r": 2_000, "m1": 200, "m1r": 200,
             "drain": 100_000, "pull": 100_000, "pop_simple": 100_000, "pop_push": 100_000,
             "warmup": 2_000}  # fmt: skip
 
@@ -519,6 +663,12 @@ def build_peers() -> dict[str, list[str]]:
     return peers
 
 
+def _warmup(scenario: Scenario, warmup: int) -> int:
+    """Warm-up sends of ``scenario``: the same bytes as ``warmup`` 1 KiB sends at most
+    (a large body's send is warm after a few)."""
+    return max(10, min(warmup, warmup * SIZE // scenario.size))
+
+
 def command_for(
     client: str,
     scenario: Scenario,
@@ -530,25 +680,32 @@ def command_for(
     count: int,
     warmup: int,
 ) -> list[str]:
-    if client in OURS:
+    if client in (*OURS, FLOOR):
         cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", client,
                "--op", scenario.op, "--namesrv", namesrv, "--topic", topic,
                "--count", str(count)]  # fmt: skip
         if scenario.op == "produce":
-            cmd += ["--mode", scenario.mode, "--warmup", str(warmup)]
+            cmd += ["--mode", scenario.mode, "--warmup", str(_warmup(scenario, warmup))]
             cmd += [
                 "--inflight",
                 str(scenario.inflight or 16),
                 "--batch",
                 str(scenario.batch or 32),
+                "--size",
+                str(scenario.size),
             ]
+            if scenario.random:
+                cmd.append("--random")
         else:
             cmd += ["--group", group]
         return cmd
     cmd = [*peers[client]]
     if scenario.op == "produce":
         cmd += ["bench-produce", "--namesrv", namesrv, "--topic", topic, "--count", str(count),
-                "--mode", scenario.mode, "--warmup", str(warmup), "--size", str(SIZE)]  # fmt: skip
+                "--mode", scenario.mode, "--warmup", str(_warmup(scenario, warmup)),
+                "--size", str(scenario.size)]  # fmt: skip
+        if scenario.random:
+            cmd.append("--random")
         if scenario.inflight:
             cmd += ["--inflight", str(scenario.inflight)]
         if scenario.batch:
@@ -721,11 +878,70 @@ def _fmt_ratio(value: float | None, java: float | None) -> str:
     return f" ({value / java:.2f}x)"
 
 
+#: A row of the table: its label, each client's figure, its format, and whether
+#: higher is better.
+Row = tuple[str, dict[str, float | None], str, bool]
+
+
+def table_rows(results: dict[str, dict[str, dict[str, Any]]]) -> list[Row]:
+    """Every row of the table, in order: each scenario's throughput and CPU (and the
+    sequential send's latencies), then start-up and resident memory."""
+    rows: list[Row] = []
+    for scenario in SCENARIOS:
+        got = results.get(scenario.key, {})
+        if not got:
+            continue  # not run (--scenarios)
+        rows.append(
+            (
+                f"{scenario.label} (msgs/s)",
+                {c: figure(r, scenario) for c, r in got.items()},
+                ",.0f",
+                True,
+            )
+        )
+        if scenario.key == "sync":
+            for q in ("p50Ms", "p99Ms"):
+                rows.append(
+                    (
+                        f"sequential sync send, {q[:3]} latency (ms)",
+                        {c: r.get(q) for c, r in got.items()},
+                        ".3f",
+                        False,
+                    )
+                )
+        rows.append(
+            (
+                f"{scenario.label}, client CPU (µs/msg)",
+                {c: r.get("cpuUsPerMsg") for c, r in got.items()},
+                ".1f",
+                False,
+            )
+        )
+
+    def field(key: str, name: str, scale: float) -> dict[str, float | None]:
+        out: dict[str, float | None] = {}
+        for client, record in results.get(key, {}).items():
+            value = record.get(name)
+            if isinstance(value, int | float) and value >= 0 and not math.isnan(value):
+                out[client] = value * scale
+        return out
+
+    for label, key, name, scale, fmt in (
+        ("start-up to the first acknowledged send (ms)", "sync", "firstAckSec", 1000, ",.0f"),
+        ("resident memory after the 16-in-flight sends (MiB)", "async16", "rssKiB", 1 / 1024,
+         ",.1f"),
+        ("resident memory after the push drain (MiB)", "drain", "rssKiB", 1 / 1024, ",.1f"),
+    ):  # fmt: skip
+        values = {c: v for c, v in field(key, name, scale).items() if c != FLOOR}
+        if values:
+            rows.append((label, values, fmt, False))
+    return rows
+
+
 def render_table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
     header = "| measurement | " + " | ".join(CLIENTS) + " |"
     lines = [header, "|---|" + "---:|" * len(CLIENTS)]
-
-    def row(label: str, values: dict[str, float | None], fmt: str, ratio: bool = True) -> None:
+    for label, values, fmt, _ in table_rows(results):
         java = values.get("java")
         cells = []
         for client in CLIENTS:
@@ -734,32 +950,10 @@ def render_table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
                 cells.append("—")
                 continue
             text = format(value, fmt)
-            if ratio and client in OURS:
+            if client in OURS:
                 text += _fmt_ratio(value, java)
             cells.append(text)
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-
-    for scenario in SCENARIOS:
-        got = results.get(scenario.key, {})
-        if not got:
-            continue  # not run (--scenarios)
-        row(
-            f"{scenario.label} (msgs/s)",
-            {c: figure(r, scenario) for c, r in got.items()},
-            ",.0f",
-        )
-        if scenario.key == "sync":
-            for q in ("p50Ms", "p99Ms"):
-                row(
-                    f"sequential sync send, {q[:3]} latency (ms)",
-                    {c: r.get(q) for c, r in got.items()},
-                    ".3f",
-                )
-        row(
-            f"{scenario.label}, client CPU (µs/msg)",
-            {c: r.get("cpuUsPerMsg") for c, r in got.items()},
-            ".1f",
-        )
     return "\n".join(lines)
 
 
@@ -793,6 +987,23 @@ def render_targets(results: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
     for key in ("sync", "async16", "async128", "batch32", "drain"):
         g, a = get(key, "gevent"), get(key, "asyncio")
         check(f"gevent / asyncio, {key} ≥ 0.80", g / a if g and a else None, 0.80, True)
+    floor = get("sync", FLOOR, "p50Ms")
+    for client in OURS:
+        p50 = get("sync", client, "p50Ms")
+        check(f"{client} sequential p50 / floor ≤ 1.50",
+              p50 / floor if p50 and floor else None, 1.50, False)  # fmt: skip
+    for key in ("async16", "async128"):
+        y, j = get(key, "sync"), get(key, "java")
+        check(f"sync pipelined {key[5:]} in flight / Java ≥ 1.00",
+              y / j if y and j else None, 1.00, True)  # fmt: skip
+    for client in OURS:
+        push, pull = get("drain", client, "cpuUsPerMsg"), get("pull", client, "cpuUsPerMsg")
+        check(f"{client} push CPU / pull CPU ≤ 1.25",
+              push / pull if push and pull else None, 1.25, False)  # fmt: skip
+    for key in ("batch32", "drain"):
+        for client in ("asyncio", "gevent"):
+            c, g = get(key, client, "cpuUsPerMsg"), get(key, "go", "cpuUsPerMsg")
+            check(f"{client} {key} CPU / Go's ≤ 1.00", c / g if c and g else None, 1.00, False)
     return lines
 
 
@@ -856,6 +1067,9 @@ def write_docs(out: dict[str, Any], table: str) -> None:
 
 
 def plot(results: dict[str, dict[str, dict[str, Any]]], path: Path) -> bool:
+    """Every row of the table against the Java client's figure: each client's
+    advantage (its figure over Java's where higher is better, Java's over its where
+    lower is), on a log scale; right of 1 is ahead of Java."""
     try:
         import matplotlib
 
@@ -864,23 +1078,27 @@ def plot(results: dict[str, dict[str, dict[str, Any]]], path: Path) -> bool:
     except ImportError:
         print("matplotlib is not installed: no plot (pip install -e '.[bench]')")
         return False
-    scenarios = [s for s in SCENARIOS if s.key in results]
-    fig, ax = plt.subplots(figsize=(11, 5.5))
-    width = 0.8 / len(CLIENTS)
-    for i, client in enumerate(CLIENTS):
-        values = [figure(results[s.key].get(client), s) or 0 for s in scenarios]
-        positions = [x + (i - (len(CLIENTS) - 1) / 2) * width for x in range(len(scenarios))]
-        bars = ax.bar(positions, values, width, label=client)
-        for bar, value in zip(bars, values, strict=True):
-            if value:
-                ax.annotate(f"{value / 1000:.1f}k", (bar.get_x() + bar.get_width() / 2, value),
-                            ha="center", va="bottom", fontsize=7)  # fmt: skip
-    ax.set_xticks(range(len(scenarios)))
-    ax.set_xticklabels([re.sub(r", ", ",\n", s.label) for s in scenarios])
-    ax.set_ylabel("messages per second (1 KiB)")
-    ax.set_title("Throughput on one local RocketMQ cluster (higher is better)")
-    ax.legend()
-    ax.grid(axis="y", alpha=0.3)
+    rows = [r for r in table_rows(results) if r[1].get("java")]
+    clients = [c for c in CLIENTS if c not in ("java", FLOOR)]
+    fig, ax = plt.subplots(figsize=(11, 0.42 * len(rows) * len(clients) / 2 + 1.5))
+    height = 0.8 / len(clients)
+    for i, client in enumerate(clients):
+        ys, xs = [], []
+        for y, (_, values, _, higher) in enumerate(rows):
+            value, java = values.get(client), values.get("java")
+            if value and java:
+                ys.append(y + (i - (len(clients) - 1) / 2) * height)
+                xs.append(value / java if higher else java / value)
+        ax.barh(ys, xs, height, left=0, label=client)
+    ax.set_xscale("log")
+    ax.axvline(1.0, color="black", linewidth=1)
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels([r[0] for r in rows], fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("advantage over the Java client (log scale; right of 1: ahead)")
+    ax.set_title("Every row against Java, one local RocketMQ cluster")
+    ax.legend(fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -909,7 +1127,7 @@ def main() -> int:
         help="only rewrite docs/ from benchmarks/results/side_by_side.json (no run)",
     )
     worker = parser.add_argument_group("worker (one scenario of this client)")
-    worker.add_argument("--worker", choices=OURS)
+    worker.add_argument("--worker", choices=(*OURS, FLOOR))
     worker.add_argument(
         "--op", choices=("produce", "push", "pull", "simple", "pop"), default="produce"
     )
@@ -923,6 +1141,8 @@ def main() -> int:
     worker.add_argument("--warmup", type=int, default=0)
     worker.add_argument("--timeout", type=float, default=600.0)
     worker.add_argument("--trace", action="store_true", help="message trace on")
+    worker.add_argument("--size", type=int, default=SIZE, help="body size (bytes)")
+    worker.add_argument("--random", action="store_true", help="incompressible bodies")
     args = parser.parse_args()
     if args.worker:
         run_worker(args)

@@ -587,11 +587,20 @@ def test_orderly_consumers_keep_per_key_order(
         # Sent once the queues are split, so c2 must consume its share of these.
         for seq in rounds[2]:
             send_round(seq)
-        backend.wait_for(
-            lambda: len({(k, s) for _, k, s in seen}) >= len(keys) * per_key,
-            WAIT,
-            "every ordered message",
-        )
+        try:
+            backend.wait_for(
+                lambda: len({(k, s) for _, k, s in seen}) >= len(keys) * per_key,
+                WAIT,
+                "every ordered message",
+            )
+        except AssertionError as timed_out:
+            # Which messages, and where each consumer stands on each queue.
+            with lock:
+                got = {(k, s) for _, k, s in seen}
+            missing = sorted({(k, s) for k in keys for s in range(per_key)} - got)
+            names = ("c1", "c2")[: len(consumers)]
+            stands = {n: c.stats().get("queues") for n, c in zip(names, consumers, strict=True)}
+            raise AssertionError(f"{timed_out}: missing {missing}; queues {stands}") from None
     finally:
         for c in consumers:
             c.close()

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"math"
+	"math/rand"
 	"os"
 	"os/signal"
 	"runtime/debug"
@@ -47,7 +48,7 @@ type args struct {
 	flags   map[string]bool
 }
 
-var flagNames = map[string]bool{"sql": true, "orderly": true, "broadcast": true}
+var flagNames = map[string]bool{"sql": true, "orderly": true, "broadcast": true, "random": true}
 
 func parseArgs(argv []string) (*args, error) {
 	if len(argv) == 0 {
@@ -227,6 +228,46 @@ func clientVersion() string {
 }
 
 func sinceStart() float64 { return time.Since(processStart).Seconds() }
+
+// sinceProcessStart is the seconds since the kernel started the process (field 22 of
+// /proc/self/stat, in clock ticks since boot, against /proc/uptime; ticks of 1/100 s),
+// as for the other peers; since the program's start if /proc cannot tell.
+func sinceProcessStart() float64 {
+	stat, err1 := os.ReadFile("/proc/self/stat")
+	uptime, err2 := os.ReadFile("/proc/uptime")
+	if err1 == nil && err2 == nil {
+		// The command name (field 2) is in parentheses and may hold spaces.
+		rest := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+		up := strings.Fields(string(uptime))
+		if len(rest) > 19 && len(up) > 0 {
+			ticks, e1 := strconv.ParseFloat(rest[19], 64)
+			now, e2 := strconv.ParseFloat(up[0], 64)
+			if e1 == nil && e2 == nil {
+				return now - ticks/100
+			}
+		}
+	}
+	return sinceStart()
+}
+
+// rssKiB is the process's resident memory now (VmRSS of /proc/self/status); -1 if unknown.
+func rssKiB() int64 {
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			fields := strings.Fields(line)
+			if len(fields) >= 2 {
+				if n, err := strconv.ParseInt(fields[1], 10, 64); err == nil {
+					return n
+				}
+			}
+		}
+	}
+	return -1
+}
 
 type bodySpec struct {
 	fixed []byte
@@ -918,8 +959,13 @@ func benchProduce(a *args) (int, error) {
 	batch := a.integer("batch", 32)
 	warmup := a.integer("warmup", 0)
 	body := make([]byte, size)
-	for j := range body {
-		body[j] = byte('a' + j%26)
+	if a.flags["random"] {
+		// incompressible: the same bytes in every run (a seeded generator)
+		rand.New(rand.NewSource(int64(size))).Read(body)
+	} else {
+		for j := range body {
+			body[j] = byte('a' + j%26)
+		}
 	}
 	p, err := rocketmq.NewProducer(producerOptions(a, a.str("group", defaultGroup("bench")), nil)...)
 	if err != nil {
@@ -930,9 +976,13 @@ func benchProduce(a *args) (int, error) {
 	}
 	startup := sinceStart()
 	ctx := context.Background()
+	firstAck := math.NaN()
 	for i := 0; i < warmup || i < 1; i++ {
 		if _, err := p.SendSync(ctx, primitive.NewMessage(topic, body)); err != nil {
 			logf("warm-up send: %v", err)
+		}
+		if i == 0 {
+			firstAck = sinceProcessStart()
 		}
 	}
 	ops := count
@@ -1004,6 +1054,7 @@ func benchProduce(a *args) (int, error) {
 	}
 	elapsed := time.Since(t0).Seconds()
 	cpu := cpuSeconds() - cpu0
+	rss := rssKiB()
 	p.Shutdown()
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	var sum time.Duration
@@ -1025,7 +1076,8 @@ func benchProduce(a *args) (int, error) {
 	o.put("warmup", warmup).put("elapsedSec", elapsed).put("msgsPerSec", float64(count)/elapsed).
 		put("p50Ms", percentile(lat, 0.50)).put("p99Ms", percentile(lat, 0.99)).put("meanMs", mean).
 		put("cpuSec", cpu).put("cpuUsPerMsg", cpu*1e6/float64(count)).
-		put("processCpuSec", cpuSeconds()).put("startupSec", startup).put("errors", errs)
+		put("processCpuSec", cpuSeconds()).put("startupSec", startup).
+		put("firstAckSec", firstAck).put("rssKiB", rss).put("errors", errs)
 	emit(o)
 	if errs > 0 {
 		return 1, nil
@@ -1071,6 +1123,7 @@ func benchConsume(a *args) (int, error) {
 	t1 := time.Now()
 	cpu1 := cpuSeconds()
 	got := atomic.LoadInt64(&received)
+	rss := rssKiB()
 	c.Shutdown()
 	elapsed := t1.Sub(t0).Seconds()
 	fromFirst, cpuFirst := math.NaN(), math.NaN()
@@ -1084,7 +1137,8 @@ func benchConsume(a *args) (int, error) {
 		put("elapsedFromFirstSec", fromFirst).put("msgsPerSecFromFirst", float64(got)/fromFirst).
 		put("cpuSec", cpu1-cpu0).put("cpuUsPerMsg", (cpu1-cpu0)*1e6/math.Max(1, float64(got))).
 		put("cpuFromFirstUsPerMsg", cpuFirst).
-		put("processCpuSec", cpuSeconds()).put("startupSec", startup).put("timedOut", !finished)
+		put("processCpuSec", cpuSeconds()).put("startupSec", startup).put("rssKiB", rss).
+		put("timedOut", !finished)
 	emit(o)
 	if !finished {
 		return 2, nil

@@ -81,7 +81,7 @@ public final class Peer {
         final java.util.Set<String> flags = new java.util.HashSet<>();
 
         private static final java.util.Set<String> FLAG_NAMES = new java.util.HashSet<>(
-                Arrays.asList("sql", "orderly", "broadcast", "pop", "trace"));
+                Arrays.asList("sql", "orderly", "broadcast", "pop", "trace", "random"));
 
         Args(String[] argv) {
             if (argv.length == 0) {
@@ -329,6 +329,27 @@ public final class Peer {
 
     static double sinceJvmStart() {
         return (System.currentTimeMillis() - JVM_START_MS) / 1000.0;
+    }
+
+    /** Seconds since the process started (the kernel's start time, as for the other peers). */
+    static double sinceProcessStart() {
+        long started = ProcessHandle.current().info().startInstant()
+                .map(java.time.Instant::toEpochMilli).orElse(JVM_START_MS);
+        return (System.currentTimeMillis() - started) / 1000.0;
+    }
+
+    /** The process's resident memory now (VmRSS of /proc/self/status), in KiB; -1 if unknown. */
+    static long rssKiB() {
+        try {
+            for (String line : Files.readAllLines(Paths.get("/proc/self/status"))) {
+                if (line.startsWith("VmRSS:")) {
+                    return Long.parseLong(line.replaceAll("[^0-9]", ""));
+                }
+            }
+        } catch (IOException | NumberFormatException e) {
+            // not Linux: unknown
+        }
+        return -1;
     }
 
     /** Body of message {@code index}, the same rule as the Go peer (see README). */
@@ -1042,8 +1063,13 @@ public final class Peer {
         int batch = a.integer("batch", 32);
         int warmup = a.integer("warmup", 0);
         byte[] body = new byte[size];
-        for (int j = 0; j < size; j++) {
-            body[j] = (byte) ('a' + j % 26);
+        if (a.flag("random")) {
+            // incompressible: the same bytes in every peer's run (a seeded generator)
+            new java.util.Random(size).nextBytes(body);
+        } else {
+            for (int j = 0; j < size; j++) {
+                body[j] = (byte) ('a' + j % 26);
+            }
         }
         DefaultMQProducer p = new DefaultMQProducer(a.str("group", defaultGroup("bench")));
         configureClient(p, a);
@@ -1051,8 +1077,12 @@ public final class Peer {
         p.start();
         double startup = sinceJvmStart();
         // warm-up (also resolves the route): not measured
+        double firstAck = Double.NaN;
         for (int i = 0; i < Math.max(1, warmup); i++) {
             p.send(new Message(topic, body));
+            if (i == 0) {
+                firstAck = sinceProcessStart();
+            }
         }
         AtomicInteger errors = new AtomicInteger();
         int ops = mode.equals("batch") ? (count + batch - 1) / batch : count;
@@ -1131,6 +1161,7 @@ public final class Peer {
         }
         double elapsed = (System.nanoTime() - t0) / 1e9;
         double cpu = cpuSeconds() - cpu0;
+        long rss = rssKiB();
         p.shutdown();
         Arrays.sort(lat);
         double sum = 0;
@@ -1150,6 +1181,7 @@ public final class Peer {
                 .put("meanMs", ops == 0 ? Double.NaN : sum / ops / 1e6)
                 .put("cpuSec", cpu).put("cpuUsPerMsg", cpu * 1e6 / count)
                 .put("processCpuSec", cpuSeconds()).put("startupSec", startup)
+                .put("firstAckSec", firstAck).put("rssKiB", rss)
                 .put("errors", errors.get());
         emit(j);
         return errors.get() == 0 ? 0 : 1;
@@ -1199,6 +1231,7 @@ public final class Peer {
         long t1 = System.nanoTime();
         double cpu1 = cpuSeconds();
         long received = count - done.getCount();
+        long rss = rssKiB();
         c.shutdown();
         double elapsed = (t1 - t0) / 1e9;
         double fromFirst = firstAt.get() == 0 ? Double.NaN : (t1 - firstAt.get()) / 1e9;
@@ -1209,7 +1242,8 @@ public final class Peer {
                 .put("cpuSec", cpu1 - cpu0).put("cpuUsPerMsg", (cpu1 - cpu0) * 1e6 / Math.max(1, received))
                 .put("cpuFromFirstUsPerMsg", cpuAtFirst.get() == null ? Double.NaN
                         : (cpu1 - cpuAtFirst.get()) * 1e6 / Math.max(1, received))
-                .put("processCpuSec", cpuSeconds()).put("startupSec", startup).put("timedOut", !finished);
+                .put("processCpuSec", cpuSeconds()).put("startupSec", startup).put("rssKiB", rss)
+                .put("timedOut", !finished);
         if (pop) {
             j.put("pop", true).put("duplicates", duplicates.get());
         }
