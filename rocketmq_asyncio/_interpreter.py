@@ -118,6 +118,15 @@ class FlowTasks:
         return asyncio.get_running_loop().run_in_executor(self._files, fn, *args)
 
     def offloaded(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        if self._closed:
+            # A flow still running as the client closes (a last flush): done here,
+            # rather than in a pool that nothing would shut down.
+            done: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+            try:
+                done.set_result(fn(*args))
+            except Exception as exc:
+                done.set_exception(exc)
+            return done
         if self._cpu is None:
             self._cpu = ThreadPoolExecutor(CPU_THREADS, thread_name_prefix="rocketmq-cpu")
         return asyncio.get_running_loop().run_in_executor(self._cpu, fn, *args)

@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -18,10 +18,35 @@ from rocketmq_asyncio._transport import RemotingClient
 from rocketmq_proto.flows.effects import Flow, Offload, ReadFile, WriteFile
 from rocketmq_proto.flows.localfile import read_file, write_file
 
+T = TypeVar("T")
+
 NAMESRV = "127.0.0.1:1"  # never contacted: the consumers are not started
 
 
 # ------------------------------------------------- asyncio: file effects off the loop
+
+
+async def _run_beside_a_ticker(flow: Flow[T]) -> tuple[T, int, int]:
+    """Run ``flow`` in a fresh client's tasks while a task ticks every 10 ms: its
+    result, the loop's thread, and the ticks (how long the loop went on meanwhile)."""
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    tick_task = asyncio.create_task(ticker())
+    client = RemotingClient()
+    tasks = aio_interpreter.FlowTasks()
+    try:
+        result = await aio_interpreter.run_flow(client, flow, tasks=tasks)
+    finally:
+        tick_task.cancel()
+        await tasks.close()
+        await client.close()
+    return result, threading.get_ident(), ticks
 
 
 def test_asyncio_file_effects_run_off_the_loop_thread(
@@ -49,27 +74,7 @@ def test_asyncio_file_effects_run_off_the_loop_thread(
         after = yield ReadFile(path)
         return before, after
 
-    async def main() -> tuple[tuple[bytes | None, bytes | None], int, int]:
-        ticks = 0
-
-        async def ticker() -> None:
-            nonlocal ticks
-            while True:
-                await asyncio.sleep(0.01)
-                ticks += 1
-
-        tick_task = asyncio.create_task(ticker())
-        client = RemotingClient()
-        tasks = aio_interpreter.FlowTasks()
-        try:
-            result = await aio_interpreter.run_flow(client, flow(), tasks=tasks)
-        finally:
-            tick_task.cancel()
-            await tasks.close()
-            await client.close()
-        return result, threading.get_ident(), ticks
-
-    (before, after), loop_thread, ticks = asyncio.run(main())
+    (before, after), loop_thread, ticks = asyncio.run(_run_beside_a_ticker(flow()))
     assert before is None and after == b'{"offsetTable":{}}'
     assert Path(path).read_bytes() == after
     assert [name for name, _ in threads] == ["read", "write", "read"]
@@ -92,28 +97,8 @@ def test_asyncio_offloaded_work_runs_off_the_loop_thread() -> None:
         value: str = yield Offload(work, (0.3, "done"))
         return value
 
-    async def main() -> tuple[str, int, int]:
-        ticks = 0
-
-        async def ticker() -> None:
-            nonlocal ticks
-            while True:
-                await asyncio.sleep(0.01)
-                ticks += 1
-
-        tick_task = asyncio.create_task(ticker())
-        client = RemotingClient()
-        tasks = aio_interpreter.FlowTasks()
-        try:
-            result = await aio_interpreter.run_flow(client, flow(), tasks=tasks)
-        finally:
-            tick_task.cancel()
-            await tasks.close()
-            await client.close()
-        return result, threading.get_ident(), ticks
-
     before = {t.ident for t in threading.enumerate()}
-    result, loop_thread, ticks = asyncio.run(main())
+    result, loop_thread, ticks = asyncio.run(_run_beside_a_ticker(flow()))
     assert result == "done"
     assert ran_on and loop_thread not in ran_on
     assert ticks >= 10  # the loop ran during the 0.3 s of work
@@ -121,6 +106,33 @@ def test_asyncio_offloaded_work_runs_off_the_loop_thread() -> None:
     while {t.ident for t in threading.enumerate()} - before and time.monotonic() < deadline:
         time.sleep(0.01)
     assert not [t.name for t in threading.enumerate() if t.ident not in before]
+
+
+def test_asyncio_work_offloaded_once_the_client_closed_runs_in_place() -> None:
+    """A flow still running as its client closes (a last trace flush) may offload:
+    the work runs on the loop's thread, in no new pool that nothing would end."""
+    ran_on: list[int] = []
+
+    def work() -> str:
+        ran_on.append(threading.get_ident())
+        return "done"
+
+    def flow() -> Flow[str]:
+        value: str = yield Offload(work)
+        return value
+
+    async def main() -> tuple[str, int, Any]:
+        client = RemotingClient()
+        tasks = aio_interpreter.FlowTasks()
+        await tasks.close()
+        try:
+            result = await aio_interpreter.run_flow(client, flow(), tasks=tasks)
+        finally:
+            await client.close()
+        return result, threading.get_ident(), tasks._cpu
+
+    result, loop_thread, pool = asyncio.run(main())
+    assert result == "done" and ran_on == [loop_thread] and pool is None
 
 
 def test_the_asyncio_driver_does_not_import_the_threads_driver() -> None:

@@ -69,12 +69,12 @@ log = logging.getLogger("rocketmq_proto.producer")
 
 _C = MessageConst
 _SYSFLAG_TRANSACTION_PREPARED = 0x4
+_SYSFLAG_COMPRESSED = 0x1
+_REPLY_MESSAGE_TYPE = "reply"
 #: A body of this many bytes or more is compressed off the IO thread
 #: (:meth:`ProducerCore.prepare_flow`); a smaller one costs less to compress than
 #: the hand-off to a thread and back.
 OFFLOAD_COMPRESSION_OVER = 64 * 1024
-_SYSFLAG_COMPRESSED = 0x1
-_REPLY_MESSAGE_TYPE = "reply"
 
 T = TypeVar("T")
 
