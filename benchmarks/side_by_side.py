@@ -348,11 +348,24 @@ class _Drain:
     first_at: float | None = None
     first_cpu: float | None = None
     done_at: float | None = None
+    #: A file whose existence ends the drain (--stop-file), whatever the count.
+    stop_file: str | None = None
+    #: Wall clock (s) of the first and the last message counted.
+    first_epoch: float | None = None
+    last_epoch: float | None = None
 
     def __post_init__(self) -> None:
         self.lock = threading.Lock()
         self.ids: set[str] | None = None  # set by add_distinct: POP may redeliver
         self.duplicates = 0
+
+    def going(self, deadline: float) -> bool:
+        """Whether to go on: the count not reached, time left, no stop file."""
+        return (
+            self.seen < self.count
+            and time.perf_counter() < deadline
+            and not (self.stop_file and os.path.exists(self.stop_file))
+        )
 
     def arrived(self) -> None:
         """The first messages arrived (counted later, once acked)."""
@@ -364,6 +377,10 @@ class _Drain:
         with self.lock:
             if self.first_at is None:
                 self.first_at, self.first_cpu = time.perf_counter(), time.process_time()
+            if n:
+                self.last_epoch = time.time()
+                if self.first_epoch is None:
+                    self.first_epoch = self.last_epoch
             self.seen += n
             if self.seen >= self.count and self.done_at is None:
                 self.done_at = time.perf_counter()
@@ -400,7 +417,9 @@ class _Drain:
             "cpuSec": cpu - cpu0,
             "cpuUsPerMsg": (cpu - cpu0) * 1e6 / max(1, self.seen),
             "cpuFromFirstUsPerMsg": (cpu - (self.first_cpu or cpu)) * 1e6 / max(1, self.seen),
-            "timedOut": self.seen < self.count,
+            "timedOut": self.seen < self.count and not self.stop_file,
+            "firstAtEpochMs": None if self.first_epoch is None else self.first_epoch * 1000,
+            "lastAtEpochMs": None if self.last_epoch is None else self.last_epoch * 1000,
         }
         if self.ids is not None:
             record["duplicates"] = self.duplicates
@@ -413,7 +432,7 @@ async def _asyncio_consume(args: argparse.Namespace) -> dict[str, Any]:
     import rocketmq_asyncio
     from rocketmq_proto import ConsumeResult, MessageExt
 
-    drain = _Drain(args.count)
+    drain = _Drain(args.count, stop_file=args.stop_file)
     deadline = time.perf_counter() + args.timeout
     cpu0, t0 = time.process_time(), time.perf_counter()
     if args.op == "push":
@@ -431,7 +450,7 @@ async def _asyncio_consume(args: argparse.Namespace) -> dict[str, Any]:
         )
         consumer.subscribe(args.topic)
         async with consumer:
-            while drain.seen < args.count and time.perf_counter() < deadline:
+            while drain.going(deadline):
                 await asyncio.sleep(0.01)
     elif args.op == "pop":
 
@@ -448,7 +467,7 @@ async def _asyncio_consume(args: argparse.Namespace) -> dict[str, Any]:
         )
         popper.subscribe(args.topic)
         async with popper:
-            while drain.seen < args.count and time.perf_counter() < deadline:
+            while drain.going(deadline):
                 await asyncio.sleep(0.01)
     elif args.op == "simple":
         simple = rocketmq_asyncio.SimpleConsumer(
@@ -456,7 +475,7 @@ async def _asyncio_consume(args: argparse.Namespace) -> dict[str, Any]:
         )
         simple.subscribe(args.topic)
         async with simple:
-            while drain.seen < args.count and time.perf_counter() < deadline:
+            while drain.going(deadline):
                 msgs = await simple.receive(POP_BATCH, wait=1.0)
                 if msgs:
                     drain.arrived()
@@ -468,7 +487,7 @@ async def _asyncio_consume(args: argparse.Namespace) -> dict[str, Any]:
         )
         pull.subscribe(args.topic)
         async with pull:
-            while drain.seen < args.count and time.perf_counter() < deadline:
+            while drain.going(deadline):
                 drain.add(len(await pull.poll(1.0)))
     record = drain.record("asyncio", f"bench-{args.op}", t0, cpu0)
     return _with_trace(record, consumer) if args.op == "push" else record
@@ -483,7 +502,7 @@ def _blocking_consume(client: str, args: argparse.Namespace) -> dict[str, Any]:
         import gevent
 
         sleep = gevent.sleep
-    drain = _Drain(args.count)
+    drain = _Drain(args.count, stop_file=args.stop_file)
     deadline = time.perf_counter() + args.timeout
     cpu0, t0 = time.process_time(), time.perf_counter()
     if args.op == "push":
@@ -501,7 +520,7 @@ def _blocking_consume(client: str, args: argparse.Namespace) -> dict[str, Any]:
         )
         consumer.subscribe(args.topic)
         with consumer:
-            while drain.seen < args.count and time.perf_counter() < deadline:
+            while drain.going(deadline):
                 sleep(0.01)
     elif args.op == "pop":
 
@@ -518,13 +537,13 @@ def _blocking_consume(client: str, args: argparse.Namespace) -> dict[str, Any]:
         )
         popper.subscribe(args.topic)
         with popper:
-            while drain.seen < args.count and time.perf_counter() < deadline:
+            while drain.going(deadline):
                 sleep(0.01)
     elif args.op == "simple":
         simple = module.SimpleConsumer(args.namesrv, group=args.group, consume_from_where="first")
         simple.subscribe(args.topic)
         with simple:
-            while drain.seen < args.count and time.perf_counter() < deadline:
+            while drain.going(deadline):
                 msgs = simple.receive(POP_BATCH, wait=1.0)
                 if msgs:
                     drain.arrived()
@@ -534,7 +553,7 @@ def _blocking_consume(client: str, args: argparse.Namespace) -> dict[str, Any]:
         pull = module.PullConsumer(args.namesrv, group=args.group, consume_from_where="first")
         pull.subscribe(args.topic)
         with pull:
-            while drain.seen < args.count and time.perf_counter() < deadline:
+            while drain.going(deadline):
                 drain.add(len(pull.poll(1.0)))
     record = drain.record(client, f"bench-{args.op}", t0, cpu0)
     return _with_trace(record, consumer) if args.op == "push" else record
@@ -613,10 +632,14 @@ SCENARIOS = (
         random=True,
     ),
     Scenario("drain", "push consumer drain", "push"),
+    Scenario("scale4", "push drain by 4 processes of one group", "push"),
     Scenario("pull", "pull consumer drain", "pull"),
     Scenario("pop_simple", "simple consumer (POP) drain", "simple"),
     Scenario("pop_push", "push consumer (POP) drain", "pop"),
 )
+
+
+SCENARIO_BY_KEY = {s.key: s for s in SCENARIOS}
 
 
 def runs(scenario: Scenario, client: str) -> bool:
@@ -635,11 +658,11 @@ def runs(scenario: Scenario, client: str) -> bool:
 def _counts(quick: bool) -> dict[str, int]:
     if quick:
         return {"sync": 2_000, "async16": 8_000, "async128": 8_000, "batch32": 16_000,
-                "k64": 300, "k64r": 300, "m1": 40, "m1r": 40,
+                "k64": 300, "k64r": 300, "m1": 40, "m1r": 40, "scale4": 40_000,
                 "drain": 20_000, "pull": 20_000, "pop_simple": 20_000, "pop_push": 20_000,
                 "warmup": 500}  # fmt: skip
     return {"sync": 5_000, "async16": 100_000, "async128": 30_000, "batch32": 64_000,
-            "k64": 2_000, "k64r": 2_000, "m1": 200, "m1r": 200,
+            "k64": 2_000, "k64r": 2_000, "m1": 200, "m1r": 200, "scale4": 400_000,
             "drain": 100_000, "pull": 100_000, "pop_simple": 100_000, "pop_push": 100_000,
             "warmup": 2_000}  # fmt: skip
 
@@ -716,6 +739,100 @@ def command_for(
         if scenario.op == "pop":
             cmd.append("--pop")  # the peer sets the group's request mode to POP first
     return cmd
+
+
+#: Consumer processes of the scale-out row.
+SCALE_PROCESSES = 4
+
+
+def scale_out(
+    client: str,
+    scenario: Scenario,
+    *,
+    peers: dict[str, list[str]],
+    namesrv: str,
+    topic: str,
+    group: str,
+    total: int,
+    timeout: float = 600.0,
+) -> dict[str, Any]:
+    """:data:`SCALE_PROCESSES` push consumers of ``client``, each a process of its
+    own, in one new group draining the ``total`` messages of ``topic``: msgs/s from
+    the first message any of them got to the last (their wall clocks), once the
+    group's lag is 0 (then a stop file ends them). CPU: all of theirs, per message."""
+    import tempfile
+
+    import rocketmq_sync
+    from rocketmq_proto import RocketMQError
+
+    stop = Path(tempfile.mkdtemp(prefix="bench-scale-")) / "stop"
+    base = command_for(
+        client,
+        scenario,
+        peers=peers,
+        namesrv=namesrv,
+        topic=topic,
+        group=group,
+        count=total,
+        warmup=0,
+    )
+    cmd = [*base, "--stop-file", str(stop)]
+    procs = [
+        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(SCALE_PROCESSES)
+    ]
+    try:
+        deadline = time.monotonic() + timeout
+        with rocketmq_sync.Admin(namesrv) as admin:
+            while time.monotonic() < deadline:
+                time.sleep(0.5)
+                try:
+                    progress = admin.consumer_progress(group, topic)
+                except RocketMQError:  # the group is not known yet
+                    continue
+                committed = sum(o.consumer_offset for o in progress.offset_table.values())
+                if committed and progress.total_lag == 0:
+                    break
+            else:
+                raise RuntimeError(f"{group} did not drain {topic} in {timeout:.0f} s")
+        stop.touch()
+        outs = [p.communicate(timeout=120) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        stop.unlink(missing_ok=True)
+        stop.parent.rmdir()
+    records = []
+    for p, (out, err) in zip(procs, outs, strict=True):
+        lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        if p.returncode not in (0, 2) or not lines:
+            tail = "\n".join(err.splitlines()[-15:])
+            raise RuntimeError(f"{' '.join(cmd[:4])}... exited {p.returncode}:\n{tail}")
+        records.append(lines[-1])
+    firsts = [r["firstAtEpochMs"] for r in records if _finite(r.get("firstAtEpochMs"))]
+    lasts = [r["lastAtEpochMs"] for r in records if _finite(r.get("lastAtEpochMs"))]
+    span = (max(lasts) - min(firsts)) / 1000
+    rate = total / span
+    cpu = sum(float(r["cpuSec"]) for r in records)
+    return {
+        "client": client,
+        "op": "scale-out",
+        "processes": SCALE_PROCESSES,
+        "count": total,
+        "received": sum(int(r["received"]) for r in records),
+        "perProcess": [int(r["received"]) for r in records],
+        "elapsedFromFirstSec": span,
+        "msgsPerSec": rate,
+        "msgsPerSecFromFirst": rate,
+        "cpuSec": cpu,
+        "cpuUsPerMsg": cpu * 1e6 / total,
+    }
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value)
 
 
 def run_one(cmd: list[str], timeout: float) -> dict[str, Any]:
@@ -821,10 +938,33 @@ def orchestrate(args: argparse.Namespace) -> int:
         drain_count = counts["drain"]
         seconds = fill_backlog(namesrv, drain_topic, drain_count)
         print(f"backlog of {drain_count:,} x 1 KiB filled in {seconds:.1f} s", flush=True)
+        scale_topic = f"BenchScale_{run_id}"
+        if any(s.key == "scale4" for s in scenarios):
+            with rocketmq_sync.Admin(namesrv) as admin:
+                admin.create_topic(scale_topic, read_queue_nums=8, write_queue_nums=8)
+            seconds = fill_backlog(namesrv, scale_topic, counts["scale4"])
+            print(f"backlog of {counts['scale4']:,} x 1 KiB filled in {seconds:.1f} s", flush=True)
         facts = machine_facts(cluster.version)
         for scenario in scenarios:
             for client in clients:
                 if not runs(scenario, client):
+                    continue
+                if scenario.key == "scale4":
+                    try:
+                        record = scale_out(
+                            client,
+                            scenario,
+                            peers=peers,
+                            namesrv=namesrv,
+                            topic=scale_topic,
+                            group=f"bench_scale4_{client}_{run_id}",
+                            total=counts["scale4"],
+                        )
+                    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                        print(f"{client:8s} {scenario.label}: FAILED: {exc}", flush=True)
+                        continue
+                    results.setdefault(scenario.key, {})[client] = record
+                    print(f"{client:8s} {scenario.label:32s} {describe(record, scenario)}")
                     continue
                 topic = send_topic if scenario.op == "produce" else drain_topic
                 cmd = command_for(
@@ -926,6 +1066,15 @@ def table_rows(results: dict[str, dict[str, dict[str, Any]]]) -> list[Row]:
                 out[client] = value * scale
         return out
 
+    scaled = {
+        c: figure(r, SCENARIO_BY_KEY["scale4"]) / d
+        for c, r in results.get("scale4", {}).items()
+        if (d := figure(results.get("drain", {}).get(c), SCENARIO_BY_KEY["drain"]))
+    }
+    if scaled:
+        rows.append(
+            (f"scale-out: {SCALE_PROCESSES} processes / 1 (push drain)", scaled, ".2f", True)
+        )
     for label, key, name, scale, fmt in (
         ("start-up to the first acknowledged send (ms)", "sync", "firstAckSec", 1000, ",.0f"),
         ("resident memory after the 16-in-flight sends (MiB)", "async16", "rssKiB", 1 / 1024,
@@ -1158,6 +1307,7 @@ def main() -> int:
     worker.add_argument("--trace", action="store_true", help="message trace on")
     worker.add_argument("--size", type=int, default=SIZE, help="body size (bytes)")
     worker.add_argument("--random", action="store_true", help="incompressible bodies")
+    worker.add_argument("--stop-file", help="a consumer stops once this file exists")
     args = parser.parse_args()
     if args.worker:
         run_worker(args)

@@ -1098,10 +1098,17 @@ func benchConsume(a *args) (int, error) {
 	var received, nbytes int64
 	var firstAt atomic.Value
 	var cpuAtFirst atomic.Value
+	var lastAtEpochMs int64
 	err = c.Subscribe(topic, selector(a), func(ctx context.Context, msgs ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
 		if firstAt.Load() == nil {
 			firstAt.CompareAndSwap(nil, time.Now())
 			cpuAtFirst.CompareAndSwap(nil, cpuSeconds())
+		}
+		for now := time.Now().UnixMilli(); ; {
+			last := atomic.LoadInt64(&lastAtEpochMs)
+			if now <= last || atomic.CompareAndSwapInt64(&lastAtEpochMs, last, now) {
+				break
+			}
 		}
 		for _, m := range msgs {
 			atomic.AddInt64(&nbytes, int64(len(m.Body)))
@@ -1126,10 +1133,12 @@ func benchConsume(a *args) (int, error) {
 	rss := rssKiB()
 	c.Shutdown()
 	elapsed := t1.Sub(t0).Seconds()
-	fromFirst, cpuFirst := math.NaN(), math.NaN()
+	fromFirst, cpuFirst, firstEpochMs, lastEpochMs := math.NaN(), math.NaN(), math.NaN(), math.NaN()
 	if f, ok := firstAt.Load().(time.Time); ok {
 		fromFirst = t1.Sub(f).Seconds()
 		cpuFirst = (cpu1 - cpuAtFirst.Load().(float64)) * 1e6 / math.Max(1, float64(got))
+		firstEpochMs = float64(f.UnixMilli())
+		lastEpochMs = float64(atomic.LoadInt64(&lastAtEpochMs))
 	}
 	o := newObj().put("client", "go").put("clientVersion", clientVersion()).put("op", "bench-consume").
 		put("count", count).put("received", got).put("bytes", atomic.LoadInt64(&nbytes)).
@@ -1138,6 +1147,7 @@ func benchConsume(a *args) (int, error) {
 		put("cpuSec", cpu1-cpu0).put("cpuUsPerMsg", (cpu1-cpu0)*1e6/math.Max(1, float64(got))).
 		put("cpuFromFirstUsPerMsg", cpuFirst).
 		put("processCpuSec", cpuSeconds()).put("startupSec", startup).put("rssKiB", rss).
+		put("firstAtEpochMs", firstEpochMs).put("lastAtEpochMs", lastEpochMs).
 		put("timedOut", !finished)
 	emit(o)
 	if !finished {

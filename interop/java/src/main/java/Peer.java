@@ -1194,6 +1194,8 @@ public final class Peer {
         int timeout = a.integer("timeout-sec", 300);
         CountDownLatch done = new CountDownLatch(count);
         AtomicLong firstAt = new AtomicLong();
+        AtomicLong firstAtEpochMs = new AtomicLong();
+        AtomicLong lastAtEpochMs = new AtomicLong();
         AtomicReference<Double> cpuAtFirst = new AtomicReference<>();
         AtomicLong bytes = new AtomicLong();
         DefaultMQPushConsumer c = newConsumer(a, topic, group);
@@ -1212,7 +1214,9 @@ public final class Peer {
         c.registerMessageListener((MessageListenerConcurrently) (msgs, ctx) -> {
             if (firstAt.get() == 0 && firstAt.compareAndSet(0, System.nanoTime())) {
                 cpuAtFirst.set(cpuSeconds());
+                firstAtEpochMs.compareAndSet(0, System.currentTimeMillis());
             }
+            lastAtEpochMs.accumulateAndGet(System.currentTimeMillis(), Math::max);
             for (MessageExt m : msgs) {
                 if (seen != null && !seen.add(m.getMsgId())) {
                     duplicates.incrementAndGet();
@@ -1227,7 +1231,9 @@ public final class Peer {
         long t0 = System.nanoTime();
         c.start();
         double startup = sinceJvmStart();
-        boolean finished = done.await(timeout, TimeUnit.SECONDS);
+        // --stop-file ends it too (a scale-out run: several processes share the backlog).
+        boolean finished = awaitEnd(a, done, count, timeout) && done.getCount() == 0
+                || a.str("stop-file", null) != null;
         long t1 = System.nanoTime();
         double cpu1 = cpuSeconds();
         long received = count - done.getCount();
@@ -1243,6 +1249,8 @@ public final class Peer {
                 .put("cpuFromFirstUsPerMsg", cpuAtFirst.get() == null ? Double.NaN
                         : (cpu1 - cpuAtFirst.get()) * 1e6 / Math.max(1, received))
                 .put("processCpuSec", cpuSeconds()).put("startupSec", startup).put("rssKiB", rss)
+                .put("firstAtEpochMs", firstAtEpochMs.get() == 0 ? Double.NaN : firstAtEpochMs.get())
+                .put("lastAtEpochMs", lastAtEpochMs.get() == 0 ? Double.NaN : lastAtEpochMs.get())
                 .put("timedOut", !finished);
         if (pop) {
             j.put("pop", true).put("duplicates", duplicates.get());
