@@ -523,7 +523,7 @@ def test_rebalance_as_consumers_join_and_leave(
 
 
 def test_orderly_consumers_keep_per_key_order(
-    backend: Backend, ns: str, admin: Any, producer: Any
+    backend: Backend, ns: str, admin: Any, producer: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Messages of 16 keys (each key to one queue, by ``sharding_key``) consumed
     by two orderly consumers, the second joining half way: per key, each
@@ -538,8 +538,16 @@ def test_orderly_consumers_keep_per_key_order(
     lock = threading.Lock()
     seen: list[tuple[str, str, int]] = []  # (consumer, key, seq) in handler start order
 
+    # Where each message was stored, and every handler call's queue and offset: what
+    # a failure shows (it once found one message never handled and every lag 0).
+    stored: dict[tuple[str, int], tuple[str, int, int]] = {}
+    calls: list[tuple[str, str, int, int]] = []  # consumer, broker, queue id, offset
+    caplog.set_level(logging.INFO, logger="rocketmq_proto")  # "consuming <queue> from offset"
+
     def handler(name: str) -> Callable[[list[MessageExt]], Any]:
         def handle(msgs: list[MessageExt]) -> Any:
+            with lock:
+                calls.extend((name, m.broker_name, m.queue_id, m.queue_offset) for m in msgs)
             assert len(msgs) == 1
             key = msgs[0].properties["k"]
             with lock:
@@ -555,7 +563,10 @@ def test_orderly_consumers_keep_per_key_order(
             Message(topic, f"{key}:{seq}".encode(), properties={"k": key, "seq": str(seq)})
             for key in keys
         ]
-        send_all(backend, producer, messages, sharding_keys=keys)
+        results = send_all(backend, producer, messages, sharding_keys=keys)
+        for key, result in zip(keys, results, strict=True):
+            mq = result.message_queue
+            stored[(key, seq)] = (mq.broker_name, mq.queue_id, result.queue_offset)
 
     consumers: list[Any] = []
     try:
@@ -600,7 +611,18 @@ def test_orderly_consumers_keep_per_key_order(
             missing = sorted({(k, s) for k in keys for s in range(per_key)} - got)
             names = ("c1", "c2")[: len(consumers)]
             stands = {n: c.stats().get("queues") for n, c in zip(names, consumers, strict=True)}
-            raise AssertionError(f"{timed_out}: missing {missing}; queues {stands}") from None
+            places = {stored.get(m) for m in missing}
+            handled = [c for c in calls if (c[1], c[2], c[3]) in places]
+            marks = [f"broker_name='{b}', queue_id={q})" for b, q, _ in filter(None, places)]
+            said = [
+                f"{r.levelname} {r.getMessage()}"
+                for r in caplog.records
+                if r.levelno >= logging.WARNING or any(m in r.getMessage() for m in marks)
+            ]
+            raise AssertionError(
+                f"{timed_out}: missing {missing}, stored at {sorted(filter(None, places))}, "
+                f"handler calls there {handled}; queues {stands}; logged {said[-40:]}"
+            ) from None
     finally:
         for c in consumers:
             c.close()
