@@ -944,6 +944,35 @@ def test_orderly_pull_loop_reads_the_offset_of_a_newly_locked_queue_then_pulls()
     assert pulled == ["33"] and state.request.previously_locked
 
 
+def test_orderly_pull_loop_of_a_new_group_keeps_its_start_offset_once_locked() -> None:
+    """A new group (no offset on the broker) keeps the start offset it took the queue
+    with, however many messages were stored since: working it out again from the
+    last offset (as Java does) would skip them. A clean-clone run lost the first
+    message of a key so: sent once the consumer held every queue, stored before its
+    first pull."""
+    pulled: list[str] = []
+
+    def on_pull(addr: str, cmd: RemotingCommand) -> RemotingCommand:
+        pulled.append(cmd.ext_fields["queueOffset"])
+        core.begin_close()  # one pull is enough
+        return pull_response(19, next_begin=11)
+
+    cluster = Cluster(
+        QUERY_CONSUMER_OFFSET=lambda a, c: reply(ResponseCode.QUERY_NOT_FOUND),
+        GET_MAX_OFFSET=lambda a, c: reply(0, {"offset": "7"}),  # grown since the start
+        PULL_MESSAGE=on_pull,
+    )
+    sim = Sim(cluster)
+    client = make_client()
+    with_routes(client, sim, "T")
+    core = orderly_core(client)
+    core.subscribe("T")
+    state = hold_queue(core, mq(0), 0)
+    sim.run(core.pulls.loop_flow(state.request))
+    assert cluster.codes() == [RequestCode.QUERY_CONSUMER_OFFSET, RequestCode.PULL_MESSAGE]
+    assert pulled == ["0"] and state.request.previously_locked
+
+
 # ------------------------------------------------------------------ consume
 
 

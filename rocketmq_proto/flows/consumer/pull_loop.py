@@ -14,8 +14,8 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from rocketmq_proto.flows.consumer.consume import initial_offset_flow
 from rocketmq_proto.flows.consumer.dispatch import Consumption
+from rocketmq_proto.flows.consumer.offsets import query_offset_flow
 from rocketmq_proto.flows.consumer.pull import PullRequest, pull_step_flow
 from rocketmq_proto.flows.consumer.push_state import PushContext
 from rocketmq_proto.flows.effects import Flow, sleep, spawn
@@ -78,19 +78,23 @@ class PullLoops:
     def _reread_offset_flow(self, request: PullRequest) -> Flow[float]:
         """Orderly: the queue was just locked, so another consumer may have moved its
         offset meanwhile: read it again and pull from there. Seconds to wait before
-        the next step (a failure backs off)."""
+        the next step (a failure backs off).
+
+        Unlike Java, a group with no offset on the broker keeps the start offset
+        taken with the queue: Java works it out again from ``consume_from_where``,
+        and a new group starting from the last offset then skips the messages
+        stored since it took the queue (the broker answers such a group "not
+        found" once the queue's first message has left its memory)."""
         ctx = self.ctx
         config = ctx.config
         mq = request.message_queue
         try:
-            offset = yield from initial_offset_flow(
-                ctx.client,
-                ctx.group,
-                mq,
-                config.consume_from_where,
-                config.start_timestamp(ctx.start_ms),
-                offsets=ctx.offsets,
-            )
+            found = yield from query_offset_flow(ctx.client, ctx.group, mq)
+            if found is not None and found >= 0:
+                ctx.offsets.update(mq, found)
+                offset = found
+            else:
+                offset = request.next_offset
         except RocketMQError as exc:
             log.debug(
                 "offset of locked queue %s unavailable: %s",
