@@ -947,9 +947,8 @@ def test_orderly_pull_loop_reads_the_offset_of_a_newly_locked_queue_then_pulls()
 def test_orderly_pull_loop_of_a_new_group_keeps_its_start_offset_once_locked() -> None:
     """A new group (no offset on the broker) keeps the start offset it took the queue
     with, however many messages were stored since: working it out again from the
-    last offset (as Java does) would skip them. A clean-clone run lost the first
-    message of a key so: sent once the consumer held every queue, stored before its
-    first pull."""
+    last offset (as Java does) would skip them, whenever the broker answers the
+    group "not found"."""
     pulled: list[str] = []
 
     def on_pull(addr: str, cmd: RemotingCommand) -> RemotingCommand:
