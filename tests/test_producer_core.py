@@ -86,6 +86,8 @@ class Broker:
     def __init__(self) -> None:
         self.failing: dict[str, Exception | int] = {}
         self.sent: list[tuple[str, RemotingCommand]] = []
+        #: Brokers that got a heartbeat (before a half message: see the transactions).
+        self.heartbeats: list[str] = []
         self.offset = 0
 
     def __call__(self, addr: str, command: RemotingCommand) -> RemotingCommand:
@@ -96,6 +98,9 @@ class Broker:
                 return reply(ResponseCode.TOPIC_NOT_EXIST, remark=None)  # type: ignore[call-arg]
             return reply(0, body=route_body(cmd.ext_fields["topic"]))
         name = next(n for n, a in BROKERS.items() if a == addr)
+        if cmd.code == RequestCode.HEART_BEAT:
+            self.heartbeats.append(name)
+            return reply(0)
         failure = self.failing.get(name)
         if isinstance(failure, Exception):
             raise failure
@@ -323,6 +328,29 @@ def test_transaction_commit_sends_end_transaction_with_offsets() -> None:
     # As Java's endTransaction: the broker's name goes along (bname).
     assert end.ext_fields["bname"] == result.message_queue.broker_name
     assert end.ext_fields["topic"] == "T"
+
+
+def test_a_half_message_goes_only_where_the_producer_group_was_announced() -> None:
+    """Before a half message goes to a broker (or a proxy) that has not answered
+    this client's heartbeat yet, one heartbeat goes there first: a check-back needs
+    the producer group known there, and through a proxy the periodic heartbeat
+    (30 s) came too late (the proxy drops a transactional group that is not
+    registered with it when it announces its groups to the brokers, and the
+    check-back then never came). Plain messages send no extra heartbeat."""
+    broker = Broker()
+    sim = Sim(broker)
+    core = make_producer()
+    sim.run(core.send_flow(Message("T", b"plain")))
+    assert broker.heartbeats == []
+    results = [
+        sim.run(core.transaction_flow(Message("T", b"x"), lambda m, a: TransactionState.COMMIT))
+        for _ in range(4)
+    ]
+    used = {r.message_queue.broker_name for r, _ in results}
+    assert sorted(broker.heartbeats) == sorted(used)  # once per broker, before its first half
+    to_brokers = [wire(c) for a, c in sim.calls if a != NAMESRV]
+    assert to_brokers[1].code == RequestCode.HEART_BEAT  # after the plain send
+    assert int(to_brokers[2].ext_fields["f"]) & 0x4  # then the first half message
 
 
 def test_transaction_local_exception_means_unknown() -> None:

@@ -835,6 +835,11 @@ class ProducerCore(LifecycleOwner):
                 remaining = timeout - (now_s - start)
                 if remaining <= 0:
                     break
+            if sending[2] & _SYSFLAG_TRANSACTION_PREPARED:
+                # A half message's check-back needs this producer group known where
+                # it goes: a proxy announces a transactional group to the brokers
+                # only while the group is registered with it.
+                yield from self.client.heartbeat_once_flow(addr)
             command = self._send_command(topic, mq, sending, now_ms, msg, code)
             if oneway:
                 yield from send_oneway(addr, command)

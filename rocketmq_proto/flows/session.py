@@ -647,6 +647,29 @@ class ClientCore(LifecycleOwner):
         self._last_heartbeat = yield from now()
         return answered
 
+    def heartbeat_once_flow(self, addr: str) -> Flow[None]:
+        """HEART_BEAT to ``addr`` unless it answered one already: before a half
+        message goes there (the periodic heartbeat may be up to 30 s away).
+        Failures are logged, not raised: the send itself says whether ``addr``
+        can be reached."""
+        if addr in self._broker_answered or not self.producer_groups:
+            return
+        try:
+            response = yield from call(
+                addr, rq.heart_beat(self.heartbeat_body()), self.config.request_timeout
+            )
+        except RocketMQError as exc:
+            log.warning(
+                "heartbeat to %s failed: %s",
+                addr,
+                exc,
+                extra=log_fields(client=self.client_id, addr=addr),
+            )
+            return
+        self.note_broker_version(addr, response.version)
+        if response.code == ResponseCode.SUCCESS:
+            self._broker_answered[addr] = yield from now()
+
     def unregister_flow(
         self, *, producer_group: str | None = None, consumer_group: str | None = None
     ) -> Flow[None]:
