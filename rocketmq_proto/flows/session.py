@@ -591,11 +591,20 @@ class ClientCore(LifecycleOwner):
         known = self._broker_versions.get(addr)
         if known is not None:
             return known
-        response = yield from call(addr, rq.heart_beat(self.heartbeat_body()), timeout)
+        response = yield from self._heartbeat_to_flow(addr, timeout)
+        return response.version
+
+    def _heartbeat_to_flow(
+        self, addr: str, timeout: float, body: bytes | None = None
+    ) -> Flow[RemotingCommand]:
+        """One HEART_BEAT to ``addr`` (``body``: the round's, or made now): its answer,
+        the broker's version noted and a success remembered. Errors raise."""
+        request = rq.heart_beat(self.heartbeat_body() if body is None else body)
+        response = yield from call(addr, request, timeout)
         self.note_broker_version(addr, response.version)
         if response.code == ResponseCode.SUCCESS:
             self._broker_answered[addr] = yield from now()
-        return response.version
+        return response
 
     # --------------------------------------------------------------- heartbeat
 
@@ -619,8 +628,8 @@ class ClientCore(LifecycleOwner):
                 if broker_id != MASTER_ID and not self.consumer_data:
                     continue
                 try:
-                    response = yield from call(
-                        addr, rq.heart_beat(body), self.config.request_timeout
+                    response = yield from self._heartbeat_to_flow(
+                        addr, self.config.request_timeout, body
                     )
                 except RocketMQError as exc:
                     log.warning(
@@ -631,7 +640,6 @@ class ClientCore(LifecycleOwner):
                         extra=log_fields(client=self.client_id, broker=name, addr=addr),
                     )
                     continue
-                self.note_broker_version(addr, response.version)
                 if response.code != ResponseCode.SUCCESS:
                     log.warning(
                         "heartbeat to %s (%s) refused: %s %s",
@@ -643,7 +651,6 @@ class ClientCore(LifecycleOwner):
                     )
                     continue
                 answered += 1
-                self._broker_answered[addr] = yield from now()
         self._last_heartbeat = yield from now()
         return answered
 
@@ -655,9 +662,7 @@ class ClientCore(LifecycleOwner):
         if addr in self._broker_answered or not self.producer_groups:
             return
         try:
-            response = yield from call(
-                addr, rq.heart_beat(self.heartbeat_body()), self.config.request_timeout
-            )
+            yield from self._heartbeat_to_flow(addr, self.config.request_timeout)
         except RocketMQError as exc:
             log.warning(
                 "heartbeat to %s failed: %s",
@@ -665,10 +670,6 @@ class ClientCore(LifecycleOwner):
                 exc,
                 extra=log_fields(client=self.client_id, addr=addr),
             )
-            return
-        self.note_broker_version(addr, response.version)
-        if response.code == ResponseCode.SUCCESS:
-            self._broker_answered[addr] = yield from now()
 
     def unregister_flow(
         self, *, producer_group: str | None = None, consumer_group: str | None = None
