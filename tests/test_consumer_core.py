@@ -920,9 +920,20 @@ def test_pull_step_orderly_asks_for_the_offset_again_once_locked() -> None:
     assert request.previously_locked
 
 
-def test_orderly_pull_loop_reads_the_offset_of_a_newly_locked_queue_then_pulls() -> None:
+@pytest.mark.parametrize(
+    ("stored", "expected"),
+    [("33", "33"), (None, "0")],
+    ids=["another-consumer-moved-it", "new-group-keeps-its-start"],
+)
+def test_orderly_pull_loop_reads_the_offset_of_a_newly_locked_queue_then_pulls(
+    stored: str | None, expected: str
+) -> None:
     """Another consumer may have moved a queue's offset before this one locked it:
-    the pull loop reads it from the broker and pulls from there."""
+    the pull loop reads it from the broker and pulls from there. A new group (no
+    offset on the broker) keeps the start offset it took the queue with (here 0),
+    however many messages were stored since: working it out again from the last
+    offset (as Java does: the broker's max offset, 7 here) would skip them,
+    whenever the broker answers the group "not found"."""
     pulled: list[str] = []
 
     def on_pull(addr: str, cmd: RemotingCommand) -> RemotingCommand:
@@ -930,34 +941,13 @@ def test_orderly_pull_loop_reads_the_offset_of_a_newly_locked_queue_then_pulls()
         core.begin_close()  # one pull is enough
         return pull_response(19, next_begin=33)
 
-    cluster = Cluster(
-        QUERY_CONSUMER_OFFSET=lambda a, c: reply(0, {"offset": "33"}), PULL_MESSAGE=on_pull
-    )
-    sim = Sim(cluster)
-    client = make_client()
-    with_routes(client, sim, "T")
-    core = orderly_core(client)
-    core.subscribe("T")
-    state = hold_queue(core, mq(0), 10)
-    sim.run(core.pulls.loop_flow(state.request))
-    assert cluster.codes() == [RequestCode.QUERY_CONSUMER_OFFSET, RequestCode.PULL_MESSAGE]
-    assert pulled == ["33"] and state.request.previously_locked
-
-
-def test_orderly_pull_loop_of_a_new_group_keeps_its_start_offset_once_locked() -> None:
-    """A new group (no offset on the broker) keeps the start offset it took the queue
-    with, however many messages were stored since: working it out again from the
-    last offset (as Java does) would skip them, whenever the broker answers the
-    group "not found"."""
-    pulled: list[str] = []
-
-    def on_pull(addr: str, cmd: RemotingCommand) -> RemotingCommand:
-        pulled.append(cmd.ext_fields["queueOffset"])
-        core.begin_close()  # one pull is enough
-        return pull_response(19, next_begin=11)
+    def on_query(addr: str, cmd: RemotingCommand) -> RemotingCommand:
+        if stored is None:
+            return reply(ResponseCode.QUERY_NOT_FOUND)
+        return reply(0, {"offset": stored})
 
     cluster = Cluster(
-        QUERY_CONSUMER_OFFSET=lambda a, c: reply(ResponseCode.QUERY_NOT_FOUND),
+        QUERY_CONSUMER_OFFSET=on_query,
         GET_MAX_OFFSET=lambda a, c: reply(0, {"offset": "7"}),  # grown since the start
         PULL_MESSAGE=on_pull,
     )
@@ -969,7 +959,7 @@ def test_orderly_pull_loop_of_a_new_group_keeps_its_start_offset_once_locked() -
     state = hold_queue(core, mq(0), 0)
     sim.run(core.pulls.loop_flow(state.request))
     assert cluster.codes() == [RequestCode.QUERY_CONSUMER_OFFSET, RequestCode.PULL_MESSAGE]
-    assert pulled == ["0"] and state.request.previously_locked
+    assert pulled == [expected] and state.request.previously_locked
 
 
 # ------------------------------------------------------------------ consume
