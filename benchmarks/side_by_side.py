@@ -15,6 +15,9 @@ bodies:
 - draining the same backlog with RocketMQ 5.x POP: this client's SimpleConsumer
   (receive 32, one ack call per batch) and PushConsumer(consume_mode="pop"), and
   the Java client's push consumer in POP mode (no client rebalance);
+- one producer sending over 1,000 topics: its route requests and heartbeats per
+  minute, counted by relays in front of the name server and brokers
+  (``benchmarks/wire_count.py``), and its CPU per send;
 - client CPU time per message in each (the process's user + system time).
 
 Every producer first sends the same number of unmeasured warm-up messages (the
@@ -130,10 +133,27 @@ def _produce_record(
         record["inflight"] = args.inflight
     if args.mode == "batch":
         record["batch"] = args.batch
+    if args.mode == "spread":
+        record["topics"] = args.topics
+        record["startEpochMs"], record["endEpochMs"] = args.window
     if lat:
         record["p50Ms"] = percentile(lat, 0.50) * 1e3
         record["p99Ms"] = percentile(lat, 0.99) * 1e3
     return record
+
+
+def _spread_topics(args: argparse.Namespace) -> list[str]:
+    """The topics a producer sends to: ``--topic`` itself, or with ``--mode spread``
+    its ``--topics`` numbered siblings ``<topic>_0`` ... (as the peers name them)."""
+    if args.mode != "spread":
+        return [args.topic]
+    return [f"{args.topic}_{i}" for i in range(args.topics)]
+
+
+def _spread_done(args: argparse.Namespace, started: float, sent: int) -> None:
+    """Notes a spread run's measured window (wall clock) and how many it sent."""
+    args.count = sent
+    args.window = (int(started * 1000), int(time.time() * 1000))
 
 
 def _trace_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -171,13 +191,20 @@ async def _asyncio_produce(args: argparse.Namespace) -> dict[str, Any]:
         send_timeout=30.0,
         **_trace_options(args),
     ) as producer:
-        for _ in range(max(1, args.warmup)):
-            await producer.send(Message(topic, BODY))
+        topics = _spread_topics(args)
+        for i in range(max(1, args.warmup)):
+            await producer.send(Message(topics[i % len(topics)], BODY))
             _acknowledged()
         lat: list[float] = []
         batches = _batches(topic, args.count, args.batch) if args.mode == "batch" else []
         cpu0, t0 = time.process_time(), time.perf_counter()
-        if args.mode == "sync":
+        if args.mode == "spread":
+            started, deadline, sent = time.time(), t0 + args.seconds, 0
+            while time.perf_counter() < deadline:
+                await producer.send(Message(topics[sent % len(topics)], BODY))
+                sent += 1
+            _spread_done(args, started, sent)
+        elif args.mode == "sync":
             for _ in range(args.count):
                 s = time.perf_counter()
                 await producer.send(Message(topic, BODY))
@@ -219,13 +246,20 @@ def _blocking_produce(client: str, args: argparse.Namespace) -> dict[str, Any]:
         send_timeout=30.0,
         **_trace_options(args),
     ) as producer:
-        for _ in range(max(1, args.warmup)):
-            producer.send(Message(topic, BODY))
+        topics = _spread_topics(args)
+        for i in range(max(1, args.warmup)):
+            producer.send(Message(topics[i % len(topics)], BODY))
             _acknowledged()
         lat: list[float] = []
         batches = _batches(topic, args.count, args.batch) if args.mode == "batch" else []
         cpu0, t0 = time.process_time(), time.perf_counter()
-        if args.mode == "sync":
+        if args.mode == "spread":
+            started, deadline, sent = time.time(), t0 + args.seconds, 0
+            while time.perf_counter() < deadline:
+                producer.send(Message(topics[sent % len(topics)], BODY))
+                sent += 1
+            _spread_done(args, started, sent)
+        elif args.mode == "sync":
             for _ in range(args.count):
                 s = time.perf_counter()
                 producer.send(Message(topic, BODY))
@@ -631,6 +665,7 @@ SCENARIOS = (
         size=1 << 20,
         random=True,
     ),
+    Scenario("topics", "sequential sends spread over many topics", "produce", "spread"),
     Scenario("drain", "push consumer drain", "push"),
     Scenario("scale4", "push drain by 4 processes of one group", "push"),
     Scenario("pull", "pull consumer drain", "pull"),
@@ -660,11 +695,11 @@ def _counts(quick: bool) -> dict[str, int]:
         return {"sync": 2_000, "async16": 8_000, "async128": 8_000, "batch32": 16_000,
                 "k64": 300, "k64r": 300, "m1": 40, "m1r": 40, "scale4": 40_000,
                 "drain": 20_000, "pull": 20_000, "pop_simple": 20_000, "pop_push": 20_000,
-                "warmup": 500}  # fmt: skip
+                "warmup": 500, "topics": 100, "topics_seconds": 65}  # fmt: skip
     return {"sync": 5_000, "async16": 100_000, "async128": 30_000, "batch32": 64_000,
             "k64": 2_000, "k64r": 2_000, "m1": 200, "m1r": 200, "scale4": 400_000,
             "drain": 100_000, "pull": 100_000, "pop_simple": 100_000, "pop_push": 100_000,
-            "warmup": 2_000}  # fmt: skip
+            "warmup": 2_000, "topics": 1_000, "topics_seconds": 75}  # fmt: skip
 
 
 def build_peers() -> dict[str, list[str]]:
@@ -688,7 +723,9 @@ def build_peers() -> dict[str, list[str]]:
 
 def _warmup(scenario: Scenario, warmup: int) -> int:
     """Warm-up sends of ``scenario``: the same bytes as ``warmup`` 1 KiB sends at most
-    (a large body's send is warm after a few)."""
+    (a large body's send is warm after a few); a spread's, one per topic."""
+    if scenario.mode == "spread":
+        return warmup
     return max(10, min(warmup, warmup * SIZE // scenario.size))
 
 
@@ -702,11 +739,20 @@ def command_for(
     group: str,
     count: int,
     warmup: int,
+    topics: int = 1,
+    seconds: int = 0,
 ) -> list[str]:
+    """The command running ``scenario`` for ``client``; a spread scenario sends
+    over ``topics`` topics (``<topic>_0`` ...) for ``seconds``, its warm-up is one
+    send to each."""
+    if scenario.mode == "spread":
+        warmup = topics
     if client in (*OURS, FLOOR):
         cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", client,
                "--op", scenario.op, "--namesrv", namesrv, "--topic", topic,
                "--count", str(count)]  # fmt: skip
+        if scenario.mode == "spread":
+            cmd += ["--topics", str(topics), "--seconds", str(seconds)]
         if scenario.op == "produce":
             cmd += ["--mode", scenario.mode, "--warmup", str(_warmup(scenario, warmup))]
             cmd += [
@@ -733,6 +779,8 @@ def command_for(
             cmd += ["--inflight", str(scenario.inflight)]
         if scenario.batch:
             cmd += ["--batch", str(scenario.batch)]
+        if scenario.mode == "spread":
+            cmd += ["--topics", str(topics), "--seconds", str(seconds)]
     else:
         cmd += ["bench-consume", "--namesrv", namesrv, "--topic", topic, "--group", group,
                 "--count", str(count), "--from", "first"]  # fmt: skip
@@ -829,6 +877,72 @@ def scale_out(
         "cpuSec": cpu,
         "cpuUsPerMsg": cpu * 1e6 / total,
     }
+
+
+def spread_over_topics(
+    client: str,
+    scenario: Scenario,
+    *,
+    peers: dict[str, list[str]],
+    namesrv: str,
+    topic: str,
+    topics: int,
+    seconds: int,
+) -> dict[str, Any]:
+    """One producer of ``client`` sending one message at a time over ``topics``
+    topics for ``seconds`` (after one warm-up send to each), through relays that
+    count its requests (:mod:`wire_count`): its route requests and heartbeats per
+    minute in the measured window, beside its CPU per send."""
+    from wire_count import GET_ROUTEINFO_BY_TOPIC, HEART_BEAT, WireCount
+
+    import rocketmq_sync
+
+    with rocketmq_sync.Admin(namesrv) as admin:
+        brokers = sorted(
+            addr
+            for broker in admin.cluster_info().broker_addr_table.values()
+            for addr in broker.broker_addrs.values()
+        )
+    with WireCount(namesrv, brokers) as counter:
+        cmd = command_for(
+            client,
+            scenario,
+            peers=peers,
+            namesrv=counter.namesrv_addr,
+            topic=topic,
+            group="",
+            count=0,
+            warmup=0,
+            topics=topics,
+            seconds=seconds,
+        )
+        record = run_one(cmd, timeout=seconds + 600)
+        since, until = record["startEpochMs"] / 1000, record["endEpochMs"] / 1000
+        for name, code in (
+            ("routeRequestsPerMin", GET_ROUTEINFO_BY_TOPIC),
+            ("heartbeatsPerMin", HEART_BEAT),
+        ):
+            record[name] = counter.per_minute(code, since, until)
+            record[name.replace("PerMin", "InWindow")] = counter.requests(code, since, until)
+    return record
+
+
+def create_spread_topics(namesrv: str, topic: str, topics: int) -> float:
+    """Creates ``<topic>_0`` ... ``<topic>_<topics - 1>`` (4 queues each); seconds taken."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import rocketmq_sync
+
+    started = time.perf_counter()
+    with rocketmq_sync.Admin(namesrv) as admin, ThreadPoolExecutor(8) as pool:
+        names = [f"{topic}_{i}" for i in range(topics)]
+
+        def create(name: str) -> None:
+            admin.create_topic(name, read_queue_nums=4, write_queue_nums=4)
+
+        for _ in pool.map(create, names):
+            pass
+    return time.perf_counter() - started
 
 
 def _finite(value: Any) -> bool:
@@ -944,41 +1058,49 @@ def orchestrate(args: argparse.Namespace) -> int:
                 admin.create_topic(scale_topic, read_queue_nums=8, write_queue_nums=8)
             seconds = fill_backlog(namesrv, scale_topic, counts["scale4"])
             print(f"backlog of {counts['scale4']:,} x 1 KiB filled in {seconds:.1f} s", flush=True)
+        spread_topic = f"BenchTopics_{run_id}"
+        if any(s.key == "topics" for s in scenarios):
+            seconds = create_spread_topics(namesrv, spread_topic, counts["topics"])
+            print(f"{counts['topics']:,} topics created in {seconds:.1f} s", flush=True)
         facts = machine_facts(cluster.version)
         for scenario in scenarios:
             for client in clients:
                 if not runs(scenario, client):
                     continue
-                if scenario.key == "scale4":
-                    try:
+                group = f"bench_{scenario.key}_{client}_{run_id}"
+                try:
+                    if scenario.key == "scale4":
                         record = scale_out(
                             client,
                             scenario,
                             peers=peers,
                             namesrv=namesrv,
                             topic=scale_topic,
-                            group=f"bench_scale4_{client}_{run_id}",
+                            group=group,
                             total=counts["scale4"],
                         )
-                    except (RuntimeError, subprocess.TimeoutExpired) as exc:
-                        print(f"{client:8s} {scenario.label}: FAILED: {exc}", flush=True)
-                        continue
-                    results.setdefault(scenario.key, {})[client] = record
-                    print(f"{client:8s} {scenario.label:32s} {describe(record, scenario)}")
-                    continue
-                topic = send_topic if scenario.op == "produce" else drain_topic
-                cmd = command_for(
-                    client,
-                    scenario,
-                    peers=peers,
-                    namesrv=namesrv,
-                    topic=topic,
-                    group=f"bench_{scenario.key}_{client}_{run_id}",
-                    count=counts[scenario.key],
-                    warmup=counts["warmup"],
-                )
-                try:
-                    record = run_one(cmd, timeout=900)
+                    elif scenario.key == "topics":
+                        record = spread_over_topics(
+                            client,
+                            scenario,
+                            peers=peers,
+                            namesrv=namesrv,
+                            topic=spread_topic,
+                            topics=counts["topics"],
+                            seconds=counts["topics_seconds"],
+                        )
+                    else:
+                        cmd = command_for(
+                            client,
+                            scenario,
+                            peers=peers,
+                            namesrv=namesrv,
+                            topic=send_topic if scenario.op == "produce" else drain_topic,
+                            group=group,
+                            count=counts[scenario.key],
+                            warmup=counts["warmup"],
+                        )
+                        record = run_one(cmd, timeout=900)
                 except (RuntimeError, subprocess.TimeoutExpired) as exc:
                     print(f"{client:8s} {scenario.label}: FAILED: {exc}", flush=True)
                     continue
@@ -1005,6 +1127,11 @@ def describe(record: dict[str, Any], scenario: Scenario) -> str:
     text = f"{figure(record, scenario) or 0:10,.0f} msgs/s  cpu {record['cpuUsPerMsg']:7.1f} µs/msg"
     if scenario.key == "sync":
         text += f"  p50 {record['p50Ms']:.3f} ms  p99 {record['p99Ms']:.3f} ms"
+    if scenario.mode == "spread":
+        text += (
+            f"  over {record['topics']:,} topics: {record['routeRequestsPerMin']:,.0f} route"
+            f" requests/min, {record['heartbeatsPerMin']:,.1f} heartbeats/min"
+        )
     if record.get("duplicates"):
         text += f"  ({record['duplicates']:,} delivered again)"
     if record.get("timedOut"):
@@ -1039,6 +1166,19 @@ def table_rows(results: dict[str, dict[str, dict[str, Any]]]) -> list[Row]:
                 True,
             )
         )
+        if scenario.mode == "spread":
+            for name, what in (
+                ("routeRequestsPerMin", "route requests per minute"),
+                ("heartbeatsPerMin", "heartbeats per minute"),
+            ):
+                rows.append(
+                    (
+                        f"{scenario.label}, {what}",
+                        {c: r.get(name) for c, r in got.items()},
+                        ",.1f",
+                        False,
+                    )
+                )
         if scenario.key == "sync":
             for q in ("p50Ms", "p99Ms"):
                 rows.append(
@@ -1194,6 +1334,16 @@ def write_docs(out: dict[str, Any], table: str) -> None:
         "of 1 MiB, compressible (the peers' repeating letters; every client compresses "
         "bodies over 4 KiB) and random (incompressible); fewer warm-up sends, the same "
         "bytes as the 1 KiB warm-up at most.",
+        f"- Many topics: one producer sends one message at a time, round-robin over "
+        f"{counts.get('topics', 0):,} topics of 4 queues each, for "
+        f"{counts.get('topics_seconds', 0)} s after one warm-up send to each, with default "
+        "settings, through relays on 127.0.0.1 in front of the name server and each "
+        "broker (`benchmarks/wire_count.py`; the routes it relays name the brokers' "
+        "relays) that note every request. Route requests and heartbeats per minute: "
+        "for each topic (route requests) or broker (heartbeats) asked at least twice "
+        "in the measured time, 60 s over the mean time between two of its requests, "
+        "summed. The relays add to every request's latency, so this row's msgs/s is "
+        "not the sequential send's.",
         "- Start-up: from the kernel's start of the client's process (/proc) to the "
         "first acknowledged send (a route lookup and two connections included): "
         "interpreter or JVM start, imports, client start. Clock ticks of 10 ms.",
@@ -1299,7 +1449,9 @@ def main() -> int:
     worker.add_argument("--topic")
     worker.add_argument("--group")
     worker.add_argument("--count", type=int, default=10_000)
-    worker.add_argument("--mode", choices=("sync", "async", "batch"), default="sync")
+    worker.add_argument("--mode", choices=("sync", "async", "batch", "spread"), default="sync")
+    worker.add_argument("--topics", type=int, default=1, help="--mode spread: topics sent to")
+    worker.add_argument("--seconds", type=float, default=60.0, help="--mode spread: how long")
     worker.add_argument("--inflight", type=int, default=16)
     worker.add_argument("--batch", type=int, default=32)
     worker.add_argument("--warmup", type=int, default=0)

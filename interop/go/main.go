@@ -958,6 +958,16 @@ func benchProduce(a *args) (int, error) {
 	inflight := a.integer("inflight", 16)
 	batch := a.integer("batch", 32)
 	warmup := a.integer("warmup", 0)
+	// --mode spread: sequential sends over --topics topics <topic>_0.. for --seconds
+	seconds := a.integer("seconds", 60)
+	topics := []string{topic}
+	if mode == "spread" {
+		topics = make([]string, a.integer("topics", 1))
+		for t := range topics {
+			topics[t] = fmt.Sprintf("%s_%d", topic, t)
+		}
+	}
+	var startEpochMs int64
 	body := make([]byte, size)
 	if a.flags["random"] {
 		// incompressible: the same bytes in every run (a seeded generator)
@@ -978,7 +988,7 @@ func benchProduce(a *args) (int, error) {
 	ctx := context.Background()
 	firstAck := math.NaN()
 	for i := 0; i < warmup || i < 1; i++ {
-		if _, err := p.SendSync(ctx, primitive.NewMessage(topic, body)); err != nil {
+		if _, err := p.SendSync(ctx, primitive.NewMessage(topics[i%len(topics)], body)); err != nil {
 			logf("warm-up send: %v", err)
 		}
 		if i == 0 {
@@ -988,12 +998,25 @@ func benchProduce(a *args) (int, error) {
 	ops := count
 	if mode == "batch" {
 		ops = (count + batch - 1) / batch
+	} else if mode == "spread" {
+		ops = 0
 	}
 	lat := make([]time.Duration, ops)
 	var errs int64
 	cpu0 := cpuSeconds()
 	t0 := time.Now()
 	switch mode {
+	case "spread":
+		startEpochMs = time.Now().UnixMilli()
+		deadline := t0.Add(time.Duration(seconds) * time.Second)
+		sent := 0
+		for time.Now().Before(deadline) {
+			if _, err := p.SendSync(ctx, primitive.NewMessage(topics[sent%len(topics)], body)); err != nil {
+				errs++
+			}
+			sent++
+		}
+		count = sent
 	case "sync":
 		for i := 0; i < count; i++ {
 			s := time.Now()
@@ -1068,6 +1091,10 @@ func benchProduce(a *args) (int, error) {
 	}
 	if mode == "batch" {
 		o.put("batch", batch)
+	}
+	if mode == "spread" {
+		o.put("topics", len(topics)).put("startEpochMs", startEpochMs).
+			put("endEpochMs", startEpochMs+int64(elapsed*1000))
 	}
 	mean := math.NaN()
 	if ops > 0 {

@@ -1062,6 +1062,13 @@ public final class Peer {
         int inflight = a.integer("inflight", 16);
         int batch = a.integer("batch", 32);
         int warmup = a.integer("warmup", 0);
+        // --mode spread: sequential sends over --topics topics <topic>_0.. for --seconds
+        int seconds = a.integer("seconds", 60);
+        String[] topics = new String[mode.equals("spread") ? a.integer("topics", 1) : 1];
+        for (int t = 0; t < topics.length; t++) {
+            topics[t] = mode.equals("spread") ? topic + "_" + t : topic;
+        }
+        long startEpochMs = 0;
         byte[] body = new byte[size];
         if (a.flag("random")) {
             // incompressible: the same bytes in every peer's run (a seeded generator)
@@ -1079,17 +1086,32 @@ public final class Peer {
         // warm-up (also resolves the route): not measured
         double firstAck = Double.NaN;
         for (int i = 0; i < Math.max(1, warmup); i++) {
-            p.send(new Message(topic, body));
+            p.send(new Message(topics[i % topics.length], body));
             if (i == 0) {
                 firstAck = sinceProcessStart();
             }
         }
         AtomicInteger errors = new AtomicInteger();
-        int ops = mode.equals("batch") ? (count + batch - 1) / batch : count;
+        int ops = mode.equals("batch") ? (count + batch - 1) / batch : mode.equals("spread") ? 0 : count;
         long[] lat = new long[ops];
         double cpu0 = cpuSeconds();
         long t0 = System.nanoTime();
         switch (mode) {
+            case "spread": {
+                startEpochMs = System.currentTimeMillis();
+                long deadline = t0 + seconds * 1_000_000_000L;
+                int sent = 0;
+                while (System.nanoTime() < deadline) {
+                    try {
+                        p.send(new Message(topics[sent % topics.length], body));
+                    } catch (Exception e) {
+                        errors.incrementAndGet();
+                    }
+                    sent++;
+                }
+                count = sent;
+                break;
+            }
             case "sync":
                 for (int i = 0; i < count; i++) {
                     long s = System.nanoTime();
@@ -1175,6 +1197,10 @@ public final class Peer {
         }
         if (mode.equals("batch")) {
             j.put("batch", batch);
+        }
+        if (mode.equals("spread")) {
+            j.put("topics", topics.length).put("startEpochMs", startEpochMs)
+                    .put("endEpochMs", startEpochMs + (long) (elapsed * 1000));
         }
         j.put("warmup", warmup).put("elapsedSec", elapsed).put("msgsPerSec", count / elapsed)
                 .put("p50Ms", percentile(lat, 0.50)).put("p99Ms", percentile(lat, 0.99))
