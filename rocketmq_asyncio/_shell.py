@@ -8,6 +8,7 @@ the two ``_shell`` modules, behind the same names.
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import inspect
@@ -38,6 +39,50 @@ monotonic = time.monotonic
 _NO_LOCK: contextlib.nullcontext[None] = contextlib.nullcontext()
 
 
+class _Slots:
+    """At most ``size`` holders at once, the others served in arrival order.
+
+    As an :class:`asyncio.Semaphore`, but a free slot is taken without a
+    coroutine call (this runs once per consumed message), and a slot given back
+    while others wait goes straight to the first of them."""
+
+    __slots__ = ("_free", "_waiters")
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    def take_now(self) -> bool:
+        """Take a free slot if one is free and nobody waits for one."""
+        if self._free and not self._waiters:
+            self._free -= 1
+            return True
+        return False
+
+    async def take(self) -> None:
+        """Wait for a slot (after :meth:`take_now` found none)."""
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.give_back()  # handed a slot, then cancelled: pass it on
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+            raise
+
+    def give_back(self) -> None:
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self._free += 1
+
+
 class Runtime:
     """One client's share of asyncio: the worker threads of plain (blocking)
     consume handlers, made on first use and shut down with the client."""
@@ -45,7 +90,7 @@ class Runtime:
     def __init__(self, max_user_workers: int = 0) -> None:
         self._max_user_workers = max_user_workers
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
-        self._slots: asyncio.Semaphore | None = None
+        self._slots: _Slots | None = None
 
     #: The client's core lock (see the blocking runtime's): never needed here.
     core_lock = _NO_LOCK
@@ -64,9 +109,12 @@ class Runtime:
         workers = max(1, self._max_user_workers)
 
         async def bounded(messages: list[MessageExt]) -> Any:
-            if self._slots is None:
-                self._slots = asyncio.Semaphore(workers)
-            async with self._slots:
+            slots = self._slots
+            if slots is None:
+                slots = self._slots = _Slots(workers)
+            if not slots.take_now():
+                await slots.take()
+            try:
                 if closed():
                     return HANDLER_NOT_RUN  # closed while this call waited for a slot
                 if is_async:
@@ -80,6 +128,8 @@ class Runtime:
                 if inspect.isawaitable(result):
                     result = await result
                 return result
+            finally:
+                slots.give_back()
 
         return bounded
 

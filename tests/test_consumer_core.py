@@ -75,7 +75,7 @@ from rocketmq_proto.flows.consumer.rebalance import (
     sort_for_rebalance,
     strategy_name,
 )
-from rocketmq_proto.flows.effects import Call, Flow, Oneway, Spawn, WallTime
+from rocketmq_proto.flows.effects import Call, Flow, Oneway, Spawn, UserCall, WallTime
 from rocketmq_proto.flows.producer import ProducerConfig, ProducerCore
 from rocketmq_proto.flows.session import ClientConfig, ClientCore
 from rocketmq_proto.message.codec import encode_batch, encode_stored_message
@@ -1443,13 +1443,16 @@ def test_concurrent_batches_are_taken_by_at_most_consume_thread_max_workers() ->
     state.request.process_queue.put(msgs)
     pool = core.consumption
     assert isinstance(pool, ConcurrentConsumption)
-    workers = spawned_by(pool.dispatch_flow(state, msgs, True))
-    assert len(workers) == 3 and pool.workers == 3 and len(pool.ready) == 50
-    sim.run(workers[0].flow)  # the first worker takes every batch, one at a time
+    (worker,) = spawned_by(pool.dispatch_flow(state, msgs, True))  # one at a time
+    assert pool.workers == 1 and len(pool.ready) == 50
+    # The first worker takes every batch, one at a time (the Sim's handler never
+    # waits). At its first batch it asked for one helper, and for none while that
+    # one had not started.
+    sim.run(worker.flow)
     assert handled == list(range(50)) and not pool.ready
-    assert pool.workers == 2 and core.in_flight == 0
-    for worker in workers[1:]:
-        sim.run(worker.flow)  # nothing left for them
+    helpers = [flow for name, flow in sim.spawned if name == "consume"]
+    assert len(helpers) == 1 and pool.workers == 1 and core.in_flight == 0
+    sim.run(helpers[0])  # nothing left for it
     assert pool.workers == 0 and handled == list(range(50))
     assert core.offsets.read(mq(0)) == 50
     # Counted for stats(): each call timed by the driver, each batch's wait measured
@@ -1465,6 +1468,44 @@ def test_concurrent_batches_are_taken_by_at_most_consume_thread_max_workers() ->
     core.begin_close()
     sim.run(worker.flow)
     assert handled == list(range(50)) and core.offsets.read(mq(0)) == 50
+
+
+def test_consume_workers_grow_one_by_one_while_handlers_wait() -> None:
+    """A driver that starts a spawned flow later (asyncio): each worker, as it takes
+    a batch while more wait, starts one more, until ``consume_thread_max`` handler
+    calls wait at once; none is started for batches nobody waits for."""
+    client = make_client()
+    core = PushConsumerCore(
+        client,
+        ConsumerConfig(group="G", consume_thread_max=3),
+        handler=lambda msgs: True,
+        ids=UniqueIdGenerator(b"\x0a\x00\x00\x01", 1, 0),
+    )
+    state = hold_queue(core, mq(0), 0)
+    msgs = [ext(i) for i in range(10)]
+    state.request.process_queue.put(msgs)
+    pool = core.consumption
+    assert isinstance(pool, ConcurrentConsumption)
+
+    def until_the_handler(flow: Flow[None]) -> list[Spawn]:
+        """Step ``flow`` to its handler call (left waiting); what it spawned."""
+        spawns: list[Spawn] = []
+        effect = next(flow)
+        while not isinstance(effect, UserCall):
+            if isinstance(effect, Spawn):
+                spawns.append(effect)
+            effect = flow.send(1_700_000_000_000 if isinstance(effect, WallTime) else None)
+        return spawns
+
+    (first,) = spawned_by(pool.dispatch_flow(state, msgs, True))
+    waiting = [first.flow]
+    while True:
+        spawns = until_the_handler(waiting[-1])
+        if not spawns:
+            break
+        waiting += [spawn.flow for spawn in spawns]
+    assert len(waiting) == 3 and pool.workers == 3 and core.in_flight == 3
+    assert len(pool.ready) == 7
 
 
 class EagerSpawnSim(Sim):

@@ -77,6 +77,7 @@ __all__ = [
     "process_concurrent_result_flow",
     "process_orderly_result_flow",
     "reset_retry_topic",
+    "reset_retry_topics",
     "retry_delay_level",
     "retry_message",
     "send_back_flow",
@@ -246,12 +247,21 @@ def reset_retry_topic(msg: MessageExt, group: str, namespace: str | None = None)
     A message pulled from ``%RETRY%<group>`` gets its original topic back (its
     RETRY_TOPIC property); with a namespace, the namespace is taken off the topic.
     """
+    reset_retry_topics((msg,), group, namespace)
+
+
+def reset_retry_topics(
+    msgs: Iterable[MessageExt], group: str, namespace: str | None = None
+) -> None:
+    """:func:`reset_retry_topic` of each of ``msgs`` (the retry topic's name made once)."""
     retry_topic = ns.retry_topic(ns.wrap(namespace, group))
-    original = msg.properties.get(_C.PROPERTY_RETRY_TOPIC)
-    if original is not None and msg.topic == retry_topic:
-        msg.topic = original
-    if namespace:
-        msg.topic = ns.unwrap(namespace, msg.topic)
+    key = _C.PROPERTY_RETRY_TOPIC
+    for msg in msgs:
+        original = msg.properties.get(key)
+        if original is not None and msg.topic == retry_topic:
+            msg.topic = original
+        if namespace:
+            msg.topic = ns.unwrap(namespace, msg.topic)
 
 
 def mark_consume_start(msgs: Iterable[MessageExt], wall_ms: int) -> None:

@@ -23,11 +23,11 @@ from rocketmq_proto.flows.consumer.consume import (
     handler_verdict,
     mark_consume_start,
     process_concurrent_result_flow,
-    reset_retry_topic,
+    reset_retry_topics,
     trace_code,
 )
 from rocketmq_proto.flows.consumer.push_state import PushContext, QueueState
-from rocketmq_proto.flows.effects import Flow, sleep, spawn, timed_user_call, wall_ms
+from rocketmq_proto.flows.effects import Flow, now, sleep, spawn, timed_user_call, wall_ms
 from rocketmq_proto.flows.hooks import ConsumeContext
 from rocketmq_proto.flows.producer import ProducerCore
 from rocketmq_proto.message.model import MessageExt
@@ -94,9 +94,7 @@ class Handler:
         ``start_ms``: the wall clock, if the caller just read it; ``awaited``: the
         seconds the messages waited in the client, if known."""
         ctx = self.ctx
-        namespace = ctx.client.config.namespace
-        for msg in msgs:
-            reset_retry_topic(msg, ctx.group, namespace)
+        reset_retry_topics(msgs, ctx.group, ctx.client.config.namespace)
         handler = self.handler if self._is_async else self._gate
         client = ctx.client
         hooks, tracer = client.hooks, client.tracer
@@ -171,6 +169,11 @@ class ConcurrentConsumption:
     )
     #: Consume workers running (at most ``consume_thread_max``).
     workers: int = 0
+    #: A worker was spawned and has not started yet (see :meth:`_start_workers`).
+    _unstarted: bool = False
+    #: A :meth:`_start_workers` is spawning: the worker it starts (at once, in the
+    #: blocking drivers) starts none itself.
+    _spawning: bool = False
 
     def dispatch_flow(
         self, state: QueueState, msgs: list[MessageExt], start_loop: bool = True
@@ -184,31 +187,53 @@ class ConcurrentConsumption:
         yield from self._start_workers()
 
     def _start_workers(self) -> Flow[None]:
-        """Enough consume workers for the waiting batches, up to ``consume_thread_max``
+        """Consume workers for the waiting batches, up to ``consume_thread_max``
         (Java's consume thread pool: each takes batches until none waits). None once
         the consumer closes: a worker would take nothing.
 
-        At most as many as were missing on entry. A driver may run a spawned flow
-        up to its first wait before ``spawn`` returns (the blocking drivers do): a
-        worker that ended there at once, having taken nothing, leaves the counts as
-        they were, and counting again after each spawn would start workers forever
-        without ever waiting (a gevent consumer's close spun so, in the greenlet of
-        the connection whose pull answer brought the batch)."""
+        One at a time: none while a worker spawned earlier has not started. A
+        driver that starts a spawned flow later (asyncio) gets one worker here, and
+        more only as workers start and find batches still waiting (each worker
+        asks before each batch): a handler that never waits lets the first worker
+        take every batch, where a worker per batch would have been started, run,
+        and found nothing left. A driver that runs a spawned flow up to its first
+        wait before ``spawn`` returns (the blocking drivers) gets as many as the
+        batches need at once, as before: the worker has started when ``spawn``
+        returns, and it starts none itself meanwhile (no recursion).
+
+        At most as many as were missing on entry: a worker that ended at once,
+        having taken nothing, leaves the counts as they were, and counting again
+        after each spawn would start workers forever without ever waiting (a
+        gevent consumer's close spun so, in the greenlet of the connection whose
+        pull answer brought the batch)."""
+        if self._spawning:
+            return
         ctx = self.ctx
         limit = ctx.config.consume_thread_max
         for _ in range(min(limit, len(self.ready)) - self.workers):
-            if ctx.closed or self.workers >= min(limit, len(self.ready)):
+            if ctx.closed or self._unstarted or self.workers >= min(limit, len(self.ready)):
                 return
             self.workers += 1
-            yield from spawn(self.worker_flow(), "consume")
+            self._unstarted = self._spawning = True
+            try:
+                yield from spawn(self.worker_flow(), "consume")
+            finally:
+                self._spawning = False
 
     def worker_flow(self) -> Flow[None]:
         """A consume worker: takes waiting batches until none is left (or the
         consumer closes); for each, the handler, then settle its result."""
         handler = self.handler
+        ready = self.ready
+        limit = self.ctx.config.consume_thread_max
+        self._unstarted = False
         try:
-            while self.ready and not self.ctx.closed:
-                state, msgs, arrived = self.ready.popleft()
+            while ready and not self.ctx.closed:
+                state, msgs, arrived = ready.popleft()
+                # Help wanted, should this batch's handler wait (asked here only if
+                # :meth:`_start_workers` could start one: this runs per batch).
+                if ready and not self._unstarted and self.workers < limit:
+                    yield from self._start_workers()
                 handler.in_flight += 1
                 try:
                     left = yield from self.consume_flow(state, msgs, arrived)
@@ -245,8 +270,15 @@ class ConcurrentConsumption:
         result = yield from self.handler.call_flow(msgs, start_ms, awaited)
         if result is None or pq.dropped:
             return []
+        if result is ConsumeResult.SUCCESS:
+            # Every message done: what process_concurrent_result_flow does then, here
+            # (the common case, per batch).
+            offset = pq.remove(msgs, (yield from now()))
+            if offset >= 0 and not pq.dropped:
+                ctx.offsets.update(request.message_queue, offset, increase_only=True)
+            return []
         doomed: list[MessageExt] = []
-        if result is not ConsumeResult.SUCCESS and ctx.config.clustering:
+        if ctx.config.clustering:
             # Sent back past the group's maximum (or with a negative delay level),
             # the broker dead-letters them.
             limit, level = ctx.config.max_reconsume, ctx.config.delay_level_when_next_consume
