@@ -665,7 +665,7 @@ SCENARIOS = (
         size=1 << 20,
         random=True,
     ),
-    Scenario("topics", "sequential sends spread over many topics", "produce", "spread"),
+    Scenario("topics", "sends over many topics", "produce", "spread"),
     Scenario("drain", "push consumer drain", "push"),
     Scenario("scale4", "push drain by 4 processes of one group", "push"),
     Scenario("pull", "pull consumer drain", "pull"),
