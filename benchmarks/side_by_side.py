@@ -127,7 +127,7 @@ def _produce_record(
         "msgsPerSec": args.count / elapsed,
         "cpuSec": cpu,
         "cpuUsPerMsg": cpu * 1e6 / args.count,
-        "errors": 0,
+        "errors": getattr(args, "errors", 0),
     }
     if args.mode == "async":
         record["inflight"] = args.inflight
@@ -150,9 +150,11 @@ def _spread_topics(args: argparse.Namespace) -> list[str]:
     return [f"{args.topic}_{i}" for i in range(args.topics)]
 
 
-def _spread_done(args: argparse.Namespace, started: float, sent: int) -> None:
-    """Notes a spread run's measured window (wall clock) and how many it sent."""
+def _spread_done(args: argparse.Namespace, started: float, sent: int, errors: int) -> None:
+    """Notes a spread run's measured window (wall clock), how many it sent, and
+    how many of those failed."""
     args.count = sent
+    args.errors = errors
     args.window = (int(started * 1000), int(time.time() * 1000))
 
 
@@ -182,7 +184,7 @@ async def _asyncio_produce(args: argparse.Namespace) -> dict[str, Any]:
     import asyncio
 
     import rocketmq_asyncio
-    from rocketmq_proto import Message
+    from rocketmq_proto import Message, RocketMQError
 
     topic = args.topic
     async with rocketmq_asyncio.Producer(
@@ -199,11 +201,14 @@ async def _asyncio_produce(args: argparse.Namespace) -> dict[str, Any]:
         batches = _batches(topic, args.count, args.batch) if args.mode == "batch" else []
         cpu0, t0 = time.process_time(), time.perf_counter()
         if args.mode == "spread":
-            started, deadline, sent = time.time(), t0 + args.seconds, 0
+            started, deadline, sent, errors = time.time(), t0 + args.seconds, 0, 0
             while time.perf_counter() < deadline:
-                await producer.send(Message(topics[sent % len(topics)], BODY))
+                try:  # counted, as the peers count theirs
+                    await producer.send(Message(topics[sent % len(topics)], BODY))
+                except RocketMQError:
+                    errors += 1
                 sent += 1
-            _spread_done(args, started, sent)
+            _spread_done(args, started, sent, errors)
         elif args.mode == "sync":
             for _ in range(args.count):
                 s = time.perf_counter()
@@ -236,7 +241,7 @@ async def _asyncio_produce(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _blocking_produce(client: str, args: argparse.Namespace) -> dict[str, Any]:
-    from rocketmq_proto import Message
+    from rocketmq_proto import Message, RocketMQError
 
     module, event_type, slots_type = _blocking_module(client)
     topic = args.topic
@@ -254,11 +259,14 @@ def _blocking_produce(client: str, args: argparse.Namespace) -> dict[str, Any]:
         batches = _batches(topic, args.count, args.batch) if args.mode == "batch" else []
         cpu0, t0 = time.process_time(), time.perf_counter()
         if args.mode == "spread":
-            started, deadline, sent = time.time(), t0 + args.seconds, 0
+            started, deadline, sent, errors = time.time(), t0 + args.seconds, 0, 0
             while time.perf_counter() < deadline:
-                producer.send(Message(topics[sent % len(topics)], BODY))
+                try:  # counted, as the peers count theirs
+                    producer.send(Message(topics[sent % len(topics)], BODY))
+                except RocketMQError:
+                    errors += 1
                 sent += 1
-            _spread_done(args, started, sent)
+            _spread_done(args, started, sent, errors)
         elif args.mode == "sync":
             for _ in range(args.count):
                 s = time.perf_counter()

@@ -83,6 +83,7 @@ class _Relay(asyncio.Protocol):
         self._client: asyncio.Transport | None = None
         self._server: asyncio.Transport | None = None
         self._pending: list[bytes] = []
+        self._lost = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -97,6 +98,9 @@ class _Relay(asyncio.Protocol):
         except OSError:
             if self._client is not None:
                 self._client.close()
+            return
+        if self._lost:  # the client left while this connected
+            self._server.close()
             return
         for data in self._pending:
             self._server.write(data)
@@ -115,6 +119,7 @@ class _Relay(asyncio.Protocol):
             self._server.write(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
         self._relays.discard(self)
         if self._server is not None:
             self._server.close()

@@ -1401,3 +1401,40 @@ def test_handlers_in_flight_never_exceed_consume_thread_max(
     print(f"{backend.name}: at most {peak[0]} handlers ran at once (consume_thread_max={limit})")
     assert peak[0] <= limit
     assert peak[0] == limit, "the pool never filled: the test means nothing"
+
+
+def test_each_waiting_batch_gets_a_handler_call_of_its_own(
+    backend: Backend, ns: str, admin: Any, producer: Any
+) -> None:
+    """Fewer batches than ``consume_thread_max``, all in one pull: each is handled
+    at once, none waits for another's handler (the workers start one at a time,
+    and count the batches they hold as well as those waiting)."""
+    topic = new_topic(backend, admin, "FewT", queues=1)
+    lock = threading.Lock()
+    running_now = [0]
+    peak = [0]
+    done: set[str] = set()
+
+    def handle(msgs: list[MessageExt]) -> Any:
+        with lock:
+            running_now[0] += 1
+            peak[0] = max(peak[0], running_now[0])
+        backend.sleep(0.5)
+        with lock:
+            running_now[0] -= 1
+            done.update(m.body.decode() for m in msgs)
+        return ConsumeResult.SUCCESS
+
+    n = 4
+    send_all(backend, producer, [Message(topic, b"few-%d" % i) for i in range(n)])
+    with running(
+        backend,
+        ns,
+        handle,
+        unique("few"),
+        topic,
+        consume_from_where="first",
+        consume_thread_max=20,
+    ):
+        backend.wait_for(lambda: len(done) >= n, WAIT, "the messages")
+    assert peak[0] == n, f"at most {peak[0]} of {n} handler calls ran at once"

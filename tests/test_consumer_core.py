@@ -1470,33 +1470,38 @@ def test_concurrent_batches_are_taken_by_at_most_consume_thread_max_workers() ->
     assert handled == list(range(50)) and core.offsets.read(mq(0)) == 50
 
 
-def test_consume_workers_grow_one_by_one_while_handlers_wait() -> None:
-    """A driver that starts a spawned flow later (asyncio): each worker, as it takes
-    a batch while more wait, starts one more, until ``consume_thread_max`` handler
-    calls wait at once; none is started for batches nobody waits for."""
-    client = make_client()
+def concurrent_pool(limit: int) -> tuple[PushConsumerCore, QueueState, ConcurrentConsumption]:
     core = PushConsumerCore(
-        client,
-        ConsumerConfig(group="G", consume_thread_max=3),
+        make_client(),
+        ConsumerConfig(group="G", consume_thread_max=limit),
         handler=lambda msgs: True,
         ids=UniqueIdGenerator(b"\x0a\x00\x00\x01", 1, 0),
     )
     state = hold_queue(core, mq(0), 0)
-    msgs = [ext(i) for i in range(10)]
-    state.request.process_queue.put(msgs)
     pool = core.consumption
     assert isinstance(pool, ConcurrentConsumption)
+    return core, state, pool
 
-    def until_the_handler(flow: Flow[None]) -> list[Spawn]:
-        """Step ``flow`` to its handler call (left waiting); what it spawned."""
-        spawns: list[Spawn] = []
-        effect = next(flow)
-        while not isinstance(effect, UserCall):
-            if isinstance(effect, Spawn):
-                spawns.append(effect)
-            effect = flow.send(1_700_000_000_000 if isinstance(effect, WallTime) else None)
-        return spawns
 
+def until_the_handler(flow: Flow[None]) -> list[Spawn]:
+    """Step a consume worker to its handler call (left waiting); what it spawned."""
+    spawns: list[Spawn] = []
+    effect = next(flow)
+    while not isinstance(effect, UserCall):
+        if isinstance(effect, Spawn):
+            spawns.append(effect)
+        effect = flow.send(1_700_000_000_000 if isinstance(effect, WallTime) else None)
+    return spawns
+
+
+@pytest.mark.parametrize(("batches", "limit"), [(2, 3), (3, 3), (10, 3), (4, 20), (1, 20)])
+def test_consume_workers_grow_one_by_one_while_handlers_wait(batches: int, limit: int) -> None:
+    """A driver that starts a spawned flow later (asyncio): each worker, as it takes
+    a batch while more wait, starts one more, until every batch is in a handler
+    call, or ``consume_thread_max`` calls wait at once."""
+    core, state, pool = concurrent_pool(limit)
+    msgs = [ext(i) for i in range(batches)]
+    state.request.process_queue.put(msgs)
     (first,) = spawned_by(pool.dispatch_flow(state, msgs, True))
     waiting = [first.flow]
     while True:
@@ -1504,8 +1509,38 @@ def test_consume_workers_grow_one_by_one_while_handlers_wait() -> None:
         if not spawns:
             break
         waiting += [spawn.flow for spawn in spawns]
-    assert len(waiting) == 3 and pool.workers == 3 and core.in_flight == 3
-    assert len(pool.ready) == 7
+    at_once = min(batches, limit)
+    assert len(waiting) == at_once and pool.workers == at_once and core.in_flight == at_once
+    assert len(pool.ready) == batches - at_once
+
+
+def test_a_batch_dispatched_while_a_worker_is_being_started_gets_a_worker() -> None:
+    """The blocking drivers step a consumer's flows on several threads, holding
+    the core lock only for a step. Thread 1's dispatch is inside its ``spawn``
+    (the worker it started took the batch, its handler ran on a pool thread, and
+    it ended: no worker left) when thread 2 dispatches another batch: one of the
+    two starts a worker for it (here thread 1, counting again once its ``spawn``
+    returned)."""
+    _, state, pool = concurrent_pool(20)
+    a, b = ext(0), ext(1)
+    state.request.process_queue.put([a, b])
+    first = pool.dispatch_flow(state, [a], True)
+    effect = next(first)
+    assert isinstance(effect, WallTime)
+    effect = first.send(1_700_000_000_000)
+    assert isinstance(effect, Spawn)  # thread 1 performs it (the lock released)
+    worker = effect.flow
+    assert until_the_handler(worker) == []  # it takes ``a``; the handler leaves for a thread
+    effect = worker.send((True, 0.001))  # ...and comes back: settled, and no batch waits
+    while True:
+        try:
+            effect = worker.send(1.0)  # the settling's clock
+        except StopIteration:
+            break
+    assert pool.workers == 0 and not pool.ready
+    started = spawned_by(pool.dispatch_flow(state, [b], True))  # thread 2
+    started += spawned_by(first)  # thread 1, once its spawn returned
+    assert len(started) == 1 and pool.workers == 1 and len(pool.ready) == 1
 
 
 class EagerSpawnSim(Sim):

@@ -169,6 +169,8 @@ class ConcurrentConsumption:
     )
     #: Consume workers running (at most ``consume_thread_max``).
     workers: int = 0
+    #: Workers holding a batch (its handler, or its settling).
+    _busy: int = 0
     #: A worker was spawned and has not started yet (see :meth:`_start_workers`).
     _unstarted: bool = False
     #: A :meth:`_start_workers` is spawning: the worker it starts (at once, in the
@@ -188,30 +190,34 @@ class ConcurrentConsumption:
 
     def _start_workers(self) -> Flow[None]:
         """Consume workers for the waiting batches, up to ``consume_thread_max``
-        (Java's consume thread pool: each takes batches until none waits). None once
-        the consumer closes: a worker would take nothing.
+        (Java's consume thread pool: each takes batches until none waits): as many
+        as the batches held and waiting need, counting the workers there are. None
+        once the consumer closes: a worker would take nothing.
 
-        One at a time: none while a worker spawned earlier has not started. A
-        driver that starts a spawned flow later (asyncio) gets one worker here, and
-        more only as workers start and find batches still waiting (each worker
-        asks before each batch): a handler that never waits lets the first worker
-        take every batch, where a worker per batch would have been started, run,
-        and found nothing left. A driver that runs a spawned flow up to its first
-        wait before ``spawn`` returns (the blocking drivers) gets as many as the
-        batches need at once, as before: the worker has started when ``spawn``
-        returns, and it starts none itself meanwhile (no recursion).
+        One at a time: none while a worker spawned earlier has not started, and the
+        counts are taken again after each. A driver that starts a spawned flow
+        later (asyncio) gets one worker here, and more only as workers start and
+        find batches still waiting (each worker asks as it takes a batch): a
+        handler that never waits lets the first worker take every batch, where a
+        worker per batch would have been started, run, and found nothing left. A
+        driver that runs a spawned flow up to its first wait before ``spawn``
+        returns (the blocking drivers) gets them all here, one after another: the
+        worker has started when ``spawn`` returns.
 
-        At most as many as were missing on entry: a worker that ended at once,
-        having taken nothing, leaves the counts as they were, and counting again
-        after each spawn would start workers forever without ever waiting (a
-        gevent consumer's close spun so, in the greenlet of the connection whose
-        pull answer brought the batch)."""
+        A call made while another spawns (by the worker being started, or by a
+        flow of another thread while the spawning one is in its ``spawn``) does
+        nothing: the spawning call counts again once its ``spawn`` returned, the
+        batches added meanwhile included. At most ``consume_thread_max`` plus the
+        waiting batches rounds: each round's worker takes a batch or the loop
+        ends, so it never spins (a gevent consumer's close once did, in the
+        greenlet of the connection whose pull answer brought the batch)."""
         if self._spawning:
             return
         ctx = self.ctx
         limit = ctx.config.consume_thread_max
-        for _ in range(min(limit, len(self.ready)) - self.workers):
-            if ctx.closed or self._unstarted or self.workers >= min(limit, len(self.ready)):
+        for _ in range(limit + len(self.ready)):
+            wanted = min(limit, self._busy + len(self.ready))
+            if ctx.closed or self._unstarted or self.workers >= wanted:
                 return
             self.workers += 1
             self._unstarted = self._spawning = True
@@ -230,15 +236,23 @@ class ConcurrentConsumption:
         try:
             while ready and not self.ctx.closed:
                 state, msgs, arrived = ready.popleft()
-                # Help wanted, should this batch's handler wait (asked here only if
-                # :meth:`_start_workers` could start one: this runs per batch).
-                if ready and not self._unstarted and self.workers < limit:
-                    yield from self._start_workers()
-                handler.in_flight += 1
+                self._busy += 1
                 try:
-                    left = yield from self.consume_flow(state, msgs, arrived)
+                    # Help wanted, should this batch's handler wait (asked only if
+                    # :meth:`_start_workers` could start one: this runs per batch).
+                    if (
+                        ready
+                        and not self._unstarted
+                        and self.workers < min(limit, self._busy + len(ready))
+                    ):
+                        yield from self._start_workers()
+                    handler.in_flight += 1
+                    try:
+                        left = yield from self.consume_flow(state, msgs, arrived)
+                    finally:
+                        handler.in_flight -= 1
                 finally:
-                    handler.in_flight -= 1
+                    self._busy -= 1
                 if left:  # to be consumed again here, later (a worker is not held meanwhile)
                     yield from spawn(self._consume_later_flow(state, left), "consume later")
         finally:
