@@ -1364,13 +1364,22 @@ def test_slow_handler_keeps_held_messages_under_the_flow_control_bound(
     assert len(counts) == n and max(counts.values()) == 1
 
 
-def test_handlers_in_flight_never_exceed_consume_thread_max(
-    backend: Backend, ns: str, admin: Any, producer: Any
-) -> None:
-    """At most ``consume_thread_max`` handlers run at once (and that many do, with
-    a backlog): the bound the issue asks for, in every driver."""
-    topic = new_topic(backend, admin, "PoolT", queues=2)
-    limit = 3
+def most_handler_calls_at_once(
+    backend: Backend,
+    ns: str,
+    admin: Any,
+    producer: Any,
+    *,
+    name: str,
+    queues: int,
+    messages: int,
+    limit: int,
+    seconds: float,
+) -> int:
+    """Consume ``messages`` stored beforehand in a new topic of ``queues`` queues
+    with ``consume_thread_max=limit``, each handler call taking ``seconds``: the
+    most calls that ran at once."""
+    topic = new_topic(backend, admin, f"{name}T", queues=queues)
     lock = threading.Lock()
     running_now = [0]
     peak = [0]
@@ -1380,27 +1389,38 @@ def test_handlers_in_flight_never_exceed_consume_thread_max(
         with lock:
             running_now[0] += 1
             peak[0] = max(peak[0], running_now[0])
-        backend.sleep(0.05)
+        backend.sleep(seconds)
         with lock:
             running_now[0] -= 1
             done.update(m.body.decode() for m in msgs)
         return ConsumeResult.SUCCESS
 
-    n = 150
-    send_all(backend, producer, [Message(topic, b"pool-%d" % i) for i in range(n)])
+    send_all(backend, producer, [Message(topic, b"%d" % i) for i in range(messages)])
     with running(
         backend,
         ns,
         handle,
-        unique("pool"),
+        unique(name),
         topic,
         consume_from_where="first",
         consume_thread_max=limit,
     ):
-        backend.wait_for(lambda: len(done) >= n, WAIT, "the backlog")
-    print(f"{backend.name}: at most {peak[0]} handlers ran at once (consume_thread_max={limit})")
-    assert peak[0] <= limit
-    assert peak[0] == limit, "the pool never filled: the test means nothing"
+        backend.wait_for(lambda: len(done) >= messages, WAIT, "the messages")
+    return peak[0]
+
+
+def test_handlers_in_flight_never_exceed_consume_thread_max(
+    backend: Backend, ns: str, admin: Any, producer: Any
+) -> None:
+    """At most ``consume_thread_max`` handlers run at once (and that many do, with
+    a backlog): the bound the issue asks for, in every driver."""
+    limit = 3
+    peak = most_handler_calls_at_once(
+        backend, ns, admin, producer, name="pool", queues=2, messages=150, limit=limit, seconds=0.05
+    )
+    print(f"{backend.name}: at most {peak} handlers ran at once (consume_thread_max={limit})")
+    assert peak <= limit
+    assert peak == limit, "the pool never filled: the test means nothing"
 
 
 def test_each_waiting_batch_gets_a_handler_call_of_its_own(
@@ -1409,32 +1429,8 @@ def test_each_waiting_batch_gets_a_handler_call_of_its_own(
     """Fewer batches than ``consume_thread_max``, all in one pull: each is handled
     at once, none waits for another's handler (the workers start one at a time,
     and count the batches they hold as well as those waiting)."""
-    topic = new_topic(backend, admin, "FewT", queues=1)
-    lock = threading.Lock()
-    running_now = [0]
-    peak = [0]
-    done: set[str] = set()
-
-    def handle(msgs: list[MessageExt]) -> Any:
-        with lock:
-            running_now[0] += 1
-            peak[0] = max(peak[0], running_now[0])
-        backend.sleep(0.5)
-        with lock:
-            running_now[0] -= 1
-            done.update(m.body.decode() for m in msgs)
-        return ConsumeResult.SUCCESS
-
     n = 4
-    send_all(backend, producer, [Message(topic, b"few-%d" % i) for i in range(n)])
-    with running(
-        backend,
-        ns,
-        handle,
-        unique("few"),
-        topic,
-        consume_from_where="first",
-        consume_thread_max=20,
-    ):
-        backend.wait_for(lambda: len(done) >= n, WAIT, "the messages")
-    assert peak[0] == n, f"at most {peak[0]} of {n} handler calls ran at once"
+    peak = most_handler_calls_at_once(
+        backend, ns, admin, producer, name="few", queues=1, messages=n, limit=20, seconds=0.5
+    )
+    assert peak == n, f"at most {peak} of {n} handler calls ran at once"
