@@ -9,6 +9,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -110,3 +111,28 @@ def test_the_relayed_route_names_the_brokers_relay_and_requests_are_noted(
                 assert relay.startswith("127.0.0.1:") and relay != broker
                 assert len(relay) == len(broker)
         assert [(code, subject) for _, code, subject in counter.notes] == [(105, "T")] * 2
+
+
+def test_frames_split_across_reads_or_sharing_one_are_each_noted_once(
+    fake_namesrv: tuple[str, str],
+) -> None:
+    namesrv, broker = fake_namesrv
+    frames = [encode_command(RemotingCommand(105, {"topic": f"T{i}"}, opaque=i)) for i in range(3)]
+    with wire_count.WireCount(namesrv, [broker]) as counter:
+        host, port = counter.namesrv_addr.rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=10) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.sendall(frames[0][:7])  # the length and part of the header mark
+            time.sleep(0.05)
+            sock.sendall(frames[0][7:] + frames[1] + frames[2][:20])
+            time.sleep(0.05)
+            sock.sendall(frames[2][20:])
+            answers = []
+            for _ in frames:
+                decoder = FrameDecoder()
+                decoder.feed(_read_frame(sock))
+                answer = decoder.next_frame()
+                assert answer is not None
+                answers.append(answer.opaque)
+        assert answers == [0, 1, 2]
+        assert [subject for _, _, subject in counter.notes] == ["T0", "T1", "T2"]
