@@ -731,9 +731,7 @@ def build_peers() -> dict[str, list[str]]:
 
 def _warmup(scenario: Scenario, warmup: int) -> int:
     """Warm-up sends of ``scenario``: the same bytes as ``warmup`` 1 KiB sends at most
-    (a large body's send is warm after a few); a spread's, one per topic."""
-    if scenario.mode == "spread":
-        return warmup
+    (a large body's send is warm after a few)."""
     return max(10, min(warmup, warmup * SIZE // scenario.size))
 
 
@@ -753,16 +751,18 @@ def command_for(
     """The command running ``scenario`` for ``client``; a spread scenario sends
     over ``topics`` topics (``<topic>_0`` ...) for ``seconds``, its warm-up is one
     send to each."""
+    spread: list[str] = []
     if scenario.mode == "spread":
-        warmup = topics
+        spread = ["--topics", str(topics), "--seconds", str(seconds)]
+        warmups = topics
+    else:
+        warmups = _warmup(scenario, warmup)
     if client in (*OURS, FLOOR):
         cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", client,
                "--op", scenario.op, "--namesrv", namesrv, "--topic", topic,
-               "--count", str(count)]  # fmt: skip
-        if scenario.mode == "spread":
-            cmd += ["--topics", str(topics), "--seconds", str(seconds)]
+               "--count", str(count), *spread]  # fmt: skip
         if scenario.op == "produce":
-            cmd += ["--mode", scenario.mode, "--warmup", str(_warmup(scenario, warmup))]
+            cmd += ["--mode", scenario.mode, "--warmup", str(warmups)]
             cmd += [
                 "--inflight",
                 str(scenario.inflight or 16),
@@ -779,16 +779,14 @@ def command_for(
     cmd = [*peers[client]]
     if scenario.op == "produce":
         cmd += ["bench-produce", "--namesrv", namesrv, "--topic", topic, "--count", str(count),
-                "--mode", scenario.mode, "--warmup", str(_warmup(scenario, warmup)),
-                "--size", str(scenario.size)]  # fmt: skip
+                "--mode", scenario.mode, "--warmup", str(warmups),
+                "--size", str(scenario.size), *spread]  # fmt: skip
         if scenario.random:
             cmd.append("--random")
         if scenario.inflight:
             cmd += ["--inflight", str(scenario.inflight)]
         if scenario.batch:
             cmd += ["--batch", str(scenario.batch)]
-        if scenario.mode == "spread":
-            cmd += ["--topics", str(topics), "--seconds", str(seconds)]
     else:
         cmd += ["bench-consume", "--namesrv", namesrv, "--topic", topic, "--group", group,
                 "--count", str(count), "--from", "first"]  # fmt: skip

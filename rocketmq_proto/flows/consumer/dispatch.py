@@ -68,8 +68,9 @@ class Handler:
 
     ctx: PushContext
     handler: MessageHandler
-    #: Handlers running now, with the settling of their results (a graceful close
-    #: waits for them).
+    #: Batches taken for consumption and not yet settled: their handler calls, with
+    #: the settling of their results (a graceful close waits for them; concurrent
+    #: consumption counts its workers' needs by them).
     in_flight: int = 0
     #: Messages handed to the handler in all (for running info and tests).
     consumed: int = 0
@@ -169,8 +170,6 @@ class ConcurrentConsumption:
     )
     #: Consume workers running (at most ``consume_thread_max``).
     workers: int = 0
-    #: Workers holding a batch (its handler, or its settling).
-    _busy: int = 0
     #: A worker was spawned and has not started yet (see :meth:`_start_workers`).
     _unstarted: bool = False
     #: A :meth:`_start_workers` is spawning: the worker it starts (at once, in the
@@ -216,7 +215,7 @@ class ConcurrentConsumption:
         ctx = self.ctx
         limit = ctx.config.consume_thread_max
         for _ in range(limit + len(self.ready)):
-            wanted = min(limit, self._busy + len(self.ready))
+            wanted = min(limit, self.handler.in_flight + len(self.ready))
             if ctx.closed or self._unstarted or self.workers >= wanted:
                 return
             self.workers += 1
@@ -236,23 +235,19 @@ class ConcurrentConsumption:
         try:
             while ready and not self.ctx.closed:
                 state, msgs, arrived = ready.popleft()
-                self._busy += 1
+                handler.in_flight += 1  # this worker holds a batch from here
                 try:
                     # Help wanted, should this batch's handler wait (asked only if
                     # :meth:`_start_workers` could start one: this runs per batch).
                     if (
                         ready
                         and not self._unstarted
-                        and self.workers < min(limit, self._busy + len(ready))
+                        and self.workers < min(limit, handler.in_flight + len(ready))
                     ):
                         yield from self._start_workers()
-                    handler.in_flight += 1
-                    try:
-                        left = yield from self.consume_flow(state, msgs, arrived)
-                    finally:
-                        handler.in_flight -= 1
+                    left = yield from self.consume_flow(state, msgs, arrived)
                 finally:
-                    self._busy -= 1
+                    handler.in_flight -= 1
                 if left:  # to be consumed again here, later (a worker is not held meanwhile)
                     yield from spawn(self._consume_later_flow(state, left), "consume later")
         finally:
