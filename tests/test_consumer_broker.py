@@ -956,6 +956,21 @@ def test_always_failing_message_goes_to_the_dead_letter_queue(
     assert sum(o.max_offset - o.min_offset for o in offsets) == 1
 
 
+def wait_for_committed_ends(backend: Backend, admin: Any, group: str, ends: dict[Any, int]) -> None:
+    """Wait up to 10 s until ``group``'s committed offsets are the queue ``ends``;
+    failing, say where they stopped."""
+    last: dict[Any, Any] = {}
+
+    def at_the_ends() -> bool:
+        last.update({mq: admin.consumer_offset(group, mq) for mq in ends})
+        return all(last[mq] == end for mq, end in ends.items())
+
+    try:
+        backend.wait_for(at_the_ends, 10, "the committed offsets to reach the queue ends")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: ends {ends}, last read {last}") from None
+
+
 @pytest.mark.parametrize("orderly", [False, True], ids=["concurrently", "orderly"])
 def test_a_handler_returning_none_consumes_each_message_once(
     backend: Backend, ns: str, admin: Any, producer: Any, orderly: bool
@@ -989,11 +1004,7 @@ def test_a_handler_returning_none_consumes_each_message_once(
     assert all(d.reconsume_times == 0 and d.topic == topic for d in recorder.snapshot())
     # (The commit at close is confirmed; read a while all the same, as a proxy answers
     # for the broker it relays to.)
-    backend.wait_for(
-        lambda: all(admin.consumer_offset(group, mq) == end for mq, end in ends.items()),
-        10,
-        f"the committed offsets to reach the queue ends {ends}",
-    )
+    wait_for_committed_ends(backend, admin, group, ends)
     try:
         retry = admin.topic_offsets(f"%RETRY%{group}")
     except RocketMQError:
@@ -1047,11 +1058,7 @@ def test_restart_resumes_exactly_after_the_committed_offset(
     assert len(second) == len(set(second))
     # The commit at close is confirmed; read a while all the same, as a proxy
     # answers for the broker it relays to.
-    backend.wait_for(
-        lambda: all(admin.consumer_offset(group, mq) == end for mq, end in ends.items()),
-        10,
-        f"the committed offsets to reach the queue ends {ends}",
-    )
+    wait_for_committed_ends(backend, admin, group, ends)
 
 
 def test_close_lets_running_handlers_finish_and_commits_their_work(
