@@ -615,6 +615,8 @@ def run_worker(args: argparse.Namespace) -> None:
     import asyncio
 
     global BODY
+    if args.cpus:  # before any thread starts: the threads started later inherit it
+        os.sched_setaffinity(0, {int(cpu) for cpu in args.cpus.split(",")})
     if args.size != SIZE or args.random:
         BODY = _body(args.size, random_bytes=args.random)
     client = args.worker
@@ -1465,6 +1467,9 @@ def main() -> int:
     worker.add_argument("--trace", action="store_true", help="message trace on")
     worker.add_argument("--size", type=int, default=SIZE, help="body size (bytes)")
     worker.add_argument("--random", action="store_true", help="incompressible bodies")
+    worker.add_argument(
+        "--cpus", help="run on these CPUs only (comma-separated numbers), as taskset -c would"
+    )
     worker.add_argument("--stop-file", help="a consumer stops once this file exists")
     args = parser.parse_args()
     if args.worker:
