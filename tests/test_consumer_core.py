@@ -1776,6 +1776,28 @@ def test_a_handler_returning_none_consumed_its_messages() -> None:
     assert all(m.reconsume_times == 0 for m in msgs)
 
 
+def test_a_handler_answer_that_cannot_be_read_is_logged_and_counts_as_failed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Concurrent: the batch is sent back for a retry, and the warning names the
+    client (its id made only then), the group and the message ids."""
+    cluster = Cluster(CONSUMER_SEND_MSG_BACK=lambda a, c: reply(0))
+    sim = Sim(cluster)
+    core = push_core(lambda msgs: "neither a verdict nor a bool")
+    with_routes(core.client, sim, "T")
+    state = hold_queue(core, mq(0), 0)
+    msgs = [ext(0, **{"UNIQ_KEY": "AC11000100002A9F0000000000000007"})]
+    state.request.process_queue.put(msgs)
+    with caplog.at_level(logging.WARNING, logger="rocketmq_proto"):
+        assert sim.run(concurrent_of(core).consume_flow(state, msgs)) == []
+    [record] = [r for r in caplog.records if "answer unusable" in r.getMessage()]
+    assert record.__dict__["rocketmq_client"] == core.client.client_id == "10.0.0.1@t"
+    assert record.__dict__["rocketmq_group"] == "G"
+    assert record.__dict__["rocketmq_msg_ids"] == ["AC11000100002A9F0000000000000007"]
+    assert RequestCode.CONSUMER_SEND_MSG_BACK in cluster.codes()  # a failure: retried
+    assert core.offsets.read(mq(0)) == 1  # sent back, so settled here
+
+
 def test_an_orderly_handler_returning_none_commits_and_goes_on() -> None:
     sim = Sim(Cluster())
     seen: list[int] = []

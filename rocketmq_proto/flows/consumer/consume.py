@@ -195,17 +195,20 @@ def consume_directly_flow(
 
 
 def handler_verdict(
-    value: Any, msgs: Sequence[MessageExt], *, orderly: bool, client_id: str, group: str
+    value: Any, msgs: Sequence[MessageExt], *, orderly: bool, client: ClientCore, group: str
 ) -> ConsumeResult:
     """A handler's answer ``value`` as a :class:`ConsumeResult`; an answer that cannot
-    be read is logged and counts as a failure."""
+    be read is logged (with ``client``'s id, made only then: this runs per handler
+    call) and counts as a failure."""
     try:
         return to_consume_result(value, orderly=orderly)
     except RocketMQError as exc:
         log.warning(
             "message handler answer unusable: %s",
             exc,
-            extra=log_fields(client=client_id, group=group, msg_ids=[m.msg_id for m in msgs]),
+            extra=log_fields(
+                client=client.client_id, group=group, msg_ids=[m.msg_id for m in msgs]
+            ),
         )
         return to_consume_result(False, orderly=orderly)
 

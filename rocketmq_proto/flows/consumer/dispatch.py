@@ -119,7 +119,7 @@ class Handler:
         if value is not HANDLER_NOT_RUN:
             self.consumed += len(msgs)
             result = handler_verdict(
-                value, msgs, orderly=ctx.orderly, client_id=client.client_id, group=ctx.group
+                value, msgs, orderly=ctx.orderly, client=client, group=ctx.group
             )
             ctx.metrics.handled(len(msgs), result is ConsumeResult.SUCCESS, took)
             if tracer is not None and traced:

@@ -505,7 +505,7 @@ class PopPushConsumerCore(LifecycleOwner):
             value,
             batch,
             orderly=self.config.orderly,
-            client_id=self.client.client_id,
+            client=self.client,
             group=self.group,
         )
         self.metrics.handled(len(batch), result is ConsumeResult.SUCCESS, took)
