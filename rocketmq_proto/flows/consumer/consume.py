@@ -69,6 +69,7 @@ __all__ = [
     "SendBackPath",
     "clean_expired_flow",
     "consume_directly_result",
+    "group_retry_topic",
     "handler_verdict",
     "initial_offset_flow",
     "mark_consume_start",
@@ -244,6 +245,11 @@ def orderly_suspend_delay(suspend_millis: int = -1, default_millis: int = 1000) 
     return min(max(millis, 10), 30000) / 1000
 
 
+def group_retry_topic(group: str, namespace: str | None = None) -> str:
+    """The retry topic of ``group`` as the brokers name it (namespace included)."""
+    return ns.retry_topic(ns.wrap(namespace, group))
+
+
 def reset_retry_topic(msg: MessageExt, group: str, namespace: str | None = None) -> None:
     """Show a message as the user subscribed to it (Java's ``resetRetryAndNamespace``).
 
@@ -254,10 +260,16 @@ def reset_retry_topic(msg: MessageExt, group: str, namespace: str | None = None)
 
 
 def reset_retry_topics(
-    msgs: Iterable[MessageExt], group: str, namespace: str | None = None
+    msgs: Iterable[MessageExt],
+    group: str,
+    namespace: str | None = None,
+    *,
+    retry_topic: str | None = None,
 ) -> None:
-    """:func:`reset_retry_topic` of each of ``msgs`` (the retry topic's name made once)."""
-    retry_topic = ns.retry_topic(ns.wrap(namespace, group))
+    """:func:`reset_retry_topic` of each of ``msgs`` (the retry topic's name made once,
+    or given as ``retry_topic``: the group's, as the brokers name it)."""
+    if retry_topic is None:
+        retry_topic = group_retry_topic(group, namespace)
     key = _C.PROPERTY_RETRY_TOPIC
     for msg in msgs:
         original = msg.properties.get(key)

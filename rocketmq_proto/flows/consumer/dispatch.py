@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from rocketmq_proto.flows.consumer.consume import (
     CONSUME_REQUEST_RETRY_DELAY,
     ConsumeResult,
+    group_retry_topic,
     handler_verdict,
     mark_consume_start,
     process_concurrent_result_flow,
@@ -76,9 +77,12 @@ class Handler:
     consumed: int = 0
     #: A coroutine handler is gated by the driver (after its concurrency limit).
     _is_async: bool = False
+    #: The group's retry topic as the brokers name it (made once: asked per call).
+    _retry_topic: str = ""
 
     def __post_init__(self) -> None:
         self._is_async = inspect.iscoroutinefunction(self.handler)
+        self._retry_topic = group_retry_topic(self.ctx.group, self.ctx.client.config.namespace)
 
     def _gate(self, msgs: list[MessageExt]) -> Any:
         """Runs the handler where the driver runs user callables, unless the consumer
@@ -95,7 +99,9 @@ class Handler:
         ``start_ms``: the wall clock, if the caller just read it; ``awaited``: the
         seconds the messages waited in the client, if known."""
         ctx = self.ctx
-        reset_retry_topics(msgs, ctx.group, ctx.client.config.namespace)
+        reset_retry_topics(
+            msgs, ctx.group, ctx.client.config.namespace, retry_topic=self._retry_topic
+        )
         handler = self.handler if self._is_async else self._gate
         client = ctx.client
         hooks, tracer = client.hooks, client.tracer

@@ -94,7 +94,7 @@ class OffsetStore:
     def update(self, mq: MessageQueue, offset: int, increase_only: bool = False) -> None:
         """Set ``mq``'s offset; with ``increase_only`` never move it back (Java's
         concurrent consumption commits this way). A frozen offset does not change."""
-        if mq in self._frozen:
+        if self._frozen and mq in self._frozen:  # (an empty set asks no hash)
             return
         old = self._table.get(mq)
         if old is None or not increase_only or offset > old:
