@@ -34,6 +34,7 @@ one JSON line with the same fields as the peers' ``bench-produce`` and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -43,7 +44,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -1029,9 +1030,26 @@ def figure(record: dict[str, Any] | None, scenario: Scenario) -> float | None:
     return float(record.get("msgsPerSecFromFirst") or record["msgsPerSec"])
 
 
-def orchestrate(args: argparse.Namespace) -> int:
+@contextlib.contextmanager
+def bench_cluster() -> Iterator[Any]:
+    """The cluster ``ROCKETMQ_NAMESRV`` names, or a local one started now and
+    stopped when the block ends."""
     import cluster as launcher
 
+    external = launcher.cluster_from_env()
+    if external is not None:
+        yield external
+        return
+    local = launcher.LocalCluster()
+    print("starting the local cluster...", flush=True)
+    local.start()
+    try:
+        yield local
+    finally:
+        local.stop()
+
+
+def orchestrate(args: argparse.Namespace) -> int:
     import rocketmq_sync
 
     counts = _counts(args.quick)
@@ -1042,14 +1060,8 @@ def orchestrate(args: argparse.Namespace) -> int:
         raise SystemExit(f"unknown --scenarios {sorted(unknown)}")
     scenarios = [s for s in SCENARIOS if not keys or s.key in keys]
     peers = build_peers() if set(clients) & set(PEERS) else {}
-    external = launcher.cluster_from_env()
-    local = None if external is not None else launcher.LocalCluster()
-    if local is not None:
-        print("starting the local cluster...", flush=True)
-        local.start()
-    cluster: Any = external or local
     results: dict[str, dict[str, dict[str, Any]]] = {}
-    try:
+    with bench_cluster() as cluster:
         namesrv = cluster.namesrv_addr
         run_id = uuid.uuid4().hex[:6]
         send_topic = f"BenchSend_{run_id}"
@@ -1114,9 +1126,6 @@ def orchestrate(args: argparse.Namespace) -> int:
                     continue
                 results.setdefault(scenario.key, {})[client] = record
                 print(f"{client:8s} {scenario.label:32s} {describe(record, scenario)}", flush=True)
-    finally:
-        if local is not None:
-            local.stop()
     out = {"facts": facts, "counts": counts, "results": results}
     results_path = Path(args.results)
     results_path.parent.mkdir(parents=True, exist_ok=True)

@@ -45,18 +45,10 @@ class Comparison:
     def run(self, describe_more: Callable[[dict[str, Any]], str] = lambda r: "") -> Best:
         """Start the local cluster (or use ``ROCKETMQ_NAMESRV``'s), make the topics and
         the drain backlog, run every combination, and return the best runs."""
-        import cluster as launcher
-
         import rocketmq_sync
 
-        external = launcher.cluster_from_env()
-        local = None if external is not None else launcher.LocalCluster()
-        if local is not None:
-            print("starting the local cluster...", flush=True)
-            local.start()
-        cluster: Any = external or local
         best: Best = {}
-        try:
+        with sbs.bench_cluster() as cluster:
             namesrv = cluster.namesrv_addr
             run_id = uuid.uuid4().hex[:6]
             send_topic, drain_topic = f"VariantSend_{run_id}", f"VariantDrain_{run_id}"
@@ -92,9 +84,6 @@ class Comparison:
                                 f"{sbs.describe(record, scenario)}{describe_more(record)}",
                                 flush=True,
                             )
-        finally:
-            if local is not None:
-                local.stop()
         return best
 
     def table(
