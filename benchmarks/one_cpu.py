@@ -1,14 +1,14 @@
 """What running a process on one CPU does to this client: each driver's
-pipelined sends and drains on any CPU (the operating system's choice) and on
-one CPU (``os.sched_setaffinity``, as ``taskset -c N`` would).
+sequential and pipelined sends and its drains on any CPU (the operating system's
+choice) and on one CPU (``os.sched_setaffinity``, as ``taskset -c N`` would).
 
     python benchmarks/one_cpu.py [--quick] [--drivers sync,gevent,asyncio] [--cpu N] [--rounds 2]
 
 One run, one cluster (the local one it starts, or ROCKETMQ_NAMESRV), each run in
 its own process by ``side_by_side.py --worker``, the two variants alternating
 ``--rounds`` times; the best run of each is kept. It prints msgs/s, CPU per
-message, and the ratio one CPU over any CPU. The figures go to
-``benchmarks/results/one_cpu.json``.
+message, the ratio one CPU over any CPU, and the sequential sends' p50. The
+figures go to ``benchmarks/results/one_cpu.json``.
 
 Why: the threads driver hands every answer from a connection's reader thread to
 the thread that waits for it, and only one of them holds the interpreter's lock
@@ -24,6 +24,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -31,11 +32,19 @@ from variants import ROOT, Comparison, sbs
 
 RESULTS = ROOT / "benchmarks" / "results" / "one_cpu.json"
 SCENARIOS = (
+    sbs.SCENARIO_BY_KEY["sync"],
     sbs.SCENARIO_BY_KEY["async16"],
     sbs.SCENARIO_BY_KEY["async128"],
     sbs.SCENARIO_BY_KEY["drain"],
     sbs.SCENARIO_BY_KEY["pull"],
 )
+
+
+def _p50s(any_cpu: dict[str, Any], one_cpu: dict[str, Any]) -> str:
+    """The sequential sends' p50 latencies (ms), blank for the other scenarios."""
+    if "p50Ms" not in any_cpu:
+        return ""
+    return f" {any_cpu['p50Ms']:12.3f} {one_cpu['p50Ms']:12.3f}"
 
 
 def main() -> int:
@@ -51,9 +60,15 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     counts = (
-        {"async16": 8_000, "async128": 8_000, "drain": 20_000, "pull": 20_000}
+        {"sync": 2_000, "async16": 8_000, "async128": 8_000, "drain": 20_000, "pull": 20_000}
         if args.quick
-        else {"async16": 30_000, "async128": 30_000, "drain": 60_000, "pull": 60_000}
+        else {
+            "sync": 5_000,
+            "async16": 30_000,
+            "async128": 30_000,
+            "drain": 60_000,
+            "pull": 60_000,
+        }
     )
     comparison = Comparison(
         scenarios=SCENARIOS,
@@ -64,7 +79,7 @@ def main() -> int:
         rounds=args.rounds,
     )
     best = comparison.run()
-    comparison.table(best)
+    comparison.table(best, (f" {'any CPU p50':>12s} {'one CPU p50':>12s}", _p50s))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
         json.dumps({"counts": counts, "cpu": args.cpu, "best": best}, indent=2) + "\n"

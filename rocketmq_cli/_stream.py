@@ -111,6 +111,34 @@ class Tally:
         return 1000 * values[min(len(values) - 1, int(q * len(values)))]
 
 
+class Seen:
+    """Which messages of each queue were delivered, to count those delivered again:
+    per queue, a range of offsets all seen, and the offsets seen outside it (few:
+    a queue's messages arrive nearly in order, so the range takes them in)."""
+
+    def __init__(self) -> None:
+        #: (broker, queue id) -> (start, end, seen): every offset in [start, end)
+        #: was delivered, and those in ``seen`` (all outside that range).
+        self._queues: dict[tuple[str, int], tuple[int, int, set[int]]] = {}
+        self.again = 0
+
+    def add(self, broker: str, queue_id: int, offset: int) -> None:
+        """Note a delivery (called under the tally's lock)."""
+        key = (broker, queue_id)
+        start, end, seen = self._queues.get(key) or (offset, offset, set())
+        if start <= offset < end or offset in seen:
+            self.again += 1
+            return
+        seen.add(offset)
+        while end in seen:
+            seen.discard(end)
+            end += 1
+        while start - 1 in seen:
+            seen.discard(start - 1)
+            start -= 1
+        self._queues[key] = (start, end, seen)
+
+
 def _summary(what: str, tally: Tally, elapsed: float) -> dict[str, Any]:
     rate = tally.ok / elapsed if elapsed > 0 else 0.0
     return {
@@ -131,6 +159,8 @@ def _say_summary(doc: dict[str, Any], verb: str, as_json: bool) -> None:
     line = f"{verb} {count} messages in {doc['seconds']:.2f} s: {doc['rate']:.1f} msg/s"
     if "failed" in doc:
         line += f", {doc['failed']} failed"
+    if doc.get("redelivered"):
+        line += f", {doc['redelivered']} of them delivered again"
     if doc.get("latency_p50_ms"):
         line += f" (latency p50 {doc['latency_p50_ms']:.1f} ms, p99 {doc['latency_p99_ms']:.1f} ms)"
     click.echo(line)
@@ -519,12 +549,16 @@ def bench_consume(
     s = settings()
     total, deadline = _limits(count, duration)
     tally = Tally()
+    seen = Seen()
     enough = threading.Event()
 
     def handler(messages: list[MessageExt]) -> None:
         now_ms = time.time() * 1000
         for m in messages:
             tally.done(max(0.0, (now_ms - m.born_timestamp) / 1000) if m.born_timestamp else None)
+        with tally.lock:
+            for m in messages:
+                seen.add(m.broker_name, m.queue_id, m.queue_offset)
         if total is not None and tally.ok >= total:
             enough.set()
 
@@ -549,4 +583,5 @@ def bench_consume(
             interrupted("bench stopped")
     doc = _summary("received", tally, time.perf_counter() - meter.start)
     doc.pop("failed")
+    doc["redelivered"] = seen.again
     _say_summary(doc, "received", s.json)

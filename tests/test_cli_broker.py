@@ -189,10 +189,9 @@ def test_send_count_bench_lag_and_cluster(namesrv: str, topic: str) -> None:
     lag = json.loads(ok(run(namesrv, "--json", "lag", group, "-t", topic)))
     # (What the consumer logged is its account of a lag left: a commit that failed.)
     assert lag["group"] == group and lag["total_lag"] == 0 and len(lag["queues"]) >= 2, (
-        total,
-        consumed,
-        lag,
-        bench.stderr[-4000:],
+        f"stored {total}; consumed {consumed}; lagging queues "
+        f"{[q for q in lag['queues'] if q.get('lag')]}; total lag {lag.get('total_lag')}; "
+        f"the consumer's log: {bench.stderr[-4000:]!r}"
     )
     assert sum(q["consumer_offset"] for q in lag["queues"]) == total
     assert f"group {group}: total lag 0" in ok(run(namesrv, "lag", group))
