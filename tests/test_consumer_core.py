@@ -677,6 +677,44 @@ def test_commit_offsets_sends_oneway_updates_to_masters() -> None:
     assert sim.run(commit_offsets_flow(client, "G", store)) == {}
 
 
+def test_a_commit_sends_each_offset_as_it_is_when_sent() -> None:
+    """A commit that waits (here for the route of a queue's topic) sends the offset
+    the queue has by then, not the one it had when the commit began: a slow
+    periodic commit must not store an older offset after the close's commit."""
+    store = OffsetStore({mq(0): 5, mq(1, "broker-b"): 9})
+    cluster = Cluster()
+
+    def on_call(addr: str, command: RemotingCommand) -> RemotingCommand:
+        if addr == NAMESRV:  # meanwhile, handlers settle more messages of both queues
+            store.update(mq(0), 7, increase_only=True)
+            store.update(mq(1, "broker-b"), 12, increase_only=True)
+        return cluster(addr, command)
+
+    sim = Sim(on_call)
+    sent = sim.run(commit_offsets_flow(make_client(), "G", store))  # no route known yet
+    assert sent == {mq(0): 7, mq(1, "broker-b"): 12}
+    assert [wire(c).ext_fields["commitOffset"] for _, c in sim.oneways] == ["7", "12"]
+    assert store.to_commit() == {}  # what was sent is what counts as committed
+
+
+def test_a_confirmed_commit_sends_every_offset_changed_or_not() -> None:
+    """A close's commit stores every held queue's offset, also one a periodic
+    (oneway) commit sent before: that one may never have reached the broker."""
+    sim = Sim(Cluster(UPDATE_CONSUMER_OFFSET=lambda a, c: reply(0)))
+    client = make_client()
+    with_routes(client, sim, "T")
+    store = OffsetStore({mq(0): 5, mq(1): 9})
+    assert sim.run(commit_offsets_flow(client, "G", store)) == {mq(0): 5, mq(1): 9}
+    store.update(mq(1), 11)
+    assert sim.run(commit_offsets_flow(client, "G", store)) == {mq(1): 11}  # changed only
+    assert sim.run(commit_offsets_flow(client, "G", store, confirmed=True)) == {
+        mq(0): 5,
+        mq(1): 11,
+    }
+    confirmed = [wire(c).ext_fields for _, c in sim.calls if c.code == 15]
+    assert [(f["queueId"], f["commitOffset"]) for f in confirmed] == [("0", "5"), ("1", "11")]
+
+
 def test_query_offset_not_found_is_none() -> None:
     answers = iter([reply(ResponseCode.QUERY_NOT_FOUND), reply(0, {"offset": "42"})])
     sim = Sim(Cluster(QUERY_CONSUMER_OFFSET=lambda a, c: next(answers)))

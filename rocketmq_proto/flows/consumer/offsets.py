@@ -126,9 +126,10 @@ class OffsetStore:
         return {mq: o for mq, o in self._table.items() if topic is None or mq.topic == topic}
 
     def to_commit(
-        self, assigned: Collection[MessageQueue] | None = None
+        self, assigned: Collection[MessageQueue] | None = None, *, every: bool = False
     ) -> dict[MessageQueue, int]:
-        """Offsets changed since they were last :meth:`mark_committed`, sorted by queue.
+        """Offsets changed since they were last :meth:`mark_committed` (``every``:
+        all of them), sorted by queue.
 
         With ``assigned`` (the queues this consumer holds), entries of other
         queues are forgotten first, as Java's ``persistAll`` does.
@@ -139,7 +140,9 @@ class OffsetStore:
         committed = self._committed
         return dict(
             sorted(
-                (mq, offset) for mq, offset in self._table.items() if committed.get(mq) != offset
+                (mq, offset)
+                for mq, offset in self._table.items()
+                if every or committed.get(mq) != offset
             )
         )
 
@@ -350,20 +353,25 @@ def commit_offsets_flow(
     what was stored.
 
     Oneway, as Java's periodic ``persistAll``, unless ``confirmed`` (a push or
-    pull consumer's close): then each commit waits for its broker's answer, so
-    that ``close`` returns once the offsets are stored. A broker that does not
-    answer one is not asked for its other queues: the flow waits one request
-    timeout per broker at most. Queues outside ``assigned`` are forgotten first. A
-    queue whose broker cannot be reached, or refuses, is logged and tried again
-    next time.
+    pull consumer's close): then every queue's offset is sent, changed since the
+    last commit or not (that one may have been a oneway the broker never got), and
+    each commit waits for its broker's answer, so that ``close`` returns once the
+    offsets are stored. A broker that does not answer one is not asked for its
+    other queues: the flow waits one request timeout per broker at most. Queues
+    outside ``assigned`` are forgotten first. A queue whose broker cannot be
+    reached, or refuses, is logged and tried again next time.
+
+    Each queue's offset is read as its commit is sent, not when the flow began: a
+    commit that waited (for a route, a connection, an earlier answer) never
+    stores an older offset than one another commit sent meanwhile.
     """
     sent: dict[MessageQueue, int] = {}
     silent: set[str] = set()
-    for mq, offset in store.to_commit(assigned).items():
+    for mq, offset in store.to_commit(assigned, every=confirmed).items():
         if mq.broker_name in silent:
             continue
         try:
-            yield from update_offset_flow(client, group, mq, offset, confirmed=confirmed)
+            stored = yield from update_offset_flow(client, group, mq, store, confirmed=confirmed)
         except (RequestTimeoutError, ConnectionClosedError) as exc:
             silent.add(mq.broker_name)
             _commit_failed(client, group, mq, offset, exc, "; not committing its other queues now")
@@ -371,7 +379,8 @@ def commit_offsets_flow(
         except RocketMQError as exc:
             _commit_failed(client, group, mq, offset, exc)
             continue
-        sent[mq] = offset
+        if stored is not None:
+            sent[mq] = stored
     store.mark_committed(sent)
     return sent
 
@@ -391,18 +400,32 @@ def _commit_failed(
 
 
 def update_offset_flow(
-    client: ClientCore, group: str, mq: MessageQueue, offset: int, *, confirmed: bool
-) -> Flow[None]:
+    client: ClientCore,
+    group: str,
+    mq: MessageQueue,
+    offset: int | OffsetStore,
+    *,
+    confirmed: bool,
+) -> Flow[int | None]:
     """Store ``group``'s ``offset`` of ``mq`` on its broker (UPDATE_CONSUMER_OFFSET):
-    oneway, or ``confirmed`` by the broker's answer (a refusal raises)."""
+    oneway, or ``confirmed`` by the broker's answer (a refusal raises). ``offset``
+    may be the store to read it from, once the broker is known and the command is
+    sent (``None`` is returned, and nothing sent, if the store forgot ``mq``
+    meanwhile); the offset sent is returned."""
     addr, _ = yield from subscribe_addr_flow(client, mq)
+    if isinstance(offset, OffsetStore):
+        value = offset.read(mq)
+        if value is None:
+            return None
+        offset = value
     command = _update_command(group, mq, offset)
     if not confirmed:
         yield from oneway(addr, command)
-        return
+        return offset
     response = yield from call(addr, command, client.config.request_timeout)
     if response.code != ResponseCode.SUCCESS:
         raise error_for_response(response.code, response.remark, request=command.code)
+    return offset
 
 
 def persist_offset_flow(
@@ -415,9 +438,11 @@ def persist_offset_flow(
     if offset is None:
         return False
     try:
-        yield from update_offset_flow(client, group, mq, offset, confirmed=False)
+        stored = yield from update_offset_flow(client, group, mq, store, confirmed=False)
     except RocketMQError as exc:
         _commit_failed(client, group, mq, offset, exc)
         return False
-    store.mark_committed({mq: offset})
+    if stored is None:
+        return False
+    store.mark_committed({mq: stored})
     return True

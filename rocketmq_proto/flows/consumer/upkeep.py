@@ -87,7 +87,7 @@ class PushUpkeep:
                         exc,
                         extra=log_fields(client=ctx.client.client_id, group=ctx.group),
                     )
-            if self.persist.due(now_s):
+            if self.persist.due(now_s) and not ctx.closed:  # (a close commits, confirmed)
                 try:
                     yield from self.persist_flow()
                 except RocketMQError as exc:
