@@ -277,7 +277,7 @@ def _as_int(value: Any, name: str) -> int:
 def decode_json_header(data: bytes | memoryview) -> RemotingCommand:
     """Parse a JSON header (as Java's fastjson or Go's encoding/json write it)."""
     try:
-        obj = json.loads(bytes(data))
+        obj = json.loads(str(data, "utf-8"))
     except (ValueError, RecursionError) as exc:
         raise RemoteProtocolError(f"header is not valid JSON: {exc}") from None
     if not isinstance(obj, dict):
