@@ -358,13 +358,21 @@ def _floor_produce(args: argparse.Namespace) -> dict[str, Any]:
             response = decoder.next_frame()
             if response is None or response.code != ResponseCode.SUCCESS:
                 raise RuntimeError(f"the floor's send was refused: {response!r}")
+        # A success's header starts as the warm-up's did (its code comes first, in
+        # either serialization): each answer is checked by its first bytes, so that
+        # a broker answering "busy" at once cannot pass for a fast floor.
+        success = bytes(answer[4:14])
         lat: list[float] = []
         clock = time.perf_counter
         cpu0, t0 = time.process_time(), clock()
         for _ in range(args.count):
             s = clock()
-            exchange()
+            answer = exchange()
             lat.append(clock() - s)
+            if answer[4:14] != success:
+                size = struct.unpack(">I", head)[0]
+                decoder.feed(bytes(head) + bytes(answer[:size]))
+                raise RuntimeError(f"the floor's send was refused: {decoder.next_frame()!r}")
         elapsed, cpu = clock() - t0, time.process_time() - cpu0
     return _produce_record("floor", args, elapsed, cpu, lat)
 
@@ -1397,9 +1405,11 @@ def write_docs(out: dict[str, Any], table: str) -> None:
 
 
 def plot(results: dict[str, dict[str, dict[str, Any]]], path: Path) -> bool:
-    """Every row of the table against the Java client's figure: each client's
-    advantage (its figure over Java's where higher is better, Java's over its where
-    lower is), on a log scale; right of 1 is ahead of Java."""
+    """Every row of the table against the Java client's figure (left) and the Go
+    client's (right): each client's advantage (its figure over the reference's
+    where higher is better, the reference's over its where lower is), on a log
+    scale; right of 1 is ahead. Rows without a figure of the reference (the
+    floor, the pull and simple consumers) are left out of its panel."""
     try:
         import matplotlib
 
@@ -1408,29 +1418,35 @@ def plot(results: dict[str, dict[str, dict[str, Any]]], path: Path) -> bool:
     except ImportError:
         print("matplotlib is not installed: no plot (pip install -e '.[bench]')")
         return False
-    rows = [r for r in table_rows(results) if r[1].get("java")]
-    clients = [c for c in CLIENTS if c not in ("java", FLOOR)]
-    fig, ax = plt.subplots(figsize=(11, 0.42 * len(rows) * len(clients) / 2 + 1.5))
-    height = 0.8 / len(clients)
-    for i, client in enumerate(clients):
-        ys, xs = [], []
-        for y, (_, values, _, higher) in enumerate(rows):
-            value, java = values.get(client), values.get("java")
-            if value and java:
-                ys.append(y + (i - (len(clients) - 1) / 2) * height)
-                xs.append(value / java if higher else java / value)
-        # From 1 (Java) to the advantage: right when ahead, left when behind.
-        ax.barh(ys, [x - 1 for x in xs], height, left=1, label=client)
-    ax.set_xscale("log")
-    ax.axvline(1.0, color="black", linewidth=1)
-    ax.set_yticks(range(len(rows)))
-    ax.set_yticklabels([r[0] for r in rows], fontsize=7)
-    ax.invert_yaxis()
-    ax.set_xlabel("advantage over the Java client (log scale; right of 1: ahead)")
-    ax.set_title("Every row against Java, one local RocketMQ cluster")
-    ax.legend(fontsize=8)
-    ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
+    rows = [r for r in table_rows(results) if r[1].get("java") or r[1].get("go")]
+    fig, axes = plt.subplots(
+        1, 2, figsize=(16, 0.42 * len(rows) * 2 + 1.5), sharey=True, squeeze=False
+    )
+    for ax, reference in zip(axes[0], ("java", "go"), strict=True):
+        clients = [c for c in CLIENTS if c not in (reference, FLOOR)]
+        height = 0.8 / len(clients)
+        for i, client in enumerate(clients):
+            ys, xs = [], []
+            for y, (_, values, _, higher) in enumerate(rows):
+                value, ref = values.get(client), values.get(reference)
+                if value and ref:
+                    ys.append(y + (i - (len(clients) - 1) / 2) * height)
+                    xs.append(value / ref if higher else ref / value)
+            # From 1 (the reference) to the advantage: right when ahead, left when behind.
+            ax.barh(ys, [x - 1 for x in xs], height, left=1, label=client)
+        ax.set_xscale("log")
+        ax.axvline(1.0, color="black", linewidth=1)
+        name = reference.title()
+        ax.set_xlabel(f"advantage over the {name} client (log scale; right of 1: ahead)")
+        ax.set_title(f"Every row against {name}")
+        ax.legend(fontsize=8)
+        ax.grid(axis="x", alpha=0.3)
+    first = axes[0][0]
+    first.set_yticks(range(len(rows)))
+    first.set_yticklabels([r[0] for r in rows], fontsize=7)
+    first.invert_yaxis()
+    fig.suptitle("One run of benchmarks/side_by_side.py, one RocketMQ cluster")
+    fig.tight_layout(rect=(0, 0, 1, 0.99))  # (room for the title above the panels')
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return True
