@@ -75,8 +75,19 @@ def percentile(sorted_values: list[float], q: float) -> float:
 # ====================================================================== worker
 
 
+#: The process's resident memory as its measurement ended, while its client was
+#: still open (the peers read theirs before they shut their client down).
+_rss_at_end: list[int] = []
+
+
+def _measured() -> None:
+    """The measurement ended: note the resident memory now (once)."""
+    if not _rss_at_end:
+        _rss_at_end.append(_rss_kib())
+
+
 def _emit(record: dict[str, Any]) -> None:
-    record.setdefault("rssKiB", _rss_kib())
+    record.setdefault("rssKiB", _rss_at_end[0] if _rss_at_end else _rss_kib())
     print(json.dumps(record), flush=True)
 
 
@@ -238,6 +249,7 @@ async def _asyncio_produce(args: argparse.Namespace) -> dict[str, Any]:
             while tasks:
                 await asyncio.gather(*list(tasks))
         elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        _measured()
     return _with_trace(_produce_record("asyncio", args, elapsed, cpu, lat), producer)
 
 
@@ -301,6 +313,7 @@ def _blocking_produce(client: str, args: argparse.Namespace) -> dict[str, Any]:
             if errors:
                 raise errors[0]
         elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        _measured()
     return _with_trace(_produce_record(client, args, elapsed, cpu, lat), producer)
 
 
@@ -374,6 +387,7 @@ def _floor_produce(args: argparse.Namespace) -> dict[str, Any]:
                 decoder.feed(bytes(head) + bytes(answer[:size]))
                 raise RuntimeError(f"the floor's send was refused: {decoder.next_frame()!r}")
         elapsed, cpu = clock() - t0, time.process_time() - cpu0
+        _measured()
     return _produce_record("floor", args, elapsed, cpu, lat)
 
 
@@ -435,6 +449,7 @@ class _Drain:
             self.seen += n
             if self.seen >= self.count and self.done_at is None:
                 self.done_at = time.perf_counter()
+                _measured()
 
     def add_distinct(self, msgs: list[Any]) -> None:
         """Counts the messages not seen before (by ``msg_id``) and the others as
