@@ -426,11 +426,14 @@ class _Drain:
 
     def going(self, deadline: float) -> bool:
         """Whether to go on: the count not reached, time left, no stop file."""
-        return (
+        going = (
             self.seen < self.count
             and time.perf_counter() < deadline
             and not (self.stop_file and os.path.exists(self.stop_file))
         )
+        if not going:
+            _measured()  # (the count reached noted it already; a stop file or time did not)
+        return going
 
     def arrived(self) -> None:
         """The first messages arrived (counted later, once acked)."""
@@ -1424,7 +1427,8 @@ def plot(results: dict[str, dict[str, dict[str, Any]]], path: Path) -> bool:
     client's (right): each client's advantage (its figure over the reference's
     where higher is better, the reference's over its where lower is), on a log
     scale; right of 1 is ahead. Rows without a figure of the reference (the
-    floor, the pull and simple consumers) are left out of its panel."""
+    floor, the pull and simple consumers; the POP push drain for Go) stay empty
+    in its panel."""
     try:
         import matplotlib
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import bisect
 import collections
 import concurrent.futures
 import contextlib
+import math
 import sys
 import threading
 import time
@@ -27,6 +29,7 @@ from rich.text import Text
 
 import rocketmq_sync
 from rocketmq_proto import Message, MessageExt, RocketMQError, SendResult
+from rocketmq_proto.message.properties import MessageConst
 
 from ._app import _pair, cli
 from ._common import (
@@ -111,32 +114,54 @@ class Tally:
         return 1000 * values[min(len(values) - 1, int(q * len(values)))]
 
 
+_RETRY_TOPIC = MessageConst.PROPERTY_RETRY_TOPIC
+
+
 class Seen:
-    """Which messages of each queue were delivered, to count those delivered again:
-    per queue, a range of offsets all seen, and the offsets seen outside it (few:
-    a queue's messages arrive nearly in order, so the range takes them in)."""
+    """Which positions of each queue were delivered, to count the messages
+    delivered again from the same position (a pull answered twice, a queue taken
+    again after a rebalance): per queue, the ranges of offsets seen, merged as
+    they touch (few: a queue's messages arrive nearly in order, and a gap that
+    never fills costs one range, not an entry per offset after it). Messages of
+    the group's retry topic are counted apart from their topic's."""
 
     def __init__(self) -> None:
-        #: (broker, queue id) -> (start, end, seen): every offset in [start, end)
-        #: was delivered, and those in ``seen`` (all outside that range).
-        self._queues: dict[tuple[str, int], tuple[int, int, set[int]]] = {}
+        #: (retried, broker, queue id) -> sorted, disjoint [start, end) ranges.
+        self._queues: dict[tuple[bool, str, int], list[list[int]]] = {}
         self.again = 0
 
-    def add(self, broker: str, queue_id: int, offset: int) -> None:
-        """Note a delivery (called under the tally's lock)."""
-        key = (broker, queue_id)
-        start, end, seen = self._queues.get(key) or (offset, offset, set())
-        if start <= offset < end or offset in seen:
+    def add(self, msg: MessageExt) -> None:
+        """Note a delivery of ``msg`` (called under the tally's lock)."""
+        key = (_RETRY_TOPIC in msg.properties, msg.broker_name, msg.queue_id)
+        ranges = self._queues.setdefault(key, [])
+        offset = msg.queue_offset
+        i = bisect.bisect_right(ranges, [offset, math.inf]) - 1  # the range starting at or before
+        if i >= 0 and offset < ranges[i][1]:
             self.again += 1
             return
-        seen.add(offset)
-        while end in seen:
-            seen.discard(end)
-            end += 1
-        while start - 1 in seen:
-            seen.discard(start - 1)
-            start -= 1
-        self._queues[key] = (start, end, seen)
+        joins_left = i >= 0 and ranges[i][1] == offset
+        joins_right = i + 1 < len(ranges) and ranges[i + 1][0] == offset + 1
+        if joins_left and joins_right:
+            ranges[i][1] = ranges[i + 1][1]
+            del ranges[i + 1]
+        elif joins_left:
+            ranges[i][1] = offset + 1
+        elif joins_right:
+            ranges[i + 1][0] = offset
+        else:
+            ranges.insert(i + 1, [offset, offset + 1])
+
+    def ranges(self) -> int:
+        """Ranges held, over all queues (what the memory grows with)."""
+        return sum(len(r) for r in self._queues.values())
+
+
+def _received(tally: Tally, seen: Seen, start: float) -> dict[str, Any]:
+    """A consume benchmark's summary: what ``_summary`` says, and the redeliveries."""
+    doc = _summary("received", tally, time.perf_counter() - start)
+    doc.pop("failed")
+    doc["redelivered"] = seen.again
+    return doc
 
 
 def _summary(what: str, tally: Tally, elapsed: float) -> dict[str, Any]:
@@ -558,7 +583,7 @@ def bench_consume(
             tally.done(max(0.0, (now_ms - m.born_timestamp) / 1000) if m.born_timestamp else None)
         with tally.lock:
             for m in messages:
-                seen.add(m.broker_name, m.queue_id, m.queue_offset)
+                seen.add(m)
         if total is not None and tally.ok >= total:
             enough.set()
 
@@ -577,11 +602,6 @@ def bench_consume(
             while not enough.is_set() and (deadline is None or time.monotonic() < deadline):
                 enough.wait(0.2)
         except KeyboardInterrupt:
-            _say_summary(
-                _summary("received", tally, time.perf_counter() - meter.start), "received", s.json
-            )
+            _say_summary(_received(tally, seen, meter.start), "received", s.json)
             interrupted("bench stopped")
-    doc = _summary("received", tally, time.perf_counter() - meter.start)
-    doc.pop("failed")
-    doc["redelivered"] = seen.again
-    _say_summary(doc, "received", s.json)
+    _say_summary(_received(tally, seen, meter.start), "received", s.json)

@@ -476,9 +476,13 @@ class PullConsumerCore(LifecycleOwner):
                         exc,
                         extra=log_fields(client=self.client.client_id, group=self.group),
                     )
-            if self.config.auto_commit and (
-                self._last_commit is None
-                or now_s - self._last_commit >= self.config.auto_commit_interval
+            if (
+                self.config.auto_commit
+                and not self.closed  # (a close commits, confirmed)
+                and (
+                    self._last_commit is None
+                    or now_s - self._last_commit >= self.config.auto_commit_interval
+                )
             ):
                 try:
                     yield from commit_offsets_flow(

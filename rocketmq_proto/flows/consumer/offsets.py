@@ -367,17 +367,20 @@ def commit_offsets_flow(
     """
     sent: dict[MessageQueue, int] = {}
     silent: set[str] = set()
-    for mq, offset in store.to_commit(assigned, every=confirmed).items():
+    for mq in store.to_commit(assigned, every=confirmed):
         if mq.broker_name in silent:
             continue
         try:
             stored = yield from update_offset_flow(client, group, mq, store, confirmed=confirmed)
         except (RequestTimeoutError, ConnectionClosedError) as exc:
             silent.add(mq.broker_name)
-            _commit_failed(client, group, mq, offset, exc, "; not committing its other queues now")
+            # (The offset now: the one sent, unless it moved since.)
+            _commit_failed(
+                client, group, mq, store.read(mq), exc, "; not committing its other queues now"
+            )
             continue
         except RocketMQError as exc:
-            _commit_failed(client, group, mq, offset, exc)
+            _commit_failed(client, group, mq, store.read(mq), exc)
             continue
         if stored is not None:
             sent[mq] = stored
@@ -386,10 +389,15 @@ def commit_offsets_flow(
 
 
 def _commit_failed(
-    client: ClientCore, group: str, mq: MessageQueue, offset: int, exc: Exception, then: str = ""
+    client: ClientCore,
+    group: str,
+    mq: MessageQueue,
+    offset: int | None,
+    exc: Exception,
+    then: str = "",
 ) -> None:
     log.warning(
-        "commit of %s offset %d for %s failed: %s%s",
+        "commit of %s offset %s for %s failed: %s%s",
         mq,
         offset,
         group,
