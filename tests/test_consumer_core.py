@@ -1727,6 +1727,49 @@ def test_lite_pull_subscribing_while_running_heartbeats_before_it_rebalances() -
     assert order[-1] == "consumer list"
 
 
+def test_a_push_consumer_makes_no_periodic_commit_once_it_closes() -> None:
+    """As below, for a push consumer: a close that begins during an upkeep round's
+    rebalance leaves the offsets to the close's confirmed commit."""
+    core = push_core(lambda msgs: None)
+    core.subscribe("T", "*", "TAG")
+
+    def on_consumer_list(addr: str, cmd: RemotingCommand) -> RemotingCommand:
+        core.begin_close()
+        return reply(ResponseCode.SYSTEM_ERROR)  # (the round changes no queue)
+
+    sim = Sim(Cluster(GET_CONSUMER_LIST_BY_GROUP=on_consumer_list))
+    with_routes(core.client, sim, "T")
+    hold_queue(core, mq(0), 5)  # consumed up to 5, not committed yet: a commit is due
+    sim.run(core.maintenance_flow())
+    assert sim.oneways == [] and core.offsets.to_commit() == {mq(0): 5}
+
+
+def test_lite_pull_makes_no_periodic_commit_once_it_closes() -> None:
+    """A close that begins during a maintenance round (here, during its heartbeat)
+    leaves the offsets to the close's own confirmed commit: a periodic oneway one
+    sent then could reach the broker after it and store an older offset."""
+    from rocketmq_proto.flows.consumer.lite_pull import PullConsumerConfig, PullConsumerCore, _Queue
+
+    client = make_client()
+    core = PullConsumerCore(client, PullConsumerConfig("G"))
+    core.register()
+    core.assigned_only = True
+    core.subscriptions["T"] = build_subscription("T")
+    queue = mq(1)
+    core.queues[queue] = _Queue(PullRequest("G", queue, ProcessQueue(0.0), 0), generation=1)
+    core.offsets.update(queue, 42)  # consumed, not committed yet: a commit is due
+
+    def on_heartbeat(addr: str, cmd: RemotingCommand) -> RemotingCommand:
+        core.begin_close()
+        return reply(0)
+
+    sim = Sim(Cluster(HEART_BEAT=on_heartbeat))
+    with_routes(client, sim, "T")
+    core._announce = True  # the round starts with a heartbeat
+    sim.run(core.maintenance_flow())
+    assert sim.oneways == [] and core.offsets.to_commit() == {queue: 42}
+
+
 def _lite_pull_after_a_failed_pull(first_failure: RocketMQError, took: float) -> list[float]:
     """An assigned queue whose first pull fails after ``took`` seconds and whose
     second finds a message: the times (Sim clock) at which the pulls were sent."""
