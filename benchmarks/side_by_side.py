@@ -432,7 +432,7 @@ class _Drain:
             and not (self.stop_file and os.path.exists(self.stop_file))
         )
         if not going:
-            _measured()  # (the count reached noted it already; a stop file or time did not)
+            _measured()  # (every worker's wait loop asks this; its client is still open)
         return going
 
     def arrived(self) -> None:
@@ -452,7 +452,6 @@ class _Drain:
             self.seen += n
             if self.seen >= self.count and self.done_at is None:
                 self.done_at = time.perf_counter()
-                _measured()
 
     def add_distinct(self, msgs: list[Any]) -> None:
         """Counts the messages not seen before (by ``msg_id``) and the others as

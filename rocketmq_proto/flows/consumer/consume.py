@@ -256,20 +256,14 @@ def reset_retry_topic(msg: MessageExt, group: str, namespace: str | None = None)
     A message pulled from ``%RETRY%<group>`` gets its original topic back (its
     RETRY_TOPIC property); with a namespace, the namespace is taken off the topic.
     """
-    reset_retry_topics((msg,), group, namespace)
+    reset_retry_topics((msg,), group_retry_topic(group, namespace), namespace)
 
 
 def reset_retry_topics(
-    msgs: Iterable[MessageExt],
-    group: str,
-    namespace: str | None = None,
-    *,
-    retry_topic: str | None = None,
+    msgs: Iterable[MessageExt], retry_topic: str, namespace: str | None = None
 ) -> None:
-    """:func:`reset_retry_topic` of each of ``msgs`` (the retry topic's name made once,
-    or given as ``retry_topic``: the group's, as the brokers name it)."""
-    if retry_topic is None:
-        retry_topic = group_retry_topic(group, namespace)
+    """:func:`reset_retry_topic` of each of ``msgs``, given the group's retry topic
+    as the brokers name it (:func:`group_retry_topic`, made once by the caller)."""
     key = _C.PROPERTY_RETRY_TOPIC
     for msg in msgs:
         original = msg.properties.get(key)

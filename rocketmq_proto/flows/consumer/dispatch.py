@@ -99,9 +99,7 @@ class Handler:
         ``start_ms``: the wall clock, if the caller just read it; ``awaited``: the
         seconds the messages waited in the client, if known."""
         ctx = self.ctx
-        reset_retry_topics(
-            msgs, ctx.group, ctx.client.config.namespace, retry_topic=self._retry_topic
-        )
+        reset_retry_topics(msgs, self._retry_topic, ctx.client.config.namespace)
         handler = self.handler if self._is_async else self._gate
         client = ctx.client
         hooks, tracer = client.hooks, client.tracer
@@ -219,10 +217,8 @@ class ConcurrentConsumption:
         if self._spawning:
             return
         ctx = self.ctx
-        limit = ctx.config.consume_thread_max
-        for _ in range(limit + len(self.ready)):
-            wanted = min(limit, self.handler.in_flight + len(self.ready))
-            if ctx.closed or self._unstarted or self.workers >= wanted:
+        for _ in range(ctx.config.consume_thread_max + len(self.ready)):
+            if ctx.closed or not self._short_of_workers():
                 return
             self.workers += 1
             self._unstarted = self._spawning = True
@@ -231,25 +227,27 @@ class ConcurrentConsumption:
             finally:
                 self._spawning = False
 
+    def _short_of_workers(self) -> bool:
+        """Whether another worker may start now: none spawned earlier is still to
+        start, and the batches held and waiting (up to ``consume_thread_max``)
+        outnumber the workers."""
+        wanted = min(self.ctx.config.consume_thread_max, self.handler.in_flight + len(self.ready))
+        return not self._unstarted and self.workers < wanted
+
     def worker_flow(self) -> Flow[None]:
         """A consume worker: takes waiting batches until none is left (or the
         consumer closes); for each, the handler, then settle its result."""
         handler = self.handler
         ready = self.ready
-        limit = self.ctx.config.consume_thread_max
         self._unstarted = False
         try:
             while ready and not self.ctx.closed:
                 state, msgs, arrived = ready.popleft()
                 handler.in_flight += 1  # this worker holds a batch from here
                 try:
-                    # Help wanted, should this batch's handler wait (asked only if
-                    # :meth:`_start_workers` could start one: this runs per batch).
-                    if (
-                        ready
-                        and not self._unstarted
-                        and self.workers < min(limit, handler.in_flight + len(ready))
-                    ):
+                    # Help wanted, should this batch's handler wait (asked here
+                    # first: this runs per batch, and the spawning flow rarely).
+                    if ready and self._short_of_workers():
                         yield from self._start_workers()
                     left = yield from self.consume_flow(state, msgs, arrived)
                 finally:
