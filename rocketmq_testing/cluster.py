@@ -648,27 +648,48 @@ def _tail_file(path: Path, count: int = _LOG_TAIL_LINES) -> str:
 # --------------------------------------------------------------------------- processes
 
 
-def _proc_state(pid: int) -> str | None:
+def _proc_stat(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command's name (state, parent...)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return stat.rpartition(")")[2].split()[0]
+    return stat.rpartition(")")[2].split()
+
+
+def _proc_state(pid: int) -> str | None:
+    fields = _proc_stat(pid)
+    return None if fields is None else fields[0]
+
+
+def _cmdline(pid: int) -> bytes | None:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
 
 
 def _pid_runs(pid: int, marker: str) -> bool:
     """Whether ``pid`` is alive and its command line mentions ``marker``.
 
-    Guards a pid read back from a state file against having been reused.
+    Guards a pid read back from a state file against having been reused. A process
+    that is exiting has an empty command line (its memory is gone) while it still
+    holds its sockets, which it closes next: it still runs, until it is a zombie
+    or gone (else ``down`` could return with the name server's port still open).
     """
-    state = _proc_state(pid)
-    if state is None or state == "Z":
+    fields = _proc_stat(pid)
+    if fields is None or fields[0] == "Z":
         return False
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
+    cmdline = _cmdline(pid)
+    if cmdline is None:
         return False
+    if not cmdline:  # exiting, or a kernel thread (no parent, or kthreadd's child)
+        return fields[1] not in _KERNEL_PARENTS
     return marker.encode() in cmdline
+
+
+#: Parent pids of kernel threads: none (kthreadd itself), and kthreadd.
+_KERNEL_PARENTS = ("0", "2")
 
 
 class _Server:

@@ -63,3 +63,23 @@ def test_the_plugin_loads_where_fcntl_does_not_exist() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     ).stdout
     assert out.strip() == "['rocketmq_cluster', 'rocketmq_namesrv']"
+
+
+@pytest.mark.parametrize(
+    ("stat", "cmdline", "runs"),
+    [
+        (["S", "1"], b"java\0-Duser.home=/tmp/w\0NamesrvStartup\0", True),
+        (["S", "1"], b"python\0other.py\0", False),  # the pid was reused by another program
+        (["S", "1"], b"", True),  # exiting: its memory is gone, its sockets not yet closed
+        (["S", "2"], b"", False),  # the pid was reused by a kernel thread
+        (["Z", "1"], b"", False),  # exited: a zombie holds no socket
+        (None, None, False),  # gone
+    ],
+)
+def test_a_server_runs_until_it_is_a_zombie_or_gone(
+    monkeypatch: pytest.MonkeyPatch, stat: list[str] | None, cmdline: bytes | None, runs: bool
+) -> None:
+    """The pid of a server read back from a state file (``rocketmq-cluster down``)."""
+    monkeypatch.setattr(launcher, "_proc_stat", lambda pid: stat)
+    monkeypatch.setattr(launcher, "_cmdline", lambda pid: cmdline)
+    assert launcher._pid_runs(4242, "/tmp/w") is runs
