@@ -177,6 +177,7 @@ class GeventRuntime(PooledRuntime):
 
     name = "gevent"
     coalesce_writes = True
+    callers_read = False  # a greenlet switch is cheap: the reader hands answers over
 
     def __init__(self, *, max_user_workers: int = 64) -> None:
         self._max_user_workers = max_user_workers

@@ -24,7 +24,7 @@ from rocketmq_proto.driver import perform_write_file as write_file
 
 from ._future import Future
 from ._runtime import Cancellable, LockLike, Runtime
-from ._transport import RemotingClient
+from ._transport import RemotingClient, _Channel
 
 __all__ = ["run_flow", "start_flow"]
 
@@ -56,6 +56,7 @@ class _FlowRunner(Generic[T]):
     """Drives one flow; at most one effect of it is outstanding at any time."""
 
     __slots__ = (
+        "_caller",
         "_client",
         "_core_lock",
         "_flow",
@@ -66,6 +67,7 @@ class _FlowRunner(Generic[T]):
         "_running",
         "_runtime",
         "_spawned",
+        "_target",
         "_timer",
         "_watching",
     )
@@ -93,6 +95,11 @@ class _FlowRunner(Generic[T]):
         self._timer: Cancellable | None = None
         #: Whether a cancelled result ends the flow's sleep at once (see _result_done).
         self._watching = False
+        #: The task blocked until the flow ends, if it offers to read the answers
+        #: to the requests the flow makes while it runs there (see read_answers);
+        #: the request it may read next: its connection, its future, its deadline.
+        self._caller: object | None = None
+        self._target: tuple[_Channel, Future[Any], float] | None = None
 
     def resume(self, value: Any, error: BaseException | _Fatal | None) -> None:
         """Continue the flow with an effect's outcome (from any thread or greenlet)."""
@@ -160,6 +167,15 @@ class _FlowRunner(Generic[T]):
         # patterns is slower.)
         match effect:
             case driver.Call():
+                caller = self._caller
+                if caller is not None and caller is self._runtime.current():
+                    future, channel = self._client.caller_request(
+                        effect.addr, effect.command, effect.timeout
+                    )
+                    if channel is not None:
+                        deadline = self._runtime.monotonic() + effect.timeout
+                        self._target = (channel, future, deadline)
+                    return self._await(future)
                 return self._await(
                     self._client.request_future(effect.addr, effect.command, effect.timeout)
                 )
@@ -208,6 +224,34 @@ class _FlowRunner(Generic[T]):
                 return _ASYNC
             case _:
                 _not_an_effect(effect)
+
+    def read_answers(self) -> None:
+        """(The caller, blocked until the flow ends.) Read the answer to each request
+        the flow makes in this task, on its connection, while that connection's
+        reader is parked (:meth:`_Channel.read_for`): the flow then resumes here,
+        not on the reader. Returns once the flow ended, or made a request this
+        task cannot read (then the flow goes on elsewhere)."""
+        result = self._result
+        reading: _Channel | None = None  # the connection read last
+        try:
+            while not result.done():
+                target, self._target = self._target, None
+                if target is None:
+                    return
+                channel, future, deadline = target
+                if reading is not channel:
+                    if reading is not None:
+                        reading.ensure_reader()
+                    reading = channel
+                if not channel.read_for(future, deadline):
+                    return
+        finally:
+            self._caller = None
+            if reading is not None:
+                reading.ensure_reader()
+            target, self._target = self._target, None
+            if target is not None:
+                target[0].ensure_reader()
 
     def _user_call(self, effect: driver.UserCall) -> Any:
         fn = _timed(effect.fn, self._runtime.monotonic) if effect.timed else effect.fn
@@ -371,6 +415,21 @@ def run_flow(
     *,
     core_lock: LockLike | None = None,
     spawned: set[Future[Any]] | None = None,
+    running: set[Future[Any]] | None = None,
 ) -> T:
-    """Drive ``flow`` to its end and return its value: :func:`start_flow`, then wait."""
-    return start_flow(client, runtime, flow, core_lock=core_lock, spawned=spawned).result()
+    """Drive ``flow`` to its end and return its value: :func:`start_flow`, then wait.
+    Where the runtime lets callers read (:attr:`Runtime.callers_read`), this task
+    reads the answers to the requests the flow makes while it runs here. The
+    flow's future is in ``running`` (if given) until it ends."""
+    result: Future[T] = Future(runtime)
+    if running is not None:
+        running.add(result)
+        result.add_done_callback(running.discard)
+    runner = _FlowRunner(client, runtime, flow, result, core_lock, spawned)
+    if runtime.callers_read:
+        runner._caller = runtime.current()
+        runner.resume(None, None)
+        runner.read_answers()
+    else:
+        runner.resume(None, None)
+    return result.result()

@@ -17,6 +17,7 @@ import itertools
 import logging
 import os
 import queue
+import select
 import socket
 import threading
 import time
@@ -122,6 +123,11 @@ class Runtime(Protocol):
     #: (coalescing the requests made meanwhile into one send) rather than from the
     #: caller's own thread. Worth it only where spawning costs microseconds.
     coalesce_writes: bool
+    #: Whether a caller blocked on its own request may read the connection itself
+    #: while no other request is in flight (the connection's reader task then
+    #: waits), sparing the hand-off of the answer from the reader: a thread switch,
+    #: where tasks are threads.
+    callers_read: bool
 
     def spawn(self, fn: Callable[..., object], /, *args: Any) -> TaskHandle:
         """Run ``fn(*args)`` concurrently (a daemon thread, a greenlet)."""
@@ -586,6 +592,7 @@ class ThreadRuntime(PooledRuntime):
 
     name = "threads"
     coalesce_writes = False
+    callers_read = hasattr(select, "poll")  # the caller waits for its answer in poll()
 
     def __init__(self, *, max_user_workers: int = 16) -> None:
         self._max_user_workers = max_user_workers

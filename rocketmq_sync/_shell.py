@@ -61,10 +61,14 @@ class Engine:
     def run_send(self, flow: Flow[T], sends: set[Any]) -> T:
         """A send the caller waits for, counted in ``sends`` meanwhile: ``flush``
         in another thread waits for it too."""
-        future = self.start(flow)
-        sends.add(future)
-        future.add_done_callback(sends.discard)
-        return future.result()
+        return run_flow(
+            self.remoting,
+            self._runtime,
+            flow,
+            core_lock=self._core_lock,
+            spawned=self.spawned,
+            running=sends,
+        )
 
     def start(self, flow: Flow[T], name: str | None = None) -> Future[T]:
         """Start ``flow``; a future of its value."""

@@ -9,7 +9,15 @@ opaques, matches answers and expires deadlines; this module moves bytes, keeps
 one future per request, one reader task and one timer per connection.
 
 - **Reading.** A task per connection connects, then reads and feeds the core,
-  completing futures outside the connection's lock.
+  completing futures outside the connection's lock. Where the runtime lets
+  callers read (threads), a caller blocked on its own request reads the answer
+  itself while nothing else is in flight: the reader task waits ("parked")
+  while nothing is in flight after such a caller's request, so that caller's
+  next answer needs no hand-off between threads. Only one task reads at a time:
+  a caller reads only a parked reader's connection, and whoever stops reading
+  with requests still in flight unparks the reader. A parked reader looks for
+  what came unasked (a server's request, a close) every :data:`_PARKED_LOOK`
+  seconds.
 - **Writing.** A request is queued in the core under the connection's lock,
   then whoever takes the write lock sends everything queued so far. A caller
   that finds the write lock taken returns at once: the writer holding it sends
@@ -36,12 +44,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import select
 import socket
 import ssl
 import warnings
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from rocketmq_proto import driver
 from rocketmq_proto.driver import (
@@ -86,6 +95,12 @@ _WAIT_GRACE: Final = 1.0
 _CONNECTING: Final = 0
 _OPEN: Final = 1
 _CLOSED: Final = 2
+
+#: Seconds between a parked reader's looks for what came unasked.
+_PARKED_LOOK: Final = 0.5
+#: Seconds a caller reading its own answer waits in poll() at most before it
+#: looks whether its request was completed elsewhere (by the timer, a close).
+_CALLER_LOOK: Final = 1.0
 
 _Completion = tuple[Future[Any], Any, BaseException | None]
 _Actions = tuple[list[_Completion], list[RemotingCommand], driver.ConnectionClosed | None]
@@ -132,6 +147,15 @@ class _Channel:
         self._closing_on_purpose = False
         self._abandoned = False
         self.was_open = False
+        # A caller reading its own answer (see read_for): while nothing is in flight
+        # and the last request was a blocked caller's, the reader task waits
+        # ("parked") instead of reading; a caller that finds it parked reads.
+        self._callers_read = self._rt.callers_read
+        self._parked = False
+        self._caller_reading = False
+        self._last_was_caller = False
+        self._unpark = self._rt.Event()
+        self._pollers: list[Any] = [None, None]  # see _poll_for
 
     def __repr__(self) -> str:
         status = ("connecting", "open", "closed")[self._status]
@@ -154,8 +178,12 @@ class _Channel:
 
     # ------------------------------------------------------------------ sending
 
-    def request(self, command: RemotingCommand, timeout: float) -> Future[RemotingCommand] | None:
-        """Queue ``command``; ``None`` if this channel closed meanwhile (use another)."""
+    def request(
+        self, command: RemotingCommand, timeout: float, caller: bool = False
+    ) -> Future[RemotingCommand] | None:
+        """Queue ``command``; ``None`` if this channel closed meanwhile (use another).
+        ``caller``: the thread calling waits for the answer and will offer to read it
+        (:meth:`read_for`), then call :meth:`ensure_reader`."""
         rt = self._rt
         future: Future[RemotingCommand] = Future(rt)
         now = rt.monotonic()
@@ -165,6 +193,12 @@ class _Channel:
             opaque = self._conn.send_request(command, now, timeout)
             self._waiters[opaque] = (future, timeout)
             self._dirty = True
+            self._last_was_caller = caller
+            # A caller reading reads this answer too, or unparks the reader when it
+            # stops (ensure_reader): two tasks never read at once.
+            unpark = self._parked and not caller and not self._caller_reading
+            if unpark:
+                self._parked = False
             deadline = now + timeout
             if self._timer is None or deadline + _TIMER_SLACK < self._timer_at:
                 self._arm_timer(deadline, now)
@@ -175,6 +209,8 @@ class _Channel:
             spawn_flush = is_open and coalesce and not self._flush_scheduled
             if spawn_flush:
                 self._flush_scheduled = True
+        if unpark:
+            self._unpark.set()
         if spawn_flush:
             self._rt.spawn(self._scheduled_flush)
         elif is_open:
@@ -373,11 +409,11 @@ class _Channel:
 
     def _read_loop(self, sock: SocketLike) -> None:
         recv = sock.recv
-        lock = self._lock
-        conn = self._conn
-        tls = self._tls
+        callers_read = self._callers_read
         try:
             while True:
+                if callers_read and not self._my_turn(sock):
+                    return
                 try:
                     data = recv(_RECV_SIZE)
                 except TimeoutError:  # idle for the write timeout: nothing wrong
@@ -387,34 +423,155 @@ class _Channel:
                 except OSError as exc:
                     self._lost(exc, "reading")
                     return
-                flush = False
-                with lock:
-                    if self._status == _CLOSED:
-                        return
-                    if tls is None or not data:
-                        conn.receive_data(data)
-                    else:
-                        try:
-                            plain = tls.decrypt(data)
-                        except ssl.SSLError as exc:
-                            error = ConnectionClosedError(f"TLS error from {self.addr}: {exc}")
-                            error.__cause__ = exc
-                            conn.connection_lost(error)
-                        else:
-                            if plain:
-                                conn.receive_data(plain)
-                            if tls.eof:
-                                conn.receive_data(b"")
-                            if not self._dirty and tls.has_output():
-                                self._dirty = flush = True
-                    actions = self._drain()
-                self._dispatch(actions)
-                if flush:
-                    self._kick()
-                if self._status == _CLOSED:
+                if not self._received(data):
                     return
+        except Exception as exc:  # a bug: fail what is in flight rather than leave it hanging
+            self._log.error(
+                "reader of %s failed", self.addr, exc_info=exc, extra=log_fields(addr=self.addr)
+            )
+            self._lost(exc, "reading")
         finally:
             self._close_socket(sock)
+
+    def _received(self, data: bytes) -> bool:
+        """Feed what was read to the core and complete what it completes; whether
+        the connection is still open."""
+        flush = False
+        tls = self._tls
+        with self._lock:
+            if self._status == _CLOSED:
+                return False
+            conn = self._conn
+            if tls is None or not data:
+                conn.receive_data(data)
+            else:
+                try:
+                    plain = tls.decrypt(data)
+                except ssl.SSLError as exc:
+                    error = ConnectionClosedError(f"TLS error from {self.addr}: {exc}")
+                    error.__cause__ = exc
+                    conn.connection_lost(error)
+                else:
+                    if plain:
+                        conn.receive_data(plain)
+                    if tls.eof:
+                        conn.receive_data(b"")
+                    if not self._dirty and tls.has_output():
+                        self._dirty = flush = True
+            actions = self._drain()
+        self._dispatch(actions)
+        if flush:
+            self._kick()
+        return self._status != _CLOSED
+
+    # ------------------------------------------------- a caller reading its answer
+
+    def _my_turn(self, sock: SocketLike) -> bool:
+        """(The reader task, before each read.) Whether to read now; ``False`` once
+        the connection closed. While nothing is in flight after a blocked caller's
+        request, wait ("parked"): that caller's next request is then likely read
+        by that caller (:meth:`read_for`), sparing a hand-off. A request of anyone
+        else unparks the reader, as does a caller that stops reading with requests
+        still in flight; every :data:`_PARKED_LOOK` seconds the reader looks for
+        what came unasked meanwhile (a server's request, the connection closing)."""
+        lock = self._lock
+        with lock:
+            if self._status == _CLOSED:
+                return False
+            if self._waiters or not self._last_was_caller:
+                return True
+            self._parked = True
+            self._unpark.clear()
+        while True:
+            woken = self._unpark.wait(_PARKED_LOOK)
+            with lock:
+                if self._status == _CLOSED:
+                    if self._caller_reading:  # it sets the event once done with the socket
+                        self._unpark.clear()
+                        continue
+                    return False
+                if not self._parked:
+                    return True
+                if woken:  # a late wake-up, meant for an earlier park
+                    self._unpark.clear()
+                    continue
+                if self._caller_reading:
+                    continue
+            if _readable(self._poll_for(sock, look=True), 0.0):
+                with lock:
+                    if self._parked and not self._caller_reading:
+                        self._parked = False
+                        return True
+
+    def _poll_for(self, sock: SocketLike, *, look: bool = False) -> Any:
+        """A poll object watching ``sock``: the parked reader's for its looks, or the
+        callers' (one caller reads at a time). Made once each: a poll object may
+        not be polled by two threads at once."""
+        pollers = self._pollers
+        poller = pollers[look]
+        if poller is None:
+            poller = pollers[look] = select.poll()
+            # A runtime whose callers read makes plain sockets (ThreadRuntime).
+            poller.register(cast(socket.socket, sock), select.POLLIN)
+        return poller
+
+    def read_for(self, future: Future[Any], deadline: float) -> bool:
+        """(A caller waiting for ``future``, a request of its own on this channel,
+        due by ``deadline``.) Read the connection here until ``future`` is done, if
+        the reader task is parked and no other caller reads: ``True``. Else
+        ``False`` at once (the reader task, or that caller, reads it). Either way the
+        caller calls :meth:`ensure_reader` once it reads no more here (it may read
+        for its next request first: its flow may have made it meanwhile)."""
+        lock = self._lock
+        with lock:
+            sock = self._sock
+            if not self._parked or self._caller_reading or self._status != _OPEN or sock is None:
+                return False
+            self._caller_reading = True
+        rt = self._rt
+        try:
+            poller = self._poll_for(sock)
+            while not future.done():
+                # Waits until the request's deadline at most (then the timer fails it;
+                # a moment later if it is late), looking every second whether another
+                # task completed it.
+                wait = min(_CALLER_LOOK, max(deadline - rt.monotonic(), _TIMER_SLACK))
+                if not _readable(poller, wait):
+                    continue
+                try:
+                    data = sock.recv(_RECV_SIZE)
+                except TimeoutError:  # readable, then not (a spurious wake-up)
+                    continue
+                except OSError as exc:
+                    self._lost(exc, "reading")
+                    break
+                if not self._received(data):
+                    break
+        except Exception as exc:  # a bug: as in the reader task
+            self._log.error(
+                "reading from %s failed", self.addr, exc_info=exc, extra=log_fields(addr=self.addr)
+            )
+            self._lost(exc, "reading")
+        finally:
+            with lock:
+                self._caller_reading = False
+                # Closed: the reader closes the socket, now that no caller uses it.
+                wake = self._parked and self._status == _CLOSED
+                if wake:
+                    self._parked = False
+            if wake:
+                self._unpark.set()
+        return True
+
+    def ensure_reader(self) -> None:
+        """(A caller done waiting, having read or not.) If requests are in flight
+        while the reader task is parked and nobody reads, unpark it."""
+        with self._lock:
+            wake = self._parked and not self._caller_reading and bool(self._waiters)
+            if wake:
+                self._parked = False
+        if wake:
+            self._unpark.set()
 
     def _close_socket(self, sock: SocketLike) -> None:
         with contextlib.suppress(OSError):
@@ -505,6 +662,7 @@ class _Channel:
             if sock is not None:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)  # wakes the reader, which closes it
+            self._unpark.set()  # a parked reader too
 
     # ------------------------------------------------------------------ closing
 
@@ -546,6 +704,14 @@ class _Channel:
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.close()  # our descriptor only: no shutdown, the parent keeps its own
+
+
+def _readable(poller: Any, seconds: float) -> bool:
+    """Whether the polled socket has something to read (or closed) within ``seconds``."""
+    try:
+        return bool(poller.poll(seconds * 1000))
+    except InterruptedError:  # pragma: no cover - PEP 475 retries; kept for safety
+        return False
 
 
 class _Core:
@@ -720,8 +886,9 @@ class RemotingClient:
     :func:`~rocketmq_proto.driver.transport_settings`'s; ``write_timeout`` bounds
     a write. ``request_handler`` answers requests the server sends (see
     :data:`RequestHandler`); it runs on the runtime's pool for user callables.
-    Callbacks added to the futures run in the connection's reader (or timer)
-    and must not block.
+    Callbacks added to the futures run in the task that completes them (the
+    connection's reader, its timer, or a caller reading its own answer) and
+    must not block.
 
     Safe to share between threads (or greenlets). After ``os.fork()`` the child
     forgets the parent's connections and opens its own on first use.
@@ -778,7 +945,7 @@ class RemotingClient:
         address or timeout). The settings' request hooks are called before, and
         when the future completes (on the thread that completes it).
         """
-        future = self._request_future(addr, command, timeout)
+        future = self._request_future(addr, command, timeout)[0]
         if self._hooks.requests:
             self._hooked(future, addr, command)
         return future
@@ -796,27 +963,50 @@ class RemotingClient:
 
         future.add_done_callback(ended)
 
-    def _request_future(
+    def caller_request(
         self, addr: str, command: RemotingCommand, timeout: float
-    ) -> Future[RemotingCommand]:
+    ) -> tuple[Future[RemotingCommand], _Channel | None]:
+        """:meth:`request_future` for a caller that blocks until it is answered, and
+        the connection it went to: the caller offers to read the answer itself
+        (``channel.read_for(future, deadline)``), then calls
+        ``channel.ensure_reader()``, read or not. ``None``: it failed at once."""
+        future, channel = self._request_future(addr, command, timeout, caller=True)
+        if self._hooks.requests:
+            self._hooked(future, addr, command)
+        return future, channel
+
+    def _request_future(
+        self, addr: str, command: RemotingCommand, timeout: float, caller: bool = False
+    ) -> tuple[Future[RemotingCommand], _Channel | None]:
         core = self._core
         try:
             if not timeout > 0:
                 raise InvalidArgumentError(f"a request needs a positive timeout, got {timeout!r}")
             for _ in range(3):
-                future = core.channel(addr).request(command, timeout)
+                channel = core.channel(addr)
+                future = channel.request(command, timeout, caller)
                 if future is not None:
-                    return future
+                    return future, channel
             raise ConnectionClosedError(f"connection to {addr} keeps closing")
         except RocketMQError as exc:
-            return Future.failed(self._runtime, exc)
+            return Future.failed(self._runtime, exc), None
 
     def request(self, addr: str, command: RemotingCommand, timeout: float) -> RemotingCommand:
         """Send ``command`` and wait for the response, whatever its code.
 
         Raises :class:`RequestTimeoutError` or :class:`ConnectionClosedError`.
+        Where the runtime lets callers read, the caller reads the answer itself
+        if nothing else is in flight (see :meth:`caller_request`).
         """
-        future = self.request_future(addr, command, timeout)
+        if self._runtime.callers_read:
+            future, channel = self.caller_request(addr, command, timeout)
+            if channel is not None:
+                try:
+                    channel.read_for(future, self._runtime.monotonic() + timeout)
+                finally:
+                    channel.ensure_reader()
+        else:
+            future = self.request_future(addr, command, timeout)
         try:
             return future.result(timeout + _WAIT_GRACE if timeout > 0 else 0.0)
         except RocketMQError:

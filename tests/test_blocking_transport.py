@@ -1549,3 +1549,398 @@ def test_a_flow_that_never_waits_still_lets_the_other_tasks_run(env: Env) -> Non
 
     steps = env.run(body)
     assert 0 <= steps <= 1_000 if env.kind == "gevent" else 0 <= steps < 50_000, steps
+
+
+# ------------------------------------------------- a caller reading its own answer
+# The threads runtime lets a caller blocked on its own request read the connection
+# itself while nothing else is in flight (the reader thread is parked meanwhile).
+# In these tests a parked reader looks for unasked input only every minute, unless
+# a test says otherwise: a request that only that look would have read fails by
+# its timeout instead of passing late.
+
+
+@pytest.fixture
+def parked_look(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
+    from rocketmq_sync import _transport
+
+    def set_look(seconds: float) -> None:
+        monkeypatch.setattr(_transport, "_PARKED_LOOK", seconds)
+
+    set_look(60.0)
+    return set_look
+
+
+def parked(client: RemotingClient, addr: str) -> Any:
+    """The connection to ``addr``, once its reader thread parked."""
+    channel = client._core.pool.conns[addr]
+    deadline = time.monotonic() + 5
+    while not channel._parked:
+        assert time.monotonic() < deadline, "the reader never parked"
+        time.sleep(0.001)
+    return channel
+
+
+def test_a_blocked_caller_reads_the_answers_to_its_flows_requests(
+    broker: FakeBroker, parked_look: Callable[[float], None]
+) -> None:
+    env = Env("threads")
+    client = env.client()
+    try:
+        client.request(broker.addr, command(), 2.0)  # connects: the reader reads that one
+        channel = parked(client, broker.addr)
+        reader = channel._reader
+        resumed_in: list[object] = []
+
+        def flow() -> Generator[Any, Any, list[str]]:
+            keys = []
+            for i in range(20):
+                response = yield Call(broker.addr, command(k=str(i), body=b"x" * i), 2.0)
+                resumed_in.append(threading.current_thread())
+                keys.append(response.get("k"))
+            return keys
+
+        assert run_flow(client, env.runtime, flow()) == [str(i) for i in range(20)]
+        # Each answer was read by the caller, and its flow resumed there.
+        assert resumed_in == [threading.current_thread()] * 20
+        assert channel._parked and reader.is_alive()
+        # So was the answer of a plain blocking request.
+        assert client.request(broker.addr, command(k="plain"), 2.0).get("k") == "plain"
+        assert channel._parked
+    finally:
+        client.close()
+        env.runtime.close()
+
+
+def test_a_request_of_anyone_else_unparks_the_reader(
+    broker: FakeBroker, parked_look: Callable[[float], None]
+) -> None:
+    env = Env("threads")
+    client = env.client()
+    try:
+        client.request(broker.addr, command(), 2.0)
+        channel = parked(client, broker.addr)
+        # Not a blocked caller's: the reader thread reads its answer.
+        future = client.request_future(broker.addr, command(k="async"), 2.0)
+        assert future.result(3).get("k") == "async"
+        completed_in: list[object] = []
+        future = client.request_future(broker.addr, command(k="again"), 2.0)
+        future.add_done_callback(lambda _: completed_in.append(threading.current_thread()))
+        future.result(3)
+        assert completed_in == [channel._reader]
+        # The reader reads on while requests of others come, and parks only after
+        # a blocked caller's request.
+        assert not channel._parked
+        client.request(broker.addr, command(), 2.0)
+        parked(client, broker.addr)
+    finally:
+        client.close()
+        env.runtime.close()
+
+
+def test_a_caller_that_stops_reading_with_requests_in_flight_unparks_the_reader(
+    broker: FakeBroker, parked_look: Callable[[float], None]
+) -> None:
+    """Blocked callers in many threads at once: one reads, the others wait; the one
+    reading stops once answered, and the reader thread takes over the rest."""
+    env = Env("threads")
+    client = env.client()
+    try:
+        client.request(broker.addr, command(), 2.0)
+        parked(client, broker.addr)
+
+        def caller(n: int) -> list[str]:
+            keys = []
+            for i in range(40):
+                do = "shuffle" if i % 3 == 0 else "echo"
+                delay = {"do": "delay", "delay": "0.002"} if i % 7 == 0 else {}
+                request = command(**{"do": do, "k": f"{n}-{i}", **delay})  # type: ignore[arg-type]
+                keys.append(client.request(broker.addr, request, 3.0).get("k"))
+            return keys
+
+        results = env.concurrently([functools.partial(caller, n) for n in range(8)])
+        assert results == [[f"{n}-{i}" for i in range(40)] for n in range(8)]
+    finally:
+        client.close()
+        env.runtime.close()
+
+
+def test_a_caller_reading_its_answer_times_out_on_time_and_a_late_answer_is_dropped(
+    broker: FakeBroker, parked_look: Callable[[float], None]
+) -> None:
+    env = Env("threads")
+    client = env.client()
+    try:
+        client.request(broker.addr, command(), 2.0)
+        channel = parked(client, broker.addr)
+        started = time.monotonic()
+        with pytest.raises(RequestTimeoutError):
+            client.request(broker.addr, command("delay", delay="0.5"), 0.15)
+        assert 0.14 <= time.monotonic() - started < 0.9  # not its look after a second
+        assert channel._parked
+        # The late answer comes while the caller reads the next request's: dropped.
+        assert (
+            client.request(broker.addr, command("delay", k="b", delay="0.6"), 2.0).get("k") == "b"
+        )
+        assert len(broker.conns) == 1
+    finally:
+        client.close()
+        env.runtime.close()
+
+
+def test_a_caller_reading_its_answer_sees_the_connection_close(
+    broker: FakeBroker, parked_look: Callable[[float], None]
+) -> None:
+    env = Env("threads")
+    client = env.client()
+    try:
+        client.request(broker.addr, command(), 2.0)
+        channel = parked(client, broker.addr)
+        reader = channel._reader
+        started = time.monotonic()
+        with pytest.raises(ConnectionClosedError):
+            client.request(broker.addr, command("close"), 5.0)
+        assert time.monotonic() - started < 2.0
+        reader.join(2)  # the parked reader closed the socket and ended
+        assert not reader.is_alive()
+        assert client.request(broker.addr, command(k="again"), 2.0).get("k") == "again"
+        assert len(broker.conns) == 2
+    finally:
+        client.close()
+        env.runtime.close()
+
+
+def test_closing_the_client_ends_a_callers_read_and_the_parked_reader(
+    broker: FakeBroker, parked_look: Callable[[float], None]
+) -> None:
+    env = Env("threads")
+    client = env.client()
+    try:
+        client.request(broker.addr, command(), 2.0)
+        channel = parked(client, broker.addr)
+        reader = channel._reader
+        errors: list[BaseException] = []
+
+        def wait_forever() -> None:
+            try:
+                client.request(broker.addr, command("never"), 30.0)
+            except BaseException as exc:
+                errors.append(exc)
+
+        caller = threading.Thread(target=wait_forever)
+        caller.start()
+        deadline = time.monotonic() + 5
+        while not channel._caller_reading:
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        started = time.monotonic()
+        client.close()
+        caller.join(5)
+        assert time.monotonic() - started < 2.0
+        assert len(errors) == 1 and isinstance(errors[0], ConnectionClosedError)
+        assert not reader.is_alive()
+        deadline = time.monotonic() + 5
+        while not broker.conns[0].ended:  # the socket is closed, not left open
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    finally:
+        client.close()
+        env.runtime.close()
+
+
+def test_a_parked_reader_still_answers_a_servers_request(
+    broker: FakeBroker, parked_look: Callable[[float], None]
+) -> None:
+    parked_look(0.05)
+    env = Env("threads")
+    client = env.client(request_handler=lambda addr, request: Reply(0, {}, b"yes"))
+    try:
+        client.request(broker.addr, command(), 2.0)
+        parked(client, broker.addr)
+        conn = broker.conns[0]
+        opaque = conn.send_request(307, b"q")  # nothing in flight: nobody is reading
+        deadline = time.monotonic() + 5
+        while opaque not in conn.responses:
+            assert time.monotonic() < deadline, "the server's request was never read"
+            time.sleep(0.005)
+        assert conn.responses[opaque].body == b"yes"
+    finally:
+        client.close()
+        env.runtime.close()
+
+
+def test_a_caller_reads_its_answer_over_tls(
+    tls_files: tuple[Path, Path], parked_look: Callable[[float], None]
+) -> None:
+    cert_file, key_file = tls_files
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_context.load_cert_chain(cert_file, key_file)
+    broker = FakeBroker(ssl_context=server_context)
+    env = Env("threads")
+    client = env.client(ssl_context=ssl.create_default_context(cafile=str(cert_file)))
+    try:
+        client.request(broker.addr, command(), 5.0)
+        channel = parked(client, broker.addr)
+        for i in range(10):
+            big = os.urandom(50_000 * i)  # up to many TLS records per answer
+            response = client.request(broker.addr, command(k=str(i), body=big), 5.0)
+            assert response.get("k") == str(i) and response.body == big
+        assert channel._parked
+    finally:
+        client.close()
+        env.runtime.close()
+        broker.close()
+
+
+def test_gevent_readers_never_park(broker: FakeBroker) -> None:
+    env = Env("gevent")
+    client = env.client()
+
+    def body() -> None:
+        for i in range(5):
+            assert client.request(broker.addr, command(k=str(i)), 2.0).get("k") == str(i)
+        env.sleep(0.05)
+        assert not client._core.pool.conns[broker.addr]._parked
+
+    try:
+        env.run(body)
+    finally:
+        env.run(client.close)
+
+
+def test_a_request_made_while_a_caller_reads_is_read_by_that_caller(
+    broker: FakeBroker, parked_look: Callable[[float], None]
+) -> None:
+    """Never two readers at once: the reader thread stays parked while a caller
+    reads, whoever else sends meanwhile, and takes over when the caller stops."""
+    env = Env("threads")
+    client = env.client()
+    try:
+        client.request(broker.addr, command(), 2.0)
+        channel = parked(client, broker.addr)
+        caller_thread: list[object] = []
+        completed_in: list[object] = []
+
+        def caller() -> None:
+            caller_thread.append(threading.current_thread())
+            client.request(broker.addr, command("delay", k="slow", delay="0.3"), 3.0)
+
+        thread = threading.Thread(target=caller)
+        thread.start()
+        deadline = time.monotonic() + 5
+        while not channel._caller_reading:
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        quick = client.request_future(broker.addr, command(k="quick"), 3.0)
+        quick.add_done_callback(lambda _: completed_in.append(threading.current_thread()))
+        assert quick.result(3).get("k") == "quick"
+        thread.join(5)
+        assert completed_in == caller_thread
+        # Still in flight when the caller stops: the reader thread reads it.
+        later = client.request_future(broker.addr, command("delay", k="later", delay="0.2"), 3.0)
+        assert later.result(3).get("k") == "later"
+    finally:
+        client.close()
+        env.runtime.close()
+
+
+def test_callers_async_requests_and_a_servers_requests_all_at_once(
+    broker: FakeBroker, parked_look: Callable[[float], None]
+) -> None:
+    """Every answer reaches its own request, its body whole, however the reading
+    passes between callers and the reader thread."""
+    parked_look(0.05)  # the server's requests may come while nothing is in flight
+    env = Env("threads")
+    client = env.client(request_handler=lambda addr, request: Reply(0, {}, request.body))
+    try:
+        client.request(broker.addr, command(), 2.0)
+        parked(client, broker.addr)
+        conn = broker.conns[0]
+        rng = random.Random(7)
+        bodies = [rng.randbytes(rng.choice((0, 10, 3000, 70_000))) for _ in range(64)]
+
+        def caller(n: int) -> None:
+            for i in range(30):
+                body = bodies[(n * 30 + i) % 64]
+                do = ("echo", "shuffle", "delay")[(n + i) % 3]
+                request = command(do, k=f"{n}-{i}", body=body, delay="0.001")
+                response = client.request(broker.addr, request, 5.0)
+                assert (response.get("k"), response.body) == (f"{n}-{i}", body)
+
+        def sender(n: int) -> None:
+            futures = [
+                client.request_future(broker.addr, command(k=f"a{n}-{i}", body=bodies[i]), 5.0)
+                for i in range(20)
+            ]
+            for i, future in enumerate(futures):
+                response = future.result(10)
+                assert (response.get("k"), response.body) == (f"a{n}-{i}", bodies[i])
+
+        def asker() -> None:
+            for i in range(20):
+                opaque = conn.send_request(307, bodies[i])
+                deadline = time.monotonic() + 5
+                while opaque not in conn.responses:
+                    assert time.monotonic() < deadline, "a server's request was not read"
+                    time.sleep(0.002)
+                assert conn.responses[opaque].body == bodies[i]
+
+        tasks = [functools.partial(caller, n) for n in range(6)]
+        tasks += [functools.partial(sender, n) for n in range(2)]
+        env.concurrently([*tasks, asker])
+        assert len(broker.conns) == 1
+    finally:
+        client.close()
+        env.runtime.close()
+
+
+def test_a_parked_readers_looks_never_disturb_a_reading_caller(
+    broker: FakeBroker, parked_look: Callable[[float], None]
+) -> None:
+    parked_look(0.0002)  # looks all the time, while callers read
+    env = Env("threads")
+    client = env.client()
+    try:
+        client.request(broker.addr, command(), 2.0)
+        channel = parked(client, broker.addr)
+        reader = channel._reader
+        for i in range(1500):
+            assert client.request(broker.addr, command(k=str(i)), 2.0).get("k") == str(i)
+        assert reader.is_alive() and len(broker.conns) == 1
+    finally:
+        client.close()
+        env.runtime.close()
+
+
+def test_a_reader_that_fails_unexpectedly_fails_its_requests_and_the_next_reconnects(
+    env: Env, broker: FakeBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rocketmq_sync._transport import _Channel
+
+    client = env.client()
+    received = _Channel._received
+    failures: list[Exception] = []
+
+    def fails_once(self: Any, data: bytes) -> bool:
+        if failures:
+            raise failures.pop()
+        return received(self, data)
+
+    def body() -> None:
+        client.request(broker.addr, command(), 2.0)
+        monkeypatch.setattr(_Channel, "_received", fails_once)
+        failures.append(RuntimeError("a bug"))
+        future = client.request_future(broker.addr, command("delay", delay="0.05"), 5.0)
+        with pytest.raises(ConnectionClosedError, match="a bug"):
+            future.result(3)
+        assert client.request(broker.addr, command(k="again"), 2.0).get("k") == "again"
+        assert len(broker.conns) == 2
+        # A blocked caller reading its own answer (threads) fails alike.
+        if env.kind == "threads":
+            parked(client, broker.addr)
+        failures.append(RuntimeError("another bug"))
+        with pytest.raises(ConnectionClosedError, match="another bug"):
+            client.request(broker.addr, command(), 3.0)
+        assert client.request(broker.addr, command(k="then"), 2.0).get("k") == "then"
+        assert len(broker.conns) == 3
+
+    env.run(body)
