@@ -1843,13 +1843,51 @@ def test_a_request_made_while_a_caller_reads_is_read_by_that_caller(
         env.runtime.close()
 
 
+class OneReaderRuntime(ThreadRuntime):
+    """A threads runtime whose sockets count reads, and reads that overlapped
+    another read of the same socket."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+        self.overlaps = 0
+
+    def create_connection(self, addr: tuple[str, int], timeout: float) -> Any:
+        return _CountingSocket(self, socket.create_connection(addr, timeout))
+
+
+class _CountingSocket:
+    def __init__(self, runtime: OneReaderRuntime, sock: socket.socket) -> None:
+        self._runtime = runtime
+        self._sock = sock
+        self._lock = threading.Lock()
+        self._inside = 0
+
+    def recv(self, size: int) -> bytes:
+        with self._lock:
+            self._inside += 1
+            self._runtime.reads += 1
+            if self._inside > 1:
+                self._runtime.overlaps += 1
+        try:
+            return self._sock.recv(size)
+        finally:
+            with self._lock:
+                self._inside -= 1
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
 def test_callers_async_requests_and_a_servers_requests_all_at_once(
     broker: FakeBroker, parked_look: Callable[[float], None]
 ) -> None:
     """Every answer reaches its own request, its body whole, however the reading
-    passes between callers and the reader thread."""
+    passes between callers and the reader thread; and never do two threads read
+    one socket at once (its sockets count the threads inside ``recv``)."""
     parked_look(0.05)  # the server's requests may come while nothing is in flight
     env = Env("threads")
+    env.runtime = OneReaderRuntime()
     client = env.client(request_handler=lambda addr, request: Reply(0, {}, request.body))
     try:
         client.request(broker.addr, command(), 2.0)
@@ -1888,6 +1926,7 @@ def test_callers_async_requests_and_a_servers_requests_all_at_once(
         tasks += [functools.partial(sender, n) for n in range(2)]
         env.concurrently([*tasks, asker])
         assert len(broker.conns) == 1
+        assert env.runtime.reads > 100 and env.runtime.overlaps == 0
     finally:
         client.close()
         env.runtime.close()
