@@ -4,9 +4,12 @@ Continuation-passing: no thread (or greenlet) waits for a flow. Each effect is
 started without blocking, and the flow resumes in whichever task completes it:
 a call's answer on its connection's reader, a sleep on the runtime's timer, a
 user's callable on the user pool (called at once when the flow already runs on
-one of the pool's workers). A flow yields many effects that complete at
-once (``Now``, a call that fails fast...); those are run in a loop, not by
-recursion, so a long flow cannot exhaust the stack.
+one of the pool's workers, unless that worker is reading a connection). Where
+the runtime lets callers read, the task blocked in :func:`run_flow` reads the
+answers to the requests the flow makes in it, and the flow resumes there. A
+flow yields many effects that complete at once (``Now``, a call that fails
+fast...); those are run in a loop, not by recursion, so a long flow cannot
+exhaust the stack.
 """
 
 from __future__ import annotations
@@ -255,7 +258,8 @@ class _FlowRunner(Generic[T]):
 
     def _user_call(self, effect: driver.UserCall) -> Any:
         fn = _timed(effect.fn, self._runtime.monotonic) if effect.timed else effect.fn
-        if self._in_a_row < _CALLS_IN_A_ROW:
+        # Not in a caller reading a connection: the callable could wait for it.
+        if self._in_a_row < _CALLS_IN_A_ROW and not self._client.reading_here():
             try:
                 ran, value = self._runtime.run_user_here(fn, effect.args)
             except Exception as exc:

@@ -124,9 +124,9 @@ class Runtime(Protocol):
     #: caller's own thread. Worth it only where spawning costs microseconds.
     coalesce_writes: bool
     #: Whether a caller blocked on its own request may read the connection itself
-    #: while no other request is in flight (the connection's reader task then
-    #: waits), sparing the hand-off of the answer from the reader: a thread switch,
-    #: where tasks are threads.
+    #: while the connection's reader task waits (it does once a blocked caller's
+    #: answer came and nothing else is in flight), sparing the hand-off of the
+    #: answer from the reader: a thread switch, where tasks are threads.
     callers_read: bool
 
     def spawn(self, fn: Callable[..., object], /, *args: Any) -> TaskHandle:

@@ -10,10 +10,12 @@ one future per request, one reader task and one timer per connection.
 
 - **Reading.** A task per connection connects, then reads and feeds the core,
   completing futures outside the connection's lock. Where the runtime lets
-  callers read (threads), a caller blocked on its own request reads the answer
-  itself while nothing else is in flight: the reader task waits ("parked")
-  while nothing is in flight after such a caller's request, so that caller's
-  next answer needs no hand-off between threads. Only one task reads at a time:
+  callers read (threads), a caller blocked on its own request may read the
+  answer itself: the reader task waits ("parked") while nothing is in flight
+  after such a caller's request, and a caller that finds it parked reads, so
+  its answer needs no hand-off between threads. A reading caller completes
+  only its own request, leaving the others' to the reader task (their
+  callbacks never run amid a caller's code). Only one task reads at a time:
   a caller reads only a parked reader's connection, and whoever stops reading
   with requests still in flight unparks the reader. A parked reader looks for
   what came unasked (a server's request, a close) every :data:`_PARKED_LOOK`
@@ -47,7 +49,9 @@ import logging
 import select
 import socket
 import ssl
+import threading
 import warnings
+from collections import deque
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Final, cast
@@ -153,6 +157,9 @@ class _Channel:
         self._callers_read = self._rt.callers_read
         self._parked = False
         self._caller_reading = False
+        self._reading_caller: object | None = None  # the task reading, while one does
+        # Completions a reading caller left to the reader task (see _feed).
+        self._handoff: deque[_Completion] = deque()
         self._last_was_caller = False
         self._unpark = self._rt.Event()
         self._pollers: list[Any] = [None, None]  # see _poll_for
@@ -436,11 +443,25 @@ class _Channel:
     def _received(self, data: bytes) -> bool:
         """Feed what was read to the core and complete what it completes; whether
         the connection is still open."""
+        actions, flush = self._feed(data)
+        self._dispatch(actions)
+        if flush:
+            self._kick()
+        return self._status != _CLOSED
+
+    def _feed(
+        self, data: bytes, caller: bool = False, own: Future[Any] | None = None
+    ) -> tuple[_Actions, bool]:
+        """Feed ``data`` to the core; what to complete, and whether TLS has output to
+        send. A ``caller`` reading completes only its ``own`` future (if any): the
+        others' completions go to the reader task (:meth:`_handed_over`), as if it
+        had read them, so that their callbacks never run in a caller's thread,
+        amid the caller's own code."""
         flush = False
         tls = self._tls
         with self._lock:
             if self._status == _CLOSED:
-                return False
+                return ([], [], None), False
             conn = self._conn
             if tls is None or not data:
                 conn.receive_data(data)
@@ -459,10 +480,24 @@ class _Channel:
                     if not self._dirty and tls.has_output():
                         self._dirty = flush = True
             actions = self._drain()
-        self._dispatch(actions)
-        if flush:
-            self._kick()
-        return self._status != _CLOSED
+            if caller:
+                done = actions[0]
+                if done and (len(done) > 1 or done[0][0] is not own):
+                    mine = [c for c in done if c[0] is own]
+                    self._handoff.extend(c for c in done if c[0] is not own)
+                    self._unpark.set()  # the reader completes them
+                    actions = (mine, actions[1], actions[2])
+        return actions, flush
+
+    def _handed_over(self) -> None:
+        """(The reader task.) Complete what a reading caller left to it."""
+        handoff = self._handoff
+        while handoff:
+            batch = []
+            with self._lock:
+                while handoff:
+                    batch.append(handoff.popleft())
+            self._dispatch((batch, [], None))
 
     # ------------------------------------------------- a caller reading its answer
 
@@ -473,7 +508,8 @@ class _Channel:
         by that caller (:meth:`read_for`), sparing a hand-off. A request of anyone
         else unparks the reader, as does a caller that stops reading with requests
         still in flight; every :data:`_PARKED_LOOK` seconds the reader looks for
-        what came unasked meanwhile (a server's request, the connection closing)."""
+        what came unasked meanwhile (a server's request, the connection closing).
+        Meanwhile it completes what a reading caller left to it."""
         lock = self._lock
         with lock:
             if self._status == _CLOSED:
@@ -484,15 +520,19 @@ class _Channel:
             self._unpark.clear()
         while True:
             woken = self._unpark.wait(_PARKED_LOOK)
+            if self._handoff:
+                self._handed_over()
             with lock:
                 if self._status == _CLOSED:
                     if self._caller_reading:  # it sets the event once done with the socket
                         self._unpark.clear()
                         continue
-                    return False
+                    turn = False
+                    break
                 if not self._parked:
-                    return True
-                if woken:  # a late wake-up, meant for an earlier park
+                    turn = True
+                    break
+                if woken:  # for the hand-over, or late (meant for an earlier park)
                     self._unpark.clear()
                     continue
                 if self._caller_reading:
@@ -501,7 +541,13 @@ class _Channel:
                 with lock:
                     if self._parked and not self._caller_reading:
                         self._parked = False
-                        return True
+                        turn = True
+                        break
+        # No caller reads now (nor will before the reader parks again): what the
+        # last one left is all there is.
+        if self._handoff:
+            self._handed_over()
+        return turn
 
     def _poll_for(self, sock: SocketLike, *, look: bool = False) -> Any:
         """A poll object watching ``sock``: the parked reader's for its looks, or the
@@ -522,46 +568,102 @@ class _Channel:
         ``False`` at once (the reader task, or that caller, reads it). Either way the
         caller calls :meth:`ensure_reader` once it reads no more here (it may read
         for its next request first: its flow may have made it meanwhile)."""
+        return self._read_as_caller(future, deadline)
+
+    def look(self) -> None:
+        """(A caller, before it sends a request here.) If the reader task is parked
+        and no caller reads, read what came meanwhile, unasked: a connection the
+        server closed is then known closed before a request is written to it."""
+        if self._parked and not self._caller_reading:
+            self._read_as_caller(None, 0.0)
+
+    def _read_as_caller(self, own: Future[Any] | None, deadline: float) -> bool:
+        """Read as a caller (see :meth:`read_for`); ``own`` ``None``: only what has
+        come already. An interrupt (``KeyboardInterrupt`` in the main thread) after
+        bytes were read, before their answers were all in hand, leaves the stream's
+        state unknown: the connection is dropped, and every request that was in
+        flight then fails (none is left waiting forever)."""
         lock = self._lock
-        with lock:
-            sock = self._sock
-            if not self._parked or self._caller_reading or self._status != _OPEN or sock is None:
-                return False
-            self._caller_reading = True
         rt = self._rt
+        taken = False
+        unsettled = False  # bytes read whose answers are not all in hand yet
+        in_play: list[Future[Any]] = []
         try:
+            with lock:
+                sock = self._sock
+                if self._status != _OPEN or sock is None:
+                    return False
+                if not self._parked or self._caller_reading:
+                    return False
+                self._caller_reading = taken = True
+                self._reading_caller = rt.current()
+            local = self._core.local
+            reading_before = getattr(local, "reading", False)
+            local.reading = True
             poller = self._poll_for(sock)
-            while not future.done():
-                # Waits until the request's deadline at most (then the timer fails it;
-                # a moment later if it is late), looking every second whether another
-                # task completed it.
-                wait = min(_CALLER_LOOK, max(deadline - rt.monotonic(), _TIMER_SLACK))
-                if not _readable(poller, wait):
-                    continue
+            while own is None or not own.done():
+                if own is None:
+                    if not _readable(poller, 0.0):
+                        break
+                else:
+                    # Waits until the request's deadline at most (then the timer fails
+                    # it; a moment later if it is late), looking every second whether
+                    # another task completed it.
+                    wait = min(_CALLER_LOOK, max(deadline - rt.monotonic(), _TIMER_SLACK))
+                    if not _readable(poller, wait):
+                        continue
+                with lock:
+                    in_play = [entry[0] for entry in self._waiters.values()]
+                unsettled = True
                 try:
                     data = sock.recv(_RECV_SIZE)
                 except TimeoutError:  # readable, then not (a spurious wake-up)
+                    unsettled = False
                     continue
                 except OSError as exc:
+                    unsettled = False
                     self._lost(exc, "reading")
                     break
-                if not self._received(data):
+                actions, flush = self._feed(data, True, own)
+                unsettled = False
+                self._dispatch(actions)
+                if flush:
+                    self._kick()
+                if self._status == _CLOSED or own is None:
                     break
         except Exception as exc:  # a bug: as in the reader task
             self._log.error(
                 "reading from %s failed", self.addr, exc_info=exc, extra=log_fields(addr=self.addr)
             )
-            self._lost(exc, "reading")
+            self._abandon_read(exc, in_play)
+        except BaseException:
+            if unsettled:
+                self._abandon_read(ConnectionClosedError("interrupted while reading"), in_play)
+            raise
         finally:
-            with lock:
-                self._caller_reading = False
-                # Closed: the reader closes the socket, now that no caller uses it.
-                wake = self._parked and self._status == _CLOSED
+            if taken:
+                local.reading = reading_before
+                with lock:
+                    self._caller_reading = False
+                    self._reading_caller = None
+                    # Closed: the reader closes the socket, now no caller uses it.
+                    wake = self._parked and self._status == _CLOSED
+                    if wake:
+                        self._parked = False
                 if wake:
-                    self._parked = False
-            if wake:
-                self._unpark.set()
+                    self._unpark.set()
         return True
+
+    def _abandon_read(self, exc: BaseException, in_play: list[Future[Any]]) -> None:
+        """Drop the connection after a caller's read failed midway; fail the requests
+        that were in flight when it read, should one have been taken from the
+        core's and this channel's tables without being completed."""
+        self._lost(exc, "reading")
+        for future in in_play:
+            if not future.done():
+                future.set_exception(
+                    ConnectionClosedError(f"connection to {self.addr} broke while reading: {exc!r}")
+                )
 
     def ensure_reader(self) -> None:
         """(A caller done waiting, having read or not.) If requests are in flight
@@ -683,6 +785,8 @@ class _Channel:
         current = rt.current()
         for task in (self._task, self._reader):
             if task is not None and task is not current:
+                if task is self._reader and self._reading_caller is current:
+                    continue  # it waits for this caller to stop reading, up the stack
                 task.join(max(0.0, deadline - rt.monotonic()))
 
     def abandon(self) -> None:
@@ -742,6 +846,8 @@ class _Core:
         self.used = False
         #: Notices, on the core's next use, that it is in a child after os.fork().
         self._fork = ForkCheck()
+        #: Per thread: whether it reads one of these connections as a caller now.
+        self.local = threading.local()
 
     def check_fork(self) -> None:
         """Start afresh if this is a child after ``os.fork()`` and nothing did yet."""
@@ -866,6 +972,7 @@ class _Core:
         # fork there (gevent's, which reinitialises the hub) starts afresh before
         # the sockets are let go.
         self._lock = self.runtime.Lock()
+        self.local = threading.local()
         for channel in self.pool.forget_all():
             channel.abandon()
 
@@ -887,8 +994,8 @@ class RemotingClient:
     a write. ``request_handler`` answers requests the server sends (see
     :data:`RequestHandler`); it runs on the runtime's pool for user callables.
     Callbacks added to the futures run in the task that completes them (the
-    connection's reader, its timer, or a caller reading its own answer) and
-    must not block.
+    connection's reader or its timer; for a blocked caller's own request, that
+    caller, if it read the answer itself) and must not block.
 
     Safe to share between threads (or greenlets). After ``os.fork()`` the child
     forgets the parent's connections and opens its own on first use.
@@ -925,6 +1032,12 @@ class RemotingClient:
     @property
     def closed(self) -> bool:
         return self._core.closed
+
+    def reading_here(self) -> bool:
+        """Whether the current thread reads one of this client's connections as a
+        caller now: a user's callable must not run here (it could wait for that
+        connection's answers)."""
+        return getattr(self._core.local, "reading", False)
 
     def connected(self, addr: str) -> bool:
         """Whether a connection to ``addr`` is open now."""
@@ -984,6 +1097,8 @@ class RemotingClient:
                 raise InvalidArgumentError(f"a request needs a positive timeout, got {timeout!r}")
             for _ in range(3):
                 channel = core.channel(addr)
+                if caller and channel._parked:
+                    channel.look()  # a connection the server closed is skipped, not used
                 future = channel.request(command, timeout, caller)
                 if future is not None:
                     return future, channel
@@ -996,7 +1111,7 @@ class RemotingClient:
 
         Raises :class:`RequestTimeoutError` or :class:`ConnectionClosedError`.
         Where the runtime lets callers read, the caller reads the answer itself
-        if nothing else is in flight (see :meth:`caller_request`).
+        while the connection's reader waits (see :meth:`caller_request`).
         """
         if self._runtime.callers_read:
             future, channel = self.caller_request(addr, command, timeout)

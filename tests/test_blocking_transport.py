@@ -1811,7 +1811,8 @@ def test_a_request_made_while_a_caller_reads_is_read_by_that_caller(
     broker: FakeBroker, parked_look: Callable[[float], None]
 ) -> None:
     """Never two readers at once: the reader thread stays parked while a caller
-    reads, whoever else sends meanwhile, and takes over when the caller stops."""
+    reads, whoever else sends meanwhile. The caller completes only its own
+    request: the others' callbacks run on the reader thread, as ever."""
     env = Env("threads")
     client = env.client()
     try:
@@ -1831,13 +1832,12 @@ def test_a_request_made_while_a_caller_reads_is_read_by_that_caller(
             assert time.monotonic() < deadline
             time.sleep(0.001)
         quick = client.request_future(broker.addr, command(k="quick"), 3.0)
+        assert channel._parked and channel._caller_reading  # the caller reads it
         quick.add_done_callback(lambda _: completed_in.append(threading.current_thread()))
         assert quick.result(3).get("k") == "quick"
         thread.join(5)
-        assert completed_in == caller_thread
-        # Still in flight when the caller stops: the reader thread reads it.
-        later = client.request_future(broker.addr, command("delay", k="later", delay="0.2"), 3.0)
-        assert later.result(3).get("k") == "later"
+        assert completed_in == [channel._reader] and caller_thread[0] is not channel._reader
+        assert channel._parked  # read by the caller, which is done: the reader parked on
     finally:
         client.close()
         env.runtime.close()
@@ -1956,17 +1956,17 @@ def test_a_reader_that_fails_unexpectedly_fails_its_requests_and_the_next_reconn
     from rocketmq_sync._transport import _Channel
 
     client = env.client()
-    received = _Channel._received
+    feed = _Channel._feed
     failures: list[Exception] = []
 
-    def fails_once(self: Any, data: bytes) -> bool:
+    def fails_once(self: Any, data: bytes, *args: Any) -> Any:
         if failures:
             raise failures.pop()
-        return received(self, data)
+        return feed(self, data, *args)
 
     def body() -> None:
         client.request(broker.addr, command(), 2.0)
-        monkeypatch.setattr(_Channel, "_received", fails_once)
+        monkeypatch.setattr(_Channel, "_feed", fails_once)
         failures.append(RuntimeError("a bug"))
         future = client.request_future(broker.addr, command("delay", delay="0.05"), 5.0)
         with pytest.raises(ConnectionClosedError, match="a bug"):
@@ -1983,3 +1983,235 @@ def test_a_reader_that_fails_unexpectedly_fails_its_requests_and_the_next_reconn
         assert len(broker.conns) == 3
 
     env.run(body)
+
+
+def _when(predicate: Callable[[], object]) -> None:
+    deadline = time.monotonic() + 5
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.0005)
+
+
+def test_a_request_still_in_flight_when_the_caller_stops_reading_goes_to_the_reader(
+    broker: FakeBroker, parked_look: Callable[[float], None]
+) -> None:
+    env = Env("threads")
+    client = env.client()
+    try:
+        client.request(broker.addr, command(), 2.0)
+        channel = parked(client, broker.addr)
+        box: dict[str, Any] = {}
+
+        def other() -> None:
+            _when(lambda: channel._caller_reading)
+            future = client.request_future(broker.addr, command("delay", k="x", delay="0.3"), 5.0)
+            box["k"] = future.result(4).get("k")
+
+        thread = threading.Thread(target=other)
+        thread.start()
+        started = time.monotonic()
+        assert (
+            client.request(broker.addr, command("delay", k="c", delay="0.05"), 2.0).get("k") == "c"
+        )
+        thread.join(5)
+        # Answered after the caller stopped: the reader read it, not its look a minute on.
+        assert box == {"k": "x"} and time.monotonic() - started < 2.0
+    finally:
+        client.close()
+        env.runtime.close()
+
+
+def test_a_flow_that_moves_to_another_connection_leaves_the_first_to_its_reader(
+    parked_look: Callable[[float], None],
+) -> None:
+    one, two = FakeBroker(), FakeBroker()
+    env = Env("threads")
+    client = env.client()
+    try:
+        client.request(one.addr, command(), 2.0)
+        client.request(two.addr, command(), 2.0)
+        first = parked(client, one.addr)
+        parked(client, two.addr)
+        box: dict[str, float] = {}
+
+        def flow() -> Generator[Any, Any, None]:
+            yield Call(one.addr, command("delay", k="a", delay="0.05"), 2.0)
+            yield Call(two.addr, command("delay", k="b", delay="1.0"), 3.0)
+
+        def other() -> None:
+            _when(lambda: first._caller_reading)
+            future = client.request_future(one.addr, command("delay", k="x", delay="0.1"), 5.0)
+            started = time.monotonic()
+            future.result(5)
+            box["took"] = time.monotonic() - started
+
+        thread = threading.Thread(target=other)
+        thread.start()
+        run_flow(client, env.runtime, flow())
+        thread.join(5)
+        assert box["took"] < 0.8  # not after the flow's read on the second connection
+    finally:
+        client.close()
+        env.runtime.close()
+        one.close()
+        two.close()
+
+
+def test_an_interrupt_in_a_reading_caller_strands_no_request(
+    broker: FakeBroker, parked_look: Callable[[float], None]
+) -> None:
+    """KeyboardInterrupt reaches the main thread wherever it is: here in the
+    caller's own flow, once it read its answer, while other threads' requests are
+    in flight; then between reading bytes and feeding them."""
+    env = Env("threads")
+    client = env.client()
+    try:
+        client.request(broker.addr, command(), 2.0)
+        channel = parked(client, broker.addr)
+        others: list[Future[RemotingCommand]] = []
+
+        def send_others() -> None:
+            _when(lambda: channel._caller_reading)
+            for i in range(10):
+                others.append(client.request_future(broker.addr, command("shuffle", k=str(i)), 2.0))
+
+        def flow() -> Generator[Any, Any, None]:
+            yield Call(broker.addr, command("delay", k="main", delay="0.1"), 2.0)
+            raise KeyboardInterrupt  # as if SIGINT came while the flow ran in the caller
+
+        thread = threading.Thread(target=send_others)
+        thread.start()
+        with pytest.raises(KeyboardInterrupt):
+            run_flow(client, env.runtime, flow())
+        thread.join(5)
+        for future in others:
+            assert future.result(3).get("k") is not None  # answered: nothing was lost
+        assert not channel._caller_reading
+
+        # Bytes read, then the interrupt before they were fed: the stream's state is
+        # unknown, so the connection is dropped and what was in flight fails.
+        channel = parked(client, broker.addr)
+        from rocketmq_sync._transport import _Channel
+
+        feed = _Channel._feed
+        interrupts = [KeyboardInterrupt()]
+
+        def interrupted(self: Any, data: bytes, *args: Any) -> Any:
+            if interrupts and args:  # a caller's feed
+                raise interrupts.pop()
+            return feed(self, data, *args)
+
+        waiting: list[Future[RemotingCommand]] = []
+
+        def send_one() -> None:
+            _when(lambda: channel._caller_reading)
+            waiting.append(client.request_future(broker.addr, command("never"), 5.0))
+
+        thread = threading.Thread(target=send_one)
+        thread.start()
+        with contextlib.ExitStack() as stack:
+            stack.callback(setattr, _Channel, "_feed", feed)
+            _Channel._feed = interrupted  # type: ignore[method-assign]
+            with pytest.raises(KeyboardInterrupt):
+                client.request(broker.addr, command("delay", k="c", delay="0.1"), 2.0)
+        thread.join(5)
+        with pytest.raises(ConnectionClosedError):
+            waiting[0].result(3)
+        assert client.request(broker.addr, command(k="after"), 2.0).get("k") == "after"
+        assert len(broker.conns) == 2
+    finally:
+        client.close()
+        env.runtime.close()
+
+
+def test_a_connection_the_server_closed_while_idle_is_not_used_by_a_caller(
+    broker: FakeBroker, parked_look: Callable[[float], None]
+) -> None:
+    env = Env("threads")
+    client = env.client()
+    try:
+        client.request(broker.addr, command(), 2.0)
+        parked(client, broker.addr)
+        broker.conns[0].close()  # unasked: nobody reads while the reader is parked
+        _when(lambda: broker.conns[0].ended)
+        time.sleep(0.02)
+        # The caller looks before it writes: the closed connection is skipped.
+        assert client.request(broker.addr, command(k="fresh"), 2.0).get("k") == "fresh"
+        assert len(broker.conns) == 2
+    finally:
+        client.close()
+        env.runtime.close()
+
+
+def test_closing_with_a_parked_reader_or_from_a_reading_caller_does_not_wait(
+    broker: FakeBroker, parked_look: Callable[[float], None]
+) -> None:
+    env = Env("threads")
+    client = env.client()
+    try:
+        client.request(broker.addr, command(), 2.0)
+        reader = parked(client, broker.addr)._reader
+        started = time.monotonic()
+        client.close()
+        assert time.monotonic() - started < 1.0 and not reader.is_alive()
+    finally:
+        env.runtime.close()
+
+    env = Env("threads")
+    client = env.client()
+    try:
+        client.request(broker.addr, command(), 2.0)
+        channel = parked(client, broker.addr)
+        took: list[float] = []
+
+        def flow() -> Generator[Any, Any, None]:
+            yield Call(broker.addr, command(k="main"), 2.0)
+            started = time.monotonic()
+            client.close()  # in the caller, as it reads: its own flow's continuation
+            took.append(time.monotonic() - started)
+
+        run_flow(client, env.runtime, flow())
+        assert took[0] < 1.0
+        channel._reader.join(2)
+        assert not channel._reader.is_alive()
+    finally:
+        client.close()
+        env.runtime.close()
+
+
+def test_a_users_callable_never_runs_in_a_reading_caller(
+    broker: FakeBroker, parked_look: Callable[[float], None]
+) -> None:
+    """A flow run by one of the runtime's user workers runs its next user's
+    callable there, unless that worker is reading a connection: the callable
+    could wait for that very connection (here: a blocking request on it)."""
+    env = Env("threads")
+    client = env.client()
+    try:
+        client.request(broker.addr, command(), 2.0)
+        parked(client, broker.addr)
+        ran_in: list[object] = []
+
+        def nested() -> str:
+            ran_in.append(threading.current_thread())
+            return client.request(broker.addr, command(k="nested"), 2.0).get("k") or ""
+
+        def flow() -> Generator[Any, Any, str]:
+            yield Call(broker.addr, command(k="outer"), 2.0)
+            answer: str = yield UserCall(nested)
+            return answer
+
+        outcome: list[Any] = []
+        worker: list[object] = []
+
+        def on_worker() -> str:
+            worker.append(threading.current_thread())
+            return run_flow(client, env.runtime, flow())
+
+        env.runtime.run_user(on_worker, (), lambda value, exc: outcome.append((value, exc)))
+        _when(lambda: outcome)
+        assert outcome == [("nested", None)]
+        assert ran_in and ran_in[0] is not worker[0]
+    finally:
+        client.close()
+        env.runtime.close()
