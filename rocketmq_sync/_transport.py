@@ -14,8 +14,8 @@ one future per request, one reader task and one timer per connection.
   answer itself: the reader task waits ("parked") while nothing is in flight
   after such a caller's request, and a caller that finds it parked reads, so
   its answer needs no hand-off between threads. A reading caller completes
-  only its own request, leaving the others' to the reader task (their
-  callbacks never run amid a caller's code). Only one task reads at a time:
+  only its own request, leaving the others' to the reader task, their
+  failures too (their callbacks never run amid a caller's code). Only one task reads at a time:
   a caller reads only a parked reader's connection, and whoever stops reading
   with requests still in flight unparks the reader. A parked reader looks for
   what came unasked (a server's request, a close) every :data:`_PARKED_LOOK`
@@ -481,13 +481,18 @@ class _Channel:
                         self._dirty = flush = True
             actions = self._drain()
             if caller:
-                done = actions[0]
-                if done and (len(done) > 1 or done[0][0] is not own):
-                    mine = [c for c in done if c[0] is own]
-                    self._handoff.extend(c for c in done if c[0] is not own)
-                    self._unpark.set()  # the reader completes them
-                    actions = (mine, actions[1], actions[2])
+                actions = self._hand_over(actions, own)
         return actions, flush
+
+    def _hand_over(self, actions: _Actions, own: Future[Any] | None) -> _Actions:
+        """(Under ``_lock``, in a reading caller.) ``actions`` less the completions of
+        requests other than ``own``, which go to the reader task (:meth:`_feed`)."""
+        done = actions[0]
+        if done and (len(done) > 1 or done[0][0] is not own):
+            self._handoff.extend(c for c in done if c[0] is not own)
+            self._unpark.set()  # the reader completes them
+            actions = ([c for c in done if c[0] is own], actions[1], actions[2])
+        return actions
 
     def _handed_over(self) -> None:
         """(The reader task.) Complete what a reading caller left to it."""
@@ -520,22 +525,23 @@ class _Channel:
             self._unpark.clear()
         while True:
             woken = self._unpark.wait(_PARKED_LOOK)
+            if woken:
+                # Cleared before the hand-over is emptied: what a caller hands over
+                # after this sets it again (and is seen at the next wait).
+                with lock:
+                    self._unpark.clear()
             if self._handoff:
                 self._handed_over()
             with lock:
                 if self._status == _CLOSED:
                     if self._caller_reading:  # it sets the event once done with the socket
-                        self._unpark.clear()
                         continue
                     turn = False
                     break
                 if not self._parked:
                     turn = True
                     break
-                if woken:  # for the hand-over, or late (meant for an earlier park)
-                    self._unpark.clear()
-                    continue
-                if self._caller_reading:
+                if woken or self._caller_reading:
                     continue
             if _readable(self._poll_for(sock, look=True), 0.0):
                 with lock:
@@ -571,11 +577,12 @@ class _Channel:
         return self._read_as_caller(future, deadline)
 
     def look(self) -> None:
-        """(A caller, before it sends a request here.) If the reader task is parked
-        and no caller reads, read what came meanwhile, unasked: a connection the
-        server closed is then known closed before a request is written to it."""
+        """(Before a request is sent here.) If the reader task is parked and no
+        caller reads, read what came meanwhile, unasked: a connection the server
+        closed is then known closed before a request is written to it."""
         if self._parked and not self._caller_reading:
             self._read_as_caller(None, 0.0)
+            self.ensure_reader()  # for a request another task sent meanwhile
 
     def _read_as_caller(self, own: Future[Any] | None, deadline: float) -> bool:
         """Read as a caller (see :meth:`read_for`); ``own`` ``None``: only what has
@@ -585,6 +592,9 @@ class _Channel:
         flight then fails (none is left waiting forever)."""
         lock = self._lock
         rt = self._rt
+        local = self._core.local
+        reading_before = getattr(local, "reading", False)
+        me = rt.current()
         taken = False
         unsettled = False  # bytes read whose answers are not all in hand yet
         in_play: list[Future[Any]] = []
@@ -595,25 +605,25 @@ class _Channel:
                     return False
                 if not self._parked or self._caller_reading:
                     return False
+                self._reading_caller = me
                 self._caller_reading = taken = True
-                self._reading_caller = rt.current()
-            local = self._core.local
-            reading_before = getattr(local, "reading", False)
             local.reading = True
             poller = self._poll_for(sock)
+            give_up = deadline + _WAIT_GRACE  # should the timer fail to fire
             while own is None or not own.done():
                 if own is None:
                     if not _readable(poller, 0.0):
                         break
                 else:
+                    now = rt.monotonic()
+                    if now > give_up:
+                        break  # the caller waits for its future, as it would have
                     # Waits until the request's deadline at most (then the timer fails
                     # it; a moment later if it is late), looking every second whether
                     # another task completed it.
-                    wait = min(_CALLER_LOOK, max(deadline - rt.monotonic(), _TIMER_SLACK))
+                    wait = min(_CALLER_LOOK, max(deadline - now, _TIMER_SLACK))
                     if not _readable(poller, wait):
                         continue
-                with lock:
-                    in_play = [entry[0] for entry in self._waiters.values()]
                 unsettled = True
                 try:
                     data = sock.recv(_RECV_SIZE)
@@ -622,8 +632,10 @@ class _Channel:
                     continue
                 except OSError as exc:
                     unsettled = False
-                    self._lost(exc, "reading")
+                    self._lost(exc, "reading", True, own)
                     break
+                with lock:
+                    in_play = [entry[0] for entry in self._waiters.values()]
                 actions, flush = self._feed(data, True, own)
                 unsettled = False
                 self._dispatch(actions)
@@ -635,17 +647,19 @@ class _Channel:
             self._log.error(
                 "reading from %s failed", self.addr, exc_info=exc, extra=log_fields(addr=self.addr)
             )
-            self._abandon_read(exc, in_play)
+            self._abandon_read(exc, in_play, own)
         except BaseException:
             if unsettled:
-                self._abandon_read(ConnectionClosedError("interrupted while reading"), in_play)
+                self._abandon_read(ConnectionClosedError("interrupted while reading"), in_play, own)
             raise
         finally:
             if taken:
+                # First what an interrupt here must not skip: the flags (plain stores,
+                # atomic under the interpreter's lock).
+                self._caller_reading = False
+                self._reading_caller = None
                 local.reading = reading_before
                 with lock:
-                    self._caller_reading = False
-                    self._reading_caller = None
                     # Closed: the reader closes the socket, now no caller uses it.
                     wake = self._parked and self._status == _CLOSED
                     if wake:
@@ -654,16 +668,23 @@ class _Channel:
                     self._unpark.set()
         return True
 
-    def _abandon_read(self, exc: BaseException, in_play: list[Future[Any]]) -> None:
+    def _abandon_read(
+        self, exc: BaseException, in_play: list[Future[Any]], own: Future[Any] | None
+    ) -> None:
         """Drop the connection after a caller's read failed midway; fail the requests
-        that were in flight when it read, should one have been taken from the
-        core's and this channel's tables without being completed."""
-        self._lost(exc, "reading")
-        for future in in_play:
-            if not future.done():
-                future.set_exception(
-                    ConnectionClosedError(f"connection to {self.addr} broke while reading: {exc!r}")
-                )
+        that were in flight as it fed what it read, should one have been taken from
+        the core's and this channel's tables without being completed (one whose
+        answer was handed to the reader is not). Others' requests fail on the
+        reader task, as in :meth:`_feed`."""
+        self._lost(exc, "reading", True, own)
+        with self._lock:
+            handed = {id(c[0]) for c in self._handoff}
+            stranded = [f for f in in_play if not f.done() and id(f) not in handed]
+            error = ConnectionClosedError(f"connection to {self.addr} broke while reading: {exc!r}")
+            self._handoff.extend((f, None, error) for f in stranded if f is not own)
+            self._unpark.set()
+        if own is not None and own in stranded:
+            own.set_exception(error)
 
     def ensure_reader(self) -> None:
         """(A caller done waiting, having read or not.) If requests are in flight
@@ -683,13 +704,19 @@ class _Channel:
         with self._write_lock:
             sock.close()
 
-    def _lost(self, exc: BaseException, doing: str) -> None:
+    def _lost(
+        self, exc: BaseException, doing: str, caller: bool = False, own: Future[Any] | None = None
+    ) -> None:
+        """The connection broke with ``exc``: fail what is in flight (a reading
+        ``caller`` fails only its ``own`` request here, as :meth:`_feed` does)."""
         with self._lock:
             if self._status == _CLOSED:
                 return
             error = self.endpoint.broken_error(exc, doing, self._core.write_timeout)
             self._conn.connection_lost(error)
             actions = self._drain()
+            if caller:
+                actions = self._hand_over(actions, own)
         self._dispatch(actions)
 
     # ------------------------------------------------------------------- events
@@ -1097,7 +1124,7 @@ class RemotingClient:
                 raise InvalidArgumentError(f"a request needs a positive timeout, got {timeout!r}")
             for _ in range(3):
                 channel = core.channel(addr)
-                if caller and channel._parked:
+                if channel._parked:
                     channel.look()  # a connection the server closed is skipped, not used
                 future = channel.request(command, timeout, caller)
                 if future is not None:

@@ -1623,7 +1623,8 @@ def test_a_request_of_anyone_else_unparks_the_reader(
         future = client.request_future(broker.addr, command(k="async"), 2.0)
         assert future.result(3).get("k") == "async"
         completed_in: list[object] = []
-        future = client.request_future(broker.addr, command(k="again"), 2.0)
+        # Answered late enough for the callback to be added first.
+        future = client.request_future(broker.addr, command("delay", delay="0.1"), 2.0)
         future.add_done_callback(lambda _: completed_in.append(threading.current_thread()))
         future.result(3)
         assert completed_in == [channel._reader]
@@ -1831,7 +1832,7 @@ def test_a_request_made_while_a_caller_reads_is_read_by_that_caller(
         while not channel._caller_reading:
             assert time.monotonic() < deadline
             time.sleep(0.001)
-        quick = client.request_future(broker.addr, command(k="quick"), 3.0)
+        quick = client.request_future(broker.addr, command("delay", k="quick", delay="0.05"), 3.0)
         assert channel._parked and channel._caller_reading  # the caller reads it
         quick.add_done_callback(lambda _: completed_in.append(threading.current_thread()))
         assert quick.result(3).get("k") == "quick"
@@ -2212,6 +2213,155 @@ def test_a_users_callable_never_runs_in_a_reading_caller(
         _when(lambda: outcome)
         assert outcome == [("nested", None)]
         assert ran_in and ran_in[0] is not worker[0]
+    finally:
+        client.close()
+        env.runtime.close()
+
+
+def test_an_interrupt_as_a_caller_takes_or_leaves_the_connection_keeps_it_usable(
+    broker: FakeBroker, parked_look: Callable[[float], None]
+) -> None:
+    env = Env("threads")
+    client = env.client()
+
+    class Interrupting:
+        """The core's per-thread flags, raising once as a caller starts reading."""
+
+        def __init__(self) -> None:
+            object.__setattr__(self, "armed", True)
+
+        def __setattr__(self, name: str, value: Any) -> None:
+            if self.armed and name == "reading" and value:
+                object.__setattr__(self, "armed", False)
+                raise KeyboardInterrupt
+            object.__setattr__(self, name, value)
+
+    try:
+        client.request(broker.addr, command(), 2.0)
+        channel = parked(client, broker.addr)
+        client._core.local = Interrupting()  # type: ignore[assignment]
+        with pytest.raises(KeyboardInterrupt):
+            client.request(broker.addr, command(k="a"), 2.0)
+        assert not channel._caller_reading and channel._reading_caller is None
+        for i in range(3):
+            assert client.request(broker.addr, command(k=str(i)), 2.0).get("k") == str(i)
+        assert len(broker.conns) == 1
+    finally:
+        client.close()
+        env.runtime.close()
+
+
+def test_answers_handed_to_the_reader_while_it_empties_earlier_ones_are_not_left(
+    broker: FakeBroker, parked_look: Callable[[float], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reader empties what a caller handed over while that caller hands over
+    more (a pause after each emptying widens the window): none waits for a look."""
+    from rocketmq_sync._transport import _Channel
+
+    handed_over = _Channel._handed_over
+
+    def slowly(self: Any) -> None:
+        handed_over(self)
+        time.sleep(0.003)
+
+    monkeypatch.setattr(_Channel, "_handed_over", slowly)
+    env = Env("threads")
+    client = env.client()
+    try:
+        client.request(broker.addr, command(), 2.0)
+        channel = parked(client, broker.addr)
+        futures: list[Future[RemotingCommand]] = []
+
+        def others() -> None:
+            _when(lambda: channel._caller_reading)
+            for i in range(30):
+                delay = f"{0.002 * i:.3f}"
+                futures.append(
+                    client.request_future(broker.addr, command("delay", k=str(i), delay=delay), 3.0)
+                )
+
+        thread = threading.Thread(target=others)
+        thread.start()
+        client.request(broker.addr, command("delay", k="c", delay="0.3"), 3.0)
+        thread.join(5)
+        for i, future in enumerate(futures):
+            assert future.result(4).get("k") == str(i)
+    finally:
+        client.close()
+        env.runtime.close()
+
+
+def test_an_interrupt_after_answers_were_handed_over_keeps_those_answers(
+    broker: FakeBroker, parked_look: Callable[[float], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rocketmq_sync._transport import _Channel
+
+    env = Env("threads")
+    client = env.client()
+    try:
+        client.request(broker.addr, command(), 2.0)
+        channel = parked(client, broker.addr)
+        other: list[Future[RemotingCommand]] = []
+        feed = _Channel._feed
+        interrupts = [KeyboardInterrupt()]
+
+        def then_interrupted(self: Any, data: bytes, *args: Any) -> Any:
+            actions = feed(self, data, *args)
+            if args and interrupts and self._handoff:  # others' answers handed over
+                raise interrupts.pop()
+            return actions
+
+        monkeypatch.setattr(_Channel, "_feed", then_interrupted)
+
+        def send_other() -> None:
+            _when(lambda: channel._caller_reading)
+            other.append(client.request_future(broker.addr, command(k="other"), 3.0))
+
+        thread = threading.Thread(target=send_other)
+        thread.start()
+        with pytest.raises(KeyboardInterrupt):
+            client.request(broker.addr, command("delay", k="c", delay="0.3"), 3.0)
+        thread.join(5)
+        assert other[0].result(3).get("k") == "other"  # answered, not failed
+    finally:
+        client.close()
+        env.runtime.close()
+
+
+def test_any_request_skips_a_connection_the_server_closed_while_idle(
+    broker: FakeBroker, parked_look: Callable[[float], None]
+) -> None:
+    env = Env("threads")
+    client = env.client()
+    try:
+        client.request(broker.addr, command(), 2.0)
+        parked(client, broker.addr)
+        broker.conns[0].close()
+        _when(lambda: broker.conns[0].ended)
+        time.sleep(0.02)
+        future = client.request_future(broker.addr, command(k="async"), 2.0)
+        assert future.result(3).get("k") == "async"
+        assert len(broker.conns) == 2
+    finally:
+        client.close()
+        env.runtime.close()
+
+
+def test_a_reading_caller_gives_up_should_the_timer_never_fire(
+    broker: FakeBroker, parked_look: Callable[[float], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rocketmq_sync._transport import _Channel
+
+    env = Env("threads")
+    client = env.client()
+    try:
+        client.request(broker.addr, command(), 2.0)
+        parked(client, broker.addr)
+        monkeypatch.setattr(_Channel, "_on_timer", lambda self, seq: None)
+        started = time.monotonic()
+        with pytest.raises(RequestTimeoutError):
+            client.request(broker.addr, command("never"), 0.2)
+        assert time.monotonic() - started < 5.0
     finally:
         client.close()
         env.runtime.close()
