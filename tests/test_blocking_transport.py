@@ -1580,6 +1580,28 @@ def parked(client: RemotingClient, addr: str) -> Any:
     return channel
 
 
+class Warm:
+    """A threads client whose connection to the fake broker is open, its reader
+    parked (a blocked caller's answer came, nothing else is in flight)."""
+
+    def __init__(self, env: Env, client: RemotingClient, channel: Any) -> None:
+        self.env = env
+        self.client = client
+        self.channel = channel
+
+
+@pytest.fixture
+def warm(broker: FakeBroker, parked_look: Callable[[float], None]) -> Generator[Warm, None, None]:
+    env = Env("threads")
+    client = env.client()
+    try:
+        client.request(broker.addr, command(), 2.0)
+        yield Warm(env, client, parked(client, broker.addr))
+    finally:
+        client.close()
+        env.runtime.close()
+
+
 def test_a_blocked_caller_reads_the_answers_to_its_flows_requests(
     broker: FakeBroker, parked_look: Callable[[float], None]
 ) -> None:
@@ -1611,141 +1633,103 @@ def test_a_blocked_caller_reads_the_answers_to_its_flows_requests(
         env.runtime.close()
 
 
-def test_a_request_of_anyone_else_unparks_the_reader(
-    broker: FakeBroker, parked_look: Callable[[float], None]
-) -> None:
-    env = Env("threads")
-    client = env.client()
-    try:
-        client.request(broker.addr, command(), 2.0)
-        channel = parked(client, broker.addr)
-        # Not a blocked caller's: the reader thread reads its answer.
-        future = client.request_future(broker.addr, command(k="async"), 2.0)
-        assert future.result(3).get("k") == "async"
-        completed_in: list[object] = []
-        # Answered late enough for the callback to be added first.
-        future = client.request_future(broker.addr, command("delay", delay="0.1"), 2.0)
-        future.add_done_callback(lambda _: completed_in.append(threading.current_thread()))
-        future.result(3)
-        assert completed_in == [channel._reader]
-        # The reader reads on while requests of others come, and parks only after
-        # a blocked caller's request.
-        assert not channel._parked
-        client.request(broker.addr, command(), 2.0)
-        parked(client, broker.addr)
-    finally:
-        client.close()
-        env.runtime.close()
+def test_a_request_of_anyone_else_unparks_the_reader(broker: FakeBroker, warm: Warm) -> None:
+    client, channel = warm.client, warm.channel
+    # Not a blocked caller's: the reader thread reads its answer.
+    future = client.request_future(broker.addr, command(k="async"), 2.0)
+    assert future.result(3).get("k") == "async"
+    completed_in: list[object] = []
+    # Answered late enough for the callback to be added first.
+    future = client.request_future(broker.addr, command("delay", delay="0.1"), 2.0)
+    future.add_done_callback(lambda _: completed_in.append(threading.current_thread()))
+    future.result(3)
+    assert completed_in == [channel._reader]
+    # The reader reads on while requests of others come, and parks only after
+    # a blocked caller's request.
+    assert not channel._parked
+    client.request(broker.addr, command(), 2.0)
+    parked(client, broker.addr)
 
 
 def test_a_caller_that_stops_reading_with_requests_in_flight_unparks_the_reader(
-    broker: FakeBroker, parked_look: Callable[[float], None]
+    broker: FakeBroker, warm: Warm
 ) -> None:
     """Blocked callers in many threads at once: one reads, the others wait; the one
     reading stops once answered, and the reader thread takes over the rest."""
-    env = Env("threads")
-    client = env.client()
-    try:
-        client.request(broker.addr, command(), 2.0)
-        parked(client, broker.addr)
+    client = warm.client
+    env = warm.env
 
-        def caller(n: int) -> list[str]:
-            keys = []
-            for i in range(40):
-                do = "shuffle" if i % 3 == 0 else "echo"
-                delay = {"do": "delay", "delay": "0.002"} if i % 7 == 0 else {}
-                request = command(**{"do": do, "k": f"{n}-{i}", **delay})  # type: ignore[arg-type]
-                keys.append(client.request(broker.addr, request, 3.0).get("k"))
-            return keys
+    def caller(n: int) -> list[str]:
+        keys = []
+        for i in range(40):
+            do = "shuffle" if i % 3 == 0 else "echo"
+            delay = {"do": "delay", "delay": "0.002"} if i % 7 == 0 else {}
+            request = command(**{"do": do, "k": f"{n}-{i}", **delay})  # type: ignore[arg-type]
+            keys.append(client.request(broker.addr, request, 3.0).get("k"))
+        return keys
 
-        results = env.concurrently([functools.partial(caller, n) for n in range(8)])
-        assert results == [[f"{n}-{i}" for i in range(40)] for n in range(8)]
-    finally:
-        client.close()
-        env.runtime.close()
+    results = env.concurrently([functools.partial(caller, n) for n in range(8)])
+    assert results == [[f"{n}-{i}" for i in range(40)] for n in range(8)]
 
 
 def test_a_caller_reading_its_answer_times_out_on_time_and_a_late_answer_is_dropped(
-    broker: FakeBroker, parked_look: Callable[[float], None]
+    broker: FakeBroker, warm: Warm
 ) -> None:
-    env = Env("threads")
-    client = env.client()
-    try:
-        client.request(broker.addr, command(), 2.0)
-        channel = parked(client, broker.addr)
-        started = time.monotonic()
-        with pytest.raises(RequestTimeoutError):
-            client.request(broker.addr, command("delay", delay="0.5"), 0.15)
-        assert 0.14 <= time.monotonic() - started < 0.9  # not its look after a second
-        assert channel._parked
-        # The late answer comes while the caller reads the next request's: dropped.
-        assert (
-            client.request(broker.addr, command("delay", k="b", delay="0.6"), 2.0).get("k") == "b"
-        )
-        assert len(broker.conns) == 1
-    finally:
-        client.close()
-        env.runtime.close()
+    client, channel = warm.client, warm.channel
+    started = time.monotonic()
+    with pytest.raises(RequestTimeoutError):
+        client.request(broker.addr, command("delay", delay="0.5"), 0.15)
+    assert 0.14 <= time.monotonic() - started < 0.9  # not its look after a second
+    assert channel._parked
+    # The late answer comes while the caller reads the next request's: dropped.
+    assert client.request(broker.addr, command("delay", k="b", delay="0.6"), 2.0).get("k") == "b"
+    assert len(broker.conns) == 1
 
 
 def test_a_caller_reading_its_answer_sees_the_connection_close(
-    broker: FakeBroker, parked_look: Callable[[float], None]
+    broker: FakeBroker, warm: Warm
 ) -> None:
-    env = Env("threads")
-    client = env.client()
-    try:
-        client.request(broker.addr, command(), 2.0)
-        channel = parked(client, broker.addr)
-        reader = channel._reader
-        started = time.monotonic()
-        with pytest.raises(ConnectionClosedError):
-            client.request(broker.addr, command("close"), 5.0)
-        assert time.monotonic() - started < 2.0
-        reader.join(2)  # the parked reader closed the socket and ended
-        assert not reader.is_alive()
-        assert client.request(broker.addr, command(k="again"), 2.0).get("k") == "again"
-        assert len(broker.conns) == 2
-    finally:
-        client.close()
-        env.runtime.close()
+    client, channel = warm.client, warm.channel
+    reader = channel._reader
+    started = time.monotonic()
+    with pytest.raises(ConnectionClosedError):
+        client.request(broker.addr, command("close"), 5.0)
+    assert time.monotonic() - started < 2.0
+    reader.join(2)  # the parked reader closed the socket and ended
+    assert not reader.is_alive()
+    assert client.request(broker.addr, command(k="again"), 2.0).get("k") == "again"
+    assert len(broker.conns) == 2
 
 
 def test_closing_the_client_ends_a_callers_read_and_the_parked_reader(
-    broker: FakeBroker, parked_look: Callable[[float], None]
+    broker: FakeBroker, warm: Warm
 ) -> None:
-    env = Env("threads")
-    client = env.client()
-    try:
-        client.request(broker.addr, command(), 2.0)
-        channel = parked(client, broker.addr)
-        reader = channel._reader
-        errors: list[BaseException] = []
+    client, channel = warm.client, warm.channel
+    reader = channel._reader
+    errors: list[BaseException] = []
 
-        def wait_forever() -> None:
-            try:
-                client.request(broker.addr, command("never"), 30.0)
-            except BaseException as exc:
-                errors.append(exc)
+    def wait_forever() -> None:
+        try:
+            client.request(broker.addr, command("never"), 30.0)
+        except BaseException as exc:
+            errors.append(exc)
 
-        caller = threading.Thread(target=wait_forever)
-        caller.start()
-        deadline = time.monotonic() + 5
-        while not channel._caller_reading:
-            assert time.monotonic() < deadline
-            time.sleep(0.001)
-        started = time.monotonic()
-        client.close()
-        caller.join(5)
-        assert time.monotonic() - started < 2.0
-        assert len(errors) == 1 and isinstance(errors[0], ConnectionClosedError)
-        assert not reader.is_alive()
-        deadline = time.monotonic() + 5
-        while not broker.conns[0].ended:  # the socket is closed, not left open
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
-    finally:
-        client.close()
-        env.runtime.close()
+    caller = threading.Thread(target=wait_forever)
+    caller.start()
+    deadline = time.monotonic() + 5
+    while not channel._caller_reading:
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    started = time.monotonic()
+    client.close()
+    caller.join(5)
+    assert time.monotonic() - started < 2.0
+    assert len(errors) == 1 and isinstance(errors[0], ConnectionClosedError)
+    assert not reader.is_alive()
+    deadline = time.monotonic() + 5
+    while not broker.conns[0].ended:  # the socket is closed, not left open
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
 
 
 def test_a_parked_reader_still_answers_a_servers_request(
@@ -1809,39 +1793,32 @@ def test_gevent_readers_never_park(broker: FakeBroker) -> None:
 
 
 def test_a_request_made_while_a_caller_reads_is_read_by_that_caller(
-    broker: FakeBroker, parked_look: Callable[[float], None]
+    broker: FakeBroker, warm: Warm
 ) -> None:
     """Never two readers at once: the reader thread stays parked while a caller
     reads, whoever else sends meanwhile. The caller completes only its own
     request: the others' callbacks run on the reader thread, as ever."""
-    env = Env("threads")
-    client = env.client()
-    try:
-        client.request(broker.addr, command(), 2.0)
-        channel = parked(client, broker.addr)
-        caller_thread: list[object] = []
-        completed_in: list[object] = []
+    client, channel = warm.client, warm.channel
+    caller_thread: list[object] = []
+    completed_in: list[object] = []
 
-        def caller() -> None:
-            caller_thread.append(threading.current_thread())
-            client.request(broker.addr, command("delay", k="slow", delay="0.3"), 3.0)
+    def caller() -> None:
+        caller_thread.append(threading.current_thread())
+        client.request(broker.addr, command("delay", k="slow", delay="0.3"), 3.0)
 
-        thread = threading.Thread(target=caller)
-        thread.start()
-        deadline = time.monotonic() + 5
-        while not channel._caller_reading:
-            assert time.monotonic() < deadline
-            time.sleep(0.001)
-        quick = client.request_future(broker.addr, command("delay", k="quick", delay="0.05"), 3.0)
-        assert channel._parked and channel._caller_reading  # the caller reads it
-        quick.add_done_callback(lambda _: completed_in.append(threading.current_thread()))
-        assert quick.result(3).get("k") == "quick"
-        thread.join(5)
-        assert completed_in == [channel._reader] and caller_thread[0] is not channel._reader
-        assert channel._parked  # read by the caller, which is done: the reader parked on
-    finally:
-        client.close()
-        env.runtime.close()
+    thread = threading.Thread(target=caller)
+    thread.start()
+    deadline = time.monotonic() + 5
+    while not channel._caller_reading:
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    quick = client.request_future(broker.addr, command("delay", k="quick", delay="0.05"), 3.0)
+    assert channel._parked and channel._caller_reading  # the caller reads it
+    quick.add_done_callback(lambda _: completed_in.append(threading.current_thread()))
+    assert quick.result(3).get("k") == "quick"
+    thread.join(5)
+    assert completed_in == [channel._reader] and caller_thread[0] is not channel._reader
+    assert channel._parked  # read by the caller, which is done: the reader parked on
 
 
 class OneReaderRuntime(ThreadRuntime):
@@ -2059,89 +2036,76 @@ def test_a_flow_that_moves_to_another_connection_leaves_the_first_to_its_reader(
 
 
 def test_an_interrupt_in_a_reading_caller_strands_no_request(
-    broker: FakeBroker, parked_look: Callable[[float], None]
+    broker: FakeBroker, warm: Warm
 ) -> None:
     """KeyboardInterrupt reaches the main thread wherever it is: here in the
     caller's own flow, once it read its answer, while other threads' requests are
     in flight; then between reading bytes and feeding them."""
-    env = Env("threads")
-    client = env.client()
-    try:
-        client.request(broker.addr, command(), 2.0)
-        channel = parked(client, broker.addr)
-        others: list[Future[RemotingCommand]] = []
+    client, channel = warm.client, warm.channel
+    env = warm.env
+    others: list[Future[RemotingCommand]] = []
 
-        def send_others() -> None:
-            _when(lambda: channel._caller_reading)
-            for i in range(10):
-                others.append(client.request_future(broker.addr, command("shuffle", k=str(i)), 2.0))
+    def send_others() -> None:
+        _when(lambda: channel._caller_reading)
+        for i in range(10):
+            others.append(client.request_future(broker.addr, command("shuffle", k=str(i)), 2.0))
 
-        def flow() -> Generator[Any, Any, None]:
-            yield Call(broker.addr, command("delay", k="main", delay="0.1"), 2.0)
-            raise KeyboardInterrupt  # as if SIGINT came while the flow ran in the caller
+    def flow() -> Generator[Any, Any, None]:
+        yield Call(broker.addr, command("delay", k="main", delay="0.1"), 2.0)
+        raise KeyboardInterrupt  # as if SIGINT came while the flow ran in the caller
 
-        thread = threading.Thread(target=send_others)
-        thread.start()
+    thread = threading.Thread(target=send_others)
+    thread.start()
+    with pytest.raises(KeyboardInterrupt):
+        run_flow(client, env.runtime, flow())
+    thread.join(5)
+    for future in others:
+        assert future.result(3).get("k") is not None  # answered: nothing was lost
+    assert not channel._caller_reading
+
+    # Bytes read, then the interrupt before they were fed: the stream's state is
+    # unknown, so the connection is dropped and what was in flight fails.
+    channel = parked(client, broker.addr)
+    from rocketmq_sync._transport import _Channel
+
+    feed = _Channel._feed
+    interrupts = [KeyboardInterrupt()]
+
+    def interrupted(self: Any, data: bytes, *args: Any) -> Any:
+        if interrupts and args:  # a caller's feed
+            raise interrupts.pop()
+        return feed(self, data, *args)
+
+    waiting: list[Future[RemotingCommand]] = []
+
+    def send_one() -> None:
+        _when(lambda: channel._caller_reading)
+        waiting.append(client.request_future(broker.addr, command("never"), 5.0))
+
+    thread = threading.Thread(target=send_one)
+    thread.start()
+    with contextlib.ExitStack() as stack:
+        stack.callback(setattr, _Channel, "_feed", feed)
+        _Channel._feed = interrupted  # type: ignore[method-assign]
         with pytest.raises(KeyboardInterrupt):
-            run_flow(client, env.runtime, flow())
-        thread.join(5)
-        for future in others:
-            assert future.result(3).get("k") is not None  # answered: nothing was lost
-        assert not channel._caller_reading
-
-        # Bytes read, then the interrupt before they were fed: the stream's state is
-        # unknown, so the connection is dropped and what was in flight fails.
-        channel = parked(client, broker.addr)
-        from rocketmq_sync._transport import _Channel
-
-        feed = _Channel._feed
-        interrupts = [KeyboardInterrupt()]
-
-        def interrupted(self: Any, data: bytes, *args: Any) -> Any:
-            if interrupts and args:  # a caller's feed
-                raise interrupts.pop()
-            return feed(self, data, *args)
-
-        waiting: list[Future[RemotingCommand]] = []
-
-        def send_one() -> None:
-            _when(lambda: channel._caller_reading)
-            waiting.append(client.request_future(broker.addr, command("never"), 5.0))
-
-        thread = threading.Thread(target=send_one)
-        thread.start()
-        with contextlib.ExitStack() as stack:
-            stack.callback(setattr, _Channel, "_feed", feed)
-            _Channel._feed = interrupted  # type: ignore[method-assign]
-            with pytest.raises(KeyboardInterrupt):
-                client.request(broker.addr, command("delay", k="c", delay="0.1"), 2.0)
-        thread.join(5)
-        with pytest.raises(ConnectionClosedError):
-            waiting[0].result(3)
-        assert client.request(broker.addr, command(k="after"), 2.0).get("k") == "after"
-        assert len(broker.conns) == 2
-    finally:
-        client.close()
-        env.runtime.close()
+            client.request(broker.addr, command("delay", k="c", delay="0.1"), 2.0)
+    thread.join(5)
+    with pytest.raises(ConnectionClosedError):
+        waiting[0].result(3)
+    assert client.request(broker.addr, command(k="after"), 2.0).get("k") == "after"
+    assert len(broker.conns) == 2
 
 
 def test_a_connection_the_server_closed_while_idle_is_not_used_by_a_caller(
-    broker: FakeBroker, parked_look: Callable[[float], None]
+    broker: FakeBroker, warm: Warm
 ) -> None:
-    env = Env("threads")
-    client = env.client()
-    try:
-        client.request(broker.addr, command(), 2.0)
-        parked(client, broker.addr)
-        broker.conns[0].close()  # unasked: nobody reads while the reader is parked
-        _when(lambda: broker.conns[0].ended)
-        time.sleep(0.02)
-        # The caller looks before it writes: the closed connection is skipped.
-        assert client.request(broker.addr, command(k="fresh"), 2.0).get("k") == "fresh"
-        assert len(broker.conns) == 2
-    finally:
-        client.close()
-        env.runtime.close()
+    client = warm.client
+    broker.conns[0].close()  # unasked: nobody reads while the reader is parked
+    _when(lambda: broker.conns[0].ended)
+    time.sleep(0.02)
+    # The caller looks before it writes: the closed connection is skipped.
+    assert client.request(broker.addr, command(k="fresh"), 2.0).get("k") == "fresh"
+    assert len(broker.conns) == 2
 
 
 def test_closing_with_a_parked_reader_or_from_a_reading_caller_does_not_wait(
@@ -2180,42 +2144,34 @@ def test_closing_with_a_parked_reader_or_from_a_reading_caller_does_not_wait(
         env.runtime.close()
 
 
-def test_a_users_callable_never_runs_in_a_reading_caller(
-    broker: FakeBroker, parked_look: Callable[[float], None]
-) -> None:
+def test_a_users_callable_never_runs_in_a_reading_caller(broker: FakeBroker, warm: Warm) -> None:
     """A flow run by one of the runtime's user workers runs its next user's
     callable there, unless that worker is reading a connection: the callable
     could wait for that very connection (here: a blocking request on it)."""
-    env = Env("threads")
-    client = env.client()
-    try:
-        client.request(broker.addr, command(), 2.0)
-        parked(client, broker.addr)
-        ran_in: list[object] = []
+    client = warm.client
+    env = warm.env
+    ran_in: list[object] = []
 
-        def nested() -> str:
-            ran_in.append(threading.current_thread())
-            return client.request(broker.addr, command(k="nested"), 2.0).get("k") or ""
+    def nested() -> str:
+        ran_in.append(threading.current_thread())
+        return client.request(broker.addr, command(k="nested"), 2.0).get("k") or ""
 
-        def flow() -> Generator[Any, Any, str]:
-            yield Call(broker.addr, command(k="outer"), 2.0)
-            answer: str = yield UserCall(nested)
-            return answer
+    def flow() -> Generator[Any, Any, str]:
+        yield Call(broker.addr, command(k="outer"), 2.0)
+        answer: str = yield UserCall(nested)
+        return answer
 
-        outcome: list[Any] = []
-        worker: list[object] = []
+    outcome: list[Any] = []
+    worker: list[object] = []
 
-        def on_worker() -> str:
-            worker.append(threading.current_thread())
-            return run_flow(client, env.runtime, flow())
+    def on_worker() -> str:
+        worker.append(threading.current_thread())
+        return run_flow(client, env.runtime, flow())
 
-        env.runtime.run_user(on_worker, (), lambda value, exc: outcome.append((value, exc)))
-        _when(lambda: outcome)
-        assert outcome == [("nested", None)]
-        assert ran_in and ran_in[0] is not worker[0]
-    finally:
-        client.close()
-        env.runtime.close()
+    env.runtime.run_user(on_worker, (), lambda value, exc: outcome.append((value, exc)))
+    _when(lambda: outcome)
+    assert outcome == [("nested", None)]
+    assert ran_in and ran_in[0] is not worker[0]
 
 
 def test_an_interrupt_as_a_caller_takes_or_leaves_the_connection_keeps_it_usable(
@@ -2329,22 +2285,15 @@ def test_an_interrupt_after_answers_were_handed_over_keeps_those_answers(
 
 
 def test_any_request_skips_a_connection_the_server_closed_while_idle(
-    broker: FakeBroker, parked_look: Callable[[float], None]
+    broker: FakeBroker, warm: Warm
 ) -> None:
-    env = Env("threads")
-    client = env.client()
-    try:
-        client.request(broker.addr, command(), 2.0)
-        parked(client, broker.addr)
-        broker.conns[0].close()
-        _when(lambda: broker.conns[0].ended)
-        time.sleep(0.02)
-        future = client.request_future(broker.addr, command(k="async"), 2.0)
-        assert future.result(3).get("k") == "async"
-        assert len(broker.conns) == 2
-    finally:
-        client.close()
-        env.runtime.close()
+    client = warm.client
+    broker.conns[0].close()
+    _when(lambda: broker.conns[0].ended)
+    time.sleep(0.02)
+    future = client.request_future(broker.addr, command(k="async"), 2.0)
+    assert future.result(3).get("k") == "async"
+    assert len(broker.conns) == 2
 
 
 def test_a_reading_caller_gives_up_should_the_timer_never_fire(
