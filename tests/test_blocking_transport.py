@@ -2208,7 +2208,7 @@ def test_an_interrupt_as_a_caller_takes_or_leaves_the_connection_keeps_it_usable
 
 
 def test_answers_handed_to_the_reader_while_it_empties_earlier_ones_are_not_left(
-    broker: FakeBroker, parked_look: Callable[[float], None], monkeypatch: pytest.MonkeyPatch
+    broker: FakeBroker, warm: Warm, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The reader empties what a caller handed over while that caller hands over
     more (a pause after each emptying widens the window): none waits for a look."""
@@ -2221,67 +2221,53 @@ def test_answers_handed_to_the_reader_while_it_empties_earlier_ones_are_not_left
         time.sleep(0.003)
 
     monkeypatch.setattr(_Channel, "_handed_over", slowly)
-    env = Env("threads")
-    client = env.client()
-    try:
-        client.request(broker.addr, command(), 2.0)
-        channel = parked(client, broker.addr)
-        futures: list[Future[RemotingCommand]] = []
+    client, channel = warm.client, warm.channel
+    futures: list[Future[RemotingCommand]] = []
 
-        def others() -> None:
-            _when(lambda: channel._caller_reading)
-            for i in range(30):
-                delay = f"{0.002 * i:.3f}"
-                futures.append(
-                    client.request_future(broker.addr, command("delay", k=str(i), delay=delay), 3.0)
-                )
+    def others() -> None:
+        _when(lambda: channel._caller_reading)
+        for i in range(30):
+            delay = f"{0.002 * i:.3f}"
+            futures.append(
+                client.request_future(broker.addr, command("delay", k=str(i), delay=delay), 3.0)
+            )
 
-        thread = threading.Thread(target=others)
-        thread.start()
-        client.request(broker.addr, command("delay", k="c", delay="0.3"), 3.0)
-        thread.join(5)
-        for i, future in enumerate(futures):
-            assert future.result(4).get("k") == str(i)
-    finally:
-        client.close()
-        env.runtime.close()
+    thread = threading.Thread(target=others)
+    thread.start()
+    client.request(broker.addr, command("delay", k="c", delay="0.3"), 3.0)
+    thread.join(5)
+    for i, future in enumerate(futures):
+        assert future.result(4).get("k") == str(i)
 
 
 def test_an_interrupt_after_answers_were_handed_over_keeps_those_answers(
-    broker: FakeBroker, parked_look: Callable[[float], None], monkeypatch: pytest.MonkeyPatch
+    broker: FakeBroker, warm: Warm, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from rocketmq_sync._transport import _Channel
 
-    env = Env("threads")
-    client = env.client()
-    try:
-        client.request(broker.addr, command(), 2.0)
-        channel = parked(client, broker.addr)
-        other: list[Future[RemotingCommand]] = []
-        feed = _Channel._feed
-        interrupts = [KeyboardInterrupt()]
+    client, channel = warm.client, warm.channel
+    other: list[Future[RemotingCommand]] = []
+    feed = _Channel._feed
+    interrupts = [KeyboardInterrupt()]
 
-        def then_interrupted(self: Any, data: bytes, *args: Any) -> Any:
-            actions = feed(self, data, *args)
-            if args and interrupts and self._handoff:  # others' answers handed over
-                raise interrupts.pop()
-            return actions
+    def then_interrupted(self: Any, data: bytes, *args: Any) -> Any:
+        actions = feed(self, data, *args)
+        if args and interrupts and self._handoff:  # others' answers handed over
+            raise interrupts.pop()
+        return actions
 
-        monkeypatch.setattr(_Channel, "_feed", then_interrupted)
+    monkeypatch.setattr(_Channel, "_feed", then_interrupted)
 
-        def send_other() -> None:
-            _when(lambda: channel._caller_reading)
-            other.append(client.request_future(broker.addr, command(k="other"), 3.0))
+    def send_other() -> None:
+        _when(lambda: channel._caller_reading)
+        other.append(client.request_future(broker.addr, command(k="other"), 3.0))
 
-        thread = threading.Thread(target=send_other)
-        thread.start()
-        with pytest.raises(KeyboardInterrupt):
-            client.request(broker.addr, command("delay", k="c", delay="0.3"), 3.0)
-        thread.join(5)
-        assert other[0].result(3).get("k") == "other"  # answered, not failed
-    finally:
-        client.close()
-        env.runtime.close()
+    thread = threading.Thread(target=send_other)
+    thread.start()
+    with pytest.raises(KeyboardInterrupt):
+        client.request(broker.addr, command("delay", k="c", delay="0.3"), 3.0)
+    thread.join(5)
+    assert other[0].result(3).get("k") == "other"  # answered, not failed
 
 
 def test_any_request_skips_a_connection_the_server_closed_while_idle(
@@ -2297,20 +2283,13 @@ def test_any_request_skips_a_connection_the_server_closed_while_idle(
 
 
 def test_a_reading_caller_gives_up_should_the_timer_never_fire(
-    broker: FakeBroker, parked_look: Callable[[float], None], monkeypatch: pytest.MonkeyPatch
+    broker: FakeBroker, warm: Warm, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from rocketmq_sync._transport import _Channel
 
-    env = Env("threads")
-    client = env.client()
-    try:
-        client.request(broker.addr, command(), 2.0)
-        parked(client, broker.addr)
-        monkeypatch.setattr(_Channel, "_on_timer", lambda self, seq: None)
-        started = time.monotonic()
-        with pytest.raises(RequestTimeoutError):
-            client.request(broker.addr, command("never"), 0.2)
-        assert time.monotonic() - started < 5.0
-    finally:
-        client.close()
-        env.runtime.close()
+    client = warm.client
+    monkeypatch.setattr(_Channel, "_on_timer", lambda self, seq: None)
+    started = time.monotonic()
+    with pytest.raises(RequestTimeoutError):
+        client.request(broker.addr, command("never"), 0.2)
+    assert time.monotonic() - started < 5.0
