@@ -308,7 +308,9 @@ class _Channel:
             finally:
                 write_lock.release()
             if error is not None:
-                self._lost(error, "writing")
+                # A caller reading this connection fails only its own requests here,
+                # as when its read fails (the others' go to the reader).
+                self._lost(error, "writing", self._reading_caller is self._rt.current())
                 return
             # A sender may have queued a frame after our last look and found the
             # write lock still taken: then it is ours to send.
@@ -581,8 +583,10 @@ class _Channel:
         caller reads, read what came meanwhile, unasked: a connection the server
         closed is then known closed before a request is written to it."""
         if self._parked and not self._caller_reading:
-            self._read_as_caller(None, 0.0)
-            self.ensure_reader()  # for a request another task sent meanwhile
+            try:
+                self._read_as_caller(None, 0.0)
+            finally:
+                self.ensure_reader()  # for a request another task sent meanwhile
 
     def _read_as_caller(self, own: Future[Any] | None, deadline: float) -> bool:
         """Read as a caller (see :meth:`read_for`); ``own`` ``None``: only what has
@@ -687,8 +691,8 @@ class _Channel:
             own.set_exception(error)
 
     def ensure_reader(self) -> None:
-        """(A caller done waiting, having read or not.) If requests are in flight
-        while the reader task is parked and nobody reads, unpark it."""
+        """(A caller done waiting, having read or not; a look done.) If requests are
+        in flight while the reader task is parked and nobody reads, unpark it."""
         with self._lock:
             wake = self._parked and not self._caller_reading and bool(self._waiters)
             if wake:
@@ -1140,17 +1144,20 @@ class RemotingClient:
         Where the runtime lets callers read, the caller reads the answer itself
         while the connection's reader waits (see :meth:`caller_request`).
         """
-        if self._runtime.callers_read:
+        rt = self._runtime
+        deadline = rt.monotonic() + timeout
+        if rt.callers_read:
             future, channel = self.caller_request(addr, command, timeout)
             if channel is not None:
                 try:
-                    channel.read_for(future, self._runtime.monotonic() + timeout)
+                    channel.read_for(future, deadline)
                 finally:
                     channel.ensure_reader()
         else:
             future = self.request_future(addr, command, timeout)
         try:
-            return future.result(timeout + _WAIT_GRACE if timeout > 0 else 0.0)
+            wait = deadline + _WAIT_GRACE - rt.monotonic() if timeout > 0 else 0.0
+            return future.result(max(0.0, wait))
         except RocketMQError:
             raise  # the request's own failure (a RequestTimeoutError is a TimeoutError too)
         except TimeoutError:
@@ -1171,7 +1178,10 @@ class RemotingClient:
         core = self._core
         try:
             for _ in range(3):
-                future = core.channel(addr).oneway(command)
+                channel = core.channel(addr)
+                if channel._parked:
+                    channel.look()  # a connection the server closed is skipped, not used
+                future = channel.oneway(command)
                 if future is not None:
                     return future
             raise ConnectionClosedError(f"connection to {addr} keeps closing")

@@ -2293,3 +2293,81 @@ def test_a_reading_caller_gives_up_should_the_timer_never_fire(
     with pytest.raises(RequestTimeoutError):
         client.request(broker.addr, command("never"), 0.2)
     assert time.monotonic() - started < 5.0
+
+
+def test_a_oneway_skips_a_connection_the_server_closed_while_idle(
+    broker: FakeBroker, warm: Warm
+) -> None:
+    client = warm.client
+    broker.conns[0].close()
+    _when(lambda: broker.conns[0].ended)
+    time.sleep(0.02)
+    client.oneway(broker.addr, command(k="ow"))
+    _when(lambda: any(c.get("k") == "ow" for c in broker.received))  # not lost unsaid
+    assert len(broker.conns) == 2
+
+
+class FailingWriteRuntime(ThreadRuntime):
+    """A threads runtime whose sockets fail their next write once armed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail_next_write = False
+
+    def create_connection(self, addr: tuple[str, int], timeout: float) -> Any:
+        return _FailingWriteSocket(self, socket.create_connection(addr, timeout))
+
+
+class _FailingWriteSocket:
+    def __init__(self, runtime: FailingWriteRuntime, sock: socket.socket) -> None:
+        self._runtime = runtime
+        self._sock = sock
+
+    def sendall(self, data: bytes) -> None:
+        if self._runtime.fail_next_write:
+            self._runtime.fail_next_write = False
+            raise ConnectionResetError("a write failed (test)")
+        self._sock.sendall(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+def test_a_write_failing_in_a_reading_caller_leaves_the_others_to_the_reader(
+    broker: FakeBroker, parked_look: Callable[[float], None]
+) -> None:
+    """The caller's flow, resumed by its own answer as it reads, sends again and
+    that write fails: the others' requests fail on the reader thread, not in the
+    caller."""
+    env = Env("threads")
+    runtime = env.runtime = FailingWriteRuntime()
+    client = env.client()
+    try:
+        client.request(broker.addr, command(), 2.0)
+        channel = parked(client, broker.addr)
+        failed_in: list[object] = []
+
+        def sender() -> None:
+            _when(lambda: channel._caller_reading)
+            other = client.request_future(broker.addr, command("never", k="v"), 3.0)
+            other.add_done_callback(lambda _: failed_in.append(threading.current_thread()))
+
+        def flow() -> Generator[Any, Any, str]:
+            yield Call(broker.addr, command("delay", k="c", delay="0.2"), 3.0)
+            runtime.fail_next_write = True
+            try:
+                yield Call(broker.addr, command(k="c2"), 3.0)
+            except ConnectionClosedError as exc:
+                return str(exc)
+            return "sent"
+
+        thread = threading.Thread(target=sender)
+        thread.start()
+        outcome = run_flow(client, env.runtime, flow())
+        thread.join(5)
+        assert "a write failed" in outcome
+        _when(lambda: failed_in)
+        assert failed_in == [channel._reader]
+    finally:
+        client.close()
+        env.runtime.close()
