@@ -643,6 +643,10 @@ def run_worker(args: argparse.Namespace) -> None:
     global BODY
     if args.cpus:  # before any thread starts: the threads started later inherit it
         os.sched_setaffinity(0, {int(cpu) for cpu in args.cpus.split(",")})
+    if args.no_caller_reads:  # the threads driver as before callers read their answers
+        from rocketmq_sync._runtime import ThreadRuntime
+
+        ThreadRuntime.callers_read = False
     if args.size != SIZE or args.random:
         BODY = _body(args.size, random_bytes=args.random)
     client = args.worker
@@ -1512,6 +1516,11 @@ def main() -> int:
     worker.add_argument("--random", action="store_true", help="incompressible bodies")
     worker.add_argument(
         "--cpus", help="run on these CPUs only (comma-separated numbers), as taskset -c would"
+    )
+    worker.add_argument(
+        "--no-caller-reads",
+        action="store_true",
+        help="sync: the reader thread hands every answer over (callers never read)",
     )
     worker.add_argument("--stop-file", help="a consumer stops once this file exists")
     args = parser.parse_args()

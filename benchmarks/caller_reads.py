@@ -1,0 +1,59 @@
+"""What a blocking caller reading its own answer does for the threads driver:
+its sequential and pipelined sends with callers reading (the default) and with
+the reader thread handing every answer over (``--no-caller-reads``).
+
+    python benchmarks/caller_reads.py [--quick] [--rounds 3]
+
+One run, one cluster (the local one it starts, or ROCKETMQ_NAMESRV), each run in
+its own process by ``side_by_side.py --worker sync``, the two variants
+alternating ``--rounds`` times; the best run of each is kept. It prints msgs/s,
+CPU per message, the ratio callers reading over handed over, and the
+sequential sends' p50. The figures go to ``benchmarks/results/caller_reads.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from variants import ROOT, Comparison, sbs
+
+RESULTS = ROOT / "benchmarks" / "results" / "caller_reads.json"
+SCENARIOS = (sbs.SCENARIO_BY_KEY["sync"], sbs.SCENARIO_BY_KEY["async16"])
+
+
+def _p50s(handed: dict[str, Any], reading: dict[str, Any]) -> str:
+    """The sequential sends' p50 latencies (ms), blank for the other scenarios."""
+    if "p50Ms" not in handed:
+        return ""
+    return f" {handed['p50Ms']:12.3f} {reading['p50Ms']:12.3f}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="small counts, for a trial run")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    counts = {"sync": 1_000, "async16": 4_000} if args.quick else {"sync": 5_000, "async16": 20_000}
+    comparison = Comparison(
+        scenarios=SCENARIOS,
+        drivers=["sync"],
+        variants=(("handed over", ("--no-caller-reads",)), ("callers read", ())),
+        counts=counts,
+        warmup=500 if args.quick else 2_000,
+        rounds=args.rounds,
+    )
+    best = comparison.run()
+    comparison.table(best, (f" {'handed p50':>12s} {'reading p50':>12s}", _p50s))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({"counts": counts, "best": best}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
