@@ -17,21 +17,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from variants import ROOT, Comparison, sbs
+from variants import ROOT, Comparison, p50_columns, sbs
 
 RESULTS = ROOT / "benchmarks" / "results" / "caller_reads.json"
 SCENARIOS = (sbs.SCENARIO_BY_KEY["sync"], sbs.SCENARIO_BY_KEY["async16"])
-
-
-def _p50s(handed: dict[str, Any], reading: dict[str, Any]) -> str:
-    """The sequential sends' p50 latencies (ms), blank for the other scenarios."""
-    if "p50Ms" not in handed:
-        return ""
-    return f" {handed['p50Ms']:12.3f} {reading['p50Ms']:12.3f}"
 
 
 def main() -> int:
@@ -49,7 +41,7 @@ def main() -> int:
         rounds=args.rounds,
     )
     best = comparison.run()
-    comparison.table(best, (f" {'handed p50':>12s} {'reading p50':>12s}", _p50s))
+    comparison.table(best, p50_columns("handed", "reading"))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"counts": counts, "best": best}, indent=2) + "\n")
     return 0

@@ -24,11 +24,10 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from variants import ROOT, Comparison, sbs
+from variants import ROOT, Comparison, p50_columns, sbs
 
 RESULTS = ROOT / "benchmarks" / "results" / "one_cpu.json"
 SCENARIOS = (
@@ -38,13 +37,6 @@ SCENARIOS = (
     sbs.SCENARIO_BY_KEY["drain"],
     sbs.SCENARIO_BY_KEY["pull"],
 )
-
-
-def _p50s(any_cpu: dict[str, Any], one_cpu: dict[str, Any]) -> str:
-    """The sequential sends' p50 latencies (ms), blank for the other scenarios."""
-    if "p50Ms" not in any_cpu:
-        return ""
-    return f" {any_cpu['p50Ms']:12.3f} {one_cpu['p50Ms']:12.3f}"
 
 
 def main() -> int:
@@ -79,7 +71,7 @@ def main() -> int:
         rounds=args.rounds,
     )
     best = comparison.run()
-    comparison.table(best, (f" {'any CPU p50':>12s} {'one CPU p50':>12s}", _p50s))
+    comparison.table(best, p50_columns("any CPU", "one CPU"))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
         json.dumps({"counts": counts, "cpu": args.cpu, "best": best}, indent=2) + "\n"

@@ -113,3 +113,17 @@ class Comparison:
                     f"{a['cpuUsPerMsg']:16.1f} {b['cpuUsPerMsg']:16.1f}{columns(a, b)}"
                 )
         return ratios
+
+
+def p50_columns(
+    base: str, other: str
+) -> tuple[str, Callable[[dict[str, Any], dict[str, Any]], str]]:
+    """:meth:`Comparison.table`'s ``more`` for the sequential sends' p50 latencies
+    (ms) of both variants, blank for the other scenarios."""
+
+    def columns(a: dict[str, Any], b: dict[str, Any]) -> str:
+        if "p50Ms" not in a:
+            return ""
+        return f" {a['p50Ms']:12.3f} {b['p50Ms']:12.3f}"
+
+    return f" {base + ' p50':>12s} {other + ' p50':>12s}", columns

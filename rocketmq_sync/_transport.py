@@ -885,12 +885,17 @@ class _Core:
         self._fork.check(self._start_afresh)
 
     def channel(self, addr: str) -> _Channel:
-        """The connection to ``addr``, opening one if there is none (without waiting)."""
+        """The connection to ``addr``, opening one if there is none (without waiting).
+        A connection whose reader is parked is looked at first (:meth:`_Channel.look`):
+        one the server closed while idle is replaced, not used."""
         self._fork.check(self._start_afresh)
         pool = self.pool
         channel = pool.conns.get(addr)
         if channel is not None and channel.usable:
-            return channel
+            if channel._parked:
+                channel.look()
+            if channel.usable:
+                return channel
         with self._lock:
             if self.closed:
                 raise ConnectionClosedError(f"cannot send to {addr}: the client is closed")
@@ -1128,8 +1133,6 @@ class RemotingClient:
                 raise InvalidArgumentError(f"a request needs a positive timeout, got {timeout!r}")
             for _ in range(3):
                 channel = core.channel(addr)
-                if channel._parked:
-                    channel.look()  # a connection the server closed is skipped, not used
                 future = channel.request(command, timeout, caller)
                 if future is not None:
                     return future, channel
@@ -1179,8 +1182,6 @@ class RemotingClient:
         try:
             for _ in range(3):
                 channel = core.channel(addr)
-                if channel._parked:
-                    channel.look()  # a connection the server closed is skipped, not used
                 future = channel.oneway(command)
                 if future is not None:
                     return future
