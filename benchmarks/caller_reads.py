@@ -1,11 +1,12 @@
-"""What a blocking caller reading its own answer does for the threads driver:
-its sequential and pipelined sends with callers reading (the default) and with
-the reader thread handing every answer over (``--no-caller-reads``).
+"""What a blocking caller reading its own answer does for the blocking drivers
+(threads and gevent): their sequential and pipelined sends with callers reading
+(the default) and with the connection's reader task handing every answer over
+(``--no-caller-reads``).
 
-    python benchmarks/caller_reads.py [--quick] [--rounds 3]
+    python benchmarks/caller_reads.py [--quick] [--rounds 3] [--drivers sync,gevent]
 
 One run, one cluster (the local one it starts, or ROCKETMQ_NAMESRV), each run in
-its own process by ``side_by_side.py --worker sync``, the two variants
+its own process by ``side_by_side.py --worker <driver>``, the two variants
 alternating ``--rounds`` times; the best run of each is kept. It prints msgs/s,
 CPU per message, the ratio callers reading over handed over, and the
 sequential sends' p50. The figures go to ``benchmarks/results/caller_reads.json``.
@@ -30,11 +31,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small counts, for a trial run")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--drivers", default="sync,gevent")
     args = parser.parse_args()
     counts = {"sync": 1_000, "async16": 4_000} if args.quick else {"sync": 5_000, "async16": 20_000}
     comparison = Comparison(
         scenarios=SCENARIOS,
-        drivers=["sync"],
+        drivers=[d for d in args.drivers.split(",") if d],
         variants=(("handed over", ("--no-caller-reads",)), ("callers read", ())),
         counts=counts,
         warmup=500 if args.quick else 2_000,

@@ -643,10 +643,12 @@ def run_worker(args: argparse.Namespace) -> None:
     global BODY
     if args.cpus:  # before any thread starts: the threads started later inherit it
         os.sched_setaffinity(0, {int(cpu) for cpu in args.cpus.split(",")})
-    if args.no_caller_reads:  # the threads driver as before callers read their answers
+    if args.no_caller_reads:  # the blocking drivers as before callers read their answers
+        from rocketmq_gevent._runtime import GeventRuntime
         from rocketmq_sync._runtime import ThreadRuntime
 
         ThreadRuntime.callers_read = False
+        GeventRuntime.callers_read = False
     if args.size != SIZE or args.random:
         BODY = _body(args.size, random_bytes=args.random)
     client = args.worker
@@ -1520,7 +1522,7 @@ def main() -> int:
     worker.add_argument(
         "--no-caller-reads",
         action="store_true",
-        help="sync: the reader thread hands every answer over (callers never read)",
+        help="sync, gevent: the reader task hands every answer over (callers never read)",
     )
     worker.add_argument("--stop-file", help="a consumer stops once this file exists")
     args = parser.parse_args()

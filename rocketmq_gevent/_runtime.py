@@ -20,12 +20,14 @@ from __future__ import annotations
 import _socket
 import errno
 import math
+import select as _select
 import time
 from collections.abc import Callable
 from typing import Any
 
 import gevent
 import gevent.event
+import gevent.local
 import gevent.lock
 import gevent.monkey
 import gevent.queue
@@ -36,6 +38,7 @@ from rocketmq_sync._runtime import (
     EventLike,
     ForkCheck,
     LockLike,
+    PollerLike,
     PooledRuntime,
     QueueLike,
     SocketLike,
@@ -148,6 +151,22 @@ class _Socket:
     def settimeout(self, value: float | None, /) -> None:
         self._timeout = value
 
+    def readable(self, seconds: float) -> bool:
+        """Whether something came to read (or the socket broke or closed) within
+        ``seconds``, waiting on the hub meanwhile."""
+        try:
+            self._check()
+            if seconds <= 0:
+                return bool(_select.select((self._sock,), (), (), 0)[0])
+            # A fresh timeout each time (one exception raised again and again would
+            # keep every traceback it went through): it ends the block silently.
+            with gevent.Timeout(seconds, False):
+                gevent.socket.wait(self._read)
+                return True
+        except OSError:  # closed meanwhile: the read that follows says how
+            return True
+        return False
+
     def setsockopt(self, level: int, optname: int, value: int, /) -> None:
         self._sock.setsockopt(level, optname, value)
 
@@ -167,6 +186,18 @@ class _Socket:
         )
 
 
+class _Poller:
+    """The ``poll`` of a :class:`_Socket` for reading, waiting on the hub."""
+
+    __slots__ = ("_sock",)
+
+    def __init__(self, sock: _Socket) -> None:
+        self._sock = sock
+
+    def poll(self, timeout: float, /) -> bool:
+        return self._sock.readable(timeout / 1000)
+
+
 class GeventRuntime(PooledRuntime):
     """Greenlets, gevent locks, events, queues, sockets and hub timers.
 
@@ -177,7 +208,7 @@ class GeventRuntime(PooledRuntime):
 
     name = "gevent"
     coalesce_writes = True
-    callers_read = False  # a greenlet switch is cheap: the reader hands answers over
+    callers_read = True
 
     def __init__(self, *, max_user_workers: int = 64) -> None:
         self._max_user_workers = max_user_workers
@@ -234,6 +265,13 @@ class GeventRuntime(PooledRuntime):
 
     def monotonic(self) -> float:
         return time.monotonic()
+
+    def poller(self, sock: SocketLike) -> PollerLike:
+        assert isinstance(sock, _Socket)  # made by create_connection
+        return _Poller(sock)
+
+    def local(self) -> Any:
+        return gevent.local.local()
 
     def call_later(self, delay: float, fn: Callable[[], object]) -> Cancellable:
         self._fork.check(self._start_afresh)

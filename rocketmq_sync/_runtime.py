@@ -108,6 +108,10 @@ class SocketLike(Protocol):
     def close(self) -> object: ...
 
 
+class PollerLike(Protocol):
+    def poll(self, timeout: float, /) -> Any: ...
+
+
 class Runtime(Protocol):
     """Tasks, synchronisation, sockets and time for the blocking driver.
 
@@ -126,7 +130,8 @@ class Runtime(Protocol):
     #: Whether a caller blocked on its own request may read the connection itself
     #: while the connection's reader task waits (it does once a blocked caller's
     #: answer came and nothing else is in flight), sparing the hand-off of the
-    #: answer from the reader: a thread switch, where tasks are threads.
+    #: answer from the reader (a thread switch; under gevent, a switch through
+    #: the hub and the event's callbacks). It waits in :meth:`poller`.
     callers_read: bool
 
     def spawn(self, fn: Callable[..., object], /, *args: Any) -> TaskHandle:
@@ -161,6 +166,18 @@ class Runtime(Protocol):
         ...
 
     def monotonic(self) -> float: ...
+
+    def poller(self, sock: SocketLike) -> PollerLike:
+        """A poller of ``sock`` for reading (only where ``callers_read``): its
+        ``poll(milliseconds)`` waits as a task of this runtime waits, at most that
+        long, and returns something true once ``sock`` has something to read or
+        broke. One task polls it at a time."""
+        ...
+
+    def local(self) -> Any:
+        """A namespace whose attributes are the current task's own (a thread's, a
+        greenlet's)."""
+        ...
 
     def call_later(self, delay: float, fn: Callable[[], object]) -> Cancellable:
         """Run ``fn()`` once after ``delay`` seconds, on a task of the runtime's own.
@@ -633,6 +650,14 @@ class ThreadRuntime(PooledRuntime):
 
     def monotonic(self) -> float:
         return time.monotonic()
+
+    def poller(self, sock: SocketLike) -> PollerLike:
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)  # type: ignore[arg-type]  # a plain socket here
+        return poller
+
+    def local(self) -> Any:
+        return threading.local()
 
     def call_later(self, delay: float, fn: Callable[[], object]) -> Cancellable:
         self._fork.check(self._start_afresh)

@@ -10,10 +10,11 @@ one future per request, one reader task and one timer per connection.
 
 - **Reading.** A task per connection connects, then reads and feeds the core,
   completing futures outside the connection's lock. Where the runtime lets
-  callers read (threads), a caller blocked on its own request may read the
-  answer itself: the reader task waits ("parked") while nothing is in flight
-  after such a caller's request, and a caller that finds it parked reads, so
-  its answer needs no hand-off between threads. A reading caller completes
+  callers read (threads, greenlets), a caller blocked on its own request may
+  read the answer itself: the reader task waits ("parked") while nothing is in
+  flight after such a caller's request, and a caller that finds it parked
+  reads, so its answer needs no hand-off between tasks (waiting in the
+  runtime's poller: ``poll()`` for a thread, the hub for a greenlet). A reading caller completes
   only its own request, leaving the others' to the reader task, their
   failures too (their callbacks never run amid a caller's code). Only one task reads at a time:
   a caller reads only a parked reader's connection, and whoever stops reading
@@ -46,15 +47,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import select
 import socket
 import ssl
-import threading
 import warnings
 from collections import deque
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Final, cast
+from typing import Any, Final
 
 from rocketmq_proto import driver
 from rocketmq_proto.driver import (
@@ -558,15 +557,13 @@ class _Channel:
         return turn
 
     def _poll_for(self, sock: SocketLike, *, look: bool = False) -> Any:
-        """A poll object watching ``sock``: the parked reader's for its looks, or the
-        callers' (one caller reads at a time). Made once each: a poll object may
-        not be polled by two threads at once."""
+        """A poller of ``sock``: the parked reader's for its looks, or the callers'
+        (one caller reads at a time). Made once each: a poller may not be polled by
+        two tasks at once."""
         pollers = self._pollers
         poller = pollers[look]
         if poller is None:
-            poller = pollers[look] = select.poll()
-            # A runtime whose callers read makes plain sockets (ThreadRuntime).
-            poller.register(cast(socket.socket, sock), select.POLLIN)
+            poller = pollers[look] = self._rt.poller(sock)
         return poller
 
     def read_for(self, future: Future[Any], deadline: float) -> bool:
@@ -878,7 +875,7 @@ class _Core:
         #: Notices, on the core's next use, that it is in a child after os.fork().
         self._fork = ForkCheck()
         #: Per thread: whether it reads one of these connections as a caller now.
-        self.local = threading.local()
+        self.local = runtime.local()
 
     def check_fork(self) -> None:
         """Start afresh if this is a child after ``os.fork()`` and nothing did yet."""
@@ -1008,7 +1005,7 @@ class _Core:
         # fork there (gevent's, which reinitialises the hub) starts afresh before
         # the sockets are let go.
         self._lock = self.runtime.Lock()
-        self.local = threading.local()
+        self.local = self.runtime.local()
         for channel in self.pool.forget_all():
             channel.abandon()
 

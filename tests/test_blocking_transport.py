@@ -1776,20 +1776,218 @@ def test_a_caller_reads_its_answer_over_tls(
         broker.close()
 
 
-def test_gevent_readers_never_park(broker: FakeBroker) -> None:
+# Under gevent a greenlet blocked on its own request reads its answer too (the
+# reader greenlet parks meanwhile), waiting on the hub, never in a blocking poll.
+
+
+def _gevent_parked(client: RemotingClient, addr: str) -> Any:
+    """(In a greenlet.) The connection to ``addr``, once its reader greenlet parked."""
+    channel = client._core.pool.conns[addr]
+    deadline = time.monotonic() + 5
+    while not channel._parked:
+        assert time.monotonic() < deadline, "the reader never parked"
+        gevent.sleep(0.001)
+    return channel
+
+
+def test_a_blocked_greenlet_reads_its_own_answers_and_the_hub_runs_meanwhile(
+    broker: FakeBroker, parked_look: Callable[[float], None]
+) -> None:
     env = Env("gevent")
     client = env.client()
+    ticks: list[float] = []
+
+    def ticker() -> None:
+        while True:
+            ticks.append(time.monotonic())
+            gevent.sleep(0.01)
 
     def body() -> None:
-        for i in range(5):
-            assert client.request(broker.addr, command(k=str(i)), 2.0).get("k") == str(i)
-        env.sleep(0.05)
-        assert not client._core.pool.conns[broker.addr]._parked
+        client.request(broker.addr, command(), 2.0)  # connects: the reader reads that one
+        channel = _gevent_parked(client, broker.addr)
+        reader = channel._reader
+        resumed_in: list[object] = []
+
+        def flow() -> Generator[Any, Any, list[str]]:
+            keys = []
+            for i in range(20):
+                response = yield Call(broker.addr, command(k=str(i)), 2.0)
+                resumed_in.append(gevent.getcurrent())
+                keys.append(response.get("k"))
+            return keys
+
+        assert run_flow(client, env.runtime, flow()) == [str(i) for i in range(20)]
+        assert resumed_in == [gevent.getcurrent()] * 20
+        assert channel._parked and not reader.dead
+        # A greenlet reading waits on the hub: other greenlets run meanwhile.
+        tick = gevent.spawn(ticker)
+        try:
+            gevent.sleep(0.02)
+            before = len(ticks)
+            response = client.request(broker.addr, command("delay", k="d", delay="0.2"), 2.0)
+            assert response.get("k") == "d"
+            assert len(ticks) - before >= 10
+        finally:
+            tick.kill()
 
     try:
         env.run(body)
     finally:
         env.run(client.close)
+
+
+def test_greenlets_blocked_at_once_each_get_their_own_answers(
+    broker: FakeBroker, parked_look: Callable[[float], None]
+) -> None:
+    """One greenlet reads, the others wait; the reader greenlet takes over the
+    answers in flight once the reading one stops."""
+    env = Env("gevent")
+    client = env.client()
+
+    def caller(n: int) -> list[str]:
+        keys = []
+        for i in range(40):
+            do = "shuffle" if i % 3 == 0 else "echo"
+            delay = {"do": "delay", "delay": "0.002"} if i % 7 == 0 else {}
+            request = command(**{"do": do, "k": f"{n}-{i}", **delay})  # type: ignore[arg-type]
+            keys.append(client.request(broker.addr, request, 3.0).get("k"))
+        return keys
+
+    def body() -> list[list[str]]:
+        client.request(broker.addr, command(), 2.0)
+        _gevent_parked(client, broker.addr)
+        return env.concurrently([functools.partial(caller, n) for n in range(8)])
+
+    try:
+        assert env.run(body) == [[f"{n}-{i}" for i in range(40)] for n in range(8)]
+    finally:
+        env.run(client.close)
+
+
+def test_a_reading_greenlet_times_out_on_time_and_sees_a_close(
+    broker: FakeBroker, parked_look: Callable[[float], None]
+) -> None:
+    env = Env("gevent")
+    client = env.client()
+
+    def body() -> None:
+        client.request(broker.addr, command(), 2.0)
+        channel = _gevent_parked(client, broker.addr)
+        started = time.monotonic()
+        with pytest.raises(RequestTimeoutError):
+            client.request(broker.addr, command("delay", delay="0.5"), 0.15)
+        assert 0.14 <= time.monotonic() - started < 0.9
+        assert channel._parked
+        # The late answer comes while the caller reads the next one's: dropped.
+        response = client.request(broker.addr, command("delay", k="b", delay="0.6"), 2.0)
+        assert response.get("k") == "b"
+        reader = channel._reader
+        with pytest.raises(ConnectionClosedError):
+            client.request(broker.addr, command("close"), 5.0)
+        reader.join(2)
+        assert reader.dead
+        assert client.request(broker.addr, command(k="again"), 2.0).get("k") == "again"
+        assert len(broker.conns) == 2
+
+    try:
+        env.run(body)
+    finally:
+        env.run(client.close)
+
+
+def test_closing_the_client_ends_a_reading_greenlet_and_the_parked_reader(
+    broker: FakeBroker, parked_look: Callable[[float], None]
+) -> None:
+    env = Env("gevent")
+    client = env.client()
+
+    def body() -> None:
+        client.request(broker.addr, command(), 2.0)
+        channel = _gevent_parked(client, broker.addr)
+        reader = channel._reader
+        waiting = gevent.spawn(client.request, broker.addr, command("never"), 30.0)
+        while not channel._caller_reading:
+            gevent.sleep(0.001)
+        started = time.monotonic()
+        client.close()
+        waiting.join(5)
+        assert time.monotonic() - started < 2.0
+        assert isinstance(waiting.exception, ConnectionClosedError)
+        reader.join(2)
+        assert reader.dead
+
+    env.run(body)
+
+
+def test_a_parked_reader_greenlet_still_answers_a_servers_request(
+    broker: FakeBroker, parked_look: Callable[[float], None]
+) -> None:
+    parked_look(0.05)
+    env = Env("gevent")
+    client = env.client(request_handler=lambda addr, request: Reply(0, {}, b"yes"))
+
+    def body() -> None:
+        client.request(broker.addr, command(), 2.0)
+        _gevent_parked(client, broker.addr)
+        conn = broker.conns[0]
+        opaque = conn.send_request(307, b"q")  # nothing in flight: nobody is reading
+        deadline = time.monotonic() + 5
+        while opaque not in conn.responses:
+            assert time.monotonic() < deadline, "the server's request was never read"
+            gevent.sleep(0.005)
+        assert conn.responses[opaque].body == b"yes"
+
+    try:
+        env.run(body)
+    finally:
+        env.run(client.close)
+
+
+def test_a_users_callable_never_runs_in_a_reading_greenlet(
+    broker: FakeBroker, parked_look: Callable[[float], None]
+) -> None:
+    """As with threads: whether a greenlet is reading is its own (a greenlet-local),
+    so a user worker reading a connection hands the next callable on."""
+    env = Env("gevent")
+    client = env.client()
+    ran_in: list[object] = []
+    worker: list[object] = []
+    outcome: list[Any] = []
+
+    def nested() -> str:
+        ran_in.append(gevent.getcurrent())
+        return client.request(broker.addr, command(k="nested"), 2.0).get("k") or ""
+
+    def flow() -> Generator[Any, Any, str]:
+        yield Call(broker.addr, command(k="outer"), 2.0)
+        answer: str = yield UserCall(nested)
+        return answer
+
+    def on_worker() -> str:
+        worker.append(gevent.getcurrent())
+        return run_flow(client, env.runtime, flow())
+
+    def body() -> None:
+        client.request(broker.addr, command(), 2.0)
+        channel = _gevent_parked(client, broker.addr)
+        # While one greenlet reads, another is not reading.
+        slow = gevent.spawn(client.request, broker.addr, command("delay", delay="0.2"), 2.0)
+        while not channel._caller_reading:
+            gevent.sleep(0.001)
+        assert not client.reading_here()
+        slow.get(timeout=5)
+        env.runtime.run_user(on_worker, (), lambda value, exc: outcome.append((value, exc)))
+        deadline = time.monotonic() + 5
+        while not outcome:
+            assert time.monotonic() < deadline
+            gevent.sleep(0.005)
+
+    try:
+        env.run(body)
+    finally:
+        env.run(client.close)
+    assert outcome == [("nested", None)]
+    assert ran_in and ran_in[0] is not worker[0]
 
 
 def test_a_request_made_while_a_caller_reads_is_read_by_that_caller(

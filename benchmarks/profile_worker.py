@@ -1,0 +1,132 @@
+"""Where one scenario's time goes: a ``side_by_side.py`` worker run under py-spy,
+its samples summed per function and given in microseconds per message.
+
+    python benchmarks/profile_worker.py --scenario batch32 --driver asyncio \\
+        [--count 200000] [--rate 2000] [--top 30] [--py-spy PATH] [--trace]
+
+Uses the cluster ``ROCKETMQ_NAMESRV`` names, or starts the local one; makes a
+topic (and, for a drain, a backlog of ``--count`` messages). py-spy is not a
+dependency of the project (``pip install py-spy``): ``--py-spy`` names it, else
+it is looked up on ``PATH``. Prints the worker's own figures, then the functions
+with the most samples, inclusive (the function and what it calls) and self (the
+function alone), per message of the run: ``samples / rate / count``.
+
+Reading it: py-spy samples every thread that is not idle in its eyes, so a
+thread waiting on a lock can count (look at the root frames printed first), and
+on this machine's virtualised kernel samples gather at system calls (a line
+calling ``asyncio.get_running_loop()``, which calls ``getpid()``, drew a sixth of
+a drain's samples where timing the call gives well under 1%): compare two runs
+of one command, or the Python frames between system calls, rather than taking
+a line's share as its cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from variants import sbs
+
+
+def _frame_key(frame: str) -> str:
+    """``name (path:line)`` -> ``name file``."""
+    name, _, where = frame.partition(" (")
+    return f"{name} {where.split(':')[0].rsplit('/', 1)[-1]}" if where else name
+
+
+def summarise(raw: Path, *, count: int, rate: float, top: int) -> list[str]:
+    """The report's lines for py-spy's ``--format raw`` output in ``raw``."""
+    inclusive: collections.Counter[str] = collections.Counter()
+    own: collections.Counter[str] = collections.Counter()
+    roots: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, samples = line.rpartition(" ")
+        if not stack or not samples.isdigit():
+            continue
+        n = int(samples)
+        total += n
+        frames = stack.split(";")
+        roots[" / ".join(_frame_key(f) for f in frames[:3])] += n
+        seen = set()
+        for frame in frames[1:] or frames:
+            key = _frame_key(frame)
+            if key not in seen:
+                seen.add(key)
+                inclusive[key] += n
+        own[_frame_key(frames[-1])] += n
+
+    def per_message(n: int) -> float:
+        return n / rate / count * 1e6
+
+    lines = [f"samples: {total} ({per_message(total):.1f} µs per message, every thread)"]
+    lines.append("by thread (root frames):")
+    lines += [f"  {per_message(n):8.1f}  {key}" for key, n in roots.most_common(6)]
+    for title, counter in (("inclusive", inclusive), ("self", own)):
+        lines.append(f"{title}, µs per message:")
+        lines += [f"  {per_message(n):8.1f}  {key}" for key, n in counter.most_common(top)]
+    return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--scenario", default="batch32", choices=sorted(sbs.SCENARIO_BY_KEY))
+    parser.add_argument("--driver", default="asyncio", choices=sbs.OURS)
+    parser.add_argument("--count", type=int, default=0, help="messages (default: the scenario's)")
+    parser.add_argument("--warmup", type=int, default=2_000)
+    parser.add_argument("--rate", type=int, default=2_000, help="samples per second")
+    parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--py-spy", default=shutil.which("py-spy"))
+    parser.add_argument("--trace", action="store_true", help="message trace on")
+    parser.add_argument("--keep", help="also write py-spy's raw samples here")
+    args = parser.parse_args()
+    if not args.py_spy:
+        parser.error("py-spy not found: install it (pip install py-spy) or give --py-spy PATH")
+    scenario = sbs.SCENARIO_BY_KEY[args.scenario]
+    count = args.count or sbs._counts(False)[scenario.key]
+    with sbs.bench_cluster() as cluster, tempfile.TemporaryDirectory() as tmp:
+        import rocketmq_sync
+
+        namesrv = cluster.namesrv_addr
+        topic = f"Profile_{uuid.uuid4().hex[:6]}"
+        with rocketmq_sync.Admin(namesrv) as admin:
+            admin.create_topic(topic, read_queue_nums=8, write_queue_nums=8)
+        if scenario.op != "produce":
+            sbs.fill_backlog(namesrv, topic, count)
+        cmd = sbs.command_for(
+            args.driver,
+            scenario,
+            peers={},
+            namesrv=namesrv,
+            topic=topic,
+            group=f"profile_{uuid.uuid4().hex[:6]}",
+            count=count,
+            warmup=args.warmup,
+        )
+        if args.trace:
+            cmd.append("--trace")
+        raw = Path(args.keep) if args.keep else Path(tmp) / "samples.txt"
+        spy = [args.py_spy, "record", "-r", str(args.rate), "-f", "raw", "-o", str(raw), "--"]
+        done = subprocess.run([*spy, *cmd], capture_output=True, text=True, timeout=1800)
+        records = [json.loads(s) for s in done.stdout.splitlines() if s.startswith("{")]
+        if done.returncode != 0 or not records:
+            print(done.stderr[-3000:], file=sys.stderr)
+            return 1
+        record = records[-1]
+        print(f"{args.driver} {scenario.label}, {count} messages: {sbs.describe(record, scenario)}")
+        for line in summarise(raw, count=count, rate=args.rate, top=args.top):
+            print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
