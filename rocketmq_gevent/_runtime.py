@@ -135,6 +135,18 @@ class _Socket:
                     deadline = self._deadline()
             self._wait(self._read, deadline)
 
+    def recv_idle(self, bufsize: int, /) -> bytes:
+        """``recv`` without a deadline (the reader task's, see
+        ``GeventRuntime.idle_read``): it waits on the read watcher alone, so a
+        connection's reader holds one watcher whether it reads or is parked."""
+        while True:
+            self._check()
+            try:
+                return self._sock.recv(bufsize)
+            except BlockingIOError:
+                pass
+            gevent.socket.wait(self._read)
+
     def sendall(self, data: bytes, /) -> None:
         view = memoryview(data)
         deadline = None  # from the first wait on: the timeout bounds the whole call
@@ -272,6 +284,11 @@ class GeventRuntime(PooledRuntime):
 
     def local(self) -> Any:
         return gevent.local.local()
+
+    def idle_read(self, sock: SocketLike) -> Callable[[int], bytes]:
+        # Not the socket's recv: its write timeout would arm a timer per wait.
+        assert isinstance(sock, _Socket)  # made by create_connection
+        return sock.recv_idle
 
     def call_later(self, delay: float, fn: Callable[[], object]) -> Cancellable:
         self._fork.check(self._start_afresh)

@@ -179,6 +179,12 @@ class Runtime(Protocol):
         greenlet's)."""
         ...
 
+    def idle_read(self, sock: SocketLike) -> Callable[[int], bytes]:
+        """The read a connection's reader task waits in: it may wait for as long as
+        the connection is idle (a plain socket's ``recv`` times out with the
+        write timeout, which the reader ignores)."""
+        ...
+
     def call_later(self, delay: float, fn: Callable[[], object]) -> Cancellable:
         """Run ``fn()`` once after ``delay`` seconds, on a task of the runtime's own.
 
@@ -658,6 +664,9 @@ class ThreadRuntime(PooledRuntime):
 
     def local(self) -> Any:
         return threading.local()
+
+    def idle_read(self, sock: SocketLike) -> Callable[[int], bytes]:
+        return sock.recv
 
     def call_later(self, delay: float, fn: Callable[[], object]) -> Cancellable:
         self._fork.check(self._start_afresh)

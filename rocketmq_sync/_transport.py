@@ -416,7 +416,7 @@ class _Channel:
         self._dispatch(actions)
 
     def _read_loop(self, sock: SocketLike) -> None:
-        recv = sock.recv
+        recv = self._rt.idle_read(sock)
         callers_read = self._callers_read
         try:
             while True:

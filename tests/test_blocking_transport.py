@@ -1943,6 +1943,36 @@ def test_a_parked_reader_greenlet_still_answers_a_servers_request(
         env.run(client.close)
 
 
+def test_a_gevent_connection_holds_as_many_hub_watchers_parked_as_reading(
+    broker: FakeBroker, parked_look: Callable[[float], None]
+) -> None:
+    """An idle connection's reader waits on one watcher, parked or reading (its
+    read has no timer), so a count of the hub's watchers (the leak tests') does
+    not change with what the last request on a long-lived connection was."""
+    env = Env("gevent")
+    client = env.client()
+    loop = gevent.get_hub().loop
+
+    def settled() -> int:
+        gevent.sleep(0.4)  # the requests' deadline timers (0.2 s) have fired
+        return int(loop.activecnt)
+
+    def body() -> None:
+        client.request(broker.addr, command(), 0.2)
+        channel = _gevent_parked(client, broker.addr)
+        parked_count = settled()
+        assert channel._parked
+        client.request_future(broker.addr, command(), 0.2).result(1)  # not a blocked caller's
+        reading_count = settled()
+        assert not channel._parked
+        assert reading_count == parked_count
+
+    try:
+        env.run(body)
+    finally:
+        env.run(client.close)
+
+
 def test_a_users_callable_never_runs_in_a_reading_greenlet(
     broker: FakeBroker, parked_look: Callable[[float], None]
 ) -> None:
