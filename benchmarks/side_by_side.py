@@ -649,6 +649,10 @@ def run_worker(args: argparse.Namespace) -> None:
 
         ThreadRuntime.callers_read = False
         GeventRuntime.callers_read = False
+    if args.no_reader_writes:  # the threads driver as before its readers wrote
+        from rocketmq_sync._runtime import ThreadRuntime
+
+        ThreadRuntime.reader_writes = False
     if args.size != SIZE or args.random:
         BODY = _body(args.size, random_bytes=args.random)
     client = args.worker
@@ -1523,6 +1527,11 @@ def main() -> int:
         "--no-caller-reads",
         action="store_true",
         help="sync, gevent: the reader task hands every answer over (callers never read)",
+    )
+    worker.add_argument(
+        "--no-reader-writes",
+        action="store_true",
+        help="sync: every request is written by its caller, never left to a busy reader",
     )
     worker.add_argument("--stop-file", help="a consumer stops once this file exists")
     args = parser.parse_args()

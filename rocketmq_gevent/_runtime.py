@@ -221,6 +221,7 @@ class GeventRuntime(PooledRuntime):
     name = "gevent"
     coalesce_writes = True
     callers_read = True
+    reader_writes = False  # writes are coalesced by a greenlet spawned for them
 
     def __init__(self, *, max_user_workers: int = 64) -> None:
         self._max_user_workers = max_user_workers

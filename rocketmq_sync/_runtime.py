@@ -64,6 +64,8 @@ class LockLike(Protocol):
 
     def release(self) -> object: ...
 
+    def locked(self) -> bool: ...
+
     def __enter__(self) -> object: ...
 
     def __exit__(
@@ -133,6 +135,15 @@ class Runtime(Protocol):
     #: answer from the reader (a thread switch; under gevent, a switch through
     #: the hub and the event's callbacks). It waits in :meth:`poller`.
     callers_read: bool
+    #: Whether a request queued by another task while a connection's reader task
+    #: is busy with what it read (completing answers, resuming flows) is left to
+    #: the reader, which writes every frame queued meanwhile in one send before it
+    #: reads again, rather than written by its caller; having completed answers,
+    #: the reader first lets the tasks they woke run (``sleep(0)``), so that their
+    #: next requests are among those frames. Worth it where tasks are threads: a
+    #: caller's write is a system call per request, during which the interpreter's
+    #: lock goes to the other thread.
+    reader_writes: bool
 
     def spawn(self, fn: Callable[..., object], /, *args: Any) -> TaskHandle:
         """Run ``fn(*args)`` concurrently (a daemon thread, a greenlet)."""
@@ -616,6 +627,7 @@ class ThreadRuntime(PooledRuntime):
     name = "threads"
     coalesce_writes = False
     callers_read = hasattr(select, "poll")  # the caller waits for its answer in poll()
+    reader_writes = True
 
     def __init__(self, *, max_user_workers: int = 16) -> None:
         self._max_user_workers = max_user_workers

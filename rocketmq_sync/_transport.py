@@ -22,7 +22,11 @@ one future per request, one reader task and one timer per connection.
   what came unasked (a server's request, a close) every :data:`_PARKED_LOOK`
   seconds.
 - **Writing.** A request is queued in the core under the connection's lock,
-  then whoever takes the write lock sends everything queued so far. A caller
+  then whoever takes the write lock sends everything queued so far. Where the
+  runtime says so (``reader_writes``: threads), a request another thread queues
+  while the reader is busy with what it read is left to the reader, which
+  writes all such frames in one send before it reads again (having first let
+  the threads its completions woke make their next requests). A caller
   that finds the write lock taken returns at once: the writer holding it sends
   its frame too (so concurrent senders share ``sendall`` calls). With threads
   the caller's thread writes (handing the write to another thread would cost a
@@ -162,6 +166,11 @@ class _Channel:
         self._last_was_caller = False
         self._unpark = self._rt.Event()
         self._pollers: list[Any] = [None, None]  # see _poll_for
+        # Where the reader writes (Runtime.reader_writes): the reader task is busy
+        # with what it read, from taking it to its last look for frames queued
+        # meanwhile, which it then writes, all in one send (see _received).
+        self._reader_writes = self._rt.reader_writes
+        self._reader_busy = False
 
     def __repr__(self) -> str:
         status = ("connecting", "open", "closed")[self._status]
@@ -212,6 +221,8 @@ class _Channel:
             # Coalescing pays when requests come in bursts; the only request in
             # flight (a caller sending one at a time) is written at once.
             coalesce = self._coalesce and len(self._waiters) > 1
+            # A busy reader writes it (a blocked caller writes its own: it reads next).
+            left = self._reader_busy and not caller
             spawn_flush = is_open and coalesce and not self._flush_scheduled
             if spawn_flush:
                 self._flush_scheduled = True
@@ -220,7 +231,7 @@ class _Channel:
         if spawn_flush:
             self._rt.spawn(self._scheduled_flush)
         elif is_open:
-            if not coalesce:
+            if not coalesce and not left:
                 self._flush()
         elif not self._started:
             self._start()
@@ -448,7 +459,29 @@ class _Channel:
         self._dispatch(actions)
         if flush:
             self._kick()
+        if self._reader_writes:
+            if actions[0]:
+                # The threads these completions woke (a sender waiting for a free
+                # slot) run first, so that the requests they make now are among
+                # the frames this reader writes, in one send.
+                self._rt.sleep(0)
+            self._write_left()
         return self._status != _CLOSED
+
+    def _write_left(self) -> None:
+        """(The reader task, done with what it read.) Write the frames queued while it
+        was busy, then stop being busy: a frame queued after its last look is
+        written by its caller. If another task is writing, that writer takes them:
+        it looks for frames queued during its write before it stops."""
+        lock = self._lock
+        write_lock = self._write_lock
+        while True:
+            if self._dirty:
+                self._flush()
+            with lock:
+                if not self._dirty or self._status != _OPEN or write_lock.locked():
+                    self._reader_busy = False
+                    return
 
     def _feed(
         self, data: bytes, caller: bool = False, own: Future[Any] | None = None
@@ -483,6 +516,8 @@ class _Channel:
             actions = self._drain()
             if caller:
                 actions = self._hand_over(actions, own)
+            elif self._reader_writes:
+                self._reader_busy = True
         return actions, flush
 
     def _hand_over(self, actions: _Actions, own: Future[Any] | None) -> _Actions:

@@ -2599,3 +2599,199 @@ def test_a_write_failing_in_a_reading_caller_leaves_the_others_to_the_reader(
     finally:
         client.close()
         env.runtime.close()
+
+
+# The threads runtime leaves a request queued by another thread while the
+# connection's reader thread is busy with what it read (completing answers,
+# running their callbacks) to that reader, which writes every frame queued
+# meanwhile in one send before it reads again.
+
+
+class WriteCountingRuntime(ThreadRuntime):
+    """A threads runtime whose sockets record each ``sendall``: the thread, and
+    how many request frames it carried (counted by their opaque-bearing header)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sends: list[tuple[object, int]] = []
+
+    def create_connection(self, addr: tuple[str, int], timeout: float) -> Any:
+        return _SendCountingSocket(self, socket.create_connection(addr, timeout))
+
+
+class _SendCountingSocket:
+    def __init__(self, runtime: WriteCountingRuntime, sock: socket.socket) -> None:
+        self._runtime = runtime
+        self._sock = sock
+
+    def sendall(self, data: bytes) -> None:
+        frames, view = 0, memoryview(data)
+        while len(view) >= 4:  # each frame starts with its length
+            frames += 1
+            view = view[4 + int.from_bytes(view[:4], "big") :]
+        self._runtime.sends.append((threading.current_thread(), frames))
+        self._sock.sendall(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+def _busy_reader(client: RemotingClient, addr: str) -> tuple[threading.Event, threading.Event]:
+    """Make the connection's reader busy: a callback of an answer blocks it until
+    the second event is set; the first is set once it blocks."""
+    busy, release = threading.Event(), threading.Event()
+
+    def hold(_: Any) -> None:
+        busy.set()
+        release.wait(5)
+
+    client.request_future(addr, command(), 2.0).add_done_callback(hold)
+    assert busy.wait(5)
+    return busy, release
+
+
+def test_requests_queued_while_the_reader_is_busy_leave_in_one_send_from_it(
+    broker: FakeBroker,
+) -> None:
+    runtime = WriteCountingRuntime()
+    client = RemotingClient(runtime, transport_settings())
+    try:
+        client.request_future(broker.addr, command(), 2.0).result(3)  # connected
+        reader = client._core.pool.conns[broker.addr]._reader
+        _, release = _busy_reader(client, broker.addr)
+        runtime.sends.clear()
+        futures = [client.request_future(broker.addr, command(k=str(i)), 2.0) for i in range(10)]
+        time.sleep(0.05)
+        assert runtime.sends == []  # left to the reader, nothing written meanwhile
+        release.set()
+        assert [f.result(3).get("k") for f in futures] == [str(i) for i in range(10)]
+        assert runtime.sends == [(reader, 10)]
+    finally:
+        client.close()
+        runtime.close()
+
+
+def test_a_request_to_an_idle_reader_or_of_a_blocked_caller_is_written_by_its_caller(
+    broker: FakeBroker,
+) -> None:
+    runtime = WriteCountingRuntime()
+    client = RemotingClient(runtime, transport_settings())
+    me = threading.current_thread()
+    try:
+        client.request_future(broker.addr, command(), 2.0).result(3)
+        time.sleep(0.05)  # the reader waits for input: not busy
+        runtime.sends.clear()
+        assert client.request_future(broker.addr, command(k="a"), 2.0).result(3).get("k") == "a"
+        assert runtime.sends == [(me, 1)]
+        # A blocked caller writes its own request even while the reader is busy: it
+        # waits for that answer next, and the reader may be busy for a while.
+        _, release = _busy_reader(client, broker.addr)
+        runtime.sends.clear()
+        caller: list[str] = []
+        thread = threading.Thread(
+            target=lambda: caller.append(client.request(broker.addr, command(k="b"), 2.0).get("k"))
+        )
+        thread.start()
+        deadline = time.monotonic() + 5
+        while not runtime.sends:
+            assert time.monotonic() < deadline, "the blocked caller's request was not written"
+            time.sleep(0.005)
+        assert runtime.sends == [(thread, 1)]
+        release.set()
+        thread.join(5)
+        assert caller == ["b"]
+    finally:
+        client.close()
+        runtime.close()
+
+
+def test_requests_chained_from_callbacks_and_threads_at_once_all_complete(
+    broker: FakeBroker,
+) -> None:
+    """Requests made from other threads and from answers' callbacks (on the reader
+    thread) while answers stream in: none is left unwritten, and each completes."""
+    env = Env("threads")
+    client = env.client()
+    done: list[str] = []
+    lock = threading.Lock()
+
+    def chain(n: int, left: int) -> None:
+        do = "shuffle" if left % 2 else "echo"
+        future = client.request_future(broker.addr, command(do, k=f"{n}-{left}"), 5.0)
+
+        def next_one(f: Any) -> None:
+            with lock:
+                done.append(f.result().get("k"))
+            if left:
+                chain(n, left - 1)
+
+        future.add_done_callback(next_one)
+
+    def sender(n: int) -> None:
+        for i in range(50):
+            client.request_future(broker.addr, command(k=f"s{n}-{i}"), 5.0).add_done_callback(
+                lambda f: done.append(f.result().get("k"))
+            )
+        chain(n, 30)
+
+    env.concurrently([functools.partial(sender, n) for n in range(6)])
+    deadline = time.monotonic() + 10
+    while len(done) < 6 * (50 + 31):
+        assert time.monotonic() < deadline, f"{len(done)} of {6 * 81} completed"
+        time.sleep(0.01)
+    assert sorted(done) == sorted(
+        [f"s{n}-{i}" for n in range(6) for i in range(50)]
+        + [f"{n}-{left}" for n in range(6) for left in range(31)]
+    )
+    client.close()
+    env.runtime.close()
+
+
+def test_requests_left_to_a_reader_fail_when_the_connection_closes_meanwhile(
+    broker: FakeBroker,
+) -> None:
+    env = Env("threads")
+    client = env.client()
+    try:
+        client.request_future(broker.addr, command(), 2.0).result(3)
+        _, release = _busy_reader(client, broker.addr)
+        closing = client.request_future(broker.addr, command("close"), 2.0)
+        left = [client.request_future(broker.addr, command(k=str(i)), 2.0) for i in range(5)]
+        release.set()
+        for future in [closing, *left]:
+            with pytest.raises(ConnectionClosedError):
+                future.result(3)
+        # The next request reconnects and is answered.
+        assert client.request_future(broker.addr, command(k="x"), 2.0).result(3).get("k") == "x"
+    finally:
+        client.close()
+        env.runtime.close()
+
+
+def test_a_sender_woken_by_completions_has_its_requests_written_by_the_reader(
+    broker: FakeBroker,
+) -> None:
+    """Pipelined sends as an application makes them (a slot freed by each answer's
+    callback, the sender waiting for one): having completed answers, the reader
+    lets the sender run before it reads again, so the sender's next requests
+    leave from the reader, several to a send."""
+    runtime = WriteCountingRuntime()
+    client = RemotingClient(runtime, transport_settings())
+    try:
+        client.request_future(broker.addr, command(), 2.0).result(3)
+        reader = client._core.pool.conns[broker.addr]._reader
+        runtime.sends.clear()
+        slots = threading.Semaphore(16)
+        futures = []
+        for i in range(400):
+            slots.acquire()
+            future = client.request_future(broker.addr, command(k=str(i)), 5.0)
+            future.add_done_callback(lambda _: slots.release())
+            futures.append(future)
+        assert [f.result(5).get("k") for f in futures] == [str(i) for i in range(400)]
+        by_reader = [frames for thread, frames in runtime.sends if thread is reader]
+        assert sum(by_reader) >= 300, runtime.sends  # most of them (without the turn: 48-198)
+        assert sum(by_reader) > 1.5 * len(by_reader)  # several to a send
+    finally:
+        client.close()
+        runtime.close()
