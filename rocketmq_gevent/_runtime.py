@@ -20,7 +20,6 @@ from __future__ import annotations
 import _socket
 import errno
 import math
-import select as _select
 import time
 from collections.abc import Callable
 from typing import Any
@@ -169,7 +168,15 @@ class _Socket:
         try:
             self._check()
             if seconds <= 0:
-                return bool(_select.select((self._sock,), (), (), 0)[0])
+                # A peek, not select() (which refuses descriptors from 1024 on) nor a
+                # wait on the read watcher: the parked reader looks this way while a
+                # caller may be waiting on that watcher, and one watcher takes one
+                # waiting greenlet.
+                try:
+                    self._sock.recv(1, _socket.MSG_PEEK)
+                except BlockingIOError:
+                    return False
+                return True  # something to read, or the end of the stream
             # A fresh timeout each time (one exception raised again and again would
             # keep every traceback it went through): it ends the block silently.
             with gevent.Timeout(seconds, False):

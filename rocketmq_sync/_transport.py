@@ -26,7 +26,8 @@ one future per request, one reader task and one timer per connection.
   runtime says so (``reader_writes``: threads), a request another thread queues
   while the reader is busy with what it read is left to the reader, which
   writes all such frames in one send before it reads again (having first let
-  the threads its completions woke make their next requests). A caller
+  the threads its completions woke make their next requests); not a big one
+  (:data:`_LEAVE_UNDER`): the reader reads nothing while it writes. A caller
   that finds the write lock taken returns at once: the writer holding it sends
   its frame too (so concurrent senders share ``sendall`` calls). With threads
   the caller's thread writes (handing the write to another thread would cost a
@@ -103,6 +104,10 @@ _CONNECTING: Final = 0
 _OPEN: Final = 1
 _CLOSED: Final = 2
 
+#: A request whose body is at least this many bytes is written by its caller, never
+#: left to a busy reader (see Runtime.reader_writes): the reader reads nothing while
+#: it writes, and a big frame may take long to leave.
+_LEAVE_UNDER: Final = 64 * 1024
 #: Seconds between a parked reader's looks for what came unasked.
 _PARKED_LOOK: Final = 0.5
 #: Seconds a caller reading its own answer waits in poll() at most before it
@@ -171,6 +176,7 @@ class _Channel:
         # meanwhile, which it then writes, all in one send (see _received).
         self._reader_writes = self._rt.reader_writes
         self._reader_busy = False
+        self._writer_spawned = False  # for what the reader would not write (see _flush)
 
     def __repr__(self) -> str:
         status = ("connecting", "open", "closed")[self._status]
@@ -221,8 +227,9 @@ class _Channel:
             # Coalescing pays when requests come in bursts; the only request in
             # flight (a caller sending one at a time) is written at once.
             coalesce = self._coalesce and len(self._waiters) > 1
-            # A busy reader writes it (a blocked caller writes its own: it reads next).
-            left = self._reader_busy and not caller
+            # A busy reader writes it (a blocked caller writes its own: it reads next),
+            # unless it is big: the reader would read nothing while writing it.
+            left = self._reader_busy and not caller and len(command.body) < _LEAVE_UNDER
             spawn_flush = is_open and coalesce and not self._flush_scheduled
             if spawn_flush:
                 self._flush_scheduled = True
@@ -291,19 +298,27 @@ class _Channel:
         self._flush()
 
     def _flush(self) -> None:
-        """Send what the core has queued, unless another writer is doing it now."""
+        """Send what the core has queued, unless another writer is doing it now. The
+        reader task does not write :data:`_LEAVE_UNDER` bytes or more at once (it
+        would read nothing meanwhile, and a peer that cannot write its answers may
+        stop reading too): a task spawned for it does."""
         lock = self._lock
         write_lock = self._write_lock
         conn = self._conn
+        on_reader = self._reader is not None and self._rt.current() is self._reader
         while True:
             if not write_lock.acquire(False):
                 return  # the writer holding it takes our frames before it lets go
             error: BaseException | None = None
+            handed = False
             try:
                 while True:
                     with lock:
                         sock = self._sock
                         if self._status != _OPEN or sock is None:
+                            break
+                        if on_reader and conn.bytes_to_send >= _LEAVE_UNDER:
+                            handed = True
                             break
                         self._dirty = False
                         data = conn.data_to_send()
@@ -322,10 +337,23 @@ class _Channel:
                 # as when its read fails (the others' go to the reader).
                 self._lost(error, "writing", self._reading_caller is self._rt.current())
                 return
+            if handed:
+                with lock:
+                    spawn = not self._writer_spawned
+                    self._writer_spawned = True
+                if spawn:
+                    self._rt.spawn(self._spawned_write)
+                return
             # A sender may have queued a frame after our last look and found the
             # write lock still taken: then it is ours to send.
             if not self._dirty or self._status != _OPEN:
                 return
+
+    def _spawned_write(self) -> None:
+        """(A task spawned by the reader.) Write what the reader would not."""
+        with self._lock:
+            self._writer_spawned = False
+        self._flush()
 
     # ------------------------------------------------------------------- timers
 
@@ -449,6 +477,9 @@ class _Channel:
                 "reader of %s failed", self.addr, exc_info=exc, extra=log_fields(addr=self.addr)
             )
             self._lost(exc, "reading")
+        except BaseException as exc:  # SystemExit from a callback: the task ends, and so
+            self._lost(exc, "reading")  # does the connection (nothing would read or write it)
+            raise
         finally:
             self._close_socket(sock)
 
@@ -472,14 +503,20 @@ class _Channel:
         """(The reader task, done with what it read.) Write the frames queued while it
         was busy, then stop being busy: a frame queued after its last look is
         written by its caller. If another task is writing, that writer takes them:
-        it looks for frames queued during its write before it stops."""
+        it looks for frames queued during its write before it stops (a task the
+        reader spawned to write big ones too, see :meth:`_flush`)."""
         lock = self._lock
         write_lock = self._write_lock
         while True:
             if self._dirty:
                 self._flush()
             with lock:
-                if not self._dirty or self._status != _OPEN or write_lock.locked():
+                if (
+                    not self._dirty
+                    or self._status != _OPEN
+                    or write_lock.locked()
+                    or self._writer_spawned
+                ):
                     self._reader_busy = False
                     return
 

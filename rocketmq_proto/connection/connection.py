@@ -141,6 +141,7 @@ class Connection:
         self._log = logger or logging.getLogger("rocketmq_proto.connection")
         self._decoder = FrameDecoder(max_frame_size)
         self._out: list[bytes] = []
+        self._out_bytes = 0  # the bytes in _out
         self._events: deque[Event] = deque()
         self._in_flight: dict[int, tuple[int, float]] = {}  # opaque -> (code, deadline)
         self._deadlines: list[tuple[float, int]] = []  # heap; entries may be stale
@@ -217,7 +218,9 @@ class Connection:
         if self._signer is not None:
             command.ext_fields.update(self._signer(command.all_ext_fields(), command.body))
             command.json_head = None
-        self._out.append(encode_command(command, self._serialize_code))
+        frame = encode_command(command, self._serialize_code)
+        self._out.append(frame)
+        self._out_bytes += len(frame)
         if not oneway:
             deadline = now + timeout  # type: ignore[operator]
             self._in_flight[opaque] = (command.code, deadline)
@@ -249,7 +252,9 @@ class Connection:
             language=self.language,
             version=self.version,
         )
-        self._out.append(encode_command(response, self._serialize_code))
+        frame = encode_command(response, self._serialize_code)
+        self._out.append(frame)
+        self._out_bytes += len(frame)
 
     def send_reply(self, request: RemotingCommand, reply: Reply) -> None:
         """:meth:`send_response` with the fields of a :class:`Reply`."""
@@ -263,7 +268,13 @@ class Connection:
             return b""
         out = self._out
         self._out = []
+        self._out_bytes = 0
         return out[0] if len(out) == 1 else b"".join(out)
+
+    @property
+    def bytes_to_send(self) -> int:
+        """How many bytes :meth:`data_to_send` would return now."""
+        return self._out_bytes
 
     def cancel(self, opaque: int) -> bool:
         """Forget a request (its caller gave up); a late answer is then dropped."""
@@ -378,6 +389,7 @@ class Connection:
         self._state = ConnectionState.CLOSED
         self._error = error
         self._out.clear()
+        self._out_bytes = 0
         pending_error: RocketMQError = error
         if not isinstance(error, ConnectionClosedError):
             pending_error = ConnectionClosedError(f"connection failed: {error}")
