@@ -588,7 +588,7 @@ class _Scheduler:
             if fn is not None and not timer.cancelled:
                 try:
                     fn()
-                except Exception:
+                except BaseException:  # SystemExit too: the thread serves every timer
                     _log.exception(
                         "timer callback %r raised", fn, extra=log_fields(callback=repr(fn))
                     )

@@ -305,7 +305,11 @@ class _Channel:
         lock = self._lock
         write_lock = self._write_lock
         conn = self._conn
-        on_reader = self._reader is not None and self._rt.current() is self._reader
+        me = self._rt.current()
+        # The reader task, or a caller reading for it: the only task reading now.
+        on_reader = (self._reader is not None and me is self._reader) or (
+            me is self._reading_caller
+        )
         while True:
             if not write_lock.acquire(False):
                 return  # the writer holding it takes our frames before it lets go
@@ -342,7 +346,11 @@ class _Channel:
                     spawn = not self._writer_spawned
                     self._writer_spawned = True
                 if spawn:
-                    self._rt.spawn(self._spawned_write)
+                    try:
+                        self._rt.spawn(self._spawned_write)
+                    except BaseException:
+                        self._writer_spawned = False  # the next look tries again
+                        raise
                 return
             # A sender may have queued a frame after our last look and found the
             # write lock still taken: then it is ours to send.
@@ -847,24 +855,32 @@ class _Channel:
 
     def _dispatch(self, actions: _Actions) -> None:
         done, requests, closed = actions
-        for index, (future, value, error) in enumerate(done, 1):
-            if error is None:
-                future.set_result(value)
-            else:
-                future.set_exception(error)
-            if index % _YIELD_EVERY == 0:
-                # Completing a future resumes its flow right here; after a batch of
-                # them, let others run (under gevent the hub must not wait on us).
-                self._rt.sleep(0)
-        for command in requests:
-            self._core.on_server_request(self, command)
-        if closed is not None:
-            self._core.on_closed(self, closed.error, self._closing_on_purpose)
-            sock = self._sock
-            if sock is not None:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)  # wakes the reader, which closes it
-            self._unpark.set()  # a parked reader too
+        try:
+            for index, (future, value, error) in enumerate(done, 1):
+                try:
+                    if error is None:
+                        future.set_result(value)
+                    else:
+                        future.set_exception(error)
+                except BaseException:
+                    # A callback's SystemExit (or an interrupt): the futures after it
+                    # are out of every table already; complete them before it goes on.
+                    _complete_quietly(done[index:])
+                    raise
+                if index % _YIELD_EVERY == 0:
+                    # Completing a future resumes its flow right here; after a batch of
+                    # them, let others run (under gevent the hub must not wait on us).
+                    self._rt.sleep(0)
+            for command in requests:
+                self._core.on_server_request(self, command)
+        finally:
+            if closed is not None:
+                self._core.on_closed(self, closed.error, self._closing_on_purpose)
+                sock = self._sock
+                if sock is not None:
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)  # wakes the reader, which closes it
+                self._unpark.set()  # a parked reader too
 
     # ------------------------------------------------------------------ closing
 
@@ -908,6 +924,19 @@ class _Channel:
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.close()  # our descriptor only: no shutdown, the parent keeps its own
+
+
+def _complete_quietly(done: list[_Completion]) -> None:
+    """Complete ``done`` whatever their callbacks raise (what one raises is dropped:
+    the caller is already on its way out with an exception of its own)."""
+    for future, value, error in done:
+        try:
+            if error is None:
+                future.set_result(value)
+            else:
+                future.set_exception(error)
+        except BaseException:  # dropped: see the docstring
+            pass
 
 
 def _readable(poller: Any, seconds: float) -> bool:

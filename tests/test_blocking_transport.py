@@ -2598,6 +2598,9 @@ class WriteCountingRuntime(ThreadRuntime):
     def __init__(self) -> None:
         super().__init__()
         self.sends: list[tuple[object, int]] = []
+        #: Cleared: reads wait (so that what comes meanwhile is read at once).
+        self.reads_open = threading.Event()
+        self.reads_open.set()
 
     def create_connection(self, addr: tuple[str, int], timeout: float) -> Any:
         return _SendCountingSocket(self, socket.create_connection(addr, timeout))
@@ -2615,6 +2618,10 @@ class _SendCountingSocket:
             view = view[4 + int.from_bytes(view[:4], "big") :]
         self._runtime.sends.append((threading.current_thread(), frames))
         self._sock.sendall(data)
+
+    def recv(self, size: int) -> bytes:
+        self._runtime.reads_open.wait(5)
+        return self._sock.recv(size)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._sock, name)
@@ -2915,4 +2922,46 @@ def test_the_reader_hands_a_big_frame_queued_during_its_write_to_a_writer_task(
         )
     finally:
         client.close()
+        runtime.close()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_answers_read_with_one_whose_callback_exits_are_still_completed(
+    broker: FakeBroker,
+) -> None:
+    """Two answers in one read, the first one's callback calling ``sys.exit()``:
+    the second is out of every table already, and must be completed all the same."""
+    runtime = WriteCountingRuntime()
+    client = RemotingClient(runtime, transport_settings())
+    try:
+        client.request_future(broker.addr, command(), 2.0).result(3)
+        reader = client._core.pool.conns[broker.addr]._reader
+        _, release = _busy_reader(client, broker.addr)
+        runtime.reads_open.clear()  # the reader's next read waits: both answers come first
+        first = client.request_future(broker.addr, command(k="a"), 5.0)
+        second = client.request_future(broker.addr, command(k="b"), 5.0)
+        first.add_done_callback(lambda _: sys.exit())
+        release.set()
+        time.sleep(0.3)
+        runtime.reads_open.set()
+        assert second.result(3).get("k") == "b"  # not left waiting forever
+        assert first.result(3).get("k") == "a"
+        reader.join(3)  # it ended with the SystemExit (reported within this test)
+        assert not reader.is_alive()
+    finally:
+        client.close()
+        runtime.close()
+
+
+def test_a_timer_callback_that_exits_leaves_the_other_timers_running() -> None:
+    runtime = ThreadRuntime()
+    fired: list[str] = []
+    try:
+        runtime.call_later(0.01, lambda: sys.exit())
+        runtime.call_later(0.05, lambda: fired.append("later"))
+        deadline = time.monotonic() + 3
+        while not fired:
+            assert time.monotonic() < deadline, "no timer fired after one exited"
+            time.sleep(0.01)
+    finally:
         runtime.close()
