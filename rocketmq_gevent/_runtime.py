@@ -146,6 +146,15 @@ class _Socket:
                 pass
             gevent.socket.wait(self._read)
 
+    def send_now(self, data: bytes, /) -> int:
+        """What the socket takes of ``data`` now, without waiting (0 if none)."""
+        self._check()
+        try:
+            sent: int = self._sock.send(data)
+        except BlockingIOError:
+            return 0
+        return sent
+
     def sendall(self, data: bytes, /) -> None:
         view = memoryview(data)
         deadline = None  # from the first wait on: the timeout bounds the whole call
@@ -297,6 +306,10 @@ class GeventRuntime(PooledRuntime):
         # Not the socket's recv: its write timeout would arm a timer per wait.
         assert isinstance(sock, _Socket)  # made by create_connection
         return sock.recv_idle
+
+    def send_now(self, sock: SocketLike, data: bytes) -> int:
+        assert isinstance(sock, _Socket)
+        return sock.send_now(data)
 
     def call_later(self, delay: float, fn: Callable[[], object]) -> Cancellable:
         self._fork.check(self._start_afresh)

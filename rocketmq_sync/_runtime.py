@@ -196,6 +196,11 @@ class Runtime(Protocol):
         write timeout, which the reader ignores)."""
         ...
 
+    def send_now(self, sock: SocketLike, data: bytes) -> int:
+        """Send what ``sock`` takes of ``data`` now, without waiting: how many bytes
+        (0 if its buffer is full). Raises ``OSError`` as a send does."""
+        ...
+
     def call_later(self, delay: float, fn: Callable[[], object]) -> Cancellable:
         """Run ``fn()`` once after ``delay`` seconds, on a task of the runtime's own.
 
@@ -679,6 +684,21 @@ class ThreadRuntime(PooledRuntime):
 
     def idle_read(self, sock: SocketLike) -> Callable[[int], bytes]:
         return sock.recv
+
+    def send_now(self, sock: SocketLike, data: bytes) -> int:
+        # A socket with a timeout waits for room before it sends, whatever the flags:
+        # non-blocking for this one send (only the reader calls it, holding the
+        # write lock: no other task uses the socket meanwhile).
+        plain: Any = sock
+        timeout = plain.gettimeout()
+        plain.settimeout(0.0)
+        try:
+            sent: int = plain.send(data)
+        except BlockingIOError:
+            return 0
+        finally:
+            plain.settimeout(timeout)
+        return sent
 
     def call_later(self, delay: float, fn: Callable[[], object]) -> Cancellable:
         self._fork.check(self._start_afresh)

@@ -156,6 +156,7 @@ class _Channel:
         self._started = False
         self._task: TaskHandle | None = None  # connects, then sends what was queued
         self._reader: TaskHandle | None = None
+        self._reader_task: object | None = None  # the reader, as Runtime.current() names it
         self._closing_on_purpose = False
         self._abandoned = False
         self.was_open = False
@@ -177,6 +178,9 @@ class _Channel:
         self._reader_writes = self._rt.reader_writes
         self._reader_busy = False
         self._writer_spawned = False  # for what the reader would not write (see _flush)
+        # (Under _write_lock.) Bytes the reader took and the socket did not: the next
+        # writer sends them before anything else.
+        self._carry = b""
 
     def __repr__(self) -> str:
         status = ("connecting", "open", "closed")[self._status]
@@ -299,17 +303,16 @@ class _Channel:
 
     def _flush(self) -> None:
         """Send what the core has queued, unless another writer is doing it now. The
-        reader task does not write :data:`_LEAVE_UNDER` bytes or more at once (it
-        would read nothing meanwhile, and a peer that cannot write its answers may
-        stop reading too): a task spawned for it does."""
+        reader task (or a caller reading for it) never waits to write: it would read
+        nothing meanwhile, and a peer that cannot write its answers may stop reading
+        too. It leaves :data:`_LEAVE_UNDER` bytes or more, and whatever the socket
+        does not take at once, to a task spawned to write them."""
         lock = self._lock
         write_lock = self._write_lock
         conn = self._conn
         me = self._rt.current()
         # The reader task, or a caller reading for it: the only task reading now.
-        on_reader = (self._reader is not None and me is self._reader) or (
-            me is self._reading_caller
-        )
+        on_reader = me is self._reader_task or me is self._reading_caller
         while True:
             if not write_lock.acquire(False):
                 return  # the writer holding it takes our frames before it lets go
@@ -329,9 +332,20 @@ class _Channel:
                         tls = self._tls
                         if tls is not None:
                             data = tls.encrypt(data) if data else tls.pending_output()
+                    if self._carry:  # what the reader could not send: first
+                        data, self._carry = self._carry + data, b""
                     if not data:
                         break
-                    sock.sendall(data)
+                    if on_reader:
+                        # Never waits: what the socket does not take now is carried
+                        # over to a task spawned to send it (the reader must read).
+                        sent = self._rt.send_now(sock, data)
+                        if sent < len(data):
+                            self._carry = data[sent:]
+                            handed = True
+                            break
+                    else:
+                        sock.sendall(data)
             except OSError as exc:  # ssl.SSLError and socket timeouts are OSErrors too
                 error = exc
             finally:
@@ -463,6 +477,9 @@ class _Channel:
         self._dispatch(actions)
 
     def _read_loop(self, sock: SocketLike) -> None:
+        # Known from its first step (``_reader`` is set by the task that spawned it,
+        # maybe only after this one read and wrote: a TLS session ticket comes unasked).
+        self._reader_task = self._rt.current()
         recv = self._rt.idle_read(sock)
         callers_read = self._callers_read
         try:
