@@ -2046,10 +2046,21 @@ class OneReaderRuntime(ThreadRuntime):
         return _CountingSocket(self, socket.create_connection(addr, timeout))
 
 
-class _CountingSocket:
-    def __init__(self, runtime: OneReaderRuntime, sock: socket.socket) -> None:
+class _SocketShim:
+    """A plain socket seen through a test runtime: what a subclass does not
+    define goes to the socket."""
+
+    def __init__(self, runtime: Any, sock: socket.socket) -> None:
         self._runtime = runtime
         self._sock = sock
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+class _CountingSocket(_SocketShim):
+    def __init__(self, runtime: OneReaderRuntime, sock: socket.socket) -> None:
+        super().__init__(runtime, sock)
         self._lock = threading.Lock()
         self._inside = 0
 
@@ -2064,9 +2075,6 @@ class _CountingSocket:
         finally:
             with self._lock:
                 self._inside -= 1
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sock, name)
 
 
 def test_callers_async_requests_and_a_servers_requests_all_at_once(
@@ -2534,25 +2542,19 @@ class FailingWriteRuntime(ThreadRuntime):
         return _FailingWriteSocket(self, socket.create_connection(addr, timeout))
 
 
-class _FailingWriteSocket:
-    def __init__(self, runtime: FailingWriteRuntime, sock: socket.socket) -> None:
-        self._runtime = runtime
-        self._sock = sock
-
-    def sendall(self, data: bytes) -> None:
+class _FailingWriteSocket(_SocketShim):
+    def _maybe_fail(self) -> None:
         if self._runtime.fail_next_write:
             self._runtime.fail_next_write = False
             raise ConnectionResetError("a write failed (test)")
+
+    def sendall(self, data: bytes) -> None:
+        self._maybe_fail()
         self._sock.sendall(data)
 
     def send(self, data: bytes) -> int:  # a reading caller's (Runtime.send_now)
-        if self._runtime.fail_next_write:
-            self._runtime.fail_next_write = False
-            raise ConnectionResetError("a write failed (test)")
+        self._maybe_fail()
         return self._sock.send(data)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sock, name)
 
 
 def test_a_write_failing_in_a_reading_caller_leaves_the_others_to_the_reader(
@@ -2616,11 +2618,7 @@ class WriteCountingRuntime(ThreadRuntime):
         return _SendCountingSocket(self, socket.create_connection(addr, timeout))
 
 
-class _SendCountingSocket:
-    def __init__(self, runtime: WriteCountingRuntime, sock: socket.socket) -> None:
-        self._runtime = runtime
-        self._sock = sock
-
+class _SendCountingSocket(_SocketShim):
     def _count(self, data: bytes) -> None:
         frames, view = 0, memoryview(data)
         while len(view) >= 4:  # each frame starts with its length
@@ -2639,9 +2637,6 @@ class _SendCountingSocket:
     def recv(self, size: int) -> bytes:
         self._runtime.reads_open.wait(5)
         return self._sock.recv(size)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sock, name)
 
 
 def _busy_reader(client: RemotingClient, addr: str) -> tuple[threading.Event, threading.Event]:
