@@ -2141,7 +2141,19 @@ def test_a_parked_readers_looks_never_disturb_a_reading_caller(
         channel = parked(client, broker.addr)
         reader = channel._reader
         for i in range(1500):
-            assert client.request(broker.addr, command(k=str(i)), 2.0).get("k") == str(i)
+            # A long timeout: a 2 s one expired once in CI, on a loaded machine. An
+            # answer lost to the race this test looks for still fails, and says so.
+            try:
+                response = client.request(broker.addr, command(k=str(i)), 10.0)
+            except RequestTimeoutError:
+                conn = broker.conns[-1]
+                raise AssertionError(
+                    f"request {i} unanswered: the broker answered {len(conn.answer_order)}"
+                    f" requests; parked={channel._parked}"
+                    f" caller_reading={channel._caller_reading} in_flight={len(channel._waiters)}"
+                    f" dirty={channel._dirty} reader_busy={channel._reader_busy}"
+                ) from None
+            assert response.get("k") == str(i)
         assert reader.is_alive() and len(broker.conns) == 1
     finally:
         client.close()
