@@ -169,6 +169,34 @@ def pytest_sessionfinish() -> None:
     stop_background_runs()
 
 
+#: (The controller of a run spread over workers.) Seconds of setup, call and
+#: teardown per worker, and per scope of the scheduler within each worker.
+_worker_time: dict[str, dict[str, float]] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    worker = getattr(getattr(report, "node", None), "gateway", None)
+    if worker is None:
+        return
+    module = report.nodeid.split("::", 1)[0]
+    per_scope = _worker_time.setdefault(worker.id, {})
+    per_scope[module] = per_scope.get(module, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Where a spread run's time went: each worker's busy seconds and its longest
+    modules (the busiest worker bounds the run; CI's time is kept short with it)."""
+    if not _worker_time:
+        return
+    terminalreporter.section("time per worker")
+    for worker, per_module in sorted(_worker_time.items()):
+        top = sorted(per_module.items(), key=lambda kv: -kv[1])[:4]
+        terminalreporter.write_line(
+            f"{worker}: {sum(per_module.values()):.0f} s in {len(per_module)} modules; "
+            + ", ".join(f"{m.removeprefix('tests/')} {t:.0f} s" for m, t in top)
+        )
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_runtest_teardown(item: pytest.Item) -> None:
     stop_extra_clusters_after(item)

@@ -2011,11 +2011,9 @@ def test_a_request_made_while_a_caller_reads_is_read_by_that_caller(
 
     def caller() -> None:
         caller_thread.append(threading.current_thread())
-        # Answered well after "quick" (1.45 s), even on a loaded machine: when it
-        # came 0.25 s after, a CI run once saw "quick" answered after it, read by
-        # the reader thread once the caller stopped reading, which then stayed
-        # unparked (as it should after a request of anyone else).
-        client.request(broker.addr, command("delay", k="slow", delay="1.5"), 5.0)
+        # Held by the broker until "quick" was answered, whatever the machine's load
+        # (answered 1.5 s after it was sent, a CI run once saw "quick" answered later).
+        client.request(broker.addr, command("never", k="slow"), 30.0)
 
     thread = threading.Thread(target=caller)
     thread.start()
@@ -2023,12 +2021,15 @@ def test_a_request_made_while_a_caller_reads_is_read_by_that_caller(
     while not channel._caller_reading:
         assert time.monotonic() < deadline
         time.sleep(0.001)
-    quick = client.request_future(broker.addr, command("delay", k="quick", delay="0.05"), 3.0)
+    quick = client.request_future(broker.addr, command("delay", k="quick", delay="0.05"), 10.0)
     assert channel._parked and channel._caller_reading  # the caller reads it
     quick.add_done_callback(lambda _: completed_in.append(threading.current_thread()))
-    assert quick.result(3).get("k") == "quick"
+    assert quick.result(10).get("k") == "quick"
     assert channel._caller_reading  # answered while the caller still read
-    thread.join(5)
+    (slow,) = [c for c in broker.received if c.get("k") == "slow"]
+    broker.conns[-1].respond(slow)  # only now
+    thread.join(10)
+    assert not thread.is_alive()
     assert completed_in == [channel._reader] and caller_thread[0] is not channel._reader
     assert channel._parked  # read by the caller, which is done: the reader parked on
 

@@ -4,6 +4,10 @@ The other drivers' smoke tests through the proxy are in ``test_deployments_broke
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
 from .cluster_fixture import through_proxy_fixtures
 from .test_consumer_broker import *  # noqa: F403
 
@@ -21,3 +25,11 @@ NOT_THROUGH_PROXY = {
 
 
 rocketmq_cluster, backend = through_proxy_fixtures()
+
+
+@pytest.fixture
+def rebalance_options() -> dict[str, Any]:
+    """The proxy does not tell a group's remoting consumers when one joins or leaves
+    (it forwards no NOTIFY_CONSUMER_IDS_CHANGED): they find out at their periodic
+    rebalance, every 20 s by default. The rebalance test's consumers look every 3 s."""
+    return {"rebalance_interval": 3.0}
