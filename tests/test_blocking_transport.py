@@ -1580,6 +1580,17 @@ def parked(client: RemotingClient, addr: str) -> Any:
     return channel
 
 
+def reading_for(channel: Any, broker: FakeBroker, k: str) -> None:
+    """Return once a caller reads ``channel`` for its request ``k``: reading, and
+    the broker has it. (Reading alone could be the caller's look at the parked
+    connection before it sends, briefly; a request made then is left to the
+    reader thread, which the look wakes once done.)"""
+    deadline = time.monotonic() + 5
+    while not (channel._caller_reading and any(c.get("k") == k for c in broker.received)):
+        assert time.monotonic() < deadline, f"no caller reads for {k!r}"
+        time.sleep(0.001)
+
+
 class Warm:
     """A threads client whose connection to the fake broker is open, its reader
     parked (a blocked caller's answer came, nothing else is in flight)."""
@@ -1710,16 +1721,13 @@ def test_closing_the_client_ends_a_callers_read_and_the_parked_reader(
 
     def wait_forever() -> None:
         try:
-            client.request(broker.addr, command("never"), 30.0)
+            client.request(broker.addr, command("never", k="forever"), 30.0)
         except BaseException as exc:
             errors.append(exc)
 
     caller = threading.Thread(target=wait_forever)
     caller.start()
-    deadline = time.monotonic() + 5
-    while not channel._caller_reading:
-        assert time.monotonic() < deadline
-        time.sleep(0.001)
+    reading_for(channel, broker, "forever")
     started = time.monotonic()
     client.close()
     caller.join(5)
@@ -2017,10 +2025,7 @@ def test_a_request_made_while_a_caller_reads_is_read_by_that_caller(
 
     thread = threading.Thread(target=caller)
     thread.start()
-    deadline = time.monotonic() + 5
-    while not channel._caller_reading:
-        assert time.monotonic() < deadline
-        time.sleep(0.001)
+    reading_for(channel, broker, "slow")
     quick = client.request_future(broker.addr, command("delay", k="quick", delay="0.05"), 10.0)
     assert channel._parked and channel._caller_reading  # the caller reads it
     quick.add_done_callback(lambda _: completed_in.append(threading.current_thread()))
@@ -2083,7 +2088,8 @@ def test_callers_async_requests_and_a_servers_requests_all_at_once(
 ) -> None:
     """Every answer reaches its own request, its body whole, however the reading
     passes between callers and the reader thread; and never do two threads read
-    one socket at once (its sockets count the threads inside ``recv``)."""
+    one socket at once (its sockets count the threads inside ``recv``). (Long
+    timeouts: it failed twice, unexplained, in runs beside a CI run.)"""
     parked_look(0.05)  # the server's requests may come while nothing is in flight
     env = Env("threads")
     env.runtime = OneReaderRuntime()
@@ -2100,22 +2106,22 @@ def test_callers_async_requests_and_a_servers_requests_all_at_once(
                 body = bodies[(n * 30 + i) % 64]
                 do = ("echo", "shuffle", "delay")[(n + i) % 3]
                 request = command(do, k=f"{n}-{i}", body=body, delay="0.001")
-                response = client.request(broker.addr, request, 5.0)
+                response = client.request(broker.addr, request, 20.0)
                 assert (response.get("k"), response.body) == (f"{n}-{i}", body)
 
         def sender(n: int) -> None:
             futures = [
-                client.request_future(broker.addr, command(k=f"a{n}-{i}", body=bodies[i]), 5.0)
+                client.request_future(broker.addr, command(k=f"a{n}-{i}", body=bodies[i]), 20.0)
                 for i in range(20)
             ]
             for i, future in enumerate(futures):
-                response = future.result(10)
+                response = future.result(30)
                 assert (response.get("k"), response.body) == (f"a{n}-{i}", bodies[i])
 
         def asker() -> None:
             for i in range(20):
                 opaque = conn.send_request(307, bodies[i])
-                deadline = time.monotonic() + 5
+                deadline = time.monotonic() + 20
                 while opaque not in conn.responses:
                     assert time.monotonic() < deadline, "a server's request was not read"
                     time.sleep(0.002)
@@ -2631,6 +2637,26 @@ class WriteCountingRuntime(ThreadRuntime):
         return _SendCountingSocket(self, socket.create_connection(addr, timeout))
 
 
+class TurnTakingRuntime(WriteCountingRuntime):
+    """A :class:`WriteCountingRuntime` whose ``reader`` thread, when it gives the
+    other threads a turn (``sleep(0)``), waits up to 1 s for ``turn_taken()``
+    first: the turn the operating system gives at once on a quiet machine, maybe
+    too late on a loaded one (a CI run once saw fewer than 300 of 400 frames
+    written by the reader, beside busy processes)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reader: object = None
+        self.turn_taken: Callable[[], bool] = lambda: True
+
+    def sleep(self, seconds: float) -> None:
+        if seconds == 0 and threading.current_thread() is self.reader:
+            deadline = time.monotonic() + 1.0
+            while not self.turn_taken() and time.monotonic() < deadline:
+                time.sleep(0.0002)
+        super().sleep(seconds)
+
+
 class _SendCountingSocket(_SocketShim):
     def _count(self, data: bytes) -> None:
         frames, view = 0, memoryview(data)
@@ -2791,14 +2817,17 @@ def test_a_sender_woken_by_completions_has_its_requests_written_by_the_reader(
     callback, the sender waiting for one): having completed answers, the reader
     lets the sender run before it reads again, so the sender's next requests
     leave from the reader, several to a send."""
-    runtime = WriteCountingRuntime()
+    runtime = TurnTakingRuntime()
     client = RemotingClient(runtime, transport_settings())
     try:
         client.request_future(broker.addr, command(), 2.0).result(3)
-        reader = client._core.pool.conns[broker.addr]._reader
+        channel = client._core.pool.conns[broker.addr]
+        reader = runtime.reader = channel._reader
         runtime.sends.clear()
         slots = threading.Semaphore(16)
         futures = []
+        # The sender's turn ends once it filled every free slot again.
+        runtime.turn_taken = lambda: len(channel._waiters) >= 16 or len(futures) == 400
         for i in range(400):
             slots.acquire()
             future = client.request_future(broker.addr, command(k=str(i)), 5.0)
