@@ -1518,9 +1518,11 @@ class LocalCluster:
             props["bindAddress"] = _HOST
             props["timerWheelEnable"] = "true"
             # The timer store flushes its wheel, log and checkpoint every second by
-            # default: about 4% of a core per idle broker on this project's 2-core
-            # machine, its busiest idle thread. A test cluster flushes every 10 s
-            # (a stop still saves the checkpoint first).
+            # default: about 5% of a core per idle broker on this project's 2-core
+            # machine, its busiest idle thread. A test cluster flushes every 10 s.
+            # A stop still saves the checkpoint first; but a slave's copy of it, and
+            # what a broker killed with SIGKILL recovers from, may then be 10 s old:
+            # up to 10 s of timer messages delivered again after a failover or a kill.
             props["timerFlushIntervalMs"] = "10000"
             # The transaction metrics' flush thread spins at 100% until its interval
             # (10 s by default) first passes since the broker started (it waits only

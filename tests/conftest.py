@@ -170,7 +170,8 @@ def pytest_sessionfinish() -> None:
 
 
 #: (The controller of a run spread over workers.) Seconds of setup, call and
-#: teardown per worker, and per scope of the scheduler within each worker.
+#: teardown per worker and module (a module-scoped fixture's teardown counts
+#: in the module that ran it; a session fixture's, in the worker's last one).
 _worker_time: dict[str, dict[str, float]] = {}
 
 
