@@ -1585,11 +1585,19 @@ def reading_for(channel: Any, broker: FakeBroker, k: str) -> None:
     the broker has it. (Reading alone could be the caller's look at the parked
     connection before it sends, briefly; a request made then is left to the
     reader thread, which the look wakes once done.)"""
-    deadline = time.monotonic() + 5
     # The broker first: reading seen after it had the request is no look.
-    while not (any(c.get("k") == k for c in broker.received) and channel._caller_reading):
-        assert time.monotonic() < deadline, f"no caller reads for {k!r}"
-        time.sleep(0.001)
+    _when(
+        lambda: any(c.get("k") == k for c in broker.received) and channel._caller_reading,
+        f"no caller reads for {k!r}",
+    )
+
+
+def _when(predicate: Callable[[], object], what: str = "condition not reached in time") -> None:
+    """Return once ``predicate()`` holds; fail with ``what`` after 5 seconds."""
+    deadline = time.monotonic() + 5
+    while not predicate():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.0005)
 
 
 class Warm:
@@ -2204,13 +2212,6 @@ def test_a_reader_that_fails_unexpectedly_fails_its_requests_and_the_next_reconn
         assert len(broker.conns) == 3
 
     env.run(body)
-
-
-def _when(predicate: Callable[[], object]) -> None:
-    deadline = time.monotonic() + 5
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.0005)
 
 
 def test_a_request_still_in_flight_when_the_caller_stops_reading_goes_to_the_reader(
