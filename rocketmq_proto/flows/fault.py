@@ -15,8 +15,16 @@ FAILURE_LATENCY_MS = 10_000
 ISOLATION_LATENCY_MS = 30_000
 
 
+#: Below this latency a broker is never avoided (asked first: it is every fast send).
+_AVOIDED_FROM_MS = min(
+    limit for limit, duration in zip(LATENCY_MAX_MS, NOT_AVAILABLE_MS, strict=True) if duration
+)
+
+
 def not_available_duration_ms(latency_ms: float) -> int:
     """How long a broker is avoided after a send that took ``latency_ms``."""
+    if latency_ms < _AVOIDED_FROM_MS:
+        return 0
     for limit, duration in zip(reversed(LATENCY_MAX_MS), reversed(NOT_AVAILABLE_MS), strict=True):
         if latency_ms >= limit:
             return duration
