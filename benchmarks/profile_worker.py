@@ -2,14 +2,18 @@
 its samples summed per function and given in microseconds per message.
 
     python benchmarks/profile_worker.py --scenario batch32 --driver asyncio \\
-        [--count 200000] [--rate 2000] [--top 30] [--py-spy PATH] [--trace]
+        [--count 200000] [--rate 2000] [--top 30] [--py-spy PATH] [--trace] [--gil]
 
 Uses the cluster ``ROCKETMQ_NAMESRV`` names, or starts the local one; makes a
 topic (and, for a drain, a backlog of ``--count`` messages). py-spy is not a
 dependency of the project (``pip install py-spy``): ``--py-spy`` names it, else
 it is looked up on ``PATH``. Prints the worker's own figures, then the functions
 with the most samples, inclusive (the function and what it calls) and self (the
-function alone), per message of the run: ``samples / rate / count``.
+function alone), per message of the run: ``samples / rate / count``; and the self
+samples summed by where the code lives (this project's packages, each library,
+the standard library's modules), to compare two drivers or two scenarios.
+``--gil`` samples only the thread holding the interpreter's lock (for the threads
+driver: its Python work on every thread, no thread's waiting).
 
 Reading it: py-spy samples every thread that is not idle in its eyes, so a
 thread waiting on a lock can count (look at the root frames printed first), and
@@ -43,10 +47,27 @@ def _frame_key(frame: str) -> str:
     return f"{name} {where.split(':')[0].rsplit('/', 1)[-1]}" if where else name
 
 
+def _package(frame: str) -> str:
+    """Where a frame's code lives: this project's package (``rocketmq_proto.flows``
+    and such), or the top package or module of a library or of the standard
+    library (py-spy names a file by its path under its ``sys.path`` entry)."""
+    _, _, where = frame.partition(" (")
+    path = where.rsplit(":", 1)[0].replace("\\", "/")
+    parts = path.split("/")
+    for i, part in enumerate(parts):
+        if part.startswith("rocketmq_"):
+            return ".".join([part, *parts[i + 1 : -1][:1]])
+        if part == "site-packages" and i + 1 < len(parts):
+            return parts[i + 1].removesuffix(".py")
+    top = parts[-1] if path.startswith("/") else parts[0]
+    return top.removesuffix(".py") or frame
+
+
 def summarise(raw: Path, *, count: int, rate: float, top: int) -> list[str]:
     """The report's lines for py-spy's ``--format raw`` output in ``raw``."""
     inclusive: collections.Counter[str] = collections.Counter()
     own: collections.Counter[str] = collections.Counter()
+    packages: collections.Counter[str] = collections.Counter()
     roots: collections.Counter[str] = collections.Counter()
     total = 0
     for line in raw.read_text().splitlines():
@@ -64,6 +85,7 @@ def summarise(raw: Path, *, count: int, rate: float, top: int) -> list[str]:
                 seen.add(key)
                 inclusive[key] += n
         own[_frame_key(frames[-1])] += n
+        packages[_package(frames[-1])] += n
 
     def per_message(n: int) -> float:
         return n / rate / count * 1e6
@@ -71,6 +93,8 @@ def summarise(raw: Path, *, count: int, rate: float, top: int) -> list[str]:
     lines = [f"samples: {total} ({per_message(total):.1f} µs per message, every thread)"]
     lines.append("by thread (root frames):")
     lines += [f"  {per_message(n):8.1f}  {key}" for key, n in roots.most_common(6)]
+    lines.append("self, by where the code lives, µs per message:")
+    lines += [f"  {per_message(n):8.1f}  {key}" for key, n in packages.most_common(top)]
     for title, counter in (("inclusive", inclusive), ("self", own)):
         lines.append(f"{title}, µs per message:")
         lines += [f"  {per_message(n):8.1f}  {key}" for key, n in counter.most_common(top)]
@@ -88,6 +112,9 @@ def main() -> int:
     parser.add_argument("--py-spy", default=shutil.which("py-spy"))
     parser.add_argument("--trace", action="store_true", help="message trace on")
     parser.add_argument("--keep", help="also write py-spy's raw samples here")
+    parser.add_argument(
+        "--gil", action="store_true", help="sample only the thread holding the GIL (py-spy --gil)"
+    )
     args = parser.parse_args()
     if not args.py_spy:
         parser.error("py-spy not found: install it (pip install py-spy) or give --py-spy PATH")
@@ -115,7 +142,8 @@ def main() -> int:
         if args.trace:
             cmd.append("--trace")
         raw = Path(args.keep) if args.keep else Path(tmp) / "samples.txt"
-        spy = [args.py_spy, "record", "-r", str(args.rate), "-f", "raw", "-o", str(raw), "--"]
+        spy = [args.py_spy, "record", "-r", str(args.rate), "-f", "raw", "-o", str(raw)]
+        spy += ["--gil", "--"] if args.gil else ["--"]
         done = subprocess.run([*spy, *cmd], capture_output=True, text=True, timeout=1800)
         records = [json.loads(s) for s in done.stdout.splitlines() if s.startswith("{")]
         if done.returncode != 0 or not records:

@@ -1406,6 +1406,12 @@ def write_docs(out: dict[str, Any], table: str) -> None:
         "consumed from the first offset by a new group with default settings (20 "
         "handlers, pulls of 32); msgs/s counted from the first message received to "
         "the last, so client start-up and the first rebalance are left out.",
+        f"- Group of {SCALE_PROCESSES} processes: a backlog of {counts['scale4']:,} "
+        "messages, consumed from the first offset by a new group of "
+        f"{SCALE_PROCESSES} push consumers of one client, each a process of its own, "
+        "with default settings; msgs/s from the first message any of them received to "
+        "the last (their wall clocks), CPU all of theirs per message. Scale-out: that "
+        "rate over the one-process drain's.",
         "- POP drains: the same backlog, consumed by a new group from the first offset "
         "with RocketMQ 5.x POP: a SimpleConsumer receiving 32 at a time and acking each "
         "batch with one ack call (one receive at a time), and push consumers with "

@@ -1,0 +1,45 @@
+"""The profile summary of ``benchmarks/profile_worker.py``: py-spy's raw samples
+turned into µs per message, per function and per place the code lives."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+import profile_worker
+
+
+def test_a_frame_is_placed_in_its_package_library_or_module() -> None:
+    place = profile_worker._package
+    assert place("run_flow (rocketmq_sync/_interpreter.py:12)") == "rocketmq_sync"
+    assert place("x (rocketmq_proto/flows/consumer/dispatch.py:3)") == "rocketmq_proto.flows"
+    assert place("y (rocketmq_proto/__init__.py:3)") == "rocketmq_proto"
+    assert place("z (/venv/lib/python3.11/site-packages/gevent/hub.py:9)") == "gevent"
+    assert place("switch (gevent/hub.py:1)") == "gevent"
+    assert place("d (json/decoder.py:3)") == "json"
+    assert place("select (selectors.py:451)") == "selectors"
+    assert place("main (/work/bench/side_by_side.py:7)") == "side_by_side"
+
+
+def test_samples_are_summed_per_message_by_function_and_by_place(tmp_path: Path) -> None:
+    raw = tmp_path / "samples.txt"
+    raw.write_text(
+        "main (side_by_side.py:1);run_flow (rocketmq_asyncio/_interpreter.py:5) 300\n"
+        "main (side_by_side.py:1);run_flow (rocketmq_asyncio/_interpreter.py:5);"
+        "decode (rocketmq_proto/wire/command.py:9) 100\n"
+        "main (side_by_side.py:1);select (selectors.py:451) 600\n"
+    )
+    # 1,000 samples at 1,000 per second over 100 messages: 10,000 µs per message.
+    lines = profile_worker.summarise(raw, count=100, rate=1000, top=5)
+    assert lines[0] == "samples: 1000 (10000.0 µs per message, every thread)"
+    places = lines[lines.index("self, by where the code lives, µs per message:") + 1 :][:3]
+    assert [line.split() for line in places] == [
+        ["6000.0", "selectors"],
+        ["3000.0", "rocketmq_asyncio"],
+        ["1000.0", "rocketmq_proto.wire"],
+    ]
+    # Inclusive: a frame with everything it called (the root frame left out).
+    inclusive = lines[lines.index("inclusive, µs per message:") + 1 :]
+    assert inclusive[0].split() == ["6000.0", "select", "selectors.py"]
+    assert inclusive[1].split() == ["4000.0", "run_flow", "_interpreter.py"]
