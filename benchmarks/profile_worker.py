@@ -3,6 +3,7 @@ its samples summed per function and given in microseconds per message.
 
     python benchmarks/profile_worker.py --scenario batch32 --driver asyncio \\
         [--count 200000] [--rate 2000] [--top 30] [--py-spy PATH] [--trace] [--gil]
+        [--yappi]
 
 Uses the cluster ``ROCKETMQ_NAMESRV`` names, or starts the local one; makes a
 topic (and, for a drain, a backlog of ``--count`` messages). py-spy is not a
@@ -13,7 +14,10 @@ function alone), per message of the run: ``samples / rate / count``; and the sel
 samples summed by where the code lives (this project's packages, each library,
 the standard library's modules), to compare two drivers or two scenarios.
 ``--gil`` samples only the thread holding the interpreter's lock (for the threads
-driver: its Python work on every thread, no thread's waiting).
+driver: its Python work on every thread, no thread's waiting). ``--yappi``
+profiles with yappi instead (``pip install yappi``): each function's own CPU
+time on every thread, builtins included, deterministic; its clock, read at every
+call, makes the run several times slower, so read its figures as shares.
 
 Reading it: py-spy samples every thread that is not idle in its eyes, so a
 thread waiting on a lock can count (look at the root frames printed first), and
@@ -59,6 +63,8 @@ def _package(frame: str) -> str:
             return ".".join([part, *parts[i + 1 : -1][:1]])
         if part == "site-packages" and i + 1 < len(parts):
             return parts[i + 1].removesuffix(".py")
+        if part.startswith("python3") and i + 1 < len(parts) and parts[i + 1] != "site-packages":
+            return parts[i + 1].removesuffix(".py")  # the standard library, by full path
     top = parts[-1] if path.startswith("/") else parts[0]
     return top.removesuffix(".py") or frame
 
@@ -101,6 +107,62 @@ def summarise(raw: Path, *, count: int, rate: float, top: int) -> list[str]:
     return lines
 
 
+#: Runs a worker (the arguments after the output path) under yappi, CPU clock,
+#: every thread, builtins included; writes each function's own CPU seconds, a
+#: line per function: ``seconds<TAB>name (path:line)``.
+_YAPPI_RUN = """
+import runpy, sys, yappi
+out, sys.argv = sys.argv[1], sys.argv[2:]
+yappi.set_clock_type("cpu")
+yappi.start(builtins=True, profile_threads=True)
+code = 0
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+except SystemExit as exc:
+    code = exc.code
+finally:
+    yappi.stop()
+with open(out, "w") as f:
+    for st in yappi.get_func_stats():
+        where = "builtins:0" if st.builtin else f"{st.module}:{st.lineno}"
+        f.write(f"{st.tsub!r}\\t{st.name} ({where})\\n")
+    for th in yappi.get_thread_stats():
+        f.write(f"{th.ttot!r}\\tthread {th.name} {th.id}\\n")
+sys.exit(code)
+"""
+
+
+def summarise_yappi(path: Path, *, count: int, top: int) -> list[str]:
+    """The report's lines for the own CPU seconds :data:`_YAPPI_RUN` wrote."""
+    own: collections.Counter[str] = collections.Counter()
+    places: collections.Counter[str] = collections.Counter()
+    threads: collections.Counter[str] = collections.Counter()
+    for line in path.read_text().splitlines():
+        seconds_text, _, frame = line.partition("\t")
+        seconds = float(seconds_text)
+        if frame.startswith("thread "):
+            threads[frame.removeprefix("thread ")] += seconds
+            continue
+        own[_frame_key(frame)] += seconds
+        places[_package(frame)] += seconds
+
+    def per_message(seconds: float) -> float:
+        return seconds / count * 1e6
+
+    total = sum(own.values())
+    lines = [
+        f"own CPU under yappi: {per_message(total):.1f} µs per message (the profiler's "
+        "clock, read at every call, multiplies a run's CPU: read shares, not µs)"
+    ]
+    lines.append("by thread:")
+    lines += [f"  {per_message(n):8.1f}  {key}" for key, n in threads.most_common(6)]
+    lines.append("self, by where the code lives, µs per message:")
+    lines += [f"  {per_message(n):8.1f}  {key}" for key, n in places.most_common(top)]
+    lines.append("self, µs per message:")
+    lines += [f"  {per_message(n):8.1f}  {key}" for key, n in own.most_common(top)]
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scenario", default="batch32", choices=sorted(sbs.SCENARIO_BY_KEY))
@@ -115,8 +177,18 @@ def main() -> int:
     parser.add_argument(
         "--gil", action="store_true", help="sample only the thread holding the GIL (py-spy --gil)"
     )
+    parser.add_argument(
+        "--yappi",
+        action="store_true",
+        help="profile with yappi (CPU clock, every thread) instead of sampling with py-spy",
+    )
     args = parser.parse_args()
-    if not args.py_spy:
+    if args.yappi:
+        try:
+            import yappi  # noqa: F401
+        except ImportError:
+            parser.error("yappi is not installed: pip install yappi")
+    elif not args.py_spy:
         parser.error("py-spy not found: install it (pip install py-spy) or give --py-spy PATH")
     scenario = sbs.SCENARIO_BY_KEY[args.scenario]
     count = args.count or sbs._counts(False)[scenario.key]
@@ -142,16 +214,23 @@ def main() -> int:
         if args.trace:
             cmd.append("--trace")
         raw = Path(args.keep) if args.keep else Path(tmp) / "samples.txt"
-        spy = [args.py_spy, "record", "-r", str(args.rate), "-f", "raw", "-o", str(raw)]
-        spy += ["--gil", "--"] if args.gil else ["--"]
-        done = subprocess.run([*spy, *cmd], capture_output=True, text=True, timeout=1800)
+        if args.yappi:
+            profiled = [cmd[0], "-c", _YAPPI_RUN, str(raw), *cmd[1:]]
+        else:
+            spy = [args.py_spy, "record", "-r", str(args.rate), "-f", "raw", "-o", str(raw)]
+            profiled = [*spy, "--gil", "--", *cmd] if args.gil else [*spy, "--", *cmd]
+        done = subprocess.run(profiled, capture_output=True, text=True, timeout=1800)
         records = [json.loads(s) for s in done.stdout.splitlines() if s.startswith("{")]
         if done.returncode != 0 or not records:
             print(done.stderr[-3000:], file=sys.stderr)
             return 1
         record = records[-1]
         print(f"{args.driver} {scenario.label}, {count} messages: {sbs.describe(record, scenario)}")
-        for line in summarise(raw, count=count, rate=args.rate, top=args.top):
+        if args.yappi:
+            lines = summarise_yappi(raw, count=count, top=args.top)
+        else:
+            lines = summarise(raw, count=count, rate=args.rate, top=args.top)
+        for line in lines:
             print(line)
     return 0
 

@@ -43,3 +43,41 @@ def test_samples_are_summed_per_message_by_function_and_by_place(tmp_path: Path)
     inclusive = lines[lines.index("inclusive, µs per message:") + 1 :]
     assert inclusive[0].split() == ["6000.0", "select", "selectors.py"]
     assert inclusive[1].split() == ["4000.0", "run_flow", "_interpreter.py"]
+
+
+def test_a_frame_of_the_standard_library_by_full_path_is_placed_in_its_module() -> None:
+    place = profile_worker._package
+    assert place("run_once (/usr/local/lib/python3.11/asyncio/base_events.py:1845)") == "asyncio"
+    assert place("select (/usr/lib/python3.11/selectors.py:451)") == "selectors"
+    assert place("h (/v/lib/python3.11/site-packages/gevent/hub.py:1)") == "gevent"
+    assert place("<method 'sendall' of '_socket.socket' objects> (builtins:0)") == "builtins"
+
+
+def test_yappis_own_times_are_summed_per_message_by_function_place_and_thread(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "yappi.txt"
+    out.write_text(
+        "0.3\trun_flow (/w/rocketmq_sync/_interpreter.py:5)\n"
+        "0.1\tdecode (/w/rocketmq_proto/wire/command.py:9)\n"
+        "0.05\tlen (builtins:0)\n"
+        "0.05\t<method 'poll' of 'select.poll' objects> (builtins:0)\n"
+        "0.4\tthread _MainThread 0\n"
+        "0.1\tthread Thread 3\n"
+    )
+    # 0.5 s of own CPU over 1,000 messages: 500 µs per message.
+    lines = profile_worker.summarise_yappi(out, count=1000, top=5)
+    assert lines[0].startswith("own CPU under yappi: 500.0 µs per message")
+    threads = lines[lines.index("by thread:") + 1 :][:2]
+    assert [line.split() for line in threads] == [
+        ["400.0", "_MainThread", "0"],
+        ["100.0", "Thread", "3"],
+    ]
+    places = lines[lines.index("self, by where the code lives, µs per message:") + 1 :][:3]
+    assert [line.split() for line in places] == [
+        ["300.0", "rocketmq_sync"],
+        ["100.0", "rocketmq_proto.wire"],
+        ["100.0", "builtins"],
+    ]
+    functions = lines[lines.index("self, µs per message:") + 1 :]
+    assert functions[0].split() == ["300.0", "run_flow", "_interpreter.py"]
