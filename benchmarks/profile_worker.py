@@ -20,7 +20,9 @@ time on every thread, builtins included, deterministic; its clock, read at every
 call, makes the run several times slower, so read its figures as shares.
 
 Reading it: py-spy samples every thread that is not idle in its eyes, so a
-thread waiting on a lock can count (look at the root frames printed first), and
+thread waiting on a lock can count (look at the root frames printed first; the
+known waits, gevent's thread pool workers waiting for work, are left out and
+their samples told), and
 on this machine's virtualised kernel samples gather at system calls (a line
 calling ``asyncio.get_running_loop()``, which calls ``getpid()``, drew a sixth of
 a drain's samples where timing the call gives well under 1%): compare two runs
@@ -69,20 +71,29 @@ def _package(frame: str) -> str:
     return top.removesuffix(".py") or frame
 
 
+#: Leaf frames (as :func:`_frame_key` gives them) of threads waiting, which py-spy
+#: counts as busy: gevent's thread pool workers waiting for work.
+_WAITS = frozenset({"acquire_with_timeout _threading.py"})
+
+
 def summarise(raw: Path, *, count: int, rate: float, top: int) -> list[str]:
-    """The report's lines for py-spy's ``--format raw`` output in ``raw``."""
+    """The report's lines for py-spy's ``--format raw`` output in ``raw``. Samples
+    of a known wait (:data:`_WAITS`) are left out, and their sum is given."""
     inclusive: collections.Counter[str] = collections.Counter()
     own: collections.Counter[str] = collections.Counter()
     packages: collections.Counter[str] = collections.Counter()
     roots: collections.Counter[str] = collections.Counter()
-    total = 0
+    total = waiting = 0
     for line in raw.read_text().splitlines():
         stack, _, samples = line.rpartition(" ")
         if not stack or not samples.isdigit():
             continue
         n = int(samples)
-        total += n
         frames = stack.split(";")
+        if _frame_key(frames[-1]) in _WAITS:
+            waiting += n
+            continue
+        total += n
         roots[" / ".join(_frame_key(f) for f in frames[:3])] += n
         seen = set()
         for frame in frames[1:] or frames:
@@ -97,6 +108,11 @@ def summarise(raw: Path, *, count: int, rate: float, top: int) -> list[str]:
         return n / rate / count * 1e6
 
     lines = [f"samples: {total} ({per_message(total):.1f} µs per message, every thread)"]
+    if waiting:
+        lines.append(
+            f"left out: {waiting} samples ({per_message(waiting):.1f} µs per message) of "
+            "threads waiting, which py-spy counts as busy"
+        )
     lines.append("by thread (root frames):")
     lines += [f"  {per_message(n):8.1f}  {key}" for key, n in roots.most_common(6)]
     lines.append("self, by where the code lives, µs per message:")

@@ -81,3 +81,18 @@ def test_yappis_own_times_are_summed_per_message_by_function_place_and_thread(
     ]
     functions = lines[lines.index("self, µs per message:") + 1 :]
     assert functions[0].split() == ["300.0", "run_flow", "_interpreter.py"]
+
+
+def test_a_thread_waiting_for_work_is_left_out_and_its_samples_told(tmp_path: Path) -> None:
+    raw = tmp_path / "samples.txt"
+    raw.write_text(
+        "main (side_by_side.py:1);run_flow (rocketmq_sync/_interpreter.py:5) 300\n"
+        "_WorkerGreenlet.run (gevent/threadpool.py:1);Queue.get (gevent/_threading.py:2);"
+        "acquire_with_timeout (gevent/_threading.py:36) 700\n"
+    )
+    lines = profile_worker.summarise(raw, count=100, rate=1000, top=5)
+    assert lines[0] == "samples: 300 (3000.0 µs per message, every thread)"
+    assert lines[1].startswith("left out: 700 samples (7000.0 µs per message) of threads waiting")
+    places = lines[lines.index("self, by where the code lives, µs per message:") + 1 :]
+    assert places[0].split() == ["3000.0", "rocketmq_sync"]
+    assert "gevent" not in " ".join(lines[2:])
