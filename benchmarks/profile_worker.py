@@ -40,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -104,7 +105,7 @@ def summarise(raw: Path, *, count: int, rate: float, top: int) -> list[str]:
         own[_frame_key(frames[-1])] += n
         packages[_package(frames[-1])] += n
 
-    def per_message(n: int) -> float:
+    def per_message(n: float) -> float:
         return n / rate / count * 1e6
 
     lines = [f"samples: {total} ({per_message(total):.1f} µs per message, every thread)"]
@@ -113,13 +114,25 @@ def summarise(raw: Path, *, count: int, rate: float, top: int) -> list[str]:
             f"left out: {waiting} samples ({per_message(waiting):.1f} µs per message) of "
             "threads waiting, which py-spy counts as busy"
         )
-    lines.append("by thread (root frames):")
-    lines += [f"  {per_message(n):8.1f}  {key}" for key, n in roots.most_common(6)]
-    lines.append("self, by where the code lives, µs per message:")
-    lines += [f"  {per_message(n):8.1f}  {key}" for key, n in packages.most_common(top)]
-    for title, counter in (("inclusive", inclusive), ("self", own)):
-        lines.append(f"{title}, µs per message:")
-        lines += [f"  {per_message(n):8.1f}  {key}" for key, n in counter.most_common(top)]
+    return lines + _sections(
+        per_message,
+        ("by thread (root frames):", roots, 6),
+        ("self, by where the code lives, µs per message:", packages, top),
+        ("inclusive, µs per message:", inclusive, top),
+        ("self, µs per message:", own, top),
+    )
+
+
+def _sections(
+    per_message: Callable[[float], float], *sections: tuple[str, Mapping[str, float], int]
+) -> list[str]:
+    """The report's sections: each a title, then its largest ``limit`` entries of
+    a counter, given per message."""
+    lines: list[str] = []
+    for title, counter, limit in sections:
+        lines.append(title)
+        largest = sorted(counter.items(), key=lambda kv: kv[1], reverse=True)[:limit]
+        lines += [f"  {per_message(n):8.1f}  {key}" for key, n in largest]
     return lines
 
 
@@ -150,9 +163,9 @@ sys.exit(code)
 
 def summarise_yappi(path: Path, *, count: int, top: int) -> list[str]:
     """The report's lines for the own CPU seconds :data:`_YAPPI_RUN` wrote."""
-    own: collections.Counter[str] = collections.Counter()
-    places: collections.Counter[str] = collections.Counter()
-    threads: collections.Counter[str] = collections.Counter()
+    own: collections.defaultdict[str, float] = collections.defaultdict(float)
+    places: collections.defaultdict[str, float] = collections.defaultdict(float)
+    threads: collections.defaultdict[str, float] = collections.defaultdict(float)
     for line in path.read_text().splitlines():
         seconds_text, _, frame = line.partition("\t")
         seconds = float(seconds_text)
@@ -170,13 +183,12 @@ def summarise_yappi(path: Path, *, count: int, top: int) -> list[str]:
         f"own CPU under yappi: {per_message(total):.1f} µs per message (the profiler's "
         "clock, read at every call, multiplies a run's CPU: read shares, not µs)"
     ]
-    lines.append("by thread:")
-    lines += [f"  {per_message(n):8.1f}  {key}" for key, n in threads.most_common(6)]
-    lines.append("self, by where the code lives, µs per message:")
-    lines += [f"  {per_message(n):8.1f}  {key}" for key, n in places.most_common(top)]
-    lines.append("self, µs per message:")
-    lines += [f"  {per_message(n):8.1f}  {key}" for key, n in own.most_common(top)]
-    return lines
+    return lines + _sections(
+        per_message,
+        ("by thread:", threads, 6),
+        ("self, by where the code lives, µs per message:", places, top),
+        ("self, µs per message:", own, top),
+    )
 
 
 def main() -> int:
