@@ -600,6 +600,92 @@ class _Scheduler:
             del fn, timer
 
 
+#: Whether a socket's descriptor may be read and written with ``os.read`` and
+#: ``os.write`` (POSIX; Windows' sockets are not file descriptors).
+_READ_DESCRIPTORS = os.name == "posix"
+
+
+class _DescriptorSocket:
+    """A stdlib socket whose reads and writes try its descriptor first.
+
+    A socket with a timeout polls before every ``recv`` and ``send``, and makes
+    both a system call that releases the interpreter's lock. Its descriptor is
+    non-blocking then (CPython's timeout mode), so ``os.read`` and ``os.write``
+    on it do in one call what the socket does in two when data or room is there,
+    which is the common case for a busy connection; only when they would block
+    does the socket's own call wait, with its timeout. A socket in blocking mode
+    (no timeout) is used as it is.
+    """
+
+    __slots__ = ("_direct", "_fd", "_sock")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._fd = sock.fileno()
+        self._direct = sock.gettimeout() is not None
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def recv(self, bufsize: int, /) -> bytes:
+        if self._direct:
+            try:
+                return os.read(self._fd, bufsize)
+            except BlockingIOError:
+                pass
+        return self._sock.recv(bufsize)
+
+    def sendall(self, data: bytes, /) -> None:
+        if self._direct:
+            try:
+                sent = os.write(self._fd, data)
+            except BlockingIOError:
+                sent = 0
+            if sent == len(data):
+                return
+            self._sock.sendall(memoryview(data)[sent:])
+            return
+        self._sock.sendall(data)
+
+    def send_now(self, data: bytes) -> int:
+        """What the socket takes of ``data`` now, without waiting (0 if its buffer
+        is full). Only the writer holding the connection's write lock calls it."""
+        if self._direct:
+            try:
+                return os.write(self._fd, data)
+            except BlockingIOError:
+                return 0
+        sock = self._sock
+        timeout = sock.gettimeout()
+        sock.settimeout(0.0)
+        try:
+            return sock.send(data)
+        except BlockingIOError:
+            return 0
+        finally:
+            sock.settimeout(timeout)
+
+    def settimeout(self, value: float | None, /) -> None:
+        self._sock.settimeout(value)
+        self._direct = value is not None
+
+    def gettimeout(self) -> float | None:
+        return self._sock.gettimeout()
+
+    def setsockopt(self, level: int, optname: int, value: int, /) -> None:
+        self._sock.setsockopt(level, optname, value)
+
+    def shutdown(self, how: int, /) -> None:
+        self._sock.shutdown(how)
+
+    def close(self) -> None:
+        # The descriptor's number may be given to another file once closed: never
+        # read or write it again (the socket's own calls then fail as closed).
+        self._direct = False
+        self._fd = -1
+        self._sock.close()
+
+
 class PooledRuntime:
     """What a runtime that runs users' callables on a :class:`WorkerPool` has in
     common (the thread runtime's and the gevent runtime's): both hand the calls
@@ -663,7 +749,8 @@ class ThreadRuntime(PooledRuntime):
         return queue.SimpleQueue()
 
     def create_connection(self, addr: tuple[str, int], timeout: float) -> SocketLike:
-        return socket.create_connection(addr, timeout)
+        sock = socket.create_connection(addr, timeout)
+        return _DescriptorSocket(sock) if _READ_DESCRIPTORS else sock
 
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)
@@ -686,6 +773,8 @@ class ThreadRuntime(PooledRuntime):
         return sock.recv
 
     def send_now(self, sock: SocketLike, data: bytes) -> int:
+        if isinstance(sock, _DescriptorSocket):
+            return sock.send_now(data)
         # A socket with a timeout waits for room before it sends, whatever the flags:
         # non-blocking for this one send (only the reader calls it, holding the
         # write lock: no other task uses the socket meanwhile).
