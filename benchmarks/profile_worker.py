@@ -16,8 +16,10 @@ the standard library's modules), to compare two drivers or two scenarios.
 ``--gil`` samples only the thread holding the interpreter's lock (for the threads
 driver: its Python work on every thread, no thread's waiting). ``--yappi``
 profiles with yappi instead (``pip install yappi``): each function's own CPU
-time on every thread, builtins included, deterministic; its clock, read at every
-call, makes the run several times slower, so read its figures as shares.
+time on every thread (for gevent, every greenlet: a switch ends no function's
+time, where py-spy's samples of the gevent driver gather around switches),
+builtins included, deterministic; its clock, read at every call, makes the run
+several times slower, so read its figures as shares.
 
 Reading it: py-spy samples every thread that is not idle in its eyes, so a
 thread waiting on a lock can count (look at the root frames printed first; the
@@ -136,12 +138,15 @@ def _sections(
     return lines
 
 
-#: Runs a worker (the arguments after the output path) under yappi, CPU clock,
-#: every thread, builtins included; writes each function's own CPU seconds, a
-#: line per function: ``seconds<TAB>name (path:line)``.
+#: Runs a worker (the arguments after the output path and the context backend)
+#: under yappi, CPU clock, every thread (or, with the ``greenlet`` backend, every
+#: greenlet: a switch then ends no function's time), builtins included; writes
+#: each function's own CPU seconds, a line per function: ``seconds<TAB>name
+#: (path:line)``.
 _YAPPI_RUN = """
 import runpy, sys, yappi
-out, sys.argv = sys.argv[1], sys.argv[2:]
+out, backend, sys.argv = sys.argv[1], sys.argv[2], sys.argv[3:]
+yappi.set_context_backend(backend)
 yappi.set_clock_type("cpu")
 yappi.start(builtins=True, profile_threads=True)
 code = 0
@@ -155,7 +160,8 @@ with open(out, "w") as f:
     for st in yappi.get_func_stats():
         where = "builtins:0" if st.builtin else f"{st.module}:{st.lineno}"
         f.write(f"{st.tsub!r}\\t{st.name} ({where})\\n")
-    for th in yappi.get_thread_stats():
+    contexts = yappi.get_greenlet_stats() if backend == "greenlet" else yappi.get_thread_stats()
+    for th in contexts:
         f.write(f"{th.ttot!r}\\tthread {th.name} {th.id}\\n")
 sys.exit(code)
 """
@@ -243,7 +249,8 @@ def main() -> int:
             cmd.append("--trace")
         raw = Path(args.keep) if args.keep else Path(tmp) / "samples.txt"
         if args.yappi:
-            profiled = [cmd[0], "-c", _YAPPI_RUN, str(raw), *cmd[1:]]
+            backend = "greenlet" if args.driver == "gevent" else "native_thread"
+            profiled = [cmd[0], "-c", _YAPPI_RUN, str(raw), backend, *cmd[1:]]
         else:
             spy = [args.py_spy, "record", "-r", str(args.rate), "-f", "raw", "-o", str(raw)]
             profiled = [*spy, "--gil", "--", *cmd] if args.gil else [*spy, "--", *cmd]
