@@ -613,8 +613,11 @@ class _DescriptorSocket:
     non-blocking then (CPython's timeout mode), so ``os.read`` and ``os.write``
     on it do in one call what the socket does in two when data or room is there,
     which is the common case for a busy connection; only when they would block
-    does the socket's own call wait, with its timeout. A socket in blocking mode
-    (no timeout) is used as it is.
+    does the socket's own call wait, with its timeout (a read that finds nothing
+    then costs one call more than the socket's). A socket in blocking mode (no
+    timeout) is used as it is. The descriptor's mode is shared with any copy of
+    it (``dup``, a forked child): one set to blocking there would make a read
+    here wait without the timeout. Nothing in this package makes such a copy.
     """
 
     __slots__ = ("_direct", "_fd", "_sock")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -171,3 +172,62 @@ def test_after_close_a_reused_descriptor_is_never_touched() -> None:
         peer.close()
         for sock in others:
             sock.close()
+
+
+def test_reads_and_writes_with_data_or_room_there_take_the_descriptor(
+    pair: tuple[_DescriptorSocket, socket.socket], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The point of the wrapper: one ``os.read``/``os.write`` and no socket call
+    when the descriptor would not block; the socket's call when it would."""
+    ours, peer = pair
+    calls: list[str] = []
+    real_read, real_write = os.read, os.write
+
+    def read(fd: int, n: int) -> bytes:
+        calls.append("read")
+        return real_read(fd, n)
+
+    def write(fd: int, data: bytes) -> int:
+        calls.append("write")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "read", read)
+    monkeypatch.setattr(os, "write", write)
+    ours.sendall(b"out")
+    assert ours.send_now(b"now") == 3
+    assert peer.recv(16) == b"outnow"
+    peer.sendall(b"in")
+    time.sleep(0.05)
+    assert ours.recv(16) == b"in"
+    assert calls == ["write", "write", "read"]
+    calls.clear()
+    ours.settimeout(0.1)
+    with pytest.raises(TimeoutError):
+        ours.recv(16)  # nothing there: one look at the descriptor, then the socket's wait
+    assert calls == ["read"]
+
+
+def test_a_reset_and_a_closed_peer_raise_as_the_socket_does(
+    pair: tuple[_DescriptorSocket, socket.socket],
+) -> None:
+    ours, peer = pair
+    peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    peer.close()  # closed with data unread on neither side: the next write fails
+    with pytest.raises(OSError) as raised:
+        for _ in range(100):
+            ours.sendall(b"x" * 1024)
+            time.sleep(0.01)
+    assert isinstance(raised.value, (BrokenPipeError, ConnectionResetError))
+
+
+def test_a_shutdown_from_another_thread_ends_a_waiting_read(
+    pair: tuple[_DescriptorSocket, socket.socket],
+) -> None:
+    """What closing a connection relies on: its reader, waiting in the socket's
+    own ``recv``, wakes when another thread shuts the socket down."""
+    ours, _peer = pair
+    ours.settimeout(30.0)
+    threading.Timer(0.2, ours.shutdown, (socket.SHUT_RDWR,)).start()
+    started = time.monotonic()
+    assert ours.recv(16) == b""
+    assert time.monotonic() - started < 10.0
