@@ -222,6 +222,25 @@ def test_unique_id_pid_and_counter_wrap_to_16_bits() -> None:
     assert ids[0x10000].endswith("0000")
 
 
+@pytest.mark.parametrize(
+    ("first", "count", "now"),
+    [
+        (0, 32, NOV_14_2023),
+        (0xFFF0, 32, NOV_14_2023),  # the counter wraps within the batch
+        (5, 1, 1_701_388_800_000),  # a new month: the span restarts
+        (7, 0, NOV_14_2023),
+    ],
+)
+def test_next_ids_are_what_as_many_next_id_calls_give(first: int, count: int, now: int) -> None:
+    one_by_one = UniqueIdGenerator(bytes([10, 0, 0, 1]), 1234, 0x12345678)
+    at_once = UniqueIdGenerator(bytes([10, 0, 0, 1]), 1234, 0x12345678)
+    for gen in (one_by_one, at_once):
+        for _ in range(first):
+            gen.next_id(NOV_14_2023)
+    assert at_once.next_ids(now, count) == [one_by_one.next_id(now) for _ in range(count)]
+    assert at_once.next_id(now) == one_by_one.next_id(now)  # the counter went on alike
+
+
 def test_unique_id_span_wraps_like_javas_int_cast() -> None:
     gen = UniqueIdGenerator(bytes([127, 0, 0, 1]), 1, 2)
     month_start = 1_696_118_400_000  # 2023-10-01T00:00:00Z: October has 31 days
@@ -608,6 +627,12 @@ def test_batch_validation() -> None:
     waits.properties["WAIT"] = "false"
     with pytest.raises(InvalidMessageError, match="WAIT"):
         encode_batch([a, waits], ["1", "2"])
+    with pytest.raises(InvalidMessageError, match="member 1 differs in WAIT"):
+        encode_batch([waits, a], ["1", "2"])  # no properties at all: WAIT is true
+    with pytest.raises(InvalidPropertyError, match="separator"):
+        encode_batch([a], ["1\x012"])
+    with pytest.raises(InvalidArgumentError, match="not a non-empty str"):
+        encode_batch([a], [""])
 
 
 @given(st.binary(max_size=120))

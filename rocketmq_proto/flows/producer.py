@@ -930,10 +930,11 @@ class ProducerCore(LifecycleOwner):
         user_topic = messages[0].topic
         topic = ns.wrap(self.client.config.namespace, user_topic)
         now_ms = yield from wall_ms()
-        ids = []
-        for msg in messages:
-            uid = msg.properties.get(_C.PROPERTY_UNIQ_CLIENT_MESSAGE_ID_KEYIDX)
-            ids.append(uid or self.ids.next_id(now_ms))
+        key = _C.PROPERTY_UNIQ_CLIENT_MESSAGE_ID_KEYIDX
+        ids = [
+            msg.properties.get(key) or uid
+            for msg, uid in zip(messages, self.ids.next_ids(now_ms, len(messages)), strict=True)
+        ]
         body = encode_batch(messages, ids)
         if len(body) > self.config.max_message_size:
             raise MessageTooLargeError(

@@ -92,7 +92,8 @@ _TIMER_KEYS: Final = (
     _C.PROPERTY_TIMER_DELAY_SEC,
     _C.PROPERTY_TIMER_DELAY_MS,
 )
-_UNIQ_PREFIX: Final = _C.PROPERTY_UNIQ_CLIENT_MESSAGE_ID_KEYIDX + "\x01"
+_UNIQ_KEY: Final = _C.PROPERTY_UNIQ_CLIENT_MESSAGE_ID_KEYIDX
+_UNIQ_PREFIX: Final = _UNIQ_KEY + "\x01"
 
 
 def _wait_store_ok(msg: Message) -> bool:
@@ -120,6 +121,7 @@ def encode_batch(messages: Sequence[Message], unique_ids: Sequence[str]) -> byte
     head_pack = _BATCH_HEAD.pack
     len_pack = _INT16.pack
     parts: list[bytes] = []
+    add = parts.extend
     for index, (msg, uid) in enumerate(zip(messages, unique_ids, strict=True)):
         if not isinstance(msg, Message):
             raise InvalidMessageError(
@@ -130,40 +132,45 @@ def encode_batch(messages: Sequence[Message], unique_ids: Sequence[str]) -> byte
                 f"batch member {index} is for topic {msg.topic!r}, the batch for {topic!r}: "
                 "a batch takes one topic"
             )
-        props = msg.properties
-        for key in _TIMER_KEYS:
-            if key in props:
-                raise InvalidMessageError(
-                    f"batch member {index} is delayed ({key}={props[key]!r}): "
-                    "batches cannot be delayed"
-                )
-        if _wait_store_ok(msg) != wait:
-            raise InvalidMessageError(
-                f"batch member {index} differs in WAIT from the first message"
-            )
         if not isinstance(uid, str) or not uid:
             raise InvalidArgumentError(
                 f"unique id {uid!r} for batch member {index} is not a non-empty str"
             )
-        if _C.PROPERTY_UNIQ_CLIENT_MESSAGE_ID_KEYIDX in props:
+        props = msg.properties
+        if props:
+            for key in _TIMER_KEYS:
+                if key in props:
+                    raise InvalidMessageError(
+                        f"batch member {index} is delayed ({key}={props[key]!r}): "
+                        "batches cannot be delayed"
+                    )
+        if (_wait_store_ok(msg) if props else True) != wait:  # no properties: WAIT is true
+            raise InvalidMessageError(
+                f"batch member {index} differs in WAIT from the first message"
+            )
+        if _UNIQ_KEY in props:
             merged = dict(props)
-            merged[_C.PROPERTY_UNIQ_CLIENT_MESSAGE_ID_KEYIDX] = uid
+            merged[_UNIQ_KEY] = uid
             prop_bytes = encode_properties(merged)
         else:
             _check_value("unique id", uid)
-            prop_bytes = encode_properties(props) + (_UNIQ_PREFIX + uid + "\x02").encode()
+            prop_bytes = (_UNIQ_PREFIX + uid + "\x02").encode()
+            if props:
+                prop_bytes = encode_properties(props) + prop_bytes
             if len(prop_bytes) > MAX_PROPERTIES_SIZE:
                 raise InvalidPropertyError(
                     f"batch member {index}: properties encode to {len(prop_bytes)} bytes, "
                     f"more than {MAX_PROPERTIES_SIZE}"
                 )
         body = msg.body
-        parts.append(
-            head_pack(_BATCH_FIXED + len(body) + len(prop_bytes), 0, 0, msg.flag, len(body))
+        add(
+            (
+                head_pack(_BATCH_FIXED + len(body) + len(prop_bytes), 0, 0, msg.flag, len(body)),
+                body,
+                len_pack(len(prop_bytes)),
+                prop_bytes,
+            )
         )
-        parts.append(body)
-        parts.append(len_pack(len(prop_bytes)))
-        parts.append(prop_bytes)
     return b"".join(parts)
 
 

@@ -164,6 +164,16 @@ class UniqueIdGenerator:
         self._counter = (counter + 1) & 0xFFFF
         return f"{self._prefix}{(now_ms - self._start) & 0xFFFFFFFF:08X}{counter:04X}"
 
+    def next_ids(self, now_ms: int, count: int) -> list[str]:
+        """``count`` new ids for messages created at ``now_ms``: what as many calls of
+        :meth:`next_id` return, made at once (a batch's members share the time part)."""
+        if not self._start <= now_ms < self._next_start:
+            self._start, self._next_start = _month_bounds(now_ms)
+        counter = self._counter
+        self._counter = (counter + count) & 0xFFFF
+        head = f"{self._prefix}{(now_ms - self._start) & 0xFFFFFFFF:08X}"
+        return [f"{head}{n & 0xFFFF:04X}" for n in range(counter, counter + count)]
+
 
 def parse_unique_id(msg_id: str, now_ms: int) -> UniqueIdInfo:
     """The producer IP, pid and (nearly) the creation time of a UNIQ_KEY id.
