@@ -77,6 +77,17 @@ def _not_through_proxy(config: pytest.Config, items: list[pytest.Item]) -> None:
         config.hook.pytest_deselected(items=dropped)
 
 
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """A test using the real cluster must be marked ``broker``: unmarked, the unit
+    suite (``-m "not broker"``) would run it and start a cluster for it."""
+    uses = getattr(item, "fixturenames", ())
+    if "rocketmq_cluster" in uses and item.get_closest_marker("broker") is None:
+        raise pytest.UsageError(
+            f"{item.nodeid} uses the rocketmq_cluster fixture but is not marked "
+            "broker (pytestmark = pytest.mark.broker)"
+        )
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     _not_through_proxy(config, items)
