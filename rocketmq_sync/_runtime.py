@@ -605,6 +605,22 @@ class _Scheduler:
 _READ_DESCRIPTORS = os.name == "posix"
 
 
+def _send_without_waiting(sock: Any, data: bytes) -> int:
+    """What a stdlib socket (or one like it) takes of ``data`` now: 0 if its buffer
+    is full. A socket with a timeout waits for room before it sends, whatever the
+    flags, so it is non-blocking for this one send (only the writer holding the
+    connection's write lock calls this: no other task uses the socket meanwhile)."""
+    timeout = sock.gettimeout()
+    sock.settimeout(0.0)
+    try:
+        sent: int = sock.send(data)
+    except BlockingIOError:
+        return 0
+    finally:
+        sock.settimeout(timeout)
+    return sent
+
+
 class _DescriptorSocket:
     """A stdlib socket whose reads and writes try its descriptor first.
 
@@ -658,15 +674,7 @@ class _DescriptorSocket:
                 return os.write(self._fd, data)
             except BlockingIOError:
                 return 0
-        sock = self._sock
-        timeout = sock.gettimeout()
-        sock.settimeout(0.0)
-        try:
-            return sock.send(data)
-        except BlockingIOError:
-            return 0
-        finally:
-            sock.settimeout(timeout)
+        return _send_without_waiting(self._sock, data)
 
     def settimeout(self, value: float | None, /) -> None:
         self._sock.settimeout(value)
@@ -778,19 +786,7 @@ class ThreadRuntime(PooledRuntime):
     def send_now(self, sock: SocketLike, data: bytes) -> int:
         if isinstance(sock, _DescriptorSocket):
             return sock.send_now(data)
-        # A socket with a timeout waits for room before it sends, whatever the flags:
-        # non-blocking for this one send (only the reader calls it, holding the
-        # write lock: no other task uses the socket meanwhile).
-        plain: Any = sock
-        timeout = plain.gettimeout()
-        plain.settimeout(0.0)
-        try:
-            sent: int = plain.send(data)
-        except BlockingIOError:
-            return 0
-        finally:
-            plain.settimeout(timeout)
-        return sent
+        return _send_without_waiting(sock, data)
 
     def call_later(self, delay: float, fn: Callable[[], object]) -> Cancellable:
         self._fork.check(self._start_afresh)

@@ -10,6 +10,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import profile_worker
 
 
+def _after(lines: list[str], title: str, count: int | None = None) -> list[str]:
+    """The report's lines after the section title ``title`` (the first ``count``)."""
+    rest = lines[lines.index(title) + 1 :]
+    return rest if count is None else rest[:count]
+
+
 def test_a_frame_is_placed_in_its_package_library_or_module() -> None:
     place = profile_worker._package
     assert place("run_flow (rocketmq_sync/_interpreter.py:12)") == "rocketmq_sync"
@@ -33,14 +39,14 @@ def test_samples_are_summed_per_message_by_function_and_by_place(tmp_path: Path)
     # 1,000 samples at 1,000 per second over 100 messages: 10,000 µs per message.
     lines = profile_worker.summarise(raw, count=100, rate=1000, top=5)
     assert lines[0] == "samples: 1000 (10000.0 µs per message, every thread)"
-    places = lines[lines.index("self, by where the code lives, µs per message:") + 1 :][:3]
+    places = _after(lines, "self, by where the code lives, µs per message:", 3)
     assert [line.split() for line in places] == [
         ["6000.0", "selectors"],
         ["3000.0", "rocketmq_asyncio"],
         ["1000.0", "rocketmq_proto.wire"],
     ]
     # Inclusive: a frame with everything it called (the root frame left out).
-    inclusive = lines[lines.index("inclusive, µs per message:") + 1 :]
+    inclusive = _after(lines, "inclusive, µs per message:")
     assert inclusive[0].split() == ["6000.0", "select", "selectors.py"]
     assert inclusive[1].split() == ["4000.0", "run_flow", "_interpreter.py"]
 
@@ -68,18 +74,18 @@ def test_yappis_own_times_are_summed_per_message_by_function_place_and_thread(
     # 0.5 s of own CPU over 1,000 messages: 500 µs per message.
     lines = profile_worker.summarise_yappi(out, count=1000, top=5)
     assert lines[0].startswith("own CPU under yappi: 500.0 µs per message")
-    threads = lines[lines.index("by thread:") + 1 :][:2]
+    threads = _after(lines, "by thread:", 2)
     assert [line.split() for line in threads] == [
         ["400.0", "_MainThread", "0"],
         ["100.0", "Thread", "3"],
     ]
-    places = lines[lines.index("self, by where the code lives, µs per message:") + 1 :][:3]
+    places = _after(lines, "self, by where the code lives, µs per message:", 3)
     assert [line.split() for line in places] == [
         ["300.0", "rocketmq_sync"],
         ["100.0", "rocketmq_proto.wire"],
         ["100.0", "builtins"],
     ]
-    functions = lines[lines.index("self, µs per message:") + 1 :]
+    functions = _after(lines, "self, µs per message:")
     assert functions[0].split() == ["300.0", "run_flow", "_interpreter.py"]
 
 
@@ -93,6 +99,6 @@ def test_a_thread_waiting_for_work_is_left_out_and_its_samples_told(tmp_path: Pa
     lines = profile_worker.summarise(raw, count=100, rate=1000, top=5)
     assert lines[0] == "samples: 300 (3000.0 µs per message, every thread)"
     assert lines[1].startswith("left out: 700 samples (7000.0 µs per message) of threads waiting")
-    places = lines[lines.index("self, by where the code lives, µs per message:") + 1 :]
+    places = _after(lines, "self, by where the code lives, µs per message:")
     assert places[0].split() == ["3000.0", "rocketmq_sync"]
     assert "gevent" not in " ".join(lines[2:])
