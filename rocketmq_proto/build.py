@@ -12,6 +12,7 @@ here, before the driver makes a thread or a socket.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -123,6 +124,11 @@ def _tracer(
         ),
         ids,
         hooked=False,
+        # A trace message's body (at most MAX_TRACE_BODY bytes, about 0.4 ms at zlib
+        # level 1) is compressed in place: handing it to a thread and taking the
+        # interpreter's lock back cost a drain's IO thread more than compressing
+        # (benchmarks/trace_parts.py, "offloaded" against "on").
+        offload_compression_over=sys.maxsize,
     )
     tracer = Tracer(topic, producer, ids, namespace=session.config.namespace)
     session.tracer = tracer

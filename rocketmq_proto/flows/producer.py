@@ -418,6 +418,9 @@ class ProducerCore(LifecycleOwner):
     #: Whether the client's send hooks see this producer's sends (not those of a
     #: consumer's inner producer, which resends failed messages for retry).
     hooked: bool = True
+    #: A body of this many bytes or more is compressed off the IO thread
+    #: (:meth:`prepare_flow`); the trace's producer compresses every body in place.
+    offload_compression_over: int = OFFLOAD_COMPRESSION_OVER
     _transaction_checker: TransactionChecker | None = field(default=None, init=False)
     _lifecycle: Lifecycle = field(default_factory=lambda: Lifecycle("producer"), init=False)
     _templates: dict[tuple[str, int], rq.SendTemplate] = field(default_factory=dict)
@@ -578,11 +581,11 @@ class ProducerCore(LifecycleOwner):
         )
 
     def prepare_flow(self, msg: Message, now_ms: int) -> Flow[tuple[str, bytes, int, str]]:
-        """:meth:`prepare`, with a body of :data:`OFFLOAD_COMPRESSION_OVER` bytes or
+        """:meth:`prepare`, with a body of :attr:`offload_compression_over` bytes or
         more compressed off the IO thread (:func:`offload`): zlib releases the GIL,
         so the event loop goes on meanwhile (a 1 MiB body takes milliseconds)."""
         body = msg.body
-        if len(body) < OFFLOAD_COMPRESSION_OVER or (
+        if len(body) < self.offload_compression_over or (
             len(body) < self.config.compress_msg_body_over_howmuch
         ):
             return self.prepare(msg, now_ms)
@@ -766,7 +769,7 @@ class ProducerCore(LifecycleOwner):
         now_ms = yield from wall_ms()
         prepared = (
             self.prepare(msg, now_ms)
-            if len(msg.body) < OFFLOAD_COMPRESSION_OVER
+            if len(msg.body) < self.offload_compression_over
             else (yield from self.prepare_flow(msg, now_ms))
         )
         msg_id = prepared[3]

@@ -1,0 +1,173 @@
+"""Where a traced drain's time goes: the push-consumer drain run with trace off, on,
+and with one part of the tracer left out at a time.
+
+    python benchmarks/trace_parts.py [--driver asyncio] [--count 200000] [--rounds 3]
+        [--variants off,told,written,offloaded,on]
+
+Uses the cluster ``ROCKETMQ_NAMESRV`` names (else starts the local one), makes a
+topic and a backlog of ``--count`` 1 KiB messages, then runs one
+``side_by_side.py`` drain worker per variant, alternating their order round by
+round. The variants:
+
+- ``off``: trace off;
+- ``told``: trace on, each handler call told to the tracer, no record written;
+- ``written``: the records written into trace messages, none sent;
+- ``offloaded``: everything, trace messages compressed off the IO thread (a
+  worker thread, as bodies of 64 KiB or more of other producers are);
+- ``on``: trace on, as shipped (trace messages compressed on the IO thread).
+
+For each run it prints msgs/s (first message to last), the process's CPU per
+message (the client's start to its close, every thread), the main thread's CPU
+per message (the client's start to the drain's end), and
+the process's minor page faults and voluntary context switches. The difference
+between two variants is what the part between them costs; run-to-run spread is
+large on a shared 2-core machine, so compare within a round and over several.
+The parts are left out by replacing the tracer's methods in the worker process
+only (the client's code is unchanged).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import side_by_side as sbs
+
+VARIANTS = ("off", "told", "written", "offloaded", "on")
+
+
+def apply(variant: str) -> Callable[[], None]:
+    """Replace the tracer's parts ``variant`` leaves out; returns the undoing."""
+    from rocketmq_proto.flows import producer as producer_module
+    from rocketmq_proto.flows import trace
+
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}: one of {', '.join(VARIANTS)}")
+    undo: list[Callable[[], None]] = []
+
+    def replace(owner: Any, name: str, value: Any) -> None:
+        old = getattr(owner, name)
+        setattr(owner, name, value)
+        undo.append(lambda: setattr(owner, name, old))
+
+    if variant == "told":
+
+        def drop_unwritten(self: trace.Tracer) -> None:
+            told = sum(2 * len(call[1]) for call in self._consumed)
+            self._consumed.clear()
+            self._records -= told
+            self.recorded -= told
+
+        replace(trace.Tracer, "_write_consumed", drop_unwritten)
+    elif variant == "written":
+        take = trace.Tracer.take
+
+        def drop_unsent(
+            self: trace.Tracer, now_s: float, *, flush: bool = False
+        ) -> trace.TraceBatch | None:
+            while (batch := take(self, now_s, flush=True)) is not None:
+                self.sent += batch.records  # counted as gone, so close does not wait
+            return None
+
+        replace(trace.Tracer, "take", drop_unsent)
+    elif variant == "offloaded":
+        init = trace.Tracer.__init__
+
+        def offloading(self: trace.Tracer, *args: Any, **kwargs: Any) -> None:
+            init(self, *args, **kwargs)
+            self.producer.offload_compression_over = producer_module.OFFLOAD_COMPRESSION_OVER
+
+        replace(trace.Tracer, "__init__", offloading)
+
+    def undo_all() -> None:
+        for step in reversed(undo):
+            step()
+
+    return undo_all
+
+
+def _worker(variant: str, argv: list[str]) -> int:
+    """Run one ``side_by_side.py`` worker with ``variant``'s parts left out; its
+    record gets the main thread's CPU (from the worker's start), the process's minor page faults and
+    voluntary context switches, read as the drain ends (before the close)."""
+    apply(variant)
+    usage: dict[str, float] = {}
+    started = time.thread_time()  # imports done: the main thread's CPU from here
+    measured, emit = sbs._measured, sbs._emit
+
+    def measured_too() -> None:
+        if not usage:  # the first time: the drain just ended, on the main thread
+            own = resource.getrusage(resource.RUSAGE_SELF)
+            usage.update(mainCpuSec=time.thread_time() - started, minorFaults=own.ru_minflt)
+            usage.update(voluntarySwitches=own.ru_nvcsw)
+        measured()
+
+    def emit_too(record: dict[str, Any]) -> None:
+        record.update(usage)
+        emit(record)
+
+    sbs._measured, sbs._emit = measured_too, emit_too
+    sys.argv = [str(Path(sbs.__file__)), *argv]
+    return int(sbs.main() or 0)
+
+
+def _rounds(variants: list[str], rounds: int) -> Iterator[tuple[int, str]]:
+    for round_ in range(rounds):
+        for variant in variants if round_ % 2 == 0 else variants[::-1]:
+            yield round_, variant
+
+
+def main() -> int:
+    if len(sys.argv) > 2 and sys.argv[1] == "--worker-variant":
+        return _worker(sys.argv[2], sys.argv[3:])
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--driver", default="asyncio", choices=sbs.OURS)
+    parser.add_argument("--count", type=int, default=200_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    args = parser.parse_args()
+    variants = [v for v in args.variants.split(",") if v]
+    for variant in variants:
+        if variant not in VARIANTS:
+            parser.error(f"unknown variant {variant!r}: one of {', '.join(VARIANTS)}")
+    import rocketmq_sync
+
+    with sbs.bench_cluster() as cluster:
+        namesrv = cluster.namesrv_addr
+        run_id = uuid.uuid4().hex[:6]
+        topic = f"TraceParts_{run_id}"
+        with rocketmq_sync.Admin(namesrv) as admin:
+            admin.create_topic(topic, read_queue_nums=8, write_queue_nums=8)
+        sbs.fill_backlog(namesrv, topic, args.count)
+        print(f"{args.driver} drains of {args.count:,} x 1 KiB, {args.rounds} rounds", flush=True)
+        for round_, variant in _rounds(variants, args.rounds):
+            group = f"parts_{variant}_{round_}_{run_id}"
+            cmd = [sys.executable, __file__, "--worker-variant", variant, "--worker",
+                   args.driver, "--op", "push", "--namesrv", namesrv, "--topic", topic,
+                   "--count", str(args.count), "--group", group]  # fmt: skip
+            if variant != "off":
+                cmd.append("--trace")
+            record = sbs.run_one(cmd, timeout=900)
+            seen = max(1, record["received"])
+            print(
+                f"round {round_} {variant:8s} {record['msgsPerSecFromFirst']:9,.0f} msgs/s"
+                f"  cpu {record['cpuUsPerMsg']:5.1f} µs/msg"
+                f"  main thread {record['mainCpuSec'] * 1e6 / seen:5.1f} µs/msg"
+                f"  faults {record['minorFaults']:7,}  switches {record['voluntarySwitches']:6,}"
+                f"  trace {record.get('trace', {}).get('sent', 0)} sent",
+                flush=True,
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
