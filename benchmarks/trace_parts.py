@@ -2,7 +2,7 @@
 and with one part of the tracer left out at a time.
 
     python benchmarks/trace_parts.py [--driver asyncio] [--count 200000] [--rounds 3]
-        [--variants off,told,written,offloaded,on]
+        [--variants off,told,written,uncompressed,offloaded,on]
 
 Uses the cluster ``ROCKETMQ_NAMESRV`` names (else starts the local one), makes a
 topic and a backlog of ``--count`` 1 KiB messages, then runs one
@@ -12,13 +12,19 @@ round. The variants:
 - ``off``: trace off;
 - ``told``: trace on, each handler call told to the tracer, no record written;
 - ``written``: the records written into trace messages, none sent;
+- ``uncompressed``: everything, trace messages sent uncompressed (about 15
+  times the bytes to the brokers);
 - ``offloaded``: everything, trace messages compressed off the IO thread (a
   worker thread, as bodies of 64 KiB or more of other producers are);
-- ``on``: trace on, as shipped (trace messages compressed on the IO thread).
+- ``on``: trace on, as shipped (trace messages compressed by the task sending
+  them: the event loop, the hub, or in the threads driver the sending thread,
+  outside the client's core lock).
 
 For each run it prints msgs/s (first message to last), the process's CPU per
 message (the client's start to its close, every thread), the main thread's CPU
-per message (the client's start to the drain's end), and
+per message (from the worker's start, its setup included, to the drain's end:
+for asyncio and gevent the thread that does all of the client's IO; for the
+threads driver, not), and
 the process's minor page faults and voluntary context switches. The difference
 between two variants is what the part between them costs; run-to-run spread is
 large on a shared 2-core machine, so compare within a round and over several.
@@ -29,6 +35,7 @@ only (the client's code is unchanged).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import resource
 import sys
 import time
@@ -42,12 +49,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import side_by_side as sbs
 
-VARIANTS = ("off", "told", "written", "offloaded", "on")
+VARIANTS = ("off", "told", "written", "uncompressed", "offloaded", "on")
 
 
 def apply(variant: str) -> Callable[[], None]:
     """Replace the tracer's parts ``variant`` leaves out; returns the undoing."""
-    from rocketmq_proto.flows import producer as producer_module
     from rocketmq_proto.flows import trace
 
     if variant not in VARIANTS:
@@ -79,12 +85,23 @@ def apply(variant: str) -> Callable[[], None]:
             return None
 
         replace(trace.Tracer, "take", drop_unsent)
+    elif variant == "uncompressed":
+        init_plain = trace.Tracer.__init__
+
+        def uncompressed(self: trace.Tracer, *args: Any, **kwargs: Any) -> None:
+            init_plain(self, *args, **kwargs)
+            config = dataclasses.replace(
+                self.producer.config, compress_msg_body_over_howmuch=sys.maxsize
+            )
+            self.producer.config = config
+
+        replace(trace.Tracer, "__init__", uncompressed)
     elif variant == "offloaded":
         init = trace.Tracer.__init__
 
         def offloading(self: trace.Tracer, *args: Any, **kwargs: Any) -> None:
             init(self, *args, **kwargs)
-            self.producer.offload_compression_over = producer_module.OFFLOAD_COMPRESSION_OVER
+            self.producer.short_compression = False
 
         replace(trace.Tracer, "__init__", offloading)
 

@@ -240,7 +240,10 @@ async def run_flow(
                     case driver.HttpGet():
                         result = await _http_get(effect)
                     case driver.Offload():
-                        result = await tasks.offloaded(effect.fn, *effect.args)
+                        if effect.short:  # cheaper here than handed to a thread
+                            result = effect.fn(*effect.args)
+                        else:
+                            result = await tasks.offloaded(effect.fn, *effect.args)
                     case _:
                         _not_an_effect(effect)
             except RocketMQError as exc:

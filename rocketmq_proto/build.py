@@ -12,7 +12,6 @@ here, before the driver makes a thread or a socket.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -124,11 +123,12 @@ def _tracer(
         ),
         ids,
         hooked=False,
-        # A trace message's body (at most MAX_TRACE_BODY bytes, about 0.4 ms at zlib
-        # level 1) is compressed in place: handing it to a thread and taking the
-        # interpreter's lock back cost a drain's IO thread more than compressing
-        # (benchmarks/trace_parts.py, "offloaded" against "on").
-        offload_compression_over=sys.maxsize,
+        # A trace message's body (at most MAX_TRACE_BODY bytes, about 0.3 ms at zlib
+        # level 1) is compressed by the task sending it, outside the core lock:
+        # handing it to a thread saved a drain's event loop nothing measurable and
+        # cost thousands of context switches per drain (benchmarks/trace_parts.py,
+        # "offloaded" against "on").
+        short_compression=True,
     )
     tracer = Tracer(topic, producer, ids, namespace=session.config.namespace)
     session.tracer = tracer

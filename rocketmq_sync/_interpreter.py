@@ -217,7 +217,10 @@ class _FlowRunner(Generic[T]):
                 write_file(effect.path, effect.data)
                 return None
             case driver.Offload():
-                if self._runtime.offload(effect.fn, effect.args, self._offload_done):
+                # Outside the core lock (see _loop): the client's other flows go on.
+                if not effect.short and self._runtime.offload(
+                    effect.fn, effect.args, self._offload_done
+                ):
                     return _ASYNC
                 return effect.fn(*effect.args)
             case driver.HttpGet():

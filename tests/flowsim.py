@@ -39,6 +39,8 @@ class Sim:
     spawned: list[tuple[str, Flow[Any]]] = field(default_factory=list)
     #: The functions offloaded (run here, at once).
     offloaded: list[Callable[..., Any]] = field(default_factory=list)
+    #: The functions of the ``short`` Offload effects (run here, at once).
+    ran_short: list[Callable[..., Any]] = field(default_factory=list)
 
     def run(self, flow: Flow[T]) -> T:
         result: Any = None
@@ -82,6 +84,6 @@ class Sim:
                 raise error from exc
             return (value, self.user_call_cost) if effect.timed else value
         if isinstance(effect, Offload):
-            self.offloaded.append(effect.fn)
+            (self.ran_short if effect.short else self.offloaded).append(effect.fn)
             return effect.fn(*effect.args)
         raise AssertionError(f"unknown effect {effect!r}")

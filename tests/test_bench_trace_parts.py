@@ -13,8 +13,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 import trace_parts
 
-from rocketmq_proto.flows import producer as producer_module
 from rocketmq_proto.flows import trace
+from rocketmq_proto.flows.producer import ProducerConfig
 from rocketmq_proto.message.ids import UniqueIdGenerator
 from rocketmq_proto.message.model import MessageExt
 from rocketmq_proto.wire.trace import ConsumeReturnType
@@ -25,7 +25,10 @@ def _told(calls: int) -> trace.Tracer:
     ids = UniqueIdGenerator(b"\x7f\x00\x00\x01", 1, 2)
     # Nothing is sent (the tests take the trace messages): the producer as the
     # client's trace producer is made, as far as the variants look at it.
-    producer: Any = SimpleNamespace(offload_compression_over=sys.maxsize)
+    producer: Any = SimpleNamespace(
+        short_compression=True,
+        config=ProducerConfig(group="_INNER_TRACE_PRODUCER-g-CONSUME", compress_level=1),
+    )
     tracer = trace.Tracer("RMQ_SYS_TRACE_TOPIC", producer, ids)
     for i in range(calls):
         msg = MessageExt("T", b"x", properties={"UNIQ_KEY": ids.next_id(1_000)}, queue_offset=i)
@@ -66,13 +69,25 @@ def test_written_takes_the_records_as_sent_and_sends_nothing() -> None:
 
 
 def test_offloaded_compresses_the_trace_messages_off_the_io_thread() -> None:
+    shipped_init = trace.Tracer.__init__
     undo = trace_parts.apply("offloaded")
     try:
-        producer = _told(1).producer
-        assert producer.offload_compression_over == producer_module.OFFLOAD_COMPRESSION_OVER
+        assert _told(1).producer.short_compression is False
     finally:
         undo()
-    assert _told(1).producer.offload_compression_over == sys.maxsize
+    assert trace.Tracer.__init__ is shipped_init
+    assert _told(1).producer.short_compression is True
+
+
+def test_uncompressed_sends_the_trace_messages_as_written() -> None:
+    shipped_init = trace.Tracer.__init__
+    undo = trace_parts.apply("uncompressed")
+    try:
+        producer = _told(1).producer
+        assert producer.config.compress_msg_body_over_howmuch == sys.maxsize
+    finally:
+        undo()
+    assert trace.Tracer.__init__ is shipped_init
 
 
 def test_off_and_on_change_nothing() -> None:

@@ -964,6 +964,24 @@ def test_offloaded_work_runs_beside_the_runtimes_other_tasks(env: Env) -> None:
         assert ran_on == [threading.get_ident()] * 2
 
 
+def test_short_offloaded_work_runs_in_the_flows_own_task(env: Env) -> None:
+    """A ``short`` :class:`Offload` (a trace message's body) runs where the flow
+    runs, under gevent too: not on a thread of the hub's pool."""
+    client = env.client()
+    ran_on: list[int] = []
+
+    def work(value: str) -> str:
+        ran_on.append(threading.get_ident())
+        return value
+
+    def flow() -> Generator[Any, Any, str]:
+        value: str = yield Offload(work, ("a",), short=True)
+        return value
+
+    assert env.run(lambda: run_flow(client, env.runtime, flow())) == "a"
+    assert ran_on == [threading.get_ident()]
+
+
 def _armed_timers(env: Env) -> int:
     """Timers armed and not cancelled: the hub's active watchers under gevent, the
     scheduler's live entries on threads."""

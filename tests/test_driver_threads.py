@@ -108,6 +108,33 @@ def test_asyncio_offloaded_work_runs_off_the_loop_thread() -> None:
     assert not [t.name for t in threading.enumerate() if t.ident not in before]
 
 
+def test_asyncio_short_offloaded_work_runs_on_the_loop_thread() -> None:
+    """A ``short`` :class:`Offload` (a trace message's body) runs on the loop's own
+    thread: no worker thread is started for it."""
+    ran_on: list[int] = []
+
+    def work(value: str) -> str:
+        ran_on.append(threading.get_ident())
+        return value
+
+    def flow() -> Flow[str]:
+        value: str = yield Offload(work, ("done",), short=True)
+        return value
+
+    async def main() -> tuple[str, int, Any]:
+        client = RemotingClient()
+        tasks = aio_interpreter.FlowTasks()
+        try:
+            result = await aio_interpreter.run_flow(client, flow(), tasks=tasks)
+        finally:
+            await tasks.close()
+            await client.close()
+        return result, threading.get_ident(), tasks._cpu
+
+    result, loop_thread, pool = asyncio.run(main())
+    assert result == "done" and ran_on == [loop_thread] and pool is None
+
+
 def test_asyncio_work_offloaded_once_the_client_closed_runs_in_place() -> None:
     """A flow still running as its client closes (a last trace flush) may offload:
     the work runs on the loop's thread, in no new pool that nothing would end."""

@@ -209,11 +209,16 @@ class Offload:
     off the thread that runs the client's IO: the event loop, or gevent's hub, goes
     on meanwhile. Result: what ``fn`` returned; an exception it raises is a bug and
     propagates. The blocking driver's threads may run it where they are (they hold
-    no event loop up).
+    no event loop up), outside the client's core lock.
+
+    ``short``: work of a fraction of a millisecond, which a hand-off to a thread and
+    back costs as much as (a trace message's body): the event loop or the hub runs
+    it itself; the blocking driver's threads, as always, where they are.
     """
 
     fn: Callable[..., Any]
     args: tuple[Any, ...] = field(default=(), repr=False)  # a body: megabytes, maybe
+    short: bool = False
 
 
 #: Every effect; each driver's interpreter has a case for each.
@@ -310,9 +315,10 @@ def http_get(
     return answer
 
 
-def offload(fn: Callable[[*Ts], R], *args: *Ts) -> Ask[R]:
-    """:class:`Offload`: what ``fn(*args)`` returned, run off the IO thread."""
-    result: R = yield Offload(fn, args)
+def offload(fn: Callable[[*Ts], R], *args: *Ts, short: bool = False) -> Ask[R]:
+    """:class:`Offload`: what ``fn(*args)`` returned, run off the IO thread (with
+    ``short``, by the task running the flow, outside the core lock)."""
+    result: R = yield Offload(fn, args, short)
     return result
 
 

@@ -418,9 +418,11 @@ class ProducerCore(LifecycleOwner):
     #: Whether the client's send hooks see this producer's sends (not those of a
     #: consumer's inner producer, which resends failed messages for retry).
     hooked: bool = True
-    #: A body of this many bytes or more is compressed off the IO thread
-    #: (:meth:`prepare_flow`); the trace's producer compresses every body in place.
-    offload_compression_over: int = OFFLOAD_COMPRESSION_OVER
+    #: Bodies of :data:`OFFLOAD_COMPRESSION_OVER` bytes or more are compressed by
+    #: the task running the send, not a worker thread (:class:`Offload`'s
+    #: ``short``): the trace's producer, whose bodies take a fraction of a
+    #: millisecond.
+    short_compression: bool = False
     _transaction_checker: TransactionChecker | None = field(default=None, init=False)
     _lifecycle: Lifecycle = field(default_factory=lambda: Lifecycle("producer"), init=False)
     _templates: dict[tuple[str, int], rq.SendTemplate] = field(default_factory=dict)
@@ -581,16 +583,17 @@ class ProducerCore(LifecycleOwner):
         )
 
     def prepare_flow(self, msg: Message, now_ms: int) -> Flow[tuple[str, bytes, int, str]]:
-        """:meth:`prepare`, with a body of :attr:`offload_compression_over` bytes or
+        """:meth:`prepare`, with a body of :data:`OFFLOAD_COMPRESSION_OVER` bytes or
         more compressed off the IO thread (:func:`offload`): zlib releases the GIL,
-        so the event loop goes on meanwhile (a 1 MiB body takes milliseconds)."""
+        so the event loop goes on meanwhile (a 1 MiB body takes milliseconds).
+        Unless :attr:`short_compression`: then by the task running the send."""
         body = msg.body
-        if len(body) < self.offload_compression_over or (
+        if len(body) < OFFLOAD_COMPRESSION_OVER or (
             len(body) < self.config.compress_msg_body_over_howmuch
         ):
             return self.prepare(msg, now_ms)
         properties, _, sys_flag, msg_id = self.prepare(msg, now_ms, compress=False)
-        sent, compressed = yield from offload(self._compressed, body)
+        sent, compressed = yield from offload(self._compressed, body, short=self.short_compression)
         return properties, sent, sys_flag | compressed, msg_id
 
     def _send_command(
@@ -769,7 +772,7 @@ class ProducerCore(LifecycleOwner):
         now_ms = yield from wall_ms()
         prepared = (
             self.prepare(msg, now_ms)
-            if len(msg.body) < self.offload_compression_over
+            if len(msg.body) < OFFLOAD_COMPRESSION_OVER
             else (yield from self.prepare_flow(msg, now_ms))
         )
         msg_id = prepared[3]
