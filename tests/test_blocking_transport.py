@@ -966,20 +966,28 @@ def test_offloaded_work_runs_beside_the_runtimes_other_tasks(env: Env) -> None:
 
 def test_short_offloaded_work_runs_in_the_flows_own_task(env: Env) -> None:
     """A ``short`` :class:`Offload` (a trace message's body) runs where the flow
-    runs, under gevent too: not on a thread of the hub's pool."""
+    runs, under gevent too: not on a thread of the hub's pool; and outside the
+    client's core lock, which the client's other flows take to step."""
     client = env.client()
+    core_lock = env.runtime.Lock()
     ran_on: list[int] = []
+    lock_free: list[bool] = []
 
     def work(value: str) -> str:
         ran_on.append(threading.get_ident())
+        free = core_lock.acquire(blocking=False)
+        if free:
+            core_lock.release()
+        lock_free.append(free)
         return value
 
     def flow() -> Generator[Any, Any, str]:
         value: str = yield Offload(work, ("a",), short=True)
         return value
 
-    assert env.run(lambda: run_flow(client, env.runtime, flow())) == "a"
+    assert env.run(lambda: run_flow(client, env.runtime, flow(), core_lock=core_lock)) == "a"
     assert ran_on == [threading.get_ident()]
+    assert lock_free == [True]
 
 
 def _armed_timers(env: Env) -> int:

@@ -212,8 +212,9 @@ class Offload:
     no event loop up), outside the client's core lock.
 
     ``short``: work of a fraction of a millisecond, which a hand-off to a thread and
-    back costs as much as (a trace message's body): the event loop or the hub runs
-    it itself; the blocking driver's threads, as always, where they are.
+    back costs as much as (a trace message's body): the task running the flow runs
+    it (the event loop's thread; under gevent, the flow's greenlet), as the blocking
+    driver's threads run every Offload, outside the core lock.
     """
 
     fn: Callable[..., Any]

@@ -72,8 +72,9 @@ _SYSFLAG_TRANSACTION_PREPARED = 0x4
 _SYSFLAG_COMPRESSED = 0x1
 _REPLY_MESSAGE_TYPE = "reply"
 #: A body of this many bytes or more is compressed off the IO thread
-#: (:meth:`ProducerCore.prepare_flow`); a smaller one costs less to compress than
-#: the hand-off to a thread and back.
+#: (:meth:`ProducerCore.prepare_flow`; not the trace producer's, see
+#: :attr:`ProducerCore.short_compression`); a smaller one costs less to compress
+#: than the hand-off to a thread and back.
 OFFLOAD_COMPRESSION_OVER = 64 * 1024
 
 T = TypeVar("T")
