@@ -2718,7 +2718,11 @@ def _busy_reader(client: RemotingClient, addr: str) -> tuple[threading.Event, th
         busy.set()
         release.wait(5)
 
-    client.request_future(addr, command(), 2.0).add_done_callback(hold)
+    # Answered late enough for the callback to be added first: answered at once, it
+    # could run in the caller's thread, and the reader would not be busy at all.
+    held = client.request_future(addr, command("delay", delay="0.3"), 2.0)
+    assert not held.done()
+    held.add_done_callback(hold)
     assert busy.wait(5)
     return busy, release
 
@@ -2906,7 +2910,10 @@ def test_a_reader_ended_by_system_exit_in_a_callback_drops_its_connection(
     try:
         client.request_future(broker.addr, command(), 2.0).result(3)
         channel = client._core.pool.conns[broker.addr]
-        exiting = client.request_future(broker.addr, command(), 2.0)
+        # Answered late enough for the callback to be added first (answered at once,
+        # the callback could run here, in the test's thread, as a CI run once saw).
+        exiting = client.request_future(broker.addr, command("delay", delay="0.3"), 2.0)
+        assert not exiting.done()
         exiting.add_done_callback(lambda _: sys.exit())
         assert exiting.result(3) is not None
         channel._reader.join(3)
