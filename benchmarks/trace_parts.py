@@ -40,14 +40,14 @@ import resource
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import side_by_side as sbs
+from variants import alternating, sbs
 
 VARIANTS = ("off", "told", "written", "uncompressed", "offloaded", "on")
 
@@ -86,30 +86,38 @@ def apply(variant: str) -> Callable[[], None]:
 
         replace(trace.Tracer, "take", drop_unsent)
     elif variant == "uncompressed":
-        init_plain = trace.Tracer.__init__
-
-        def uncompressed(self: trace.Tracer, *args: Any, **kwargs: Any) -> None:
-            init_plain(self, *args, **kwargs)
-            config = dataclasses.replace(
-                self.producer.config, compress_msg_body_over_howmuch=sys.maxsize
-            )
-            self.producer.config = config
-
-        replace(trace.Tracer, "__init__", uncompressed)
+        replace(trace.Tracer, "__init__", _adjusting_producer(_uncompressed))
     elif variant == "offloaded":
-        init = trace.Tracer.__init__
-
-        def offloading(self: trace.Tracer, *args: Any, **kwargs: Any) -> None:
-            init(self, *args, **kwargs)
-            self.producer.short_compression = False
-
-        replace(trace.Tracer, "__init__", offloading)
+        replace(trace.Tracer, "__init__", _adjusting_producer(_offloading))
 
     def undo_all() -> None:
         for step in reversed(undo):
             step()
 
     return undo_all
+
+
+def _adjusting_producer(adjust: Callable[[Any], None]) -> Callable[..., None]:
+    """``Tracer.__init__`` as it is, then ``adjust(tracer.producer)``."""
+    from rocketmq_proto.flows import trace
+
+    init = trace.Tracer.__init__
+
+    def adjusted(self: trace.Tracer, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        adjust(self.producer)
+
+    return adjusted
+
+
+def _uncompressed(producer: Any) -> None:
+    producer.config = dataclasses.replace(
+        producer.config, compress_msg_body_over_howmuch=sys.maxsize
+    )
+
+
+def _offloading(producer: Any) -> None:
+    producer.short_compression = False
 
 
 def _worker(variant: str, argv: list[str]) -> int:
@@ -137,12 +145,6 @@ def _worker(variant: str, argv: list[str]) -> int:
     return int(sbs.main() or 0)
 
 
-def _rounds(variants: list[str], rounds: int) -> Iterator[tuple[int, str]]:
-    for round_ in range(rounds):
-        for variant in variants if round_ % 2 == 0 else variants[::-1]:
-            yield round_, variant
-
-
 def main() -> int:
     if len(sys.argv) > 2 and sys.argv[1] == "--worker-variant":
         return _worker(sys.argv[2], sys.argv[3:])
@@ -166,7 +168,7 @@ def main() -> int:
             admin.create_topic(topic, read_queue_nums=8, write_queue_nums=8)
         sbs.fill_backlog(namesrv, topic, args.count)
         print(f"{args.driver} drains of {args.count:,} x 1 KiB, {args.rounds} rounds", flush=True)
-        for round_, variant in _rounds(variants, args.rounds):
+        for round_, _, variant in alternating(variants, args.rounds):
             group = f"parts_{variant}_{round_}_{run_id}"
             cmd = [sys.executable, __file__, "--worker-variant", variant, "--worker",
                    args.driver, "--op", "push", "--namesrv", namesrv, "--topic", topic,

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import sys
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -24,7 +24,20 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import side_by_side as sbs  # noqa: E402
 
-__all__ = ["ROOT", "Best", "Comparison", "Variant", "sbs"]
+__all__ = ["ROOT", "Best", "Comparison", "Variant", "alternating", "sbs"]
+
+T = TypeVar("T")
+
+
+def alternating(variants: Sequence[T], rounds: int) -> Iterator[tuple[int, int, T]]:
+    """(round, place in the round, variant) for ``rounds`` rounds of every variant,
+    their order reversed every other round (so that none always runs on a warmer
+    cluster)."""
+    for round_ in range(rounds):
+        order = variants if round_ % 2 == 0 else variants[::-1]
+        for index, variant in enumerate(order):
+            yield round_, index, variant
+
 
 #: A variant: its name and the worker flags it adds.
 Variant = tuple[str, Sequence[str]]
@@ -60,30 +73,28 @@ class Comparison:
                 sbs.fill_backlog(namesrv, drain_topic, max(drains))
             for scenario in self.scenarios:
                 for driver in self.drivers:
-                    for round_ in range(self.rounds):
-                        order = self.variants if round_ % 2 == 0 else self.variants[::-1]
-                        for index, (name, flags) in enumerate(order):
-                            cmd = sbs.command_for(
-                                driver,
-                                scenario,
-                                peers={},
-                                namesrv=namesrv,
-                                topic=send_topic if scenario.op == "produce" else drain_topic,
-                                group=f"v_{scenario.key}_{driver}_{round_}_{index}_{run_id}",
-                                count=self.counts[scenario.key],
-                                warmup=self.warmup,
-                            )
-                            record = sbs.run_one([*cmd, *flags], timeout=900)
-                            kept = best.setdefault(scenario.key, {}).setdefault(driver, {})
-                            if name not in kept or (sbs.figure(record, scenario) or 0.0) > (
-                                sbs.figure(kept[name], scenario) or 0.0
-                            ):
-                                kept[name] = record
-                            print(
-                                f"{driver:8s} {scenario.label:30s} {name:10s} "
-                                f"{sbs.describe(record, scenario)}{describe_more(record)}",
-                                flush=True,
-                            )
+                    for round_, index, (name, flags) in alternating(self.variants, self.rounds):
+                        cmd = sbs.command_for(
+                            driver,
+                            scenario,
+                            peers={},
+                            namesrv=namesrv,
+                            topic=send_topic if scenario.op == "produce" else drain_topic,
+                            group=f"v_{scenario.key}_{driver}_{round_}_{index}_{run_id}",
+                            count=self.counts[scenario.key],
+                            warmup=self.warmup,
+                        )
+                        record = sbs.run_one([*cmd, *flags], timeout=900)
+                        kept = best.setdefault(scenario.key, {}).setdefault(driver, {})
+                        if name not in kept or (sbs.figure(record, scenario) or 0.0) > (
+                            sbs.figure(kept[name], scenario) or 0.0
+                        ):
+                            kept[name] = record
+                        print(
+                            f"{driver:8s} {scenario.label:30s} {name:10s} "
+                            f"{sbs.describe(record, scenario)}{describe_more(record)}",
+                            flush=True,
+                        )
         return best
 
     def table(

@@ -101,3 +101,11 @@ def test_off_and_on_change_nothing() -> None:
 def test_an_unknown_variant_is_refused_by_name() -> None:
     with pytest.raises(ValueError, match="'sent'"):
         trace_parts.apply("sent")
+
+
+def test_rounds_alternate_the_variants_order() -> None:
+    assert list(trace_parts.alternating(["a", "b", "c"], 3)) == [
+        (0, 0, "a"), (0, 1, "b"), (0, 2, "c"),
+        (1, 0, "c"), (1, 1, "b"), (1, 2, "a"),
+        (2, 0, "a"), (2, 1, "b"), (2, 2, "c"),
+    ]  # fmt: skip

@@ -158,21 +158,24 @@ class UniqueIdGenerator:
 
     def next_id(self, now_ms: int) -> str:
         """A new id for a message created at ``now_ms`` (epoch milliseconds)."""
-        if not self._start <= now_ms < self._next_start:
-            self._start, self._next_start = _month_bounds(now_ms)
-        counter = self._counter
-        self._counter = (counter + 1) & 0xFFFF
-        return f"{self._prefix}{(now_ms - self._start) & 0xFFFFFFFF:08X}{counter:04X}"
+        elapsed, counter = self._reserve(now_ms, 1)
+        return f"{self._prefix}{elapsed:08X}{counter:04X}"
 
     def next_ids(self, now_ms: int, count: int) -> list[str]:
         """``count`` new ids for messages created at ``now_ms``: what as many calls of
         :meth:`next_id` return, made at once (a batch's members share the time part)."""
+        elapsed, counter = self._reserve(now_ms, count)
+        head = f"{self._prefix}{elapsed:08X}"
+        return [f"{head}{n & 0xFFFF:04X}" for n in range(counter, counter + count)]
+
+    def _reserve(self, now_ms: int, count: int) -> tuple[int, int]:
+        """Take ``count`` counter values for ids made at ``now_ms``: the ids' time part
+        (milliseconds since the month began) and the first counter value."""
         if not self._start <= now_ms < self._next_start:
             self._start, self._next_start = _month_bounds(now_ms)
         counter = self._counter
         self._counter = (counter + count) & 0xFFFF
-        head = f"{self._prefix}{(now_ms - self._start) & 0xFFFFFFFF:08X}"
-        return [f"{head}{n & 0xFFFF:04X}" for n in range(counter, counter + count)]
+        return (now_ms - self._start) & 0xFFFFFFFF, counter
 
 
 def parse_unique_id(msg_id: str, now_ms: int) -> UniqueIdInfo:
