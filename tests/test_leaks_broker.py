@@ -2,16 +2,14 @@
 
 Each client class is opened, used against the real cluster and closed many times
 in each driver; afterwards the process's threads, file descriptors and the
-driver's own tasks (asyncio tasks, live greenlets and hub watchers) are back to
-what they were before the first cycle.
+driver's own tasks (asyncio tasks; under gevent, greenlets and hub watchers that
+serve none of what was there before) are back to what they were before the first
+cycle.
 """
 
 from __future__ import annotations
 
-import asyncio
-import gc
 import os
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,6 +20,7 @@ import pytest
 from rocketmq_proto import Message, TransactionState
 
 from .backends import Backend
+from .footprint import Footprint
 
 pytestmark = pytest.mark.broker
 
@@ -31,48 +30,6 @@ CYCLES = int(os.environ.get("LEAK_CYCLES", "500"))
 
 def unique(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
-
-
-def _open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
-
-
-def _live_greenlets() -> int:
-    import greenlet
-
-    return sum(
-        1 for obj in gc.get_objects() if isinstance(obj, greenlet.greenlet) and obj and not obj.dead
-    )
-
-
-def _footprint(backend: Backend) -> dict[str, int]:
-    """What a client could leave behind, counted in this driver."""
-    counts = {"threads": threading.active_count(), "fds": _open_fds()}
-    if backend.name == "asyncio":
-        assert backend._loop is not None
-
-        def tasks() -> int:
-            return len(asyncio.all_tasks())
-
-        counts["tasks"] = backend._loop.call(tasks)
-    elif backend.name == "gevent":
-        import gevent
-
-        gc.collect()
-        counts["greenlets"] = _live_greenlets()
-        counts["hub watchers"] = gevent.get_hub().loop.activecnt
-    return counts
-
-
-def _settled(backend: Backend, baseline: dict[str, int], timeout: float = 15.0) -> dict[str, int]:
-    """The footprint once it is back to ``baseline`` (or the last one seen after ``timeout``:
-    a thread or greenlet that is ending may need a moment)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        now = _footprint(backend)
-        if all(now[key] <= baseline[key] for key in baseline) or time.monotonic() > deadline:
-            return now
-        backend.sleep(0.1)
 
 
 @pytest.fixture(scope="module")
@@ -261,14 +218,14 @@ def test_open_use_close_leaves_nothing_behind(
     ns = rocketmq_cluster.namesrv_addr
     use(backend, ns, leak_topic)  # first use: imports, loggers, caches made once
     backend.sleep(0.5)  # what that use's close ended is gone
-    baseline = _footprint(backend)
+    footprint = Footprint(backend)
     for _ in range(cycles):
         use(backend, ns, leak_topic)
-    after = _settled(backend, baseline)
-    print(f"\n[{backend.name}] {client}: {cycles} cycles, before {baseline}, after {after}")
-    grown = {
-        key: f"{baseline[key]} -> {after[key]}" for key in baseline if after[key] > baseline[key]
-    }
+    after = footprint.settled()
+    print(
+        f"\n[{backend.name}] {client}: {cycles} cycles, before {footprint.baseline}, after {after}"
+    )
+    grown = footprint.grown(after)
     assert not grown, f"{cycles} open/use/close cycles of {client} ({backend.name}) left {grown}"
 
 
@@ -281,7 +238,7 @@ def test_concurrent_local_transactions_leave_no_thread_behind(
     ns = rocketmq_cluster.namesrv_addr
     _use_transaction_producer(backend, ns, leak_topic)
     backend.sleep(0.5)
-    baseline = _footprint(backend)
+    footprint = Footprint(backend)
 
     def slow_commit(message: Any, arg: Any) -> TransactionState:
         backend.sleep(0.2)
@@ -298,8 +255,5 @@ def test_concurrent_local_transactions_leave_no_thread_behind(
         ]
         states = [send.result(30)[1] for send in sends]
     assert states == [TransactionState.COMMIT] * 12
-    after = _settled(backend, baseline)
-    grown = {
-        key: f"{baseline[key]} -> {after[key]}" for key in baseline if after[key] > baseline[key]
-    }
+    grown = footprint.grown(footprint.settled())
     assert not grown, f"12 concurrent local transactions ({backend.name}) left {grown}"

@@ -1,0 +1,79 @@
+"""The leak tests' measure under gevent: what is new is named, what serves what was
+there before is not (so that clients living through the cycles, whose readers and
+flows keep arming fresh timers, neither hide a leak nor make one up)."""
+
+from __future__ import annotations
+
+import types
+
+import gevent
+import gevent.event
+
+from rocketmq_gevent._runtime import GeventRuntime
+
+from .footprint import Footprint
+
+
+def _driver() -> types.SimpleNamespace:
+    return types.SimpleNamespace(name="gevent", sleep=gevent.sleep, _loop=None)
+
+
+class _Owner:
+    """Something a driver timer calls back."""
+
+    def wake(self) -> None:
+        pass
+
+
+def test_what_was_there_before_is_not_counted_however_it_waits_now() -> None:
+    runtime = GeventRuntime()
+    owner = _Owner()
+    parked = gevent.event.Event()
+
+    def sleeper() -> None:  # long-lived greenlets: one then sleeps, one waits a while
+        while not parked.is_set():
+            gevent.sleep(0.01)
+        gevent.sleep(30)
+
+    def waiter() -> None:
+        parked.wait()
+        gevent.event.Event().wait(30)
+
+    before = [gevent.spawn(sleeper), gevent.spawn(waiter)]
+    gevent.sleep(0.05)
+    footprint = Footprint(_driver())
+    parked.set()
+    timer = runtime.call_later(30, owner.wake)  # a fresh timer of an old owner
+    gevent.sleep(0.05)
+    try:
+        assert footprint.now() == footprint.baseline
+        assert footprint.grown(footprint.now()) == {}
+    finally:
+        timer.cancel()
+        gevent.killall(before)
+        runtime.close()
+
+
+def test_what_is_new_is_counted_and_named() -> None:
+    runtime = GeventRuntime()
+    footprint = Footprint(_driver())
+    owner = _Owner()
+    timer = runtime.call_later(30, owner.wake)  # a driver timer of a new owner
+    raw = gevent.get_hub().loop.timer(30)
+    raw.start(owner.wake)
+    left = gevent.spawn(gevent.sleep, 30)
+    gevent.sleep(0.05)
+    try:
+        now = footprint.now()
+        assert now["new greenlets"] == 1
+        assert now["new hub watchers"] == 3  # the driver's timer, the raw one, the sleep's
+        grown = footprint.grown(now)
+        assert "sleep(30)" in grown["new greenlets"]
+        assert grown["new hub watchers"].count("_Owner object") == 2, grown
+        assert "Waiter.switch" in grown["new hub watchers"]
+    finally:
+        timer.cancel()
+        raw.close()
+        left.kill()
+        runtime.close()
+    assert footprint.settled(5.0) == footprint.baseline
