@@ -53,6 +53,9 @@ _CALLS_IN_A_ROW: Final = 32
 #: Effects a flow may step through in a row, all completing at once, before the
 #: other tasks get a turn (:meth:`Runtime.give_turn`).
 _TURN_AFTER: Final = 1000
+#: Clock readings answered in one step at most (:meth:`_FlowRunner._step`): a flow
+#: that reads a clock over and over still lets other flows have the core lock.
+_CLOCKS_IN_A_STEP: Final = 16
 
 
 class _FlowRunner(Generic[T]):
@@ -61,6 +64,7 @@ class _FlowRunner(Generic[T]):
     __slots__ = (
         "_caller",
         "_client",
+        "_clocks",
         "_core_lock",
         "_flow",
         "_in_a_row",
@@ -94,6 +98,8 @@ class _FlowRunner(Generic[T]):
         self._pending: tuple[Any, BaseException | _Fatal | None] | None = None
         self._running = False
         self._in_a_row = 0
+        #: Clock readings the last step answered itself (see _step).
+        self._clocks = 0
         #: The timer of the sleep the flow waits for, if it does.
         self._timer: Cancellable | None = None
         #: Whether a cancelled result ends the flow's sleep at once (see _result_done).
@@ -136,11 +142,11 @@ class _FlowRunner(Generic[T]):
                 try:
                     core_lock = self._core_lock
                     if core_lock is None:
-                        effect = flow.send(value) if error is None else flow.throw(error)
+                        effect = self._step(flow, value, error)
                     else:
                         # Flows of one client share its core state: one steps at a time.
                         with core_lock:
-                            effect = flow.send(value) if error is None else flow.throw(error)
+                            effect = self._step(flow, value, error)
                 except StopIteration as stop:
                     result.set_result(stop.value)
                     return
@@ -157,12 +163,31 @@ class _FlowRunner(Generic[T]):
                     value, error = None, _Fatal(exc)
                 if value is _ASYNC:
                     break
-                at_once += 1
+                at_once += 1 + self._clocks
                 if at_once >= _TURN_AFTER:
                     # A flow that never waits must not keep every other task (under
                     # gevent: every greenlet, the hub's IO too) from running.
                     at_once = 0
                     self._runtime.give_turn()
+
+    def _step(self, flow: Flow[T], value: Any, error: BaseException | None) -> driver.Effect:
+        """Step the flow to its next effect that is not a reading of a clock: those
+        are answered here, in the same hold of the core lock. (A consume worker reads
+        the clocks around each handler call: each step taking the lock again let the
+        connections' readers, stepping their pull flows, contend for it.)"""
+        effect = flow.send(value) if error is None else flow.throw(error)
+        for clocks in range(_CLOCKS_IN_A_STEP):
+            kind = type(effect)
+            if kind is driver.Now:
+                effect = flow.send(self._runtime.monotonic())
+            elif kind is driver.WallTime:
+                effect = flow.send(int(time.time() * 1000))
+            else:
+                self._clocks = clocks
+                break
+        else:
+            self._clocks = _CLOCKS_IN_A_STEP
+        return effect
 
     def _perform(self, effect: driver.Effect) -> Any:
         """The effect's result if it is known now, else :data:`_ASYNC` (and resume later)."""

@@ -56,7 +56,7 @@ from rocketmq_proto.wire.errors import (
     UserCallbackError,
 )
 from rocketmq_sync._future import CancelledError, Future
-from rocketmq_sync._interpreter import run_flow, start_flow
+from rocketmq_sync._interpreter import _CLOCKS_IN_A_STEP, _TURN_AFTER, run_flow, start_flow
 from rocketmq_sync._runtime import Runtime, ThreadRuntime
 from rocketmq_sync._transport import RemotingClient
 
@@ -990,6 +990,72 @@ def test_short_offloaded_work_runs_in_the_flows_own_task(env: Env) -> None:
     assert lock_free == [True]
 
 
+class _CountingLock:
+    """A lock that counts how often it is taken."""
+
+    def __init__(self, lock: Any) -> None:
+        self._lock = lock
+        self.taken = 0
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        self.taken += 1
+        got: bool = self._lock.acquire(blocking, timeout)
+        return got
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def locked(self) -> bool:
+        return bool(self._lock.locked())
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def test_clock_readings_are_answered_in_the_steps_hold_of_the_core_lock(env: Env) -> None:
+    """A flow's readings of the clocks (``Now``, ``WallTime``) are answered while it
+    holds the client's core lock for its step: a consume worker reads them around
+    each handler call, and taking the lock again for each let the connections'
+    readers contend for it. Other effects are performed outside the lock."""
+    client = env.client()
+    core_lock = _CountingLock(env.runtime.Lock())
+    held: list[bool] = []
+
+    def work() -> None:
+        held.append(core_lock.locked())
+
+    def flow() -> Generator[Any, Any, int]:
+        readings = 0
+        for _ in range(3):  # three rounds of two clock readings, then a call
+            yield Now()
+            yield WallTime()
+            readings += 2
+            yield UserCall(work, ())
+        return readings
+
+    assert env.run(lambda: run_flow(client, env.runtime, flow(), core_lock=core_lock)) == 6
+    # One hold per step that ends at the user's call, and one for the flow's end.
+    assert core_lock.taken == 4
+    assert held == [False] * 3
+
+
+def test_a_flow_reading_the_clocks_over_and_over_still_lets_the_core_lock_go(env: Env) -> None:
+    """Clock readings answered in one hold are bounded, so another task stepping a
+    flow of the same client gets the core lock between them."""
+    client = env.client()
+    core_lock = _CountingLock(env.runtime.Lock())
+
+    def flow() -> Generator[Any, Any, None]:
+        for _ in range(10 * _CLOCKS_IN_A_STEP):
+            yield Now()
+
+    env.run(lambda: run_flow(client, env.runtime, flow(), core_lock=core_lock))
+    assert core_lock.taken >= 10
+
+
 def _armed_timers(env: Env) -> int:
     """Timers armed and not cancelled: the hub's active watchers under gevent, the
     scheduler's live entries on threads."""
@@ -1574,7 +1640,10 @@ def test_a_flow_that_never_waits_still_lets_the_other_tasks_run(env: Env) -> Non
         return run_flow(client, env.runtime, flow())
 
     steps = env.run(body)
-    assert 0 <= steps <= 1_000 if env.kind == "gevent" else 0 <= steps < 50_000, steps
+    # A turn after _TURN_AFTER effects, clock readings answered in a step counted
+    # (a step may answer up to _CLOCKS_IN_A_STEP of them past the mark).
+    turn = _TURN_AFTER + _CLOCKS_IN_A_STEP
+    assert 0 <= steps <= turn if env.kind == "gevent" else 0 <= steps < 50_000, steps
 
 
 # ------------------------------------------------- a caller reading its own answer
