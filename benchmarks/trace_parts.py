@@ -3,6 +3,7 @@ and with one part of the tracer left out at a time.
 
     python benchmarks/trace_parts.py [--driver asyncio] [--count 200000] [--rounds 3]
         [--variants off,told,written,uncompressed,offloaded,on]
+        [--switch-intervals 0.005,0.02]
 
 Uses the cluster ``ROCKETMQ_NAMESRV`` names (else starts the local one), makes a
 topic and a backlog of ``--count`` 1 KiB messages, then runs one
@@ -30,6 +31,11 @@ between two variants is what the part between them costs; run-to-run spread is
 large on a shared 2-core machine, so compare within a round and over several.
 The parts are left out by replacing the tracer's methods in the worker process
 only (the client's code is unchanged).
+
+``--switch-intervals`` runs each variant at each of the interpreter's switch
+intervals given (``sys.setswitchinterval`` in the worker; Python's default is
+0.005 s), alternating with the rest: the threads driver's drains depend on how
+often the interpreter's lock is taken from a thread running Python code.
 """
 
 from __future__ import annotations
@@ -120,10 +126,22 @@ def _offloading(producer: Any) -> None:
     producer.short_compression = False
 
 
+def set_switch_interval(argv: list[str]) -> list[str]:
+    """Set the interpreter's switch interval if ``argv`` starts with
+    ``--switch-interval SECONDS``; the rest of ``argv``."""
+    if argv[:1] != ["--switch-interval"]:
+        return argv
+    sys.setswitchinterval(float(argv[1]))
+    return argv[2:]
+
+
 def _worker(variant: str, argv: list[str]) -> int:
-    """Run one ``side_by_side.py`` worker with ``variant``'s parts left out; its
-    record gets the main thread's CPU (from the worker's start), the process's minor page faults and
-    voluntary context switches, read as the drain ends (before the close)."""
+    """Run one ``side_by_side.py`` worker with ``variant``'s parts left out (and,
+    with ``--switch-interval SECONDS`` first in ``argv``, at that switch interval);
+    its record gets the main thread's CPU (from the worker's start), the process's
+    minor page faults and voluntary context switches, read as the drain ends
+    (before the close)."""
+    argv = set_switch_interval(argv)
     apply(variant)
     usage: dict[str, float] = {}
     started = time.thread_time()  # imports done: the main thread's CPU from here
@@ -153,11 +171,20 @@ def main() -> int:
     parser.add_argument("--count", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--switch-intervals", default="", help="seconds, comma-separated")
     args = parser.parse_args()
     variants = [v for v in args.variants.split(",") if v]
     for variant in variants:
         if variant not in VARIANTS:
             parser.error(f"unknown variant {variant!r}: one of {', '.join(VARIANTS)}")
+    try:
+        intervals = [float(i) for i in args.switch_intervals.split(",") if i]
+    except ValueError:
+        parser.error(f"--switch-intervals: not seconds: {args.switch_intervals!r}")
+    if any(i <= 0 for i in intervals):
+        parser.error(f"--switch-intervals: each must be above 0, got {args.switch_intervals!r}")
+    each: list[float | None] = list(intervals) or [None]
+    runs = [(v, i) for i in each for v in variants]
     import rocketmq_sync
 
     with sbs.bench_cluster() as cluster:
@@ -168,17 +195,21 @@ def main() -> int:
             admin.create_topic(topic, read_queue_nums=8, write_queue_nums=8)
         sbs.fill_backlog(namesrv, topic, args.count)
         print(f"{args.driver} drains of {args.count:,} x 1 KiB, {args.rounds} rounds", flush=True)
-        for round_, _, variant in alternating(variants, args.rounds):
-            group = f"parts_{variant}_{round_}_{run_id}"
-            cmd = [sys.executable, __file__, "--worker-variant", variant, "--worker",
-                   args.driver, "--op", "push", "--namesrv", namesrv, "--topic", topic,
-                   "--count", str(args.count), "--group", group]  # fmt: skip
+        for round_, place, (variant, interval) in alternating(runs, args.rounds):
+            group = f"parts_{variant}_{round_}_{place}_{run_id}"
+            cmd = [sys.executable, __file__, "--worker-variant", variant]
+            label = variant
+            if interval is not None:
+                cmd += ["--switch-interval", str(interval)]
+                label = f"{variant} {interval * 1000:g} ms"
+            cmd += ["--worker", args.driver, "--op", "push", "--namesrv", namesrv,
+                    "--topic", topic, "--count", str(args.count), "--group", group]  # fmt: skip
             if variant != "off":
                 cmd.append("--trace")
             record = sbs.run_one(cmd, timeout=900)
             seen = max(1, record["received"])
             print(
-                f"round {round_} {variant:8s} {record['msgsPerSecFromFirst']:9,.0f} msgs/s"
+                f"round {round_} {label:12s} {record['msgsPerSecFromFirst']:9,.0f} msgs/s"
                 f"  cpu {record['cpuUsPerMsg']:5.1f} µs/msg"
                 f"  main thread {record['mainCpuSec'] * 1e6 / seen:5.1f} µs/msg"
                 f"  faults {record['minorFaults']:7,}  switches {record['voluntarySwitches']:6,}"

@@ -109,3 +109,15 @@ def test_rounds_alternate_the_variants_order() -> None:
         (1, 0, "c"), (1, 1, "b"), (1, 2, "a"),
         (2, 0, "a"), (2, 1, "b"), (2, 2, "c"),
     ]  # fmt: skip
+
+
+def test_a_worker_runs_at_the_switch_interval_it_is_given() -> None:
+    default = sys.getswitchinterval()
+    try:
+        rest = trace_parts.set_switch_interval(["--switch-interval", "0.02", "--worker", "sync"])
+        assert rest == ["--worker", "sync"]
+        assert sys.getswitchinterval() == pytest.approx(0.02)
+    finally:
+        sys.setswitchinterval(default)
+    assert trace_parts.set_switch_interval(["--worker", "sync"]) == ["--worker", "sync"]
+    assert sys.getswitchinterval() == default
