@@ -174,19 +174,27 @@ class _FlowRunner(Generic[T]):
         """Step the flow to its next effect that is not a reading of a clock: those
         are answered here, in the same hold of the core lock. (A consume worker reads
         the clocks around each handler call: each step taking the lock again let the
-        connections' readers, stepping their pull flows, contend for it.)"""
+        connections' readers, stepping their pull flows, contend for it.) A reading
+        that fails, or a flow cancelled meanwhile, is left to the loop, as before."""
         effect = flow.send(value) if error is None else flow.throw(error)
-        for clocks in range(_CLOCKS_IN_A_STEP):
+        runtime, result = self._runtime, self._result
+        answered = 0
+        while answered < _CLOCKS_IN_A_STEP:
             kind = type(effect)
-            if kind is driver.Now:
-                effect = flow.send(self._runtime.monotonic())
-            elif kind is driver.WallTime:
-                effect = flow.send(int(time.time() * 1000))
-            else:
-                self._clocks = clocks
+            try:
+                if kind is driver.Now:
+                    reading: Any = runtime.monotonic()
+                elif kind is driver.WallTime:
+                    reading = int(time.time() * 1000)
+                else:
+                    break
+            except BaseException:  # _perform reads it again, and fails the flow
                 break
-        else:
-            self._clocks = _CLOCKS_IN_A_STEP
+            if result.cancelled():
+                break
+            effect = flow.send(reading)
+            answered += 1
+        self._clocks = answered
         return effect
 
     def _perform(self, effect: driver.Effect) -> Any:

@@ -5,11 +5,13 @@ before (see :class:`Footprint`)."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import gc
 import os
 import threading
 import time
+import types
 from typing import Any, Protocol
 
 
@@ -28,10 +30,41 @@ def _open_fds() -> int:
 
 
 def _owner(fn: Any) -> Any:
-    """What a callback serves: the object of a bound method (under a partial)."""
+    """What a callback serves: the object of a bound method (under a partial), or
+    ``None`` for a plain function (or one of a module): nothing to tell it by."""
     while isinstance(fn, functools.partial):
         fn = fn.func
-    return getattr(fn, "__self__", fn)
+    owner = getattr(fn, "__self__", None)
+    return None if owner is None or isinstance(owner, types.ModuleType) else owner
+
+
+def _served(watcher: Any) -> Any:
+    """What an active hub watcher serves: the greenlet a timeout is thrown into or
+    a waiter wakes, the object the driver's timer calls back, the object of its
+    callback; ``None`` if nothing can be told."""
+    import gevent
+    from gevent.hub import Waiter
+
+    served = _owner(watcher.callback)
+    if isinstance(served, gevent.Timeout) and watcher.args:
+        return watcher.args[0]
+    if isinstance(served, Waiter):  # a sleep's, or a wait's on a socket
+        return served.greenlet
+    if type(served).__name__ == "_Timer":  # the driver's: it calls its _fn
+        return _owner(served._fn)
+    return served
+
+
+def _active_watchers() -> list[Any]:
+    from gevent.libev import corecext
+
+    gc.collect()
+    return [obj for obj in gc.get_objects() if isinstance(obj, corecext.watcher) and obj.active]
+
+
+def _name(watcher: Any, served: Any) -> str:
+    callback = getattr(watcher.callback, "__qualname__", watcher.callback)
+    return f"{type(watcher).__name__} -> {callback} of {served!r}"[:200]
 
 
 class Footprint:
@@ -42,18 +75,29 @@ class Footprint:
     hold (a parked reader waits on a timer, a reading one on its socket's watcher;
     a flow's sleep arms a new timer), so a count taken at one moment may be lower
     than one taken later with nothing leaked. What is counted there instead is what
-    is *new*: live greenlets made since, and active hub watchers that neither existed
-    then nor wake a greenlet, or call back an object, that did (the driver's timers
-    are followed to the object they call back). Each is named, so a
-    failure says what was left.
+    is *new*: live greenlets made since, and active hub watchers made since that
+    serve nothing that was there then (the greenlet a timeout or a wait wakes, the
+    object a callback or the driver's timer calls back; a plain function serves
+    nothing one can tell). A watcher made since for something that was there counts
+    too when that something holds more of them than it did then (and more than
+    one): a timer leaked per cycle by a client living through the cycles shows so.
+    Each is named, so a failure says what was left.
     """
 
     def __init__(self, backend: _Driver) -> None:
         self.backend = backend
         self._then: list[Any] = []
+        #: Active hub watchers per object they serve, then (by id).
+        self._held_then: collections.Counter[int] = collections.Counter()
+        #: What the last look found new: greenlets, hub watchers.
+        self._found: tuple[list[str], list[str]] = ([], [])
         if backend.name == "gevent":
             gc.collect()
             self._then = gc.get_objects()  # held, so that none of their ids is reused
+            for watcher in _active_watchers():
+                served = _served(watcher)
+                if served is not None:
+                    self._held_then[id(served)] += 1
         self._ids = {id(obj) for obj in self._then}
         self.baseline = self.now()
 
@@ -68,8 +112,9 @@ class Footprint:
 
             counts["tasks"] = backend._loop.call(tasks)
         elif backend.name == "gevent":
-            counts["new greenlets"] = len(self.new_greenlets())
-            counts["new hub watchers"] = len(self.new_watchers())
+            self._found = (self.new_greenlets(), self.new_watchers())
+            counts["new greenlets"] = len(self._found[0])
+            counts["new hub watchers"] = len(self._found[1])
         return counts
 
     def new_greenlets(self) -> list[str]:
@@ -84,27 +129,22 @@ class Footprint:
         ]
 
     def new_watchers(self) -> list[str]:
-        import gevent
-        from gevent.hub import Waiter
-        from gevent.libev import corecext
-
-        gc.collect()
         ids = self._ids
         found = []
-        for obj in gc.get_objects():
-            if not isinstance(obj, corecext.watcher) or not obj.active or id(obj) in ids:
+        held: collections.Counter[int] = collections.Counter()
+        named: dict[int, str] = {}
+        for watcher in _active_watchers():
+            if id(watcher) in ids:  # there then (a socket's, watched again)
                 continue
-            served = _owner(obj.callback)
-            if isinstance(served, gevent.Timeout) and obj.args:
-                served = obj.args[0]  # the greenlet the timeout is thrown into
-            elif isinstance(served, Waiter):  # a sleep's, or a wait's on a socket
-                served = served.greenlet
-            elif type(served).__name__ == "_Timer":  # the driver's: it calls its _fn
-                served = _owner(served._fn)
-            if id(served) in ids:
+            served = _served(watcher)
+            if served is None or id(served) not in ids:
+                found.append(_name(watcher, served))
                 continue
-            name = getattr(obj.callback, "__qualname__", obj.callback)
-            found.append(f"{type(obj).__name__} -> {name} of {served!r}"[:200])
+            held[id(served)] += 1
+            named[id(served)] = _name(watcher, served)
+        for key, count in held.items():
+            then = self._held_then[key]
+            found += [f"{named[key]} (holds {count}, {then} then)"] * (count - max(then, 1))
         return found
 
     def settled(self, timeout: float = 15.0) -> dict[str, int]:
@@ -119,7 +159,8 @@ class Footprint:
             self.backend.sleep(0.1)
 
     def grown(self, after: dict[str, int]) -> dict[str, str]:
-        """What grew from the baseline to ``after``, with what the new ones are."""
+        """What grew from the baseline to ``after`` (the last look's), with what the
+        new ones are."""
         baseline = self.baseline
         grown = {
             key: f"{baseline[key]} -> {after[key]}"
@@ -127,7 +168,7 @@ class Footprint:
             if after[key] > baseline[key]
         }
         if "new greenlets" in grown:
-            grown["new greenlets"] += ": " + "; ".join(self.new_greenlets())
+            grown["new greenlets"] += ": " + "; ".join(self._found[0])
         if "new hub watchers" in grown:
-            grown["new hub watchers"] += ": " + "; ".join(self.new_watchers())
+            grown["new hub watchers"] += ": " + "; ".join(self._found[1])
         return grown

@@ -16,6 +16,7 @@ import datetime
 import functools
 import gc
 import ipaddress
+import math
 import os
 import random
 import select
@@ -1043,17 +1044,52 @@ def test_clock_readings_are_answered_in_the_steps_hold_of_the_core_lock(env: Env
 
 
 def test_a_flow_reading_the_clocks_over_and_over_still_lets_the_core_lock_go(env: Env) -> None:
-    """Clock readings answered in one hold are bounded, so another task stepping a
-    flow of the same client gets the core lock between them."""
+    """Clock readings answered in one hold are bounded: the lock is let go (and
+    taken again) after each ``_CLOCKS_IN_A_STEP`` of them and the one that follows,
+    which the loop answers outside the lock."""
     client = env.client()
     core_lock = _CountingLock(env.runtime.Lock())
+    readings = 10 * _CLOCKS_IN_A_STEP
 
     def flow() -> Generator[Any, Any, None]:
-        for _ in range(10 * _CLOCKS_IN_A_STEP):
+        for _ in range(readings):
             yield Now()
 
     env.run(lambda: run_flow(client, env.runtime, flow(), core_lock=core_lock))
-    assert core_lock.taken >= 10
+    assert core_lock.taken == math.ceil(readings / (_CLOCKS_IN_A_STEP + 1))
+
+
+class _ClocklessRuntime:
+    """The runtime, but its clock fails."""
+
+    def __init__(self, runtime: Any) -> None:
+        self._runtime = runtime
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._runtime, name)
+
+    def monotonic(self) -> float:
+        raise OSError("no clock")
+
+
+def test_a_clock_reading_that_fails_fails_the_flow_and_closes_it(env: Env) -> None:
+    """A reading answered in the step's hold of the core lock that fails is left to
+    the loop: the flow is closed (its ``finally`` runs) and its future fails with the
+    error, as for any effect that fails outside a user's callable."""
+    client = env.client()
+    closed: list[bool] = []
+
+    def flow() -> Generator[Any, Any, None]:
+        try:
+            yield WallTime()
+            yield Now()
+        finally:
+            closed.append(True)
+
+    runtime = _ClocklessRuntime(env.runtime)
+    with pytest.raises(OSError, match="no clock"):
+        env.run(lambda: run_flow(client, runtime, flow(), core_lock=env.runtime.Lock()))
+    assert closed == [True]
 
 
 def _armed_timers(env: Env) -> int:

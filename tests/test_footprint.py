@@ -4,6 +4,7 @@ flows keep arming fresh timers, neither hide a leak nor make one up)."""
 
 from __future__ import annotations
 
+import time
 import types
 from typing import Any
 
@@ -63,6 +64,17 @@ def test_what_was_there_before_is_not_counted_however_it_waits_now() -> None:
         runtime.close()
 
 
+def _looked_until(footprint: Footprint, expected: dict[str, int]) -> dict[str, int]:
+    """The footprint once its gevent counts are ``expected`` (or the last one seen
+    after 2 s: a greenlet another test left may be starting one for a moment)."""
+    deadline = time.monotonic() + 2.0
+    while True:
+        now = footprint.now()
+        if _new(now) == expected or time.monotonic() > deadline:
+            return now
+        gevent.sleep(0.05)
+
+
 def test_what_is_new_is_counted_and_named() -> None:
     runtime = GeventRuntime()
     footprint = Footprint(_driver())
@@ -73,9 +85,9 @@ def test_what_is_new_is_counted_and_named() -> None:
     left = gevent.spawn(gevent.sleep, 30)
     gevent.sleep(0.05)
     try:
-        now = footprint.now()
-        assert now["new greenlets"] == 1
-        assert now["new hub watchers"] == 3  # the driver's timer, the raw one, the sleep's
+        # The driver's timer, the raw one, the sleep's.
+        now = _looked_until(footprint, {"new greenlets": 1, "new hub watchers": 3})
+        assert _new(now) == {"new greenlets": 1, "new hub watchers": 3}
         grown = footprint.grown(now)
         assert "sleep(30)" in grown["new greenlets"]
         assert grown["new hub watchers"].count("_Owner object") == 2, grown
@@ -86,3 +98,29 @@ def test_what_is_new_is_counted_and_named() -> None:
         left.kill()
         runtime.close()
     assert _new(footprint.settled(5.0)) == {"new greenlets": 0, "new hub watchers": 0}
+
+
+def _plain() -> None:
+    pass
+
+
+def test_a_plain_functions_timer_and_an_old_owners_extra_timers_count() -> None:
+    """A timer calling a plain function serves nothing one can tell: it counts. An
+    object that was there counts for the timers it holds beyond what it held then
+    (and one): a long-lived client leaking one per cycle shows."""
+    runtime = GeventRuntime()
+    owner = _Owner()
+    footprint = Footprint(_driver())
+    timers = [runtime.call_later(30, owner.wake) for _ in range(3)]
+    timers.append(runtime.call_later(30, _plain))
+    gevent.sleep(0.05)
+    try:
+        now = _looked_until(footprint, {"new greenlets": 0, "new hub watchers": 3})
+        assert _new(now) == {"new greenlets": 0, "new hub watchers": 3}
+        grown = footprint.grown(now)["new hub watchers"]
+        assert grown.count("(holds 3, 0 then)") == 2, grown
+        assert "of None" in grown, grown
+    finally:
+        for timer in timers:
+            timer.cancel()
+        runtime.close()

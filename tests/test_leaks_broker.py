@@ -2,9 +2,10 @@
 
 Each client class is opened, used against the real cluster and closed many times
 in each driver; afterwards the process's threads, file descriptors and the
-driver's own tasks (asyncio tasks; under gevent, greenlets and hub watchers that
-serve none of what was there before) are back to what they were before the first
-cycle.
+driver's own tasks are back to what they were before the first cycle: asyncio
+tasks; under gevent, no greenlet made since is alive, and no hub watcher made
+since is active beyond what the clients living through the cycles hold (see
+``footprint.Footprint``).
 """
 
 from __future__ import annotations
