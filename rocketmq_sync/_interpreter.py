@@ -188,8 +188,8 @@ class _FlowRunner(Generic[T]):
                     reading = int(time.time() * 1000)
                 else:
                     break
-            except BaseException:  # _perform reads it again, and fails the flow
-                break
+            except Exception:  # _perform reads it again, and fails the flow
+                break  # (an interrupt goes up, as one raised by the step would)
             if result.cancelled():
                 break
             effect = flow.send(reading)
