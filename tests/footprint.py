@@ -55,11 +55,16 @@ def _served(watcher: Any) -> Any:
     return served
 
 
-def _active_watchers() -> list[Any]:
+def _active_watchers(objects: list[Any]) -> list[Any]:
     from gevent.libev import corecext
 
+    return [obj for obj in objects if isinstance(obj, corecext.watcher) and obj.active]
+
+
+def _tracked() -> list[Any]:
+    """The objects the collector tracks, after a collection (what is garbage gone)."""
     gc.collect()
-    return [obj for obj in gc.get_objects() if isinstance(obj, corecext.watcher) and obj.active]
+    return gc.get_objects()
 
 
 def _name(watcher: Any, served: Any) -> str:
@@ -92,9 +97,8 @@ class Footprint:
         #: What the last look found new: greenlets, hub watchers.
         self._found: tuple[list[str], list[str]] = ([], [])
         if backend.name == "gevent":
-            gc.collect()
-            self._then = gc.get_objects()  # held, so that none of their ids is reused
-            for watcher in _active_watchers():
+            self._then = _tracked()  # held, so that none of their ids is reused
+            for watcher in _active_watchers(self._then):
                 served = _served(watcher)
                 if served is not None:
                     self._held_then[id(served)] += 1
@@ -112,28 +116,28 @@ class Footprint:
 
             counts["tasks"] = backend._loop.call(tasks)
         elif backend.name == "gevent":
-            self._found = (self.new_greenlets(), self.new_watchers())
+            objects = _tracked()  # one look for both
+            self._found = (self.new_greenlets(objects), self.new_watchers(objects))
             counts["new greenlets"] = len(self._found[0])
             counts["new hub watchers"] = len(self._found[1])
         return counts
 
-    def new_greenlets(self) -> list[str]:
+    def new_greenlets(self, objects: list[Any]) -> list[str]:
         import greenlet
 
-        gc.collect()
         ids = self._ids
         return [
             repr(obj)[:200]
-            for obj in gc.get_objects()
+            for obj in objects
             if isinstance(obj, greenlet.greenlet) and obj and not obj.dead and id(obj) not in ids
         ]
 
-    def new_watchers(self) -> list[str]:
+    def new_watchers(self, objects: list[Any]) -> list[str]:
         ids = self._ids
         found = []
         held: collections.Counter[int] = collections.Counter()
         named: dict[int, str] = {}
-        for watcher in _active_watchers():
+        for watcher in _active_watchers(objects):
             if id(watcher) in ids:  # there then (a socket's, watched again)
                 continue
             served = _served(watcher)
